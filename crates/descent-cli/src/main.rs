@@ -1,0 +1,67 @@
+//! The `descent` command line. It parses arguments, calls the library and turns errors into one
+//! readable message and an exit code; the training itself lives in the `descent` crate.
+//!
+//! Exit codes, the same for every command: 0 done; 2 bad input or usage; 3 training diverged;
+//! 130 interrupted.
+
+mod args;
+mod lesson2;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Gradient descent on Burn: the fast.ai lesson-2 "SGD from scratch", and a trainer.
+#[derive(Parser, Debug)]
+#[command(name = "descent", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The lesson: fit y = x·a to noisy points by gradient descent, as the notebook does.
+    Lesson2(lesson2::Lesson2Args),
+}
+
+/// An error that ends the program, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// The one sentence printed after `error: `.
+    pub message: String,
+    /// The process exit code.
+    pub code: u8,
+}
+
+impl Failure {
+    /// Bad input or usage: exit code 2.
+    pub fn input(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            code: 2,
+        }
+    }
+
+    /// A failure of the machine rather than of the input (a device error): exit code 1.
+    pub fn internal(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Lesson2(args) => lesson2::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

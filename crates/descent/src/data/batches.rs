@@ -1,0 +1,130 @@
+//! Batches on a device: the whole table at once (the notebook's full-batch descent) or mini-batches
+//! through Burn's `DataLoader` with a seeded shuffle.
+
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::InMemDataset;
+use burn::prelude::*;
+
+use super::Table;
+use crate::train::{BatchSource, Batches};
+
+/// Features `x` (`[b, d]`) and targets `y` (`[b, 1]`) of `b` rows, on one device.
+#[derive(Clone, Debug)]
+pub struct RegressionBatch {
+    /// Features, one row per example.
+    pub x: Tensor<2>,
+    /// Targets, one row per example.
+    pub y: Tensor<2>,
+}
+
+impl RegressionBatch {
+    /// The whole table as one batch on `device`.
+    pub fn from_table(table: &Table, device: &Device) -> Self {
+        Self {
+            x: table.x_tensor(device),
+            y: table.y_tensor(device),
+        }
+    }
+
+    /// Number of rows in the batch.
+    pub fn len(&self) -> usize {
+        self.y.dims()[0]
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Full-batch descent: every epoch is one batch holding every row, made once and reused.
+#[derive(Clone, Debug)]
+pub struct FullBatch {
+    batch: RegressionBatch,
+}
+
+impl FullBatch {
+    /// Put the whole table on `device` once.
+    pub fn new(table: &Table, device: &Device) -> Self {
+        Self {
+            batch: RegressionBatch::from_table(table, device),
+        }
+    }
+}
+
+impl BatchSource<RegressionBatch> for FullBatch {
+    fn batches_per_epoch(&self) -> usize {
+        1
+    }
+
+    fn epoch(&self) -> Batches<'_, RegressionBatch> {
+        // Cloning a tensor clones a handle, not the data.
+        Box::new(std::iter::once(Ok(self.batch.clone())))
+    }
+}
+
+/// Mini-batches through Burn's `DataLoader`: the dataset is the list of row indices, shuffled
+/// every epoch from the seed; the batcher copies the chosen rows into one tensor per batch.
+pub struct MiniBatches {
+    loader: Arc<dyn DataLoader<RegressionBatch>>,
+    batches_per_epoch: usize,
+}
+
+impl MiniBatches {
+    /// Batches of `batch_size` rows (the last one may be smaller), reshuffled every epoch; the
+    /// sequence of orders is determined by `seed`.
+    ///
+    /// # Panics
+    /// If `batch_size` is 0 (callers validate user input first).
+    pub fn new(table: Arc<Table>, batch_size: usize, seed: u64, device: &Device) -> Self {
+        assert!(batch_size > 0, "batch size must be positive");
+        let rows = table.len();
+        let loader = DataLoaderBuilder::new(RowBatcher { table })
+            .batch_size(batch_size)
+            .shuffle(seed)
+            .set_device(device.clone())
+            .build(InMemDataset::new((0..rows).collect::<Vec<usize>>()));
+        Self {
+            loader,
+            batches_per_epoch: rows.div_ceil(batch_size),
+        }
+    }
+}
+
+impl BatchSource<RegressionBatch> for MiniBatches {
+    fn batches_per_epoch(&self) -> usize {
+        self.batches_per_epoch
+    }
+
+    fn epoch(&self) -> Batches<'_, RegressionBatch> {
+        Box::new(
+            self.loader
+                .iter()
+                .map(|batch| batch.map_err(|error| error.to_string())),
+        )
+    }
+}
+
+/// Gathers the rows named by a batch of indices into tensors.
+struct RowBatcher {
+    table: Arc<Table>,
+}
+
+impl Batcher<usize, RegressionBatch> for RowBatcher {
+    fn batch(&self, rows: Vec<usize>, device: &Device) -> RegressionBatch {
+        let features = self.table.features();
+        let mut x = Vec::with_capacity(rows.len() * features);
+        let mut y = Vec::with_capacity(rows.len());
+        for &row in &rows {
+            x.extend_from_slice(self.table.row(row));
+            y.push(self.table.y()[row]);
+        }
+        RegressionBatch {
+            x: Tensor::from_data(TensorData::new(x, [rows.len(), features]), device),
+            y: Tensor::from_data(TensorData::new(y, [rows.len(), 1]), device),
+        }
+    }
+}

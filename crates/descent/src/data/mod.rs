@@ -1,0 +1,138 @@
+//! Data: the lesson's generator, point files, and batches on a device.
+
+pub mod batches;
+pub mod points;
+pub mod random;
+pub mod synthetic;
+
+pub use batches::{FullBatch, MiniBatches, RegressionBatch};
+pub use points::read_points;
+pub use synthetic::LessonData;
+
+use burn::prelude::*;
+
+/// A regression table held on the host: `n` rows of `d` features (row-major) and one target each.
+///
+/// For the lesson `d = 2` and the second feature is the column of ones, so the model `x·a` has an
+/// intercept without a separate bias. The values are `f32`, the values the model trains on; the
+/// oracles ([`crate::ols`], [`Table::mse`]) accumulate them in `f64`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    features: usize,
+}
+
+impl Table {
+    /// A table from row-major features and targets.
+    ///
+    /// # Panics
+    /// If `x.len() != y.len() * features` or `features == 0` (a programming error, not user input:
+    /// readers check rows as they read them).
+    pub fn new(x: Vec<f32>, y: Vec<f32>, features: usize) -> Self {
+        assert!(features > 0, "a table needs at least one feature column");
+        assert_eq!(
+            x.len(),
+            y.len() * features,
+            "x must hold `features` values per target"
+        );
+        Self { x, y, features }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Whether the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Number of feature columns (including the column of ones, when there is one).
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// The features of row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.x[i * self.features..(i + 1) * self.features]
+    }
+
+    /// All features, row-major.
+    pub fn x(&self) -> &[f32] {
+        &self.x
+    }
+
+    /// All targets.
+    pub fn y(&self) -> &[f32] {
+        &self.y
+    }
+
+    /// Features as an `[n, d]` tensor on `device`.
+    pub fn x_tensor(&self, device: &Device) -> Tensor<2> {
+        Tensor::from_data(
+            TensorData::new(self.x.clone(), [self.len(), self.features]),
+            device,
+        )
+    }
+
+    /// Targets as an `[n, 1]` tensor on `device`.
+    pub fn y_tensor(&self, device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(self.y.clone(), [self.len(), 1]), device)
+    }
+
+    /// Mean squared error of the predictions `x·a`, accumulated in `f64` on the host.
+    ///
+    /// # Panics
+    /// If `a.len()` is not the number of features.
+    pub fn mse(&self, a: &[f64]) -> f64 {
+        assert_eq!(a.len(), self.features, "one parameter per feature");
+        let total: f64 = (0..self.len())
+            .map(|i| {
+                let prediction: f64 = self
+                    .row(i)
+                    .iter()
+                    .zip(a)
+                    .map(|(&x, &a)| f64::from(x) * a)
+                    .sum();
+                let residual = prediction - f64::from(self.y[i]);
+                residual * residual
+            })
+            .sum();
+        total / self.len() as f64
+    }
+}
+
+use std::path::PathBuf;
+
+/// Why a data file could not be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A line of the file is not what it should be.
+    #[error("{}, line {line}: {message}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number (the header is line 1).
+        line: u64,
+        /// What was found and what is allowed.
+        message: String,
+    },
+    /// The file holds no data.
+    #[error("{} has {what}: expected a header row and at least one data row", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What it has instead.
+        what: String,
+    },
+}

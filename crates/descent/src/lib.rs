@@ -1,0 +1,17 @@
+//! descent: gradient descent on Burn 0.22.
+//!
+//! The fast.ai lesson-2 "SGD from scratch" reproduced faithfully, and the trainer that grows out
+//! of it. One concern per module:
+//!
+//! - [`data`]: where rows come from (the lesson's generator, CSV files) and how they become
+//!   batches on a device;
+//! - [`model`]: the models the trainer fits (the lesson's linear model `x·a`);
+//! - [`train`]: the one training engine every model goes through;
+//! - [`device`]: backend names to Burn devices; the only module that knows which backends exist;
+//! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against.
+
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod ols;
+pub mod train;

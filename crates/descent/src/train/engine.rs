@@ -1,0 +1,221 @@
+//! The one training loop: forward, loss, `backward`, `GradientsParams::from_grads`, optimizer step.
+//!
+//! We write the loop ourselves rather than use Burn's `SupervisedTraining`: the lesson's model
+//! has two parameters, so per-step overhead is the whole cost, and the loop must report the loss
+//! computed *before* each update exactly as the notebook prints it. Every model goes through
+//! [`train`]; a model plugs in by implementing [`Objective`] for its batches.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+
+/// A model the engine can train on batches of type `B`: a Burn module with a scalar loss.
+pub trait Objective<B>: Module + Sized {
+    /// The loss to minimise on one batch, a tensor of one element on the model's device.
+    fn loss(&self, batch: B) -> Tensor<1>;
+}
+
+/// The batches of one epoch, in order; an error says why a batch could not be made.
+pub type Batches<'a, B> = Box<dyn Iterator<Item = Result<B, String>> + 'a>;
+
+/// Where batches come from: every call to [`BatchSource::epoch`] starts a new epoch.
+pub trait BatchSource<B> {
+    /// How many batches one epoch has.
+    fn batches_per_epoch(&self) -> usize;
+    /// The batches of the next epoch.
+    fn epoch(&self) -> Batches<'_, B>;
+}
+
+/// How long to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Length {
+    /// This many updates (the last epoch may stop part-way).
+    Steps(usize),
+    /// This many passes over the data.
+    Epochs(usize),
+}
+
+/// Which losses to read back and report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// The loss of steps 0, k, 2k, ..., each computed before that step's update (the notebook).
+    EverySteps(usize),
+    /// The mean loss over the examples of epochs k, 2k, ... (each batch's loss computed before
+    /// its update, weighted by its number of examples).
+    EveryEpochs(usize),
+}
+
+/// The training plan: learning rate, length and reporting cadence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plan {
+    /// Learning rate.
+    pub lr: f64,
+    /// How long to train.
+    pub length: Length,
+    /// Which losses to report.
+    pub report: Report,
+}
+
+/// One reported loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossRecord {
+    /// Updates made before this loss was computed ([`Report::EverySteps`]), or at the end of the
+    /// epoch ([`Report::EveryEpochs`]).
+    pub step: usize,
+    /// The epoch (1-based) the loss belongs to.
+    pub epoch: usize,
+    /// The loss.
+    pub loss: f64,
+}
+
+/// A trained model and what happened on the way.
+#[derive(Debug)]
+pub struct Trained<M> {
+    /// The model after the last update.
+    pub model: M,
+    /// Updates made.
+    pub steps: usize,
+    /// Epochs started (the last may be partial with [`Length::Steps`]).
+    pub epochs: usize,
+    /// The reported losses, in order.
+    pub losses: Vec<LossRecord>,
+    /// Wall time of the loop, seconds, up to the device having finished its work.
+    pub seconds: f64,
+}
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A batch could not be produced.
+    #[error("could not load batch {batch} of epoch {epoch}: {message}")]
+    Batch {
+        /// Epoch, 1-based.
+        epoch: usize,
+        /// Batch within the epoch, 1-based.
+        batch: usize,
+        /// What went wrong.
+        message: String,
+    },
+    /// The device failed to return a value or to finish its work.
+    #[error("the device failed: {0}")]
+    Device(String),
+    /// The data produced no batch at all.
+    #[error("the data produced no batches: there is nothing to train on")]
+    NoBatches,
+}
+
+/// Train `model` with `optimizer` on batches from `source`, following `plan`; `on_loss` sees each
+/// reported loss as soon as it is known (for printing progress).
+pub fn train<M, B>(
+    mut model: M,
+    optimizer: &mut ModuleOptimizer,
+    source: &dyn BatchSource<B>,
+    plan: &Plan,
+    on_loss: &mut dyn FnMut(&LossRecord),
+) -> Result<Trained<M>, TrainError>
+where
+    M: Objective<B>,
+    B: BatchRows,
+{
+    if source.batches_per_epoch() == 0 {
+        return Err(TrainError::NoBatches);
+    }
+    let start = Instant::now();
+    let mut losses = Vec::new();
+    let mut record = |record: LossRecord| {
+        on_loss(&record);
+        losses.push(record);
+    };
+    let (mut step, mut epoch) = (0usize, 0usize);
+    let done = |step: usize, epoch: usize| match plan.length {
+        Length::Steps(total) => step >= total,
+        Length::Epochs(total) => epoch >= total,
+    };
+
+    while !done(step, epoch) {
+        epoch += 1;
+        let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch % k.max(1) == 0);
+        // The epoch's loss is summed on the device and read once at the end of the epoch.
+        let mut epoch_sum: Option<Tensor<1>> = None;
+        let mut epoch_rows = 0usize;
+        for (index, batch) in source.epoch().enumerate() {
+            if matches!(plan.length, Length::Steps(total) if step >= total) {
+                break;
+            }
+            let batch = batch.map_err(|message| TrainError::Batch {
+                epoch,
+                batch: index + 1,
+                message,
+            })?;
+            let rows = batch.rows();
+            let loss = model.loss(batch);
+
+            if let Report::EverySteps(k) = plan.report
+                && step % k.max(1) == 0
+            {
+                record(LossRecord {
+                    step,
+                    epoch,
+                    loss: read_scalar(loss.clone())?,
+                });
+            }
+            if report_epoch {
+                let weighted = loss.clone().inner().mul_scalar(rows as f64);
+                epoch_sum = Some(match epoch_sum {
+                    Some(sum) => sum + weighted,
+                    None => weighted,
+                });
+                epoch_rows += rows;
+            }
+
+            let gradients = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(plan.lr, model, gradients);
+            step += 1;
+        }
+        if let Some(sum) = epoch_sum {
+            record(LossRecord {
+                step,
+                epoch,
+                loss: read_scalar(sum)? / epoch_rows as f64,
+            });
+        }
+        if step == 0 {
+            return Err(TrainError::NoBatches);
+        }
+    }
+    for device in model.devices() {
+        device
+            .sync()
+            .map_err(|error| TrainError::Device(format!("{error:?}")))?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Trained {
+        model,
+        steps: step,
+        epochs: epoch,
+        losses,
+        seconds,
+    })
+}
+
+/// Batches know how many examples they hold (to weight epoch means).
+pub trait BatchRows {
+    /// Number of examples in the batch.
+    fn rows(&self) -> usize;
+}
+
+impl BatchRows for crate::data::RegressionBatch {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+fn read_scalar(tensor: Tensor<1>) -> Result<f64, TrainError> {
+    tensor
+        .inner()
+        .try_into_scalar::<f32>()
+        .map(f64::from)
+        .map_err(|error| TrainError::Device(format!("{error:?}")))
+}

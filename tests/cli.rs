@@ -1,0 +1,209 @@
+//! The `descent` binary as users run it: the lesson's output, its JSON summary, reproducibility,
+//! and clear errors with exit code 2 for bad input.
+
+mod common;
+
+use std::io::Write;
+
+use common::{descent, numbers, summary};
+
+#[test]
+fn the_lesson_fits_the_line_and_matches_least_squares() {
+    let output = descent(&["lesson2", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("first rows of x"), "{stdout}");
+    let json = summary(&output);
+
+    // Ten losses, at steps 0, 10, ..., 90, falling.
+    let losses = json["losses"].as_array().unwrap();
+    let steps: Vec<u64> = losses.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (0..100).step_by(10).collect::<Vec<u64>>());
+    let values: Vec<f64> = losses.iter().map(|r| r["loss"].as_f64().unwrap()).collect();
+    assert!(values.windows(2).all(|w| w[1] < w[0]), "{values:?}");
+    assert_eq!(json["steps"], 100);
+
+    let a = numbers(&json["a"]);
+    let a_ols = numbers(&json["a_ols"]);
+    assert!(
+        (a[0] - 3.0).abs() < 0.15 && (a[1] - 2.0).abs() < 0.15,
+        "a = {a:?}"
+    );
+    let gap = a
+        .iter()
+        .zip(&a_ols)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(gap < 0.01, "a = {a:?}, a_ols = {a_ols:?}");
+    assert!((json["gap_a"].as_f64().unwrap() - gap).abs() < 1e-12);
+    let (loss, loss_ols) = (
+        json["loss"].as_f64().unwrap(),
+        json["loss_ols"].as_f64().unwrap(),
+    );
+    assert!(
+        loss >= loss_ols && loss - loss_ols < 1e-3,
+        "{loss} vs {loss_ols}"
+    );
+    assert!(
+        json["device"].as_str().unwrap().contains("Device"),
+        "{}",
+        json["device"]
+    );
+    assert!(json["seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn same_seed_same_losses_different_seed_different_data() {
+    let losses = |seed: &str| {
+        let output = descent(&["lesson2", "--json", "--seed", seed, "--device", "auto"]);
+        assert!(output.status.success());
+        let json = summary(&output);
+        json["losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["loss"].as_f64().unwrap().to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses("7"), losses("7"));
+    assert_ne!(losses("7"), losses("8"));
+}
+
+#[test]
+fn every_device_flag_runs_the_lesson() {
+    for backend in descent::device::Backend::compiled() {
+        let output = descent(&["lesson2", "--json", "--device", backend.name()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(summary(&output)["backend"], backend.name());
+    }
+}
+
+#[test]
+fn mini_batches_print_one_line_per_epoch() {
+    let output = descent(&[
+        "lesson2",
+        "--json",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "12",
+        "--print-every",
+        "4",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = summary(&output);
+    let epochs: Vec<u64> = json["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, vec![4, 8, 12]);
+    assert_eq!(json["steps"], 12 * 7); // 100 rows in batches of 16: 7 per epoch
+    assert_eq!(json["batch_size"], 16);
+}
+
+#[test]
+fn points_from_a_csv_file() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    // y = 3x + 2 exactly: least squares recovers it and gradient descent gets close.
+    writeln!(file, "x,y").unwrap();
+    for i in 0..50 {
+        let x = -1.0 + 2.0 * f64::from(i) / 49.0;
+        writeln!(file, "{x},{}", 3.0 * x + 2.0).unwrap();
+    }
+    let path = file.path().to_str().unwrap();
+    let output = descent(&["lesson2", "--json", "--data", path, "--steps", "2000"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = summary(&output);
+    let a_ols = numbers(&json["a_ols"]);
+    assert!(
+        (a_ols[0] - 3.0).abs() < 1e-5 && (a_ols[1] - 2.0).abs() < 1e-5,
+        "{a_ols:?}"
+    );
+    let a = numbers(&json["a"]);
+    assert!(
+        (a[0] - 3.0).abs() < 1e-3 && (a[1] - 2.0).abs() < 1e-3,
+        "{a:?}"
+    );
+}
+
+/// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
+fn rejects(args: &[&str], expected: &[&str]) {
+    let output = descent(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    for needle in expected {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected `{needle}` in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    rejects(&["lesson2", "--n", "0"], &["--n", "at least 1"]);
+    rejects(&["lesson2", "--lr", "0"], &["--lr", "greater than 0"]);
+    rejects(&["lesson2", "--lr", "-0.1"], &["--lr"]);
+    rejects(&["lesson2", "--lr", "inf"], &["--lr", "finite"]);
+    rejects(&["lesson2", "--lr", "NaN"], &["--lr"]);
+    rejects(&["lesson2", "--lr", "fast"], &["--lr", "fast"]);
+    rejects(&["lesson2", "--init", "1,2,3"], &["--init", "got 3 values"]);
+    rejects(&["lesson2", "--init", "-1"], &["--init", "got 1 value"]);
+    rejects(
+        &["lesson2", "--batch-size", "0"],
+        &["--batch-size", "at least 1"],
+    );
+    rejects(
+        &["lesson2", "--steps", "5", "--epochs", "5"],
+        &["--steps", "--epochs"],
+    );
+    rejects(
+        &["lesson2", "--device", "tpu"],
+        &["unknown device `tpu`", "auto"],
+    );
+}
+
+#[test]
+fn bad_data_files_exit_2_naming_the_file_and_line() {
+    rejects(
+        &["lesson2", "--data", "/no/such/points.csv"],
+        &["/no/such/points.csv"],
+    );
+
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(file, "x,y\n0.5,3.5\n0.1,not-a-number\n").unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    rejects(
+        &["lesson2", "--data", &path],
+        &[&path, "line 3", "not-a-number"],
+    );
+
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(file, "a,b\n1,2\n").unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    rejects(&["lesson2", "--data", &path], &[&path, "no column `x`"]);
+
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(file, "x,y\n").unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    rejects(&["lesson2", "--data", &path], &[&path, "no rows"]);
+}

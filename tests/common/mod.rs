@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::process::{Command, Output};
+
+use burn::optim::SgdConfig;
+use descent::data::{FullBatch, Table};
+use descent::device::{Backend, SelectedDevice, select};
+use descent::model::LinearModel;
+use descent::train::{Length, LossRecord, Plan, Report, train};
+
+/// Every backend compiled into this build, as devices.
+pub fn devices() -> Vec<SelectedDevice> {
+    let devices: Vec<_> = Backend::compiled()
+        .into_iter()
+        .map(|b| select(b.name()).expect("compiled backend"))
+        .collect();
+    assert!(
+        !devices.is_empty(),
+        "the tests need at least one backend compiled in"
+    );
+    devices
+}
+
+/// Full-batch gradient descent with Burn's SGD, as `descent lesson2` runs it; returns the final
+/// parameters and the losses of every step (computed before each update).
+pub fn full_batch(
+    table: &Table,
+    device: &SelectedDevice,
+    init: [f32; 2],
+    lr: f64,
+    steps: usize,
+) -> (Vec<f32>, Vec<LossRecord>) {
+    let model = LinearModel::new(&init, &device.device.clone().autodiff());
+    let source = FullBatch::new(table, &device.device);
+    let plan = Plan {
+        lr,
+        length: Length::Steps(steps),
+        report: Report::EverySteps(1),
+    };
+    let trained = train(
+        model,
+        &mut SgdConfig::new().init(),
+        &source,
+        &plan,
+        &mut |_| {},
+    )
+    .expect("training runs");
+    (
+        trained.model.parameters().expect("read parameters"),
+        trained.losses,
+    )
+}
+
+/// Run the `descent` binary with `args`.
+pub fn descent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(args)
+        .output()
+        .expect("run the descent binary")
+}
+
+/// The JSON object on the last line of stdout.
+pub fn summary(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|error| panic!("last line is not JSON ({error}): {stdout}"))
+}
+
+/// `values` of a JSON array of numbers.
+pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
+    value
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect()
+}
