@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let column0 =
         Tensor::<2>::from_data(TensorData::new(rng.uniform(n, -1.0, 1.0), [n, 1]), &device);
     let x = Tensor::cat(vec![column0, Tensor::ones([n, 1], &device)], 1);
-    println!("x[:5] =\n{}", x.clone().slice(0..5).into_data());
+    println!("x[:5] =\n{}", x.clone().slice(0..5));
 
     // In [3]: a = tensor(3.,2)
     // Burn's matmul multiplies matrices, so `a` is a 2x1 column and `x@a` is [n, 1].

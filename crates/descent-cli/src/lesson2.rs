@@ -64,7 +64,8 @@ pub struct Lesson2Args {
     #[arg(long, value_parser = positive_count)]
     pub epochs: Option<usize>,
 
-    /// Print the loss every this many steps (full batch) or epochs (mini-batches).
+    /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
+    /// steps with full batches, 1 epoch with mini-batches].
     #[arg(long, value_parser = positive_count)]
     pub print_every: Option<usize>,
 
@@ -193,10 +194,14 @@ pub fn run(args: &Lesson2Args) -> Result<(), Failure> {
         ols.a[0], ols.a[1], ols.mse
     );
     println!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
+    let epochs = if full_batch {
+        String::new()
+    } else {
+        format!(" ({} epochs)", trained.epochs)
+    };
     println!(
-        "trained {} steps ({} epochs) in {:.2} ms on {}",
+        "trained {} steps{epochs} in {:.2} ms on {}",
         trained.steps,
-        trained.epochs,
         trained.seconds * 1e3,
         selected.describe()
     );
