@@ -203,7 +203,7 @@ fn bad_data_files_exit_2_naming_the_file_and_line() {
     rejects(&["lesson2", "--data", &path], &[&path, "no column `x`"]);
 
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    write!(file, "x,y\n").unwrap();
+    writeln!(file, "x,y").unwrap();
     let path = file.path().to_str().unwrap().to_owned();
     rejects(&["lesson2", "--data", &path], &[&path, "no rows"]);
 }

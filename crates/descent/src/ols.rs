@@ -54,11 +54,12 @@ pub fn least_squares(table: &Table) -> Result<LeastSquares, OlsError> {
             return Err(OlsError::Singular { column });
         }
         m.swap(column, pivot);
-        for r in 0..d {
+        let pivot_row = m[column].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != column {
-                let factor = m[r][column] / m[column][column];
-                for k in column..=d {
-                    m[r][k] -= factor * m[column][k];
+                let factor = row[column] / pivot_row[column];
+                for (value, pivot_value) in row[column..].iter_mut().zip(&pivot_row[column..]) {
+                    *value -= factor * pivot_value;
                 }
             }
         }

@@ -136,7 +136,8 @@ where
 
     while !done(step, epoch) {
         epoch += 1;
-        let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch % k.max(1) == 0);
+        let report_epoch =
+            matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
         // The epoch's loss is summed on the device and read once at the end of the epoch.
         let mut epoch_sum: Option<Tensor<1>> = None;
         let mut epoch_rows = 0usize;
@@ -153,7 +154,7 @@ where
             let loss = model.loss(batch);
 
             if let Report::EverySteps(k) = plan.report
-                && step % k.max(1) == 0
+                && step.is_multiple_of(k.max(1))
             {
                 record(LossRecord {
                     step,
