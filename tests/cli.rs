@@ -207,3 +207,72 @@ fn bad_data_files_exit_2_naming_the_file_and_line() {
     let path = file.path().to_str().unwrap().to_owned();
     rejects(&["lesson2", "--data", &path], &[&path, "no rows"]);
 }
+
+#[test]
+fn devices_lists_the_compiled_backends() {
+    let output = descent(&["devices"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for backend in descent::device::Backend::compiled() {
+        assert!(
+            stdout.contains(backend.name()),
+            "{backend} missing from: {stdout}"
+        );
+    }
+    assert!(stdout.contains("--device auto picks:"), "{stdout}");
+
+    let json = summary(&descent(&["devices", "--json"]));
+    let names: Vec<&str> = json["compiled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = descent::device::Backend::compiled()
+        .iter()
+        .map(|b| b.name())
+        .collect();
+    assert_eq!(names, expected);
+    assert!(json["auto"].is_string());
+}
+
+#[test]
+fn device_errors_exit_2_and_say_what_to_do() {
+    for backend in descent::device::Backend::ALL
+        .iter()
+        .filter(|b| !b.is_compiled())
+    {
+        let feature = format!("rebuild with `--features {}`", backend.name());
+        rejects(&["lesson2", "--device", backend.name()], &[&feature]);
+    }
+    rejects(
+        &["lesson2", "--device", "gpu"],
+        &[
+            "unknown device `gpu`",
+            "auto, cuda, rocm, metal, vulkan, wgpu, flex, ndarray",
+        ],
+    );
+    rejects(&["lesson2", "--device", "flex:1"], &["takes no adapter"]);
+    if descent::device::Backend::Wgpu.is_compiled() {
+        rejects(
+            &["lesson2", "--device", "wgpu:tpu"],
+            &["unknown adapter kind `tpu`"],
+        );
+        // A kind of adapter this machine lacks: a clear error, not the panic of Burn's lazy init.
+        let missing = ["discrete", "integrated", "virtual", "cpu"]
+            .into_iter()
+            .find(|kind| {
+                !descent::device::adapters(descent::device::Backend::Wgpu)
+                    .iter()
+                    .any(|a| a.kind.name() == *kind)
+            });
+        if let Some(kind) = missing {
+            let spec = format!("wgpu:{kind}:7");
+            rejects(&["lesson2", "--device", &spec], &["no usable adapter"]);
+        }
+    }
+}

@@ -9,17 +9,43 @@ use descent::device::{Backend, SelectedDevice, select};
 use descent::model::LinearModel;
 use descent::train::{Length, LossRecord, Plan, Report, train};
 
-/// Every backend compiled into this build, as devices.
+/// Every backend compiled into this build, as devices: the CPU backends, and each GPU backend
+/// that finds an adapter (a software one such as llvmpipe counts).
+///
+/// A GPU backend that finds no adapter is skipped with a printed notice, unless the environment
+/// variable `DESCENT_REQUIRE_GPU` is set (CI sets it), in which case the test fails.
 pub fn devices() -> Vec<SelectedDevice> {
-    let devices: Vec<_> = Backend::compiled()
-        .into_iter()
-        .map(|b| select(b.name()).expect("compiled backend"))
-        .collect();
+    let strict = std::env::var_os("DESCENT_REQUIRE_GPU").is_some_and(|v| !v.is_empty() && v != "0");
+    let mut devices = Vec::new();
+    for backend in Backend::compiled() {
+        match select(backend.name()) {
+            Ok(device) => devices.push(device),
+            Err(error) if backend.is_gpu() && !strict => {
+                eprintln!(
+                    "notice: skipping {backend}: {error} (set DESCENT_REQUIRE_GPU=1 to make this an error)"
+                );
+            }
+            Err(error) => panic!("{backend}: {error}"),
+        }
+    }
     assert!(
         !devices.is_empty(),
         "the tests need at least one backend compiled in"
     );
     devices
+}
+
+/// The device the others are compared with: NdArray when compiled in, else the first CPU backend.
+pub fn reference_device() -> SelectedDevice {
+    let backend = if Backend::NdArray.is_compiled() {
+        Backend::NdArray
+    } else {
+        *Backend::compiled()
+            .iter()
+            .find(|b| !b.is_gpu())
+            .expect("a CPU backend")
+    };
+    select(backend.name()).expect("the reference CPU backend opens")
 }
 
 /// Full-batch gradient descent with Burn's SGD, as `descent lesson2` runs it; returns the final

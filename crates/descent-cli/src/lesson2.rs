@@ -8,9 +8,9 @@ use burn::prelude::*;
 use clap::Args;
 use descent::data::{FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
 use descent::device::{self, SelectedDevice};
-use descent::model::{LinearModel, mse};
+use descent::model::LinearModel;
 use descent::ols::least_squares;
-use descent::train::{BatchSource, Length, LossRecord, Plan, Report, train};
+use descent::train::{BatchSource, Length, LossRecord, Objective, Plan, Report, train};
 use serde_json::json;
 
 use crate::Failure;
@@ -74,7 +74,9 @@ pub struct Lesson2Args {
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
 
-    /// Device to train on: auto, or a backend compiled into this build (flex, ndarray).
+    /// Device to train on: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm), or a
+    /// GPU adapter such as wgpu:discrete, wgpu:cpu or cuda:1. `descent devices` lists what this
+    /// build and machine have.
     #[arg(long, default_value = "auto")]
     pub device: String,
 
@@ -108,7 +110,7 @@ pub fn run(args: &Lesson2Args) -> Result<(), Failure> {
 
     // The notebook's cell 7: the loss of the guess.
     let whole = RegressionBatch::from_table(&table, &selected.device);
-    let initial_loss = read(mse(model.forward(whole.x.clone()), whole.y.clone()))?;
+    let initial_loss = read(model.loss(whole))?;
     println!(
         "mse of the guess a = ({}, {}): {initial_loss:.6}",
         init[0], init[1]

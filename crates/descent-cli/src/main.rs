@@ -5,6 +5,7 @@
 //! 130 interrupted.
 
 mod args;
+mod devices;
 mod lesson2;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// The lesson: fit y = x·a to noisy points by gradient descent, as the notebook does.
     Lesson2(lesson2::Lesson2Args),
+    /// List the backends compiled in, the adapters each finds, and what `--device auto` picks.
+    Devices(devices::DevicesArgs),
 }
 
 /// An error that ends the program, with the exit code it maps to.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Lesson2(args) => lesson2::run(&args),
+        Command::Devices(args) => devices::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

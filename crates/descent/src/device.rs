@@ -3,59 +3,88 @@
 //!
 //! In Burn 0.22 a cargo feature compiles a backend in and a runtime [`Device`] value picks among
 //! the compiled ones. We never use `Device::default()`: the `BURN_DEVICE` environment variable
-//! changes it silently, and our `--device` must decide.
+//! changes it silently, and our `--device` must decide. GPU devices are opened with Burn's
+//! fallible initialisation (`Device::wgpu_options().init()`), never the lazy constructor that
+//! panics on first use when there is no adapter.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 
 use burn::prelude::*;
 
 /// A backend this project knows, whether or not this build compiled it in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// Burn's classic CPU backend (cargo feature `ndarray`).
-    NdArray,
+    /// NVIDIA GPUs through CUDA (cargo feature `cuda`).
+    Cuda,
+    /// AMD GPUs through ROCm/HIP (cargo feature `rocm`).
+    Rocm,
+    /// wgpu pinned to Metal (cargo feature `metal`).
+    Metal,
+    /// wgpu pinned to Vulkan (cargo feature `vulkan`).
+    Vulkan,
+    /// wgpu on whichever graphics API the machine offers: Vulkan, Metal, DX12 or WebGPU
+    /// (cargo feature `wgpu`).
+    Wgpu,
     /// Burn 0.22's pure-Rust CPU backend (cargo feature `flex`).
     Flex,
+    /// Burn's classic CPU backend (cargo feature `ndarray`).
+    NdArray,
 }
 
 impl Backend {
-    /// Every backend, in the order `auto` prefers them.
-    pub const ALL: [Backend; 2] = [Backend::Flex, Backend::NdArray];
+    /// Every backend, in the order `auto` tries them: GPUs first, then the faster CPU backend.
+    pub const ALL: [Backend; 7] = [
+        Backend::Cuda,
+        Backend::Rocm,
+        Backend::Metal,
+        Backend::Vulkan,
+        Backend::Wgpu,
+        Backend::Flex,
+        Backend::NdArray,
+    ];
 
-    /// The name users type after `--device`, and the cargo feature that compiles it in.
+    /// The name users type after `--device`; it is also the cargo feature that compiles it in.
     pub fn name(self) -> &'static str {
         match self {
-            Backend::NdArray => "ndarray",
+            Backend::Cuda => "cuda",
+            Backend::Rocm => "rocm",
+            Backend::Metal => "metal",
+            Backend::Vulkan => "vulkan",
+            Backend::Wgpu => "wgpu",
             Backend::Flex => "flex",
+            Backend::NdArray => "ndarray",
         }
     }
 
     /// Whether this build has the backend.
     pub fn is_compiled(self) -> bool {
         match self {
-            Backend::NdArray => cfg!(feature = "ndarray"),
+            Backend::Cuda => cfg!(feature = "cuda"),
+            Backend::Rocm => cfg!(feature = "rocm"),
+            Backend::Metal => cfg!(feature = "metal"),
+            Backend::Vulkan => cfg!(feature = "vulkan"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
             Backend::Flex => cfg!(feature = "flex"),
+            Backend::NdArray => cfg!(feature = "ndarray"),
         }
     }
 
-    /// The backends compiled into this build.
+    /// Whether the backend runs on a GPU (or a software GPU such as Mesa's llvmpipe).
+    pub fn is_gpu(self) -> bool {
+        !matches!(self, Backend::Flex | Backend::NdArray)
+    }
+
+    /// The backends compiled into this build, in `auto`'s order.
     pub fn compiled() -> Vec<Backend> {
         Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
     }
 
-    fn device(self) -> Result<Device, DeviceError> {
-        match self {
-            #[cfg(feature = "ndarray")]
-            #[allow(deprecated)]
-            // Burn deprecates NdArray in favour of Flex; we keep both to compare.
-            Backend::NdArray => Ok(Device::ndarray()),
-            #[cfg(feature = "flex")]
-            Backend::Flex => Ok(Device::flex()),
-            #[allow(unreachable_patterns)]
-            other => Err(DeviceError::NotCompiled {
-                name: other.name().into(),
-            }),
-        }
+    fn from_name(name: &str) -> Option<Backend> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -65,6 +94,63 @@ impl fmt::Display for Backend {
     }
 }
 
+/// What kind of processor an adapter is, as the graphics driver reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdapterKind {
+    /// A GPU card of its own.
+    Discrete,
+    /// A GPU sharing the CPU's package and memory.
+    Integrated,
+    /// A GPU seen through a virtual machine.
+    Virtual,
+    /// The CPU itself: a CPU backend, or a software GPU such as Mesa's llvmpipe.
+    Cpu,
+    /// Anything else.
+    Other,
+}
+
+impl AdapterKind {
+    /// The word used after `--device NAME:` and in `descent devices`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterKind::Discrete => "discrete",
+            AdapterKind::Integrated => "integrated",
+            AdapterKind::Virtual => "virtual",
+            AdapterKind::Cpu => "cpu",
+            AdapterKind::Other => "other",
+        }
+    }
+
+    /// Real GPU hardware (what `auto` looks for), as opposed to a CPU or a software rasteriser.
+    pub fn is_hardware_gpu(self) -> bool {
+        matches!(
+            self,
+            AdapterKind::Discrete | AdapterKind::Integrated | AdapterKind::Virtual
+        )
+    }
+}
+
+impl fmt::Display for AdapterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One processor a backend can run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adapter {
+    /// The backend that reaches it.
+    pub backend: Backend,
+    /// Its index among the adapters of the same backend and kind (what `NAME:KIND:INDEX` takes).
+    pub index: usize,
+    /// The name the driver gives it.
+    pub name: String,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub kind: AdapterKind,
+    /// The graphics API or runtime (Vulkan, Metal, CUDA, ...), with the driver when known.
+    pub api: String,
+}
+
 /// A device chosen by name, with the backend it belongs to.
 #[derive(Clone, Debug)]
 pub struct SelectedDevice {
@@ -72,17 +158,23 @@ pub struct SelectedDevice {
     pub backend: Backend,
     /// The Burn device (without autodiff; call `.autodiff()` for training).
     pub device: Device,
+    /// The adapter, when the backend reports one (GPU backends).
+    pub adapter: Option<String>,
 }
 
 impl SelectedDevice {
-    /// How the device is named in summaries: our backend name and Burn's own description.
+    /// How the device is named in summaries: our backend name, the adapter when known, and
+    /// Burn's own description of the device.
     pub fn describe(&self) -> String {
-        format!("{} ({:?})", self.backend, self.device)
+        match &self.adapter {
+            Some(adapter) => format!("{} [{adapter}] ({:?})", self.backend, self.device),
+            None => format!("{} ({:?})", self.backend, self.device),
+        }
     }
 }
 
 /// Why a device name could not be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
     /// The name is not a backend this project knows.
     #[error("unknown device `{name}`: expected one of {}", valid_names().join(", "))]
@@ -95,6 +187,22 @@ pub enum DeviceError {
     NotCompiled {
         /// What was asked for.
         name: String,
+    },
+    /// The part after `NAME:` is not understood.
+    #[error("device `{spec}`: {message}")]
+    BadSpec {
+        /// What was asked for.
+        spec: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The backend is compiled in but found nothing to run on.
+    #[error("device `{spec}`: no usable adapter: {reason}")]
+    Unavailable {
+        /// What was asked for.
+        spec: String,
+        /// What the backend said.
+        reason: String,
     },
     /// No backend at all was compiled in.
     #[error(
@@ -110,23 +218,397 @@ pub fn valid_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The device for a name: `auto` or a backend name.
+/// The device for a name: `auto`, a backend name (`flex`, `ndarray`, `wgpu`, `vulkan`, `metal`,
+/// `cuda`, `rocm`), or a GPU backend with an adapter: `wgpu:discrete`, `wgpu:cpu:0`,
+/// `cuda:1`.
 ///
-/// `auto` picks Flex when it is compiled in, else NdArray: Flex measured several times faster
-/// on this project's workloads (see README, "Choosing a device").
-pub fn select(name: &str) -> Result<SelectedDevice, DeviceError> {
-    let backend = if name.eq_ignore_ascii_case("auto") {
-        *Backend::compiled().first().ok_or(DeviceError::NoBackend)?
-    } else {
-        Backend::ALL
-            .into_iter()
-            .find(|b| b.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| DeviceError::Unknown { name: name.into() })?
+/// `auto` picks the first GPU backend compiled in that finds a hardware GPU adapter (a software
+/// rasteriser such as llvmpipe does not count: Flex is faster), else Flex, else NdArray.
+///
+/// A device is opened once per process; later calls with the same name return the same device.
+pub fn select(spec: &str) -> Result<SelectedDevice, DeviceError> {
+    static OPENED: OnceLock<Mutex<HashMap<String, Result<SelectedDevice, DeviceError>>>> =
+        OnceLock::new();
+    let key = spec.trim().to_ascii_lowercase();
+    let opened = OPENED.get_or_init(Default::default);
+    let mut opened = opened
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(result) = opened.get(&key) {
+        return result.clone();
+    }
+    let result = open(&key);
+    opened.insert(key, result.clone());
+    result
+}
+
+fn open(spec: &str) -> Result<SelectedDevice, DeviceError> {
+    if spec == "auto" {
+        return open_auto();
+    }
+    let mut parts = spec.split(':');
+    let name = parts.next().unwrap_or_default();
+    let backend =
+        Backend::from_name(name).ok_or_else(|| DeviceError::Unknown { name: spec.into() })?;
+    if !backend.is_compiled() {
+        return Err(DeviceError::NotCompiled {
+            name: backend.name().into(),
+        });
+    }
+    let rest: Vec<&str> = parts.collect();
+    let request = AdapterRequest::parse(backend, spec, &rest)?;
+    open_backend(backend, spec, &request)
+}
+
+fn open_auto() -> Result<SelectedDevice, DeviceError> {
+    for backend in Backend::compiled() {
+        if !backend.is_gpu() {
+            return open_backend(backend, backend.name(), &AdapterRequest::Default);
+        }
+        if let Some(adapter) = hardware_adapter(backend)
+            && let Ok(selected) =
+                open_backend(backend, backend.name(), &AdapterRequest::from(&adapter))
+        {
+            return Ok(selected);
+        }
+    }
+    Err(DeviceError::NoBackend)
+}
+
+/// The first hardware GPU adapter a backend finds.
+fn hardware_adapter(backend: Backend) -> Option<Adapter> {
+    adapters(backend)
+        .into_iter()
+        .find(|a| a.kind.is_hardware_gpu())
+}
+
+/// Which adapter of a backend to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AdapterRequest {
+    /// The backend's own choice (wgpu prefers a high-performance GPU).
+    Default,
+    /// The `index`-th adapter of a kind (wgpu family).
+    Kind(AdapterKind, usize),
+    /// The `index`-th device (CUDA, ROCm).
+    Index(usize),
+}
+
+impl From<&Adapter> for AdapterRequest {
+    fn from(adapter: &Adapter) -> Self {
+        match adapter.backend {
+            Backend::Cuda | Backend::Rocm => AdapterRequest::Index(adapter.index),
+            _ => AdapterRequest::Kind(adapter.kind, adapter.index),
+        }
+    }
+}
+
+impl AdapterRequest {
+    fn parse(backend: Backend, spec: &str, rest: &[&str]) -> Result<Self, DeviceError> {
+        let bad = |message: String| DeviceError::BadSpec {
+            spec: spec.into(),
+            message,
+        };
+        let index = |text: &str| {
+            text.parse::<usize>()
+                .map_err(|_| bad(format!("`{text}` is not an adapter index (0, 1, ...)")))
+        };
+        match backend {
+            _ if rest.is_empty() => Ok(AdapterRequest::Default),
+            Backend::Flex | Backend::NdArray => Err(bad(format!(
+                "the CPU backend `{backend}` takes no adapter; use `--device {backend}`"
+            ))),
+            Backend::Cuda | Backend::Rocm => match rest {
+                [i] => Ok(AdapterRequest::Index(index(i)?)),
+                _ => Err(bad(format!("expected `{backend}` or `{backend}:INDEX`"))),
+            },
+            Backend::Wgpu | Backend::Vulkan | Backend::Metal => {
+                let kind = match rest[0] {
+                    "discrete" => AdapterKind::Discrete,
+                    "integrated" => AdapterKind::Integrated,
+                    "virtual" => AdapterKind::Virtual,
+                    "cpu" => AdapterKind::Cpu,
+                    other => {
+                        return Err(bad(format!(
+                            "unknown adapter kind `{other}`: expected discrete, integrated, virtual or cpu, \
+                             optionally followed by `:INDEX`"
+                        )));
+                    }
+                };
+                match rest {
+                    [_] => Ok(AdapterRequest::Kind(kind, 0)),
+                    [_, i] => Ok(AdapterRequest::Kind(kind, index(i)?)),
+                    _ => Err(bad(format!(
+                        "expected `{backend}`, `{backend}:KIND` or `{backend}:KIND:INDEX`"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg_attr(
+    not(any(feature = "wgpu", feature = "cuda", feature = "rocm")),
+    allow(unused_variables)
+)]
+fn open_backend(
+    backend: Backend,
+    spec: &str,
+    request: &AdapterRequest,
+) -> Result<SelectedDevice, DeviceError> {
+    let plain = |device: Device| {
+        Ok(SelectedDevice {
+            backend,
+            device,
+            adapter: None,
+        })
     };
-    Ok(SelectedDevice {
-        backend,
-        device: backend.device()?,
+    match backend {
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        // Burn deprecates NdArray in favour of Flex; we keep both to compare.
+        Backend::NdArray => plain(Device::ndarray()),
+        #[cfg(feature = "flex")]
+        Backend::Flex => plain(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu | Backend::Vulkan | Backend::Metal => gpu::open_wgpu(backend, spec, request),
+        #[cfg(any(feature = "cuda", feature = "rocm"))]
+        Backend::Cuda | Backend::Rocm => gpu::open_indexed(backend, spec, request),
+        #[allow(unreachable_patterns)]
+        other => Err(DeviceError::NotCompiled {
+            name: other.name().into(),
+        }),
+    }
+}
+
+/// The adapters a compiled backend can reach: for a CPU backend the CPU itself; for the wgpu
+/// family what the graphics drivers report; for CUDA and ROCm the devices the runtime lists.
+/// Empty for a backend that is not compiled in or finds nothing.
+pub fn adapters(backend: Backend) -> Vec<Adapter> {
+    if !backend.is_compiled() {
+        return Vec::new();
+    }
+    match backend {
+        Backend::Flex | Backend::NdArray => vec![Adapter {
+            backend,
+            index: 0,
+            name: cpu_name(),
+            kind: AdapterKind::Cpu,
+            api: format!(
+                "{} threads",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        }],
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu | Backend::Vulkan | Backend::Metal => gpu::wgpu_adapters(backend),
+        #[cfg(any(feature = "cuda", feature = "rocm"))]
+        Backend::Cuda | Backend::Rocm => gpu::indexed_adapters(backend),
+        #[allow(unreachable_patterns)]
+        _ => Vec::new(),
+    }
+}
+
+/// The device `auto` picks in this build on this machine, without opening it: the backend and,
+/// for a GPU, its adapter.
+pub fn auto_choice() -> Option<(Backend, Option<Adapter>)> {
+    Backend::compiled().into_iter().find_map(|backend| {
+        if backend.is_gpu() {
+            hardware_adapter(backend).map(|adapter| (backend, Some(adapter)))
+        } else {
+            Some((backend, None))
+        }
     })
+}
+
+/// The CPU's model name from `/proc/cpuinfo` where there is one.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "rocm"))]
+mod gpu {
+    //! Opening and listing GPU devices. Only compiled with a GPU backend.
+
+    use super::*;
+
+    /// Open a wgpu-family device with Burn's fallible initialisation.
+    #[cfg(feature = "wgpu")]
+    pub(super) fn open_wgpu(
+        backend: Backend,
+        spec: &str,
+        request: &AdapterRequest,
+    ) -> Result<SelectedDevice, DeviceError> {
+        use burn::tensor::DeviceKind;
+        use burn::tensor::wgpu::WgpuBackend;
+
+        let kind = match *request {
+            AdapterRequest::Kind(AdapterKind::Discrete, i) => DeviceKind::DiscreteGpu(i),
+            AdapterRequest::Kind(AdapterKind::Integrated, i) => DeviceKind::IntegratedGpu(i),
+            AdapterRequest::Kind(AdapterKind::Virtual, i) => DeviceKind::VirtualGpu(i),
+            AdapterRequest::Kind(AdapterKind::Cpu, _) => DeviceKind::Cpu,
+            _ => DeviceKind::DefaultDevice,
+        };
+        let api = match backend {
+            Backend::Vulkan => WgpuBackend::Vulkan,
+            Backend::Metal => WgpuBackend::Metal,
+            _ => WgpuBackend::Auto,
+        };
+        // wgpu (not Burn) can panic inside adapter discovery on broken drivers: report it as
+        // an unavailable device rather than crash.
+        let opened = std::panic::catch_unwind(|| {
+            Device::wgpu_options()
+                .device_kind(kind)
+                .graphics_api(api)
+                .init()
+        });
+        let device = match opened {
+            Ok(Ok(device)) => device,
+            Ok(Err(error)) => {
+                return Err(DeviceError::Unavailable {
+                    spec: spec.into(),
+                    reason: error.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(DeviceError::Unavailable {
+                    spec: spec.into(),
+                    reason: "the graphics driver panicked".into(),
+                });
+            }
+        };
+        let adapter = device.identity().map(|identity| identity.name);
+        Ok(SelectedDevice {
+            backend,
+            device,
+            adapter,
+        })
+    }
+
+    /// The adapters wgpu finds for a backend, grouped by kind in the order wgpu lists them.
+    #[cfg(feature = "wgpu")]
+    pub(super) fn wgpu_adapters(backend: Backend) -> Vec<Adapter> {
+        use burn::tensor::wgpu::wgpu;
+
+        let backends = match backend {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            _ => wgpu::Backends::all(),
+        };
+        let listed = std::panic::catch_unwind(|| {
+            let instance = wgpu::Instance::default();
+            pollster::block_on(instance.enumerate_adapters(backends))
+                .into_iter()
+                .map(|adapter| adapter.get_info())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+        let mut counts: HashMap<AdapterKind, usize> = HashMap::new();
+        listed
+            .into_iter()
+            .map(|info| {
+                let kind = match info.device_type {
+                    wgpu::DeviceType::DiscreteGpu => AdapterKind::Discrete,
+                    wgpu::DeviceType::IntegratedGpu => AdapterKind::Integrated,
+                    wgpu::DeviceType::VirtualGpu => AdapterKind::Virtual,
+                    wgpu::DeviceType::Cpu => AdapterKind::Cpu,
+                    wgpu::DeviceType::Other => AdapterKind::Other,
+                };
+                let counter = counts.entry(kind).or_default();
+                let index = *counter;
+                *counter += 1;
+                let driver = [info.driver.as_str(), info.driver_info.as_str()]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let api = if driver.is_empty() {
+                    format!("{:?}", info.backend)
+                } else {
+                    format!("{:?}, {driver}", info.backend)
+                };
+                Adapter {
+                    backend,
+                    index,
+                    name: info.name,
+                    kind,
+                    api,
+                }
+            })
+            .collect()
+    }
+
+    #[cfg(any(feature = "cuda", feature = "rocm"))]
+    fn indexed_device(backend: Backend, index: usize) -> Device {
+        match backend {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Device::cuda(index),
+            #[cfg(feature = "rocm")]
+            Backend::Rocm => Device::rocm(index),
+            _ => unreachable!("only CUDA and ROCm devices are indexed"),
+        }
+    }
+
+    /// Open a CUDA or ROCm device, checking first that the runtime lists it.
+    #[cfg(any(feature = "cuda", feature = "rocm"))]
+    pub(super) fn open_indexed(
+        backend: Backend,
+        spec: &str,
+        request: &AdapterRequest,
+    ) -> Result<SelectedDevice, DeviceError> {
+        let index = match *request {
+            AdapterRequest::Index(i) => i,
+            _ => 0,
+        };
+        let found = indexed_adapters(backend);
+        let Some(adapter) = found.into_iter().find(|a| a.index == index) else {
+            return Err(DeviceError::Unavailable {
+                spec: spec.into(),
+                reason: format!(
+                    "the {backend} runtime lists no device {index} (is the driver installed?)"
+                ),
+            });
+        };
+        Ok(SelectedDevice {
+            backend,
+            device: indexed_device(backend, index),
+            adapter: Some(adapter.name),
+        })
+    }
+
+    /// The devices the CUDA or ROCm runtime lists.
+    #[cfg(any(feature = "cuda", feature = "rocm"))]
+    pub(super) fn indexed_adapters(backend: Backend) -> Vec<Adapter> {
+        use burn::tensor::DeviceType;
+        let device_type = match backend {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => DeviceType::Cuda,
+            #[cfg(feature = "rocm")]
+            Backend::Rocm => DeviceType::Rocm,
+            _ => return Vec::new(),
+        };
+        // A missing driver library makes the runtime panic while listing: no devices, then.
+        std::panic::catch_unwind(|| Device::enumerate(device_type).into_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, device)| Adapter {
+                backend,
+                index,
+                name: device
+                    .identity()
+                    .map_or_else(|| format!("{backend} device {index}"), |id| id.name),
+                kind: AdapterKind::Discrete,
+                api: backend.name().to_uppercase(),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -137,18 +619,49 @@ mod tests {
     fn unknown_names_list_the_valid_ones() {
         let message = select("tpu").unwrap_err().to_string();
         assert!(
-            message.contains("unknown device `tpu`") && message.contains("auto, flex, ndarray"),
+            message.contains("unknown device `tpu`") && message.contains("auto, cuda, rocm"),
             "{message}"
         );
     }
 
     #[test]
-    fn every_compiled_backend_is_selectable() {
-        for backend in Backend::compiled() {
+    fn every_compiled_backend_is_selectable_by_name() {
+        for backend in Backend::compiled().into_iter().filter(|b| !b.is_gpu()) {
             assert_eq!(select(backend.name()).unwrap().backend, backend);
         }
-        if !Backend::compiled().is_empty() {
+        if Backend::compiled().iter().any(|b| !b.is_gpu()) {
             assert!(select("auto").is_ok());
+        }
+    }
+
+    #[test]
+    fn backends_not_compiled_in_name_the_feature() {
+        for backend in Backend::ALL.into_iter().filter(|b| !b.is_compiled()) {
+            let message = select(backend.name()).unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("--features {}", backend.name())),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn adapter_suffixes_are_checked() {
+        for backend in Backend::compiled() {
+            let spec = format!("{}:quantum", backend.name());
+            assert!(
+                matches!(select(&spec), Err(DeviceError::BadSpec { .. })),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_backends_list_the_cpu() {
+        for backend in Backend::compiled().into_iter().filter(|b| !b.is_gpu()) {
+            let found = adapters(backend);
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].kind, AdapterKind::Cpu);
         }
     }
 }

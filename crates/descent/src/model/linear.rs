@@ -48,8 +48,45 @@ pub fn mse(y_hat: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
     (y_hat - y).powi_scalar(2).mean()
 }
 
+/// Rows per block in [`LinearModel`]'s loss on large batches.
+///
+/// Summing millions of f32 values in one pass loses precision on some backends: a plain
+/// `mean()` over 4,000,000 squared residuals was off by 3.3e-3 (relative) on Flex and wgpu and
+/// by 1.5e-4 on NdArray, and the gradient's `Xᵀr` by up to 7e-4. Summing blocks of this many rows
+/// first, then the block sums, keeps both errors near 1e-6.
+pub const BLOCK_ROWS: usize = 4096;
+
 impl Objective<RegressionBatch> for LinearModel {
+    /// The mean squared error of the batch. Up to [`BLOCK_ROWS`] rows this is exactly the
+    /// notebook's `mse(x@a, y)`; above, the same value summed block by block (see
+    /// [`BLOCK_ROWS`]), so that reported losses and gradients stay accurate at any size.
     fn loss(&self, batch: RegressionBatch) -> Tensor<1> {
-        mse(self.forward(batch.x), batch.y)
+        let rows = batch.len();
+        if rows <= BLOCK_ROWS {
+            return mse(self.forward(batch.x), batch.y);
+        }
+        let [_, features] = batch.x.dims();
+        let blocks = rows / BLOCK_ROWS;
+        let head = blocks * BLOCK_ROWS;
+        // [blocks, BLOCK_ROWS, d] @ [1, d, 1]: the batched matmul's backward sums each block's
+        // contribution to the gradient first, then the blocks (the broadcast dimension).
+        let a = self.a.val().unsqueeze::<3>();
+        let x = batch
+            .x
+            .clone()
+            .slice(0..head)
+            .reshape([blocks, BLOCK_ROWS, features]);
+        let y = batch
+            .y
+            .clone()
+            .slice(0..head)
+            .reshape([blocks, BLOCK_ROWS, 1]);
+        let mut total = (x.matmul(a) - y).powi_scalar(2).sum_dim(1).sum();
+        if head < rows {
+            let x = batch.x.slice(head..rows);
+            let y = batch.y.slice(head..rows);
+            total = total + (self.forward(x) - y).powi_scalar(2).sum();
+        }
+        total.div_scalar(rows as f64)
     }
 }
