@@ -594,20 +594,22 @@ mod gpu {
             _ => return Vec::new(),
         };
         // A missing driver library makes the runtime panic while listing: no devices, then.
-        std::panic::catch_unwind(|| Device::enumerate(device_type).into_vec())
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(index, device)| Adapter {
-                backend,
-                index,
-                name: device
-                    .identity()
-                    .map_or_else(|| format!("{backend} device {index}"), |id| id.name),
-                kind: AdapterKind::Discrete,
-                api: backend.name().to_uppercase(),
-            })
-            .collect()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Device::enumerate(device_type).into_vec()
+        }))
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(index, device)| Adapter {
+            backend,
+            index,
+            name: device
+                .identity()
+                .map_or_else(|| format!("{backend} device {index}"), |id| id.name),
+            kind: AdapterKind::Discrete,
+            api: backend.name().to_uppercase(),
+        })
+        .collect()
     }
 }
 
