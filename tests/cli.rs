@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{descent, numbers, summary};
+use common::{descent, descent_with_env, numbers, summary};
 
 #[test]
 fn the_lesson_fits_the_line_and_matches_least_squares() {
@@ -273,6 +273,32 @@ fn device_errors_exit_2_and_say_what_to_do() {
         if let Some(kind) = missing {
             let spec = format!("wgpu:{kind}:7");
             rejects(&["lesson2", "--device", &spec], &["no usable adapter"]);
+        }
+    }
+}
+
+#[test]
+fn the_device_flag_wins_over_burn_device() {
+    // Burn's `Device::default()` follows BURN_DEVICE (and panics on a backend not compiled in);
+    // descent never uses it, so the environment variable changes nothing.
+    for burn_device in ["ndarray", "flex", "cuda", "nonsense"] {
+        for backend in descent::device::Backend::compiled()
+            .into_iter()
+            .filter(|b| !b.is_gpu())
+        {
+            let output = descent_with_env(
+                &["lesson2", "--json", "--device", backend.name()],
+                &[("BURN_DEVICE", burn_device)],
+            );
+            assert!(
+                output.status.success(),
+                "BURN_DEVICE={burn_device}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let json = summary(&output);
+            assert_eq!(json["backend"], backend.name());
+            let device = json["device"].as_str().unwrap().to_lowercase();
+            assert!(device.contains(&format!("{}(", backend.name())), "{device}");
         }
     }
 }

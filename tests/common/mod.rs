@@ -80,10 +80,17 @@ pub fn full_batch(
 
 /// Run the `descent` binary with `args`.
 pub fn descent(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(args)
-        .output()
-        .expect("run the descent binary")
+    descent_with_env(args, &[])
+}
+
+/// Run the `descent` binary with `args` and extra environment variables.
+pub fn descent_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_descent"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run the descent binary")
 }
 
 /// The JSON object on the last line of stdout.
