@@ -14,4 +14,5 @@ pub mod data;
 pub mod device;
 pub mod model;
 pub mod ols;
+pub mod optim;
 pub mod train;
