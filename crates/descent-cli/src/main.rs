@@ -1,12 +1,13 @@
 //! The `descent` command line. It parses arguments, calls the library and turns errors into one
 //! readable message and an exit code; the training itself lives in the `descent` crate.
 //!
-//! Exit codes, the same for every command: 0 done; 2 bad input or usage; 3 training diverged;
-//! 130 interrupted.
+//! Exit codes, the same for every command: 0 done; 1 a device failure during training; 2 bad
+//! input or usage.
 
 mod args;
 mod devices;
-mod lesson2;
+mod lr_find;
+mod run;
 
 use std::process::ExitCode;
 
@@ -23,9 +24,22 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The lesson: fit y = x·a to noisy points by gradient descent, as the notebook does.
-    Lesson2(lesson2::Lesson2Args),
+    Lesson2(run::RunArgs),
+    /// Train a run configuration (--config FILE, with any flag overriding it).
+    Train(run::RunArgs),
+    /// Work with run configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Find a learning rate: sweep it exponentially and watch the loss (fastai's lr_find).
+    LrFind(lr_find::LrFindArgs),
     /// List the backends compiled in, the adapters each finds, and what `--device auto` picks.
     Devices(devices::DevicesArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the effective, complete configuration of a run as TOML.
+    Show(run::RunArgs),
 }
 
 /// An error that ends the program, with the exit code it maps to.
@@ -40,25 +54,22 @@ pub struct Failure {
 impl Failure {
     /// Bad input or usage: exit code 2.
     pub fn input(message: impl ToString) -> Self {
-        Self {
-            message: message.to_string(),
-            code: 2,
-        }
+        Self { message: message.to_string(), code: 2 }
     }
 
     /// A failure of the machine rather than of the input (a device error): exit code 1.
     pub fn internal(message: impl ToString) -> Self {
-        Self {
-            message: message.to_string(),
-            code: 1,
-        }
+        Self { message: message.to_string(), code: 1 }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Lesson2(args) => lesson2::run(&args),
+        Command::Lesson2(args) => run::run("lesson2", &args),
+        Command::Train(args) => run::run("train", &args),
+        Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
+        Command::LrFind(args) => lr_find::run(&args),
         Command::Devices(args) => devices::run(&args),
     };
     match outcome {

@@ -8,10 +8,14 @@
 //! - [`model`]: the models the trainer fits (the lesson's linear model `x·a`);
 //! - [`train`]: the one training engine every model goes through;
 //! - [`device`]: backend names to Burn devices; the only module that knows which backends exist;
-//! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against.
+//! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against;
+//! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
+//! - [`experiment`]: a run prepared from its configuration, ready for the engine.
 
 pub mod data;
 pub mod device;
+pub mod experiment;
+pub mod config;
 pub mod model;
 pub mod ols;
 pub mod optim;

@@ -5,8 +5,10 @@
 //! computed *before* each update exactly as the notebook prints it. Every model goes through
 //! [`train`]; a model plugs in by implementing [`Objective`] for its batches.
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -47,11 +49,9 @@ pub enum Report {
     EveryEpochs(usize),
 }
 
-/// The training plan: learning rate, length and reporting cadence.
+/// The training plan: length and reporting cadence.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plan {
-    /// Learning rate.
-    pub lr: f64,
     /// How long to train.
     pub length: Length,
     /// Which losses to report.
@@ -66,6 +66,9 @@ pub struct LossRecord {
     pub step: usize,
     /// The epoch (1-based) the loss belongs to.
     pub epoch: usize,
+    /// The learning rate of the step the loss was computed at (the last step of the epoch with
+    /// [`Report::EveryEpochs`]).
+    pub lr: f64,
     /// The loss.
     pub loss: f64,
 }
@@ -83,6 +86,8 @@ pub struct Trained<M> {
     pub losses: Vec<LossRecord>,
     /// Wall time of the loop, seconds, up to the device having finished its work.
     pub seconds: f64,
+    /// Whether `on_loss` stopped the run before the plan's end.
+    pub stopped: bool,
 }
 
 /// Why training stopped early.
@@ -106,14 +111,16 @@ pub enum TrainError {
     NoBatches,
 }
 
-/// Train `model` with `optimizer` on batches from `source`, following `plan`; `on_loss` sees each
-/// reported loss as soon as it is known (for printing progress).
+/// Train `model` with `optimizer` on batches from `source`, the learning rate of each step taken
+/// from `schedule`, for as long as `plan` says. `on_loss` sees each reported loss as soon as it
+/// is known (to print progress) and may stop the run by returning `ControlFlow::Break`.
 pub fn train<M, B>(
     mut model: M,
     optimizer: &mut ModuleOptimizer,
+    schedule: &mut ModuleLrScheduler,
     source: &dyn BatchSource<B>,
     plan: &Plan,
-    on_loss: &mut dyn FnMut(&LossRecord),
+    on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
 ) -> Result<Trained<M>, TrainError>
 where
     M: Objective<B>,
@@ -124,9 +131,11 @@ where
     }
     let start = Instant::now();
     let mut losses = Vec::new();
+    let mut stopped = false;
     let mut record = |record: LossRecord| {
-        on_loss(&record);
+        let flow = on_loss(&record);
         losses.push(record);
+        flow.is_break()
     };
     let (mut step, mut epoch) = (0usize, 0usize);
     let done = |step: usize, epoch: usize| match plan.length {
@@ -134,13 +143,14 @@ where
         Length::Epochs(total) => epoch >= total,
     };
 
-    while !done(step, epoch) {
+    'training: while !done(step, epoch) {
         epoch += 1;
         let report_epoch =
             matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
         // The epoch's loss is summed on the device and read once at the end of the epoch.
         let mut epoch_sum: Option<Tensor<1>> = None;
         let mut epoch_rows = 0usize;
+        let mut lr = 0.0;
         for (index, batch) in source.epoch().enumerate() {
             if matches!(plan.length, Length::Steps(total) if step >= total) {
                 break;
@@ -152,15 +162,15 @@ where
             })?;
             let rows = batch.rows();
             let loss = model.loss(batch);
+            let step_lr = schedule.step();
+            lr = step_lr.base();
 
             if let Report::EverySteps(k) = plan.report
                 && step.is_multiple_of(k.max(1))
+                && record(LossRecord { step, epoch, lr, loss: read_scalar(loss.clone())? })
             {
-                record(LossRecord {
-                    step,
-                    epoch,
-                    loss: read_scalar(loss.clone())?,
-                });
+                stopped = true;
+                break 'training;
             }
             if report_epoch {
                 let weighted = loss.clone().inner().mul_scalar(rows as f64);
@@ -172,15 +182,14 @@ where
             }
 
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(plan.lr, model, gradients);
+            model = optimizer.step(step_lr, model, gradients);
             step += 1;
         }
-        if let Some(sum) = epoch_sum {
-            record(LossRecord {
-                step,
-                epoch,
-                loss: read_scalar(sum)? / epoch_rows as f64,
-            });
+        if let Some(sum) = epoch_sum
+            && record(LossRecord { step, epoch, lr, loss: read_scalar(sum)? / epoch_rows as f64 })
+        {
+            stopped = true;
+            break;
         }
         if step == 0 {
             return Err(TrainError::NoBatches);
@@ -192,13 +201,7 @@ where
             .map_err(|error| TrainError::Device(format!("{error:?}")))?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok(Trained {
-        model,
-        steps: step,
-        epochs: epoch,
-        losses,
-        seconds,
-    })
+    Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped })
 }
 
 /// Batches know how many examples they hold (to weight epoch means).

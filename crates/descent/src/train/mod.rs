@@ -1,8 +1,10 @@
 //! The training engine: one loop for every model.
 
 mod engine;
+mod lr_find;
 
 pub use engine::{
     BatchRows, BatchSource, Batches, Length, LossRecord, Objective, Plan, Report, TrainError,
     Trained, train,
 };
+pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};

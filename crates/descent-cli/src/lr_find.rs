@@ -1,0 +1,97 @@
+//! `descent lr-find`: fastai's learning-rate finder on any run configuration.
+
+use clap::Args;
+use descent::experiment::Experiment;
+use descent::train::{LrFindSettings, lr_find};
+use serde_json::json;
+
+use crate::Failure;
+use crate::args::{positive_count, positive_finite};
+use crate::run::RunArgs;
+
+/// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
+/// updates from the initial weights, stop when the smoothed loss exceeds 4x its minimum, print
+/// the curve, and suggest a learning rate: fastai's "valley", the middle of the longest fall of
+/// the smoothed loss (the steepest point is printed too). The model trained by the sweep is
+/// discarded.
+#[derive(Args, Debug)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// The first learning rate of the sweep.
+    #[arg(long, default_value = "1e-7", value_parser = positive_finite)]
+    pub start_lr: f64,
+
+    /// The last learning rate of the sweep.
+    #[arg(long, default_value = "10", value_parser = positive_finite)]
+    pub end_lr: f64,
+
+    /// Number of updates in the sweep.
+    #[arg(long, default_value = "100", value_parser = positive_count)]
+    pub sweep_steps: usize,
+}
+
+pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
+    if args.end_lr <= args.start_lr {
+        return Err(Failure::input(format!(
+            "--end-lr ({}) must be greater than --start-lr ({})",
+            args.end_lr, args.start_lr
+        )));
+    }
+    let experiment = Experiment::prepare(args.run.config()?).map_err(Failure::input)?;
+    let settings = LrFindSettings {
+        start_lr: args.start_lr,
+        end_lr: args.end_lr,
+        steps: args.sweep_steps,
+        ..LrFindSettings::default()
+    };
+    let source = experiment.batches();
+    let mut optimizer = experiment.config.optimizer.build();
+    let finding = lr_find(experiment.model(), &mut optimizer, source.as_ref(), &settings).map_err(Failure::internal)?;
+
+    println!(
+        "lr-find: {} from {:e} to {:e} over {} steps on {}",
+        experiment.config.optimizer.name(),
+        settings.start_lr,
+        settings.end_lr,
+        settings.steps,
+        experiment.device.describe()
+    );
+    println!("{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
+    for point in &finding.points {
+        println!("{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
+    }
+    if finding.stopped_early {
+        println!("stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
+    }
+    if let Some(minimum) = finding.minimum {
+        println!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
+    }
+    if let Some(lr) = finding.steepest {
+        println!("steepest fall of the smoothed loss at lr {lr:.3e}");
+    }
+    match finding.suggestion {
+        Some(lr) => println!("suggested lr: {lr:.3e} (fastai's \"valley\": the middle of the longest fall of the smoothed loss)"),
+        None => println!("no suggestion: the smoothed loss never fell"),
+    }
+    if args.run.json {
+        let points: Vec<_> = finding
+            .points
+            .iter()
+            .map(|p| json!({"step": p.step, "lr": p.lr, "loss": p.loss, "smoothed": p.smoothed}))
+            .collect();
+        let summary = json!({
+            "command": "lr-find",
+            "points": points,
+            "suggestion": finding.suggestion,
+            "steepest": finding.steepest,
+            "minimum_lr": finding.minimum.map(|m| m.lr),
+            "stopped_early": finding.stopped_early,
+            "optimizer": experiment.config.optimizer.name(),
+            "device": experiment.device.describe(),
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The training commands: `descent lesson2`, `descent train` and `descent config show` share one
+//! set of flags that builds a [`RunConfig`]; `lesson2` and `train` run it.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use clap::Args;
+use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, schedule_from};
+use descent::experiment::Experiment;
+use descent::ols::least_squares;
+use descent::optim::ScheduleConfig;
+use descent::train::{LossRecord, Objective, Report};
+use serde_json::json;
+
+use crate::Failure;
+use crate::args::{non_negative_finite, pair, positive_count, positive_finite};
+
+/// Flags shared by every training command. Each one overrides the configuration file
+/// (`--config`), which overrides the lesson's defaults; `--set` is applied last.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// A run configuration file (TOML, as `descent config show` prints it) [default: the lesson].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a
+    /// TOML file with an [optimizer] table [default: sgd, lr 0.1].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub optim: Option<String>,
+
+    /// Learning-rate schedule: a built-in name (constant, step, exponential, cosine,
+    /// warmup-cosine, one-cycle) or a TOML file with a [schedule] table [default: constant].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub schedule: Option<String>,
+
+    /// Learning rate: the gradient is multiplied by it before being subtracted from a; with a
+    /// schedule, its peak [default: the optimizer's, 0.1 for the lesson].
+    #[arg(long, value_parser = positive_finite, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+
+    /// Momentum of the sgd or rmsprop optimizer, in [0, 1) [default: 0].
+    #[arg(long, value_parser = non_negative_finite)]
+    pub momentum: Option<f64>,
+
+    /// Set any field of the configuration: KEY=VALUE with a dotted KEY, e.g.
+    /// optimizer.beta_2=0.99 or training.epochs=5 (repeatable; applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+
+    /// Seed of the data generator, the mini-batch shuffle and the backend [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Device: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm) or a GPU adapter
+    /// such as wgpu:discrete or cuda:1; `descent devices` lists them [default: auto].
+    #[arg(long)]
+    pub device: Option<String>,
+
+    /// Number of generated points [default: 100].
+    #[arg(long, value_parser = positive_count, conflicts_with = "data")]
+    pub n: Option<usize>,
+
+    /// Standard deviation of the noise added to y [default: 0.25].
+    #[arg(long, value_parser = non_negative_finite, allow_negative_numbers = true, conflicts_with = "data")]
+    pub noise: Option<f64>,
+
+    /// True slope and intercept of the generated data [default: 3,2].
+    #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
+          conflicts_with = "data")]
+    pub true_a: Option<[f64; 2]>,
+
+    /// Initial guess of the parameters a (slope, intercept) [default: -1,1].
+    #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true)]
+    pub init: Option<[f64; 2]>,
+
+    /// Read the points from a CSV file with a header and the columns x,y instead of generating
+    /// them; the column of ones is added as in the lesson.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+
+    /// Rows per mini-batch; without it every step uses all the rows.
+    #[arg(long, value_parser = positive_count)]
+    pub batch_size: Option<usize>,
+
+    /// Number of updates [default: 100 with full batches; with --batch-size, --epochs decides].
+    #[arg(long, value_parser = positive_count, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+
+    /// Passes over the data [default: 10 with --batch-size; a full-batch epoch is one step].
+    #[arg(long, value_parser = positive_count)]
+    pub epochs: Option<usize>,
+
+    /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
+    /// steps with full batches, 1 epoch with mini-batches].
+    #[arg(long, value_parser = positive_count)]
+    pub print_every: Option<usize>,
+
+    /// Also print a one-line JSON summary as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The effective configuration: defaults, then `--config`, `--optim`, `--schedule`, the
+    /// single flags, and `--set`.
+    pub fn config(&self) -> Result<RunConfig, Failure> {
+        let mut config = match &self.config {
+            Some(path) => RunConfig::load(path).map_err(Failure::input)?,
+            None => RunConfig::default(),
+        };
+        if let Some(optim) = &self.optim {
+            config.optimizer = optimizer_from(optim).map_err(|e| Failure::input(format!("--optim: {e}")))?;
+        }
+        if let Some(schedule) = &self.schedule {
+            config.schedule = schedule_from(schedule).map_err(|e| Failure::input(format!("--schedule: {e}")))?;
+        }
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(device) = &self.device {
+            config.device = device.clone();
+        }
+        if let Some(path) = &self.data {
+            config.data = DataConfig::Points { path: path.clone() };
+        }
+        if self.n.is_some() || self.noise.is_some() || self.true_a.is_some() {
+            let (n, true_a, noise) = match config.data {
+                DataConfig::Lesson { n, true_a, noise } => (n, true_a, noise),
+                DataConfig::Points { .. } => {
+                    return Err(Failure::input(
+                        "--n, --noise and --true-a describe generated data, but the configuration reads points from a file",
+                    ));
+                }
+            };
+            config.data = DataConfig::Lesson {
+                n: self.n.unwrap_or(n),
+                true_a: self.true_a.unwrap_or(true_a),
+                noise: self.noise.unwrap_or(noise),
+            };
+        }
+        if let Some(init) = self.init {
+            config.model = ModelConfig::Linear { init };
+        }
+        let training = &mut config.training;
+        if self.batch_size.is_some() {
+            training.batch_size = self.batch_size;
+        }
+        if self.steps.is_some() {
+            (training.steps, training.epochs) = (self.steps, None);
+        }
+        if self.epochs.is_some() {
+            (training.steps, training.epochs) = (None, self.epochs);
+        }
+        if self.print_every.is_some() {
+            training.print_every = self.print_every;
+        }
+        if let Some(lr) = self.lr {
+            config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
+        }
+        if let Some(momentum) = self.momentum {
+            let name = config.optimizer.name();
+            if !matches!(name, "sgd" | "rmsprop") {
+                return Err(Failure::input(format!("--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)")));
+            }
+            config.set(&format!("optimizer.momentum={momentum:e}")).map_err(|e| Failure::input(format!("--momentum: {e}")))?;
+        }
+        for assignment in &self.sets {
+            config.set(assignment).map_err(Failure::input)?;
+        }
+        config.validate().map_err(Failure::input)?;
+        Ok(config)
+    }
+}
+
+/// `descent config show`: print the effective configuration as TOML.
+pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
+    let config = args.config()?;
+    println!("# descent run configuration: run it with `descent train --config FILE`");
+    print!("{}", config.to_toml());
+    Ok(())
+}
+
+/// `descent lesson2` and `descent train`: run the configuration and compare with least squares.
+pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
+    let config = args.config()?;
+    let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+    let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
+
+    println!("descent {command} on {}", selected.describe());
+    match &config.data {
+        DataConfig::Points { path } => println!("data: {} points from {}", table.len(), path.display()),
+        DataConfig::Lesson { true_a, noise, .. } => println!(
+            "data: n = {}, x = [U(-1, 1), 1], y = x·({}, {}) + {}·N(0, 1), seed {}",
+            table.len(),
+            true_a[0],
+            true_a[1],
+            noise,
+            config.seed
+        ),
+    }
+    println!("first rows of x:");
+    for i in 0..table.len().min(5) {
+        let row = table.row(i);
+        println!("  [{:>8.4}, {:>6.4}]", row[0], row[1]);
+    }
+
+    // The notebook's cell 7: the loss of the guess.
+    let model = experiment.model();
+    let guess = model.parameters().map_err(Failure::internal)?;
+    let whole = descent::data::RegressionBatch::from_table(table, &selected.device);
+    let initial_loss = model
+        .loss(whole)
+        .inner()
+        .try_into_scalar::<f32>()
+        .map(f64::from)
+        .map_err(|error| Failure::internal(format!("{error:?}")))?;
+    println!("mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
+
+    let plan = experiment.plan();
+    let batches = experiment.batches();
+    let lr = config.optimizer.lr();
+    let schedule = match config.schedule {
+        ScheduleConfig::Constant => String::new(),
+        ref other => format!(", {} schedule", other.name()),
+    };
+    match config.training.batch_size {
+        None => println!("full-batch gradient descent: {} lr {lr}{schedule}, {}", config.optimizer.name(), length(&experiment)),
+        Some(size) => println!(
+            "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
+            batches.batches_per_epoch(),
+            config.seed,
+            config.optimizer.name(),
+            length(&experiment)
+        ),
+    }
+    let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
+    let mut print = |record: &LossRecord| {
+        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
+        match plan.report {
+            Report::EverySteps(_) => println!("step {:>5}  loss {:.6}{lr}", record.step, record.loss),
+            Report::EveryEpochs(_) => {
+                println!("epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    let trained = experiment.train(&mut print).map_err(Failure::internal)?; // config was checked in prepare
+
+    let a: Vec<f64> = trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
+    let loss = table.mse(&a);
+    let ols = least_squares(table).map_err(|error| {
+        Failure::input(format!("cannot compare with least squares: {error} (all x values are equal?)"))
+    })?;
+    let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    let gap_loss = loss - ols.mse;
+
+    println!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
+    println!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
+    println!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
+    let epochs = if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
+    println!("trained {} steps{epochs} in {:.2} ms on {}", trained.steps, trained.seconds * 1e3, selected.describe());
+
+    if args.json {
+        let losses: Vec<_> = trained
+            .losses
+            .iter()
+            .map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss}))
+            .collect();
+        let summary = json!({
+            "command": command,
+            "losses": losses,
+            "a": a,
+            "a_ols": ols.a,
+            "loss": loss,
+            "loss_ols": ols.mse,
+            "initial_loss": initial_loss,
+            "gap_a": gap_a,
+            "gap_loss": gap_loss,
+            "steps": trained.steps,
+            "epochs": trained.epochs,
+            "n": table.len(),
+            "lr": lr,
+            "optimizer": config.optimizer.name(),
+            "schedule": config.schedule.name(),
+            "batch_size": config.training.batch_size.unwrap_or(table.len()),
+            "seed": config.seed,
+            "device": selected.describe(),
+            "backend": selected.backend.name(),
+            "seconds": trained.seconds,
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+fn length(experiment: &Experiment) -> String {
+    match (experiment.plan().length, experiment.full_batch()) {
+        (descent::train::Length::Steps(steps), _) => format!("{steps} steps"),
+        (descent::train::Length::Epochs(epochs), true) => format!("{epochs} epochs (one step each)"),
+        (descent::train::Length::Epochs(epochs), false) => format!("{epochs} epochs"),
+    }
+}

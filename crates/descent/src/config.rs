@@ -1,0 +1,429 @@
+//! The configuration of a run: data, model, training length, optimizer, schedule, seed and
+//! device, as one serde struct that round-trips through TOML.
+//!
+//! Layers, lowest first: the defaults (the lesson), a `--config` file, `--optim` and
+//! `--schedule` files or built-in names, single flags such as `--lr`, and `--set KEY=VALUE`.
+//! Every layer is checked: unknown fields are errors, and values out of range name their field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::optim::{InvalidValue, OptimizerConfig, ScheduleConfig};
+
+/// Where the rows come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DataConfig {
+    /// The lesson's generator: `x = [U(-1, 1), 1]`, `y = x·true_a + noise·N(0, 1)`, from the
+    /// run's seed.
+    Lesson {
+        /// Number of rows.
+        #[serde(default = "default_n")]
+        n: usize,
+        /// The true slope and intercept.
+        #[serde(default = "default_true_a")]
+        true_a: [f64; 2],
+        /// Standard deviation of the noise.
+        #[serde(default = "default_noise")]
+        noise: f64,
+    },
+    /// Points from a CSV file with the columns `x,y`.
+    Points {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+fn default_n() -> usize {
+    100
+}
+fn default_true_a() -> [f64; 2] {
+    [3.0, 2.0]
+}
+fn default_noise() -> f64 {
+    0.25
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig::Lesson { n: default_n(), true_a: default_true_a(), noise: default_noise() }
+    }
+}
+
+/// The model to fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// The lesson's `y_hat = x·a`.
+    Linear {
+        /// The initial parameters (slope, intercept).
+        #[serde(default = "default_init")]
+        init: [f64; 2],
+    },
+}
+
+fn default_init() -> [f64; 2] {
+    [-1.0, 1.0]
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::Linear { init: default_init() }
+    }
+}
+
+/// How long to train and how often to report. Absent values take the defaults described on
+/// each field.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Rows per mini-batch; absent: every step uses all rows (full-batch descent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Number of updates; absent: 100 with full batches, else `epochs` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Passes over the data; absent: 10 with mini-batches. A full-batch epoch is one step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Report the loss every this many steps (full batch; default 10) or epochs (mini-batches;
+    /// default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub print_every: Option<usize>,
+}
+
+/// Everything that decides a run. `descent config show` prints it; `descent train --config`
+/// runs it; the same file gives the same losses, bit for bit, on the same device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seed of the data generator, the shuffle and the backend's own generator.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `auto`, a backend name or a GPU adapter (see `descent devices`).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// The rows.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The model.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Length and reporting.
+    #[serde(default)]
+    pub training: TrainingConfig,
+    /// The optimizer and its learning rate.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            seed: default_seed(),
+            device: default_device(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            training: TrainingConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        message: String,
+    },
+    /// A file does not parse, has an unknown field or a value of the wrong type.
+    #[error("{origin}{}: {message}", location.map(|(l, c)| format!(", line {l}, column {c}")).unwrap_or_default())]
+    Parse {
+        /// The file, or the built-in configuration.
+        origin: String,
+        /// Line and column, 1-based, when known.
+        location: Option<(usize, usize)>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name that is neither a built-in configuration nor a file.
+    #[error("unknown {kind} `{name}`: not a file, and not one of the built-in names {}", valid.join(", "))]
+    UnknownName {
+        /// `optimizer` or `schedule`.
+        kind: &'static str,
+        /// What was given.
+        name: String,
+        /// The built-in names.
+        valid: Vec<&'static str>,
+    },
+    /// A `--set` that is not `KEY=VALUE` or names no field.
+    #[error("--set {assignment}: {message}")]
+    Set {
+        /// What was given.
+        assignment: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value out of range.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+}
+
+/// The built-in configuration files (the files in `configs/`, compiled into the binary so the
+/// names work from any folder).
+pub mod builtin {
+    /// Optimizer files by name.
+    pub const OPTIMIZERS: [(&str, &str); 7] = [
+        ("sgd", include_str!("../../../configs/sgd.toml")),
+        ("sgd-momentum", include_str!("../../../configs/sgd-momentum.toml")),
+        ("adam", include_str!("../../../configs/adam.toml")),
+        ("adamw", include_str!("../../../configs/adamw.toml")),
+        ("rmsprop", include_str!("../../../configs/rmsprop.toml")),
+        ("adagrad", include_str!("../../../configs/adagrad.toml")),
+        ("lion", include_str!("../../../configs/lion.toml")),
+    ];
+    /// Schedule files by name.
+    pub const SCHEDULES: [(&str, &str); 6] = [
+        ("constant", include_str!("../../../configs/constant.toml")),
+        ("step", include_str!("../../../configs/step.toml")),
+        ("exponential", include_str!("../../../configs/exponential.toml")),
+        ("cosine", include_str!("../../../configs/cosine.toml")),
+        ("warmup-cosine", include_str!("../../../configs/warmup-cosine.toml")),
+        ("one-cycle", include_str!("../../../configs/one-cycle.toml")),
+    ];
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizerFile {
+    optimizer: OptimizerConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    schedule: ScheduleConfig,
+}
+
+/// Parse TOML text into `T`, with errors that name `origin` and the line and column.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|error| {
+        let location = error.span().map(|span| line_and_column(text, span.start));
+        ConfigError::Parse { origin: origin.to_string(), location, message: error.message().trim().to_string() }
+    })
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), message: error.to_string() })
+}
+
+/// A built-in name or a file path: the text and where it came from.
+fn resolve(
+    name_or_path: &str,
+    builtins: &[(&'static str, &'static str)],
+    kind: &'static str,
+) -> Result<(String, String), ConfigError> {
+    if let Some((name, text)) = builtins.iter().find(|(name, _)| *name == name_or_path) {
+        return Ok((text.to_string(), format!("built-in {kind} `{name}`")));
+    }
+    let path = Path::new(name_or_path);
+    if path.exists() {
+        return Ok((read(path)?, path.display().to_string()));
+    }
+    Err(ConfigError::UnknownName { kind, name: name_or_path.into(), valid: builtins.iter().map(|(n, _)| *n).collect() })
+}
+
+/// The optimizer of a built-in name (`sgd`, `sgd-momentum`, `adam`, ...) or of a file holding an
+/// `[optimizer]` table.
+pub fn optimizer_from(name_or_path: &str) -> Result<OptimizerConfig, ConfigError> {
+    let (text, origin) = resolve(name_or_path, &builtin::OPTIMIZERS, "optimizer")?;
+    let file: OptimizerFile = parse_toml(&text, &origin)?;
+    file.optimizer.validate()?;
+    Ok(file.optimizer)
+}
+
+/// The schedule of a built-in name (`constant`, `cosine`, `one-cycle`, ...) or of a file
+/// holding a `[schedule]` table.
+pub fn schedule_from(name_or_path: &str) -> Result<ScheduleConfig, ConfigError> {
+    let (text, origin) = resolve(name_or_path, &builtin::SCHEDULES, "schedule")?;
+    let file: ScheduleFile = parse_toml(&text, &origin)?;
+    file.schedule.validate()?;
+    Ok(file.schedule)
+}
+
+impl RunConfig {
+    /// Read a run configuration file (as `descent config show` writes it). Absent sections take
+    /// the lesson's defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config: RunConfig = parse_toml(&read(path)?, &path.display().to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML, complete: every field with its value.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a run configuration always serialises")
+    }
+
+    /// Apply `KEY=VALUE`, where KEY is a dotted path (`optimizer.beta_2`, `training.epochs`,
+    /// `seed`) and VALUE a TOML value (`0.99`, `true`, `[3, 2]`; bare words are strings).
+    pub fn set(&mut self, assignment: &str) -> Result<(), ConfigError> {
+        let fail = |message: String| ConfigError::Set { assignment: assignment.into(), message };
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| fail("expected KEY=VALUE, for example optimizer.momentum=0.9".into()))?;
+        let (key, value) = (key.trim(), value.trim());
+        let path: Vec<&str> = key.split('.').collect();
+        if key.is_empty() || path.iter().any(|part| part.is_empty()) {
+            return Err(fail(format!("`{key}` is not a dotted field name")));
+        }
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut table| table.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+
+        let mut document = toml::Value::try_from(&*self).map_err(|error| fail(error.to_string()))?;
+        let mut table = document.as_table_mut().expect("a run configuration is a table");
+        for part in &path[..path.len() - 1] {
+            table = table
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| fail(format!("`{part}` is a value, not a section")))?;
+        }
+        table.insert(path[path.len() - 1].to_string(), value);
+        let updated: RunConfig = document.try_into().map_err(|error: toml::de::Error| fail(error.message().to_string()))?;
+        updated.validate()?;
+        *self = updated;
+        Ok(())
+    }
+
+    /// Check every value, naming the field of the first one out of range.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
+        match &self.data {
+            DataConfig::Lesson { n, true_a, noise } => {
+                if *n == 0 {
+                    return invalid("data.n", "must be at least 1, got 0".into());
+                }
+                if !(noise.is_finite() && *noise >= 0.0) {
+                    return invalid("data.noise", format!("must be a finite number of at least 0, got {noise}"));
+                }
+                if !true_a.iter().all(|v| v.is_finite()) {
+                    return invalid("data.true_a", format!("must be finite, got {true_a:?}"));
+                }
+            }
+            DataConfig::Points { .. } => {}
+        }
+        let ModelConfig::Linear { init } = &self.model;
+        if !init.iter().all(|v| v.is_finite()) {
+            return invalid("model.init", format!("must be finite, got {init:?}"));
+        }
+        let training = &self.training;
+        for (field, value) in [
+            ("training.batch_size", training.batch_size),
+            ("training.steps", training.steps),
+            ("training.epochs", training.epochs),
+            ("training.print_every", training.print_every),
+        ] {
+            if value == Some(0) {
+                return invalid(field, "must be at least 1, got 0".into());
+            }
+        }
+        if training.steps.is_some() && training.epochs.is_some() {
+            return invalid("training.steps", "set steps or epochs, not both".into());
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_round_trips() {
+        let config = RunConfig::default();
+        let text = config.to_toml();
+        let back: RunConfig = parse_toml(&text, "test").unwrap();
+        assert_eq!(config, back);
+        assert!(text.contains("name = \"sgd\"") && text.contains("lr = 0.1"), "{text}");
+    }
+
+    #[test]
+    fn every_builtin_parses() {
+        for (name, _) in builtin::OPTIMIZERS {
+            optimizer_from(name).unwrap();
+        }
+        for (name, _) in builtin::SCHEDULES {
+            schedule_from(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn set_changes_one_field_and_checks_it() {
+        let mut config = RunConfig::default();
+        config.set("optimizer.momentum=0.9").unwrap();
+        let OptimizerConfig::Sgd(sgd) = &config.optimizer else { panic!() };
+        assert_eq!(sgd.momentum, 0.9);
+        config.set("training.epochs = 3").unwrap();
+        assert_eq!(config.training.epochs, Some(3));
+        config.set("device=flex").unwrap();
+        assert_eq!(config.device, "flex");
+
+        let error = config.set("optimizer.momentum=1.5").unwrap_err().to_string();
+        assert!(error.contains("optimizer.momentum") && error.contains("[0, 1)"), "{error}");
+        let error = config.set("optimizer.beta_3=0.5").unwrap_err().to_string();
+        assert!(error.contains("unknown field `beta_3`"), "{error}");
+        let error = config.set("optimizer.lr=fast").unwrap_err().to_string();
+        assert!(error.contains("optimizer.lr") || error.contains("invalid type"), "{error}");
+        assert!(config.set("momentum").unwrap_err().to_string().contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn parse_errors_have_line_and_column() {
+        let error = parse_toml::<RunConfig>("seed = 1\n[optimizer]\nname = \"sgd\"\nmomentun = 0.9\n", "run.toml").unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("run.toml, line 4"), "{text}");
+        assert!(text.contains("unknown field `momentun`"), "{text}");
+        let error = parse_toml::<RunConfig>("seed = \"x\"\n", "run.toml").unwrap_err().to_string();
+        assert!(error.contains("line 1") && error.contains("invalid type"), "{error}");
+        let error = parse_toml::<RunConfig>("[optimizer]\nname = \"sdg\"\n", "run.toml").unwrap_err().to_string();
+        assert!(error.contains("unknown variant `sdg`") && error.contains("adam"), "{error}");
+        let error = parse_toml::<RunConfig>("seed = [", "run.toml").unwrap_err().to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn unknown_names_list_the_builtins() {
+        let error = optimizer_from("adamx").unwrap_err().to_string();
+        assert!(error.contains("unknown optimizer `adamx`") && error.contains("sgd-momentum"), "{error}");
+        let error = schedule_from("linear").unwrap_err().to_string();
+        assert!(error.contains("one-cycle"), "{error}");
+    }
+}
