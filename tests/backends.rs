@@ -7,12 +7,11 @@ mod common;
 
 use std::sync::Arc;
 
-use burn::optim::SgdConfig;
 use burn::prelude::*;
-use common::{devices, full_batch, reference_device};
+use common::{devices, full_batch, reference_device, train_sgd};
 use descent::data::{LessonData, MiniBatches, RegressionBatch, Table};
 use descent::model::LinearModel;
-use descent::train::{Length, Objective, Plan, Report, train};
+use descent::train::{Length, Objective, Report};
 
 /// The loss (f64 on the host) and its gradient (2/n)·Xᵀ(Xa − y) at `a`.
 fn host_loss_and_gradient(table: &Table, a: [f64; 2]) -> (f64, [f64; 2]) {
@@ -138,19 +137,13 @@ fn training_at_a_million_rows_agrees_across_devices() {
         let (full, _) = full_batch(&table, device, [-1.0, 1.0], 0.1, 20);
         let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
         let source = MiniBatches::new(shared.clone(), 1000, 42, &device.device);
-        let plan = Plan {
-            lr: 0.1,
-            length: Length::Epochs(1),
-            report: Report::EveryEpochs(1),
-        };
-        let trained = train(
+        let trained = train_sgd(
             model,
-            &mut SgdConfig::new().init(),
             &source,
-            &plan,
-            &mut |_| {},
-        )
-        .unwrap();
+            0.1,
+            Length::Epochs(1),
+            Report::EveryEpochs(1),
+        );
         (full, trained.model.parameters().unwrap())
     };
     let (reference_full, reference_mini) = run(&reference_device());

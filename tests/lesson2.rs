@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
-use common::{devices, full_batch};
+use common::{devices, full_batch, train_sgd};
 use descent::data::{LessonData, MiniBatches, RegressionBatch, Table};
 use descent::model::{LinearModel, mse};
 use descent::ols::least_squares;
-use descent::train::{Length, Plan, Report, train};
+use descent::train::{Length, Report};
 
 fn lesson() -> Table {
     LessonData::default().generate()
@@ -187,19 +187,13 @@ fn one_mini_batch_of_all_rows_is_full_batch_descent() {
         let (full_a, full_losses) = full_batch(&table, &device, [-1.0, 1.0], 0.1, 50);
         let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
         let source = MiniBatches::new(Arc::new(table.clone()), table.len(), 7, &device.device);
-        let plan = Plan {
-            lr: 0.1,
-            length: Length::Epochs(50),
-            report: Report::EveryEpochs(1),
-        };
-        let trained = train(
+        let trained = train_sgd(
             model,
-            &mut SgdConfig::new().init(),
             &source,
-            &plan,
-            &mut |_| {},
-        )
-        .unwrap();
+            0.1,
+            Length::Epochs(50),
+            Report::EveryEpochs(1),
+        );
         assert_eq!(trained.steps, 50);
         // Epoch e's loss is the loss before update e-1 of full-batch descent. The shuffled order
         // changes only the order of the float sums.
@@ -231,19 +225,13 @@ fn mini_batch_sgd_converges_near_least_squares() {
     for device in devices() {
         let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
         let source = MiniBatches::new(Arc::new(table.clone()), 10, 42, &device.device);
-        let plan = Plan {
-            lr: 0.05,
-            length: Length::Epochs(30),
-            report: Report::EveryEpochs(10),
-        };
-        let trained = train(
+        let trained = train_sgd(
             model,
-            &mut SgdConfig::new().init(),
             &source,
-            &plan,
-            &mut |_| {},
-        )
-        .unwrap();
+            0.05,
+            Length::Epochs(30),
+            Report::EveryEpochs(10),
+        );
         assert_eq!(trained.steps, 300);
         assert_eq!(
             trained.losses.iter().map(|r| r.epoch).collect::<Vec<_>>(),
@@ -268,19 +256,13 @@ fn the_shuffle_is_seeded() {
         let run = |seed: u64| {
             let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
             let source = MiniBatches::new(table.clone(), 16, seed, &device.device);
-            let plan = Plan {
-                lr: 0.1,
-                length: Length::Epochs(3),
-                report: Report::EveryEpochs(1),
-            };
-            let trained = train(
+            let trained = train_sgd(
                 model,
-                &mut SgdConfig::new().init(),
                 &source,
-                &plan,
-                &mut |_| {},
-            )
-            .unwrap();
+                0.1,
+                Length::Epochs(3),
+                Report::EveryEpochs(1),
+            );
             trained.model.parameters().unwrap()
         };
         assert_eq!(run(1), run(1), "{}", device.backend);

@@ -3,11 +3,35 @@
 
 use std::process::{Command, Output};
 
+use std::ops::ControlFlow;
+
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::SgdConfig;
-use descent::data::{FullBatch, Table};
+use descent::data::{FullBatch, RegressionBatch, Table};
 use descent::device::{Backend, SelectedDevice, select};
 use descent::model::LinearModel;
-use descent::train::{Length, LossRecord, Plan, Report, train};
+use descent::train::{BatchSource, Length, LossRecord, Plan, Report, Trained, train};
+
+/// Train with plain SGD at a constant learning rate, as the lesson does.
+pub fn train_sgd(
+    model: LinearModel,
+    source: &dyn BatchSource<RegressionBatch>,
+    lr: f64,
+    length: Length,
+    report: Report,
+) -> Trained<LinearModel> {
+    let mut schedule = ModuleLrScheduler::new(lr);
+    let plan = Plan { length, report };
+    train(
+        model,
+        &mut SgdConfig::new().init(),
+        &mut schedule,
+        source,
+        &plan,
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .expect("training runs")
+}
 
 /// Every backend compiled into this build, as devices: the CPU backends, and each GPU backend
 /// that finds an adapter (a software one such as llvmpipe counts).
@@ -59,19 +83,13 @@ pub fn full_batch(
 ) -> (Vec<f32>, Vec<LossRecord>) {
     let model = LinearModel::new(&init, &device.device.clone().autodiff());
     let source = FullBatch::new(table, &device.device);
-    let plan = Plan {
-        lr,
-        length: Length::Steps(steps),
-        report: Report::EverySteps(1),
-    };
-    let trained = train(
+    let trained = train_sgd(
         model,
-        &mut SgdConfig::new().init(),
         &source,
-        &plan,
-        &mut |_| {},
-    )
-    .expect("training runs");
+        lr,
+        Length::Steps(steps),
+        Report::EverySteps(1),
+    );
     (
         trained.model.parameters().expect("read parameters"),
         trained.losses,

@@ -48,7 +48,13 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
     };
     let source = experiment.batches();
     let mut optimizer = experiment.config.optimizer.build();
-    let finding = lr_find(experiment.model(), &mut optimizer, source.as_ref(), &settings).map_err(Failure::internal)?;
+    let finding = lr_find(
+        experiment.model(),
+        &mut optimizer,
+        source.as_ref(),
+        &settings,
+    )
+    .map_err(Failure::internal)?;
 
     println!(
         "lr-find: {} from {:e} to {:e} over {} steps on {}",
@@ -58,21 +64,35 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         settings.steps,
         experiment.device.describe()
     );
-    println!("{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
+    println!(
+        "{:>5}  {:>11}  {:>12}  {:>12}",
+        "step", "lr", "loss", "smoothed"
+    );
     for point in &finding.points {
-        println!("{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
+        println!(
+            "{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}",
+            point.step, point.lr, point.loss, point.smoothed
+        );
     }
     if finding.stopped_early {
-        println!("stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
+        println!(
+            "stopped at step {}: the smoothed loss passed 4x its minimum",
+            finding.points.len() - 1
+        );
     }
     if let Some(minimum) = finding.minimum {
-        println!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
+        println!(
+            "minimum smoothed loss {:.6} at lr {:.3e}",
+            minimum.smoothed, minimum.lr
+        );
     }
     if let Some(lr) = finding.steepest {
         println!("steepest fall of the smoothed loss at lr {lr:.3e}");
     }
     match finding.suggestion {
-        Some(lr) => println!("suggested lr: {lr:.3e} (fastai's \"valley\": the middle of the longest fall of the smoothed loss)"),
+        Some(lr) => println!(
+            "suggested lr: {lr:.3e} (fastai's \"valley\": the middle of the longest fall of the smoothed loss)"
+        ),
         None => println!("no suggestion: the smoothed loss never fell"),
     }
     if args.run.json {

@@ -54,12 +54,18 @@ pub struct Failure {
 impl Failure {
     /// Bad input or usage: exit code 2.
     pub fn input(message: impl ToString) -> Self {
-        Self { message: message.to_string(), code: 2 }
+        Self {
+            message: message.to_string(),
+            code: 2,
+        }
     }
 
     /// A failure of the machine rather than of the input (a device error): exit code 1.
     pub fn internal(message: impl ToString) -> Self {
-        Self { message: message.to_string(), code: 1 }
+        Self {
+            message: message.to_string(),
+            code: 1,
+        }
     }
 }
 

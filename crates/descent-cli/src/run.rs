@@ -109,10 +109,12 @@ impl RunArgs {
             None => RunConfig::default(),
         };
         if let Some(optim) = &self.optim {
-            config.optimizer = optimizer_from(optim).map_err(|e| Failure::input(format!("--optim: {e}")))?;
+            config.optimizer =
+                optimizer_from(optim).map_err(|e| Failure::input(format!("--optim: {e}")))?;
         }
         if let Some(schedule) = &self.schedule {
-            config.schedule = schedule_from(schedule).map_err(|e| Failure::input(format!("--schedule: {e}")))?;
+            config.schedule =
+                schedule_from(schedule).map_err(|e| Failure::input(format!("--schedule: {e}")))?;
         }
         if let Some(seed) = self.seed {
             config.seed = seed;
@@ -155,14 +157,20 @@ impl RunArgs {
             training.print_every = self.print_every;
         }
         if let Some(lr) = self.lr {
-            config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
+            config
+                .set(&format!("optimizer.lr={lr:e}"))
+                .map_err(|e| Failure::input(format!("--lr: {e}")))?;
         }
         if let Some(momentum) = self.momentum {
             let name = config.optimizer.name();
             if !matches!(name, "sgd" | "rmsprop") {
-                return Err(Failure::input(format!("--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)")));
+                return Err(Failure::input(format!(
+                    "--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)"
+                )));
             }
-            config.set(&format!("optimizer.momentum={momentum:e}")).map_err(|e| Failure::input(format!("--momentum: {e}")))?;
+            config
+                .set(&format!("optimizer.momentum={momentum:e}"))
+                .map_err(|e| Failure::input(format!("--momentum: {e}")))?;
         }
         for assignment in &self.sets {
             config.set(assignment).map_err(Failure::input)?;
@@ -188,7 +196,9 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
 
     println!("descent {command} on {}", selected.describe());
     match &config.data {
-        DataConfig::Points { path } => println!("data: {} points from {}", table.len(), path.display()),
+        DataConfig::Points { path } => {
+            println!("data: {} points from {}", table.len(), path.display())
+        }
         DataConfig::Lesson { true_a, noise, .. } => println!(
             "data: n = {}, x = [U(-1, 1), 1], y = x·({}, {}) + {}·N(0, 1), seed {}",
             table.len(),
@@ -214,7 +224,10 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         .try_into_scalar::<f32>()
         .map(f64::from)
         .map_err(|error| Failure::internal(format!("{error:?}")))?;
-    println!("mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
+    println!(
+        "mse of the guess a = ({}, {}): {initial_loss:.6}",
+        guess[0], guess[1]
+    );
 
     let plan = experiment.plan();
     let batches = experiment.batches();
@@ -224,7 +237,11 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         ref other => format!(", {} schedule", other.name()),
     };
     match config.training.batch_size {
-        None => println!("full-batch gradient descent: {} lr {lr}{schedule}, {}", config.optimizer.name(), length(&experiment)),
+        None => println!(
+            "full-batch gradient descent: {} lr {lr}{schedule}, {}",
+            config.optimizer.name(),
+            length(&experiment)
+        ),
         Some(size) => println!(
             "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
             batches.batches_per_epoch(),
@@ -235,30 +252,66 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
     }
     let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
     let mut print = |record: &LossRecord| {
-        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
+        let lr = if show_lr {
+            format!("  lr {:.3e}", record.lr)
+        } else {
+            String::new()
+        };
         match plan.report {
-            Report::EverySteps(_) => println!("step {:>5}  loss {:.6}{lr}", record.step, record.loss),
+            Report::EverySteps(_) => {
+                println!("step {:>5}  loss {:.6}{lr}", record.step, record.loss)
+            }
             Report::EveryEpochs(_) => {
-                println!("epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
+                println!(
+                    "epoch {:>4}  step {:>6}  loss {:.6}{lr}",
+                    record.epoch, record.step, record.loss
+                )
             }
         }
         ControlFlow::Continue(())
     };
     let trained = experiment.train(&mut print).map_err(Failure::internal)?; // config was checked in prepare
 
-    let a: Vec<f64> = trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
+    let a: Vec<f64> = trained
+        .model
+        .parameters()
+        .map_err(Failure::internal)?
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let loss = table.mse(&a);
     let ols = least_squares(table).map_err(|error| {
-        Failure::input(format!("cannot compare with least squares: {error} (all x values are equal?)"))
+        Failure::input(format!(
+            "cannot compare with least squares: {error} (all x values are equal?)"
+        ))
     })?;
-    let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    let gap_a = a
+        .iter()
+        .zip(&ols.a)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
     let gap_loss = loss - ols.mse;
 
-    println!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
-    println!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
+    println!(
+        "fitted a:             ({:.6}, {:.6})   mse {loss:.6}",
+        a[0], a[1]
+    );
+    println!(
+        "least squares a_ols:  ({:.6}, {:.6})   mse {:.6}",
+        ols.a[0], ols.a[1], ols.mse
+    );
     println!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
-    let epochs = if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
-    println!("trained {} steps{epochs} in {:.2} ms on {}", trained.steps, trained.seconds * 1e3, selected.describe());
+    let epochs = if experiment.full_batch() {
+        String::new()
+    } else {
+        format!(" ({} epochs)", trained.epochs)
+    };
+    println!(
+        "trained {} steps{epochs} in {:.2} ms on {}",
+        trained.steps,
+        trained.seconds * 1e3,
+        selected.describe()
+    );
 
     if args.json {
         let losses: Vec<_> = trained
@@ -296,7 +349,9 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
 fn length(experiment: &Experiment) -> String {
     match (experiment.plan().length, experiment.full_batch()) {
         (descent::train::Length::Steps(steps), _) => format!("{steps} steps"),
-        (descent::train::Length::Epochs(epochs), true) => format!("{epochs} epochs (one step each)"),
+        (descent::train::Length::Epochs(epochs), true) => {
+            format!("{epochs} epochs (one step each)")
+        }
         (descent::train::Length::Epochs(epochs), false) => format!("{epochs} epochs"),
     }
 }

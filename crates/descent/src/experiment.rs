@@ -8,7 +8,9 @@ use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::ModuleOptimizer;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
-use crate::data::{DataError, FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
+use crate::data::{
+    DataError, FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points,
+};
 use crate::device::{self, DeviceError, SelectedDevice};
 use crate::model::LinearModel;
 use crate::optim::InvalidValue;
@@ -60,14 +62,22 @@ impl Experiment {
         config.validate()?;
         let device = device::select(&config.device)?;
         let table = match &config.data {
-            DataConfig::Lesson { n, true_a, noise } => {
-                LessonData { n: *n, true_a: *true_a, noise: *noise, seed: config.seed }.generate()
+            DataConfig::Lesson { n, true_a, noise } => LessonData {
+                n: *n,
+                true_a: *true_a,
+                noise: *noise,
+                seed: config.seed,
             }
+            .generate(),
             DataConfig::Points { path } => read_points(path)?,
         };
         // Seed the backend's own generator too, so that nothing on the device is left unseeded.
         device.device.seed(config.seed);
-        let experiment = Self { config, device, table: Arc::new(table) };
+        let experiment = Self {
+            config,
+            device,
+            table: Arc::new(table),
+        };
         // Build the schedule once now, so that a value Burn rejects is reported before training.
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
@@ -98,7 +108,12 @@ impl Experiment {
     pub fn batches(&self) -> Box<dyn BatchSource<RegressionBatch>> {
         match self.config.training.batch_size {
             None => Box::new(FullBatch::new(&self.table, &self.device.device)),
-            Some(size) => Box::new(MiniBatches::new(self.table.clone(), size, self.config.seed, &self.device.device)),
+            Some(size) => Box::new(MiniBatches::new(
+                self.table.clone(),
+                size,
+                self.config.seed,
+                &self.device.device,
+            )),
         }
     }
 
@@ -129,9 +144,15 @@ impl Experiment {
     }
 
     /// Burn's optimizer and scheduler for a run of `total_steps` updates.
-    pub fn optimization(&self, total_steps: usize) -> Result<(ModuleOptimizer, ModuleLrScheduler), RunError> {
+    pub fn optimization(
+        &self,
+        total_steps: usize,
+    ) -> Result<(ModuleOptimizer, ModuleLrScheduler), RunError> {
         let optimizer = self.config.optimizer.build();
-        let schedule = self.config.schedule.build(self.config.optimizer.lr(), total_steps)?;
+        let schedule = self
+            .config
+            .schedule
+            .build(self.config.optimizer.lr(), total_steps)?;
         Ok((optimizer, schedule))
     }
 
@@ -142,6 +163,13 @@ impl Experiment {
     ) -> Result<Trained<LinearModel>, RunError> {
         let source = self.batches();
         let (mut optimizer, mut schedule) = self.optimization(self.total_steps())?;
-        Ok(train(self.model(), &mut optimizer, &mut schedule, source.as_ref(), &self.plan(), on_loss)?)
+        Ok(train(
+            self.model(),
+            &mut optimizer,
+            &mut schedule,
+            source.as_ref(),
+            &self.plan(),
+            on_loss,
+        )?)
     }
 }

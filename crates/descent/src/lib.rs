@@ -12,10 +12,10 @@
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
 //! - [`experiment`]: a run prepared from its configuration, ready for the engine.
 
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod experiment;
-pub mod config;
 pub mod model;
 pub mod ols;
 pub mod optim;

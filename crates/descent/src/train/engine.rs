@@ -167,7 +167,12 @@ where
 
             if let Report::EverySteps(k) = plan.report
                 && step.is_multiple_of(k.max(1))
-                && record(LossRecord { step, epoch, lr, loss: read_scalar(loss.clone())? })
+                && record(LossRecord {
+                    step,
+                    epoch,
+                    lr,
+                    loss: read_scalar(loss.clone())?,
+                })
             {
                 stopped = true;
                 break 'training;
@@ -186,7 +191,12 @@ where
             step += 1;
         }
         if let Some(sum) = epoch_sum
-            && record(LossRecord { step, epoch, lr, loss: read_scalar(sum)? / epoch_rows as f64 })
+            && record(LossRecord {
+                step,
+                epoch,
+                lr,
+                loss: read_scalar(sum)? / epoch_rows as f64,
+            })
         {
             stopped = true;
             break;
@@ -201,7 +211,14 @@ where
             .map_err(|error| TrainError::Device(format!("{error:?}")))?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped })
+    Ok(Trained {
+        model,
+        steps: step,
+        epochs: epoch,
+        losses,
+        seconds,
+        stopped,
+    })
 }
 
 /// Batches know how many examples they hold (to weight epoch means).
