@@ -263,9 +263,8 @@ mod tests {
                 }
             })
             .collect();
-        // The longest falling run is 42 steps long (the last flat 5.0 at step 19, then 20..=60):
-        // the valley is steps 19..=60, and its middle is step 39.
-        assert_eq!(valley(&points), Some((19, 60)));
+        // The longest falling run is 5.0, 4.9, ..., 1.0: 41 steps ending at step 60.
+        assert_eq!(valley(&points), Some((20, 60)));
     }
 
     #[test]
