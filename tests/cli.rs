@@ -302,3 +302,65 @@ fn the_device_flag_wins_over_burn_device() {
         }
     }
 }
+
+#[test]
+fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("run");
+    let out_text = out.to_str().unwrap();
+    let output = descent(&[
+        "lesson2",
+        "--json",
+        "--optim",
+        "sgd-momentum",
+        "--steps",
+        "50",
+        "--out",
+        out_text,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = summary(&output);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(printed, saved);
+
+    // The saved configuration repeats the run exactly.
+    let config = out.join("config.toml");
+    let again = root.path().join("again");
+    let repeat = descent(&[
+        "train",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(
+        repeat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repeat.stderr)
+    );
+    assert_eq!(summary(&repeat)["losses"], printed["losses"]);
+    assert_eq!(summary(&repeat)["a"], printed["a"]);
+
+    // A folder that holds a run is never written over.
+    let before = std::fs::read(out.join("summary.json")).unwrap();
+    rejects(
+        &["lesson2", "--out", out_text],
+        &["--out", out_text, "already holds files"],
+    );
+    assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
+
+    // A folder that cannot be created.
+    let file = root.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let inside_a_file = file.join("run");
+    rejects(
+        &["lesson2", "--out", inside_a_file.to_str().unwrap()],
+        &["--out", "cannot write"],
+    );
+}

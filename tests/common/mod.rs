@@ -104,7 +104,8 @@ pub fn descent(args: &[&str]) -> Output {
 /// Run the `descent` binary with `args` and extra environment variables.
 pub fn descent_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_descent"));
-    command.args(args);
+    // Default run folders (runs/...) go under target/tmp, not into the repository.
+    command.args(args).current_dir(env!("CARGO_TARGET_TMPDIR"));
     for (key, value) in env {
         command.env(key, value);
     }

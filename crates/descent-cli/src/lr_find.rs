@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::Failure;
 use crate::args::{positive_count, positive_finite};
-use crate::run::RunArgs;
+use crate::run::{RunArgs, finish, open_run_folder};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
 /// updates from the initial weights, stop when the smoothed loss exceeds 4x its minimum, print
@@ -40,6 +40,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         )));
     }
     let experiment = Experiment::prepare(args.run.config()?).map_err(Failure::input)?;
+    let folder = open_run_folder(&args.run, "lr-find", &experiment.config)?;
     let settings = LrFindSettings {
         start_lr: args.start_lr,
         end_lr: args.end_lr,
@@ -95,23 +96,21 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         ),
         None => println!("no suggestion: the smoothed loss never fell"),
     }
-    if args.run.json {
-        let points: Vec<_> = finding
-            .points
-            .iter()
-            .map(|p| json!({"step": p.step, "lr": p.lr, "loss": p.loss, "smoothed": p.smoothed}))
-            .collect();
-        let summary = json!({
-            "command": "lr-find",
-            "points": points,
-            "suggestion": finding.suggestion,
-            "steepest": finding.steepest,
-            "minimum_lr": finding.minimum.map(|m| m.lr),
-            "stopped_early": finding.stopped_early,
-            "optimizer": experiment.config.optimizer.name(),
-            "device": experiment.device.describe(),
-        });
-        println!("{summary}");
-    }
-    Ok(())
+    let points: Vec<_> = finding
+        .points
+        .iter()
+        .map(|p| json!({"step": p.step, "lr": p.lr, "loss": p.loss, "smoothed": p.smoothed}))
+        .collect();
+    let summary = json!({
+        "command": "lr-find",
+        "points": points,
+        "suggestion": finding.suggestion,
+        "steepest": finding.steepest,
+        "minimum_lr": finding.minimum.map(|m| m.lr),
+        "stopped_early": finding.stopped_early,
+        "optimizer": experiment.config.optimizer.name(),
+        "device": experiment.device.describe(),
+        "run_folder": folder.path(),
+    });
+    finish(&folder, &summary, args.run.json)
 }

@@ -9,6 +9,7 @@ use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, schedu
 use descent::experiment::Experiment;
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
+use descent::report::RunFolder;
 use descent::train::{LossRecord, Objective, Report};
 use serde_json::json;
 
@@ -94,6 +95,11 @@ pub struct RunArgs {
     /// steps with full batches, 1 epoch with mini-batches].
     #[arg(long, value_parser = positive_count)]
     pub print_every: Option<usize>,
+
+    /// Folder for the run's outputs: its effective configuration (config.toml) and summary
+    /// (summary.json) [default: runs/<command>-<UTC time>]. A folder with files in it is refused.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 
     /// Also print a one-line JSON summary as the last line of stdout.
     #[arg(long)]
@@ -193,6 +199,7 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
     let config = args.config()?;
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
+    let folder = open_run_folder(args, command, config)?;
 
     println!("descent {command} on {}", selected.describe());
     match &config.data {
@@ -313,34 +320,62 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         selected.describe()
     );
 
-    if args.json {
-        let losses: Vec<_> = trained
-            .losses
-            .iter()
-            .map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss}))
-            .collect();
-        let summary = json!({
-            "command": command,
-            "losses": losses,
-            "a": a,
-            "a_ols": ols.a,
-            "loss": loss,
-            "loss_ols": ols.mse,
-            "initial_loss": initial_loss,
-            "gap_a": gap_a,
-            "gap_loss": gap_loss,
-            "steps": trained.steps,
-            "epochs": trained.epochs,
-            "n": table.len(),
-            "lr": lr,
-            "optimizer": config.optimizer.name(),
-            "schedule": config.schedule.name(),
-            "batch_size": config.training.batch_size.unwrap_or(table.len()),
-            "seed": config.seed,
-            "device": selected.describe(),
-            "backend": selected.backend.name(),
-            "seconds": trained.seconds,
-        });
+    let losses: Vec<_> = trained
+        .losses
+        .iter()
+        .map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss}))
+        .collect();
+    let summary = json!({
+        "command": command,
+        "losses": losses,
+        "a": a,
+        "a_ols": ols.a,
+        "loss": loss,
+        "loss_ols": ols.mse,
+        "initial_loss": initial_loss,
+        "gap_a": gap_a,
+        "gap_loss": gap_loss,
+        "steps": trained.steps,
+        "epochs": trained.epochs,
+        "n": table.len(),
+        "lr": lr,
+        "optimizer": config.optimizer.name(),
+        "schedule": config.schedule.name(),
+        "batch_size": config.training.batch_size.unwrap_or(table.len()),
+        "seed": config.seed,
+        "device": selected.describe(),
+        "backend": selected.backend.name(),
+        "seconds": trained.seconds,
+        "run_folder": folder.path(),
+    });
+    finish(&folder, &summary, args.json)
+}
+
+/// Create the run folder and write the effective configuration into it, before training.
+pub fn open_run_folder(
+    args: &RunArgs,
+    command: &str,
+    config: &RunConfig,
+) -> Result<RunFolder, Failure> {
+    let folder = RunFolder::create(args.out.as_deref(), command)
+        .map_err(|e| Failure::input(format!("--out: {e}")))?;
+    folder
+        .write("config.toml", config.to_toml().as_bytes())
+        .map_err(Failure::input)?;
+    Ok(folder)
+}
+
+/// Write the summary into the run folder, say where the outputs are, and print the summary as
+/// the last line of stdout with `--json`.
+pub fn finish(folder: &RunFolder, summary: &serde_json::Value, json: bool) -> Result<(), Failure> {
+    folder
+        .write("summary.json", format!("{summary:#}\n").as_bytes())
+        .map_err(Failure::input)?;
+    println!(
+        "outputs: {} (config.toml, summary.json)",
+        folder.path().display()
+    );
+    if json {
         println!("{summary}");
     }
     Ok(())

@@ -19,4 +19,5 @@ pub mod experiment;
 pub mod model;
 pub mod ols;
 pub mod optim;
+pub mod report;
 pub mod train;

@@ -1,0 +1,172 @@
+//! The run folder: every training command writes its effective configuration and its summary
+//! into one folder (`--out DIR`, default `runs/<command>-<UTC time>`), and nothing outside it.
+//! Files are written atomically: to a temporary file in the same folder, then renamed.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A folder that holds one run's outputs.
+#[derive(Clone, Debug)]
+pub struct RunFolder {
+    path: PathBuf,
+}
+
+/// Why the run folder cannot be used. Every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFolderError {
+    /// The folder exists and holds files: a run is never written over another.
+    #[error("{} already holds files: choose another --out folder (nothing was changed in it)", path.display())]
+    NotEmpty {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The folder or a file in it cannot be created or written.
+    #[error("cannot write {}: {message}", path.display())]
+    Write {
+        /// The folder or file.
+        path: PathBuf,
+        /// What the operating system said.
+        message: String,
+    },
+}
+
+impl RunFolder {
+    /// Create `out`, or `runs/<command>-<UTC time>` when `out` is `None`. An existing empty
+    /// folder is used; one with files in it is refused.
+    pub fn create(out: Option<&Path>, command: &str) -> Result<Self, RunFolderError> {
+        let path = match out {
+            Some(path) => path.to_path_buf(),
+            None => unique(
+                Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now()))),
+            ),
+        };
+        let write_error = |message: String| RunFolderError::Write {
+            path: path.clone(),
+            message,
+        };
+        if path.exists() {
+            let mut entries = fs::read_dir(&path).map_err(|e| write_error(e.to_string()))?;
+            if entries.next().is_some() {
+                return Err(RunFolderError::NotEmpty { path });
+            }
+        }
+        fs::create_dir_all(&path).map_err(|e| write_error(e.to_string()))?;
+        Ok(Self { path })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write `name` in the folder atomically: readers see the old file or the new one, never a
+    /// part of it.
+    pub fn write(&self, name: &str, contents: &[u8]) -> Result<PathBuf, RunFolderError> {
+        let target = self.path.join(name);
+        let temporary = self
+            .path
+            .join(format!(".{name}.tmp-{}", std::process::id()));
+        let write_error = |path: &Path, e: std::io::Error| RunFolderError::Write {
+            path: path.into(),
+            message: e.to_string(),
+        };
+        let mut file = fs::File::create(&temporary).map_err(|e| write_error(&temporary, e))?;
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| write_error(&temporary, e))?;
+        fs::rename(&temporary, &target).map_err(|e| write_error(&target, e))?;
+        Ok(target)
+    }
+}
+
+/// `path`, or `path-2`, `path-3`, ... when it exists already.
+fn unique(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    (2..)
+        .map(|i| PathBuf::from(format!("{}-{i}", path.display())))
+        .find(|p| !p.exists())
+        .expect("a free name")
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn utc_stamp(time: SystemTime) -> String {
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamps_are_utc_dates() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
+        // 2026-11-22 05:21:13 UTC
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_795_324_873)),
+            "20261122-052113"
+        );
+        // 2024-02-29 23:59:59 UTC, a leap day
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
+            "20240229-235959"
+        );
+    }
+
+    #[test]
+    fn a_folder_with_files_is_refused_and_left_alone() {
+        let folder = tempfile::tempdir().unwrap();
+        fs::write(folder.path().join("summary.json"), "{}").unwrap();
+        assert!(matches!(
+            RunFolder::create(Some(folder.path()), "test"),
+            Err(RunFolderError::NotEmpty { .. })
+        ));
+        assert_eq!(
+            fs::read_to_string(folder.path().join("summary.json")).unwrap(),
+            "{}"
+        );
+    }
+
+    #[test]
+    fn writes_replace_files_whole() {
+        let folder = tempfile::tempdir().unwrap();
+        let run = RunFolder::create(Some(&folder.path().join("run")), "test").unwrap();
+        run.write("config.toml", b"seed = 1\n").unwrap();
+        run.write("config.toml", b"seed = 2\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(run.path().join("config.toml")).unwrap(),
+            "seed = 2\n"
+        );
+        assert_eq!(
+            fs::read_dir(run.path()).unwrap().count(),
+            1,
+            "no temporary file left behind"
+        );
+    }
+}
