@@ -28,8 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = 100;
 
     // In [2]: x = torch.ones(n,2); x[:,0].uniform_(-1.,1); x[:5]
-    let column0 =
-        Tensor::<2>::from_data(TensorData::new(rng.uniform(n, -1.0, 1.0), [n, 1]), &device);
+    let column0 = Tensor::<2>::from_data(TensorData::new(rng.uniform(n, -1.0, 1.0), [n, 1]), &device);
     let x = Tensor::cat(vec![column0, Tensor::ones([n, 1], &device)], 1);
     println!("x[:5] =\n{}", x.clone().slice(0..5));
 
@@ -44,10 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In [7]: a = tensor(-1.,1); y_hat = x@a; mse(y_hat, y)
     let a = Tensor::<2>::from_floats([[-1.0], [1.0]], &device);
     let y_hat = x.clone().matmul(a);
-    println!(
-        "mse of the guess a = (-1, 1): {}",
-        mse(y_hat, y.clone()).into_scalar::<f32>()
-    );
+    println!("mse of the guess a = (-1, 1): {}", mse(y_hat, y.clone()).into_scalar::<f32>());
 
     // In [9]: a = nn.Parameter(a)
     // Burn has no `requires_grad=True` on a plain tensor of a plain device: autodiff is a property
@@ -72,15 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let y_hat = x.clone().matmul(a.clone());
         let loss = mse(y_hat, y.clone());
         if t % 10 == 0 {
-            println!(
-                "step {t:>3}  loss {:.6}",
-                loss.clone().inner().into_scalar::<f32>()
-            );
+            println!("step {t:>3}  loss {:.6}", loss.clone().inner().into_scalar::<f32>());
         }
         let grads = loss.backward();
-        let grad = a
-            .grad(&grads)
-            .expect("`a` is a leaf that requires a gradient");
+        let grad = a.grad(&grads).expect("`a` is a leaf that requires a gradient");
         (a.inner() - grad.mul_scalar(lr)).autodiff().require_grad()
     };
 
@@ -102,10 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in 0..100 {
         let loss = mse(model.forward(x.clone()), y.clone());
         if t % 10 == 0 {
-            println!(
-                "step {t:>3}  loss {:.6}",
-                loss.clone().inner().into_scalar::<f32>()
-            );
+            println!("step {t:>3}  loss {:.6}", loss.clone().inner().into_scalar::<f32>());
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(lr, model, grads);

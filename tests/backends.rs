@@ -19,8 +19,7 @@ fn host_loss_and_gradient(table: &Table, a: [f64; 2]) -> (f64, [f64; 2]) {
     let (mut loss, mut gradient) = (0.0, [0.0; 2]);
     for i in 0..table.len() {
         let row = table.row(i);
-        let residual =
-            f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
+        let residual = f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
         loss += residual * residual;
         gradient[0] += residual * f64::from(row[0]);
         gradient[1] += residual * f64::from(row[1]);
@@ -51,11 +50,7 @@ fn the_lesson_gives_the_same_losses_on_every_device() {
             );
         }
         for (p, q) in a.iter().zip(&reference_a) {
-            assert!(
-                (p - q).abs() < 1e-5,
-                "{}: a = {a:?} vs {reference_a:?}",
-                device.backend
-            );
+            assert!((p - q).abs() < 1e-5, "{}: a = {a:?} vs {reference_a:?}", device.backend);
         }
     }
 }
@@ -64,13 +59,9 @@ fn the_lesson_gives_the_same_losses_on_every_device() {
 fn a_sum_of_a_million_ones_is_exact_on_every_device() {
     // Mesa 22.3's llvmpipe returned 262,132 here; Mesa 25 is exact.
     for device in devices() {
-        let sum = Tensor::<1>::ones([1_000_000], &device.device)
-            .sum()
-            .into_scalar::<f32>();
+        let sum = Tensor::<1>::ones([1_000_000], &device.device).sum().into_scalar::<f32>();
         assert_eq!(sum, 1_000_000.0, "{}", device.backend);
-        let mean = Tensor::<1>::ones([4_000_000], &device.device)
-            .mean()
-            .into_scalar::<f32>();
+        let mean = Tensor::<1>::ones([4_000_000], &device.device).mean().into_scalar::<f32>();
         assert_eq!(mean, 1.0, "{}", device.backend);
     }
 }
@@ -78,11 +69,7 @@ fn a_sum_of_a_million_ones_is_exact_on_every_device() {
 #[test]
 fn loss_and_gradient_at_millions_of_rows_match_f64() {
     for n in [1_000_000, 4_000_000] {
-        let table = LessonData {
-            n,
-            ..LessonData::default()
-        }
-        .generate();
+        let table = LessonData { n, ..LessonData::default() }.generate();
         for point in [[-1.0f32, 1.0], [3.0, 2.0]] {
             let (exact_loss, exact_gradient) =
                 host_loss_and_gradient(&table, [f64::from(point[0]), f64::from(point[1])]);
@@ -93,14 +80,7 @@ fn loss_and_gradient_at_millions_of_rows_match_f64() {
                 let loss = model.loss(batch);
                 let grads = loss.backward();
                 let value = f64::from(loss.inner().into_scalar::<f32>());
-                let gradient = model
-                    .a
-                    .val()
-                    .grad(&grads)
-                    .unwrap()
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .unwrap();
+                let gradient = model.a.val().grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
                 // The loss users see: within 2e-6 relative (measured: at most 4.1e-7, on Flex at
                 // n = 4,000,000; a single-pass f32 mean was off by 3.3e-3 there).
                 let error = relative(value, exact_loss);
@@ -127,33 +107,19 @@ fn loss_and_gradient_at_millions_of_rows_match_f64() {
 
 #[test]
 fn training_at_a_million_rows_agrees_across_devices() {
-    let table = LessonData {
-        n: 1_000_000,
-        ..LessonData::default()
-    }
-    .generate();
+    let table = LessonData { n: 1_000_000, ..LessonData::default() }.generate();
     let shared = Arc::new(table.clone());
     let run = |device: &descent::device::SelectedDevice| {
         let (full, _) = full_batch(&table, device, [-1.0, 1.0], 0.1, 20);
         let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
         let source = MiniBatches::new(shared.clone(), 1000, 42, &device.device);
-        let trained = train_sgd(
-            model,
-            &source,
-            0.1,
-            Length::Epochs(1),
-            Report::EveryEpochs(1),
-        );
+        let trained = train_sgd(model, &source, 0.1, Length::Epochs(1), Report::EveryEpochs(1));
         (full, trained.model.parameters().unwrap())
     };
     let (reference_full, reference_mini) = run(&reference_device());
     for device in devices() {
         let (full, mini) = run(&device);
-        for (p, q) in full
-            .iter()
-            .zip(&reference_full)
-            .chain(mini.iter().zip(&reference_mini))
-        {
+        for (p, q) in full.iter().zip(&reference_full).chain(mini.iter().zip(&reference_mini)) {
             assert!(
                 (p - q).abs() < 1e-4,
                 "{}: full {full:?} vs {reference_full:?}, mini {mini:?} vs {reference_mini:?}",

@@ -10,11 +10,7 @@ use common::{descent, descent_with_env, numbers, summary};
 #[test]
 fn the_lesson_fits_the_line_and_matches_least_squares() {
     let output = descent(&["lesson2", "--json"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("first rows of x"), "{stdout}");
     let json = summary(&output);
@@ -29,30 +25,13 @@ fn the_lesson_fits_the_line_and_matches_least_squares() {
 
     let a = numbers(&json["a"]);
     let a_ols = numbers(&json["a_ols"]);
-    assert!(
-        (a[0] - 3.0).abs() < 0.15 && (a[1] - 2.0).abs() < 0.15,
-        "a = {a:?}"
-    );
-    let gap = a
-        .iter()
-        .zip(&a_ols)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0, f64::max);
+    assert!((a[0] - 3.0).abs() < 0.15 && (a[1] - 2.0).abs() < 0.15, "a = {a:?}");
+    let gap = a.iter().zip(&a_ols).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
     assert!(gap < 0.01, "a = {a:?}, a_ols = {a_ols:?}");
     assert!((json["gap_a"].as_f64().unwrap() - gap).abs() < 1e-12);
-    let (loss, loss_ols) = (
-        json["loss"].as_f64().unwrap(),
-        json["loss_ols"].as_f64().unwrap(),
-    );
-    assert!(
-        loss >= loss_ols && loss - loss_ols < 1e-3,
-        "{loss} vs {loss_ols}"
-    );
-    assert!(
-        json["device"].as_str().unwrap().contains("Device"),
-        "{}",
-        json["device"]
-    );
+    let (loss, loss_ols) = (json["loss"].as_f64().unwrap(), json["loss_ols"].as_f64().unwrap());
+    assert!(loss >= loss_ols && loss - loss_ols < 1e-3, "{loss} vs {loss_ols}");
+    assert!(json["device"].as_str().unwrap().contains("Device"), "{}", json["device"]);
     assert!(json["seconds"].as_f64().unwrap() > 0.0);
 }
 
@@ -77,39 +56,19 @@ fn same_seed_same_losses_different_seed_different_data() {
 fn every_device_flag_runs_the_lesson() {
     for backend in descent::device::Backend::compiled() {
         let output = descent(&["lesson2", "--json", "--device", backend.name()]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(summary(&output)["backend"], backend.name());
     }
 }
 
 #[test]
 fn mini_batches_print_one_line_per_epoch() {
-    let output = descent(&[
-        "lesson2",
-        "--json",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "12",
-        "--print-every",
-        "4",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        descent(&["lesson2", "--json", "--batch-size", "16", "--epochs", "12", "--print-every", "4"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json = summary(&output);
-    let epochs: Vec<u64> = json["losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["epoch"].as_u64().unwrap())
-        .collect();
+    let epochs: Vec<u64> =
+        json["losses"].as_array().unwrap().iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, vec![4, 8, 12]);
     assert_eq!(json["steps"], 12 * 7); // 100 rows in batches of 16: 7 per epoch
     assert_eq!(json["batch_size"], 16);
@@ -126,22 +85,12 @@ fn points_from_a_csv_file() {
     }
     let path = file.path().to_str().unwrap();
     let output = descent(&["lesson2", "--json", "--data", path, "--steps", "2000"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json = summary(&output);
     let a_ols = numbers(&json["a_ols"]);
-    assert!(
-        (a_ols[0] - 3.0).abs() < 1e-5 && (a_ols[1] - 2.0).abs() < 1e-5,
-        "{a_ols:?}"
-    );
+    assert!((a_ols[0] - 3.0).abs() < 1e-5 && (a_ols[1] - 2.0).abs() < 1e-5, "{a_ols:?}");
     let a = numbers(&json["a"]);
-    assert!(
-        (a[0] - 3.0).abs() < 1e-3 && (a[1] - 2.0).abs() < 1e-3,
-        "{a:?}"
-    );
+    assert!((a[0] - 3.0).abs() < 1e-3 && (a[1] - 2.0).abs() < 1e-3, "{a:?}");
 }
 
 /// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
@@ -151,10 +100,7 @@ fn rejects(args: &[&str], expected: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     for needle in expected {
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: expected `{needle}` in: {stderr}"
-        );
+        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
     }
 }
 
@@ -168,34 +114,19 @@ fn bad_flags_exit_2_naming_the_flag() {
     rejects(&["lesson2", "--lr", "fast"], &["--lr", "fast"]);
     rejects(&["lesson2", "--init", "1,2,3"], &["--init", "got 3 values"]);
     rejects(&["lesson2", "--init", "-1"], &["--init", "got 1 value"]);
-    rejects(
-        &["lesson2", "--batch-size", "0"],
-        &["--batch-size", "at least 1"],
-    );
-    rejects(
-        &["lesson2", "--steps", "5", "--epochs", "5"],
-        &["--steps", "--epochs"],
-    );
-    rejects(
-        &["lesson2", "--device", "tpu"],
-        &["unknown device `tpu`", "auto"],
-    );
+    rejects(&["lesson2", "--batch-size", "0"], &["--batch-size", "at least 1"]);
+    rejects(&["lesson2", "--steps", "5", "--epochs", "5"], &["--steps", "--epochs"]);
+    rejects(&["lesson2", "--device", "tpu"], &["unknown device `tpu`", "auto"]);
 }
 
 #[test]
 fn bad_data_files_exit_2_naming_the_file_and_line() {
-    rejects(
-        &["lesson2", "--data", "/no/such/points.csv"],
-        &["/no/such/points.csv"],
-    );
+    rejects(&["lesson2", "--data", "/no/such/points.csv"], &["/no/such/points.csv"]);
 
     let mut file = tempfile::NamedTempFile::new().unwrap();
     write!(file, "x,y\n0.5,3.5\n0.1,not-a-number\n").unwrap();
     let path = file.path().to_str().unwrap().to_owned();
-    rejects(
-        &["lesson2", "--data", &path],
-        &[&path, "line 3", "not-a-number"],
-    );
+    rejects(&["lesson2", "--data", &path], &[&path, "line 3", "not-a-number"]);
 
     let mut file = tempfile::NamedTempFile::new().unwrap();
     write!(file, "a,b\n1,2\n").unwrap();
@@ -211,65 +142,38 @@ fn bad_data_files_exit_2_naming_the_file_and_line() {
 #[test]
 fn devices_lists_the_compiled_backends() {
     let output = descent(&["devices"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     for backend in descent::device::Backend::compiled() {
-        assert!(
-            stdout.contains(backend.name()),
-            "{backend} missing from: {stdout}"
-        );
+        assert!(stdout.contains(backend.name()), "{backend} missing from: {stdout}");
     }
     assert!(stdout.contains("--device auto picks:"), "{stdout}");
 
     let json = summary(&descent(&["devices", "--json"]));
-    let names: Vec<&str> = json["compiled"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .collect();
-    let expected: Vec<&str> = descent::device::Backend::compiled()
-        .iter()
-        .map(|b| b.name())
-        .collect();
+    let names: Vec<&str> =
+        json["compiled"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = descent::device::Backend::compiled().iter().map(|b| b.name()).collect();
     assert_eq!(names, expected);
     assert!(json["auto"].is_string());
 }
 
 #[test]
 fn device_errors_exit_2_and_say_what_to_do() {
-    for backend in descent::device::Backend::ALL
-        .iter()
-        .filter(|b| !b.is_compiled())
-    {
+    for backend in descent::device::Backend::ALL.iter().filter(|b| !b.is_compiled()) {
         let feature = format!("rebuild with `--features {}`", backend.name());
         rejects(&["lesson2", "--device", backend.name()], &[&feature]);
     }
     rejects(
         &["lesson2", "--device", "gpu"],
-        &[
-            "unknown device `gpu`",
-            "auto, cuda, rocm, metal, vulkan, wgpu, flex, ndarray",
-        ],
+        &["unknown device `gpu`", "auto, cuda, rocm, metal, vulkan, wgpu, flex, ndarray"],
     );
     rejects(&["lesson2", "--device", "flex:1"], &["takes no adapter"]);
     if descent::device::Backend::Wgpu.is_compiled() {
-        rejects(
-            &["lesson2", "--device", "wgpu:tpu"],
-            &["unknown adapter kind `tpu`"],
-        );
+        rejects(&["lesson2", "--device", "wgpu:tpu"], &["unknown adapter kind `tpu`"]);
         // A kind of adapter this machine lacks: a clear error, not the panic of Burn's lazy init.
-        let missing = ["discrete", "integrated", "virtual", "cpu"]
-            .into_iter()
-            .find(|kind| {
-                !descent::device::adapters(descent::device::Backend::Wgpu)
-                    .iter()
-                    .any(|a| a.kind.name() == *kind)
-            });
+        let missing = ["discrete", "integrated", "virtual", "cpu"].into_iter().find(|kind| {
+            !descent::device::adapters(descent::device::Backend::Wgpu).iter().any(|a| a.kind.name() == *kind)
+        });
         if let Some(kind) = missing {
             let spec = format!("wgpu:{kind}:7");
             rejects(&["lesson2", "--device", &spec], &["no usable adapter"]);
@@ -282,10 +186,7 @@ fn the_device_flag_wins_over_burn_device() {
     // Burn's `Device::default()` follows BURN_DEVICE (and panics on a backend not compiled in);
     // descent never uses it, so the environment variable changes nothing.
     for burn_device in ["ndarray", "flex", "cuda", "nonsense"] {
-        for backend in descent::device::Backend::compiled()
-            .into_iter()
-            .filter(|b| !b.is_gpu())
-        {
+        for backend in descent::device::Backend::compiled().into_iter().filter(|b| !b.is_gpu()) {
             let output = descent_with_env(
                 &["lesson2", "--json", "--device", backend.name()],
                 &[("BURN_DEVICE", burn_device)],
@@ -308,21 +209,9 @@ fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("run");
     let out_text = out.to_str().unwrap();
-    let output = descent(&[
-        "lesson2",
-        "--json",
-        "--optim",
-        "sgd-momentum",
-        "--steps",
-        "50",
-        "--out",
-        out_text,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        descent(&["lesson2", "--json", "--optim", "sgd-momentum", "--steps", "50", "--out", out_text]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = summary(&output);
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -331,36 +220,20 @@ fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
     // The saved configuration repeats the run exactly.
     let config = out.join("config.toml");
     let again = root.path().join("again");
-    let repeat = descent(&[
-        "train",
-        "--json",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-    ]);
-    assert!(
-        repeat.status.success(),
-        "{}",
-        String::from_utf8_lossy(&repeat.stderr)
-    );
+    let repeat =
+        descent(&["train", "--json", "--config", config.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    assert!(repeat.status.success(), "{}", String::from_utf8_lossy(&repeat.stderr));
     assert_eq!(summary(&repeat)["losses"], printed["losses"]);
     assert_eq!(summary(&repeat)["a"], printed["a"]);
 
     // A folder that holds a run is never written over.
     let before = std::fs::read(out.join("summary.json")).unwrap();
-    rejects(
-        &["lesson2", "--out", out_text],
-        &["--out", out_text, "already holds files"],
-    );
+    rejects(&["lesson2", "--out", out_text], &["--out", out_text, "already holds files"]);
     assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
 
     // A folder that cannot be created.
     let file = root.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let inside_a_file = file.join("run");
-    rejects(
-        &["lesson2", "--out", inside_a_file.to_str().unwrap()],
-        &["--out", "cannot write"],
-    );
+    rejects(&["lesson2", "--out", inside_a_file.to_str().unwrap()], &["--out", "cannot write"]);
 }

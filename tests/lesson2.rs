@@ -19,12 +19,7 @@ fn lesson() -> Table {
 
 /// Gradient descent on the MSE in f64 on the host: a_{t+1} = a_t - lr·(2/n)·Xᵀ(X·a_t - y).
 /// Returns the loss before each step and the final parameters.
-fn reference_trajectory(
-    table: &Table,
-    init: [f64; 2],
-    lr: f64,
-    steps: usize,
-) -> (Vec<f64>, [f64; 2]) {
+fn reference_trajectory(table: &Table, init: [f64; 2], lr: f64, steps: usize) -> (Vec<f64>, [f64; 2]) {
     let mut a = init;
     let mut losses = Vec::with_capacity(steps);
     let n = table.len() as f64;
@@ -33,8 +28,7 @@ fn reference_trajectory(
         let mut gradient = [0.0; 2];
         for i in 0..table.len() {
             let row = table.row(i);
-            let residual =
-                f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
+            let residual = f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
             gradient[0] += 2.0 / n * residual * f64::from(row[0]);
             gradient[1] += 2.0 / n * residual * f64::from(row[1]);
         }
@@ -49,17 +43,8 @@ fn full_batch_descent_converges_to_least_squares() {
     let ols = least_squares(&table).unwrap();
     for device in devices() {
         let (a, _) = full_batch(&table, &device, [-1.0, 1.0], 0.1, 2_000);
-        let gap = a
-            .iter()
-            .zip(&ols.a)
-            .map(|(&p, q)| (f64::from(p) - q).abs())
-            .fold(0.0, f64::max);
-        assert!(
-            gap < 1e-4,
-            "{}: a = {a:?}, a_ols = {:?}, gap {gap}",
-            device.backend,
-            ols.a
-        );
+        let gap = a.iter().zip(&ols.a).map(|(&p, q)| (f64::from(p) - q).abs()).fold(0.0, f64::max);
+        assert!(gap < 1e-4, "{}: a = {a:?}, a_ols = {:?}, gap {gap}", device.backend, ols.a);
     }
 }
 
@@ -81,11 +66,7 @@ fn the_lesson_follows_the_f64_reference_trajectory() {
             );
         }
         for (p, q) in a.iter().zip(reference_a) {
-            assert!(
-                (f64::from(*p) - q).abs() < 1e-5,
-                "{}: a = {a:?} vs {reference_a:?}",
-                device.backend
-            );
+            assert!((f64::from(*p) - q).abs() < 1e-5, "{}: a = {a:?} vs {reference_a:?}", device.backend);
         }
     }
 }
@@ -97,11 +78,7 @@ fn the_first_printed_loss_is_the_mse_of_the_guess() {
         let (_, losses) = full_batch(&table, &device, [-1.0, 1.0], 0.1, 1);
         let expected = table.mse(&[-1.0, 1.0]);
         assert_eq!(losses[0].step, 0);
-        assert!(
-            (losses[0].loss - expected).abs() / expected < 1e-6,
-            "{} vs {expected}",
-            losses[0].loss
-        );
+        assert!((losses[0].loss - expected).abs() / expected < 1e-6, "{} vs {expected}", losses[0].loss);
         // The notebook's "about 6.4 with this noise".
         assert!((5.0..8.0).contains(&expected), "initial mse {expected}");
     }
@@ -113,24 +90,11 @@ fn autodiff_gradient_equals_the_analytic_gradient() {
     let n = table.len() as f64;
     for device in devices() {
         let batch = RegressionBatch::from_table(&table, &device.device);
-        for point in [
-            [-1.0f32, 1.0],
-            [0.0, 0.0],
-            [3.0, 2.0],
-            [2.5, -4.0],
-            [10.0, 0.5],
-        ] {
+        for point in [[-1.0f32, 1.0], [0.0, 0.0], [3.0, 2.0], [2.5, -4.0], [10.0, 0.5]] {
             let model = LinearModel::new(&point, &device.device.clone().autodiff());
             let loss = mse(model.forward(batch.x.clone()), batch.y.clone());
             let grads = loss.backward();
-            let gradient = model
-                .a
-                .val()
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap();
+            let gradient = model.a.val().grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
             // (2/n)·Xᵀ(X·a - y) in f64.
             let mut analytic = [0.0f64; 2];
             for i in 0..table.len() {
@@ -187,32 +151,17 @@ fn one_mini_batch_of_all_rows_is_full_batch_descent() {
         let (full_a, full_losses) = full_batch(&table, &device, [-1.0, 1.0], 0.1, 50);
         let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
         let source = MiniBatches::new(Arc::new(table.clone()), table.len(), 7, &device.device);
-        let trained = train_sgd(
-            model,
-            &source,
-            0.1,
-            Length::Epochs(50),
-            Report::EveryEpochs(1),
-        );
+        let trained = train_sgd(model, &source, 0.1, Length::Epochs(50), Report::EveryEpochs(1));
         assert_eq!(trained.steps, 50);
         // Epoch e's loss is the loss before update e-1 of full-batch descent. The shuffled order
         // changes only the order of the float sums.
         for (mini, full) in trained.losses.iter().zip(&full_losses) {
             assert_eq!(mini.step, full.step + 1);
-            assert!(
-                (mini.loss - full.loss).abs() / full.loss < 1e-6,
-                "{} vs {}",
-                mini.loss,
-                full.loss
-            );
+            assert!((mini.loss - full.loss).abs() / full.loss < 1e-6, "{} vs {}", mini.loss, full.loss);
         }
         let mini_a = trained.model.parameters().unwrap();
         for (p, q) in mini_a.iter().zip(&full_a) {
-            assert!(
-                (p - q).abs() < 1e-6,
-                "{}: {mini_a:?} vs {full_a:?}",
-                device.backend
-            );
+            assert!((p - q).abs() < 1e-6, "{}: {mini_a:?} vs {full_a:?}", device.backend);
         }
     }
 }
@@ -225,26 +174,12 @@ fn mini_batch_sgd_converges_near_least_squares() {
     for device in devices() {
         let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
         let source = MiniBatches::new(Arc::new(table.clone()), 10, 42, &device.device);
-        let trained = train_sgd(
-            model,
-            &source,
-            0.05,
-            Length::Epochs(30),
-            Report::EveryEpochs(10),
-        );
+        let trained = train_sgd(model, &source, 0.05, Length::Epochs(30), Report::EveryEpochs(10));
         assert_eq!(trained.steps, 300);
-        assert_eq!(
-            trained.losses.iter().map(|r| r.epoch).collect::<Vec<_>>(),
-            vec![10, 20, 30]
-        );
+        assert_eq!(trained.losses.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![10, 20, 30]);
         let a = trained.model.parameters().unwrap();
         for (p, q) in a.iter().zip(&ols.a) {
-            assert!(
-                (f64::from(*p) - q).abs() < 0.05,
-                "{}: {a:?} vs {:?}",
-                device.backend,
-                ols.a
-            );
+            assert!((f64::from(*p) - q).abs() < 0.05, "{}: {a:?} vs {:?}", device.backend, ols.a);
         }
     }
 }
@@ -256,13 +191,7 @@ fn the_shuffle_is_seeded() {
         let run = |seed: u64| {
             let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
             let source = MiniBatches::new(table.clone(), 16, seed, &device.device);
-            let trained = train_sgd(
-                model,
-                &source,
-                0.1,
-                Length::Epochs(3),
-                Report::EveryEpochs(1),
-            );
+            let trained = train_sgd(model, &source, 0.1, Length::Epochs(3), Report::EveryEpochs(1));
             trained.model.parameters().unwrap()
         };
         assert_eq!(run(1), run(1), "{}", device.backend);

@@ -31,15 +31,10 @@ fn config_files() -> Vec<PathBuf> {
 /// Train the lesson (full batch) with `config` and return the gap to least squares.
 fn gap_after_training(config: RunConfig) -> f64 {
     let experiment = Experiment::prepare(config).expect("the configuration prepares");
-    let trained = experiment
-        .train(&mut |_| ControlFlow::Continue(()))
-        .expect("training runs");
+    let trained = experiment.train(&mut |_| ControlFlow::Continue(())).expect("training runs");
     let a = trained.model.parameters().unwrap();
     let ols = least_squares(&experiment.table).unwrap();
-    a.iter()
-        .zip(&ols.a)
-        .map(|(p, q)| (f64::from(*p) - q).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(&ols.a).map(|(p, q)| (f64::from(*p) - q).abs()).fold(0.0, f64::max)
 }
 
 #[test]
@@ -119,28 +114,14 @@ fn config_show_fed_to_train_reproduces_the_run_bit_for_bit() {
         "3",
     ];
     let shown = descent(&[&["config", "show"][..], &flags].concat());
-    assert!(
-        shown.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shown.stderr)
-    );
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(&shown.stdout).unwrap();
 
     let direct = summary(&descent(&[&["train", "--json"][..], &flags].concat()));
-    let from_file = summary(&descent(&[
-        "train",
-        "--json",
-        "--config",
-        file.path().to_str().unwrap(),
-    ]));
+    let from_file = summary(&descent(&["train", "--json", "--config", file.path().to_str().unwrap()]));
     let bits = |json: &serde_json::Value| -> Vec<u64> {
-        json["losses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["loss"].as_f64().unwrap().to_bits())
-            .collect()
+        json["losses"].as_array().unwrap().iter().map(|r| r["loss"].as_f64().unwrap().to_bits()).collect()
     };
     assert_eq!(bits(&direct).len(), 15);
     assert_eq!(bits(&direct), bits(&from_file));
@@ -155,8 +136,7 @@ fn gradient(table: &Table, a: [f64; 2]) -> [f64; 2] {
     let mut g = [0.0; 2];
     for i in 0..table.len() {
         let row = table.row(i);
-        let residual =
-            f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
+        let residual = f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
         g[0] += 2.0 / n * residual * f64::from(row[0]);
         g[1] += 2.0 / n * residual * f64::from(row[1]);
     }
@@ -165,26 +145,17 @@ fn gradient(table: &Table, a: [f64; 2]) -> [f64; 2] {
 
 /// Parameters after `steps` full-batch steps of the lesson with `optimizer`, through the trainer.
 fn trained_parameters(optimizer: OptimizerConfig, steps: usize) -> [f64; 2] {
-    let mut config = RunConfig {
-        optimizer,
-        schedule: ScheduleConfig::Constant,
-        ..RunConfig::default()
-    };
+    let mut config = RunConfig { optimizer, schedule: ScheduleConfig::Constant, ..RunConfig::default() };
     config.training.steps = Some(steps);
     let experiment = Experiment::prepare(config).unwrap();
-    let trained = experiment
-        .train(&mut |_| ControlFlow::Continue(()))
-        .unwrap();
+    let trained = experiment.train(&mut |_| ControlFlow::Continue(())).unwrap();
     let a = trained.model.parameters().unwrap();
     [f64::from(a[0]), f64::from(a[1])]
 }
 
 fn assert_close(label: &str, got: [f64; 2], expected: [f64; 2]) {
     for (g, e) in got.iter().zip(expected) {
-        assert!(
-            (g - e).abs() < 1e-5,
-            "{label}: trainer {got:?}, f64 reference {expected:?}"
-        );
+        assert!((g - e).abs() < 1e-5, "{label}: trainer {got:?}, f64 reference {expected:?}");
     }
 }
 
@@ -198,16 +169,8 @@ fn momentum_sgd_matches_pytorchs_update_rule() {
         for step in 0..20 {
             let g = gradient(&table, a);
             for k in 0..2 {
-                buf[k] = if step == 0 {
-                    g[k]
-                } else {
-                    momentum * buf[k] + g[k]
-                };
-                let direction = if nesterov {
-                    g[k] + momentum * buf[k]
-                } else {
-                    buf[k]
-                };
+                buf[k] = if step == 0 { g[k] } else { momentum * buf[k] + g[k] };
+                let direction = if nesterov { g[k] + momentum * buf[k] } else { buf[k] };
                 a[k] -= lr * direction;
             }
         }
@@ -216,11 +179,7 @@ fn momentum_sgd_matches_pytorchs_update_rule() {
             "test",
         )
         .unwrap();
-        assert_close(
-            &format!("sgd momentum, nesterov {nesterov}"),
-            trained_parameters(optimizer, 20),
-            a,
-        );
+        assert_close(&format!("sgd momentum, nesterov {nesterov}"), trained_parameters(optimizer, 20), a);
     }
 }
 
@@ -241,8 +200,7 @@ fn adam_matches_pytorchs_update_rule() {
             a[k] -= lr * m_hat / (v_hat.sqrt() + eps);
         }
     }
-    let optimizer: OptimizerConfig =
-        parse_toml(&format!("name = \"adam\"\nlr = {lr}"), "test").unwrap();
+    let optimizer: OptimizerConfig = parse_toml(&format!("name = \"adam\"\nlr = {lr}"), "test").unwrap();
     assert_close("adam", trained_parameters(optimizer, 20), a);
 }
 
@@ -259,8 +217,7 @@ fn rmsprop_matches_pytorchs_update_rule() {
             a[k] -= lr * g[k] / (v[k].sqrt() + eps);
         }
     }
-    let optimizer: OptimizerConfig =
-        parse_toml(&format!("name = \"rmsprop\"\nlr = {lr}"), "test").unwrap();
+    let optimizer: OptimizerConfig = parse_toml(&format!("name = \"rmsprop\"\nlr = {lr}"), "test").unwrap();
     assert_close("rmsprop", trained_parameters(optimizer, 20), a);
 }
 
@@ -273,29 +230,17 @@ fn lr_find_suggests_a_stable_learning_rate_for_the_lesson() {
         let experiment = Experiment::prepare(config).unwrap();
         let source = experiment.batches();
         let mut optimizer = experiment.config.optimizer.build();
-        let finding = lr_find(
-            experiment.model(),
-            &mut optimizer,
-            source.as_ref(),
-            &LrFindSettings::default(),
-        )
-        .unwrap();
+        let finding =
+            lr_find(experiment.model(), &mut optimizer, source.as_ref(), &LrFindSettings::default()).unwrap();
         let suggestion = finding.suggestion.expect("a suggestion");
-        assert!(
-            (0.01..=1.0).contains(&suggestion),
-            "batch size {batch_size:?}: suggested {suggestion}"
-        );
+        assert!((0.01..=1.0).contains(&suggestion), "batch size {batch_size:?}: suggested {suggestion}");
         // The sweep starts at 1e-7, grows geometrically, and stops once the loss blows up.
         assert!((finding.points[0].lr - 1e-7).abs() < 1e-15);
         assert!(finding.points.windows(2).all(|w| w[1].lr > w[0].lr));
         assert!(finding.points.len() <= 100);
     }
     let output = descent(&["lr-find", "--json"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let suggestion = summary(&output)["suggestion"].as_f64().unwrap();
     assert!((0.01..=1.0).contains(&suggestion), "{suggestion}");
 }
@@ -307,10 +252,7 @@ fn rejects(args: &[&str], expected: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     for needle in expected {
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: expected `{needle}` in: {stderr}"
-        );
+        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
     }
 }
 
@@ -322,62 +264,26 @@ fn file_with(text: &str) -> tempfile::NamedTempFile {
 
 #[test]
 fn bad_configurations_exit_2_naming_the_field() {
-    rejects(
-        &["train", "--optim", "adamx"],
-        &["unknown optimizer `adamx`", "sgd-momentum"],
-    );
-    rejects(
-        &["train", "--schedule", "linear"],
-        &["unknown schedule `linear`", "one-cycle"],
-    );
-    rejects(
-        &["train", "--momentum", "1.5"],
-        &["optimizer.momentum", "[0, 1)"],
-    );
-    rejects(
-        &["train", "--optim", "adam", "--momentum", "0.9"],
-        &["--momentum", "adam"],
-    );
-    rejects(
-        &["train", "--optim", "adam", "--set", "optimizer.beta_1=1.0"],
-        &["optimizer.beta_1", "[0, 1)"],
-    );
-    rejects(
-        &["train", "--optim", "adam", "--set", "optimizer.beta_2=-0.1"],
-        &["optimizer.beta_2"],
-    );
-    rejects(
-        &["train", "--set", "optimizer.lr=-1"],
-        &["optimizer.lr", "greater than 0"],
-    );
+    rejects(&["train", "--optim", "adamx"], &["unknown optimizer `adamx`", "sgd-momentum"]);
+    rejects(&["train", "--schedule", "linear"], &["unknown schedule `linear`", "one-cycle"]);
+    rejects(&["train", "--momentum", "1.5"], &["optimizer.momentum", "[0, 1)"]);
+    rejects(&["train", "--optim", "adam", "--momentum", "0.9"], &["--momentum", "adam"]);
+    rejects(&["train", "--optim", "adam", "--set", "optimizer.beta_1=1.0"], &["optimizer.beta_1", "[0, 1)"]);
+    rejects(&["train", "--optim", "adam", "--set", "optimizer.beta_2=-0.1"], &["optimizer.beta_2"]);
+    rejects(&["train", "--set", "optimizer.lr=-1"], &["optimizer.lr", "greater than 0"]);
     rejects(&["train", "--set", "optimizer.lr=inf"], &["optimizer.lr"]);
-    rejects(
-        &["train", "--set", "optimizer.lr=fast"],
-        &["optimizer.lr=fast"],
-    );
-    rejects(
-        &["train", "--set", "optimizer.momentun=0.9"],
-        &["unknown field `momentun`"],
-    );
+    rejects(&["train", "--set", "optimizer.lr=fast"], &["optimizer.lr=fast"]);
+    rejects(&["train", "--set", "optimizer.momentun=0.9"], &["unknown field `momentun`"]);
     rejects(&["train", "--set", "momentum"], &["KEY=VALUE"]);
-    rejects(
-        &["train", "--schedule", "cosine", "--lr", "2"],
-        &["optimizer.lr", "cosine"],
-    );
+    rejects(&["train", "--schedule", "cosine", "--lr", "2"], &["optimizer.lr", "cosine"]);
 
     let unknown_field = file_with("[optimizer]\nname = \"sgd\"\nlr = 0.1\nmomentun = 0.9\n");
     let path = unknown_field.path().to_str().unwrap().to_owned();
-    rejects(
-        &["train", "--optim", &path],
-        &[&path, "line 4", "unknown field `momentun`"],
-    );
+    rejects(&["train", "--optim", &path], &[&path, "line 4", "unknown field `momentun`"]);
 
     let wrong_type = file_with("seed = \"forty-two\"\n");
     let path = wrong_type.path().to_str().unwrap().to_owned();
-    rejects(
-        &["train", "--config", &path],
-        &[&path, "line 1", "invalid type"],
-    );
+    rejects(&["train", "--config", &path], &[&path, "line 1", "invalid type"]);
 
     let broken = file_with("[optimizer\nname = \"sgd\"\n");
     let path = broken.path().to_str().unwrap().to_owned();
@@ -385,17 +291,8 @@ fn bad_configurations_exit_2_naming_the_field() {
 
     let zero_lr = file_with("[optimizer]\nname = \"sgd\"\nlr = 0.0\n");
     let path = zero_lr.path().to_str().unwrap().to_owned();
-    rejects(
-        &["train", "--config", &path],
-        &["optimizer.lr", "greater than 0"],
-    );
+    rejects(&["train", "--config", &path], &["optimizer.lr", "greater than 0"]);
 
-    rejects(
-        &["train", "--config", "/no/such/run.toml"],
-        &["/no/such/run.toml"],
-    );
-    rejects(
-        &["lr-find", "--start-lr", "1", "--end-lr", "0.1"],
-        &["--end-lr"],
-    );
+    rejects(&["train", "--config", "/no/such/run.toml"], &["/no/such/run.toml"]);
+    rejects(&["lr-find", "--start-lr", "1", "--end-lr", "0.1"], &["--end-lr"]);
 }

@@ -22,14 +22,9 @@ pub fn train_sgd(
 ) -> Trained<LinearModel> {
     let mut schedule = ModuleLrScheduler::new(lr);
     let plan = Plan { length, report };
-    train(
-        model,
-        &mut SgdConfig::new().init(),
-        &mut schedule,
-        source,
-        &plan,
-        &mut |_| ControlFlow::Continue(()),
-    )
+    train(model, &mut SgdConfig::new().init(), &mut schedule, source, &plan, &mut |_| {
+        ControlFlow::Continue(())
+    })
     .expect("training runs")
 }
 
@@ -52,10 +47,7 @@ pub fn devices() -> Vec<SelectedDevice> {
             Err(error) => panic!("{backend}: {error}"),
         }
     }
-    assert!(
-        !devices.is_empty(),
-        "the tests need at least one backend compiled in"
-    );
+    assert!(!devices.is_empty(), "the tests need at least one backend compiled in");
     devices
 }
 
@@ -64,10 +56,7 @@ pub fn reference_device() -> SelectedDevice {
     let backend = if Backend::NdArray.is_compiled() {
         Backend::NdArray
     } else {
-        *Backend::compiled()
-            .iter()
-            .find(|b| !b.is_gpu())
-            .expect("a CPU backend")
+        *Backend::compiled().iter().find(|b| !b.is_gpu()).expect("a CPU backend")
     };
     select(backend.name()).expect("the reference CPU backend opens")
 }
@@ -83,17 +72,8 @@ pub fn full_batch(
 ) -> (Vec<f32>, Vec<LossRecord>) {
     let model = LinearModel::new(&init, &device.device.clone().autodiff());
     let source = FullBatch::new(table, &device.device);
-    let trained = train_sgd(
-        model,
-        &source,
-        lr,
-        Length::Steps(steps),
-        Report::EverySteps(1),
-    );
-    (
-        trained.model.parameters().expect("read parameters"),
-        trained.losses,
-    )
+    let trained = train_sgd(model, &source, lr, Length::Steps(steps), Report::EverySteps(1));
+    (trained.model.parameters().expect("read parameters"), trained.losses)
 }
 
 /// Run the `descent` binary with `args`.
@@ -116,16 +96,10 @@ pub fn descent_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 pub fn summary(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|error| panic!("last line is not JSON ({error}): {stdout}"))
+    serde_json::from_str(last).unwrap_or_else(|error| panic!("last line is not JSON ({error}): {stdout}"))
 }
 
 /// `values` of a JSON array of numbers.
 pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
-    value
-        .as_array()
-        .expect("an array")
-        .iter()
-        .map(|v| v.as_f64().expect("a number"))
-        .collect()
+    value.as_array().expect("an array").iter().map(|v| v.as_f64().expect("a number")).collect()
 }

@@ -6,9 +6,7 @@ pub fn positive_count(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1, got 0".into()),
         Ok(value) => Ok(value),
-        Err(_) => Err(format!(
-            "expected a whole number of at least 1, got `{text}`"
-        )),
+        Err(_) => Err(format!("expected a whole number of at least 1, got `{text}`")),
     }
 }
 
@@ -16,9 +14,7 @@ pub fn positive_count(text: &str) -> Result<usize, String> {
 pub fn positive_finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        Ok(value) => Err(format!(
-            "must be a finite number greater than 0, got {value}"
-        )),
+        Ok(value) => Err(format!("must be a finite number greater than 0, got {value}")),
         Err(_) => Err(format!("expected a number greater than 0, got `{text}`")),
     }
 }
@@ -27,9 +23,7 @@ pub fn positive_finite(text: &str) -> Result<f64, String> {
 pub fn non_negative_finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        Ok(value) => Err(format!(
-            "must be a finite number of at least 0, got {value}"
-        )),
+        Ok(value) => Err(format!("must be a finite number of at least 0, got {value}")),
         Err(_) => Err(format!("expected a number of at least 0, got `{text}`")),
     }
 }
@@ -46,9 +40,7 @@ pub fn pair(text: &str) -> Result<[f64; 2], String> {
     }
     let number = |part: &str| match part.parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(value),
-        _ => Err(format!(
-            "expected 2 comma-separated finite numbers (slope,intercept), `{part}` is not one"
-        )),
+        _ => Err(format!("expected 2 comma-separated finite numbers (slope,intercept), `{part}` is not one")),
     };
     Ok([number(parts[0])?, number(parts[1])?])
 }

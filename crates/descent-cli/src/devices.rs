@@ -17,21 +17,13 @@ pub struct DevicesArgs {
 
 pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
     let compiled = Backend::compiled();
-    let missing: Vec<&str> = Backend::ALL
-        .iter()
-        .filter(|b| !b.is_compiled())
-        .map(|b| b.name())
-        .collect();
-    let listed: Vec<_> = compiled
-        .iter()
-        .map(|&backend| (backend, adapters(backend)))
-        .collect();
+    let missing: Vec<&str> = Backend::ALL.iter().filter(|b| !b.is_compiled()).map(|b| b.name()).collect();
+    let listed: Vec<_> = compiled.iter().map(|&backend| (backend, adapters(backend))).collect();
     let auto = auto_choice();
     let auto_text = match &auto {
-        Some((backend, Some(adapter))) => format!(
-            "{backend}:{}:{} ({})",
-            adapter.kind, adapter.index, adapter.name
-        ),
+        Some((backend, Some(adapter))) => {
+            format!("{backend}:{}:{} ({})", adapter.kind, adapter.index, adapter.name)
+        }
         Some((backend, None)) if compiled.iter().any(|b| b.is_gpu()) => {
             format!(
                 "{backend} (no hardware GPU adapter found; software GPUs such as llvmpipe are slower than the CPU backends)"
@@ -62,14 +54,7 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
         return Ok(());
     }
 
-    println!(
-        "backends compiled in: {}",
-        compiled
-            .iter()
-            .map(|b| b.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("backends compiled in: {}", compiled.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "));
     for (backend, found) in &listed {
         if found.is_empty() {
             println!("  {:<8} no adapter found", backend.name());
@@ -80,19 +65,11 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
             } else {
                 backend.name().to_string()
             };
-            println!(
-                "  {device:<22} {:<11} {}  [{}]",
-                adapter.kind.name(),
-                adapter.name,
-                adapter.api
-            );
+            println!("  {device:<22} {:<11} {}  [{}]", adapter.kind.name(), adapter.name, adapter.api);
         }
     }
     if !missing.is_empty() {
-        println!(
-            "not compiled in: {} (rebuild with `--features NAME`)",
-            missing.join(", ")
-        );
+        println!("not compiled in: {} (rebuild with `--features NAME`)", missing.join(", "));
     }
     println!("--device auto picks: {auto_text}");
     Ok(())

@@ -40,7 +40,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         )));
     }
     let experiment = Experiment::prepare(args.run.config()?).map_err(Failure::input)?;
-    let folder = open_run_folder(&args.run, "lr-find", &experiment.config)?;
+    let folder = open_run_folder(&args.run.common, "lr-find", &experiment.config)?;
     let settings = LrFindSettings {
         start_lr: args.start_lr,
         end_lr: args.end_lr,
@@ -49,13 +49,8 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
     };
     let source = experiment.batches();
     let mut optimizer = experiment.config.optimizer.build();
-    let finding = lr_find(
-        experiment.model(),
-        &mut optimizer,
-        source.as_ref(),
-        &settings,
-    )
-    .map_err(Failure::internal)?;
+    let finding =
+        lr_find(experiment.model(), &mut optimizer, source.as_ref(), &settings).map_err(Failure::internal)?;
 
     println!(
         "lr-find: {} from {:e} to {:e} over {} steps on {}",
@@ -65,27 +60,15 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         settings.steps,
         experiment.device.describe()
     );
-    println!(
-        "{:>5}  {:>11}  {:>12}  {:>12}",
-        "step", "lr", "loss", "smoothed"
-    );
+    println!("{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
     for point in &finding.points {
-        println!(
-            "{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}",
-            point.step, point.lr, point.loss, point.smoothed
-        );
+        println!("{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
     }
     if finding.stopped_early {
-        println!(
-            "stopped at step {}: the smoothed loss passed 4x its minimum",
-            finding.points.len() - 1
-        );
+        println!("stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
     }
     if let Some(minimum) = finding.minimum {
-        println!(
-            "minimum smoothed loss {:.6} at lr {:.3e}",
-            minimum.smoothed, minimum.lr
-        );
+        println!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
     }
     if let Some(lr) = finding.steepest {
         println!("steepest fall of the smoothed loss at lr {lr:.3e}");
@@ -112,5 +95,5 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "device": experiment.device.describe(),
         "run_folder": folder.path(),
     });
-    finish(&folder, &summary, args.run.json)
+    finish(&folder, &summary, args.run.common.json)
 }

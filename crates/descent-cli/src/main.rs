@@ -5,6 +5,7 @@
 //! input or usage.
 
 mod args;
+mod cnn;
 mod devices;
 mod lr_find;
 mod run;
@@ -27,6 +28,8 @@ enum Command {
     Lesson2(run::RunArgs),
     /// Train a run configuration (--config FILE, with any flag overriding it).
     Train(run::RunArgs),
+    /// Train a small CNN on handwritten digits (the UCI digits, or MNIST from local files).
+    Cnn(cnn::CnnArgs),
     /// Work with run configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -54,18 +57,12 @@ pub struct Failure {
 impl Failure {
     /// Bad input or usage: exit code 2.
     pub fn input(message: impl ToString) -> Self {
-        Self {
-            message: message.to_string(),
-            code: 2,
-        }
+        Self { message: message.to_string(), code: 2 }
     }
 
     /// A failure of the machine rather than of the input (a device error): exit code 1.
     pub fn internal(message: impl ToString) -> Self {
-        Self {
-            message: message.to_string(),
-            code: 1,
-        }
+        Self { message: message.to_string(), code: 1 }
     }
 }
 
@@ -74,6 +71,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Lesson2(args) => run::run("lesson2", &args),
         Command::Train(args) => run::run("train", &args),
+        Command::Cnn(args) => cnn::run(&args),
         Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
         Command::LrFind(args) => lr_find::run(&args),
         Command::Devices(args) => devices::run(&args),

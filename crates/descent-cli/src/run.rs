@@ -17,15 +17,17 @@ use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count, positive_finite};
 
 /// Flags shared by every training command. Each one overrides the configuration file
-/// (`--config`), which overrides the lesson's defaults; `--set` is applied last.
+/// (`--config`), which overrides the command's defaults; `--set` is applied last.
 #[derive(Args, Debug, Default)]
-pub struct RunArgs {
-    /// A run configuration file (TOML, as `descent config show` prints it) [default: the lesson].
+pub struct CommonArgs {
+    /// A run configuration file (TOML, as `descent config show` prints it) [default: the
+    /// command's own defaults].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a
-    /// TOML file with an [optimizer] table [default: sgd, lr 0.1].
+    /// TOML file with an [optimizer] table [default: sgd at lr 0.1 for the lesson, adam at 1e-3
+    /// for the cnn].
     #[arg(long, value_name = "NAME|FILE")]
     pub optim: Option<String>,
 
@@ -34,8 +36,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME|FILE")]
     pub schedule: Option<String>,
 
-    /// Learning rate: the gradient is multiplied by it before being subtracted from a; with a
-    /// schedule, its peak [default: the optimizer's, 0.1 for the lesson].
+    /// Learning rate: the gradient is multiplied by it before being subtracted from the
+    /// parameters; with a schedule, its peak [default: the optimizer's].
     #[arg(long, value_parser = positive_finite, allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
@@ -48,7 +50,7 @@ pub struct RunArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
 
-    /// Seed of the data generator, the mini-batch shuffle and the backend [default: 42].
+    /// Seed of the data, the shuffle, the initial weights and the backend [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
 
@@ -56,6 +58,101 @@ pub struct RunArgs {
     /// such as wgpu:discrete or cuda:1; `descent devices` lists them [default: auto].
     #[arg(long)]
     pub device: Option<String>,
+
+    /// Examples per mini-batch; without it every step uses all the rows (the lesson) [default:
+    /// 64 for the cnn].
+    #[arg(long, value_parser = positive_count)]
+    pub batch_size: Option<usize>,
+
+    /// Number of updates [default: 100 with full batches; with mini-batches, --epochs decides].
+    #[arg(long, value_parser = positive_count, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+
+    /// Passes over the data [default: 10 with mini-batches; a full-batch epoch is one step].
+    #[arg(long, value_parser = positive_count)]
+    pub epochs: Option<usize>,
+
+    /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
+    /// steps with full batches, 1 epoch with mini-batches].
+    #[arg(long, value_parser = positive_count)]
+    pub print_every: Option<usize>,
+
+    /// Folder for the run's outputs: its effective configuration (config.toml) and summary
+    /// (summary.json) [default: runs/<command>-<UTC time>]. A folder with files in it is refused.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Also print a one-line JSON summary as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CommonArgs {
+    /// The configuration file, or `defaults` when there is none, with `--optim` and `--schedule`
+    /// applied.
+    pub fn base(&self, defaults: RunConfig) -> Result<RunConfig, Failure> {
+        let mut config = match &self.config {
+            Some(path) => RunConfig::load(path).map_err(Failure::input)?,
+            None => defaults,
+        };
+        if let Some(optim) = &self.optim {
+            config.optimizer = optimizer_from(optim).map_err(|e| Failure::input(format!("--optim: {e}")))?;
+        }
+        if let Some(schedule) = &self.schedule {
+            config.schedule =
+                schedule_from(schedule).map_err(|e| Failure::input(format!("--schedule: {e}")))?;
+        }
+        Ok(config)
+    }
+
+    /// Apply the single flags and `--set`, then check the result.
+    pub fn finish(&self, mut config: RunConfig) -> Result<RunConfig, Failure> {
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(device) = &self.device {
+            config.device = device.clone();
+        }
+        let training = &mut config.training;
+        if self.batch_size.is_some() {
+            training.batch_size = self.batch_size;
+        }
+        if self.steps.is_some() {
+            (training.steps, training.epochs) = (self.steps, None);
+        }
+        if self.epochs.is_some() {
+            (training.steps, training.epochs) = (None, self.epochs);
+        }
+        if self.print_every.is_some() {
+            training.print_every = self.print_every;
+        }
+        if let Some(lr) = self.lr {
+            config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
+        }
+        if let Some(momentum) = self.momentum {
+            let name = config.optimizer.name();
+            if !matches!(name, "sgd" | "rmsprop") {
+                return Err(Failure::input(format!(
+                    "--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)"
+                )));
+            }
+            config
+                .set(&format!("optimizer.momentum={momentum:e}"))
+                .map_err(|e| Failure::input(format!("--momentum: {e}")))?;
+        }
+        for assignment in &self.sets {
+            config.set(assignment).map_err(Failure::input)?;
+        }
+        config.validate().map_err(Failure::input)?;
+        Ok(config)
+    }
+}
+
+/// The lesson's flags: the shared ones, and the data and initial guess of the linear model.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
 
     /// Number of generated points [default: 100].
     #[arg(long, value_parser = positive_count, conflicts_with = "data")]
@@ -78,67 +175,21 @@ pub struct RunArgs {
     /// them; the column of ones is added as in the lesson.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-
-    /// Rows per mini-batch; without it every step uses all the rows.
-    #[arg(long, value_parser = positive_count)]
-    pub batch_size: Option<usize>,
-
-    /// Number of updates [default: 100 with full batches; with --batch-size, --epochs decides].
-    #[arg(long, value_parser = positive_count, conflicts_with = "epochs")]
-    pub steps: Option<usize>,
-
-    /// Passes over the data [default: 10 with --batch-size; a full-batch epoch is one step].
-    #[arg(long, value_parser = positive_count)]
-    pub epochs: Option<usize>,
-
-    /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
-    /// steps with full batches, 1 epoch with mini-batches].
-    #[arg(long, value_parser = positive_count)]
-    pub print_every: Option<usize>,
-
-    /// Folder for the run's outputs: its effective configuration (config.toml) and summary
-    /// (summary.json) [default: runs/<command>-<UTC time>]. A folder with files in it is refused.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-
-    /// Also print a one-line JSON summary as the last line of stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 impl RunArgs {
-    /// The effective configuration: defaults, then `--config`, `--optim`, `--schedule`, the
-    /// single flags, and `--set`.
+    /// The effective configuration: the lesson's defaults, then `--config`, `--optim`,
+    /// `--schedule`, the single flags, and `--set`.
     pub fn config(&self) -> Result<RunConfig, Failure> {
-        let mut config = match &self.config {
-            Some(path) => RunConfig::load(path).map_err(Failure::input)?,
-            None => RunConfig::default(),
-        };
-        if let Some(optim) = &self.optim {
-            config.optimizer =
-                optimizer_from(optim).map_err(|e| Failure::input(format!("--optim: {e}")))?;
-        }
-        if let Some(schedule) = &self.schedule {
-            config.schedule =
-                schedule_from(schedule).map_err(|e| Failure::input(format!("--schedule: {e}")))?;
-        }
-        if let Some(seed) = self.seed {
-            config.seed = seed;
-        }
-        if let Some(device) = &self.device {
-            config.device = device.clone();
-        }
+        let mut config = self.common.base(RunConfig::default())?;
         if let Some(path) = &self.data {
             config.data = DataConfig::Points { path: path.clone() };
         }
         if self.n.is_some() || self.noise.is_some() || self.true_a.is_some() {
-            let (n, true_a, noise) = match config.data {
-                DataConfig::Lesson { n, true_a, noise } => (n, true_a, noise),
-                DataConfig::Points { .. } => {
-                    return Err(Failure::input(
-                        "--n, --noise and --true-a describe generated data, but the configuration reads points from a file",
-                    ));
-                }
+            let DataConfig::Lesson { n, true_a, noise } = config.data else {
+                return Err(Failure::input(
+                    "--n, --noise and --true-a describe generated data, but the configuration reads its data from a file",
+                ));
             };
             config.data = DataConfig::Lesson {
                 n: self.n.unwrap_or(n),
@@ -149,40 +200,7 @@ impl RunArgs {
         if let Some(init) = self.init {
             config.model = ModelConfig::Linear { init };
         }
-        let training = &mut config.training;
-        if self.batch_size.is_some() {
-            training.batch_size = self.batch_size;
-        }
-        if self.steps.is_some() {
-            (training.steps, training.epochs) = (self.steps, None);
-        }
-        if self.epochs.is_some() {
-            (training.steps, training.epochs) = (None, self.epochs);
-        }
-        if self.print_every.is_some() {
-            training.print_every = self.print_every;
-        }
-        if let Some(lr) = self.lr {
-            config
-                .set(&format!("optimizer.lr={lr:e}"))
-                .map_err(|e| Failure::input(format!("--lr: {e}")))?;
-        }
-        if let Some(momentum) = self.momentum {
-            let name = config.optimizer.name();
-            if !matches!(name, "sgd" | "rmsprop") {
-                return Err(Failure::input(format!(
-                    "--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)"
-                )));
-            }
-            config
-                .set(&format!("optimizer.momentum={momentum:e}"))
-                .map_err(|e| Failure::input(format!("--momentum: {e}")))?;
-        }
-        for assignment in &self.sets {
-            config.set(assignment).map_err(Failure::input)?;
-        }
-        config.validate().map_err(Failure::input)?;
-        Ok(config)
+        self.common.finish(config)
     }
 }
 
@@ -195,11 +213,15 @@ pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
 }
 
 /// `descent lesson2` and `descent train`: run the configuration and compare with least squares.
+/// A configuration of the cnn model goes to `descent cnn`'s runner.
 pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
     let config = args.config()?;
+    if let ModelConfig::Cnn(_) = config.model {
+        return crate::cnn::run_config(command, config, &args.common);
+    }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
-    let folder = open_run_folder(args, command, config)?;
+    let folder = open_run_folder(&args.common, command, config)?;
 
     println!("descent {command} on {}", selected.describe());
     match &config.data {
@@ -214,6 +236,7 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
             noise,
             config.seed
         ),
+        DataConfig::Digits { .. } | DataConfig::Mnist { .. } => unreachable!("images go to the cnn runner"),
     }
     println!("first rows of x:");
     for i in 0..table.len().min(5) {
@@ -231,10 +254,7 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         .try_into_scalar::<f32>()
         .map(f64::from)
         .map_err(|error| Failure::internal(format!("{error:?}")))?;
-    println!(
-        "mse of the guess a = ({}, {}): {initial_loss:.6}",
-        guess[0], guess[1]
-    );
+    println!("mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
 
     let plan = experiment.plan();
     let batches = experiment.batches();
@@ -259,60 +279,33 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
     }
     let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
     let mut print = |record: &LossRecord| {
-        let lr = if show_lr {
-            format!("  lr {:.3e}", record.lr)
-        } else {
-            String::new()
-        };
+        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
         match plan.report {
             Report::EverySteps(_) => {
                 println!("step {:>5}  loss {:.6}{lr}", record.step, record.loss)
             }
             Report::EveryEpochs(_) => {
-                println!(
-                    "epoch {:>4}  step {:>6}  loss {:.6}{lr}",
-                    record.epoch, record.step, record.loss
-                )
+                println!("epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
             }
         }
         ControlFlow::Continue(())
     };
     let trained = experiment.train(&mut print).map_err(Failure::internal)?; // config was checked in prepare
 
-    let a: Vec<f64> = trained
-        .model
-        .parameters()
-        .map_err(Failure::internal)?
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let a: Vec<f64> =
+        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
     let loss = table.mse(&a);
     let ols = least_squares(table).map_err(|error| {
-        Failure::input(format!(
-            "cannot compare with least squares: {error} (all x values are equal?)"
-        ))
+        Failure::input(format!("cannot compare with least squares: {error} (all x values are equal?)"))
     })?;
-    let gap_a = a
-        .iter()
-        .zip(&ols.a)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0, f64::max);
+    let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
     let gap_loss = loss - ols.mse;
 
-    println!(
-        "fitted a:             ({:.6}, {:.6})   mse {loss:.6}",
-        a[0], a[1]
-    );
-    println!(
-        "least squares a_ols:  ({:.6}, {:.6})   mse {:.6}",
-        ols.a[0], ols.a[1], ols.mse
-    );
+    println!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
+    println!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
     println!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
-    let epochs = if experiment.full_batch() {
-        String::new()
-    } else {
-        format!(" ({} epochs)", trained.epochs)
-    };
+    let epochs =
+        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
     println!(
         "trained {} steps{epochs} in {:.2} ms on {}",
         trained.steps,
@@ -348,33 +341,22 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         "seconds": trained.seconds,
         "run_folder": folder.path(),
     });
-    finish(&folder, &summary, args.json)
+    finish(&folder, &summary, args.common.json)
 }
 
 /// Create the run folder and write the effective configuration into it, before training.
-pub fn open_run_folder(
-    args: &RunArgs,
-    command: &str,
-    config: &RunConfig,
-) -> Result<RunFolder, Failure> {
-    let folder = RunFolder::create(args.out.as_deref(), command)
-        .map_err(|e| Failure::input(format!("--out: {e}")))?;
-    folder
-        .write("config.toml", config.to_toml().as_bytes())
-        .map_err(Failure::input)?;
+pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<RunFolder, Failure> {
+    let folder =
+        RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;
+    folder.write("config.toml", config.to_toml().as_bytes()).map_err(Failure::input)?;
     Ok(folder)
 }
 
 /// Write the summary into the run folder, say where the outputs are, and print the summary as
 /// the last line of stdout with `--json`.
 pub fn finish(folder: &RunFolder, summary: &serde_json::Value, json: bool) -> Result<(), Failure> {
-    folder
-        .write("summary.json", format!("{summary:#}\n").as_bytes())
-        .map_err(Failure::input)?;
-    println!(
-        "outputs: {} (config.toml, summary.json)",
-        folder.path().display()
-    );
+    folder.write("summary.json", format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
+    println!("outputs: {} (config.toml, summary.json)", folder.path().display());
     if json {
         println!("{summary}");
     }

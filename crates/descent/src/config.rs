@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::optim::{InvalidValue, OptimizerConfig, ScheduleConfig};
+use crate::model::CnnConfig;
+use crate::optim::{Adam, InvalidValue, OptimizerConfig, ScheduleConfig};
 
 /// Where the rows come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,27 @@ pub enum DataConfig {
         /// The file.
         path: PathBuf,
     },
+    /// The UCI handwritten digits (8x8), split into training and validation images at random
+    /// from the run's seed.
+    Digits {
+        /// A digits CSV file; absent: the copy shipped in `data/digits.csv`, compiled into the
+        /// binary.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+        /// Fraction of the images held out for validation.
+        #[serde(default = "default_valid_fraction")]
+        valid_fraction: f64,
+    },
+    /// MNIST from local IDX files (the four standard names, plain or gzipped): trains on the
+    /// training set, validates on the test set.
+    Mnist {
+        /// The folder holding the files.
+        dir: PathBuf,
+    },
+}
+
+fn default_valid_fraction() -> f64 {
+    0.2
 }
 
 fn default_n() -> usize {
@@ -47,11 +69,7 @@ fn default_noise() -> f64 {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig::Lesson {
-            n: default_n(),
-            true_a: default_true_a(),
-            noise: default_noise(),
-        }
+        DataConfig::Lesson { n: default_n(), true_a: default_true_a(), noise: default_noise() }
     }
 }
 
@@ -65,6 +83,8 @@ pub enum ModelConfig {
         #[serde(default = "default_init")]
         init: [f64; 2],
     },
+    /// A small convolutional network for digit images.
+    Cnn(CnnConfig),
 }
 
 fn default_init() -> [f64; 2] {
@@ -73,9 +93,7 @@ fn default_init() -> [f64; 2] {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig::Linear {
-            init: default_init(),
-        }
+        ModelConfig::Linear { init: default_init() }
     }
 }
 
@@ -198,10 +216,7 @@ pub mod builtin {
     /// Optimizer files by name.
     pub const OPTIMIZERS: [(&str, &str); 7] = [
         ("sgd", include_str!("../../../configs/sgd.toml")),
-        (
-            "sgd-momentum",
-            include_str!("../../../configs/sgd-momentum.toml"),
-        ),
+        ("sgd-momentum", include_str!("../../../configs/sgd-momentum.toml")),
         ("adam", include_str!("../../../configs/adam.toml")),
         ("adamw", include_str!("../../../configs/adamw.toml")),
         ("rmsprop", include_str!("../../../configs/rmsprop.toml")),
@@ -212,15 +227,9 @@ pub mod builtin {
     pub const SCHEDULES: [(&str, &str); 6] = [
         ("constant", include_str!("../../../configs/constant.toml")),
         ("step", include_str!("../../../configs/step.toml")),
-        (
-            "exponential",
-            include_str!("../../../configs/exponential.toml"),
-        ),
+        ("exponential", include_str!("../../../configs/exponential.toml")),
         ("cosine", include_str!("../../../configs/cosine.toml")),
-        (
-            "warmup-cosine",
-            include_str!("../../../configs/warmup-cosine.toml"),
-        ),
+        ("warmup-cosine", include_str!("../../../configs/warmup-cosine.toml")),
         ("one-cycle", include_str!("../../../configs/one-cycle.toml")),
     ];
 }
@@ -238,10 +247,7 @@ struct ScheduleFile {
 }
 
 /// Parse TOML text into `T`, with errors that name `origin` and the line and column.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    origin: &str,
-) -> Result<T, ConfigError> {
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|error| {
         let message = error.message().trim().to_string();
         // Tagged sections (`[optimizer]`, `[schedule]`) are read through a buffer that loses
@@ -249,11 +255,7 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
         let location = unknown_key(&message)
             .and_then(|key| key_location(text, key))
             .or_else(|| error.span().map(|span| line_and_column(text, span.start)));
-        ConfigError::Parse {
-            origin: origin.to_string(),
-            location,
-            message,
-        }
+        ConfigError::Parse { origin: origin.to_string(), location, message }
     })
 }
 
@@ -267,9 +269,7 @@ fn key_location(text: &str, key: &str) -> Option<(usize, usize)> {
     text.lines().enumerate().find_map(|(index, line)| {
         let trimmed = line.trim_start();
         let rest = trimmed.strip_prefix(key)?;
-        rest.trim_start()
-            .starts_with('=')
-            .then(|| (index + 1, line.len() - trimmed.len() + 1))
+        rest.trim_start().starts_with('=').then(|| (index + 1, line.len() - trimmed.len() + 1))
     })
 }
 
@@ -281,10 +281,8 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        path: path.into(),
-        message: error.to_string(),
-    })
+    std::fs::read_to_string(path)
+        .map_err(|error| ConfigError::Read { path: path.into(), message: error.to_string() })
 }
 
 /// A built-in name or a file path: the text and where it came from.
@@ -326,6 +324,18 @@ pub fn schedule_from(name_or_path: &str) -> Result<ScheduleConfig, ConfigError> 
 }
 
 impl RunConfig {
+    /// The CNN on the digits: batches of 64, 10 epochs, Adam at 1e-3 (the PyTorch reference's
+    /// settings), seed 42.
+    pub fn cnn() -> Self {
+        Self {
+            data: DataConfig::Digits { path: None, valid_fraction: default_valid_fraction() },
+            model: ModelConfig::Cnn(CnnConfig::default()),
+            training: TrainingConfig { batch_size: Some(64), epochs: Some(10), ..TrainingConfig::default() },
+            optimizer: OptimizerConfig::Adam(Adam::default()),
+            ..Self::default()
+        }
+    }
+
     /// Read a run configuration file (as `descent config show` writes it). Absent sections take
     /// the lesson's defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -342,10 +352,7 @@ impl RunConfig {
     /// Apply `KEY=VALUE`, where KEY is a dotted path (`optimizer.beta_2`, `training.epochs`,
     /// `seed`) and VALUE a TOML value (`0.99`, `true`, `[3, 2]`; bare words are strings).
     pub fn set(&mut self, assignment: &str) -> Result<(), ConfigError> {
-        let fail = |message: String| ConfigError::Set {
-            assignment: assignment.into(),
-            message,
-        };
+        let fail = |message: String| ConfigError::Set { assignment: assignment.into(), message };
         let (key, value) = assignment
             .split_once('=')
             .ok_or_else(|| fail("expected KEY=VALUE, for example optimizer.momentum=0.9".into()))?;
@@ -359,11 +366,8 @@ impl RunConfig {
             .and_then(|mut table| table.remove("v"))
             .unwrap_or_else(|| toml::Value::String(value.to_string()));
 
-        let mut document =
-            toml::Value::try_from(&*self).map_err(|error| fail(error.to_string()))?;
-        let mut table = document
-            .as_table_mut()
-            .expect("a run configuration is a table");
+        let mut document = toml::Value::try_from(&*self).map_err(|error| fail(error.to_string()))?;
+        let mut table = document.as_table_mut().expect("a run configuration is a table");
         for part in &path[..path.len() - 1] {
             table = table
                 .entry(part.to_string())
@@ -372,9 +376,8 @@ impl RunConfig {
                 .ok_or_else(|| fail(format!("`{part}` is a value, not a section")))?;
         }
         table.insert(path[path.len() - 1].to_string(), value);
-        let updated: RunConfig = document
-            .try_into()
-            .map_err(|error: toml::de::Error| fail(error.message().to_string()))?;
+        let updated: RunConfig =
+            document.try_into().map_err(|error: toml::de::Error| fail(error.message().to_string()))?;
         updated.validate()?;
         *self = updated;
         Ok(())
@@ -382,12 +385,7 @@ impl RunConfig {
 
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
-        let invalid = |field: &str, message: String| {
-            Err(InvalidValue {
-                field: field.into(),
-                message,
-            })
-        };
+        let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
         match &self.data {
             DataConfig::Lesson { n, true_a, noise } => {
                 if *n == 0 {
@@ -403,11 +401,36 @@ impl RunConfig {
                     return invalid("data.true_a", format!("must be finite, got {true_a:?}"));
                 }
             }
-            DataConfig::Points { .. } => {}
+            DataConfig::Points { .. } | DataConfig::Mnist { .. } => {}
+            DataConfig::Digits { valid_fraction, .. } => {
+                if !(*valid_fraction > 0.0 && *valid_fraction < 1.0) {
+                    return invalid(
+                        "data.valid_fraction",
+                        format!("must be in (0, 1), got {valid_fraction}"),
+                    );
+                }
+            }
         }
-        let ModelConfig::Linear { init } = &self.model;
-        if !init.iter().all(|v| v.is_finite()) {
-            return invalid("model.init", format!("must be finite, got {init:?}"));
+        let images = matches!(self.data, DataConfig::Digits { .. } | DataConfig::Mnist { .. });
+        match &self.model {
+            ModelConfig::Linear { init } => {
+                if !init.iter().all(|v| v.is_finite()) {
+                    return invalid("model.init", format!("must be finite, got {init:?}"));
+                }
+                if images {
+                    return invalid(
+                        "model.name",
+                        "the linear model fits x,y points; images need `cnn`".into(),
+                    );
+                }
+            }
+            ModelConfig::Cnn(cnn) => {
+                let side = if matches!(self.data, DataConfig::Mnist { .. }) { 28 } else { 8 };
+                cnn.validate(side)?;
+                if !images {
+                    return invalid("data.source", "the cnn model needs images: `digits` or `mnist`".into());
+                }
+            }
         }
         let training = &self.training;
         for (field, value) in [
@@ -438,10 +461,7 @@ mod tests {
         let text = config.to_toml();
         let back: RunConfig = parse_toml(&text, "test").unwrap();
         assert_eq!(config, back);
-        assert!(
-            text.contains("name = \"sgd\"") && text.contains("lr = 0.1"),
-            "{text}"
-        );
+        assert!(text.contains("name = \"sgd\"") && text.contains("lr = 0.1"), "{text}");
     }
 
     #[test]
@@ -458,76 +478,43 @@ mod tests {
     fn set_changes_one_field_and_checks_it() {
         let mut config = RunConfig::default();
         config.set("optimizer.momentum=0.9").unwrap();
-        let OptimizerConfig::Sgd(sgd) = &config.optimizer else {
-            panic!()
-        };
+        let OptimizerConfig::Sgd(sgd) = &config.optimizer else { panic!() };
         assert_eq!(sgd.momentum, 0.9);
         config.set("training.epochs = 3").unwrap();
         assert_eq!(config.training.epochs, Some(3));
         config.set("device=flex").unwrap();
         assert_eq!(config.device, "flex");
 
-        let error = config
-            .set("optimizer.momentum=1.5")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("optimizer.momentum") && error.contains("[0, 1)"),
-            "{error}"
-        );
+        let error = config.set("optimizer.momentum=1.5").unwrap_err().to_string();
+        assert!(error.contains("optimizer.momentum") && error.contains("[0, 1)"), "{error}");
         let error = config.set("optimizer.beta_3=0.5").unwrap_err().to_string();
         assert!(error.contains("unknown field `beta_3`"), "{error}");
         let error = config.set("optimizer.lr=fast").unwrap_err().to_string();
-        assert!(
-            error.contains("optimizer.lr") || error.contains("invalid type"),
-            "{error}"
-        );
-        assert!(
-            config
-                .set("momentum")
-                .unwrap_err()
-                .to_string()
-                .contains("KEY=VALUE")
-        );
+        assert!(error.contains("optimizer.lr") || error.contains("invalid type"), "{error}");
+        assert!(config.set("momentum").unwrap_err().to_string().contains("KEY=VALUE"));
     }
 
     #[test]
     fn parse_errors_have_line_and_column() {
-        let error = parse_toml::<RunConfig>(
-            "seed = 1\n[optimizer]\nname = \"sgd\"\nmomentun = 0.9\n",
-            "run.toml",
-        )
-        .unwrap_err();
+        let error =
+            parse_toml::<RunConfig>("seed = 1\n[optimizer]\nname = \"sgd\"\nmomentun = 0.9\n", "run.toml")
+                .unwrap_err();
         let text = error.to_string();
         assert!(text.starts_with("run.toml, line 4"), "{text}");
         assert!(text.contains("unknown field `momentun`"), "{text}");
-        let error = parse_toml::<RunConfig>("seed = \"x\"\n", "run.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("line 1") && error.contains("invalid type"),
-            "{error}"
-        );
-        let error = parse_toml::<RunConfig>("[optimizer]\nname = \"sdg\"\n", "run.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("unknown variant `sdg`") && error.contains("adam"),
-            "{error}"
-        );
-        let error = parse_toml::<RunConfig>("seed = [", "run.toml")
-            .unwrap_err()
-            .to_string();
+        let error = parse_toml::<RunConfig>("seed = \"x\"\n", "run.toml").unwrap_err().to_string();
+        assert!(error.contains("line 1") && error.contains("invalid type"), "{error}");
+        let error =
+            parse_toml::<RunConfig>("[optimizer]\nname = \"sdg\"\n", "run.toml").unwrap_err().to_string();
+        assert!(error.contains("unknown variant `sdg`") && error.contains("adam"), "{error}");
+        let error = parse_toml::<RunConfig>("seed = [", "run.toml").unwrap_err().to_string();
         assert!(error.contains("line 1"), "{error}");
     }
 
     #[test]
     fn unknown_names_list_the_builtins() {
         let error = optimizer_from("adamx").unwrap_err().to_string();
-        assert!(
-            error.contains("unknown optimizer `adamx`") && error.contains("sgd-momentum"),
-            "{error}"
-        );
+        assert!(error.contains("unknown optimizer `adamx`") && error.contains("sgd-momentum"), "{error}");
         let error = schedule_from("linear").unwrap_err().to_string();
         assert!(error.contains("one-cycle"), "{error}");
     }

@@ -82,9 +82,7 @@ impl Backend {
     }
 
     fn from_name(name: &str) -> Option<Backend> {
-        Self::ALL
-            .into_iter()
-            .find(|b| b.name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|b| b.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -123,10 +121,7 @@ impl AdapterKind {
 
     /// Real GPU hardware (what `auto` looks for), as opposed to a CPU or a software rasteriser.
     pub fn is_hardware_gpu(self) -> bool {
-        matches!(
-            self,
-            AdapterKind::Discrete | AdapterKind::Integrated | AdapterKind::Virtual
-        )
+        matches!(self, AdapterKind::Discrete | AdapterKind::Integrated | AdapterKind::Virtual)
     }
 }
 
@@ -205,17 +200,13 @@ pub enum DeviceError {
         reason: String,
     },
     /// No backend at all was compiled in.
-    #[error(
-        "this build has no backend compiled in: rebuild with `--features flex` or `--features ndarray`"
-    )]
+    #[error("this build has no backend compiled in: rebuild with `--features flex` or `--features ndarray`")]
     NoBackend,
 }
 
 /// Every name `--device` accepts in any build.
 pub fn valid_names() -> Vec<&'static str> {
-    std::iter::once("auto")
-        .chain(Backend::ALL.iter().map(|b| b.name()))
-        .collect()
+    std::iter::once("auto").chain(Backend::ALL.iter().map(|b| b.name())).collect()
 }
 
 /// The device for a name: `auto`, a backend name (`flex`, `ndarray`, `wgpu`, `vulkan`, `metal`,
@@ -227,13 +218,10 @@ pub fn valid_names() -> Vec<&'static str> {
 ///
 /// A device is opened once per process; later calls with the same name return the same device.
 pub fn select(spec: &str) -> Result<SelectedDevice, DeviceError> {
-    static OPENED: OnceLock<Mutex<HashMap<String, Result<SelectedDevice, DeviceError>>>> =
-        OnceLock::new();
+    static OPENED: OnceLock<Mutex<HashMap<String, Result<SelectedDevice, DeviceError>>>> = OnceLock::new();
     let key = spec.trim().to_ascii_lowercase();
     let opened = OPENED.get_or_init(Default::default);
-    let mut opened = opened
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut opened = opened.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(result) = opened.get(&key) {
         return result.clone();
     }
@@ -248,12 +236,9 @@ fn open(spec: &str) -> Result<SelectedDevice, DeviceError> {
     }
     let mut parts = spec.split(':');
     let name = parts.next().unwrap_or_default();
-    let backend =
-        Backend::from_name(name).ok_or_else(|| DeviceError::Unknown { name: spec.into() })?;
+    let backend = Backend::from_name(name).ok_or_else(|| DeviceError::Unknown { name: spec.into() })?;
     if !backend.is_compiled() {
-        return Err(DeviceError::NotCompiled {
-            name: backend.name().into(),
-        });
+        return Err(DeviceError::NotCompiled { name: backend.name().into() });
     }
     let rest: Vec<&str> = parts.collect();
     let request = AdapterRequest::parse(backend, spec, &rest)?;
@@ -266,8 +251,7 @@ fn open_auto() -> Result<SelectedDevice, DeviceError> {
             return open_backend(backend, backend.name(), &AdapterRequest::Default);
         }
         if let Some(adapter) = hardware_adapter(backend)
-            && let Ok(selected) =
-                open_backend(backend, backend.name(), &AdapterRequest::from(&adapter))
+            && let Ok(selected) = open_backend(backend, backend.name(), &AdapterRequest::from(&adapter))
         {
             return Ok(selected);
         }
@@ -277,9 +261,7 @@ fn open_auto() -> Result<SelectedDevice, DeviceError> {
 
 /// The first hardware GPU adapter a backend finds.
 fn hardware_adapter(backend: Backend) -> Option<Adapter> {
-    adapters(backend)
-        .into_iter()
-        .find(|a| a.kind.is_hardware_gpu())
+    adapters(backend).into_iter().find(|a| a.kind.is_hardware_gpu())
 }
 
 /// Which adapter of a backend to open.
@@ -304,19 +286,15 @@ impl From<&Adapter> for AdapterRequest {
 
 impl AdapterRequest {
     fn parse(backend: Backend, spec: &str, rest: &[&str]) -> Result<Self, DeviceError> {
-        let bad = |message: String| DeviceError::BadSpec {
-            spec: spec.into(),
-            message,
-        };
+        let bad = |message: String| DeviceError::BadSpec { spec: spec.into(), message };
         let index = |text: &str| {
-            text.parse::<usize>()
-                .map_err(|_| bad(format!("`{text}` is not an adapter index (0, 1, ...)")))
+            text.parse::<usize>().map_err(|_| bad(format!("`{text}` is not an adapter index (0, 1, ...)")))
         };
         match backend {
             _ if rest.is_empty() => Ok(AdapterRequest::Default),
-            Backend::Flex | Backend::NdArray => Err(bad(format!(
-                "the CPU backend `{backend}` takes no adapter; use `--device {backend}`"
-            ))),
+            Backend::Flex | Backend::NdArray => {
+                Err(bad(format!("the CPU backend `{backend}` takes no adapter; use `--device {backend}`")))
+            }
             Backend::Cuda | Backend::Rocm => match rest {
                 [i] => Ok(AdapterRequest::Index(index(i)?)),
                 _ => Err(bad(format!("expected `{backend}` or `{backend}:INDEX`"))),
@@ -337,31 +315,22 @@ impl AdapterRequest {
                 match rest {
                     [_] => Ok(AdapterRequest::Kind(kind, 0)),
                     [_, i] => Ok(AdapterRequest::Kind(kind, index(i)?)),
-                    _ => Err(bad(format!(
-                        "expected `{backend}`, `{backend}:KIND` or `{backend}:KIND:INDEX`"
-                    ))),
+                    _ => {
+                        Err(bad(format!("expected `{backend}`, `{backend}:KIND` or `{backend}:KIND:INDEX`")))
+                    }
                 }
             }
         }
     }
 }
 
-#[cfg_attr(
-    not(any(feature = "wgpu", feature = "cuda", feature = "rocm")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda", feature = "rocm")), allow(unused_variables))]
 fn open_backend(
     backend: Backend,
     spec: &str,
     request: &AdapterRequest,
 ) -> Result<SelectedDevice, DeviceError> {
-    let plain = |device: Device| {
-        Ok(SelectedDevice {
-            backend,
-            device,
-            adapter: None,
-        })
-    };
+    let plain = |device: Device| Ok(SelectedDevice { backend, device, adapter: None });
     match backend {
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
@@ -374,9 +343,7 @@ fn open_backend(
         #[cfg(any(feature = "cuda", feature = "rocm"))]
         Backend::Cuda | Backend::Rocm => gpu::open_indexed(backend, spec, request),
         #[allow(unreachable_patterns)]
-        other => Err(DeviceError::NotCompiled {
-            name: other.name().into(),
-        }),
+        other => Err(DeviceError::NotCompiled { name: other.name().into() }),
     }
 }
 
@@ -393,10 +360,7 @@ pub fn adapters(backend: Backend) -> Vec<Adapter> {
             index: 0,
             name: cpu_name(),
             kind: AdapterKind::Cpu,
-            api: format!(
-                "{} threads",
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            ),
+            api: format!("{} threads", std::thread::available_parallelism().map_or(1, |n| n.get())),
         }],
         #[cfg(feature = "wgpu")]
         Backend::Wgpu | Backend::Vulkan | Backend::Metal => gpu::wgpu_adapters(backend),
@@ -462,19 +426,12 @@ mod gpu {
         };
         // wgpu (not Burn) can panic inside adapter discovery on broken drivers: report it as
         // an unavailable device rather than crash.
-        let opened = std::panic::catch_unwind(|| {
-            Device::wgpu_options()
-                .device_kind(kind)
-                .graphics_api(api)
-                .init()
-        });
+        let opened =
+            std::panic::catch_unwind(|| Device::wgpu_options().device_kind(kind).graphics_api(api).init());
         let device = match opened {
             Ok(Ok(device)) => device,
             Ok(Err(error)) => {
-                return Err(DeviceError::Unavailable {
-                    spec: spec.into(),
-                    reason: error.to_string(),
-                });
+                return Err(DeviceError::Unavailable { spec: spec.into(), reason: error.to_string() });
             }
             Err(_) => {
                 return Err(DeviceError::Unavailable {
@@ -484,11 +441,7 @@ mod gpu {
             }
         };
         let adapter = device.identity().map(|identity| identity.name);
-        Ok(SelectedDevice {
-            backend,
-            device,
-            adapter,
-        })
+        Ok(SelectedDevice { backend, device, adapter })
     }
 
     /// The adapters wgpu finds for a backend, grouped by kind in the order wgpu lists them.
@@ -533,13 +486,7 @@ mod gpu {
                 } else {
                     format!("{:?}, {driver}", info.backend)
                 };
-                Adapter {
-                    backend,
-                    index,
-                    name: info.name,
-                    kind,
-                    api,
-                }
+                Adapter { backend, index, name: info.name, kind, api }
             })
             .collect()
     }
@@ -570,16 +517,10 @@ mod gpu {
         let Some(adapter) = found.into_iter().find(|a| a.index == index) else {
             return Err(DeviceError::Unavailable {
                 spec: spec.into(),
-                reason: format!(
-                    "the {backend} runtime lists no device {index} (is the driver installed?)"
-                ),
+                reason: format!("the {backend} runtime lists no device {index} (is the driver installed?)"),
             });
         };
-        Ok(SelectedDevice {
-            backend,
-            device: indexed_device(backend, index),
-            adapter: Some(adapter.name),
-        })
+        Ok(SelectedDevice { backend, device: indexed_device(backend, index), adapter: Some(adapter.name) })
     }
 
     /// The devices the CUDA or ROCm runtime lists.
@@ -594,22 +535,18 @@ mod gpu {
             _ => return Vec::new(),
         };
         // A missing driver library makes the runtime panic while listing: no devices, then.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Device::enumerate(device_type).into_vec()
-        }))
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(index, device)| Adapter {
-            backend,
-            index,
-            name: device
-                .identity()
-                .map_or_else(|| format!("{backend} device {index}"), |id| id.name),
-            kind: AdapterKind::Discrete,
-            api: backend.name().to_uppercase(),
-        })
-        .collect()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Device::enumerate(device_type).into_vec()))
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, device)| Adapter {
+                backend,
+                index,
+                name: device.identity().map_or_else(|| format!("{backend} device {index}"), |id| id.name),
+                kind: AdapterKind::Discrete,
+                api: backend.name().to_uppercase(),
+            })
+            .collect()
     }
 }
 
@@ -640,10 +577,7 @@ mod tests {
     fn backends_not_compiled_in_name_the_feature() {
         for backend in Backend::ALL.into_iter().filter(|b| !b.is_compiled()) {
             let message = select(backend.name()).unwrap_err().to_string();
-            assert!(
-                message.contains(&format!("--features {}", backend.name())),
-                "{message}"
-            );
+            assert!(message.contains(&format!("--features {}", backend.name())), "{message}");
         }
     }
 
@@ -651,10 +585,7 @@ mod tests {
     fn adapter_suffixes_are_checked() {
         for backend in Backend::compiled() {
             let spec = format!("{}:quantum", backend.name());
-            assert!(
-                matches!(select(&spec), Err(DeviceError::BadSpec { .. })),
-                "{spec}"
-            );
+            assert!(matches!(select(&spec), Err(DeviceError::BadSpec { .. })), "{spec}");
         }
     }
 

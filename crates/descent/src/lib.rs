@@ -16,6 +16,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod experiment;
+pub mod metrics;
 pub mod model;
 pub mod ols;
 pub mod optim;

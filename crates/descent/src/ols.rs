@@ -42,14 +42,10 @@ pub fn least_squares(table: &Table) -> Result<LeastSquares, OlsError> {
             m[j][d] += xj * y;
         }
     }
-    let scale = m
-        .iter()
-        .flat_map(|r| r[..d].iter())
-        .fold(0.0f64, |s, v| s.max(v.abs()));
+    let scale = m.iter().flat_map(|r| r[..d].iter()).fold(0.0f64, |s, v| s.max(v.abs()));
     for column in 0..d {
-        let pivot = (column..d)
-            .max_by(|&p, &q| m[p][column].abs().total_cmp(&m[q][column].abs()))
-            .unwrap_or(column);
+        let pivot =
+            (column..d).max_by(|&p, &q| m[p][column].abs().total_cmp(&m[q][column].abs())).unwrap_or(column);
         if m[pivot][column].abs() <= scale * 1e-12 || scale == 0.0 {
             return Err(OlsError::Singular { column });
         }
@@ -76,17 +72,9 @@ mod tests {
     #[test]
     fn recovers_an_exact_line() {
         // y = 3x + 2 exactly, on x = -1, 0, 1, 2.
-        let table = Table::new(
-            vec![-1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0],
-            vec![-1.0, 2.0, 5.0, 8.0],
-            2,
-        );
+        let table = Table::new(vec![-1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0], vec![-1.0, 2.0, 5.0, 8.0], 2);
         let fit = least_squares(&table).unwrap();
-        assert!(
-            (fit.a[0] - 3.0).abs() < 1e-12 && (fit.a[1] - 2.0).abs() < 1e-12,
-            "{:?}",
-            fit.a
-        );
+        assert!((fit.a[0] - 3.0).abs() < 1e-12 && (fit.a[1] - 2.0).abs() < 1e-12, "{:?}", fit.a);
         assert!(fit.mse < 1e-20);
     }
 
@@ -95,9 +83,7 @@ mod tests {
         // slope = cov(x, y) / var(x), intercept = mean(y) - slope * mean(x).
         let table = crate::data::LessonData::default().generate();
         let n = table.len() as f64;
-        let xs: Vec<f64> = (0..table.len())
-            .map(|i| f64::from(table.row(i)[0]))
-            .collect();
+        let xs: Vec<f64> = (0..table.len()).map(|i| f64::from(table.row(i)[0])).collect();
         let ys: Vec<f64> = table.y().iter().map(|&v| f64::from(v)).collect();
         let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
         let cov: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
@@ -111,9 +97,6 @@ mod tests {
     #[test]
     fn dependent_columns_are_reported() {
         let table = Table::new(vec![1.0, 1.0, 1.0, 1.0], vec![1.0, 2.0], 2);
-        assert!(matches!(
-            least_squares(&table),
-            Err(OlsError::Singular { .. })
-        ));
+        assert!(matches!(least_squares(&table), Err(OlsError::Singular { .. })));
     }
 }

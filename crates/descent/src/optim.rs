@@ -32,20 +32,14 @@ pub struct InvalidValue {
 }
 
 fn invalid(field: &str, message: String) -> InvalidValue {
-    InvalidValue {
-        field: field.to_string(),
-        message,
-    }
+    InvalidValue { field: field.to_string(), message }
 }
 
 fn check_positive(field: &str, value: f64) -> Result<(), InvalidValue> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            format!("must be a finite number greater than 0, got {value}"),
-        ))
+        Err(invalid(field, format!("must be a finite number greater than 0, got {value}")))
     }
 }
 
@@ -53,10 +47,7 @@ fn check_non_negative(field: &str, value: f64) -> Result<(), InvalidValue> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            format!("must be a finite number of at least 0, got {value}"),
-        ))
+        Err(invalid(field, format!("must be a finite number of at least 0, got {value}")))
     }
 }
 
@@ -73,10 +64,7 @@ fn check_fraction(field: &str, value: f64) -> Result<(), InvalidValue> {
 /// `[-clip_value, clip_value]`) or by norm (each parameter's gradient rescaled to `clip_norm`).
 fn check_clipping(clip_value: Option<f64>, clip_norm: Option<f64>) -> Result<(), InvalidValue> {
     if clip_value.is_some() && clip_norm.is_some() {
-        return Err(invalid(
-            "optimizer.clip_value",
-            "set clip_value or clip_norm, not both".into(),
-        ));
+        return Err(invalid("optimizer.clip_value", "set clip_value or clip_norm, not both".into()));
     }
     if let Some(value) = clip_value {
         check_positive("optimizer.clip_value", value)?;
@@ -173,6 +161,22 @@ pub struct Adam {
     /// Rescale each parameter's gradient to at most this L2 norm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
+}
+
+impl Default for Adam {
+    /// PyTorch's `torch.optim.Adam()`: lr 1e-3, betas (0.9, 0.999), epsilon 1e-8.
+    fn default() -> Self {
+        Self {
+            lr: adam_lr(),
+            beta_1: beta_1(),
+            beta_2: beta_2(),
+            epsilon: adam_epsilon(),
+            weight_decay: 0.0,
+            amsgrad: false,
+            clip_value: None,
+            clip_norm: None,
+        }
+    }
 }
 
 /// AdamW: Adam with decoupled weight decay (PyTorch's defaults: weight decay 1e-2, epsilon 1e-8).
@@ -529,14 +533,8 @@ pub enum ScheduleConfig {
 }
 
 /// Every schedule name a file or `--schedule` accepts.
-pub const SCHEDULE_NAMES: [&str; 6] = [
-    "constant",
-    "step",
-    "exponential",
-    "cosine",
-    "warmup-cosine",
-    "one-cycle",
-];
+pub const SCHEDULE_NAMES: [&str; 6] =
+    ["constant", "step", "exponential", "cosine", "warmup-cosine", "one-cycle"];
 
 impl ScheduleConfig {
     /// The schedule's name as files write it.
@@ -564,23 +562,14 @@ impl ScheduleConfig {
             if value > 0.0 && value <= 1.0 {
                 Ok(())
             } else {
-                Err(invalid(
-                    "schedule.gamma",
-                    format!("must be in (0, 1], got {value}"),
-                ))
+                Err(invalid("schedule.gamma", format!("must be in (0, 1], got {value}")))
             }
         };
         match *self {
             ScheduleConfig::Constant => Ok(()),
-            ScheduleConfig::Step {
-                step_size,
-                gamma: g,
-            } => {
+            ScheduleConfig::Step { step_size, gamma: g } => {
                 if step_size == 0 {
-                    return Err(invalid(
-                        "schedule.step_size",
-                        "must be at least 1, got 0".into(),
-                    ));
+                    return Err(invalid("schedule.step_size", "must be at least 1, got 0".into()));
                 }
                 gamma(g)
             }
@@ -590,11 +579,7 @@ impl ScheduleConfig {
                 open_fraction("schedule.warmup", warmup)?;
                 check_non_negative("schedule.min_lr", min_lr)
             }
-            ScheduleConfig::OneCycle {
-                pct_start,
-                div_factor,
-                final_div_factor,
-            } => {
+            ScheduleConfig::OneCycle { pct_start, div_factor, final_div_factor } => {
                 open_fraction("schedule.pct_start", pct_start)?;
                 if !(div_factor.is_finite() && div_factor >= 1.0) {
                     return Err(invalid(
@@ -624,20 +609,15 @@ impl ScheduleConfig {
         let burn_error = |message: String| {
             invalid(
                 "optimizer.lr",
-                format!(
-                    "{message} (the `{}` schedule uses Burn's schedulers)",
-                    self.name()
-                ),
+                format!("{message} (the `{}` schedule uses Burn's schedulers)", self.name()),
             )
         };
         let config: LrSchedulerConfig = match *self {
             ScheduleConfig::Constant => return Ok(ModuleLrScheduler::new(lr)),
-            ScheduleConfig::Step { step_size, gamma } => StepLrSchedulerConfig::new(lr, step_size)
-                .with_gamma(gamma)
-                .into(),
-            ScheduleConfig::Exponential { gamma } => {
-                ExponentialLrSchedulerConfig::new(lr, gamma).into()
+            ScheduleConfig::Step { step_size, gamma } => {
+                StepLrSchedulerConfig::new(lr, step_size).with_gamma(gamma).into()
             }
+            ScheduleConfig::Exponential { gamma } => ExponentialLrSchedulerConfig::new(lr, gamma).into(),
             ScheduleConfig::Cosine { min_lr } => {
                 if min_lr > lr {
                     return Err(invalid(
@@ -645,9 +625,7 @@ impl ScheduleConfig {
                         format!("must not exceed the learning rate {lr}, got {min_lr}"),
                     ));
                 }
-                CosineAnnealingLrSchedulerConfig::new(lr, total)
-                    .with_min_lr(min_lr)
-                    .into()
+                CosineAnnealingLrSchedulerConfig::new(lr, total).with_min_lr(min_lr).into()
             }
             ScheduleConfig::WarmupCosine { warmup, min_lr } => {
                 if min_lr > lr {
@@ -658,11 +636,7 @@ impl ScheduleConfig {
                 }
                 warmup_then_cosine(lr / 25.0, lr, min_lr, warmup, total)
             }
-            ScheduleConfig::OneCycle {
-                pct_start,
-                div_factor,
-                final_div_factor,
-            } => warmup_then_cosine(
+            ScheduleConfig::OneCycle { pct_start, div_factor, final_div_factor } => warmup_then_cosine(
                 lr / div_factor,
                 lr,
                 lr / (div_factor * final_div_factor),
@@ -684,27 +658,16 @@ impl ScheduleConfig {
 
 /// A linear warm-up from `start` to `peak` over `fraction` of `total` steps, then cosine
 /// annealing from `peak` to `end` (Burn's `Sequential` of `Linear` and `CosineAnnealing`).
-fn warmup_then_cosine(
-    start: f64,
-    peak: f64,
-    end: f64,
-    fraction: f64,
-    total: usize,
-) -> LrSchedulerConfig {
-    let warmup =
-        ((total as f64 * fraction).round() as usize).clamp(1, total.saturating_sub(1).max(1));
+fn warmup_then_cosine(start: f64, peak: f64, end: f64, fraction: f64, total: usize) -> LrSchedulerConfig {
+    let warmup = ((total as f64 * fraction).round() as usize).clamp(1, total.saturating_sub(1).max(1));
     let anneal = total.saturating_sub(warmup).max(1);
     if total < 2 {
-        return CosineAnnealingLrSchedulerConfig::new(peak, 1)
-            .with_min_lr(end.min(peak))
-            .into();
+        return CosineAnnealingLrSchedulerConfig::new(peak, 1).with_min_lr(end.min(peak)).into();
     }
     SequentialLrSchedulerConfig::new(
         vec![
             LinearLrSchedulerConfig::new(start, peak, warmup).into(),
-            CosineAnnealingLrSchedulerConfig::new(peak, anneal)
-                .with_min_lr(end.min(peak))
-                .into(),
+            CosineAnnealingLrSchedulerConfig::new(peak, anneal).with_min_lr(end.min(peak)).into(),
         ],
         vec![warmup],
     )
@@ -722,19 +685,8 @@ mod tests {
 
     #[test]
     fn constant_and_step() {
-        assert!(
-            lrs(&ScheduleConfig::Constant, 1.5, 10)
-                .iter()
-                .all(|&lr| lr == 1.5)
-        );
-        let step = lrs(
-            &ScheduleConfig::Step {
-                step_size: 3,
-                gamma: 0.5,
-            },
-            0.1,
-            7,
-        );
+        assert!(lrs(&ScheduleConfig::Constant, 1.5, 10).iter().all(|&lr| lr == 1.5));
+        let step = lrs(&ScheduleConfig::Step { step_size: 3, gamma: 0.5 }, 0.1, 7);
         let expected = [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025];
         for (got, want) in step.iter().zip(expected) {
             assert!((got - want).abs() < 1e-12, "{step:?}");
@@ -745,10 +697,7 @@ mod tests {
     fn exponential_and_cosine() {
         let exponential = lrs(&ScheduleConfig::Exponential { gamma: 0.9 }, 0.1, 5);
         for (i, lr) in exponential.iter().enumerate() {
-            assert!(
-                (lr - 0.1 * 0.9f64.powi(i as i32)).abs() < 1e-12,
-                "{exponential:?}"
-            );
+            assert!((lr - 0.1 * 0.9f64.powi(i as i32)).abs() < 1e-12, "{exponential:?}");
         }
         let cosine = lrs(&ScheduleConfig::Cosine { min_lr: 0.0 }, 0.1, 101);
         assert!((cosine[0] - 0.1).abs() < 1e-12);
@@ -758,35 +707,19 @@ mod tests {
 
     #[test]
     fn one_cycle_starts_low_peaks_then_ends_low() {
-        let schedule = ScheduleConfig::OneCycle {
-            pct_start: 0.25,
-            div_factor: 25.0,
-            final_div_factor: 1e4,
-        };
+        let schedule = ScheduleConfig::OneCycle { pct_start: 0.25, div_factor: 25.0, final_div_factor: 1e4 };
         let lr = lrs(&schedule, 0.4, 100);
         assert!((lr[0] - 0.4 / 25.0).abs() < 1e-9, "{}", lr[0]);
         let peak = lr.iter().cloned().fold(0.0, f64::max);
         let at = lr.iter().position(|&v| v == peak).unwrap();
-        assert!(
-            (peak - 0.4).abs() < 1e-9 && (24..=26).contains(&at),
-            "peak {peak} at {at}"
-        );
+        assert!((peak - 0.4).abs() < 1e-9 && (24..=26).contains(&at), "peak {peak} at {at}");
         assert!(lr[99] < 0.4 / 25.0 / 10.0, "{}", lr[99]);
-        assert!(
-            lr[..at].windows(2).all(|w| w[1] >= w[0]) && lr[at..].windows(2).all(|w| w[1] <= w[0])
-        );
+        assert!(lr[..at].windows(2).all(|w| w[1] >= w[0]) && lr[at..].windows(2).all(|w| w[1] <= w[0]));
     }
 
     #[test]
     fn warmup_cosine_warms_up_then_anneals() {
-        let lr = lrs(
-            &ScheduleConfig::WarmupCosine {
-                warmup: 0.1,
-                min_lr: 0.0,
-            },
-            0.1,
-            100,
-        );
+        let lr = lrs(&ScheduleConfig::WarmupCosine { warmup: 0.1, min_lr: 0.0 }, 0.1, 100);
         assert!(lr[0] < 0.01);
         assert!((lr[10] - 0.1).abs() < 1e-9, "{}", lr[10]);
         assert!(lr[99] < 0.001);
@@ -801,19 +734,10 @@ mod tests {
                 _ => unreachable!(),
             }
         };
-        assert_eq!(
-            OptimizerConfig::Sgd(sgd.clone())
-                .validate()
-                .unwrap_err()
-                .field,
-            "optimizer.momentum"
-        );
+        assert_eq!(OptimizerConfig::Sgd(sgd.clone()).validate().unwrap_err().field, "optimizer.momentum");
         sgd.momentum = 0.0;
         sgd.lr = f64::NAN;
-        assert_eq!(
-            OptimizerConfig::Sgd(sgd).validate().unwrap_err().field,
-            "optimizer.lr"
-        );
+        assert_eq!(OptimizerConfig::Sgd(sgd).validate().unwrap_err().field, "optimizer.lr");
         let adam: OptimizerConfig = toml::from_str("name = \"adam\"\nbeta_2 = 1.0").unwrap();
         assert_eq!(adam.validate().unwrap_err().field, "optimizer.beta_2");
         let Err(error) = ScheduleConfig::Cosine { min_lr: 0.0 }.build(5.0, 10) else {
@@ -825,23 +749,12 @@ mod tests {
     #[test]
     fn files_use_pytorch_defaults() {
         let adam: OptimizerConfig = toml::from_str("name = \"adam\"").unwrap();
-        let OptimizerConfig::Adam(adam) = adam else {
-            panic!()
-        };
-        assert_eq!(
-            (adam.lr, adam.epsilon, adam.beta_1, adam.beta_2),
-            (1e-3, 1e-8, 0.9, 0.999)
-        );
+        let OptimizerConfig::Adam(adam) = adam else { panic!() };
+        assert_eq!((adam.lr, adam.epsilon, adam.beta_1, adam.beta_2), (1e-3, 1e-8, 0.9, 0.999));
         let rms: OptimizerConfig = toml::from_str("name = \"rmsprop\"").unwrap();
-        let OptimizerConfig::RmsProp(rms) = rms else {
-            panic!()
-        };
+        let OptimizerConfig::RmsProp(rms) = rms else { panic!() };
         assert_eq!((rms.momentum, rms.alpha, rms.epsilon), (0.0, 0.99, 1e-8));
-        let unknown =
-            toml::from_str::<OptimizerConfig>("name = \"adam\"\nmomentum = 0.9").unwrap_err();
-        assert!(
-            unknown.to_string().contains("unknown field `momentum`"),
-            "{unknown}"
-        );
+        let unknown = toml::from_str::<OptimizerConfig>("name = \"adam\"\nmomentum = 0.9").unwrap_err();
+        assert!(unknown.to_string().contains("unknown field `momentum`"), "{unknown}");
     }
 }

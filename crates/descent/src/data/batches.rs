@@ -8,7 +8,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::prelude::*;
 
-use super::Table;
+use super::{ImageSet, Table};
 use crate::train::{BatchSource, Batches};
 
 /// Features `x` (`[b, d]`) and targets `y` (`[b, 1]`) of `b` rows, on one device.
@@ -23,10 +23,7 @@ pub struct RegressionBatch {
 impl RegressionBatch {
     /// The whole table as one batch on `device`.
     pub fn from_table(table: &Table, device: &Device) -> Self {
-        Self {
-            x: table.x_tensor(device),
-            y: table.y_tensor(device),
-        }
+        Self { x: table.x_tensor(device), y: table.y_tensor(device) }
     }
 
     /// Number of rows in the batch.
@@ -49,9 +46,7 @@ pub struct FullBatch {
 impl FullBatch {
     /// Put the whole table on `device` once.
     pub fn new(table: &Table, device: &Device) -> Self {
-        Self {
-            batch: RegressionBatch::from_table(table, device),
-        }
+        Self { batch: RegressionBatch::from_table(table, device) }
     }
 }
 
@@ -87,10 +82,7 @@ impl MiniBatches {
             .shuffle(seed)
             .set_device(device.clone())
             .build(InMemDataset::new((0..rows).collect::<Vec<usize>>()));
-        Self {
-            loader,
-            batches_per_epoch: rows.div_ceil(batch_size),
-        }
+        Self { loader, batches_per_epoch: rows.div_ceil(batch_size) }
     }
 }
 
@@ -100,11 +92,7 @@ impl BatchSource<RegressionBatch> for MiniBatches {
     }
 
     fn epoch(&self) -> Batches<'_, RegressionBatch> {
-        Box::new(
-            self.loader
-                .iter()
-                .map(|batch| batch.map_err(|error| error.to_string())),
-        )
+        Box::new(self.loader.iter().map(|batch| batch.map_err(|error| error.to_string())))
     }
 }
 
@@ -126,5 +114,91 @@ impl Batcher<usize, RegressionBatch> for RowBatcher {
             x: Tensor::from_data(TensorData::new(x, [rows.len(), features]), device),
             y: Tensor::from_data(TensorData::new(y, [rows.len(), 1]), device),
         }
+    }
+}
+
+/// Images (`[b, 1, side, side]`) and their class labels (`[b]`), on one device.
+#[derive(Clone, Debug)]
+pub struct ImageBatch {
+    /// Pixels in [0, 1], one channel.
+    pub images: Tensor<4>,
+    /// Class labels.
+    pub labels: Tensor<1, Int>,
+}
+
+impl ImageBatch {
+    /// The images `indices` of `set` as one batch on `device`.
+    pub fn gather(set: &ImageSet, indices: &[usize], device: &Device) -> Self {
+        let side = set.side();
+        let mut pixels = Vec::with_capacity(indices.len() * side * side);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            pixels.extend_from_slice(set.image(i));
+            labels.push(i64::from(set.label(i)));
+        }
+        ImageBatch {
+            images: Tensor::from_data(TensorData::new(pixels, [indices.len(), 1, side, side]), device),
+            labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+        }
+    }
+
+    /// Number of images in the batch.
+    pub fn len(&self) -> usize {
+        self.labels.dims()[0]
+    }
+
+    /// Whether the batch has no images.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Shuffled mini-batches of images through Burn's `DataLoader`, over a subset of a set (the
+/// training split).
+pub struct ImageBatches {
+    loader: Arc<dyn DataLoader<ImageBatch>>,
+    batches_per_epoch: usize,
+}
+
+impl ImageBatches {
+    /// Batches of `batch_size` of the images `indices`, reshuffled every epoch from `seed`.
+    ///
+    /// # Panics
+    /// If `batch_size` is 0 (callers validate user input first).
+    pub fn new(
+        set: Arc<ImageSet>,
+        indices: Vec<usize>,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
+        assert!(batch_size > 0, "batch size must be positive");
+        let batches_per_epoch = indices.len().div_ceil(batch_size);
+        let loader = DataLoaderBuilder::new(ImageBatcher { set })
+            .batch_size(batch_size)
+            .shuffle(seed)
+            .set_device(device.clone())
+            .build(InMemDataset::new(indices));
+        Self { loader, batches_per_epoch }
+    }
+}
+
+impl BatchSource<ImageBatch> for ImageBatches {
+    fn batches_per_epoch(&self) -> usize {
+        self.batches_per_epoch
+    }
+
+    fn epoch(&self) -> Batches<'_, ImageBatch> {
+        Box::new(self.loader.iter().map(|batch| batch.map_err(|error| error.to_string())))
+    }
+}
+
+struct ImageBatcher {
+    set: Arc<ImageSet>,
+}
+
+impl Batcher<usize, ImageBatch> for ImageBatcher {
+    fn batch(&self, indices: Vec<usize>, device: &Device) -> ImageBatch {
+        ImageBatch::gather(&self.set, &indices, device)
     }
 }

@@ -1,11 +1,13 @@
 //! Data: the lesson's generator, point files, and batches on a device.
 
 pub mod batches;
+pub mod images;
 pub mod points;
 pub mod random;
 pub mod synthetic;
 
-pub use batches::{FullBatch, MiniBatches, RegressionBatch};
+pub use batches::{FullBatch, ImageBatch, ImageBatches, MiniBatches, RegressionBatch};
+pub use images::{ImageSet, Split};
 pub use points::read_points;
 pub use synthetic::LessonData;
 
@@ -31,11 +33,7 @@ impl Table {
     /// readers check rows as they read them).
     pub fn new(x: Vec<f32>, y: Vec<f32>, features: usize) -> Self {
         assert!(features > 0, "a table needs at least one feature column");
-        assert_eq!(
-            x.len(),
-            y.len() * features,
-            "x must hold `features` values per target"
-        );
+        assert_eq!(x.len(), y.len() * features, "x must hold `features` values per target");
         Self { x, y, features }
     }
 
@@ -71,10 +69,7 @@ impl Table {
 
     /// Features as an `[n, d]` tensor on `device`.
     pub fn x_tensor(&self, device: &Device) -> Tensor<2> {
-        Tensor::from_data(
-            TensorData::new(self.x.clone(), [self.len(), self.features]),
-            device,
-        )
+        Tensor::from_data(TensorData::new(self.x.clone(), [self.len(), self.features]), device)
     }
 
     /// Targets as an `[n, 1]` tensor on `device`.
@@ -90,12 +85,7 @@ impl Table {
         assert_eq!(a.len(), self.features, "one parameter per feature");
         let total: f64 = (0..self.len())
             .map(|i| {
-                let prediction: f64 = self
-                    .row(i)
-                    .iter()
-                    .zip(a)
-                    .map(|(&x, &a)| f64::from(x) * a)
-                    .sum();
+                let prediction: f64 = self.row(i).iter().zip(a).map(|(&x, &a)| f64::from(x) * a).sum();
                 let residual = prediction - f64::from(self.y[i]);
                 residual * residual
             })
@@ -124,6 +114,16 @@ pub enum DataError {
         path: PathBuf,
         /// The 1-based line number (the header is line 1).
         line: u64,
+        /// What was found and what is allowed.
+        message: String,
+    },
+    /// A binary file (MNIST IDX) is not what it should be.
+    #[error("{}, byte {offset}: {message}", path.display())]
+    Binary {
+        /// The file.
+        path: PathBuf,
+        /// The byte offset where the problem is.
+        offset: usize,
         /// What was found and what is allowed.
         message: String,
     },

@@ -11,30 +11,20 @@ use super::{DataError, Table};
 ///
 /// Errors name the file and, for a bad value, the line and the column.
 pub fn read_points(path: &Path) -> Result<Table, DataError> {
-    let file = File::open(path).map_err(|source| DataError::Open {
-        path: path.into(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(std::io::BufReader::new(file));
 
-    let malformed = |line: u64, message: String| DataError::Malformed {
-        path: path.into(),
-        line,
-        message,
-    };
+    let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
     let headers = reader
         .headers()
         .map_err(|error| malformed(error.position().map_or(1, |p| p.line()), error.to_string()))?
         .clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(DataError::Empty {
-            path: path.into(),
-            what: "no header row".into(),
-        });
+        return Err(DataError::Empty { path: path.into(), what: "no header row".into() });
     }
     let column = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| {
@@ -57,10 +47,7 @@ pub fn read_points(path: &Path) -> Result<Table, DataError> {
             Ok(false) => break,
             Ok(true) => {}
             Err(error) => {
-                return Err(malformed(
-                    error.position().map_or(0, |p| p.line()),
-                    error.to_string(),
-                ));
+                return Err(malformed(error.position().map_or(0, |p| p.line()), error.to_string()));
             }
         }
         let line = record.position().map_or(0, |p| p.line());
@@ -70,35 +57,22 @@ pub fn read_points(path: &Path) -> Result<Table, DataError> {
         if record.len() != headers.len() {
             return Err(malformed(
                 line,
-                format!(
-                    "found {} fields, the header has {}",
-                    record.len(),
-                    headers.len()
-                ),
+                format!("found {} fields, the header has {}", record.len(), headers.len()),
             ));
         }
         let value = |index: usize, name: &str| -> Result<f32, DataError> {
             let text = &record[index];
             match text.parse::<f64>() {
                 Ok(v) if v.is_finite() && v.abs() <= f64::from(f32::MAX) => Ok(v as f32),
-                Ok(_) => Err(malformed(
-                    line,
-                    format!("column `{name}`: `{text}` is not a finite number"),
-                )),
-                Err(_) => Err(malformed(
-                    line,
-                    format!("column `{name}`: `{text}` is not a number"),
-                )),
+                Ok(_) => Err(malformed(line, format!("column `{name}`: `{text}` is not a finite number"))),
+                Err(_) => Err(malformed(line, format!("column `{name}`: `{text}` is not a number"))),
             }
         };
         x.extend_from_slice(&[value(x_column, "x")?, 1.0]);
         y.push(value(y_column, "y")?);
     }
     if y.is_empty() {
-        return Err(DataError::Empty {
-            path: path.into(),
-            what: "a header but no rows".into(),
-        });
+        return Err(DataError::Empty { path: path.into(), what: "a header but no rows".into() });
     }
     Ok(Table::new(x, y, 2))
 }
@@ -110,8 +84,7 @@ mod tests {
 
     fn file_with(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
-        file.write_all(text.as_bytes())
-            .expect("write the temporary file");
+        file.write_all(text.as_bytes()).expect("write the temporary file");
         file
     }
 
@@ -132,47 +105,20 @@ mod tests {
             "{message}"
         );
         let file = file_with("x,y\n1,2\n3,NaN\n");
-        assert!(
-            read_points(file.path())
-                .unwrap_err()
-                .to_string()
-                .contains("not a finite number")
-        );
+        assert!(read_points(file.path()).unwrap_err().to_string().contains("not a finite number"));
         let file = file_with("x,y\n1,2,3\n");
-        assert!(
-            read_points(file.path())
-                .unwrap_err()
-                .to_string()
-                .contains("found 3 fields")
-        );
+        assert!(read_points(file.path()).unwrap_err().to_string().contains("found 3 fields"));
     }
 
     #[test]
     fn missing_columns_and_empty_files_are_errors() {
         let file = file_with("a,b\n1,2\n");
-        assert!(
-            read_points(file.path())
-                .unwrap_err()
-                .to_string()
-                .contains("no column `x`")
-        );
+        assert!(read_points(file.path()).unwrap_err().to_string().contains("no column `x`"));
         let file = file_with("x,y\n");
-        assert!(
-            read_points(file.path())
-                .unwrap_err()
-                .to_string()
-                .contains("no rows")
-        );
+        assert!(read_points(file.path()).unwrap_err().to_string().contains("no rows"));
         let file = file_with("");
-        assert!(
-            read_points(file.path())
-                .unwrap_err()
-                .to_string()
-                .contains("no header")
-        );
-        let missing = read_points(Path::new("/nonexistent/points.csv"))
-            .unwrap_err()
-            .to_string();
+        assert!(read_points(file.path()).unwrap_err().to_string().contains("no header"));
+        let missing = read_points(Path::new("/nonexistent/points.csv")).unwrap_err().to_string();
         assert!(missing.contains("/nonexistent/points.csv"), "{missing}");
     }
 }

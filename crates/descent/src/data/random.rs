@@ -16,9 +16,7 @@ pub struct SeededRng {
 impl SeededRng {
     /// A generator whose whole output is determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self {
-            stream: ChaCha8Rng::seed_from_u64(seed),
-        }
+        Self { stream: ChaCha8Rng::seed_from_u64(seed) }
     }
 
     /// A uniform value in `[0, 1)` with 53 random bits.
@@ -28,9 +26,7 @@ impl SeededRng {
 
     /// `n` values uniform on `[low, high)`, as `torch.empty(n).uniform_(low, high)` draws them.
     pub fn uniform(&mut self, n: usize, low: f64, high: f64) -> Vec<f32> {
-        (0..n)
-            .map(|_| (low + (high - low) * self.unit()) as f32)
-            .collect()
+        (0..n).map(|_| (low + (high - low) * self.unit()) as f32).collect()
     }
 
     /// `n` standard normal values (mean 0, variance 1), as `torch.randn(n)` draws them.
@@ -79,11 +75,7 @@ mod tests {
         let values = SeededRng::new(2).normal(100_001);
         assert_eq!(values.len(), 100_001);
         let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len() as f64;
-        let var = values
-            .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
-            .sum::<f64>()
-            / values.len() as f64;
+        let var = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / values.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
     }

@@ -18,12 +18,7 @@ pub struct LessonData {
 
 impl Default for LessonData {
     fn default() -> Self {
-        Self {
-            n: 100,
-            true_a: [3.0, 2.0],
-            noise: 0.25,
-            seed: 42,
-        }
+        Self { n: 100, true_a: [3.0, 2.0], noise: 0.25, seed: 42 }
     }
 }
 
@@ -62,10 +57,7 @@ mod tests {
 
     #[test]
     fn without_noise_y_is_exactly_the_line() {
-        let spec = LessonData {
-            noise: 0.0,
-            ..LessonData::default()
-        };
+        let spec = LessonData { noise: 0.0, ..LessonData::default() };
         let table = spec.generate();
         for i in 0..table.len() {
             let expected = (f64::from(table.row(i)[0]) * 3.0 + 2.0) as f32;
@@ -77,11 +69,7 @@ mod tests {
     fn seeds_decide_the_data() {
         let a = LessonData::default().generate();
         let b = LessonData::default().generate();
-        let c = LessonData {
-            seed: 7,
-            ..LessonData::default()
-        }
-        .generate();
+        let c = LessonData { seed: 7, ..LessonData::default() }.generate();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

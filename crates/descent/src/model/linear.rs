@@ -20,9 +20,7 @@ impl LinearModel {
     /// Use an autodiff device (`device.autodiff()`) to train it.
     pub fn new(init: &[f32], device: &Device) -> Self {
         let a = Tensor::from_data(TensorData::new(init.to_vec(), [init.len(), 1]), device);
-        Self {
-            a: Param::from_tensor(a),
-        }
+        Self { a: Param::from_tensor(a) }
     }
 
     /// Predictions `x·a` for features `x` of shape `[n, d]`: shape `[n, 1]`.
@@ -35,11 +33,7 @@ impl LinearModel {
     /// # Errors
     /// If the device cannot return the values (a device failure, not a user error).
     pub fn parameters(&self) -> Result<Vec<f32>, String> {
-        self.a
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|error| format!("{error:?}"))
+        self.a.val().into_data().try_into_vec::<f32>().map_err(|error| format!("{error:?}"))
     }
 }
 
@@ -71,16 +65,8 @@ impl Objective<RegressionBatch> for LinearModel {
         // [blocks, BLOCK_ROWS, d] @ [1, d, 1]: the batched matmul's backward sums each block's
         // contribution to the gradient first, then the blocks (the broadcast dimension).
         let a = self.a.val().unsqueeze::<3>();
-        let x = batch
-            .x
-            .clone()
-            .slice(0..head)
-            .reshape([blocks, BLOCK_ROWS, features]);
-        let y = batch
-            .y
-            .clone()
-            .slice(0..head)
-            .reshape([blocks, BLOCK_ROWS, 1]);
+        let x = batch.x.clone().slice(0..head).reshape([blocks, BLOCK_ROWS, features]);
+        let y = batch.y.clone().slice(0..head).reshape([blocks, BLOCK_ROWS, 1]);
         let mut total = (x.matmul(a) - y).powi_scalar(2).sum_dim(1).sum();
         if head < rows {
             let x = batch.x.slice(head..rows);

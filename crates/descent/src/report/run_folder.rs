@@ -38,14 +38,9 @@ impl RunFolder {
     pub fn create(out: Option<&Path>, command: &str) -> Result<Self, RunFolderError> {
         let path = match out {
             Some(path) => path.to_path_buf(),
-            None => unique(
-                Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now()))),
-            ),
+            None => unique(Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now())))),
         };
-        let write_error = |message: String| RunFolderError::Write {
-            path: path.clone(),
-            message,
-        };
+        let write_error = |message: String| RunFolderError::Write { path: path.clone(), message };
         if path.exists() {
             let mut entries = fs::read_dir(&path).map_err(|e| write_error(e.to_string()))?;
             if entries.next().is_some() {
@@ -65,17 +60,13 @@ impl RunFolder {
     /// part of it.
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<PathBuf, RunFolderError> {
         let target = self.path.join(name);
-        let temporary = self
-            .path
-            .join(format!(".{name}.tmp-{}", std::process::id()));
+        let temporary = self.path.join(format!(".{name}.tmp-{}", std::process::id()));
         let write_error = |path: &Path, e: std::io::Error| RunFolderError::Write {
             path: path.into(),
             message: e.to_string(),
         };
         let mut file = fs::File::create(&temporary).map_err(|e| write_error(&temporary, e))?;
-        file.write_all(contents)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| write_error(&temporary, e))?;
+        file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| write_error(&temporary, e))?;
         fs::rename(&temporary, &target).map_err(|e| write_error(&target, e))?;
         Ok(target)
     }
@@ -100,23 +91,13 @@ fn utc_stamp(time: SystemTime) -> String {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 #[cfg(test)]
@@ -128,15 +109,9 @@ mod tests {
     fn stamps_are_utc_dates() {
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
         // 2026-11-22 05:21:13 UTC
-        assert_eq!(
-            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_795_324_873)),
-            "20261122-052113"
-        );
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_795_324_873)), "20261122-052113");
         // 2024-02-29 23:59:59 UTC, a leap day
-        assert_eq!(
-            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
-            "20240229-235959"
-        );
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_709_251_199)), "20240229-235959");
     }
 
     #[test]
@@ -147,10 +122,7 @@ mod tests {
             RunFolder::create(Some(folder.path()), "test"),
             Err(RunFolderError::NotEmpty { .. })
         ));
-        assert_eq!(
-            fs::read_to_string(folder.path().join("summary.json")).unwrap(),
-            "{}"
-        );
+        assert_eq!(fs::read_to_string(folder.path().join("summary.json")).unwrap(), "{}");
     }
 
     #[test]
@@ -159,14 +131,7 @@ mod tests {
         let run = RunFolder::create(Some(&folder.path().join("run")), "test").unwrap();
         run.write("config.toml", b"seed = 1\n").unwrap();
         run.write("config.toml", b"seed = 2\n").unwrap();
-        assert_eq!(
-            fs::read_to_string(run.path().join("config.toml")).unwrap(),
-            "seed = 2\n"
-        );
-        assert_eq!(
-            fs::read_dir(run.path()).unwrap().count(),
-            1,
-            "no temporary file left behind"
-        );
+        assert_eq!(fs::read_to_string(run.path().join("config.toml")).unwrap(), "seed = 2\n");
+        assert_eq!(fs::read_dir(run.path()).unwrap().count(), 1, "no temporary file left behind");
     }
 }

@@ -115,7 +115,7 @@ pub enum TrainError {
 /// from `schedule`, for as long as `plan` says. `on_loss` sees each reported loss as soon as it
 /// is known (to print progress) and may stop the run by returning `ControlFlow::Break`.
 pub fn train<M, B>(
-    mut model: M,
+    model: M,
     optimizer: &mut ModuleOptimizer,
     schedule: &mut ModuleLrScheduler,
     source: &dyn BatchSource<B>,
@@ -126,10 +126,39 @@ where
     M: Objective<B>,
     B: BatchRows,
 {
+    train_with_epochs(model, optimizer, schedule, source, plan, on_loss, &mut |_| ControlFlow::Continue(()))
+}
+
+/// The end of an epoch, as [`train_with_epochs`] shows it.
+pub struct EpochEnd<'a, M> {
+    /// The epoch that ended (1-based).
+    pub epoch: usize,
+    /// Updates made so far.
+    pub step: usize,
+    /// The model after the epoch's last update.
+    pub model: &'a M,
+}
+
+/// [`train`], and `on_epoch` called with the model at the end of every epoch (to evaluate it on
+/// validation data, say). Time spent in `on_epoch` is not counted in [`Trained::seconds`].
+pub fn train_with_epochs<M, B>(
+    mut model: M,
+    optimizer: &mut ModuleOptimizer,
+    schedule: &mut ModuleLrScheduler,
+    source: &dyn BatchSource<B>,
+    plan: &Plan,
+    on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>,
+) -> Result<Trained<M>, TrainError>
+where
+    M: Objective<B>,
+    B: BatchRows,
+{
     if source.batches_per_epoch() == 0 {
         return Err(TrainError::NoBatches);
     }
     let start = Instant::now();
+    let mut outside = std::time::Duration::ZERO;
     let mut losses = Vec::new();
     let mut stopped = false;
     let mut record = |record: LossRecord| {
@@ -145,8 +174,7 @@ where
 
     'training: while !done(step, epoch) {
         epoch += 1;
-        let report_epoch =
-            matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
+        let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
         // The epoch's loss is summed on the device and read once at the end of the epoch.
         let mut epoch_sum: Option<Tensor<1>> = None;
         let mut epoch_rows = 0usize;
@@ -155,11 +183,7 @@ where
             if matches!(plan.length, Length::Steps(total) if step >= total) {
                 break;
             }
-            let batch = batch.map_err(|message| TrainError::Batch {
-                epoch,
-                batch: index + 1,
-                message,
-            })?;
+            let batch = batch.map_err(|message| TrainError::Batch { epoch, batch: index + 1, message })?;
             let rows = batch.rows();
             let loss = model.loss(batch);
             let step_lr = schedule.step();
@@ -167,12 +191,7 @@ where
 
             if let Report::EverySteps(k) = plan.report
                 && step.is_multiple_of(k.max(1))
-                && record(LossRecord {
-                    step,
-                    epoch,
-                    lr,
-                    loss: read_scalar(loss.clone())?,
-                })
+                && record(LossRecord { step, epoch, lr, loss: read_scalar(loss.clone())? })
             {
                 stopped = true;
                 break 'training;
@@ -191,12 +210,7 @@ where
             step += 1;
         }
         if let Some(sum) = epoch_sum
-            && record(LossRecord {
-                step,
-                epoch,
-                lr,
-                loss: read_scalar(sum)? / epoch_rows as f64,
-            })
+            && record(LossRecord { step, epoch, lr, loss: read_scalar(sum)? / epoch_rows as f64 })
         {
             stopped = true;
             break;
@@ -204,21 +218,19 @@ where
         if step == 0 {
             return Err(TrainError::NoBatches);
         }
+        let hook = Instant::now();
+        let flow = on_epoch(&EpochEnd { epoch, step, model: &model });
+        outside += hook.elapsed();
+        if flow.is_break() {
+            stopped = true;
+            break;
+        }
     }
     for device in model.devices() {
-        device
-            .sync()
-            .map_err(|error| TrainError::Device(format!("{error:?}")))?;
+        device.sync().map_err(|error| TrainError::Device(format!("{error:?}")))?;
     }
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(Trained {
-        model,
-        steps: step,
-        epochs: epoch,
-        losses,
-        seconds,
-        stopped,
-    })
+    let seconds = (start.elapsed() - outside).as_secs_f64();
+    Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped })
 }
 
 /// Batches know how many examples they hold (to weight epoch means).
@@ -228,6 +240,12 @@ pub trait BatchRows {
 }
 
 impl BatchRows for crate::data::RegressionBatch {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl BatchRows for crate::data::ImageBatch {
     fn rows(&self) -> usize {
         self.len()
     }

@@ -33,13 +33,7 @@ impl Default for LrFindSettings {
     /// smoothing (0.9 rather than 0.98): over 100 steps fastai's average lags the loss by tens of
     /// steps, which moves the steepest point to a learning rate that is already too large.
     fn default() -> Self {
-        Self {
-            start_lr: 1e-7,
-            end_lr: 10.0,
-            steps: 100,
-            stop_factor: 4.0,
-            smoothing: 0.9,
-        }
+        Self { start_lr: 1e-7, end_lr: 10.0, steps: 100, stop_factor: 4.0, smoothing: 0.9 }
     }
 }
 
@@ -116,45 +110,24 @@ where
     M: Objective<B>,
     B: BatchRows,
 {
-    let mut schedule = ModuleLrScheduler::new(Sweep {
-        settings: *settings,
-        step: 0,
-    });
-    let plan = Plan {
-        length: Length::Steps(settings.steps),
-        report: Report::EverySteps(1),
-    };
+    let mut schedule = ModuleLrScheduler::new(Sweep { settings: *settings, step: 0 });
+    let plan = Plan { length: Length::Steps(settings.steps), report: Report::EverySteps(1) };
     let mut points: Vec<LrPoint> = Vec::with_capacity(settings.steps);
     let mut average = 0.0;
     let mut best = f64::INFINITY;
     let mut blew_up = false;
-    train(
-        model,
-        optimizer,
-        &mut schedule,
-        source,
-        &plan,
-        &mut |record| {
-            let count = points.len() as i32 + 1;
-            average = settings.smoothing * average + (1.0 - settings.smoothing) * record.loss;
-            let smoothed = average / (1.0 - settings.smoothing.powi(count));
-            points.push(LrPoint {
-                step: record.step,
-                lr: record.lr,
-                loss: record.loss,
-                smoothed,
-            });
-            best = best.min(smoothed);
-            if !record.loss.is_finite()
-                || !smoothed.is_finite()
-                || smoothed > settings.stop_factor * best
-            {
-                blew_up = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        },
-    )?;
+    train(model, optimizer, &mut schedule, source, &plan, &mut |record| {
+        let count = points.len() as i32 + 1;
+        average = settings.smoothing * average + (1.0 - settings.smoothing) * record.loss;
+        let smoothed = average / (1.0 - settings.smoothing.powi(count));
+        points.push(LrPoint { step: record.step, lr: record.lr, loss: record.loss, smoothed });
+        best = best.min(smoothed);
+        if !record.loss.is_finite() || !smoothed.is_finite() || smoothed > settings.stop_factor * best {
+            blew_up = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
 
     let minimum_index = points
         .iter()
@@ -191,9 +164,7 @@ fn valley(points: &[LrPoint]) -> Option<(usize, usize)> {
     // rates the loss of a deterministic problem creeps down by parts per million, and a chain
     // of such creeps would stretch the valley back to the start of the sweep.
     let finite = points.iter().map(|p| p.smoothed).filter(|v| v.is_finite());
-    let (low, high) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
+    let (low, high) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     let threshold = (points[0].smoothed.min(high) - low).max(0.0) * VALLEY_MIN_FALL;
     let mut longest = vec![1usize; n];
     for i in 1..n {
@@ -239,10 +210,7 @@ mod tests {
         let settings = LrFindSettings::default();
         assert!((Sweep::lr(&settings, 0) - 1e-7).abs() < 1e-20);
         assert!((Sweep::lr(&settings, 99) - 10.0).abs() < 1e-9);
-        assert!(
-            (Sweep::lr(&settings, 50) / Sweep::lr(&settings, 49) - 10f64.powf(8.0 / 99.0)).abs()
-                < 1e-9
-        );
+        assert!((Sweep::lr(&settings, 50) / Sweep::lr(&settings, 49) - 10f64.powf(8.0 / 99.0)).abs() < 1e-9);
     }
 
     #[test]
@@ -255,12 +223,7 @@ mod tests {
                     20..=60 => 5.0 - (i - 20) as f64 * 0.1,
                     _ => 1.0 + (i - 60) as f64,
                 };
-                LrPoint {
-                    step: i,
-                    lr: i as f64,
-                    loss,
-                    smoothed: loss,
-                }
+                LrPoint { step: i, lr: i as f64, loss, smoothed: loss }
             })
             .collect();
         // The longest falling run is 5.0, 4.9, ..., 1.0: 41 steps ending at step 60.
@@ -274,12 +237,7 @@ mod tests {
             .map(|i| {
                 let lr = 10f64.powf(-5.0 + i as f64 * 0.1);
                 let loss = 1.0 / (1.0 + (4.0 * (lr.log10() + 2.0)).exp());
-                LrPoint {
-                    step: i,
-                    lr,
-                    loss,
-                    smoothed: loss,
-                }
+                LrPoint { step: i, lr, loss, smoothed: loss }
             })
             .collect();
         let lr = steepest(&points).unwrap();

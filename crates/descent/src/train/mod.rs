@@ -4,7 +4,7 @@ mod engine;
 mod lr_find;
 
 pub use engine::{
-    BatchRows, BatchSource, Batches, Length, LossRecord, Objective, Plan, Report, TrainError,
-    Trained, train,
+    BatchRows, BatchSource, Batches, EpochEnd, Length, LossRecord, Objective, Plan, Report, TrainError,
+    Trained, train, train_with_epochs,
 };
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};

@@ -1,0 +1,225 @@
+//! `descent cnn`: the convolutional network on handwritten digits, through the same training
+//! engine, optimizer configurations and devices as the lesson.
+
+use std::cell::Cell;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use burn::module::Module;
+use clap::Args;
+use descent::config::{DataConfig, RunConfig};
+use descent::data::images::CLASSES;
+use descent::experiment::ImageExperiment;
+use descent::metrics::{Evaluation, evaluate};
+use descent::train::{EpochEnd, LossRecord, train_with_epochs};
+use serde_json::json;
+
+use crate::Failure;
+use crate::args::positive_finite;
+use crate::run::{CommonArgs, finish, open_run_folder};
+
+/// Train a small CNN (convolutions, batch norm, max pooling, ReLU, dropout, a linear head) to
+/// classify handwritten digits, printing train loss, validation loss, accuracy and error_rate
+/// every epoch, then the confusion matrix and the worst predictions.
+#[derive(Args, Debug)]
+pub struct CnnArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The digits CSV (64 pixel columns 0..16 and a label) [default: the UCI digits shipped in
+    /// data/digits.csv, compiled in].
+    #[arg(long, value_name = "digits|FILE", conflicts_with = "mnist")]
+    pub data: Option<String>,
+
+    /// Train on MNIST from a folder holding the four standard IDX files (plain or .gz); the
+    /// test set is the validation set. Nothing is downloaded.
+    #[arg(long, value_name = "DIR")]
+    pub mnist: Option<PathBuf>,
+
+    /// Fraction of the digits held out for validation [default: 0.2].
+    #[arg(long, value_parser = positive_finite)]
+    pub valid_fraction: Option<f64>,
+}
+
+pub fn run(args: &CnnArgs) -> Result<(), Failure> {
+    let mut config = args.common.base(RunConfig::cnn())?;
+    if let Some(dir) = &args.mnist {
+        config.data = DataConfig::Mnist { dir: dir.clone() };
+    }
+    if args.data.is_some() || args.valid_fraction.is_some() {
+        let (path, valid_fraction) = match &config.data {
+            DataConfig::Digits { path, valid_fraction } => (path.clone(), *valid_fraction),
+            _ => (None, 0.2),
+        };
+        let path = match args.data.as_deref() {
+            Some("digits") => None,
+            Some(file) => Some(PathBuf::from(file)),
+            None => path,
+        };
+        config.data =
+            DataConfig::Digits { path, valid_fraction: args.valid_fraction.unwrap_or(valid_fraction) };
+    }
+    let config = args.common.finish(config)?;
+    run_config("cnn", config, &args.common)
+}
+
+/// Train a cnn configuration (from `descent cnn`, or `descent train --config` with a cnn file).
+pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Result<(), Failure> {
+    let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+    let folder = open_run_folder(common, command, &experiment.config)?;
+    let (config, selected) = (&experiment.config, &experiment.device);
+    let model = experiment.model();
+    let parameters = model.num_params();
+
+    println!("descent {command} on {}", selected.describe());
+    let side = experiment.train_set.side();
+    match &config.data {
+        DataConfig::Mnist { dir } => println!(
+            "data: MNIST from {} ({side}x{side}): {} training images, {} test images for validation",
+            dir.display(),
+            experiment.train.len(),
+            experiment.valid.len()
+        ),
+        _ => println!(
+            "data: {} digits ({side}x{side}), split at random with seed {}: {} train, {} valid",
+            experiment.train_set.len(),
+            config.seed,
+            experiment.train.len(),
+            experiment.valid.len()
+        ),
+    }
+    let counts = |counts: [usize; CLASSES]| {
+        counts.iter().enumerate().map(|(c, n)| format!("{c}:{n}")).collect::<Vec<_>>().join(" ")
+    };
+    println!("  train classes {}", counts(experiment.train_set.class_counts(&experiment.train)));
+    println!("  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid)));
+    println!(
+        "model: cnn, channels {:?}, kernel {}, batch norm {}, dropout {}: {parameters} parameters",
+        experiment.cnn.channels, experiment.cnn.kernel, experiment.cnn.batch_norm, experiment.cnn.dropout
+    );
+    let epochs_text = match experiment.plan().length {
+        descent::train::Length::Epochs(e) => format!("{e} epochs"),
+        descent::train::Length::Steps(s) => format!("{s} steps"),
+    };
+    println!(
+        "training: {} lr {}, {} schedule, batch size {}, {epochs_text}",
+        config.optimizer.name(),
+        config.optimizer.lr(),
+        config.schedule.name(),
+        experiment.batch_size()
+    );
+
+    let source = experiment.batches();
+    let (mut optimizer, mut schedule) =
+        experiment.optimization(experiment.total_steps()).map_err(Failure::input)?;
+    let plan = experiment.plan();
+    let total_epochs = match plan.length {
+        descent::train::Length::Epochs(e) => e.to_string(),
+        descent::train::Length::Steps(_) => "?".into(),
+    };
+    let print_every = config.training.print_every.unwrap_or(1);
+    let last_train_loss = Cell::new(f64::NAN);
+    let mut history = Vec::new();
+    let mut final_evaluation: Option<Evaluation> = None;
+    let mut failure: Option<String> = None;
+    let mut on_loss = |record: &LossRecord| {
+        last_train_loss.set(record.loss);
+        ControlFlow::Continue(())
+    };
+    let mut on_epoch = |end: &EpochEnd<'_, descent::model::Cnn>| {
+        let valid = end.model.valid();
+        match evaluate(&valid, &experiment.valid_set, &experiment.valid, &selected.device) {
+            Ok(evaluation) => {
+                let train_loss = last_train_loss.get();
+                if end.epoch.is_multiple_of(print_every) {
+                    println!(
+                        "epoch {}/{total_epochs}  train_loss {train_loss:.4}  valid_loss {:.4}  accuracy {:.4}  error_rate {:.4}",
+                        end.epoch, evaluation.loss, evaluation.accuracy, evaluation.error_rate
+                    );
+                }
+                history.push(json!({
+                    "epoch": end.epoch,
+                    "step": end.step,
+                    "train_loss": train_loss,
+                    "valid_loss": evaluation.loss,
+                    "accuracy": evaluation.accuracy,
+                    "error_rate": evaluation.error_rate,
+                }));
+                final_evaluation = Some(evaluation);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        }
+    };
+    // Every epoch's mean training loss is reported, whatever is printed.
+    let every_epoch = descent::train::Plan { report: descent::train::Report::EveryEpochs(1), ..plan };
+    let trained = train_with_epochs(
+        model,
+        &mut optimizer,
+        &mut schedule,
+        &source,
+        &every_epoch,
+        &mut on_loss,
+        &mut on_epoch,
+    )
+    .map_err(Failure::internal)?;
+    if let Some(error) = failure {
+        return Err(Failure::internal(format!("validation failed: {error}")));
+    }
+    let evaluation = final_evaluation.ok_or_else(|| Failure::internal("no epoch finished"))?;
+
+    println!("confusion matrix (rows: true class, columns: predicted class):");
+    println!("      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
+    for (label, row) in evaluation.confusion.iter().enumerate() {
+        println!("  {label:>2}: {}", row.iter().map(|n| format!("{n:>4}")).collect::<String>());
+    }
+    let worst = evaluation.worst(8);
+    println!("worst predictions (lowest probability given to the true class):");
+    println!("  {:>6}  {:>4}  {:>9}  {:>10}", "index", "true", "predicted", "confidence");
+    for p in &worst {
+        println!("  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
+    }
+    let images = experiment.train.len() as f64 * trained.epochs as f64;
+    let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
+    let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
+    println!(
+        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({images_per_second:.0} images/s) on {}",
+        evaluation.error_rate,
+        evaluation.predictions.len(),
+        evaluation.accuracy,
+        trained.epochs,
+        trained.seconds,
+        selected.describe()
+    );
+
+    let worst_json: Vec<_> = worst
+        .iter()
+        .map(|p| json!({"index": p.index, "true": p.label, "predicted": p.predicted, "confidence": p.confidence}))
+        .collect();
+    let summary = json!({
+        "command": command,
+        "epochs": history,
+        "error_rate": evaluation.error_rate,
+        "accuracy": evaluation.accuracy,
+        "valid_loss": evaluation.loss,
+        "confusion": evaluation.confusion,
+        "worst": worst_json,
+        "images_per_second": images_per_second,
+        "n_train": experiment.train.len(),
+        "n_valid": experiment.valid.len(),
+        "parameters": parameters,
+        "steps": trained.steps,
+        "optimizer": config.optimizer.name(),
+        "schedule": config.schedule.name(),
+        "batch_size": experiment.batch_size(),
+        "seed": config.seed,
+        "device": selected.describe(),
+        "backend": selected.backend.name(),
+        "seconds": trained.seconds,
+        "run_folder": folder.path(),
+    });
+    finish(&folder, &summary, common.json)
+}

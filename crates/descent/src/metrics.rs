@@ -1,0 +1,106 @@
+//! Honest metrics for classifiers: loss, accuracy and fastai's `error_rate` over a whole
+//! validation set, the confusion matrix, and the worst predictions.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+use crate::data::images::CLASSES;
+use crate::data::{ImageBatch, ImageSet};
+use crate::model::Cnn;
+
+/// A model that scores the classes of images.
+pub trait Classifier {
+    /// Class scores (logits), `[b, classes]`, for images `[b, 1, side, side]`.
+    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+}
+
+impl Classifier for Cnn {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
+/// What the model said about one image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// The image's index in its set.
+    pub index: usize,
+    /// The true class.
+    pub label: u8,
+    /// The class with the highest score.
+    pub predicted: u8,
+    /// The probability the model gave its prediction.
+    pub confidence: f64,
+    /// The probability the model gave the true class.
+    pub label_probability: f64,
+}
+
+/// A classifier's results on a set of images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction of images whose predicted class is the true one.
+    pub accuracy: f64,
+    /// `1 - accuracy` (fastai's `error_rate`).
+    pub error_rate: f64,
+    /// `confusion[true][predicted]`: image counts.
+    pub confusion: [[usize; CLASSES]; CLASSES],
+    /// One prediction per image, in the order evaluated.
+    pub predictions: Vec<Prediction>,
+}
+
+impl Evaluation {
+    /// The `count` worst predictions: the lowest probability given to the true class first.
+    pub fn worst(&self, count: usize) -> Vec<Prediction> {
+        let mut sorted = self.predictions.clone();
+        sorted.sort_by(|a, b| a.label_probability.total_cmp(&b.label_probability));
+        sorted.truncate(count);
+        sorted
+    }
+}
+
+/// Images evaluated per forward pass.
+const EVALUATION_BATCH: usize = 512;
+
+/// Evaluate `model` (a copy off the autodiff device: `model.valid()`) on the images `indices` of
+/// `set`. Loss and probabilities come from a log-softmax on the device, summed in f64 on the host.
+pub fn evaluate<M: Classifier>(
+    model: &M,
+    set: &ImageSet,
+    indices: &[usize],
+    device: &Device,
+) -> Result<Evaluation, String> {
+    let mut predictions = Vec::with_capacity(indices.len());
+    let mut confusion = [[0usize; CLASSES]; CLASSES];
+    let mut total_loss = 0.0;
+    for chunk in indices.chunks(EVALUATION_BATCH) {
+        let batch = ImageBatch::gather(set, chunk, device);
+        let log_probabilities = log_softmax(model.logits(batch.images), 1)
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|error| format!("{error:?}"))?;
+        for (row, &index) in log_probabilities.chunks(CLASSES).zip(chunk) {
+            let label = set.label(index);
+            let (predicted, best) = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(class, &value)| (class as u8, value))
+                .expect("ten classes");
+            total_loss -= f64::from(row[usize::from(label)]);
+            confusion[usize::from(label)][usize::from(predicted)] += 1;
+            predictions.push(Prediction {
+                index,
+                label,
+                predicted,
+                confidence: f64::from(best).exp(),
+                label_probability: f64::from(row[usize::from(label)]).exp(),
+            });
+        }
+    }
+    let count = predictions.len().max(1) as f64;
+    let correct = predictions.iter().filter(|p| p.label == p.predicted).count() as f64;
+    let accuracy = correct / count;
+    Ok(Evaluation { loss: total_loss / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions })
+}

@@ -1,0 +1,159 @@
+//! A small convolutional network for digit images, the lesson series' next step
+//! (`create_cnn(data, ..., metrics=error_rate)`), sized for 8x8 digits and 28x28 MNIST alike.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::ImageBatch;
+use crate::data::images::CLASSES;
+use crate::train::Objective;
+
+/// The network's sizes. The default is the PyTorch reference's LeNet-like layout (two 5x5
+/// convolutions with 32 and 64 channels, each followed by 2x2 max pooling, then one linear
+/// layer), with batch norm after each convolution and dropout before the head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnnConfig {
+    /// Output channels of each convolution block; each block halves the image side.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<usize>,
+    /// Side of the square convolution kernels (odd; padded to keep the image size).
+    #[serde(default = "default_kernel")]
+    pub kernel: usize,
+    /// Batch normalisation after each convolution.
+    #[serde(default = "default_true")]
+    pub batch_norm: bool,
+    /// Dropout probability before the linear head.
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+}
+
+fn default_channels() -> Vec<usize> {
+    vec![32, 64]
+}
+fn default_kernel() -> usize {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_dropout() -> f64 {
+    0.25
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        Self {
+            channels: default_channels(),
+            kernel: default_kernel(),
+            batch_norm: true,
+            dropout: default_dropout(),
+        }
+    }
+}
+
+impl CnnConfig {
+    /// Check the sizes for images of `side` pixels, naming the field of the first problem.
+    pub fn validate(&self, side: usize) -> Result<(), crate::optim::InvalidValue> {
+        let invalid =
+            |field: &str, message: String| Err(crate::optim::InvalidValue { field: field.into(), message });
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return invalid(
+                "model.channels",
+                format!("must be one or more positive counts, got {:?}", self.channels),
+            );
+        }
+        if self.kernel == 0 || self.kernel.is_multiple_of(2) {
+            return invalid("model.kernel", format!("must be odd, got {}", self.kernel));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return invalid("model.dropout", format!("must be in [0, 1), got {}", self.dropout));
+        }
+        if side >> self.channels.len() == 0 {
+            return invalid(
+                "model.channels",
+                format!(
+                    "{} blocks halve {side}x{side} images to nothing; use at most {}",
+                    self.channels.len(),
+                    side.ilog2()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The network for images of `side` pixels, on `device`.
+    pub fn init(&self, side: usize, device: &Device) -> Cnn {
+        let padding = self.kernel / 2;
+        let mut blocks = Vec::with_capacity(self.channels.len());
+        let mut inputs = 1;
+        for &outputs in &self.channels {
+            blocks.push(ConvBlock {
+                conv: Conv2dConfig::new([inputs, outputs], [self.kernel, self.kernel])
+                    .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                    .init(device),
+                norm: self.batch_norm.then(|| BatchNormConfig::new(outputs).init(device)),
+                activation: Relu::new(),
+                pool: MaxPool2dConfig::new([2, 2]).init(),
+            });
+            inputs = outputs;
+        }
+        let remaining = side >> self.channels.len();
+        Cnn {
+            blocks,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: LinearConfig::new(inputs * remaining * remaining, CLASSES).init(device),
+        }
+    }
+}
+
+/// Convolution, optional batch norm, ReLU, 2x2 max pooling.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: Option<BatchNorm>,
+    activation: Relu,
+    pool: MaxPool2d,
+}
+
+impl ConvBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        let x = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        self.pool.forward(self.activation.forward(x))
+    }
+}
+
+/// The convolutional network: blocks, then dropout and a linear layer to the 10 class scores.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    blocks: Vec<ConvBlock>,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl Cnn {
+    /// Class scores (logits), `[b, 10]`, for images `[b, 1, side, side]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.blocks.iter().fold(images, |x, block| block.forward(x));
+        let x: Tensor<2> = x.flatten(1, 3);
+        self.head.forward(self.dropout.forward(x))
+    }
+}
+
+impl Objective<ImageBatch> for Cnn {
+    /// Cross-entropy of the class scores, as fastai and PyTorch's `F.cross_entropy`.
+    fn loss(&self, batch: ImageBatch) -> Tensor<1> {
+        let logits = self.forward(batch.images);
+        CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.labels)
+    }
+}
