@@ -1,0 +1,253 @@
+//! The CNN on the digits and the image readers: accuracy far above chance in 3 epochs,
+//! reproducible metrics, a disjoint split, MNIST IDX files (plain and gzipped) and their
+//! corruptions, and a model added in one file through the same engine.
+
+mod common;
+
+#[path = "../examples/custom_model.rs"]
+mod custom_model;
+
+use std::io::Write;
+use std::path::Path;
+
+use burn::module::Module;
+use common::{descent, summary};
+use descent::config::{DataConfig, RunConfig};
+use descent::data::images::{MNIST_FILES, read_digits, read_mnist, split};
+use descent::experiment::ImageExperiment;
+
+#[test]
+fn three_epochs_beat_chance_by_far_and_repeat_exactly() {
+    // Each run in its own process: Burn's CPU backends keep one global random generator (initial
+    // weights, dropout), which tests running in parallel threads of one process would share.
+    let run = || {
+        let out = tempfile::tempdir().unwrap();
+        let output =
+            descent(&["cnn", "--epochs", "3", "--json", "--out", out.path().join("run").to_str().unwrap()]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        summary(&output)
+    };
+    let first = run();
+    let epochs = first["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 3);
+    let accuracy = epochs[2]["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.8, "validation accuracy after 3 epochs: {accuracy} (chance is 0.1)");
+    assert_eq!(first["epochs"], run()["epochs"], "same seed, same device: identical metrics");
+}
+
+#[test]
+fn the_split_is_disjoint_covers_every_image_and_keeps_every_class() {
+    let digits = read_digits(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv")).unwrap();
+    assert_eq!(digits.len(), 1797);
+    assert_eq!(digits.side(), 8);
+    let split = split(digits.len(), 0.2, 42);
+    assert_eq!(split.valid.len(), 359);
+    let mut all: Vec<usize> = split.train.iter().chain(&split.valid).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..1797).collect::<Vec<_>>());
+    let (train, valid) = (digits.class_counts(&split.train), digits.class_counts(&split.valid));
+    assert_eq!(train.iter().sum::<usize>(), 1438);
+    assert!(valid.iter().all(|&n| n > 15), "every class is validated: {valid:?}");
+    let total = digits.class_counts(&(0..1797).collect::<Vec<_>>());
+    assert_eq!(total, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+}
+
+#[test]
+fn a_model_added_in_one_file_trains_through_the_same_engine() {
+    let history = custom_model::train_mlp(5).unwrap();
+    assert_eq!(history.len(), 5);
+    let last = history.last().unwrap();
+    assert!(last.accuracy > 0.8, "MLP accuracy after 5 epochs: {}", last.accuracy);
+    assert!(last.loss < history[0].loss);
+}
+
+/// Write an IDX image file and its labels: `count` square images of `side` pixels.
+fn idx_files(dir: &Path, images_name: &str, labels_name: &str, count: usize, side: usize, gzip: bool) {
+    let mut images = vec![0, 0, 8, 3];
+    for value in [count, side, side] {
+        images.extend_from_slice(&(value as u32).to_be_bytes());
+    }
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend_from_slice(&(count as u32).to_be_bytes());
+    for i in 0..count {
+        let label = (i % 10) as u8;
+        // A bright square whose position depends on the label, so the classes are learnable.
+        for row in 0..side {
+            for column in 0..side {
+                let lit =
+                    row / (side / 2) == usize::from(label) % 2 && column * 5 / side == usize::from(label) / 2;
+                images.push(if lit { 255 } else { 0 });
+            }
+        }
+        labels.push(label);
+    }
+    let write = |name: &str, bytes: &[u8]| {
+        if gzip {
+            let file = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
+            let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap();
+        } else {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    };
+    write(images_name, &images);
+    write(labels_name, &labels);
+}
+
+fn mnist_fixture(gzip_train: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    idx_files(dir.path(), MNIST_FILES[0], MNIST_FILES[1], 40, 28, gzip_train);
+    idx_files(dir.path(), MNIST_FILES[2], MNIST_FILES[3], 20, 28, false);
+    dir
+}
+
+#[test]
+fn idx_fixtures_load_with_their_shapes_and_labels() {
+    for gzip in [false, true] {
+        let dir = mnist_fixture(gzip);
+        let mnist = read_mnist(dir.path()).unwrap();
+        assert_eq!((mnist.train.len(), mnist.train.side()), (40, 28));
+        assert_eq!(mnist.test.len(), 20);
+        assert_eq!(
+            (0..12).map(|i| mnist.train.label(i)).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+        );
+        assert!(mnist.train.image(3).iter().all(|&p| p == 0.0 || p == 1.0));
+        assert!(mnist.train.image(3).contains(&1.0));
+    }
+}
+
+#[test]
+fn descent_cnn_trains_on_mnist_files() {
+    let dir = mnist_fixture(true);
+    let out = tempfile::tempdir().unwrap();
+    let output = descent(&[
+        "cnn",
+        "--mnist",
+        dir.path().to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--json",
+        "--out",
+        out.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = summary(&output);
+    assert_eq!(json["n_train"], 40);
+    assert_eq!(json["n_valid"], 20);
+    let epochs = json["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for key in ["epoch", "train_loss", "valid_loss", "accuracy", "error_rate"] {
+        assert!(epochs[1][key].is_number(), "{key} in {}", epochs[1]);
+    }
+    let (accuracy, error_rate) = (json["accuracy"].as_f64().unwrap(), json["error_rate"].as_f64().unwrap());
+    assert!((accuracy + error_rate - 1.0).abs() < 1e-12);
+    assert!(json["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["device"].is_string() && json["seconds"].is_number());
+}
+
+/// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
+fn rejects(args: &[&str], expected: &[&str]) {
+    let output = descent(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    for needle in expected {
+        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
+    }
+}
+
+#[test]
+fn corrupted_idx_files_are_errors_naming_the_file_and_byte() {
+    let truncate = |name: &str, keep: usize| {
+        let dir = mnist_fixture(false);
+        let path = dir.path().join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        dir
+    };
+    let dir = truncate(MNIST_FILES[0], 5_000);
+    let path = dir.path().to_str().unwrap();
+    rejects(&["cnn", "--mnist", path], &[MNIST_FILES[0], "byte 5000", "truncated"]);
+
+    let dir = truncate(MNIST_FILES[1], 6);
+    rejects(&["cnn", "--mnist", dir.path().to_str().unwrap()], &[MNIST_FILES[1], "header"]);
+
+    let dir = mnist_fixture(false);
+    let images = dir.path().join(MNIST_FILES[2]);
+    let mut bytes = std::fs::read(&images).unwrap();
+    bytes[3] = 0x01;
+    std::fs::write(&images, &bytes).unwrap();
+    rejects(&["cnn", "--mnist", dir.path().to_str().unwrap()], &[MNIST_FILES[2], "byte 0", "magic number"]);
+
+    let dir = mnist_fixture(false);
+    let labels = dir.path().join(MNIST_FILES[1]);
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes[8 + 5] = 12;
+    std::fs::write(&labels, &bytes).unwrap();
+    rejects(&["cnn", "--mnist", dir.path().to_str().unwrap()], &[MNIST_FILES[1], "byte 13", "label 12"]);
+
+    let dir = mnist_fixture(false);
+    std::fs::remove_file(dir.path().join(MNIST_FILES[3])).unwrap();
+    rejects(&["cnn", "--mnist", dir.path().to_str().unwrap()], &[MNIST_FILES[3], "no such file"]);
+}
+
+#[test]
+fn malformed_digits_are_errors_naming_the_file_line_and_column() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv")).unwrap();
+    let mut lines: Vec<String> = shipped.lines().take(6).map(String::from).collect();
+    let with_line = |lines: &[String]| {
+        let mut file = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        file.write_all(lines.join("\n").as_bytes()).unwrap();
+        file
+    };
+
+    let mut short = lines.clone();
+    short[3] = short[3].rsplit_once(',').unwrap().0.to_string();
+    let file = with_line(&short);
+    rejects(&["cnn", "--data", file.path().to_str().unwrap()], &["line 4", "found 64 fields"]);
+
+    let mut bright = lines.clone();
+    bright[2] = format!("17{}", &bright[2][bright[2].find(',').unwrap()..]);
+    let file = with_line(&bright);
+    rejects(&["cnn", "--data", file.path().to_str().unwrap()], &["line 3", "column 1", "`17`", "0..16"]);
+
+    let last = lines.len() - 1;
+    lines[last] = format!("{},11", lines[last].rsplit_once(',').unwrap().0);
+    let file = with_line(&lines);
+    let path = file.path().to_str().unwrap().to_owned();
+    rejects(&["cnn", "--data", &path], &[&path, "line 6", "label", "`11`"]);
+
+    rejects(&["cnn", "--data", "/no/such/digits.csv"], &["/no/such/digits.csv"]);
+    rejects(&["cnn", "--valid-fraction", "1.5"], &["data.valid_fraction"]);
+    rejects(&["cnn", "--set", "model.kernel=4"], &["model.kernel", "odd"]);
+    rejects(&["cnn", "--set", "model.channels=[8, 8, 8, 8]"], &["model.channels"]);
+}
+
+#[test]
+fn a_cnn_configuration_round_trips_and_runs_through_train() {
+    let mut config = RunConfig::cnn();
+    config.training.epochs = Some(1);
+    config.data = DataConfig::Digits { path: None, valid_fraction: 0.25 };
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(config.to_toml().as_bytes()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = descent(&[
+        "train",
+        "--config",
+        file.path().to_str().unwrap(),
+        "--json",
+        "--out",
+        out.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = summary(&output);
+    assert_eq!(json["n_valid"], 449);
+    assert_eq!(json["epochs"].as_array().unwrap().len(), 1);
+    let model = ImageExperiment::prepare(config).unwrap().model();
+    assert_eq!(json["parameters"], model.num_params());
+}
