@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{descent, descent_with_env, numbers, summary};
+use common::{descent, descent_with_env, numbers, rejects, summary};
 
 #[test]
 fn the_lesson_fits_the_line_and_matches_least_squares() {
@@ -91,17 +91,6 @@ fn points_from_a_csv_file() {
     assert!((a_ols[0] - 3.0).abs() < 1e-5 && (a_ols[1] - 2.0).abs() < 1e-5, "{a_ols:?}");
     let a = numbers(&json["a"]);
     assert!((a[0] - 3.0).abs() < 1e-3 && (a[1] - 2.0).abs() < 1e-3, "{a:?}");
-}
-
-/// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
-fn rejects(args: &[&str], expected: &[&str]) {
-    let output = descent(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    for needle in expected {
-        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
-    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::module::Module;
-use common::{descent, summary};
+use common::{descent, rejects, summary};
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::{MNIST_FILES, read_digits, read_mnist, split};
 use descent::experiment::ImageExperiment;
@@ -147,17 +147,6 @@ fn descent_cnn_trains_on_mnist_files() {
     assert!((accuracy + error_rate - 1.0).abs() < 1e-12);
     assert!(json["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(json["device"].is_string() && json["seconds"].is_number());
-}
-
-/// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
-fn rejects(args: &[&str], expected: &[&str]) {
-    let output = descent(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    for needle in expected {
-        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
-    }
 }
 
 #[test]

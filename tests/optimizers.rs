@@ -8,7 +8,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use common::{descent, summary};
+use common::{descent, rejects, summary};
 use descent::config::{RunConfig, optimizer_from, parse_toml, schedule_from};
 use descent::data::{LessonData, Table};
 use descent::experiment::Experiment;
@@ -243,17 +243,6 @@ fn lr_find_suggests_a_stable_learning_rate_for_the_lesson() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let suggestion = summary(&output)["suggestion"].as_f64().unwrap();
     assert!((0.01..=1.0).contains(&suggestion), "{suggestion}");
-}
-
-/// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
-fn rejects(args: &[&str], expected: &[&str]) {
-    let output = descent(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    for needle in expected {
-        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
-    }
 }
 
 fn file_with(text: &str) -> tempfile::NamedTempFile {

@@ -103,3 +103,14 @@ pub fn summary(output: &Output) -> serde_json::Value {
 pub fn numbers(value: &serde_json::Value) -> Vec<f64> {
     value.as_array().expect("an array").iter().map(|v| v.as_f64().expect("a number")).collect()
 }
+
+/// Run with bad arguments: exit code 2, no panic, and stderr names what was wrong.
+pub fn rejects(args: &[&str], expected: &[&str]) {
+    let output = descent(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    for needle in expected {
+        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
+    }
+}

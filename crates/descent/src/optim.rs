@@ -60,6 +60,14 @@ fn check_fraction(field: &str, value: f64) -> Result<(), InvalidValue> {
     }
 }
 
+/// The values Adam and AdamW share.
+fn check_adam(beta_1: f64, beta_2: f64, epsilon: f64, weight_decay: f64) -> Result<(), InvalidValue> {
+    check_fraction("optimizer.beta_1", beta_1)?;
+    check_fraction("optimizer.beta_2", beta_2)?;
+    check_positive("optimizer.epsilon", epsilon)?;
+    check_non_negative("optimizer.weight_decay", weight_decay)
+}
+
 /// Gradient clipping, shared by every optimizer: by value (each component clamped to
 /// `[-clip_value, clip_value]`) or by norm (each parameter's gradient rescaled to `clip_norm`).
 fn check_clipping(clip_value: Option<f64>, clip_norm: Option<f64>) -> Result<(), InvalidValue> {
@@ -370,17 +378,11 @@ impl OptimizerConfig {
                 check_clipping(c.clip_value, c.clip_norm)
             }
             OptimizerConfig::Adam(c) => {
-                check_fraction("optimizer.beta_1", c.beta_1)?;
-                check_fraction("optimizer.beta_2", c.beta_2)?;
-                check_positive("optimizer.epsilon", c.epsilon)?;
-                check_non_negative("optimizer.weight_decay", c.weight_decay)?;
+                check_adam(c.beta_1, c.beta_2, c.epsilon, c.weight_decay)?;
                 check_clipping(c.clip_value, c.clip_norm)
             }
             OptimizerConfig::AdamW(c) => {
-                check_fraction("optimizer.beta_1", c.beta_1)?;
-                check_fraction("optimizer.beta_2", c.beta_2)?;
-                check_positive("optimizer.epsilon", c.epsilon)?;
-                check_non_negative("optimizer.weight_decay", c.weight_decay)?;
+                check_adam(c.beta_1, c.beta_2, c.epsilon, c.weight_decay)?;
                 check_clipping(c.clip_value, c.clip_norm)
             }
             OptimizerConfig::RmsProp(c) => {
