@@ -240,3 +240,26 @@ fn a_cnn_configuration_round_trips_and_runs_through_train() {
     let model = ImageExperiment::prepare(config).unwrap().model();
     assert_eq!(json["parameters"], model.num_params());
 }
+
+#[test]
+fn lr_find_works_for_the_cnn_too() {
+    let mut config = RunConfig::cnn();
+    config.training.epochs = Some(1);
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(config.to_toml().as_bytes()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = descent(&[
+        "lr-find",
+        "--config",
+        file.path().to_str().unwrap(),
+        "--json",
+        "--out",
+        out.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = summary(&output);
+    assert_eq!(json["optimizer"], "adam");
+    let suggestion = json["suggestion"].as_f64().expect("a suggestion");
+    // Adam on this CNN trains well at 1e-3; the suggestion lies within a decade or so of it.
+    assert!((1e-4..=3e-2).contains(&suggestion), "{suggestion}");
+}

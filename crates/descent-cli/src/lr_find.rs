@@ -1,7 +1,8 @@
 //! `descent lr-find`: fastai's learning-rate finder on any run configuration.
 
 use clap::Args;
-use descent::experiment::Experiment;
+use descent::config::ModelConfig;
+use descent::experiment::{Experiment, ImageExperiment};
 use descent::train::{LrFindSettings, lr_find};
 use serde_json::json;
 
@@ -39,26 +40,35 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
             args.end_lr, args.start_lr
         )));
     }
-    let experiment = Experiment::prepare(args.run.config()?).map_err(Failure::input)?;
-    let folder = open_run_folder(&args.run.common, "lr-find", &experiment.config)?;
+    let config = args.run.config()?;
     let settings = LrFindSettings {
         start_lr: args.start_lr,
         end_lr: args.end_lr,
         steps: args.sweep_steps,
         ..LrFindSettings::default()
     };
-    let source = experiment.batches();
-    let mut optimizer = experiment.config.optimizer.build();
-    let finding =
-        lr_find(experiment.model(), &mut optimizer, source.as_ref(), &settings).map_err(Failure::internal)?;
+    // The same sweep for every model the trainer supports: the lesson's linear model, the CNN.
+    let (config, device, finding) = if let ModelConfig::Cnn(_) = config.model {
+        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+        let mut optimizer = experiment.config.optimizer.build();
+        let finding = lr_find(experiment.model(), &mut optimizer, &experiment.batches(), &settings);
+        (experiment.config, experiment.device, finding)
+    } else {
+        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        let mut optimizer = experiment.config.optimizer.build();
+        let finding = lr_find(experiment.model(), &mut optimizer, experiment.batches().as_ref(), &settings);
+        (experiment.config, experiment.device, finding)
+    };
+    let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
+    let finding = finding.map_err(Failure::internal)?;
 
     println!(
         "lr-find: {} from {:e} to {:e} over {} steps on {}",
-        experiment.config.optimizer.name(),
+        config.optimizer.name(),
         settings.start_lr,
         settings.end_lr,
         settings.steps,
-        experiment.device.describe()
+        device.describe()
     );
     println!("{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
     for point in &finding.points {
@@ -91,8 +101,8 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "steepest": finding.steepest,
         "minimum_lr": finding.minimum.map(|m| m.lr),
         "stopped_early": finding.stopped_early,
-        "optimizer": experiment.config.optimizer.name(),
-        "device": experiment.device.describe(),
+        "optimizer": config.optimizer.name(),
+        "device": device.describe(),
         "run_folder": folder.path(),
     });
     finish(&folder, &summary, args.run.common.json)
