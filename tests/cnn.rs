@@ -217,24 +217,31 @@ fn malformed_digits_are_errors_naming_the_file_line_and_column() {
     rejects(&["cnn", "--set", "model.channels=[8, 8, 8, 8]"], &["model.channels"]);
 }
 
+/// Save `config` to a file, run `descent COMMAND --config FILE --json` on it, and return the
+/// summary.
+fn run_from_file(command: &str, config: &RunConfig) -> serde_json::Value {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(config.to_toml().as_bytes()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let output = descent(&[
+        command,
+        "--config",
+        file.path().to_str().unwrap(),
+        "--json",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    summary(&output)
+}
+
 #[test]
 fn a_cnn_configuration_round_trips_and_runs_through_train() {
     let mut config = RunConfig::cnn();
     config.training.epochs = Some(1);
     config.data = DataConfig::Digits { path: None, valid_fraction: 0.25 };
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    file.write_all(config.to_toml().as_bytes()).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let output = descent(&[
-        "train",
-        "--config",
-        file.path().to_str().unwrap(),
-        "--json",
-        "--out",
-        out.path().join("run").to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json = summary(&output);
+    let json = run_from_file("train", &config);
     assert_eq!(json["n_valid"], 449);
     assert_eq!(json["epochs"].as_array().unwrap().len(), 1);
     let model = ImageExperiment::prepare(config).unwrap().model();
@@ -245,19 +252,7 @@ fn a_cnn_configuration_round_trips_and_runs_through_train() {
 fn lr_find_works_for_the_cnn_too() {
     let mut config = RunConfig::cnn();
     config.training.epochs = Some(1);
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    file.write_all(config.to_toml().as_bytes()).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let output = descent(&[
-        "lr-find",
-        "--config",
-        file.path().to_str().unwrap(),
-        "--json",
-        "--out",
-        out.path().join("run").to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json = summary(&output);
+    let json = run_from_file("lr-find", &config);
     assert_eq!(json["optimizer"], "adam");
     let suggestion = json["suggestion"].as_f64().expect("a suggestion");
     // Adam on this CNN trains well at 1e-3; the suggestion lies within a decade or so of it.
