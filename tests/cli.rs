@@ -205,6 +205,14 @@ fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(printed, saved);
+    // metrics.csv: a header and one row per printed loss (steps 0, 10, ..., 40).
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert_eq!(lines[0], "step,epoch,lr,train_loss,valid_loss,accuracy,error_rate");
+    assert_eq!(lines.len(), 1 + printed["losses"].as_array().unwrap().len());
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(first[0], "0");
+    assert_eq!(first[3].parse::<f64>().unwrap(), printed["losses"][0]["loss"].as_f64().unwrap());
 
     // The saved configuration repeats the run exactly.
     let config = out.join("config.toml");

@@ -147,6 +147,10 @@ fn descent_cnn_trains_on_mnist_files() {
     assert!((accuracy + error_rate - 1.0).abs() < 1e-12);
     assert!(json["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(json["device"].is_string() && json["seconds"].is_number());
+    let metrics = std::fs::read_to_string(out.path().join("run/metrics.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = metrics.lines().skip(1).map(|line| line.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][6].parse::<f64>().unwrap(), epochs[1]["error_rate"].as_f64().unwrap());
 }
 
 #[test]

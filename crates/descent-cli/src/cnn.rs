@@ -11,6 +11,7 @@ use descent::config::{DataConfig, RunConfig};
 use descent::data::images::CLASSES;
 use descent::experiment::ImageExperiment;
 use descent::metrics::{Evaluation, evaluate};
+use descent::report::MetricsRow;
 use descent::train::{EpochEnd, LossRecord, train_with_epochs};
 use serde_json::json;
 
@@ -119,11 +120,14 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
     };
     let print_every = config.training.print_every.unwrap_or(1);
     let last_train_loss = Cell::new(f64::NAN);
+    let last_lr = Cell::new(f64::NAN);
+    let mut rows = Vec::new();
     let mut history = Vec::new();
     let mut final_evaluation: Option<Evaluation> = None;
     let mut failure: Option<String> = None;
     let mut on_loss = |record: &LossRecord| {
         last_train_loss.set(record.loss);
+        last_lr.set(record.lr);
         ControlFlow::Continue(())
     };
     let mut on_epoch = |end: &EpochEnd<'_, descent::model::Cnn>| {
@@ -145,6 +149,15 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
                     "accuracy": evaluation.accuracy,
                     "error_rate": evaluation.error_rate,
                 }));
+                rows.push(MetricsRow {
+                    step: end.step,
+                    epoch: end.epoch,
+                    lr: last_lr.get(),
+                    train_loss,
+                    valid_loss: Some(evaluation.loss),
+                    accuracy: Some(evaluation.accuracy),
+                    error_rate: Some(evaluation.error_rate),
+                });
                 final_evaluation = Some(evaluation);
                 ControlFlow::Continue(())
             }
@@ -221,5 +234,5 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
         "seconds": trained.seconds,
         "run_folder": folder.path(),
     });
-    finish(&folder, &summary, common.json)
+    finish(&folder, &summary, Some(&rows), common.json)
 }

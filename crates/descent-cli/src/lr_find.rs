@@ -105,5 +105,5 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "device": device.describe(),
         "run_folder": folder.path(),
     });
-    finish(&folder, &summary, args.run.common.json)
+    finish(&folder, &summary, None, args.run.common.json)
 }

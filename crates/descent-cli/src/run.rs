@@ -9,7 +9,7 @@ use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, schedu
 use descent::experiment::Experiment;
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
-use descent::report::RunFolder;
+use descent::report::{MetricsRow, RunFolder, metrics_csv};
 use descent::train::{LossRecord, Objective, Report};
 use serde_json::json;
 
@@ -341,7 +341,18 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         "seconds": trained.seconds,
         "run_folder": folder.path(),
     });
-    finish(&folder, &summary, args.common.json)
+    let rows: Vec<MetricsRow> = trained
+        .losses
+        .iter()
+        .map(|r| MetricsRow {
+            step: r.step,
+            epoch: r.epoch,
+            lr: r.lr,
+            train_loss: r.loss,
+            ..MetricsRow::default()
+        })
+        .collect();
+    finish(&folder, &summary, Some(&rows), args.common.json)
 }
 
 /// Create the run folder and write the effective configuration into it, before training.
@@ -352,11 +363,22 @@ pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> 
     Ok(folder)
 }
 
-/// Write the summary into the run folder, say where the outputs are, and print the summary as
-/// the last line of stdout with `--json`.
-pub fn finish(folder: &RunFolder, summary: &serde_json::Value, json: bool) -> Result<(), Failure> {
+/// Write the metrics (one row per reported step or epoch) and the summary into the run folder,
+/// say where the outputs are, and print the summary as the last line of stdout with `--json`.
+pub fn finish(
+    folder: &RunFolder,
+    summary: &serde_json::Value,
+    metrics: Option<&[MetricsRow]>,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut files = vec!["config.toml"];
+    if let Some(rows) = metrics {
+        folder.write("metrics.csv", metrics_csv(rows).as_bytes()).map_err(Failure::input)?;
+        files.push("metrics.csv");
+    }
     folder.write("summary.json", format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
-    println!("outputs: {} (config.toml, summary.json)", folder.path().display());
+    files.push("summary.json");
+    println!("outputs: {} ({})", folder.path().display(), files.join(", "));
     if json {
         println!("{summary}");
     }

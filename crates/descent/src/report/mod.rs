@@ -1,5 +1,7 @@
 //! What a run leaves behind. Observers of the engine write here; the engine knows nothing of it.
 
+pub mod metrics_csv;
 pub mod run_folder;
 
+pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
 pub use run_folder::{RunFolder, RunFolderError};
