@@ -5,6 +5,8 @@ mod common;
 
 use std::io::Write;
 
+use burn::module::Module;
+
 use common::{descent, descent_with_env, numbers, rejects, summary};
 
 #[test]
@@ -213,6 +215,14 @@ fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
     let first: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(first[0], "0");
     assert_eq!(first[3].parse::<f64>().unwrap(), printed["losses"][0]["loss"].as_f64().unwrap());
+
+    // The saved model holds the fitted parameters.
+    let device = descent::device::select("auto").unwrap().device;
+    let reloaded = descent::model::LinearModel::new(&[0.0, 0.0], &device)
+        .try_load_file(out.join("model.bpk"))
+        .expect("model.bpk loads");
+    let a: Vec<f64> = reloaded.parameters().unwrap().into_iter().map(f64::from).collect();
+    assert_eq!(serde_json::json!(a), printed["a"]);
 
     // The saved configuration repeats the run exactly.
     let config = out.join("config.toml");

@@ -262,3 +262,27 @@ fn lr_find_works_for_the_cnn_too() {
     // Adam on this CNN trains well at 1e-3; the suggestion lies within a decade or so of it.
     assert!((1e-4..=3e-2).contains(&suggestion), "{suggestion}");
 }
+
+#[test]
+fn a_saved_cnn_predicts_exactly_as_the_trained_one() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let output = descent(&["cnn", "--epochs", "2", "--json", "--out", run.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = summary(&output);
+
+    let config = RunConfig::load(&run.join("config.toml")).unwrap();
+    let experiment = ImageExperiment::prepare(config).unwrap();
+    let model = experiment.model().try_load_file(run.join("model.bpk")).expect("model.bpk loads");
+    let valid = model.valid();
+    let result = descent::metrics::evaluate(
+        &valid,
+        &experiment.valid_set,
+        &experiment.valid,
+        &experiment.device.device,
+    )
+    .unwrap();
+    assert_eq!(result.accuracy, json["accuracy"].as_f64().unwrap());
+    assert!((result.loss - json["valid_loss"].as_f64().unwrap()).abs() < 1e-12);
+    assert_eq!(serde_json::json!(result.confusion), json["confusion"]);
+}

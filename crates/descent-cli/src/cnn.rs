@@ -195,6 +195,7 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
     for p in &worst {
         println!("  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
     }
+    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
     let images = experiment.train.len() as f64 * trained.epochs as f64;
     let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
     let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();

@@ -4,6 +4,8 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use burn::module::Module;
+
 use clap::Args;
 use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, schedule_from};
 use descent::experiment::Experiment;
@@ -341,6 +343,7 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         "seconds": trained.seconds,
         "run_folder": folder.path(),
     });
+    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
     let rows: Vec<MetricsRow> = trained
         .losses
         .iter()
@@ -371,13 +374,15 @@ pub fn finish(
     metrics: Option<&[MetricsRow]>,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut files = vec!["config.toml"];
     if let Some(rows) = metrics {
         folder.write("metrics.csv", metrics_csv(rows).as_bytes()).map_err(Failure::input)?;
-        files.push("metrics.csv");
     }
     folder.write("summary.json", format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
-    files.push("summary.json");
+    let mut files: Vec<String> = std::fs::read_dir(folder.path())
+        .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    files.retain(|name| !name.starts_with('.'));
+    files.sort();
     println!("outputs: {} ({})", folder.path().display(), files.join(", "));
     if json {
         println!("{summary}");

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use burn::module::Module;
+
 /// A folder that holds one run's outputs.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
@@ -68,6 +70,19 @@ impl RunFolder {
         let mut file = fs::File::create(&temporary).map_err(|e| write_error(&temporary, e))?;
         file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| write_error(&temporary, e))?;
         fs::rename(&temporary, &target).map_err(|e| write_error(&target, e))?;
+        Ok(target)
+    }
+}
+
+impl RunFolder {
+    /// Save `model`'s parameters as `model.bpk` (Burn's burnpack format), atomically. Load it
+    /// back with `Module::load_file` on a model of the same configuration.
+    pub fn save_model<M: Module>(&self, model: M) -> Result<PathBuf, RunFolderError> {
+        let target = self.path.join("model.bpk");
+        let temporary = self.path.join(format!(".model.tmp-{}.bpk", std::process::id()));
+        let write_error = |path: &Path, message: String| RunFolderError::Write { path: path.into(), message };
+        model.save_file(&temporary).map_err(|e| write_error(&temporary, format!("{e:?}")))?;
+        fs::rename(&temporary, &target).map_err(|e| write_error(&target, e.to_string()))?;
         Ok(target)
     }
 }
