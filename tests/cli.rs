@@ -244,3 +244,18 @@ fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
     let inside_a_file = file.join("run");
     rejects(&["lesson2", "--out", inside_a_file.to_str().unwrap()], &["--out", "cannot write"]);
 }
+
+#[test]
+fn quiet_prints_only_the_summary_and_no_output_has_escape_codes() {
+    let root = tempfile::tempdir().unwrap();
+    let full = descent(&["lesson2", "--out", root.path().join("full").to_str().unwrap()]);
+    let quiet = descent(&["lesson2", "--quiet", "--out", root.path().join("quiet").to_str().unwrap()]);
+    assert!(full.status.success() && quiet.status.success());
+    let (full, quiet) = (String::from_utf8_lossy(&full.stdout), String::from_utf8_lossy(&quiet.stdout));
+    // Not a terminal: plain lines, one per printed step, never an escape code.
+    assert!(!full.contains('\u{1b}'));
+    assert_eq!(full.lines().filter(|l| l.starts_with("step ")).count(), 10);
+    assert_eq!(quiet.lines().filter(|l| l.starts_with("step ")).count(), 0);
+    assert!(quiet.lines().count() <= 5, "{quiet}");
+    assert!(quiet.contains("fitted a:") && quiet.contains("outputs:"), "{quiet}");
+}

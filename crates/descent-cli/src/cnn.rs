@@ -72,16 +72,19 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
     let model = experiment.model();
     let parameters = model.num_params();
 
-    println!("descent {command} on {}", selected.describe());
+    let quiet = common.quiet;
+    say!(quiet, "descent {command} on {}", selected.describe());
     let side = experiment.train_set.side();
     match &config.data {
-        DataConfig::Mnist { dir } => println!(
+        DataConfig::Mnist { dir } => say!(
+            quiet,
             "data: MNIST from {} ({side}x{side}): {} training images, {} test images for validation",
             dir.display(),
             experiment.train.len(),
             experiment.valid.len()
         ),
-        _ => println!(
+        _ => say!(
+            quiet,
             "data: {} digits ({side}x{side}), split at random with seed {}: {} train, {} valid",
             experiment.train_set.len(),
             config.seed,
@@ -92,17 +95,22 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
     let counts = |counts: [usize; CLASSES]| {
         counts.iter().enumerate().map(|(c, n)| format!("{c}:{n}")).collect::<Vec<_>>().join(" ")
     };
-    println!("  train classes {}", counts(experiment.train_set.class_counts(&experiment.train)));
-    println!("  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid)));
-    println!(
+    say!(quiet, "  train classes {}", counts(experiment.train_set.class_counts(&experiment.train)));
+    say!(quiet, "  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid)));
+    say!(
+        quiet,
         "model: cnn, channels {:?}, kernel {}, batch norm {}, dropout {}: {parameters} parameters",
-        experiment.cnn.channels, experiment.cnn.kernel, experiment.cnn.batch_norm, experiment.cnn.dropout
+        experiment.cnn.channels,
+        experiment.cnn.kernel,
+        experiment.cnn.batch_norm,
+        experiment.cnn.dropout
     );
     let epochs_text = match experiment.plan().length {
         descent::train::Length::Epochs(e) => format!("{e} epochs"),
         descent::train::Length::Steps(s) => format!("{s} steps"),
     };
-    println!(
+    say!(
+        quiet,
         "training: {} lr {}, {} schedule, batch size {}, {epochs_text}",
         config.optimizer.name(),
         config.optimizer.lr(),
@@ -136,9 +144,13 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
             Ok(evaluation) => {
                 let train_loss = last_train_loss.get();
                 if end.epoch.is_multiple_of(print_every) {
-                    println!(
+                    say!(
+                        quiet,
                         "epoch {}/{total_epochs}  train_loss {train_loss:.4}  valid_loss {:.4}  accuracy {:.4}  error_rate {:.4}",
-                        end.epoch, evaluation.loss, evaluation.accuracy, evaluation.error_rate
+                        end.epoch,
+                        evaluation.loss,
+                        evaluation.accuracy,
+                        evaluation.error_rate
                     );
                 }
                 history.push(json!({
@@ -184,16 +196,16 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
     }
     let evaluation = final_evaluation.ok_or_else(|| Failure::internal("no epoch finished"))?;
 
-    println!("confusion matrix (rows: true class, columns: predicted class):");
-    println!("      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
+    say!(quiet, "confusion matrix (rows: true class, columns: predicted class):");
+    say!(quiet, "      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
     for (label, row) in evaluation.confusion.iter().enumerate() {
-        println!("  {label:>2}: {}", row.iter().map(|n| format!("{n:>4}")).collect::<String>());
+        say!(quiet, "  {label:>2}: {}", row.iter().map(|n| format!("{n:>4}")).collect::<String>());
     }
     let worst = evaluation.worst(8);
-    println!("worst predictions (lowest probability given to the true class):");
-    println!("  {:>6}  {:>4}  {:>9}  {:>10}", "index", "true", "predicted", "confidence");
+    say!(quiet, "worst predictions (lowest probability given to the true class):");
+    say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10}", "index", "true", "predicted", "confidence");
     for p in &worst {
-        println!("  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
+        say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
     }
     folder.save_model(trained.model.valid()).map_err(Failure::input)?;
     let images = experiment.train.len() as f64 * trained.epochs as f64;

@@ -62,7 +62,9 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
     let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
     let finding = finding.map_err(Failure::internal)?;
 
-    println!(
+    let quiet = args.run.common.quiet;
+    say!(
+        quiet,
         "lr-find: {} from {:e} to {:e} over {} steps on {}",
         config.optimizer.name(),
         settings.start_lr,
@@ -70,12 +72,12 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         settings.steps,
         device.describe()
     );
-    println!("{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
+    say!(quiet, "{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
     for point in &finding.points {
-        println!("{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
+        say!(quiet, "{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
     }
     if finding.stopped_early {
-        println!("stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
+        say!(quiet, "stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
     }
     if let Some(minimum) = finding.minimum {
         println!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);

@@ -4,6 +4,15 @@
 //! Exit codes, the same for every command: 0 done; 1 a device failure during training; 2 bad
 //! input or usage.
 
+/// `println!` unless the first argument (`--quiet`) is true.
+macro_rules! say {
+    ($quiet:expr, $($arguments:tt)*) => {
+        if !$quiet {
+            println!($($arguments)*);
+        }
+    };
+}
+
 mod args;
 mod cnn;
 mod devices;

@@ -84,6 +84,10 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Print only the summary: no header, no progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+
     /// Also print a one-line JSON summary as the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -225,12 +229,14 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
     let folder = open_run_folder(&args.common, command, config)?;
 
-    println!("descent {command} on {}", selected.describe());
+    let quiet = args.common.quiet;
+    say!(quiet, "descent {command} on {}", selected.describe());
     match &config.data {
         DataConfig::Points { path } => {
-            println!("data: {} points from {}", table.len(), path.display())
+            say!(quiet, "data: {} points from {}", table.len(), path.display())
         }
-        DataConfig::Lesson { true_a, noise, .. } => println!(
+        DataConfig::Lesson { true_a, noise, .. } => say!(
+            quiet,
             "data: n = {}, x = [U(-1, 1), 1], y = x·({}, {}) + {}·N(0, 1), seed {}",
             table.len(),
             true_a[0],
@@ -240,10 +246,10 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         ),
         DataConfig::Digits { .. } | DataConfig::Mnist { .. } => unreachable!("images go to the cnn runner"),
     }
-    println!("first rows of x:");
+    say!(quiet, "first rows of x:");
     for i in 0..table.len().min(5) {
         let row = table.row(i);
-        println!("  [{:>8.4}, {:>6.4}]", row[0], row[1]);
+        say!(quiet, "  [{:>8.4}, {:>6.4}]", row[0], row[1]);
     }
 
     // The notebook's cell 7: the loss of the guess.
@@ -256,7 +262,7 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         .try_into_scalar::<f32>()
         .map(f64::from)
         .map_err(|error| Failure::internal(format!("{error:?}")))?;
-    println!("mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
+    say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
 
     let plan = experiment.plan();
     let batches = experiment.batches();
@@ -266,12 +272,14 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         ref other => format!(", {} schedule", other.name()),
     };
     match config.training.batch_size {
-        None => println!(
+        None => say!(
+            quiet,
             "full-batch gradient descent: {} lr {lr}{schedule}, {}",
             config.optimizer.name(),
             length(&experiment)
         ),
-        Some(size) => println!(
+        Some(size) => say!(
+            quiet,
             "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
             batches.batches_per_epoch(),
             config.seed,
@@ -284,10 +292,10 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
         match plan.report {
             Report::EverySteps(_) => {
-                println!("step {:>5}  loss {:.6}{lr}", record.step, record.loss)
+                say!(quiet, "step {:>5}  loss {:.6}{lr}", record.step, record.loss)
             }
             Report::EveryEpochs(_) => {
-                println!("epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
+                say!(quiet, "epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
             }
         }
         ControlFlow::Continue(())
