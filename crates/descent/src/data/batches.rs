@@ -61,38 +61,59 @@ impl BatchSource<RegressionBatch> for FullBatch {
     }
 }
 
-/// Mini-batches through Burn's `DataLoader`: the dataset is the list of row indices, shuffled
-/// every epoch from the seed; the batcher copies the chosen rows into one tensor per batch.
-pub struct MiniBatches {
-    loader: Arc<dyn DataLoader<RegressionBatch>>,
+/// Mini-batches through Burn's `DataLoader`: the dataset is a list of indices (rows of a table,
+/// images of a set), shuffled every epoch from a seed; a batcher copies the chosen items into
+/// tensors, one batch at a time. The last batch of an epoch may be smaller.
+pub struct LoaderBatches<B> {
+    loader: Arc<dyn DataLoader<B>>,
     batches_per_epoch: usize,
 }
 
-impl MiniBatches {
-    /// Batches of `batch_size` rows (the last one may be smaller), reshuffled every epoch; the
+impl<B: Send + Sync + Clone + std::fmt::Debug + 'static> LoaderBatches<B> {
+    /// Batches of `batch_size` of `indices`, made by `batcher`, reshuffled every epoch; the
     /// sequence of orders is determined by `seed`.
     ///
     /// # Panics
     /// If `batch_size` is 0 (callers validate user input first).
-    pub fn new(table: Arc<Table>, batch_size: usize, seed: u64, device: &Device) -> Self {
+    fn with_batcher(
+        batcher: impl Batcher<usize, B> + 'static,
+        indices: Vec<usize>,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
         assert!(batch_size > 0, "batch size must be positive");
-        let rows = table.len();
-        let loader = DataLoaderBuilder::new(RowBatcher { table })
+        let batches_per_epoch = indices.len().div_ceil(batch_size);
+        let loader = DataLoaderBuilder::new(batcher)
             .batch_size(batch_size)
             .shuffle(seed)
             .set_device(device.clone())
-            .build(InMemDataset::new((0..rows).collect::<Vec<usize>>()));
-        Self { loader, batches_per_epoch: rows.div_ceil(batch_size) }
+            .build(InMemDataset::new(indices));
+        Self { loader, batches_per_epoch }
     }
 }
 
-impl BatchSource<RegressionBatch> for MiniBatches {
+impl<B> BatchSource<B> for LoaderBatches<B> {
     fn batches_per_epoch(&self) -> usize {
         self.batches_per_epoch
     }
 
-    fn epoch(&self) -> Batches<'_, RegressionBatch> {
+    fn epoch(&self) -> Batches<'_, B> {
         Box::new(self.loader.iter().map(|batch| batch.map_err(|error| error.to_string())))
+    }
+}
+
+/// Shuffled mini-batches of a table's rows.
+pub type MiniBatches = LoaderBatches<RegressionBatch>;
+
+impl MiniBatches {
+    /// Batches of `batch_size` rows of `table`, reshuffled every epoch from `seed`.
+    ///
+    /// # Panics
+    /// If `batch_size` is 0 (callers validate user input first).
+    pub fn new(table: Arc<Table>, batch_size: usize, seed: u64, device: &Device) -> Self {
+        let rows = (0..table.len()).collect();
+        Self::with_batcher(RowBatcher { table }, rows, batch_size, seed, device)
     }
 }
 
@@ -153,15 +174,12 @@ impl ImageBatch {
     }
 }
 
-/// Shuffled mini-batches of images through Burn's `DataLoader`, over a subset of a set (the
-/// training split).
-pub struct ImageBatches {
-    loader: Arc<dyn DataLoader<ImageBatch>>,
-    batches_per_epoch: usize,
-}
+/// Shuffled mini-batches of a subset of an image set (the training split).
+pub type ImageBatches = LoaderBatches<ImageBatch>;
 
 impl ImageBatches {
-    /// Batches of `batch_size` of the images `indices`, reshuffled every epoch from `seed`.
+    /// Batches of `batch_size` of the images `indices` of `set`, reshuffled every epoch from
+    /// `seed`.
     ///
     /// # Panics
     /// If `batch_size` is 0 (callers validate user input first).
@@ -172,24 +190,7 @@ impl ImageBatches {
         seed: u64,
         device: &Device,
     ) -> Self {
-        assert!(batch_size > 0, "batch size must be positive");
-        let batches_per_epoch = indices.len().div_ceil(batch_size);
-        let loader = DataLoaderBuilder::new(ImageBatcher { set })
-            .batch_size(batch_size)
-            .shuffle(seed)
-            .set_device(device.clone())
-            .build(InMemDataset::new(indices));
-        Self { loader, batches_per_epoch }
-    }
-}
-
-impl BatchSource<ImageBatch> for ImageBatches {
-    fn batches_per_epoch(&self) -> usize {
-        self.batches_per_epoch
-    }
-
-    fn epoch(&self) -> Batches<'_, ImageBatch> {
-        Box::new(self.loader.iter().map(|batch| batch.map_err(|error| error.to_string())))
+        Self::with_batcher(ImageBatcher { set }, indices, batch_size, seed, device)
     }
 }
 
