@@ -11,10 +11,7 @@ use std::ops::ControlFlow;
 
 use burn::module::Module;
 use descent::config::RunConfig;
-use descent::experiment::ImageExperiment;
-use descent::metrics::evaluate;
-use descent::model::Cnn;
-use descent::train::{EpochEnd, train_with_epochs};
+use descent::experiment::{EpochResult, ImageExperiment};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The data: 1,797 8x8 digits, 20% held out for validation with seed 42 (fastai's
@@ -29,34 +26,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         experiment.valid.len()
     );
 
-    let (mut optimizer, mut schedule) = experiment.optimization(experiment.total_steps())?;
-    // After every epoch, measure on the validation images with a copy of the model that is off
-    // the autodiff device (`valid()`: dropout off, batch norm on its running statistics).
-    let mut on_epoch = |end: &EpochEnd<'_, Cnn>| {
-        let valid = end.model.valid();
-        match evaluate(&valid, &experiment.valid_set, &experiment.valid, &experiment.device.device) {
-            Ok(result) => {
-                println!(
-                    "epoch {:>2}  valid_loss {:.4}  error_rate {:.4}",
-                    end.epoch, result.loss, result.error_rate
-                );
-                ControlFlow::Continue(())
-            }
-            Err(error) => {
-                eprintln!("validation failed: {error}");
-                ControlFlow::Break(())
-            }
-        }
-    };
-    let trained = train_with_epochs(
-        model,
-        &mut optimizer,
-        &mut schedule,
-        &experiment.batches(),
-        &experiment.plan(),
-        &mut |_| ControlFlow::Continue(()),
-        &mut on_epoch,
-    )?;
+    // After every epoch the experiment measures the model on the validation images, with a copy
+    // off the autodiff device (`valid()`: dropout off, batch norm on its running statistics).
+    let result = experiment.train(model, &mut |epoch: &EpochResult<'_>| {
+        let valid = epoch.evaluation;
+        println!(
+            "epoch {:>2}  valid_loss {:.4}  error_rate {:.4}",
+            epoch.epoch, valid.loss, valid.error_rate
+        );
+        ControlFlow::Continue(())
+    })?;
+    let trained = result.trained;
     println!("trained {} steps in {:.2} s", trained.steps, trained.seconds);
     Ok(())
 }

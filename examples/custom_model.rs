@@ -14,9 +14,8 @@ use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 use descent::config::RunConfig;
 use descent::data::ImageBatch;
-use descent::experiment::ImageExperiment;
-use descent::metrics::{Classifier, Evaluation, evaluate};
-use descent::train::{EpochEnd, train_with_epochs};
+use descent::experiment::{EpochResult, ImageExperiment};
+use descent::metrics::{Classifier, Evaluation};
 
 /// Two linear layers with a ReLU between them, on the flattened 8x8 image.
 #[derive(Module, Debug)]
@@ -59,32 +58,13 @@ pub fn train_mlp(epochs: usize) -> Result<Vec<Evaluation>, Box<dyn std::error::E
     let experiment = ImageExperiment::prepare(config)?;
     let side = experiment.train_set.side();
     let model = Mlp::new(side * side, 128, &experiment.device.device.clone().autodiff());
-    let (mut optimizer, mut schedule) = experiment.optimization(experiment.total_steps())?;
-
     let mut history = Vec::new();
-    let mut on_epoch = |end: &EpochEnd<'_, Mlp>| {
-        let valid = end.model.valid();
-        match evaluate(&valid, &experiment.valid_set, &experiment.valid, &experiment.device.device) {
-            Ok(evaluation) => {
-                println!(
-                    "epoch {}  valid_loss {:.4}  error_rate {:.4}",
-                    end.epoch, evaluation.loss, evaluation.error_rate
-                );
-                history.push(evaluation);
-                ControlFlow::Continue(())
-            }
-            Err(_) => ControlFlow::Break(()),
-        }
-    };
-    train_with_epochs(
-        model,
-        &mut optimizer,
-        &mut schedule,
-        &experiment.batches(),
-        &experiment.plan(),
-        &mut |_| ControlFlow::Continue(()),
-        &mut on_epoch,
-    )?;
+    experiment.train(model, &mut |epoch: &EpochResult<'_>| {
+        let valid = epoch.evaluation;
+        println!("epoch {}  valid_loss {:.4}  error_rate {:.4}", epoch.epoch, valid.loss, valid.error_rate);
+        history.push(valid.clone());
+        ControlFlow::Continue(())
+    })?;
     Ok(history)
 }
 

@@ -1,7 +1,6 @@
 //! `descent cnn`: the convolutional network on handwritten digits, through the same training
 //! engine, optimizer configurations and devices as the lesson.
 
-use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
@@ -9,10 +8,8 @@ use burn::module::Module;
 use clap::Args;
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::CLASSES;
-use descent::experiment::ImageExperiment;
-use descent::metrics::{Evaluation, evaluate};
+use descent::experiment::{EpochResult, ImageExperiment, TrainedClassifier};
 use descent::report::MetricsRow;
-use descent::train::{EpochEnd, LossRecord, train_with_epochs};
 use serde_json::json;
 
 use crate::Failure;
@@ -118,83 +115,47 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
         experiment.batch_size()
     );
 
-    let source = experiment.batches();
-    let (mut optimizer, mut schedule) =
-        experiment.optimization(experiment.total_steps()).map_err(Failure::input)?;
-    let plan = experiment.plan();
-    let total_epochs = match plan.length {
+    let total_epochs = match experiment.plan().length {
         descent::train::Length::Epochs(e) => e.to_string(),
         descent::train::Length::Steps(_) => "?".into(),
     };
     let print_every = config.training.print_every.unwrap_or(1);
-    let last_train_loss = Cell::new(f64::NAN);
-    let last_lr = Cell::new(f64::NAN);
     let mut rows = Vec::new();
     let mut history = Vec::new();
-    let mut final_evaluation: Option<Evaluation> = None;
-    let mut failure: Option<String> = None;
-    let mut on_loss = |record: &LossRecord| {
-        last_train_loss.set(record.loss);
-        last_lr.set(record.lr);
+    let mut on_epoch = |result: &EpochResult<'_>| {
+        let evaluation = result.evaluation;
+        if result.epoch.is_multiple_of(print_every) {
+            say!(
+                quiet,
+                "epoch {}/{total_epochs}  train_loss {:.4}  valid_loss {:.4}  accuracy {:.4}  error_rate {:.4}",
+                result.epoch,
+                result.train_loss,
+                evaluation.loss,
+                evaluation.accuracy,
+                evaluation.error_rate
+            );
+        }
+        history.push(json!({
+            "epoch": result.epoch,
+            "step": result.step,
+            "train_loss": result.train_loss,
+            "valid_loss": evaluation.loss,
+            "accuracy": evaluation.accuracy,
+            "error_rate": evaluation.error_rate,
+        }));
+        rows.push(MetricsRow {
+            step: result.step,
+            epoch: result.epoch,
+            lr: result.lr,
+            train_loss: result.train_loss,
+            valid_loss: Some(evaluation.loss),
+            accuracy: Some(evaluation.accuracy),
+            error_rate: Some(evaluation.error_rate),
+        });
         ControlFlow::Continue(())
     };
-    let mut on_epoch = |end: &EpochEnd<'_, descent::model::Cnn>| {
-        let valid = end.model.valid();
-        match evaluate(&valid, &experiment.valid_set, &experiment.valid, &selected.device) {
-            Ok(evaluation) => {
-                let train_loss = last_train_loss.get();
-                if end.epoch.is_multiple_of(print_every) {
-                    say!(
-                        quiet,
-                        "epoch {}/{total_epochs}  train_loss {train_loss:.4}  valid_loss {:.4}  accuracy {:.4}  error_rate {:.4}",
-                        end.epoch,
-                        evaluation.loss,
-                        evaluation.accuracy,
-                        evaluation.error_rate
-                    );
-                }
-                history.push(json!({
-                    "epoch": end.epoch,
-                    "step": end.step,
-                    "train_loss": train_loss,
-                    "valid_loss": evaluation.loss,
-                    "accuracy": evaluation.accuracy,
-                    "error_rate": evaluation.error_rate,
-                }));
-                rows.push(MetricsRow {
-                    step: end.step,
-                    epoch: end.epoch,
-                    lr: last_lr.get(),
-                    train_loss,
-                    valid_loss: Some(evaluation.loss),
-                    accuracy: Some(evaluation.accuracy),
-                    error_rate: Some(evaluation.error_rate),
-                });
-                final_evaluation = Some(evaluation);
-                ControlFlow::Continue(())
-            }
-            Err(error) => {
-                failure = Some(error);
-                ControlFlow::Break(())
-            }
-        }
-    };
-    // Every epoch's mean training loss is reported, whatever is printed.
-    let every_epoch = descent::train::Plan { report: descent::train::Report::EveryEpochs(1), ..plan };
-    let trained = train_with_epochs(
-        model,
-        &mut optimizer,
-        &mut schedule,
-        &source,
-        &every_epoch,
-        &mut on_loss,
-        &mut on_epoch,
-    )
-    .map_err(Failure::internal)?;
-    if let Some(error) = failure {
-        return Err(Failure::internal(format!("validation failed: {error}")));
-    }
-    let evaluation = final_evaluation.ok_or_else(|| Failure::internal("no epoch finished"))?;
+    let TrainedClassifier { trained, evaluation } =
+        experiment.train(model, &mut on_epoch).map_err(Failure::internal)?;
 
     say!(quiet, "confusion matrix (rows: true class, columns: predicted class):");
     say!(quiet, "      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());

@@ -16,9 +16,13 @@ use crate::data::{
     read_points,
 };
 use crate::device::{self, DeviceError, SelectedDevice};
+use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, CnnConfig, LinearModel};
 use crate::optim::InvalidValue;
-use crate::train::{BatchSource, Length, LossRecord, Plan, Report, TrainError, Trained, train};
+use crate::train::{
+    BatchSource, EpochEnd, Length, LossRecord, Objective, Plan, Report, TrainError, Trained, train,
+    train_with_epochs,
+};
 
 /// Steps of full-batch descent when the configuration sets no length (the notebook's 100).
 pub const DEFAULT_STEPS: usize = 100;
@@ -196,6 +200,28 @@ impl Experiment {
     }
 }
 
+/// The end of an epoch of a classifier's training, with its validation results.
+pub struct EpochResult<'a> {
+    /// The epoch that ended (1-based).
+    pub epoch: usize,
+    /// Updates made so far.
+    pub step: usize,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// The mean training loss over the epoch's examples.
+    pub train_loss: f64,
+    /// The model on the validation images.
+    pub evaluation: &'a Evaluation,
+}
+
+/// A classifier trained by [`ImageExperiment::train`], and its results after the last epoch.
+pub struct TrainedClassifier<M> {
+    /// The model and what happened on the way.
+    pub trained: Trained<M>,
+    /// The validation results after the last epoch.
+    pub evaluation: Evaluation,
+}
+
 /// A classification run on images, ready to train: configuration checked, device open, images
 /// loaded and split.
 pub struct ImageExperiment {
@@ -284,5 +310,63 @@ impl ImageExperiment {
     /// Burn's optimizer and scheduler for a run of `total_steps` updates.
     pub fn optimization(&self, total_steps: usize) -> Result<(ModuleOptimizer, ModuleLrScheduler), RunError> {
         optimization_of(&self.config, total_steps)
+    }
+
+    /// Train `model` (the CNN from [`Self::model`], or a model of your own) and validate it on
+    /// the validation images after every epoch; `on_epoch` sees each epoch's results and may
+    /// stop the run. Validation time is not counted in [`Trained::seconds`].
+    pub fn train<M>(
+        &self,
+        model: M,
+        on_epoch: &mut dyn FnMut(&EpochResult<'_>) -> ControlFlow<()>,
+    ) -> Result<TrainedClassifier<M>, RunError>
+    where
+        M: Objective<crate::data::ImageBatch> + Classifier,
+    {
+        let (mut optimizer, mut schedule) = self.optimization(self.total_steps())?;
+        // Every epoch's mean training loss is needed, whatever is printed.
+        let plan = Plan { report: Report::EveryEpochs(1), ..self.plan() };
+        // The last reported (train loss, lr), shared by the two callbacks.
+        let last_loss = std::cell::Cell::new((f64::NAN, f64::NAN));
+        let mut last: Option<Evaluation> = None;
+        let mut failure: Option<String> = None;
+        let trained = train_with_epochs(
+            model,
+            &mut optimizer,
+            &mut schedule,
+            &self.batches(),
+            &plan,
+            &mut |record| {
+                last_loss.set((record.loss, record.lr));
+                ControlFlow::Continue(())
+            },
+            &mut |end: &EpochEnd<'_, M>| {
+                // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
+                match evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device) {
+                    Ok(evaluation) => {
+                        let (train_loss, lr) = last_loss.get();
+                        let result = EpochResult {
+                            epoch: end.epoch,
+                            step: end.step,
+                            lr,
+                            train_loss,
+                            evaluation: &evaluation,
+                        };
+                        let flow = on_epoch(&result);
+                        last = Some(evaluation);
+                        flow
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        ControlFlow::Break(())
+                    }
+                }
+            },
+        )?;
+        if let Some(error) = failure {
+            return Err(TrainError::Device(format!("validation failed: {error}")).into());
+        }
+        let evaluation = last.ok_or(TrainError::NoBatches)?;
+        Ok(TrainedClassifier { trained, evaluation })
     }
 }
