@@ -300,7 +300,8 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         }
         ControlFlow::Continue(())
     };
-    let trained = experiment.train(&mut print).map_err(Failure::internal)?; // config was checked in prepare
+    // The configuration was checked in `prepare`: what fails now is the device.
+    let trained = experiment.train_on(batches.as_ref(), &mut print).map_err(Failure::internal)?;
 
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();

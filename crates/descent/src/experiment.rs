@@ -194,9 +194,18 @@ impl Experiment {
         &self,
         on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
     ) -> Result<Trained<LinearModel>, RunError> {
-        let source = self.batches();
+        self.train_on(self.batches().as_ref(), on_loss)
+    }
+
+    /// [`Self::train`] on batches already made with [`Self::batches`] (so that a caller who
+    /// needs the source too does not put the data on the device twice).
+    pub fn train_on(
+        &self,
+        source: &dyn BatchSource<RegressionBatch>,
+        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    ) -> Result<Trained<LinearModel>, RunError> {
         let (mut optimizer, mut schedule) = self.optimization(self.total_steps())?;
-        Ok(train(self.model(), &mut optimizer, &mut schedule, source.as_ref(), &self.plan(), on_loss)?)
+        Ok(train(self.model(), &mut optimizer, &mut schedule, source, &self.plan(), on_loss)?)
     }
 }
 
