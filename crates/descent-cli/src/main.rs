@@ -76,6 +76,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Lesson2(args) => run::run("lesson2", &args),
@@ -91,5 +92,16 @@ fn main() -> ExitCode {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// Let a closed pipe (`descent lesson2 | head`) end the program quietly, as it does for other
+/// command-line tools, instead of making `println!` panic: Rust ignores SIGPIPE by default.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; setting a signal's
+    // disposition to the default has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
