@@ -264,16 +264,27 @@ fn quiet_prints_only_the_summary_and_no_output_has_escape_codes() {
 fn a_closed_pipe_ends_the_program_without_a_panic() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    // `descent lesson2 | head -1`: the reader goes away after one line.
+    // `descent lesson2 ... | head -1`: the reader goes away after one line, while the program
+    // still has megabytes to print (more than a pipe buffers), so its next write fails.
     let root = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(["lesson2", "--out", root.path().join("run").to_str().unwrap()])
+        .args([
+            "lesson2",
+            "--steps",
+            "100000",
+            "--print-every",
+            "1",
+            "--out",
+            root.path().join("run").to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut first).unwrap();
+    drop(reader);
     assert!(first.starts_with("descent lesson2"), "{first}");
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
