@@ -8,13 +8,14 @@ use burn::module::Module;
 use clap::Args;
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::CLASSES;
-use descent::experiment::{EpochResult, ImageExperiment, TrainedClassifier};
-use descent::report::MetricsRow;
+use descent::experiment::{EpochResult, ImageExperiment, TrainOptions, TrainedClassifier};
 use serde_json::json;
 
 use crate::Failure;
 use crate::args::positive_finite;
-use crate::run::{CommonArgs, finish, open_run_folder};
+use crate::run::{
+    CommonArgs, Resumed, check_remaining, finish, open_run_folder, train_failure, write_config,
+};
 
 /// Train a small CNN (convolutions, batch norm, max pooling, ReLU, dropout, a linear head) to
 /// classify handwritten digits, printing train loss, validation loss, accuracy and error_rate
@@ -26,20 +27,23 @@ pub struct CnnArgs {
 
     /// The digits CSV (64 pixel columns 0..16 and a label) [default: the UCI digits shipped in
     /// data/digits.csv, compiled in].
-    #[arg(long, value_name = "digits|FILE", conflicts_with = "mnist")]
+    #[arg(long, value_name = "digits|FILE", conflicts_with_all = ["mnist", "resume"])]
     pub data: Option<String>,
 
     /// Train on MNIST from a folder holding the four standard IDX files (plain or .gz); the
     /// test set is the validation set. Nothing is downloaded.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub mnist: Option<PathBuf>,
 
     /// Fraction of the digits held out for validation [default: 0.2].
-    #[arg(long, value_parser = positive_finite)]
+    #[arg(long, value_parser = positive_finite, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
 }
 
 pub fn run(args: &CnnArgs) -> Result<(), Failure> {
+    if let Some(dir) = &args.common.resume {
+        return crate::run::resume("cnn", &args.common, dir);
+    }
     let mut config = args.common.base(RunConfig::cnn())?;
     if let Some(dir) = &args.mnist {
         config.data = DataConfig::Mnist { dir: dir.clone() };
@@ -58,13 +62,25 @@ pub fn run(args: &CnnArgs) -> Result<(), Failure> {
             DataConfig::Digits { path, valid_fraction: args.valid_fraction.unwrap_or(valid_fraction) };
     }
     let config = args.common.finish(config)?;
-    run_config("cnn", config, &args.common)
+    run_config("cnn", config, &args.common, None)
 }
 
-/// Train a cnn configuration (from `descent cnn`, or `descent train --config` with a cnn file).
-pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Result<(), Failure> {
+/// Train a cnn configuration (from `descent cnn`, or `descent train --config` with a cnn file),
+/// from the start into a new run folder, or resumed into its own.
+pub fn run_config(
+    command: &str,
+    config: RunConfig,
+    common: &CommonArgs,
+    resumed: Option<Resumed>,
+) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-    let folder = open_run_folder(common, command, &experiment.config)?;
+    let (folder, checkpoint) = match resumed {
+        Some(resumed) => {
+            check_remaining(&experiment.plan(), &resumed)?;
+            (resumed.folder, Some(resumed.checkpoint))
+        }
+        None => (open_run_folder(common, command, &experiment.config)?, None),
+    };
     let (config, selected) = (&experiment.config, &experiment.device);
     let model = experiment.model();
     let parameters = model.num_params();
@@ -119,9 +135,16 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
         descent::train::Length::Epochs(e) => e.to_string(),
         descent::train::Length::Steps(_) => "?".into(),
     };
+    if let Some(checkpoint) = &checkpoint {
+        say!(
+            quiet,
+            "resuming {} after epoch {} (step {})",
+            folder.path().display(),
+            checkpoint.state.epoch,
+            checkpoint.state.step
+        );
+    }
     let print_every = config.training.print_every.unwrap_or(1);
-    let mut rows = Vec::new();
-    let mut history = Vec::new();
     let mut on_epoch = |result: &EpochResult<'_>| {
         let evaluation = result.evaluation;
         if result.epoch.is_multiple_of(print_every) {
@@ -135,27 +158,24 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
                 evaluation.error_rate
             );
         }
-        history.push(json!({
-            "epoch": result.epoch,
-            "step": result.step,
-            "train_loss": result.train_loss,
-            "valid_loss": evaluation.loss,
-            "accuracy": evaluation.accuracy,
-            "error_rate": evaluation.error_rate,
-        }));
-        rows.push(MetricsRow {
-            step: result.step,
-            epoch: result.epoch,
-            lr: result.lr,
-            train_loss: result.train_loss,
-            valid_loss: Some(evaluation.loss),
-            accuracy: Some(evaluation.accuracy),
-            error_rate: Some(evaluation.error_rate),
-        });
         ControlFlow::Continue(())
     };
-    let TrainedClassifier { trained, evaluation } =
-        experiment.train(model, &mut on_epoch).map_err(Failure::internal)?;
+    let options = TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref() };
+    let TrainedClassifier { trained, evaluation, metrics: rows } =
+        experiment.train_with(model, options, &mut on_epoch).map_err(train_failure)?;
+    let history: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "epoch": row.epoch,
+                "step": row.step,
+                "train_loss": row.train_loss,
+                "valid_loss": row.valid_loss,
+                "accuracy": row.accuracy,
+                "error_rate": row.error_rate,
+            })
+        })
+        .collect();
 
     say!(quiet, "confusion matrix (rows: true class, columns: predicted class):");
     say!(quiet, "      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
@@ -169,6 +189,10 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
         say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
     }
     folder.save_model(trained.model.valid()).map_err(Failure::input)?;
+    if checkpoint.is_some() {
+        write_config(&folder, config)?;
+    }
+    // Over every epoch of the run, resumed or not: `trained.seconds` includes the checkpoint's.
     let images = experiment.train.len() as f64 * trained.epochs as f64;
     let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
     let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
@@ -206,6 +230,7 @@ pub fn run_config(command: &str, config: RunConfig, common: &CommonArgs) -> Resu
         "device": selected.describe(),
         "backend": selected.backend.name(),
         "seconds": trained.seconds,
+        "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
         "run_folder": folder.path(),
     });
     finish(&folder, &summary, Some(&rows), common.json)

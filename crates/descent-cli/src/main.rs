@@ -17,6 +17,7 @@ mod args;
 mod cnn;
 mod devices;
 mod lr_find;
+mod predict;
 mod run;
 
 use std::process::ExitCode;
@@ -46,6 +47,10 @@ enum Command {
     LrFind(lr_find::LrFindArgs),
     /// List the backends compiled in, the adapters each finds, and what `--device auto` picks.
     Devices(devices::DevicesArgs),
+    /// Predict with the model of a finished run: y for each x, or the class of each digit row.
+    Predict(predict::PredictArgs),
+    /// Write the model of a finished run for PyTorch (safetensors).
+    Export(predict::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +90,8 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
         Command::LrFind(args) => lr_find::run(&args),
         Command::Devices(args) => devices::run(&args),
+        Command::Predict(args) => predict::predict(&args),
+        Command::Export(args) => predict::export(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

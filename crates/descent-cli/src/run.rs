@@ -2,17 +2,17 @@
 //! set of flags that builds a [`RunConfig`]; `lesson2` and `train` run it.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 
 use clap::Args;
-use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, schedule_from};
-use descent::experiment::Experiment;
+use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, parse_toml, schedule_from};
+use descent::experiment::{Experiment, RunError, TrainOptions};
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
 use descent::report::{MetricsRow, RunFolder, metrics_csv};
-use descent::train::{LossRecord, Objective, Report};
+use descent::train::{CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
 use serde_json::json;
 
 use crate::Failure;
@@ -79,10 +79,24 @@ pub struct CommonArgs {
     #[arg(long, value_parser = positive_count)]
     pub print_every: Option<usize>,
 
-    /// Folder for the run's outputs: its effective configuration (config.toml) and summary
-    /// (summary.json) [default: runs/<command>-<UTC time>]. A folder with files in it is refused.
+    /// Folder for the run's outputs: its effective configuration (config.toml), metrics.csv,
+    /// summary.json, the model, the plots and the checkpoint [default: runs/<command>-<UTC
+    /// time>]. A folder with files in it is refused.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// Also write a checkpoint (model, optimizer and schedule state, position, metrics) every
+    /// this many epochs; one is always written at the end. A full-batch epoch is one step.
+    #[arg(long, value_parser = positive_count, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+
+    /// Continue the run in DIR from its checkpoint, writing into DIR. With --epochs (or
+    /// --steps) N, train to N in total: that also extends a finished run. The configuration
+    /// comes from the checkpoint: flags that would change it are refused.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
+    ])]
+    pub resume: Option<PathBuf>,
 
     /// Print only the summary: no header, no progress lines.
     #[arg(long, short)]
@@ -132,6 +146,9 @@ impl CommonArgs {
         if self.print_every.is_some() {
             training.print_every = self.print_every;
         }
+        if self.checkpoint_every.is_some() {
+            training.checkpoint_every = self.checkpoint_every;
+        }
         if let Some(lr) = self.lr {
             config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
         }
@@ -161,25 +178,27 @@ pub struct RunArgs {
     pub common: CommonArgs,
 
     /// Number of generated points [default: 100].
-    #[arg(long, value_parser = positive_count, conflicts_with = "data")]
+    #[arg(long, value_parser = positive_count, conflicts_with_all = ["data", "resume"])]
     pub n: Option<usize>,
 
     /// Standard deviation of the noise added to y [default: 0.25].
-    #[arg(long, value_parser = non_negative_finite, allow_negative_numbers = true, conflicts_with = "data")]
+    #[arg(long, value_parser = non_negative_finite, allow_negative_numbers = true,
+          conflicts_with_all = ["data", "resume"])]
     pub noise: Option<f64>,
 
     /// True slope and intercept of the generated data [default: 3,2].
     #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
-          conflicts_with = "data")]
+          conflicts_with_all = ["data", "resume"])]
     pub true_a: Option<[f64; 2]>,
 
     /// Initial guess of the parameters a (slope, intercept) [default: -1,1].
-    #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
+          conflicts_with = "resume")]
     pub init: Option<[f64; 2]>,
 
     /// Read the points from a CSV file with a header and the columns x,y instead of generating
     /// them; the column of ones is added as in the lesson.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub data: Option<PathBuf>,
 }
 
@@ -221,15 +240,83 @@ pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
 /// `descent lesson2` and `descent train`: run the configuration and compare with least squares.
 /// A configuration of the cnn model goes to `descent cnn`'s runner.
 pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
-    let config = args.config()?;
+    if let Some(dir) = &args.common.resume {
+        return resume(command, &args.common, dir);
+    }
+    run_config(command, args.config()?, &args.common, None)
+}
+
+/// A run folder and the checkpoint in it, to continue (`--resume DIR`).
+pub struct Resumed {
+    /// The folder, written into again.
+    pub folder: RunFolder,
+    /// Its checkpoint.
+    pub checkpoint: Checkpoint,
+}
+
+/// `--resume DIR`: read the checkpoint, take the run's configuration from it, apply the flags a
+/// resumed run accepts (--epochs, --steps, --checkpoint-every, --device) and continue. Nothing
+/// in DIR changes unless the run starts.
+pub fn resume(command: &str, common: &CommonArgs, dir: &Path) -> Result<(), Failure> {
+    let folder = RunFolder::open(dir).map_err(|e| Failure::input(format!("--resume: {e}")))?;
+    let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
+        .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
+    let origin = format!("the configuration in {}", checkpoint.path.display());
+    let mut config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
+    let training = &mut config.training;
+    if common.steps.is_some() {
+        (training.steps, training.epochs) = (common.steps, None);
+    }
+    if common.epochs.is_some() {
+        (training.steps, training.epochs) = (None, common.epochs);
+    }
+    if common.checkpoint_every.is_some() {
+        training.checkpoint_every = common.checkpoint_every;
+    }
+    if let Some(device) = &common.device {
+        config.device = device.clone();
+    }
+    config.validate().map_err(Failure::input)?;
+    run_config(command, config, common, Some(Resumed { folder, checkpoint }))
+}
+
+/// Refuse to resume a run that has nothing left to train under `plan`.
+pub fn check_remaining(plan: &Plan, resumed: &Resumed) -> Result<(), Failure> {
+    let state = &resumed.checkpoint.state;
+    let dir = resumed.folder.path().display();
+    let (done, total, unit, flag) = match plan.length {
+        Length::Epochs(total) => (state.epoch, total, "epochs", "--epochs"),
+        Length::Steps(total) => (state.step, total, "steps", "--steps"),
+    };
+    if done >= total {
+        return Err(Failure::input(format!(
+            "--resume {dir}: the run has trained {done} {unit} already and its plan is {total}: pass {flag} N with N > {done} to train further"
+        )));
+    }
+    Ok(())
+}
+
+/// Train a linear configuration, from the start into a new run folder, or resumed into its own.
+pub fn run_config(
+    command: &str,
+    config: RunConfig,
+    common: &CommonArgs,
+    resumed: Option<Resumed>,
+) -> Result<(), Failure> {
     if let ModelConfig::Cnn(_) = config.model {
-        return crate::cnn::run_config(command, config, &args.common);
+        return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
-    let folder = open_run_folder(&args.common, command, config)?;
+    let (folder, checkpoint) = match resumed {
+        Some(resumed) => {
+            check_remaining(&experiment.plan(), &resumed)?;
+            (resumed.folder, Some(resumed.checkpoint))
+        }
+        None => (open_run_folder(common, command, config)?, None),
+    };
 
-    let quiet = args.common.quiet;
+    let quiet = common.quiet;
     say!(quiet, "descent {command} on {}", selected.describe());
     match &config.data {
         DataConfig::Points { path } => {
@@ -300,8 +387,17 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         }
         ControlFlow::Continue(())
     };
-    // The configuration was checked in `prepare`: what fails now is the device.
-    let trained = experiment.train_on(batches.as_ref(), &mut print).map_err(Failure::internal)?;
+    if let Some(checkpoint) = &checkpoint {
+        say!(
+            quiet,
+            "resuming {} after epoch {} (step {})",
+            folder.path().display(),
+            checkpoint.state.epoch,
+            checkpoint.state.step
+        );
+    }
+    let options = TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref() };
+    let trained = experiment.train_with(batches.as_ref(), options, &mut print).map_err(train_failure)?;
 
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
@@ -350,9 +446,13 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
         "device": selected.describe(),
         "backend": selected.backend.name(),
         "seconds": trained.seconds,
+        "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
         "run_folder": folder.path(),
     });
     folder.save_model(trained.model.valid()).map_err(Failure::input)?;
+    if checkpoint.is_some() {
+        write_config(&folder, config)?;
+    }
     let rows: Vec<MetricsRow> = trained
         .losses
         .iter()
@@ -364,14 +464,29 @@ pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
             ..MetricsRow::default()
         })
         .collect();
-    finish(&folder, &summary, Some(&rows), args.common.json)
+    finish(&folder, &summary, Some(&rows), common.json)
+}
+
+/// A training failure as an exit: a checkpoint that does not fit is bad input (2), anything
+/// else is the device (1).
+pub fn train_failure(error: RunError) -> Failure {
+    match error {
+        RunError::Checkpoint(_) | RunError::Folder(_) => Failure::input(error),
+        other => Failure::internal(other),
+    }
+}
+
+/// Write the effective configuration into the run folder.
+pub fn write_config(folder: &RunFolder, config: &RunConfig) -> Result<(), Failure> {
+    folder.write("config.toml", config.to_toml().as_bytes()).map_err(Failure::input)?;
+    Ok(())
 }
 
 /// Create the run folder and write the effective configuration into it, before training.
 pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<RunFolder, Failure> {
     let folder =
         RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;
-    folder.write("config.toml", config.to_toml().as_bytes()).map_err(Failure::input)?;
+    write_config(&folder, config)?;
     Ok(folder)
 }
 

@@ -115,6 +115,10 @@ pub struct TrainingConfig {
     /// default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub print_every: Option<usize>,
+    /// Write a checkpoint every this many epochs (a full-batch epoch is one step); absent: only
+    /// at the end. `descent train --resume DIR` continues from the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
 }
 
 /// Everything that decides a run. `descent config show` prints it; `descent train --config`
@@ -438,6 +442,7 @@ impl RunConfig {
             ("training.steps", training.steps),
             ("training.epochs", training.epochs),
             ("training.print_every", training.print_every),
+            ("training.checkpoint_every", training.checkpoint_every),
         ] {
             if value == Some(0) {
                 return invalid(field, "must be at least 1, got 0".into());

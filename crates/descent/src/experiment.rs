@@ -19,9 +19,10 @@ use crate::device::{self, DeviceError, SelectedDevice};
 use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, CnnConfig, LinearModel};
 use crate::optim::InvalidValue;
+use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
-    BatchSource, EpochEnd, Length, LossRecord, Objective, Plan, Report, TrainError, Trained, train,
-    train_with_epochs,
+    BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Length, LossRecord,
+    Objective, Plan, Position, Report, TrainError, Trained, train_with_epochs,
 };
 
 /// Steps of full-batch descent when the configuration sets no length (the notebook's 100).
@@ -52,6 +53,89 @@ pub enum RunError {
     /// The configuration is for another kind of model than the command trains.
     #[error("{0}")]
     WrongModel(String),
+    /// A checkpoint cannot be written or used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A checkpoint cannot be written into the run folder.
+    #[error(transparent)]
+    Folder(#[from] RunFolderError),
+}
+
+/// Checkpoints and resumption of one training call.
+#[derive(Default)]
+pub struct TrainOptions<'a> {
+    /// Write `checkpoint.bin` here after every `training.checkpoint_every` epochs and after the
+    /// last epoch.
+    pub folder: Option<&'a RunFolder>,
+    /// Continue from this checkpoint (its parameters, optimizer and schedule state, position and
+    /// metrics) instead of starting from the initial parameters.
+    pub resume: Option<&'a Checkpoint>,
+}
+
+/// Writes checkpoints at the end of epochs, as the configuration and [`TrainOptions`] say.
+struct Checkpointer<'a> {
+    folder: Option<&'a RunFolder>,
+    every: Option<usize>,
+    model: &'static str,
+    config: String,
+    earlier_seconds: f64,
+}
+
+impl<'a> Checkpointer<'a> {
+    fn new(config: &RunConfig, options: &TrainOptions<'a>, model: &'static str) -> Self {
+        Self {
+            folder: options.folder,
+            every: config.training.checkpoint_every,
+            model,
+            config: config.to_toml(),
+            earlier_seconds: options.resume.map_or(0.0, |c| c.state.seconds),
+        }
+    }
+
+    /// Write a checkpoint if this epoch is due one.
+    fn epoch_end<M: burn::module::Module>(
+        &self,
+        end: &EpochEnd<'_, M>,
+        metrics: &[MetricsRow],
+    ) -> Result<(), RunError> {
+        let Some(folder) = self.folder else { return Ok(()) };
+        let due = end.last || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
+        if !due {
+            return Ok(());
+        }
+        let state = CheckpointState {
+            model: self.model.into(),
+            epoch: end.epoch,
+            step: end.step,
+            seconds: self.earlier_seconds + end.seconds,
+            metrics: metrics.to_vec(),
+            config: self.config.clone(),
+        };
+        let checkpoint = Checkpoint::capture(state, end.model, end.optimizer, end.schedule)?;
+        folder.write(CHECKPOINT_FILE, &checkpoint.to_bytes()?)?;
+        Ok(())
+    }
+}
+
+/// The model, optimizer and schedule to start from, and where: the checkpoint's, or as given.
+fn starting_point<M: burn::module::Module>(
+    model: M,
+    optimizer: ModuleOptimizer,
+    schedule: ModuleLrScheduler,
+    plan: &mut Plan,
+    resume: Option<&Checkpoint>,
+    kind: &str,
+) -> Result<(M, ModuleOptimizer, ModuleLrScheduler), RunError> {
+    let Some(checkpoint) = resume else { return Ok((model, optimizer, schedule)) };
+    if checkpoint.state.model != kind {
+        return Err(CheckpointError::Mismatch {
+            path: checkpoint.path.clone(),
+            message: format!("it holds a {} model, this run trains a {kind} model", checkpoint.state.model),
+        }
+        .into());
+    }
+    plan.start = Position { step: checkpoint.state.step, epoch: checkpoint.state.epoch };
+    Ok(checkpoint.restore(model, optimizer, schedule)?)
 }
 
 impl From<InvalidValue> for RunError {
@@ -85,7 +169,7 @@ fn plan_of(config: &RunConfig) -> Plan {
     } else {
         Report::EveryEpochs(training.print_every.unwrap_or(1))
     };
-    Plan { length, report }
+    Plan { epoch_seed: Some(config.seed), ..Plan::new(length, report) }
 }
 
 /// The number of updates `config` makes with `batches_per_epoch` batches per epoch.
@@ -204,8 +288,60 @@ impl Experiment {
         source: &dyn BatchSource<RegressionBatch>,
         on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
     ) -> Result<Trained<LinearModel>, RunError> {
-        let (mut optimizer, mut schedule) = self.optimization(self.total_steps())?;
-        Ok(train(self.model(), &mut optimizer, &mut schedule, source, &self.plan(), on_loss)?)
+        self.train_with(source, TrainOptions::default(), on_loss)
+    }
+
+    /// [`Self::train_on`] with checkpoints, or resumed from one. The returned losses start with
+    /// the checkpoint's; its seconds include the checkpoint's.
+    pub fn train_with(
+        &self,
+        source: &dyn BatchSource<RegressionBatch>,
+        options: TrainOptions<'_>,
+        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    ) -> Result<Trained<LinearModel>, RunError> {
+        let (optimizer, schedule) = self.optimization(self.total_steps())?;
+        let mut plan = self.plan();
+        let (model, mut optimizer, mut schedule) =
+            starting_point(self.model(), optimizer, schedule, &mut plan, options.resume, "linear")?;
+        let checkpointer = Checkpointer::new(&self.config, &options, "linear");
+        let earlier: Vec<MetricsRow> = options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
+        let metrics = std::cell::RefCell::new(earlier.clone());
+        let mut failure = None;
+        let mut trained = train_with_epochs(
+            model,
+            &mut optimizer,
+            &mut schedule,
+            source,
+            &plan,
+            &mut |record| {
+                metrics.borrow_mut().push(MetricsRow {
+                    step: record.step,
+                    epoch: record.epoch,
+                    lr: record.lr,
+                    train_loss: record.loss,
+                    ..MetricsRow::default()
+                });
+                on_loss(record)
+            },
+            &mut |end| match checkpointer.epoch_end(end, &metrics.borrow()) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => {
+                    failure = Some(error);
+                    ControlFlow::Break(())
+                }
+            },
+        )?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let mut losses: Vec<LossRecord> = earlier
+            .iter()
+            .map(|row| LossRecord { step: row.step, epoch: row.epoch, lr: row.lr, loss: row.train_loss })
+            .collect();
+        losses.append(&mut trained.losses);
+        trained.losses = losses;
+        trained.seconds += checkpointer.earlier_seconds;
+        Ok(trained)
     }
 }
 
@@ -229,6 +365,8 @@ pub struct TrainedClassifier<M> {
     pub trained: Trained<M>,
     /// The validation results after the last epoch.
     pub evaluation: Evaluation,
+    /// One row per epoch, from the first (a resumed run's include the checkpoint's).
+    pub metrics: Vec<MetricsRow>,
 }
 
 /// A classification run on images, ready to train: configuration checked, device open, images
@@ -332,13 +470,33 @@ impl ImageExperiment {
     where
         M: Objective<crate::data::ImageBatch> + Classifier,
     {
-        let (mut optimizer, mut schedule) = self.optimization(self.total_steps())?;
+        self.train_with(model, TrainOptions::default(), on_epoch)
+    }
+
+    /// [`Self::train`] with checkpoints, or resumed from one (`model` is then a freshly made
+    /// model of the same configuration, whose parameters the checkpoint replaces). `on_epoch`
+    /// sees the epochs this call trains; the returned metrics start with the checkpoint's.
+    pub fn train_with<M>(
+        &self,
+        model: M,
+        options: TrainOptions<'_>,
+        on_epoch: &mut dyn FnMut(&EpochResult<'_>) -> ControlFlow<()>,
+    ) -> Result<TrainedClassifier<M>, RunError>
+    where
+        M: Objective<crate::data::ImageBatch> + Classifier,
+    {
+        let (optimizer, schedule) = self.optimization(self.total_steps())?;
         // Every epoch's mean training loss is needed, whatever is printed.
-        let plan = Plan { report: Report::EveryEpochs(1), ..self.plan() };
+        let mut plan = Plan { report: Report::EveryEpochs(1), ..self.plan() };
+        let (model, mut optimizer, mut schedule) =
+            starting_point(model, optimizer, schedule, &mut plan, options.resume, "cnn")?;
+        let checkpointer = Checkpointer::new(&self.config, &options, "cnn");
+        let mut metrics: Vec<MetricsRow> =
+            options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
         // The last reported (train loss, lr), shared by the two callbacks.
         let last_loss = std::cell::Cell::new((f64::NAN, f64::NAN));
         let mut last: Option<Evaluation> = None;
-        let mut failure: Option<String> = None;
+        let mut failure: Option<RunError> = None;
         let trained = train_with_epochs(
             model,
             &mut optimizer,
@@ -361,21 +519,36 @@ impl ImageExperiment {
                             train_loss,
                             evaluation: &evaluation,
                         };
+                        metrics.push(MetricsRow {
+                            step: end.step,
+                            epoch: end.epoch,
+                            lr,
+                            train_loss,
+                            valid_loss: Some(evaluation.loss),
+                            accuracy: Some(evaluation.accuracy),
+                            error_rate: Some(evaluation.error_rate),
+                        });
+                        if let Err(error) = checkpointer.epoch_end(end, &metrics) {
+                            failure = Some(error);
+                            return ControlFlow::Break(());
+                        }
                         let flow = on_epoch(&result);
                         last = Some(evaluation);
                         flow
                     }
                     Err(error) => {
-                        failure = Some(error);
+                        failure = Some(TrainError::Device(format!("validation failed: {error}")).into());
                         ControlFlow::Break(())
                     }
                 }
             },
         )?;
         if let Some(error) = failure {
-            return Err(TrainError::Device(format!("validation failed: {error}")).into());
+            return Err(error);
         }
+        let mut trained = trained;
+        trained.seconds += checkpointer.earlier_seconds;
         let evaluation = last.ok_or(TrainError::NoBatches)?;
-        Ok(TrainedClassifier { trained, evaluation })
+        Ok(TrainedClassifier { trained, evaluation, metrics })
     }
 }

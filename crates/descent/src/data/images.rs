@@ -93,18 +93,33 @@ pub fn parse_digits(text: &str, path: &Path) -> Result<ImageSet, DataError> {
     digits_from(text.as_bytes(), path)
 }
 
+/// Read digit rows for prediction: 64 pixel columns (0..16), with or without the `label`
+/// column. Returns the images, and whether they carry labels (without, every label is 0).
+pub fn read_digit_rows(path: &Path) -> Result<(ImageSet, bool), DataError> {
+    let file = File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?;
+    digit_rows(BufReader::new(file), path, false)
+}
+
 fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
+    digit_rows(input, path, true).map(|(set, _)| set)
+}
+
+fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(ImageSet, bool), DataError> {
     let mut reader =
         csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(input);
     let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
     let headers = reader.headers().map_err(|e| malformed(1, e.to_string()))?.clone();
-    const COLUMNS: usize = 65;
-    if headers.len() != COLUMNS {
-        return Err(malformed(
-            1,
-            format!("the header has {} columns; expected 64 pixel columns and `label`", headers.len()),
-        ));
+    const PIXELS: usize = 64;
+    let labeled = headers.len() == PIXELS + 1;
+    if !(labeled || (headers.len() == PIXELS && !label_required)) {
+        let expected = if label_required {
+            "64 pixel columns and `label`"
+        } else {
+            "64 pixel columns, and optionally `label`"
+        };
+        return Err(malformed(1, format!("the header has {} columns; expected {expected}", headers.len())));
     }
+    let columns = headers.len();
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     let mut record = csv::StringRecord::new();
     loop {
@@ -117,11 +132,8 @@ fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
         if record.len() == 1 && record[0].is_empty() {
             continue;
         }
-        if record.len() != COLUMNS {
-            return Err(malformed(
-                line,
-                format!("found {} fields, expected {COLUMNS} (64 pixels and a label)", record.len()),
-            ));
+        if record.len() != columns {
+            return Err(malformed(line, format!("found {} fields, the header has {columns}", record.len())));
         }
         for (column, text) in record.iter().take(64).enumerate() {
             match text.parse::<u8>() {
@@ -138,9 +150,10 @@ fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
                 }
             }
         }
-        match record[64].parse::<u8>() {
-            Ok(label) if usize::from(label) < CLASSES => labels.push(label),
-            _ => {
+        match record.get(PIXELS).map(str::parse::<u8>) {
+            None => labels.push(0),
+            Some(Ok(label)) if usize::from(label) < CLASSES => labels.push(label),
+            Some(_) => {
                 return Err(malformed(
                     line,
                     format!("column 65 (`label`): `{}` is not a digit 0..9", &record[64]),
@@ -151,7 +164,7 @@ fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
     if labels.is_empty() {
         return Err(DataError::Empty { path: path.into(), what: "a header but no rows".into() });
     }
-    Ok(ImageSet::new(pixels, labels, 8))
+    Ok((ImageSet::new(pixels, labels, 8), labeled))
 }
 
 /// The four standard MNIST file names: training images and labels, test images and labels.

@@ -8,7 +8,7 @@ pub mod synthetic;
 
 pub use batches::{FullBatch, ImageBatch, ImageBatches, MiniBatches, RegressionBatch};
 pub use images::{ImageSet, Split};
-pub use points::read_points;
+pub use points::{read_points, read_x};
 pub use synthetic::LessonData;
 
 use burn::prelude::*;

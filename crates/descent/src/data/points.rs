@@ -11,6 +11,21 @@ use super::{DataError, Table};
 ///
 /// Errors name the file and, for a bad value, the line and the column.
 pub fn read_points(path: &Path) -> Result<Table, DataError> {
+    let mut columns = read_columns(path, &["x", "y"], "x,y")?;
+    let y = columns.pop().expect("two columns");
+    let x = columns.pop().expect("two columns").into_iter().flat_map(|x| [x, 1.0]).collect();
+    Ok(Table::new(x, y, 2))
+}
+
+/// Read the column `x` of a CSV file with a header (other columns are ignored): the inputs of
+/// `descent predict` for the linear model. Errors as [`read_points`].
+pub fn read_x(path: &Path) -> Result<Vec<f32>, DataError> {
+    Ok(read_columns(path, &["x"], "x")?.pop().expect("one column"))
+}
+
+/// The columns `names` of a CSV file with a header, as finite f32 values; `expected` describes
+/// the columns in errors.
+fn read_columns(path: &Path, names: &[&str], expected: &str) -> Result<Vec<Vec<f32>>, DataError> {
     let file = File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -31,16 +46,15 @@ pub fn read_points(path: &Path) -> Result<Table, DataError> {
             malformed(
                 1,
                 format!(
-                    "the header has no column `{name}` (found: {}); expected the columns x,y",
+                    "the header has no column `{name}` (found: {}); expected the columns {expected}",
                     headers.iter().collect::<Vec<_>>().join(",")
                 ),
             )
         })
     };
-    let (x_column, y_column) = (column("x")?, column("y")?);
+    let indices = names.iter().map(|name| column(name)).collect::<Result<Vec<_>, _>>()?;
 
-    let mut x = Vec::new();
-    let mut y = Vec::new();
+    let mut columns = vec![Vec::new(); names.len()];
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
@@ -68,13 +82,14 @@ pub fn read_points(path: &Path) -> Result<Table, DataError> {
                 Err(_) => Err(malformed(line, format!("column `{name}`: `{text}` is not a number"))),
             }
         };
-        x.extend_from_slice(&[value(x_column, "x")?, 1.0]);
-        y.push(value(y_column, "y")?);
+        for ((column, &index), name) in columns.iter_mut().zip(&indices).zip(names) {
+            column.push(value(index, name)?);
+        }
     }
-    if y.is_empty() {
+    if columns[0].is_empty() {
         return Err(DataError::Empty { path: path.into(), what: "a header but no rows".into() });
     }
-    Ok(Table::new(x, y, 2))
+    Ok(columns)
 }
 
 #[cfg(test)]
@@ -108,6 +123,14 @@ mod tests {
         assert!(read_points(file.path()).unwrap_err().to_string().contains("not a finite number"));
         let file = file_with("x,y\n1,2,3\n");
         assert!(read_points(file.path()).unwrap_err().to_string().contains("found 3 fields"));
+    }
+
+    #[test]
+    fn predict_inputs_need_only_x() {
+        let file = file_with("id,x\n1,0.5\n2,-2\n");
+        assert_eq!(read_x(file.path()).unwrap(), vec![0.5, -2.0]);
+        let file = file_with("y\n1\n");
+        assert!(read_x(file.path()).unwrap_err().to_string().contains("expected the columns x"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `metrics.csv`: one row per reported step or epoch, for spreadsheets and plotting scripts.
 
 /// One reported step or epoch. Validation columns are empty for models without validation.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsRow {
     /// Updates made (the step the loss was computed at, with full batches).
     pub step: usize,

@@ -1,7 +1,10 @@
 //! What a run leaves behind. Observers of the engine write here; the engine knows nothing of it.
 
+pub mod export;
 pub mod metrics_csv;
 pub mod run_folder;
+pub mod saved_model;
 
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
-pub use run_folder::{RunFolder, RunFolderError};
+pub use run_folder::{RunFolder, RunFolderError, write_atomic};
+pub use saved_model::{MODEL_FILE, SavedModel, SavedModelError, load_saved};

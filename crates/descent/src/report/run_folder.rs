@@ -24,6 +24,12 @@ pub enum RunFolderError {
         /// The folder.
         path: PathBuf,
     },
+    /// The folder does not exist.
+    #[error("{} is not a folder (no such run folder)", path.display())]
+    Missing {
+        /// The folder.
+        path: PathBuf,
+    },
     /// The folder or a file in it cannot be created or written.
     #[error("cannot write {}: {message}", path.display())]
     Write {
@@ -53,6 +59,14 @@ impl RunFolder {
         Ok(Self { path })
     }
 
+    /// An existing run folder, to continue its run (`--resume DIR`).
+    pub fn open(path: &Path) -> Result<Self, RunFolderError> {
+        if !path.is_dir() {
+            return Err(RunFolderError::Missing { path: path.into() });
+        }
+        Ok(Self { path: path.into() })
+    }
+
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.path
@@ -61,16 +75,33 @@ impl RunFolder {
     /// Write `name` in the folder atomically: readers see the old file or the new one, never a
     /// part of it.
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<PathBuf, RunFolderError> {
+        self.write_with(name, contents, |_| Ok(()))
+    }
+
+    /// [`Self::write`], calling `before_rename` with the temporary file once it is written and
+    /// synced (tests use it to fail there, as a process killed at that moment would). On an
+    /// error the temporary file is removed and the old file, if any, is left as it was.
+    pub(crate) fn write_with(
+        &self,
+        name: &str,
+        contents: &[u8],
+        before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<PathBuf, RunFolderError> {
         let target = self.path.join(name);
         let temporary = self.path.join(format!(".{name}.tmp-{}", std::process::id()));
         let write_error = |path: &Path, e: std::io::Error| RunFolderError::Write {
             path: path.into(),
             message: e.to_string(),
         };
-        let mut file = fs::File::create(&temporary).map_err(|e| write_error(&temporary, e))?;
-        file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| write_error(&temporary, e))?;
-        fs::rename(&temporary, &target).map_err(|e| write_error(&target, e))?;
-        Ok(target)
+        let written = fs::File::create(&temporary)
+            .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
+            .and_then(|()| before_rename(&temporary))
+            .map_err(|e| write_error(&temporary, e))
+            .and_then(|()| fs::rename(&temporary, &target).map_err(|e| write_error(&target, e)));
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        written.map(|()| target)
     }
 }
 
@@ -78,13 +109,29 @@ impl RunFolder {
     /// Save `model`'s parameters as `model.bpk` (Burn's burnpack format), atomically. Load it
     /// back with `Module::load_file` on a model of the same configuration.
     pub fn save_model<M: Module>(&self, model: M) -> Result<PathBuf, RunFolderError> {
-        let target = self.path.join("model.bpk");
-        let temporary = self.path.join(format!(".model.tmp-{}.bpk", std::process::id()));
-        let write_error = |path: &Path, message: String| RunFolderError::Write { path: path.into(), message };
-        model.save_file(&temporary).map_err(|e| write_error(&temporary, format!("{e:?}")))?;
-        fs::rename(&temporary, &target).map_err(|e| write_error(&target, e.to_string()))?;
-        Ok(target)
+        let bytes = model.into_record().into_bytes().map_err(|e| RunFolderError::Write {
+            path: self.path.join(super::MODEL_FILE),
+            message: format!("cannot serialize the model: {e:?}"),
+        })?;
+        self.write(super::MODEL_FILE, &bytes)
     }
+}
+
+/// Write `contents` to `path` atomically (a temporary file in the same folder, then a rename), for
+/// files outside a run folder (`descent predict --output`, `descent export --output`).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| RunFolderError::Write { path: path.into(), message: "not a file name".into() })?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(RunFolderError::Missing { path: parent.into() });
+    }
+    RunFolder { path: parent.into() }.write(name, contents).map(|_| ())
 }
 
 /// `path`, or `path-2`, `path-3`, ... when it exists already.

@@ -28,6 +28,16 @@ pub trait BatchSource<B> {
     fn batches_per_epoch(&self) -> usize;
     /// The batches of the next epoch.
     fn epoch(&self) -> Batches<'_, B>;
+
+    /// Move past `epochs` epochs without making their batches, so that the next call to
+    /// [`BatchSource::epoch`] gives the batches (and shuffle) of epoch `epochs + 1`: what a resumed
+    /// run does. The default starts each epoch and drops it, which for a shuffling source only
+    /// draws the epoch's order.
+    fn skip_epochs(&self, epochs: usize) {
+        for _ in 0..epochs {
+            drop(self.epoch());
+        }
+    }
 }
 
 /// How long to train.
@@ -49,13 +59,44 @@ pub enum Report {
     EveryEpochs(usize),
 }
 
-/// The training plan: length and reporting cadence.
+/// The training plan: length, reporting cadence, where to start and how to seed each epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plan {
     /// How long to train.
     pub length: Length,
     /// Which losses to report.
     pub report: Report,
+    /// Where training starts: the beginning, or the end of an epoch of an earlier run (resume).
+    pub start: Position,
+    /// When set, the device's generator is reseeded at the start of every epoch from this seed
+    /// and the epoch number, so that an epoch's random draws (dropout) depend only on the seed
+    /// and the epoch: a run resumed after epoch k then draws what the uninterrupted run drew.
+    pub epoch_seed: Option<u64>,
+}
+
+impl Plan {
+    /// A plan from the beginning, without reseeding.
+    pub fn new(length: Length, report: Report) -> Self {
+        Self { length, report, start: Position::default(), epoch_seed: None }
+    }
+}
+
+/// A point in training: updates made and epochs finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Updates made.
+    pub step: usize,
+    /// Epochs finished.
+    pub epoch: usize,
+}
+
+/// The seed of epoch `epoch`'s random draws in a run seeded with `seed` (SplitMix64 of the pair,
+/// so that neighbouring epochs get unrelated seeds).
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// One reported loss.
@@ -129,14 +170,23 @@ where
     train_with_epochs(model, optimizer, schedule, source, plan, on_loss, &mut |_| ControlFlow::Continue(()))
 }
 
-/// The end of an epoch, as [`train_with_epochs`] shows it.
+/// The end of an epoch, as [`train_with_epochs`] shows it: enough to evaluate the model or to
+/// checkpoint the whole training state.
 pub struct EpochEnd<'a, M> {
     /// The epoch that ended (1-based).
     pub epoch: usize,
     /// Updates made so far.
     pub step: usize,
+    /// Whether the plan ends with this epoch.
+    pub last: bool,
     /// The model after the epoch's last update.
     pub model: &'a M,
+    /// The optimizer, with its state (momentum, moment estimates) after the epoch.
+    pub optimizer: &'a ModuleOptimizer,
+    /// The learning-rate schedule, after the epoch's last step.
+    pub schedule: &'a ModuleLrScheduler,
+    /// Training time so far in this call, seconds (without the time spent in `on_epoch`).
+    pub seconds: f64,
 }
 
 /// [`train`], and `on_epoch` called with the model at the end of every epoch (to evaluate it on
@@ -166,14 +216,21 @@ where
         losses.push(record);
         flow.is_break()
     };
-    let (mut step, mut epoch) = (0usize, 0usize);
+    let (mut step, mut epoch) = (plan.start.step, plan.start.epoch);
     let done = |step: usize, epoch: usize| match plan.length {
         Length::Steps(total) => step >= total,
         Length::Epochs(total) => epoch >= total,
     };
+    // A resumed run continues the shuffle where the interrupted one left it.
+    source.skip_epochs(epoch);
 
     'training: while !done(step, epoch) {
         epoch += 1;
+        if let Some(seed) = plan.epoch_seed {
+            for device in model.devices() {
+                device.seed(epoch_seed(seed, epoch));
+            }
+        }
         let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
         // The epoch's loss is summed on the device and read once at the end of the epoch.
         let mut epoch_sum: Option<Tensor<1>> = None;
@@ -215,11 +272,13 @@ where
             stopped = true;
             break;
         }
-        if step == 0 {
+        if step == plan.start.step {
             return Err(TrainError::NoBatches);
         }
         let hook = Instant::now();
-        let flow = on_epoch(&EpochEnd { epoch, step, model: &model });
+        let last = done(step, epoch);
+        let seconds = (hook - start - outside).as_secs_f64();
+        let flow = on_epoch(&EpochEnd { epoch, step, last, model: &model, optimizer, schedule, seconds });
         outside += hook.elapsed();
         if flow.is_break() {
             stopped = true;

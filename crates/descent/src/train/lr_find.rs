@@ -111,7 +111,7 @@ where
     B: BatchRows,
 {
     let mut schedule = ModuleLrScheduler::new(Sweep { settings: *settings, step: 0 });
-    let plan = Plan { length: Length::Steps(settings.steps), report: Report::EverySteps(1) };
+    let plan = Plan::new(Length::Steps(settings.steps), Report::EverySteps(1));
     let mut points: Vec<LrPoint> = Vec::with_capacity(settings.steps);
     let mut average = 0.0;
     let mut best = f64::INFINITY;

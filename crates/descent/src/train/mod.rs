@@ -1,10 +1,12 @@
 //! The training engine: one loop for every model.
 
+pub mod checkpoint;
 mod engine;
 mod lr_find;
 
+pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
 pub use engine::{
-    BatchRows, BatchSource, Batches, EpochEnd, Length, LossRecord, Objective, Plan, Report, TrainError,
-    Trained, train, train_with_epochs,
+    BatchRows, BatchSource, Batches, EpochEnd, Length, LossRecord, Objective, Plan, Position, Report,
+    TrainError, Trained, epoch_seed, train, train_with_epochs,
 };
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};

@@ -1,0 +1,168 @@
+//! `descent predict` and `descent export`: use a trained model from its run folder.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use clap::{Args, ValueEnum};
+use descent::data::images::read_digit_rows;
+use descent::data::read_x;
+use descent::device;
+use descent::metrics::evaluate;
+use descent::report::export::{named_tensors, pytorch_layout, safetensors};
+use descent::report::{SavedModel, load_saved, write_atomic};
+
+use crate::Failure;
+
+/// Predict with a trained model: `y` for each `x` (linear), or the class and its probability for
+/// each digit row (cnn).
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The run folder of a finished run (it holds config.toml and model.bpk).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// A CSV file with a header: a column `x` for the linear model (other columns are ignored);
+    /// 64 pixel columns (0..16) and optionally `label` for the cnn (data/digits.csv's format).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Write the predictions to this CSV file (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Device: auto or a backend, as for training [default: auto].
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// Write a trained model's weights for another framework.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The run folder of a finished run (it holds config.toml and model.bpk).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// The file format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+
+    /// The file to write [default: DIR/model.safetensors].
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// File formats of `descent export`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// safetensors, in PyTorch's names and layout (Linear weights [out, in]).
+    Safetensors,
+}
+
+pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
+    let selected = device::select(&args.device).map_err(Failure::input)?;
+    let (_, saved) =
+        load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
+    if let Some(output) = &args.output
+        && same_file(output, &args.input)
+    {
+        return Err(Failure::input(format!(
+            "--output {} is the input file: choose another file (the input was not changed)",
+            output.display()
+        )));
+    }
+    let input_error = |e: descent::data::DataError| Failure::input(format!("--input: {e}"));
+    let mut text = String::new();
+    match saved {
+        SavedModel::Linear(model) => {
+            let x = read_x(&args.input).map_err(input_error)?;
+            let rows: Vec<f32> = x.iter().flat_map(|&x| [x, 1.0]).collect();
+            let features = Tensor::from_data(TensorData::new(rows, [x.len(), 2]), &selected.device);
+            let y = model
+                .forward(features)
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| Failure::internal(format!("{e:?}")))?;
+            text.push_str("x,prediction\n");
+            for (x, y) in x.iter().zip(&y) {
+                let _ = writeln!(text, "{x},{y}");
+            }
+        }
+        SavedModel::Cnn { model, side } => {
+            if side != 8 {
+                return Err(Failure::input(format!(
+                    "--model: this cnn takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
+                )));
+            }
+            let (set, labeled) = read_digit_rows(&args.input).map_err(input_error)?;
+            let indices: Vec<usize> = (0..set.len()).collect();
+            let evaluation = evaluate(&model, &set, &indices, &selected.device).map_err(Failure::internal)?;
+            text.push_str(if labeled {
+                "row,predicted,confidence,label\n"
+            } else {
+                "row,predicted,confidence\n"
+            });
+            for p in &evaluation.predictions {
+                let _ = write!(text, "{},{},{}", p.index + 1, p.predicted, p.confidence);
+                let _ = if labeled { writeln!(text, ",{}", p.label) } else { writeln!(text) };
+            }
+            if labeled {
+                eprintln!(
+                    "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
+                    set.len(),
+                    evaluation.accuracy,
+                    evaluation.error_rate
+                );
+            }
+        }
+    }
+    match &args.output {
+        Some(path) => {
+            write_atomic(path, text.as_bytes()).map_err(|e| Failure::input(format!("--output: {e}")))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+pub fn export(args: &ExportArgs) -> Result<(), Failure> {
+    let ExportFormat::Safetensors = args.format;
+    let selected = device::select("auto").map_err(Failure::input)?;
+    let (_, saved) =
+        load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
+    let tensors = match &saved {
+        SavedModel::Linear(model) => named_tensors(model),
+        SavedModel::Cnn { model, .. } => named_tensors(model),
+    }
+    .map_err(Failure::internal)?;
+    let tensors = pytorch_layout(tensors);
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("model".to_string(), saved.kind().to_string()),
+        ("producer".to_string(), format!("descent {}", env!("CARGO_PKG_VERSION"))),
+    ]);
+    let bytes = safetensors(&tensors, metadata).map_err(Failure::internal)?;
+    let output = args.output.clone().unwrap_or_else(|| args.model.join("model.safetensors"));
+    write_atomic(&output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
+    println!(
+        "wrote {} ({} model, {} tensors in PyTorch layout):",
+        output.display(),
+        saved.kind(),
+        tensors.len()
+    );
+    for tensor in &tensors {
+        println!("  {:<28} {:?}", tensor.name, tensor.shape);
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

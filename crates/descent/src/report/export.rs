@@ -1,0 +1,144 @@
+//! Weights for other tools: every float tensor of a model with its name, and a safetensors file
+//! that a PyTorch user loads with `safetensors.torch.load_file`.
+//!
+//! Burn and PyTorch name and lay out two things differently, and [`pytorch_layout`] converts
+//! them: a `Linear` layer's weight is `[in, out]` in Burn and `[out, in]` in PyTorch (transposed),
+//! and batch norm's scale and shift are `gamma` and `beta` in Burn, `weight` and `bias` in
+//! PyTorch. Convolution weights are `[out, in, kh, kw]` in both.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+
+/// One float tensor of a model, on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    /// The dotted path of the parameter in the module (`blocks.0.conv.weight`).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Every float tensor of `model` (parameters and batch norm's running statistics), in the
+/// module's order, read back from the device.
+pub fn named_tensors<M: Module>(model: &M) -> Result<Vec<NamedTensor>, String> {
+    struct Collector {
+        path: Vec<String>,
+        tensors: Vec<NamedTensor>,
+        error: Option<String>,
+    }
+    impl ModuleVisitor for Collector {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let name = self.path.join(".");
+            let tensor = param.val();
+            match tensor.clone().into_data().convert::<f32>().try_into_vec::<f32>() {
+                Ok(values) => self.tensors.push(NamedTensor { name, shape: tensor.dims().to_vec(), values }),
+                Err(error) => self.error = Some(format!("{name}: {error:?}")),
+            }
+        }
+    }
+    let mut collector = Collector { path: Vec::new(), tensors: Vec::new(), error: None };
+    model.visit(&mut collector);
+    match collector.error {
+        Some(error) => Err(error),
+        None => Ok(collector.tensors),
+    }
+}
+
+/// The tensors as PyTorch names and lays them out: every 2-D `weight` (a `Linear` layer's)
+/// transposed from `[in, out]` to `[out, in]`; batch norm's `gamma`/`beta` renamed
+/// `weight`/`bias`. Other tensors are unchanged.
+pub fn pytorch_layout(tensors: Vec<NamedTensor>) -> Vec<NamedTensor> {
+    tensors
+        .into_iter()
+        .map(|tensor| {
+            let (prefix, leaf) = tensor.name.rsplit_once('.').unwrap_or(("", &tensor.name));
+            let rename =
+                |leaf: &str| if prefix.is_empty() { leaf.to_string() } else { format!("{prefix}.{leaf}") };
+            match (leaf, tensor.shape.as_slice()) {
+                ("weight", &[rows, columns]) => NamedTensor {
+                    name: tensor.name.clone(),
+                    shape: vec![columns, rows],
+                    values: transpose(&tensor.values, rows, columns),
+                },
+                ("gamma", _) => NamedTensor { name: rename("weight"), ..tensor },
+                ("beta", _) => NamedTensor { name: rename("bias"), ..tensor },
+                _ => tensor,
+            }
+        })
+        .collect()
+}
+
+fn transpose(values: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..columns {
+            out[c * rows + r] = values[r * columns + c];
+        }
+    }
+    out
+}
+
+/// The tensors as a safetensors file (f32, little-endian), with `metadata` in its header.
+pub fn safetensors(tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<Vec<u8>, String> {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(tensor, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, tensor.shape.clone(), data)
+                .map(|view| (tensor.name.clone(), view))
+                .map_err(|error| format!("{}: {error}", tensor.name))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_weights_are_transposed_and_norms_renamed() {
+        let tensors = vec![
+            NamedTensor {
+                name: "head.weight".into(),
+                shape: vec![2, 3],
+                values: vec![1., 2., 3., 4., 5., 6.],
+            },
+            NamedTensor { name: "head.bias".into(), shape: vec![3], values: vec![7., 8., 9.] },
+            NamedTensor { name: "blocks.0.norm.gamma".into(), shape: vec![1], values: vec![1.] },
+            NamedTensor { name: "blocks.0.norm.beta".into(), shape: vec![1], values: vec![0.] },
+            NamedTensor { name: "blocks.0.conv.weight".into(), shape: vec![1, 1, 2, 2], values: vec![1.; 4] },
+        ];
+        let converted = pytorch_layout(tensors);
+        assert_eq!(converted[0].shape, vec![3, 2]);
+        // PyTorch's weight[o][i] is Burn's weight[i][o].
+        assert_eq!(converted[0].values, vec![1., 4., 2., 5., 3., 6.]);
+        assert_eq!(converted[1].name, "head.bias");
+        assert_eq!(converted[2].name, "blocks.0.norm.weight");
+        assert_eq!(converted[3].name, "blocks.0.norm.bias");
+        assert_eq!(converted[4].shape, vec![1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn the_file_reads_back_with_the_safetensors_reader() {
+        let tensors = vec![NamedTensor { name: "a".into(), shape: vec![2, 1], values: vec![3.0, 2.0] }];
+        let metadata = HashMap::from([("model".to_string(), "linear".to_string())]);
+        let bytes = safetensors(&tensors, metadata).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let a = file.tensor("a").unwrap();
+        assert_eq!(a.shape(), &[2, 1]);
+        assert_eq!(a.data(), [3.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat());
+    }
+}

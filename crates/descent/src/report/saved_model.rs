@@ -1,0 +1,92 @@
+//! A trained model read back from its run folder: `config.toml` says which model it is and its
+//! sizes, `model.bpk` holds its parameters. `descent predict` and `descent export` start here.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
+use crate::model::{Cnn, LinearModel};
+
+/// The model file in a run folder.
+pub const MODEL_FILE: &str = "model.bpk";
+
+/// A trained model.
+#[derive(Debug)]
+pub enum SavedModel {
+    /// The lesson's linear model.
+    Linear(LinearModel),
+    /// The CNN, for square images of side `side`.
+    Cnn {
+        /// The network.
+        model: Cnn,
+        /// The side of the images it takes.
+        side: usize,
+    },
+}
+
+impl SavedModel {
+    /// `linear` or `cnn`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SavedModel::Linear(_) => "linear",
+            SavedModel::Cnn { .. } => "cnn",
+        }
+    }
+}
+
+/// Why a run folder's model cannot be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedModelError {
+    /// The folder or one of its files is missing.
+    #[error("{} does not exist: --model expects the folder of a finished run (with config.toml and model.bpk)", path.display())]
+    Missing {
+        /// The missing folder or file.
+        path: PathBuf,
+    },
+    /// `config.toml` is not a usable configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `model.bpk` is damaged, or holds another model than `config.toml` describes.
+    #[error("{} cannot be loaded: {message}", path.display())]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Load the model of the run folder `dir` on `device` (a plain device: no autodiff needed).
+pub fn load_saved(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel), SavedModelError> {
+    let config_path = dir.join("config.toml");
+    let model_path = dir.join(MODEL_FILE);
+    for path in [dir, &config_path, &model_path] {
+        if !path.exists() {
+            return Err(SavedModelError::Missing { path: path.into() });
+        }
+    }
+    let config = RunConfig::load(&config_path)?;
+    let model_error = |message: String| SavedModelError::Model { path: model_path.clone(), message };
+    let bytes = std::fs::read(&model_path).map_err(|e| model_error(e.to_string()))?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| model_error(format!("the file is damaged or not a Burn model file ({e:?})")))?;
+    let model = match &config.model {
+        ModelConfig::Linear { init } => {
+            let init: Vec<f32> = init.iter().map(|&v| v as f32).collect();
+            let model = LinearModel::new(&init, device).try_load_record(record).map_err(|e| {
+                model_error(format!("it does not hold the linear model config.toml describes ({e:?})"))
+            })?;
+            SavedModel::Linear(model)
+        }
+        ModelConfig::Cnn(cnn) => {
+            let side = if matches!(config.data, DataConfig::Mnist { .. }) { 28 } else { 8 };
+            let model = cnn.init(side, device).try_load_record(record).map_err(|e| {
+                model_error(format!("it does not hold the cnn config.toml describes ({e:?})"))
+            })?;
+            SavedModel::Cnn { model, side }
+        }
+    };
+    Ok((config, model))
+}
