@@ -21,7 +21,7 @@ pub fn train_sgd(
     report: Report,
 ) -> Trained<LinearModel> {
     let mut schedule = ModuleLrScheduler::new(lr);
-    let plan = Plan { length, report };
+    let plan = Plan::new(length, report);
     train(model, &mut SgdConfig::new().init(), &mut schedule, source, &plan, &mut |_| {
         ControlFlow::Continue(())
     })

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::Failure;
 use crate::args::positive_finite;
+use crate::progress::Progress;
 use crate::run::{
     CommonArgs, Resumed, check_remaining, finish, open_run_folder, train_failure, write_config,
 };
@@ -160,9 +161,17 @@ pub fn run_config(
         }
         ControlFlow::Continue(())
     };
-    let options = TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref() };
-    let TrainedClassifier { trained, evaluation, metrics: rows } =
-        experiment.train_with(model, options, &mut on_epoch).map_err(train_failure)?;
+    let total = match experiment.plan().length {
+        descent::train::Length::Epochs(epochs) => Some(epochs),
+        descent::train::Length::Steps(_) => None,
+    };
+    let mut progress = Progress::new(quiet, total);
+    let mut on_batch = |end: &descent::train::BatchEnd<'_>| progress.batch(end);
+    let options =
+        TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
+    let result = experiment.train_with(model, options, &mut on_epoch).map_err(train_failure);
+    progress.clear();
+    let TrainedClassifier { trained, evaluation, metrics: rows } = result?;
     let history: Vec<_> = rows
         .iter()
         .map(|row| {

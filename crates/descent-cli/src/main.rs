@@ -18,6 +18,7 @@ mod cnn;
 mod devices;
 mod lr_find;
 mod predict;
+mod progress;
 mod run;
 
 use std::process::ExitCode;

@@ -12,11 +12,12 @@ use descent::experiment::{Experiment, RunError, TrainOptions};
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
 use descent::report::{MetricsRow, RunFolder, metrics_csv};
-use descent::train::{CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
+use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
 use serde_json::json;
 
 use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count, positive_finite};
+use crate::progress::Progress;
 
 /// Flags shared by every training command. Each one overrides the configuration file
 /// (`--config`), which overrides the command's defaults; `--set` is applied last.
@@ -396,8 +397,17 @@ pub fn run_config(
             checkpoint.state.step
         );
     }
-    let options = TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref() };
-    let trained = experiment.train_with(batches.as_ref(), options, &mut print).map_err(train_failure)?;
+    let total_epochs = match experiment.plan().length {
+        Length::Epochs(epochs) => Some(epochs),
+        Length::Steps(_) => None,
+    };
+    let mut progress = Progress::new(quiet, total_epochs);
+    let mut on_batch = |end: &BatchEnd<'_>| progress.batch(end);
+    let options =
+        TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
+    let trained = experiment.train_with(batches.as_ref(), options, &mut print).map_err(train_failure);
+    progress.clear();
+    let trained = trained?;
 
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();

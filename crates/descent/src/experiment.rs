@@ -21,8 +21,8 @@ use crate::model::{Cnn, CnnConfig, LinearModel};
 use crate::optim::InvalidValue;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
-    BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Length, LossRecord,
-    Objective, Plan, Position, Report, TrainError, Trained, train_with_epochs,
+    BatchEnd, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Hooks,
+    Length, LossRecord, Objective, Plan, Position, Report, TrainError, Trained, train_observed,
 };
 
 /// Steps of full-batch descent when the configuration sets no length (the notebook's 100).
@@ -70,6 +70,8 @@ pub struct TrainOptions<'a> {
     /// Continue from this checkpoint (its parameters, optimizer and schedule state, position and
     /// metrics) instead of starting from the initial parameters.
     pub resume: Option<&'a Checkpoint>,
+    /// Called after every update (a progress bar).
+    pub on_batch: Option<&'a mut dyn FnMut(&BatchEnd<'_>)>,
 }
 
 /// Writes checkpoints at the end of epochs, as the configuration and [`TrainOptions`] say.
@@ -114,6 +116,16 @@ impl<'a> Checkpointer<'a> {
         let checkpoint = Checkpoint::capture(state, end.model, end.optimizer, end.schedule)?;
         folder.write(CHECKPOINT_FILE, &checkpoint.to_bytes()?)?;
         Ok(())
+    }
+}
+
+/// The batch hook, borrowed for as long as the engine runs.
+fn shorter<'b>(
+    hook: &'b mut Option<&mut dyn FnMut(&BatchEnd<'_>)>,
+) -> Option<&'b mut dyn FnMut(&BatchEnd<'_>)> {
+    match hook {
+        Some(hook) => Some(&mut **hook),
+        None => None,
     }
 }
 
@@ -304,33 +316,34 @@ impl Experiment {
         let (model, mut optimizer, mut schedule) =
             starting_point(self.model(), optimizer, schedule, &mut plan, options.resume, "linear")?;
         let checkpointer = Checkpointer::new(&self.config, &options, "linear");
+        let mut on_batch = options.on_batch;
         let earlier: Vec<MetricsRow> = options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
         let metrics = std::cell::RefCell::new(earlier.clone());
         let mut failure = None;
-        let mut trained = train_with_epochs(
-            model,
-            &mut optimizer,
-            &mut schedule,
-            source,
-            &plan,
-            &mut |record| {
-                metrics.borrow_mut().push(MetricsRow {
-                    step: record.step,
-                    epoch: record.epoch,
-                    lr: record.lr,
-                    train_loss: record.loss,
-                    ..MetricsRow::default()
-                });
-                on_loss(record)
-            },
-            &mut |end| match checkpointer.epoch_end(end, &metrics.borrow()) {
+        let mut on_record = |record: &LossRecord| {
+            metrics.borrow_mut().push(MetricsRow {
+                step: record.step,
+                epoch: record.epoch,
+                lr: record.lr,
+                train_loss: record.loss,
+                ..MetricsRow::default()
+            });
+            on_loss(record)
+        };
+        let mut on_epoch =
+            |end: &EpochEnd<'_, LinearModel>| match checkpointer.epoch_end(end, &metrics.borrow()) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(error) => {
                     failure = Some(error);
                     ControlFlow::Break(())
                 }
-            },
-        )?;
+            };
+        let hooks = Hooks {
+            on_loss: Some(&mut on_record),
+            on_batch: shorter(&mut on_batch),
+            on_epoch: Some(&mut on_epoch),
+        };
+        let mut trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, hooks)?;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -491,58 +504,58 @@ impl ImageExperiment {
         let (model, mut optimizer, mut schedule) =
             starting_point(model, optimizer, schedule, &mut plan, options.resume, "cnn")?;
         let checkpointer = Checkpointer::new(&self.config, &options, "cnn");
+        let mut on_batch = options.on_batch;
         let mut metrics: Vec<MetricsRow> =
             options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
         // The last reported (train loss, lr), shared by the two callbacks.
         let last_loss = std::cell::Cell::new((f64::NAN, f64::NAN));
         let mut last: Option<Evaluation> = None;
         let mut failure: Option<RunError> = None;
-        let trained = train_with_epochs(
-            model,
-            &mut optimizer,
-            &mut schedule,
-            &self.batches(),
-            &plan,
-            &mut |record| {
-                last_loss.set((record.loss, record.lr));
-                ControlFlow::Continue(())
-            },
-            &mut |end: &EpochEnd<'_, M>| {
-                // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
-                match evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device) {
-                    Ok(evaluation) => {
-                        let (train_loss, lr) = last_loss.get();
-                        let result = EpochResult {
-                            epoch: end.epoch,
-                            step: end.step,
-                            lr,
-                            train_loss,
-                            evaluation: &evaluation,
-                        };
-                        metrics.push(MetricsRow {
-                            step: end.step,
-                            epoch: end.epoch,
-                            lr,
-                            train_loss,
-                            valid_loss: Some(evaluation.loss),
-                            accuracy: Some(evaluation.accuracy),
-                            error_rate: Some(evaluation.error_rate),
-                        });
-                        if let Err(error) = checkpointer.epoch_end(end, &metrics) {
-                            failure = Some(error);
-                            return ControlFlow::Break(());
-                        }
-                        let flow = on_epoch(&result);
-                        last = Some(evaluation);
-                        flow
+        let mut on_loss = |record: &LossRecord| {
+            last_loss.set((record.loss, record.lr));
+            ControlFlow::Continue(())
+        };
+        let mut on_end = |end: &EpochEnd<'_, M>| {
+            // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
+            match evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device) {
+                Ok(evaluation) => {
+                    let (train_loss, lr) = last_loss.get();
+                    let result = EpochResult {
+                        epoch: end.epoch,
+                        step: end.step,
+                        lr,
+                        train_loss,
+                        evaluation: &evaluation,
+                    };
+                    metrics.push(MetricsRow {
+                        step: end.step,
+                        epoch: end.epoch,
+                        lr,
+                        train_loss,
+                        valid_loss: Some(evaluation.loss),
+                        accuracy: Some(evaluation.accuracy),
+                        error_rate: Some(evaluation.error_rate),
+                    });
+                    if let Err(error) = checkpointer.epoch_end(end, &metrics) {
+                        failure = Some(error);
+                        return ControlFlow::Break(());
                     }
-                    Err(error) => {
-                        failure = Some(TrainError::Device(format!("validation failed: {error}")).into());
-                        ControlFlow::Break(())
-                    }
+                    let flow = on_epoch(&result);
+                    last = Some(evaluation);
+                    flow
                 }
-            },
-        )?;
+                Err(error) => {
+                    failure = Some(TrainError::Device(format!("validation failed: {error}")).into());
+                    ControlFlow::Break(())
+                }
+            }
+        };
+        let hooks = Hooks {
+            on_loss: Some(&mut on_loss),
+            on_batch: shorter(&mut on_batch),
+            on_epoch: Some(&mut on_end),
+        };
+        let trained = train_observed(model, &mut optimizer, &mut schedule, &self.batches(), &plan, hooks)?;
         if let Some(error) = failure {
             return Err(error);
         }

@@ -46,8 +46,13 @@ fn read_columns(path: &Path, names: &[&str], expected: &str) -> Result<Vec<Vec<f
             malformed(
                 1,
                 format!(
-                    "the header has no column `{name}` (found: {}); expected the columns {expected}",
-                    headers.iter().collect::<Vec<_>>().join(",")
+                    "the header has no column `{name}` (found: {}{}); expected the columns {expected}",
+                    headers.iter().take(8).collect::<Vec<_>>().join(","),
+                    if headers.len() > 8 {
+                        format!(", ... {} columns in all", headers.len())
+                    } else {
+                        String::new()
+                    }
                 ),
             )
         })

@@ -106,14 +106,19 @@ impl RunFolder {
 }
 
 impl RunFolder {
-    /// Save `model`'s parameters as `model.bpk` (Burn's burnpack format), atomically. Load it
-    /// back with `Module::load_file` on a model of the same configuration.
+    /// Save `model`'s parameters as `model.bpk` (Burn's burnpack format), atomically, and its
+    /// SHA-256 as `model.sha256` (`sha256sum -c model.sha256` checks it; so does
+    /// [`load_saved`](super::load_saved)). Load it back with `Module::load_file` on a model of
+    /// the same configuration, or with [`load_saved`](super::load_saved).
     pub fn save_model<M: Module>(&self, model: M) -> Result<PathBuf, RunFolderError> {
         let bytes = model.into_record().into_bytes().map_err(|e| RunFolderError::Write {
             path: self.path.join(super::MODEL_FILE),
             message: format!("cannot serialize the model: {e:?}"),
         })?;
-        self.write(super::MODEL_FILE, &bytes)
+        let path = self.write(super::MODEL_FILE, &bytes)?;
+        let line = format!("{}  {}\n", super::saved_model::sha256_hex(&bytes), super::MODEL_FILE);
+        self.write(super::saved_model::CHECKSUM_FILE, line.as_bytes())?;
+        Ok(path)
     }
 }
 

@@ -11,6 +11,14 @@ use crate::model::{Cnn, LinearModel};
 
 /// The model file in a run folder.
 pub const MODEL_FILE: &str = "model.bpk";
+/// The model file's SHA-256, in `sha256sum`'s format.
+pub const CHECKSUM_FILE: &str = "model.sha256";
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
 
 /// A trained model.
 #[derive(Debug)]
@@ -70,23 +78,43 @@ pub fn load_saved(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel)
     let config = RunConfig::load(&config_path)?;
     let model_error = |message: String| SavedModelError::Model { path: model_path.clone(), message };
     let bytes = std::fs::read(&model_path).map_err(|e| model_error(e.to_string()))?;
+    if let Ok(line) = std::fs::read_to_string(dir.join(CHECKSUM_FILE)) {
+        let expected = line.split_whitespace().next().unwrap_or_default();
+        if expected != sha256_hex(&bytes) {
+            return Err(model_error(format!(
+                "it does not match its SHA-256 in {CHECKSUM_FILE}: the file was altered or damaged"
+            )));
+        }
+    }
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| model_error(format!("the file is damaged or not a Burn model file ({e:?})")))?;
     let model = match &config.model {
         ModelConfig::Linear { init } => {
             let init: Vec<f32> = init.iter().map(|&v| v as f32).collect();
             let model = LinearModel::new(&init, device).try_load_record(record).map_err(|e| {
-                model_error(format!("it does not hold the linear model config.toml describes ({e:?})"))
+                model_error(format!(
+                    "it does not hold the linear model config.toml describes ({})",
+                    brief(&e)
+                ))
             })?;
             SavedModel::Linear(model)
         }
         ModelConfig::Cnn(cnn) => {
             let side = if matches!(config.data, DataConfig::Mnist { .. }) { 28 } else { 8 };
             let model = cnn.init(side, device).try_load_record(record).map_err(|e| {
-                model_error(format!("it does not hold the cnn config.toml describes ({e:?})"))
+                model_error(format!("it does not hold the cnn config.toml describes ({})", brief(&e)))
             })?;
             SavedModel::Cnn { model, side }
         }
     };
     Ok((config, model))
+}
+
+/// An error's debug text, cut to a readable length.
+fn brief(error: &dyn std::fmt::Debug) -> String {
+    let text = format!("{error:?}");
+    match text.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
 }

@@ -192,13 +192,63 @@ pub struct EpochEnd<'a, M> {
 /// [`train`], and `on_epoch` called with the model at the end of every epoch (to evaluate it on
 /// validation data, say). Time spent in `on_epoch` is not counted in [`Trained::seconds`].
 pub fn train_with_epochs<M, B>(
-    mut model: M,
+    model: M,
     optimizer: &mut ModuleOptimizer,
     schedule: &mut ModuleLrScheduler,
     source: &dyn BatchSource<B>,
     plan: &Plan,
     on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
     on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>,
+) -> Result<Trained<M>, TrainError>
+where
+    M: Objective<B>,
+    B: BatchRows,
+{
+    let hooks = Hooks { on_loss: Some(on_loss), on_batch: None, on_epoch: Some(on_epoch) };
+    train_observed(model, optimizer, schedule, source, plan, hooks)
+}
+
+/// One update made, as [`Hooks::on_batch`] sees it.
+pub struct BatchEnd<'a> {
+    /// The epoch (1-based).
+    pub epoch: usize,
+    /// The batch within the epoch (1-based).
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Updates made so far, this one included.
+    pub step: usize,
+    /// The batch's loss (before the update), still on the device: reading it waits for the
+    /// device, so read it only as often as you show it.
+    pub loss: &'a Tensor<1>,
+}
+
+/// What the engine calls while it trains; every hook is optional.
+pub struct Hooks<'a, M> {
+    /// Each reported loss as soon as it is known; may stop the run.
+    pub on_loss: Option<&'a mut dyn FnMut(&LossRecord) -> ControlFlow<()>>,
+    /// After every update (to move a progress bar).
+    pub on_batch: Option<&'a mut dyn FnMut(&BatchEnd<'_>)>,
+    /// At the end of every epoch, with the model, optimizer and schedule; may stop the run.
+    /// Its time is not counted in [`Trained::seconds`].
+    pub on_epoch: Option<&'a mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>>,
+}
+
+impl<M> Default for Hooks<'_, M> {
+    fn default() -> Self {
+        Self { on_loss: None, on_batch: None, on_epoch: None }
+    }
+}
+
+/// The engine itself: [`train_with_epochs`] with every hook optional, including one after each
+/// update.
+pub fn train_observed<M, B>(
+    mut model: M,
+    optimizer: &mut ModuleOptimizer,
+    schedule: &mut ModuleLrScheduler,
+    source: &dyn BatchSource<B>,
+    plan: &Plan,
+    hooks: Hooks<'_, M>,
 ) -> Result<Trained<M>, TrainError>
 where
     M: Objective<B>,
@@ -211,8 +261,10 @@ where
     let mut outside = std::time::Duration::ZERO;
     let mut losses = Vec::new();
     let mut stopped = false;
+    let Hooks { mut on_loss, mut on_batch, mut on_epoch } = hooks;
+    let batches = source.batches_per_epoch();
     let mut record = |record: LossRecord| {
-        let flow = on_loss(&record);
+        let flow = on_loss.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&record));
         losses.push(record);
         flow.is_break()
     };
@@ -265,6 +317,9 @@ where
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(step_lr, model, gradients);
             step += 1;
+            if let Some(hook) = on_batch.as_mut() {
+                hook(&BatchEnd { epoch, batch: index + 1, batches, step, loss: &loss });
+            }
         }
         if let Some(sum) = epoch_sum
             && record(LossRecord { step, epoch, lr, loss: read_scalar(sum)? / epoch_rows as f64 })
@@ -278,7 +333,8 @@ where
         let hook = Instant::now();
         let last = done(step, epoch);
         let seconds = (hook - start - outside).as_secs_f64();
-        let flow = on_epoch(&EpochEnd { epoch, step, last, model: &model, optimizer, schedule, seconds });
+        let end = EpochEnd { epoch, step, last, model: &model, optimizer, schedule, seconds };
+        let flow = on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
         outside += hook.elapsed();
         if flow.is_break() {
             stopped = true;

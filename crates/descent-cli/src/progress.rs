@@ -1,0 +1,79 @@
+//! Progress while training. On a terminal: a bar per epoch with the running loss, cleared when
+//! the epoch's line is printed. Anywhere else (a pipe, a file, CI, `nohup`): nothing but the
+//! lines the commands print at their cadence, with no escape codes.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use descent::train::BatchEnd;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often the bar reads the loss back from the device (reading waits for the device).
+const READ_EVERY: Duration = Duration::from_millis(100);
+/// Weight of the newest loss in the running loss.
+const SMOOTHING: f64 = 0.1;
+
+/// The bar of the epoch in progress, if progress is shown at all.
+pub struct Progress {
+    enabled: bool,
+    total_epochs: Option<usize>,
+    bar: Option<ProgressBar>,
+    last_read: Option<Instant>,
+    /// Exponential moving average of the batch losses read, and the sum of its weights (to
+    /// remove the bias toward 0 of the first reads, as fastai's smoothed loss does).
+    running: (f64, f64),
+}
+
+impl Progress {
+    /// Progress bars when standard output is a terminal and the run is not `--quiet`.
+    pub fn new(quiet: bool, total_epochs: Option<usize>) -> Self {
+        let enabled =
+            !quiet && std::io::stdout().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb");
+        Self { enabled, total_epochs, bar: None, last_read: None, running: (0.0, 0.0) }
+    }
+
+    /// Move the bar after an update. Runs with one batch per epoch (full-batch descent) show no
+    /// bar: an epoch is one step, and the printed lines already say where the run is.
+    pub fn batch(&mut self, end: &BatchEnd<'_>) {
+        if !self.enabled || end.batches < 2 {
+            return;
+        }
+        if end.batch == 1 {
+            self.start_epoch(end.epoch, end.batches);
+        }
+        let Some(bar) = &self.bar else { return };
+        let due = self.last_read.is_none_or(|at| at.elapsed() >= READ_EVERY) || end.batch == end.batches;
+        if due && let Ok(loss) = end.loss.clone().inner().try_into_scalar::<f32>() {
+            let (average, weight) = self.running;
+            self.running = (
+                (1.0 - SMOOTHING) * average + SMOOTHING * f64::from(loss),
+                (1.0 - SMOOTHING) * weight + SMOOTHING,
+            );
+            self.last_read = Some(Instant::now());
+            bar.set_message(format!("loss {:.4}", self.running.0 / self.running.1));
+        }
+        bar.set_position(end.batch as u64);
+        if end.batch == end.batches {
+            self.clear();
+        }
+    }
+
+    /// Remove the bar (before printing a line, or at the end).
+    pub fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn start_epoch(&mut self, epoch: usize, batches: usize) {
+        self.clear();
+        let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stdout());
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches  {msg}  {elapsed}")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        let total = self.total_epochs.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+        bar.set_prefix(format!("epoch {epoch}/{total}"));
+        self.bar = Some(bar);
+    }
+}
