@@ -264,6 +264,20 @@ pub fn resume(command: &str, common: &CommonArgs, dir: &Path) -> Result<(), Fail
         .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
     let origin = format!("the configuration in {}", checkpoint.path.display());
     let mut config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
+    // The folder's own configuration must describe the checkpoint's run: a checkpoint copied in
+    // from another run would otherwise write over this run's model.
+    let folder_config = dir.join("config.toml");
+    if folder_config.exists() {
+        let described =
+            RunConfig::load(&folder_config).map_err(|e| Failure::input(format!("--resume: {e}")))?;
+        if described.model != config.model || described.data != config.data || described.seed != config.seed {
+            return Err(Failure::input(format!(
+                "--resume: {} is from another run than {} (its model, data or seed differ): nothing was changed",
+                checkpoint.path.display(),
+                folder_config.display()
+            )));
+        }
+    }
     let training = &mut config.training;
     if common.steps.is_some() {
         (training.steps, training.epochs) = (common.steps, None);

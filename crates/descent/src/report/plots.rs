@@ -325,9 +325,10 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::Encod
     Ok(bytes)
 }
 
-/// Whether `value` can be placed on an axis (positive on a log axis).
+/// Whether `value` can be placed on an axis: finite, positive on a log axis, and within sizes
+/// whose padded span does not overflow (plotters then loops forever looking for ticks).
 fn drawable(value: f64, log: bool) -> bool {
-    value.is_finite() && (!log || value > 0.0)
+    if log { (1e-100..1e100).contains(&value) } else { value.abs() < 1e200 }
 }
 
 /// The range of the drawable `values`, with a 5% margin each side (in log space on a log axis).
@@ -345,10 +346,10 @@ fn padded_range(values: impl Iterator<Item = f64>, log: bool) -> Range<f64> {
     from_axis(lo - pad)..from_axis(hi + pad)
 }
 
-/// The line y = a0·x + a1 at both ends of `x`, if finite.
+/// The line y = a0·x + a1 at both ends of `x`, if drawable.
 fn line_points(a: [f64; 2], x: &Range<f64>) -> Vec<(f64, f64)> {
     let ends = [(x.start, a[0] * x.start + a[1]), (x.end, a[0] * x.end + a[1])];
-    if ends.iter().all(|p| p.1.is_finite()) { ends.to_vec() } else { Vec::new() }
+    if ends.iter().all(|p| drawable(p.1, false)) { ends.to_vec() } else { Vec::new() }
 }
 
 /// A tick label with about four significant digits, scientific when very small or large.
@@ -433,7 +434,7 @@ impl Figure for FitPlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
         let points: Vec<(f64, f64)> =
-            self.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            self.points.iter().copied().filter(|p| drawable(p.0, false) && drawable(p.1, false)).collect();
         let x = padded_range(points.iter().map(|p| p.0), false);
         let (guess, fitted) = (line_points(self.guess, &x), line_points(self.fitted, &x));
         let y = padded_range(points.iter().chain(&guess).chain(&fitted).map(|p| p.1), false);
@@ -598,7 +599,7 @@ impl Figure for AnimationFrame<'_> {
             .x_label_formatter(&tick_label)
             .y_label_formatter(&tick_label)
             .draw()?;
-        let finite = self.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite());
+        let finite = self.points.iter().filter(|p| drawable(p.0, false) && drawable(p.1, false));
         chart.draw_series(finite.map(|&p| Circle::new(p, 3, DATA_ORANGE.filled())))?;
         let Some((step, a, loss)) = self.step else { return Ok(()) };
         chart.draw_series(LineSeries::new(line_points(a, &self.x), DATA_BLUE.stroke_width(3)))?;
@@ -682,6 +683,15 @@ mod tests {
         assert_eq!((width, height), (WIDTH, HEIGHT));
         assert!(count(&pixels, COLOURS[0]) > 100, "the series is drawn");
         assert!(line_chart(&chart, Format::Svg).is_ok());
+    }
+
+    #[test]
+    fn huge_values_are_skipped_rather_than_hanging_plotters() {
+        let points = vec![(1e-300, 1e-300), (1.0, 1.0), (1e300, -1e300), (2.0, 1e300)];
+        for (log_x, log_y) in [(false, false), (true, true)] {
+            assert!(line_chart(&LineChart { log_x, ..chart(log_y, points.clone()) }, Format::Png).is_ok());
+        }
+        assert!(animation(&points, &[([1e300, 0.0], 1e300), ([f64::NAN, 1.0], f64::NAN)], 20).is_ok());
     }
 
     #[test]

@@ -1,0 +1,382 @@
+//! What a run leaves behind: the run folder's files, checkpoints and resume, predictions from the
+//! saved model, and the refusals that leave an existing run folder as it was.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use common::{descent, reference_device, rejects, summary};
+use descent::config::RunConfig;
+use descent::experiment::{Experiment, ImageExperiment, TrainOptions};
+use descent::report::export::{NamedTensor, named_tensors};
+use descent::report::{RunFolder, SavedModel, load_saved};
+use descent::train::{CHECKPOINT_FILE, Checkpoint};
+
+/// Burn's CPU backends draw from one generator per process: tests that train in this process
+/// take turns, so that another test's draws (or reseeding) cannot fall between an epoch's.
+static IN_PROCESS_TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn training_turn() -> std::sync::MutexGuard<'static, ()> {
+    IN_PROCESS_TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A fresh folder under the test's temporary directory.
+fn scratch(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("outputs").join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    path
+}
+
+/// Every file of a folder and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (entry.file_name().into_string().unwrap(), std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
+}
+
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let output = descent(args);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// The parameters of the model saved in a run folder.
+fn saved_tensors(dir: &Path) -> Vec<NamedTensor> {
+    let device = reference_device();
+    match load_saved(dir, &device.device).unwrap().1 {
+        SavedModel::Linear(model) => named_tensors(&model).unwrap(),
+        SavedModel::Cnn { model, .. } => named_tensors(&model).unwrap(),
+    }
+}
+
+fn same_bits(a: &[NamedTensor], b: &[NamedTensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.name == b.name
+                && a.shape == b.shape
+                && a.values.iter().map(|v| v.to_bits()).eq(b.values.iter().map(|v| v.to_bits()))
+        })
+}
+
+#[test]
+fn a_lesson_run_writes_its_configuration_metrics_summary_model_and_checkpoint() {
+    let out = scratch("lesson");
+    let output = run_ok(&["lesson2", "--device", "flex", "--out", out.to_str().unwrap(), "--json"]);
+    let summary = summary(&output);
+    for file in ["config.toml", "metrics.csv", "summary.json", "model.bpk", "model.sha256", CHECKPOINT_FILE] {
+        assert!(out.join(file).is_file(), "{file} is missing");
+    }
+    // metrics.csv: a header and one row per printed step (0, 10, ..., 90).
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = metrics.lines().collect();
+    assert_eq!(rows.len(), 11, "{metrics}");
+    assert!(rows[1].starts_with("0,1,0.1,6.394"), "{}", rows[1]);
+    // summary.json is the --json object.
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(written, summary);
+    // The checkpoint is at the end of the run.
+    let checkpoint = Checkpoint::read(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!((checkpoint.state.epoch, checkpoint.state.step), (100, 100));
+    assert_eq!(checkpoint.state.metrics.len(), 10);
+}
+
+#[test]
+fn non_terminal_output_has_no_escape_codes_and_one_line_per_epoch() {
+    let out = scratch("plain");
+    let output = run_ok(&["cnn", "--device", "flex", "--epochs", "3", "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\r'), "escape codes in: {stdout}");
+    let epochs: Vec<&str> = stdout.lines().filter(|line| line.starts_with("epoch ")).collect();
+    assert_eq!(epochs.len(), 3, "{stdout}");
+    assert!(epochs[2].starts_with("epoch 3/3  train_loss "), "{}", epochs[2]);
+
+    let quiet = run_ok(&[
+        "cnn",
+        "--device",
+        "flex",
+        "--epochs",
+        "1",
+        "--out",
+        scratch("quiet").to_str().unwrap(),
+        "-q",
+    ]);
+    let stdout = String::from_utf8(quiet.stdout).unwrap();
+    assert!(!stdout.contains("epoch 1/1"), "--quiet printed progress: {stdout}");
+}
+
+/// Train `config`, stopping after `stop_after` epochs as an interrupted run would, with a
+/// checkpoint every epoch in `out`; then resume from the checkpoint to the end of the plan.
+fn interrupted_then_resumed_cnn(config: &RunConfig, out: &Path, stop_after: usize) -> Vec<NamedTensor> {
+    let experiment = ImageExperiment::prepare(config.clone()).unwrap();
+    let folder = RunFolder::create(Some(out), "test").unwrap();
+    let options = TrainOptions { folder: Some(&folder), ..TrainOptions::default() };
+    let stopped = experiment
+        .train_with(experiment.model(), options, &mut |epoch| {
+            if epoch.epoch == stop_after { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .unwrap();
+    assert!(stopped.trained.stopped);
+
+    // A new process would start here: a new experiment, the checkpoint read from disk.
+    let experiment = ImageExperiment::prepare(config.clone()).unwrap();
+    let checkpoint = Checkpoint::read(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(checkpoint.state.epoch, stop_after);
+    let options =
+        TrainOptions { folder: Some(&folder), resume: Some(&checkpoint), ..TrainOptions::default() };
+    let resumed =
+        experiment.train_with(experiment.model(), options, &mut |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(resumed.metrics.len(), 4);
+    named_tensors(&resumed.trained.model).unwrap()
+}
+
+#[test]
+fn a_resumed_cnn_run_ends_with_the_parameters_of_the_uninterrupted_run_bit_for_bit() {
+    let _turn = training_turn();
+    // Adam (moment estimates), a cosine schedule (its position), dropout (the device's
+    // generator) and the shuffle: all of them must continue where the interrupted run stopped.
+    let mut config = RunConfig::cnn();
+    config.device = "flex".into();
+    config.set("training.epochs=4").unwrap();
+    config.set("training.checkpoint_every=1").unwrap();
+    config.set("schedule.name=cosine").unwrap();
+
+    let experiment = ImageExperiment::prepare(config.clone()).unwrap();
+    let whole = experiment.train(experiment.model(), &mut |_| ControlFlow::Continue(())).unwrap();
+    let uninterrupted = named_tensors(&whole.trained.model).unwrap();
+
+    let resumed = interrupted_then_resumed_cnn(&config, &scratch("resume-cnn"), 2);
+    assert!(same_bits(&uninterrupted, &resumed), "the resumed run's parameters differ");
+}
+
+#[test]
+fn a_resumed_mini_batch_linear_run_equals_the_uninterrupted_run_bit_for_bit() {
+    let _turn = training_turn();
+    let mut config = RunConfig::default();
+    config.device = "flex".into();
+    for setting in ["training.batch_size=16", "training.epochs=6", "training.checkpoint_every=1"] {
+        config.set(setting).unwrap();
+    }
+    config.optimizer = descent::config::optimizer_from("sgd-momentum").unwrap();
+    config.schedule = descent::config::schedule_from("one-cycle").unwrap();
+    let experiment = Experiment::prepare(config.clone()).unwrap();
+    let whole = experiment.train(&mut |_| ControlFlow::Continue(())).unwrap();
+
+    let out = scratch("resume-linear");
+    let folder = RunFolder::create(Some(&out), "test").unwrap();
+    let options = TrainOptions { folder: Some(&folder), ..TrainOptions::default() };
+    // Stopped while reporting epoch 4: the last checkpoint is epoch 3's.
+    let stopped = experiment
+        .train_with(experiment.batches().as_ref(), options, &mut |record| {
+            if record.epoch == 4 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .unwrap();
+    assert!(stopped.stopped);
+
+    let experiment = Experiment::prepare(config).unwrap();
+    let checkpoint = Checkpoint::read(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(checkpoint.state.epoch, 3);
+    let options =
+        TrainOptions { folder: Some(&folder), resume: Some(&checkpoint), ..TrainOptions::default() };
+    let resumed = experiment
+        .train_with(experiment.batches().as_ref(), options, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    assert_eq!(bits(resumed.model.parameters().unwrap()), bits(whole.model.parameters().unwrap()));
+    let losses =
+        |t: &descent::train::Trained<_>| t.losses.iter().map(|r| r.loss.to_bits()).collect::<Vec<_>>();
+    assert_eq!(losses(&resumed), losses(&whole), "the resumed run reports every epoch's loss");
+}
+
+#[test]
+fn descent_train_resume_extends_a_finished_run_as_if_it_had_been_asked_for_all_epochs() {
+    let (once, twice) = (scratch("extend-once"), scratch("extend-twice"));
+    run_ok(&["cnn", "--device", "flex", "--epochs", "3", "--out", once.to_str().unwrap(), "-q"]);
+    run_ok(&["cnn", "--device", "flex", "--epochs", "2", "--out", twice.to_str().unwrap(), "-q"]);
+    let resumed = run_ok(&["train", "--resume", twice.to_str().unwrap(), "--epochs", "3", "--json"]);
+    let resumed = summary(&resumed);
+    assert_eq!(resumed["resumed_from_epoch"], 2);
+    assert_eq!(resumed["epochs"].as_array().unwrap().len(), 3);
+    assert!(same_bits(&saved_tensors(&once), &saved_tensors(&twice)));
+    assert_eq!(
+        std::fs::read_to_string(once.join("metrics.csv")).unwrap(),
+        std::fs::read_to_string(twice.join("metrics.csv")).unwrap()
+    );
+    // Nothing left to do: refused, and the folder is unchanged.
+    let before = snapshot(&twice);
+    rejects(&["train", "--resume", twice.to_str().unwrap()], &["trained 3 epochs already", "--epochs N"]);
+    assert_eq!(snapshot(&twice), before);
+}
+
+#[test]
+fn predictions_of_the_saved_model_equal_those_of_the_model_in_memory() {
+    let _turn = training_turn();
+    let mut config = RunConfig::default();
+    config.device = "flex".into();
+    let experiment = Experiment::prepare(config).unwrap();
+    let trained = experiment.train(&mut |_| ControlFlow::Continue(())).unwrap();
+    let out = scratch("predict-library");
+    let folder = RunFolder::create(Some(&out), "test").unwrap();
+    folder.write("config.toml", experiment.config.to_toml().as_bytes()).unwrap();
+    folder.save_model(trained.model.valid()).unwrap();
+
+    let device = &experiment.device.device;
+    let x = Tensor::<2>::from_data(TensorData::new(vec![-1.0f32, 1.0, 0.25, 1.0, 2.0, 1.0], [3, 2]), device);
+    let in_memory = trained.model.valid().forward(x.clone()).into_data();
+    let SavedModel::Linear(saved) = load_saved(&out, device).unwrap().1 else { panic!("a linear model") };
+    assert_eq!(saved.forward(x).into_data(), in_memory);
+}
+
+#[test]
+fn descent_predict_gives_y_for_x_and_classes_for_digits() {
+    let out = scratch("predict-cli");
+    let summary =
+        summary(&run_ok(&["lesson2", "--device", "flex", "--out", out.to_str().unwrap(), "-q", "--json"]));
+    let a = common::numbers(&summary["a"]);
+    let input = out.with_extension("csv");
+    std::fs::write(&input, "id,x\n1,0\n2,1\n3,-2.5\n").unwrap();
+    let predicted = String::from_utf8(
+        run_ok(&["predict", "--model", out.to_str().unwrap(), "--input", input.to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    let values: Vec<f64> =
+        predicted.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    for (x, y) in [0.0, 1.0, -2.5].iter().zip(&values) {
+        let expected = (x * a[0] as f32 as f64) as f32 + a[1] as f32;
+        assert!((y - f64::from(expected)).abs() < 1e-6, "x = {x}: {y} vs {expected}");
+    }
+
+    // The cnn on the shipped digits: the predicted classes give the accuracy the run reported.
+    let cnn = scratch("predict-cnn");
+    run_ok(&["cnn", "--device", "flex", "--epochs", "2", "--out", cnn.to_str().unwrap(), "-q"]);
+    let written = scratch("predictions").with_extension("csv");
+    let digits = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv");
+    run_ok(&[
+        "predict",
+        "--model",
+        cnn.to_str().unwrap(),
+        "--input",
+        digits,
+        "--output",
+        written.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&written).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(text.lines().next(), Some("row,predicted,confidence,label"));
+    assert_eq!(rows.len(), 1797);
+    let right = rows.iter().filter(|r| r[1] == r[3]).count();
+    assert!(right as f64 / 1797.0 > 0.9, "{right} of 1797 right");
+    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r[2].parse::<f64>().unwrap())));
+}
+
+#[test]
+fn descent_export_writes_safetensors_in_pytorch_layout() {
+    let cnn = scratch("export");
+    run_ok(&["cnn", "--device", "flex", "--epochs", "1", "--out", cnn.to_str().unwrap(), "-q"]);
+    run_ok(&["export", "--model", cnn.to_str().unwrap(), "--format", "safetensors"]);
+    let bytes = std::fs::read(cnn.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let burn = saved_tensors(&cnn);
+    let head = burn.iter().find(|t| t.name == "head.weight").unwrap();
+    let (inputs, classes) = (head.shape[0], head.shape[1]);
+    let exported = file.tensor("head.weight").unwrap();
+    assert_eq!(exported.shape(), &[classes, inputs], "PyTorch's Linear weight is [out, in]");
+    let value = |bytes: &[u8], i: usize| f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+    for (i, o) in [(0, 0), (3, 7), (inputs - 1, classes - 1)] {
+        assert_eq!(value(exported.data(), o * inputs + i), head.values[i * classes + o]);
+    }
+    assert!(file.tensor("blocks.0.norm.weight").is_ok() && file.tensor("blocks.0.norm.running_var").is_ok());
+    assert_eq!(file.tensor("blocks.0.conv.weight").unwrap().shape(), &[32, 1, 5, 5]);
+}
+
+#[test]
+fn bad_resume_model_and_input_files_are_refused_and_change_nothing() {
+    let run = scratch("bad-inputs");
+    run_ok(&["lesson2", "--device", "flex", "--out", run.to_str().unwrap(), "-q"]);
+    let original = snapshot(&run);
+    let path = |name: &str| run.join(name).to_str().unwrap().to_string();
+
+    // --out: an existing folder with files, or a path under a file.
+    rejects(&["lesson2", "--out", run.to_str().unwrap()], &["already holds files"]);
+    rejects(&["lesson2", "--out", &format!("{}/sub", path("summary.json"))], &["--out", "summary.json"]);
+    // --resume: no folder, a folder without a checkpoint, a damaged checkpoint.
+    rejects(&["train", "--resume", &path("nothing-here")], &["--resume", "nothing-here", "not a folder"]);
+    let empty = scratch("bad-inputs-empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    rejects(&["train", "--resume", empty.to_str().unwrap()], &["checkpoint.bin does not exist"]);
+    assert_eq!(snapshot(&run), original);
+
+    let copy = scratch("bad-inputs-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (name, bytes) in &original {
+        std::fs::write(copy.join(name), bytes).unwrap();
+    }
+    let checkpoint = &original[CHECKPOINT_FILE];
+    std::fs::write(copy.join(CHECKPOINT_FILE), &checkpoint[..checkpoint.len() / 2]).unwrap();
+    rejects(
+        &["train", "--resume", copy.to_str().unwrap(), "--steps", "200"],
+        &["checkpoint.bin", "cut short"],
+    );
+    // A checkpoint of another run (a cnn's) in this run's folder.
+    let cnn = scratch("bad-inputs-cnn");
+    run_ok(&["cnn", "--device", "flex", "--epochs", "1", "--out", cnn.to_str().unwrap(), "-q"]);
+    std::fs::copy(cnn.join(CHECKPOINT_FILE), copy.join(CHECKPOINT_FILE)).unwrap();
+    let before = snapshot(&copy);
+    rejects(
+        &["train", "--resume", copy.to_str().unwrap(), "--epochs", "5"],
+        &["another run", "nothing was changed"],
+    );
+    assert_eq!(snapshot(&copy), before);
+
+    // --model: a truncated or altered model file.
+    let model = &original["model.bpk"];
+    std::fs::write(copy.join("model.bpk"), &model[..model.len() - 10]).unwrap();
+    let input = scratch("bad-inputs-x").with_extension("csv");
+    std::fs::write(&input, "x\n1\n").unwrap();
+    let predict = |dir: &Path| {
+        vec![
+            "predict".to_string(),
+            "--model".into(),
+            dir.to_str().unwrap().into(),
+            "--input".into(),
+            input.to_str().unwrap().into(),
+        ]
+    };
+    let args = predict(&copy);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rejects(&args, &["model.bpk"]);
+    let mut altered = model.clone();
+    let middle = altered.len() - 3;
+    altered[middle] ^= 0x40;
+    std::fs::write(copy.join("model.bpk"), &altered).unwrap();
+    rejects(&args, &["model.bpk", "SHA-256", "altered or damaged"]);
+    // --input with the wrong columns, and --output over the input.
+    let wrong = scratch("bad-inputs-wrong").with_extension("csv");
+    std::fs::write(&wrong, "a,b\n1,2\n").unwrap();
+    rejects(
+        &["predict", "--model", run.to_str().unwrap(), "--input", wrong.to_str().unwrap()],
+        &["--input", "no column `x`"],
+    );
+    rejects(
+        &[
+            "predict",
+            "--model",
+            run.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            input.to_str().unwrap(),
+        ],
+        &["--output", "is the input file"],
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "x\n1\n");
+    assert_eq!(snapshot(&run), original, "the run folder is as it was");
+}
