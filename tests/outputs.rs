@@ -66,10 +66,56 @@ fn same_bits(a: &[NamedTensor], b: &[NamedTensor]) -> bool {
         })
 }
 
+/// Decode a PNG file: its width and height, and how many of its pixels are not white.
+fn decode_png(path: &Path) -> (u32, u32, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let channels = info.color_type.samples();
+    let inked =
+        buffer[..info.buffer_size()].chunks(channels).filter(|p| p.iter().take(3).any(|&c| c < 200)).count();
+    (info.width, info.height, inked)
+}
+
+/// Every figure `names` is a valid 800x600 PNG with something drawn on it.
+fn assert_figures(dir: &Path, names: &[&str]) {
+    for name in names {
+        let (width, height, inked) = decode_png(&dir.join(format!("{name}.png")));
+        assert_eq!((width, height), (800, 600), "{name}.png");
+        assert!(inked > 2_000, "{name}.png is nearly blank ({inked} inked pixels)");
+    }
+}
+
 #[test]
 fn a_lesson_run_writes_its_configuration_metrics_summary_model_and_checkpoint() {
     let out = scratch("lesson");
-    let output = run_ok(&["lesson2", "--device", "flex", "--out", out.to_str().unwrap(), "--json"]);
+    let output = run_ok(&[
+        "lesson2",
+        "--device",
+        "flex",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "--animate",
+        "--svg",
+    ]);
+    assert_figures(&out, &["fit", "loss", "lr"]);
+    for name in ["fit", "loss", "lr"] {
+        let svg = std::fs::read_to_string(out.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{name}.svg");
+    }
+    // The animation: 100 frames of 480x360, 20 ms each.
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut decoder = options.read_info(std::fs::File::open(out.join("animation.gif")).unwrap()).unwrap();
+    assert_eq!((decoder.width(), decoder.height()), (480, 360));
+    let mut frames = 0;
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        assert_eq!(frame.delay, 2, "20 ms per frame, in GIF's hundredths of a second");
+        frames += 1;
+    }
+    assert_eq!(frames, 100);
     let summary = summary(&output);
     for file in ["config.toml", "metrics.csv", "summary.json", "model.bpk", "model.sha256", CHECKPOINT_FILE] {
         assert!(out.join(file).is_file(), "{file} is missing");
@@ -97,6 +143,10 @@ fn non_terminal_output_has_no_escape_codes_and_one_line_per_epoch() {
     assert!(!stdout.contains('\u{1b}') && !stdout.contains('\r'), "escape codes in: {stdout}");
     let epochs: Vec<&str> = stdout.lines().filter(|line| line.starts_with("epoch ")).collect();
     assert_eq!(epochs.len(), 3, "{stdout}");
+    assert_figures(&out, &["loss", "accuracy", "results", "lr"]);
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 4, "a header and one row per epoch: {metrics}");
+    assert!(metrics.lines().all(|line| line.split(',').count() == 7 && !line.ends_with(',')), "{metrics}");
     assert!(epochs[2].starts_with("epoch 3/3  train_loss "), "{}", epochs[2]);
 
     let quiet = run_ok(&[
@@ -275,6 +325,13 @@ fn descent_predict_gives_y_for_x_and_classes_for_digits() {
     let right = rows.iter().filter(|r| r[1] == r[3]).count();
     assert!(right as f64 / 1797.0 > 0.9, "{right} of 1797 right");
     assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r[2].parse::<f64>().unwrap())));
+}
+
+#[test]
+fn lr_find_draws_its_curve() {
+    let out = scratch("lr-find");
+    run_ok(&["lr-find", "--device", "flex", "--out", out.to_str().unwrap(), "-q"]);
+    assert_figures(&out, &["lr_find"]);
 }
 
 #[test]

@@ -9,14 +9,21 @@ use clap::Args;
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::CLASSES;
 use descent::experiment::{EpochResult, ImageExperiment, TrainOptions, TrainedClassifier};
+use descent::report::MetricsRow;
+use descent::report::plots::{GridImage, LineChart, Series, image_grid};
 use serde_json::json;
 
 use crate::Failure;
 use crate::args::positive_finite;
+use crate::figures::Figures;
 use crate::progress::Progress;
 use crate::run::{
     CommonArgs, Resumed, check_remaining, finish, open_run_folder, train_failure, write_config,
 };
+
+/// Validation images in `results.png` (fastai's `show_results`), and its columns.
+const RESULTS_SHOWN: usize = 20;
+const RESULTS_COLUMNS: usize = 5;
 
 /// Train a small CNN (convolutions, batch norm, max pooling, ReLU, dropout, a linear head) to
 /// classify handwritten digits, printing train loss, validation loss, accuracy and error_rate
@@ -43,7 +50,7 @@ pub struct CnnArgs {
 
 pub fn run(args: &CnnArgs) -> Result<(), Failure> {
     if let Some(dir) = &args.common.resume {
-        return crate::run::resume("cnn", &args.common, dir);
+        return crate::run::resume("cnn", &args.common, dir, false);
     }
     let mut config = args.common.base(RunConfig::cnn())?;
     if let Some(dir) = &args.mnist {
@@ -214,6 +221,54 @@ pub fn run_config(
         trained.seconds,
         selected.describe()
     );
+
+    let figures = Figures::new(&folder, common.svg);
+    let by_epoch = |value: fn(&MetricsRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter().filter_map(|row| Some((row.epoch as f64, value(row)?))).collect()
+    };
+    let chart = |title: &str, y_label: &str, series: Vec<Series>| LineChart {
+        title: title.into(),
+        x_label: "epoch".into(),
+        y_label: y_label.into(),
+        series,
+        log_x: false,
+        log_y: false,
+        marker: None,
+    };
+    figures.chart(
+        "loss",
+        &chart(
+            "Loss (cross-entropy)",
+            "loss",
+            vec![
+                Series { name: "train".into(), points: by_epoch(|r| Some(r.train_loss)) },
+                Series { name: "validation".into(), points: by_epoch(|r| r.valid_loss) },
+            ],
+        ),
+    )?;
+    figures.chart(
+        "accuracy",
+        &chart(
+            "Validation accuracy",
+            "accuracy",
+            vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }],
+        ),
+    )?;
+    let grid: Vec<GridImage> = evaluation
+        .predictions
+        .iter()
+        .take(RESULTS_SHOWN)
+        .map(|p| GridImage {
+            pixels: experiment.valid_set.image(p.index).to_vec(),
+            side,
+            caption: format!("{} / {}", p.label, p.predicted),
+            wrong: p.label != p.predicted,
+        })
+        .collect();
+    figures.save("results", |format| {
+        image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
+    })?;
+    figures.schedule(config, experiment.total_steps())?;
 
     let worst_json: Vec<_> = worst
         .iter()

@@ -8,7 +8,9 @@ use serde_json::json;
 
 use crate::Failure;
 use crate::args::{positive_count, positive_finite};
+use crate::figures::Figures;
 use crate::run::{RunArgs, finish, open_run_folder};
+use descent::report::plots::{LineChart, Series};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
 /// updates from the initial weights, stop when the smoothed loss exceeds 4x its minimum, print
@@ -91,6 +93,21 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         ),
         None => println!("no suggestion: the smoothed loss never fell"),
     }
+    let curve = |value: fn(&descent::train::LrPoint) -> f64| -> Vec<(f64, f64)> {
+        finding.points.iter().map(|p| (p.lr, value(p))).collect()
+    };
+    let chart = LineChart {
+        title: format!("Learning-rate finder: {}", config.optimizer.name()),
+        x_label: "learning rate (log scale)".into(),
+        y_label: "loss".into(),
+        // The smoothed loss only, as fastai plots it: the raw loss of the last steps, where the
+        // sweep diverges, would squash the curve that matters.
+        series: vec![Series { name: "smoothed loss".into(), points: curve(|p| p.smoothed) }],
+        log_x: true,
+        log_y: false,
+        marker: finding.suggestion.map(|lr| (format!("suggested {lr:.2e}"), lr)),
+    };
+    Figures::new(&folder, args.run.common.svg).chart("lr_find", &chart)?;
     let points: Vec<_> = finding
         .points
         .iter()

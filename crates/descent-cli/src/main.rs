@@ -16,6 +16,7 @@ macro_rules! say {
 mod args;
 mod cnn;
 mod devices;
+mod figures;
 mod lr_find;
 mod predict;
 mod progress;

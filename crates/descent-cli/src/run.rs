@@ -11,13 +11,20 @@ use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, parse_
 use descent::experiment::{Experiment, RunError, TrainOptions};
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
+use descent::report::plots::{self, LineChart, Series};
 use descent::report::{MetricsRow, RunFolder, metrics_csv};
 use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
 use serde_json::json;
 
 use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count, positive_finite};
+use crate::figures::Figures;
 use crate::progress::Progress;
+
+/// Frames of `--animate`, one gradient step each (the notebook's `np.arange(0, 100)`).
+const ANIMATION_STEPS: usize = 100;
+/// Milliseconds per frame (the notebook's `interval=20`).
+const ANIMATION_FRAME_MS: u16 = 20;
 
 /// Flags shared by every training command. Each one overrides the configuration file
 /// (`--config`), which overrides the command's defaults; `--set` is applied last.
@@ -98,6 +105,10 @@ pub struct CommonArgs {
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
     ])]
     pub resume: Option<PathBuf>,
+
+    /// Also write every figure as SVG (PNG is always written).
+    #[arg(long)]
+    pub svg: bool,
 
     /// Print only the summary: no header, no progress lines.
     #[arg(long, short)]
@@ -201,6 +212,11 @@ pub struct RunArgs {
     /// them; the column of ones is added as in the lesson.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub data: Option<PathBuf>,
+
+    /// Also write animation.gif: the notebook's animation of the line moving onto the points,
+    /// one frame per gradient step for 100 steps from the initial guess, 20 ms per frame.
+    #[arg(long)]
+    pub animate: bool,
 }
 
 impl RunArgs {
@@ -242,9 +258,9 @@ pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
 /// A configuration of the cnn model goes to `descent cnn`'s runner.
 pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
     if let Some(dir) = &args.common.resume {
-        return resume(command, &args.common, dir);
+        return resume(command, &args.common, dir, args.animate);
     }
-    run_config(command, args.config()?, &args.common, None)
+    run_config(command, args.config()?, &args.common, None, args.animate)
 }
 
 /// A run folder and the checkpoint in it, to continue (`--resume DIR`).
@@ -258,7 +274,7 @@ pub struct Resumed {
 /// `--resume DIR`: read the checkpoint, take the run's configuration from it, apply the flags a
 /// resumed run accepts (--epochs, --steps, --checkpoint-every, --device) and continue. Nothing
 /// in DIR changes unless the run starts.
-pub fn resume(command: &str, common: &CommonArgs, dir: &Path) -> Result<(), Failure> {
+pub fn resume(command: &str, common: &CommonArgs, dir: &Path, animate: bool) -> Result<(), Failure> {
     let folder = RunFolder::open(dir).map_err(|e| Failure::input(format!("--resume: {e}")))?;
     let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
         .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
@@ -292,7 +308,7 @@ pub fn resume(command: &str, common: &CommonArgs, dir: &Path) -> Result<(), Fail
         config.device = device.clone();
     }
     config.validate().map_err(Failure::input)?;
-    run_config(command, config, common, Some(Resumed { folder, checkpoint }))
+    run_config(command, config, common, Some(Resumed { folder, checkpoint }), animate)
 }
 
 /// Refuse to resume a run that has nothing left to train under `plan`.
@@ -317,8 +333,12 @@ pub fn run_config(
     config: RunConfig,
     common: &CommonArgs,
     resumed: Option<Resumed>,
+    animate: bool,
 ) -> Result<(), Failure> {
     if let ModelConfig::Cnn(_) = config.model {
+        if animate {
+            return Err(Failure::input("--animate draws the linear model's line: the cnn has none"));
+        }
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
@@ -476,6 +496,35 @@ pub fn run_config(
     folder.save_model(trained.model.valid()).map_err(Failure::input)?;
     if checkpoint.is_some() {
         write_config(&folder, config)?;
+    }
+    let figures = Figures::new(&folder, common.svg);
+    let points: Vec<(f64, f64)> =
+        (0..table.len()).map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i]))).collect();
+    let guess = match config.model {
+        ModelConfig::Linear { init } => init,
+        ModelConfig::Cnn(_) => unreachable!("the cnn goes to its own runner"),
+    };
+    figures.save("fit", |format| plots::fit_plot(&points, guess, [a[0], a[1]], format))?;
+    figures.chart(
+        "loss",
+        &LineChart {
+            title: format!("Training loss: {} lr {lr}", config.optimizer.name()),
+            x_label: "step".into(),
+            y_label: "MSE (log scale)".into(),
+            series: vec![Series {
+                name: "train loss".into(),
+                points: trained.losses.iter().map(|r| (r.step as f64, r.loss)).collect(),
+            }],
+            log_x: false,
+            log_y: true,
+            marker: None,
+        },
+    )?;
+    figures.schedule(config, experiment.total_steps())?;
+    if animate {
+        let frames = experiment.trajectory(ANIMATION_STEPS).map_err(train_failure)?;
+        let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(Failure::internal)?;
+        folder.write("animation.gif", &gif).map_err(Failure::input)?;
     }
     let rows: Vec<MetricsRow> = trained
         .losses

@@ -358,6 +358,35 @@ impl Experiment {
     }
 }
 
+impl Experiment {
+    /// The notebook's animation: from the initial parameters, `steps` full-batch updates with the
+    /// run's optimizer (its schedule spread over `steps`); after each update, the parameters
+    /// (slope, intercept) and the loss computed before it.
+    pub fn trajectory(&self, steps: usize) -> Result<Vec<([f64; 2], f64)>, RunError> {
+        let source = FullBatch::new(&self.table, &self.device.device);
+        let (mut optimizer, mut schedule) = self.optimization(steps)?;
+        let plan = Plan::new(Length::Steps(steps), Report::EverySteps(1));
+        let mut parameters = Vec::with_capacity(steps);
+        let mut failure = None;
+        let mut on_epoch = |end: &EpochEnd<'_, LinearModel>| match end.model.parameters() {
+            Ok(a) => {
+                parameters.push([f64::from(a[0]), a.get(1).copied().map_or(0.0, f64::from)]);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        };
+        let hooks = Hooks { on_epoch: Some(&mut on_epoch), ..Hooks::default() };
+        let trained = train_observed(self.model(), &mut optimizer, &mut schedule, &source, &plan, hooks)?;
+        if let Some(error) = failure {
+            return Err(TrainError::Device(error).into());
+        }
+        Ok(parameters.into_iter().zip(trained.losses.iter().map(|r| r.loss)).collect())
+    }
+}
+
 /// The end of an epoch of a classifier's training, with its validation results.
 pub struct EpochResult<'a> {
     /// The epoch that ended (1-based).

@@ -2,6 +2,7 @@
 
 pub mod export;
 pub mod metrics_csv;
+pub mod plots;
 pub mod run_folder;
 pub mod saved_model;
 
