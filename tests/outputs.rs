@@ -210,8 +210,7 @@ fn a_resumed_cnn_run_ends_with_the_parameters_of_the_uninterrupted_run_bit_for_b
 #[test]
 fn a_resumed_mini_batch_linear_run_equals_the_uninterrupted_run_bit_for_bit() {
     let _turn = training_turn();
-    let mut config = RunConfig::default();
-    config.device = "flex".into();
+    let mut config = RunConfig { device: "flex".into(), ..RunConfig::default() };
     for setting in ["training.batch_size=16", "training.epochs=6", "training.checkpoint_every=1"] {
         config.set(setting).unwrap();
     }
@@ -269,8 +268,7 @@ fn descent_train_resume_extends_a_finished_run_as_if_it_had_been_asked_for_all_e
 #[test]
 fn predictions_of_the_saved_model_equal_those_of_the_model_in_memory() {
     let _turn = training_turn();
-    let mut config = RunConfig::default();
-    config.device = "flex".into();
+    let config = RunConfig { device: "flex".into(), ..RunConfig::default() };
     let experiment = Experiment::prepare(config).unwrap();
     let trained = experiment.train(&mut |_| ControlFlow::Continue(())).unwrap();
     let out = scratch("predict-library");

@@ -223,15 +223,20 @@ pub struct BatchEnd<'a> {
     pub loss: &'a Tensor<1>,
 }
 
+/// A hook that sees each reported loss and may stop the run.
+pub type LossHook<'a> = &'a mut dyn FnMut(&LossRecord) -> ControlFlow<()>;
+/// A hook that sees the end of each epoch and may stop the run.
+pub type EpochHook<'a, M> = &'a mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>;
+
 /// What the engine calls while it trains; every hook is optional.
 pub struct Hooks<'a, M> {
     /// Each reported loss as soon as it is known; may stop the run.
-    pub on_loss: Option<&'a mut dyn FnMut(&LossRecord) -> ControlFlow<()>>,
+    pub on_loss: Option<LossHook<'a>>,
     /// After every update (to move a progress bar).
     pub on_batch: Option<&'a mut dyn FnMut(&BatchEnd<'_>)>,
     /// At the end of every epoch, with the model, optimizer and schedule; may stop the run.
     /// Its time is not counted in [`Trained::seconds`].
-    pub on_epoch: Option<&'a mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>>,
+    pub on_epoch: Option<EpochHook<'a, M>>,
 }
 
 impl<M> Default for Hooks<'_, M> {
