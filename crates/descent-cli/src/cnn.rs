@@ -18,7 +18,7 @@ use crate::args::positive_finite;
 use crate::figures::Figures;
 use crate::progress::Progress;
 use crate::run::{
-    CommonArgs, Resumed, check_remaining, finish, open_run_folder, train_failure, write_config,
+    CommonArgs, Resumed, check_remaining, finish, open_run_folder, say_resuming, train_failure, write_config,
 };
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
@@ -143,15 +143,7 @@ pub fn run_config(
         descent::train::Length::Epochs(e) => e.to_string(),
         descent::train::Length::Steps(_) => "?".into(),
     };
-    if let Some(checkpoint) = &checkpoint {
-        say!(
-            quiet,
-            "resuming {} after epoch {} (step {})",
-            folder.path().display(),
-            checkpoint.state.epoch,
-            checkpoint.state.step
-        );
-    }
+    say_resuming(quiet, &folder, checkpoint.as_ref());
     let print_every = config.training.print_every.unwrap_or(1);
     let mut on_epoch = |result: &EpochResult<'_>| {
         let evaluation = result.evaluation;

@@ -248,7 +248,10 @@ impl RunArgs {
 
 /// `descent config show`: print the effective configuration as TOML.
 pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
-    let config = args.config()?;
+    let config = match &args.common.resume {
+        Some(dir) => resumed_config(&args.common, dir)?.0,
+        None => args.config()?,
+    };
     println!("# descent run configuration: run it with `descent train --config FILE`");
     print!("{}", config.to_toml());
     Ok(())
@@ -275,6 +278,12 @@ pub struct Resumed {
 /// resumed run accepts (--epochs, --steps, --checkpoint-every, --device) and continue. Nothing
 /// in DIR changes unless the run starts.
 pub fn resume(command: &str, common: &CommonArgs, dir: &Path, animate: bool) -> Result<(), Failure> {
+    let (config, resumed) = resumed_config(common, dir)?;
+    run_config(command, config, common, Some(resumed), animate)
+}
+
+/// The configuration a `--resume DIR` run continues with, and its folder and checkpoint.
+fn resumed_config(common: &CommonArgs, dir: &Path) -> Result<(RunConfig, Resumed), Failure> {
     let folder = RunFolder::open(dir).map_err(|e| Failure::input(format!("--resume: {e}")))?;
     let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
         .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
@@ -308,7 +317,7 @@ pub fn resume(command: &str, common: &CommonArgs, dir: &Path, animate: bool) -> 
         config.device = device.clone();
     }
     config.validate().map_err(Failure::input)?;
-    run_config(command, config, common, Some(Resumed { folder, checkpoint }), animate)
+    Ok((config, Resumed { folder, checkpoint }))
 }
 
 /// Refuse to resume a run that has nothing left to train under `plan`.
@@ -325,6 +334,14 @@ pub fn check_remaining(plan: &Plan, resumed: &Resumed) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Say where a resumed run continues from.
+pub fn say_resuming(quiet: bool, folder: &RunFolder, checkpoint: Option<&Checkpoint>) {
+    if let Some(checkpoint) = checkpoint {
+        let state = &checkpoint.state;
+        say!(quiet, "resuming {} after epoch {} (step {})", folder.path().display(), state.epoch, state.step);
+    }
 }
 
 /// Train a linear configuration, from the start into a new run folder, or resumed into its own.
@@ -422,15 +439,7 @@ pub fn run_config(
         }
         ControlFlow::Continue(())
     };
-    if let Some(checkpoint) = &checkpoint {
-        say!(
-            quiet,
-            "resuming {} after epoch {} (step {})",
-            folder.path().display(),
-            checkpoint.state.epoch,
-            checkpoint.state.step
-        );
-    }
+    say_resuming(quiet, &folder, checkpoint.as_ref());
     let total_epochs = match experiment.plan().length {
         Length::Epochs(epochs) => Some(epochs),
         Length::Steps(_) => None,

@@ -258,21 +258,22 @@ mod tests {
         Checkpoint::capture(state(), &model, &optimizer, &schedule).unwrap()
     }
 
+    /// The parameters `checkpoint` puts into a fresh linear model.
+    fn restored_parameters(checkpoint: &Checkpoint) -> Vec<f32> {
+        let device = Device::flex().autodiff();
+        let fresh = LinearModel::new(&[0.0, 0.0], &device);
+        let (model, _, _) =
+            checkpoint.restore(fresh, SgdConfig::new().init(), ModuleLrScheduler::new(0.1)).unwrap();
+        model.parameters().unwrap()
+    }
+
     #[test]
     fn a_checkpoint_round_trips_through_its_bytes() {
         let original = checkpoint([1.5, -2.0]);
         let bytes = original.to_bytes().unwrap();
         let read = Checkpoint::from_bytes(&bytes, Path::new("checkpoint.bin")).unwrap();
         assert_eq!(read.state, original.state);
-        let device = Device::flex().autodiff();
-        let (model, _, _) = read
-            .restore(
-                LinearModel::new(&[0.0, 0.0], &device),
-                SgdConfig::new().init(),
-                ModuleLrScheduler::new(0.1),
-            )
-            .unwrap();
-        assert_eq!(model.parameters().unwrap(), vec![1.5, -2.0]);
+        assert_eq!(restored_parameters(&read), vec![1.5, -2.0]);
     }
 
     #[test]
@@ -308,15 +309,7 @@ mod tests {
         assert!(interrupted.is_err());
 
         let read = Checkpoint::read(&folder.path().join(CHECKPOINT_FILE)).unwrap();
-        let device = Device::flex().autodiff();
-        let (model, _, _) = read
-            .restore(
-                LinearModel::new(&[0.0, 0.0], &device),
-                SgdConfig::new().init(),
-                ModuleLrScheduler::new(0.1),
-            )
-            .unwrap();
-        assert_eq!(model.parameters().unwrap(), vec![1.0, 2.0], "the previous checkpoint is intact");
+        assert_eq!(restored_parameters(&read), vec![1.0, 2.0], "the previous checkpoint is intact");
         let names: Vec<_> =
             std::fs::read_dir(folder.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from(CHECKPOINT_FILE)]);
