@@ -84,6 +84,7 @@ impl Failure {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
+    pin_burn_default_device();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Lesson2(args) => run::run("lesson2", &args),
@@ -101,6 +102,19 @@ fn main() -> ExitCode {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// descent opens every device itself (`--device`), but Burn creates a restored optimizer's state
+/// on `Device::default()` before moving it to the parameters' device: a GPU whenever a GPU
+/// backend is compiled in, and a panic on a machine without one, or with a `BURN_DEVICE` naming
+/// a backend that is not compiled in. Point Burn's default at a compiled CPU backend, which always
+/// works; the state moves to the run's device on the first step, bit for bit.
+fn pin_burn_default_device() {
+    if let Some(cpu) = descent::device::Backend::compiled().into_iter().find(|backend| !backend.is_gpu()) {
+        // SAFETY: called at the start of `main`, before any other thread exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("BURN_DEVICE", cpu.name()) };
     }
 }
 
