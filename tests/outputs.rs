@@ -441,3 +441,42 @@ fn bad_resume_model_and_input_files_are_refused_and_change_nothing() {
     assert_eq!(std::fs::read_to_string(&input).unwrap(), "x\n1\n");
     assert_eq!(snapshot(&run), original, "the run folder is as it was");
 }
+
+#[test]
+fn a_diverging_run_stops_at_once_with_exit_code_3_and_keeps_its_finite_metrics_and_checkpoint() {
+    // lr 1.5 is past the lesson's stability limit (lr < 1: the Hessian's largest eigenvalue is 2).
+    let out = scratch("diverge");
+    let output = descent(&[
+        "lesson2",
+        "--device",
+        "flex",
+        "--lr",
+        "1.5",
+        "--checkpoint-every",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let step: usize = stderr
+        .split("at step ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no step in: {stderr}"));
+    assert!(stderr.contains("loss became inf") || stderr.contains("loss became NaN"), "{stderr}");
+    assert!(stderr.contains("(lr 1.5)") && stderr.contains("descent lr-find"), "{stderr}");
+    assert!(step < 100, "stopped at step {step}, not at the end");
+
+    // The metrics up to the divergence, all finite; the last checkpoint is before it and loads.
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let losses: Vec<f64> =
+        metrics.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    assert_eq!(losses.len(), step.div_ceil(10), "{metrics}");
+    assert!(losses.iter().all(|l| l.is_finite()) && losses.windows(2).all(|w| w[1] > w[0]), "{losses:?}");
+    let checkpoint = Checkpoint::read(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert!(checkpoint.state.step < step && checkpoint.state.step.is_multiple_of(10));
+    assert!(!out.join("model.bpk").exists(), "a diverged model is not saved as the run's model");
+}

@@ -18,7 +18,8 @@ use crate::args::positive_finite;
 use crate::figures::Figures;
 use crate::progress::Progress;
 use crate::run::{
-    CommonArgs, Resumed, check_remaining, finish, open_run_folder, say_resuming, train_failure, write_config,
+    CommonArgs, Resumed, check_remaining, finish, open_run_folder, say_resuming, training_failed,
+    write_config,
 };
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
@@ -168,7 +169,8 @@ pub fn run_config(
     let mut on_batch = |end: &descent::train::BatchEnd<'_>| progress.batch(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
-    let result = experiment.train_with(model, options, &mut on_epoch).map_err(train_failure);
+    let result =
+        experiment.train_with(model, options, &mut on_epoch).map_err(|e| training_failed(&folder, e));
     progress.clear();
     let TrainedClassifier { trained, evaluation, metrics: rows } = result?;
     let history: Vec<_> = rows

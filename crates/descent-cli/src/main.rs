@@ -2,7 +2,7 @@
 //! readable message and an exit code; the training itself lives in the `descent` crate.
 //!
 //! Exit codes, the same for every command: 0 done; 1 a device failure during training; 2 bad
-//! input or usage.
+//! input or usage; 3 training diverged (the loss or a parameter became NaN or infinite).
 
 /// `println!` unless the first argument (`--quiet`) is true.
 macro_rules! say {
@@ -74,6 +74,11 @@ impl Failure {
     /// Bad input or usage: exit code 2.
     pub fn input(message: impl ToString) -> Self {
         Self { message: message.to_string(), code: 2 }
+    }
+
+    /// Training diverged: exit code 3.
+    pub fn diverged(message: impl ToString) -> Self {
+        Self { message: message.to_string(), code: 3 }
     }
 
     /// A failure of the machine rather than of the input (a device error): exit code 1.

@@ -448,7 +448,8 @@ pub fn run_config(
     let mut on_batch = |end: &BatchEnd<'_>| progress.batch(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
-    let trained = experiment.train_with(batches.as_ref(), options, &mut print).map_err(train_failure);
+    let trained =
+        experiment.train_with(batches.as_ref(), options, &mut print).map_err(|e| training_failed(&folder, e));
     progress.clear();
     let trained = trained?;
 
@@ -554,8 +555,26 @@ pub fn run_config(
 pub fn train_failure(error: RunError) -> Failure {
     match error {
         RunError::Checkpoint(_) | RunError::Folder(_) => Failure::input(error),
+        RunError::Diverged { .. } | RunError::Train(descent::train::TrainError::Diverged { .. }) => {
+            Failure::diverged(error)
+        }
         other => Failure::internal(other),
     }
+}
+
+/// [`train_failure`], and on a divergence the metrics up to it written into the run folder
+/// (its last checkpoint, if any, stays: it was finite).
+pub fn training_failed(folder: &RunFolder, error: RunError) -> Failure {
+    if let RunError::Diverged { metrics, .. } = &error
+        && let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes())
+    {
+        eprintln!("warning: {write}");
+    }
+    let mut failure = train_failure(error);
+    if failure.code == 3 {
+        failure.message.push_str(&format!(" (metrics up to then are in {})", folder.path().display()));
+    }
+    failure
 }
 
 /// Write the effective configuration into the run folder.

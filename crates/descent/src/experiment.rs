@@ -53,6 +53,14 @@ pub enum RunError {
     /// The configuration is for another kind of model than the command trains.
     #[error("{0}")]
     WrongModel(String),
+    /// The loss or a parameter became NaN or infinite; `metrics` are the rows up to then.
+    #[error("{message}")]
+    Diverged {
+        /// What became non-finite, where, and what to try.
+        message: String,
+        /// The metrics rows before the divergence.
+        metrics: Vec<MetricsRow>,
+    },
     /// A checkpoint cannot be written or used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -113,9 +121,33 @@ impl<'a> Checkpointer<'a> {
             metrics: metrics.to_vec(),
             config: self.config.clone(),
         };
+        // A checkpoint is the point to come back to: never save parameters that are not numbers.
+        let tensors = crate::report::export::named_tensors(end.model).map_err(TrainError::Device)?;
+        if let Some(tensor) = tensors.iter().find(|t| t.values.iter().any(|v| !v.is_finite())) {
+            return Err(RunError::Diverged {
+                message: format!(
+                    "parameter `{}` became NaN or infinite by step {} (epoch {}): try a smaller --lr, or `descent lr-find`",
+                    tensor.name, end.step, end.epoch
+                ),
+                metrics: metrics.to_vec(),
+            });
+        }
         let checkpoint = Checkpoint::capture(state, end.model, end.optimizer, end.schedule)?;
         folder.write(CHECKPOINT_FILE, &checkpoint.to_bytes()?)?;
         Ok(())
+    }
+}
+
+/// The engine's result, with a divergence carrying the metrics rows up to it.
+fn diverged_with<M>(
+    result: Result<Trained<M>, TrainError>,
+    metrics: impl FnOnce() -> Vec<MetricsRow>,
+) -> Result<Trained<M>, RunError> {
+    match result {
+        Err(error @ TrainError::Diverged { .. }) => {
+            Err(RunError::Diverged { message: error.to_string(), metrics: metrics() })
+        }
+        other => Ok(other?),
     }
 }
 
@@ -343,7 +375,8 @@ impl Experiment {
             on_batch: shorter(&mut on_batch),
             on_epoch: Some(&mut on_epoch),
         };
-        let mut trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, hooks)?;
+        let trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, hooks);
+        let mut trained = diverged_with(trained, || metrics.take())?;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -584,7 +617,8 @@ impl ImageExperiment {
             on_batch: shorter(&mut on_batch),
             on_epoch: Some(&mut on_end),
         };
-        let trained = train_observed(model, &mut optimizer, &mut schedule, &self.batches(), &plan, hooks)?;
+        let trained = train_observed(model, &mut optimizer, &mut schedule, &self.batches(), &plan, hooks);
+        let trained = diverged_with(trained, || std::mem::take(&mut metrics))?;
         if let Some(error) = failure {
             return Err(error);
         }

@@ -147,6 +147,18 @@ pub enum TrainError {
     /// The device failed to return a value or to finish its work.
     #[error("the device failed: {0}")]
     Device(String),
+    /// The loss became NaN or infinite: training stopped before that step's update.
+    #[error("loss became {loss} at step {step} (lr {lr}): try a smaller --lr, or `descent lr-find`")]
+    Diverged {
+        /// Updates made before the loss was computed.
+        step: usize,
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The step's learning rate.
+        lr: f64,
+        /// The loss: NaN or infinite.
+        loss: f64,
+    },
     /// The data produced no batch at all.
     #[error("the data produced no batches: there is nothing to train on")]
     NoBatches,
@@ -303,9 +315,15 @@ where
             let step_lr = schedule.step();
             lr = step_lr.base();
 
+            // Every step's loss is read to stop at once when it stops being a number: a run that
+            // diverged has nothing left to learn, and its NaN parameters must not be saved.
+            let value = read_scalar(loss.clone())?;
+            if !value.is_finite() {
+                return Err(TrainError::Diverged { step, epoch, lr, loss: value });
+            }
             if let Report::EverySteps(k) = plan.report
                 && step.is_multiple_of(k.max(1))
-                && record(LossRecord { step, epoch, lr, loss: read_scalar(loss.clone())? })
+                && record(LossRecord { step, epoch, lr, loss: value })
             {
                 stopped = true;
                 break 'training;

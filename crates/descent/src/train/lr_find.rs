@@ -116,7 +116,7 @@ where
     let mut average = 0.0;
     let mut best = f64::INFINITY;
     let mut blew_up = false;
-    train(model, optimizer, &mut schedule, source, &plan, &mut |record| {
+    let swept = train(model, optimizer, &mut schedule, source, &plan, &mut |record| {
         let count = points.len() as i32 + 1;
         average = settings.smoothing * average + (1.0 - settings.smoothing) * record.loss;
         let smoothed = average / (1.0 - settings.smoothing.powi(count));
@@ -127,7 +127,17 @@ where
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
-    })?;
+    });
+    match swept {
+        Ok(_) => {}
+        // The engine stops at a loss that is not a number: the sweep has gone past any useful
+        // learning rate, which is how a sweep ends.
+        Err(TrainError::Diverged { step, lr, loss, .. }) => {
+            points.push(LrPoint { step, lr, loss, smoothed: f64::NAN });
+            blew_up = true;
+        }
+        Err(error) => return Err(error),
+    }
 
     let minimum_index = points
         .iter()
