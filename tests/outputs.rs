@@ -480,3 +480,44 @@ fn a_diverging_run_stops_at_once_with_exit_code_3_and_keeps_its_finite_metrics_a
     assert!(checkpoint.state.step < step && checkpoint.state.step.is_multiple_of(10));
     assert!(!out.join("model.bpk").exists(), "a diverged model is not saved as the run's model");
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let (interrupted, straight) = (scratch("sigint"), scratch("sigint-straight"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["cnn", "--device", "flex", "--epochs", "40", "--out", interrupted.to_str().unwrap()])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Send the signal once training is under way, as a user at the keyboard would.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("epoch 2/40") {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("descent train --resume"), "{stderr}");
+    assert!(rest.iter().all(|line| !line.starts_with("epoch 6/")), "the signal came too late: {rest:?}");
+
+    let checkpoint = Checkpoint::read(&interrupted.join(CHECKPOINT_FILE)).unwrap();
+    assert!(checkpoint.state.epoch >= 2 && checkpoint.state.epoch < 6, "{:?}", checkpoint.state.epoch);
+    run_ok(&["train", "--resume", interrupted.to_str().unwrap(), "--epochs", "6", "-q"]);
+    run_ok(&["cnn", "--device", "flex", "--epochs", "6", "--out", straight.to_str().unwrap(), "-q"]);
+    assert_eq!(
+        std::fs::read_to_string(interrupted.join("metrics.csv")).unwrap(),
+        std::fs::read_to_string(straight.join("metrics.csv")).unwrap()
+    );
+    assert!(same_bits(&saved_tensors(&interrupted), &saved_tensors(&straight)));
+}

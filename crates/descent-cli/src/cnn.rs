@@ -166,7 +166,11 @@ pub fn run_config(
         descent::train::Length::Steps(_) => None,
     };
     let mut progress = Progress::new(quiet, total);
-    let mut on_batch = |end: &descent::train::BatchEnd<'_>| progress.batch(end);
+    crate::interrupt::install();
+    let mut on_batch = |end: &descent::train::BatchEnd<'_>| {
+        progress.batch(end);
+        if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    };
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let result =

@@ -2,7 +2,8 @@
 //! readable message and an exit code; the training itself lives in the `descent` crate.
 //!
 //! Exit codes, the same for every command: 0 done; 1 a device failure during training; 2 bad
-//! input or usage; 3 training diverged (the loss or a parameter became NaN or infinite).
+//! input or usage; 3 training diverged (the loss or a parameter became NaN or infinite); 130
+//! interrupted by Ctrl-C or SIGTERM (a checkpoint was written: `descent train --resume DIR`).
 
 /// `println!` unless the first argument (`--quiet`) is true.
 macro_rules! say {
@@ -17,6 +18,7 @@ mod args;
 mod cnn;
 mod devices;
 mod figures;
+mod interrupt;
 mod lr_find;
 mod predict;
 mod progress;
@@ -74,6 +76,11 @@ impl Failure {
     /// Bad input or usage: exit code 2.
     pub fn input(message: impl ToString) -> Self {
         Self { message: message.to_string(), code: 2 }
+    }
+
+    /// Interrupted by a signal: exit code 130 (128 + SIGINT), as shells report it.
+    pub fn interrupted(message: impl ToString) -> Self {
+        Self { message: message.to_string(), code: 130 }
     }
 
     /// Training diverged: exit code 3.

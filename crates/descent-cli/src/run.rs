@@ -445,7 +445,11 @@ pub fn run_config(
         Length::Steps(_) => None,
     };
     let mut progress = Progress::new(quiet, total_epochs);
-    let mut on_batch = |end: &BatchEnd<'_>| progress.batch(end);
+    crate::interrupt::install();
+    let mut on_batch = |end: &BatchEnd<'_>| {
+        progress.batch(end);
+        if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    };
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let trained =
@@ -565,6 +569,15 @@ pub fn train_failure(error: RunError) -> Failure {
 /// [`train_failure`], and on a divergence the metrics up to it written into the run folder
 /// (its last checkpoint, if any, stays: it was finite).
 pub fn training_failed(folder: &RunFolder, error: RunError) -> Failure {
+    if let RunError::Interrupted { step, epoch, metrics } = &error {
+        if let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes()) {
+            eprintln!("warning: {write}");
+        }
+        return Failure::interrupted(format!(
+            "interrupted at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
+            dir = folder.path().display()
+        ));
+    }
     if let RunError::Diverged { metrics, .. } = &error
         && let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes())
     {

@@ -21,7 +21,7 @@ use crate::model::{Cnn, CnnConfig, LinearModel};
 use crate::optim::InvalidValue;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
-    BatchEnd, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Hooks,
+    BatchHook, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Hooks,
     Length, LossRecord, Objective, Plan, Position, Report, TrainError, Trained, train_observed,
 };
 
@@ -53,6 +53,17 @@ pub enum RunError {
     /// The configuration is for another kind of model than the command trains.
     #[error("{0}")]
     WrongModel(String),
+    /// An `on_batch` hook interrupted the run (Ctrl-C); its checkpoint is written when a folder
+    /// was given.
+    #[error("interrupted at step {step} (epoch {epoch})")]
+    Interrupted {
+        /// Updates made.
+        step: usize,
+        /// The epoch that was in progress (1-based).
+        epoch: usize,
+        /// The metrics rows so far.
+        metrics: Vec<MetricsRow>,
+    },
     /// The loss or a parameter became NaN or infinite; `metrics` are the rows up to then.
     #[error("{message}")]
     Diverged {
@@ -78,8 +89,9 @@ pub struct TrainOptions<'a> {
     /// Continue from this checkpoint (its parameters, optimizer and schedule state, position and
     /// metrics) instead of starting from the initial parameters.
     pub resume: Option<&'a Checkpoint>,
-    /// Called after every update (a progress bar).
-    pub on_batch: Option<&'a mut dyn FnMut(&BatchEnd<'_>)>,
+    /// Called after every update (a progress bar); `Break` interrupts the run there (Ctrl-C),
+    /// writing a checkpoint to continue from.
+    pub on_batch: Option<BatchHook<'a>>,
 }
 
 /// Writes checkpoints at the end of epochs, as the configuration and [`TrainOptions`] say.
@@ -109,14 +121,18 @@ impl<'a> Checkpointer<'a> {
         metrics: &[MetricsRow],
     ) -> Result<(), RunError> {
         let Some(folder) = self.folder else { return Ok(()) };
-        let due = end.last || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
+        let due =
+            end.last || end.interrupted || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
         if !due {
             return Ok(());
         }
         let state = CheckpointState {
             model: self.model.into(),
-            epoch: end.epoch,
-            step: end.step,
+            epoch: end.position.epoch,
+            step: end.position.step,
+            batch: end.position.batch,
+            partial_loss: end.position.partial_loss,
+            partial_rows: end.position.partial_rows,
             seconds: self.earlier_seconds + end.seconds,
             metrics: metrics.to_vec(),
             config: self.config.clone(),
@@ -152,9 +168,7 @@ fn diverged_with<M>(
 }
 
 /// The batch hook, borrowed for as long as the engine runs.
-fn shorter<'b>(
-    hook: &'b mut Option<&mut dyn FnMut(&BatchEnd<'_>)>,
-) -> Option<&'b mut dyn FnMut(&BatchEnd<'_>)> {
+fn shorter<'b>(hook: &'b mut Option<BatchHook<'_>>) -> Option<BatchHook<'b>> {
     match hook {
         Some(hook) => Some(&mut **hook),
         None => None,
@@ -178,7 +192,14 @@ fn starting_point<M: burn::module::Module>(
         }
         .into());
     }
-    plan.start = Position { step: checkpoint.state.step, epoch: checkpoint.state.epoch };
+    let state = &checkpoint.state;
+    plan.start = Position {
+        step: state.step,
+        epoch: state.epoch,
+        batch: state.batch,
+        partial_loss: state.partial_loss,
+        partial_rows: state.partial_rows,
+    };
     Ok(checkpoint.restore(model, optimizer, schedule)?)
 }
 
@@ -213,7 +234,7 @@ fn plan_of(config: &RunConfig) -> Plan {
     } else {
         Report::EveryEpochs(training.print_every.unwrap_or(1))
     };
-    Plan { epoch_seed: Some(config.seed), ..Plan::new(length, report) }
+    Plan { seed: Some(config.seed), ..Plan::new(length, report) }
 }
 
 /// The number of updates `config` makes with `batches_per_epoch` batches per epoch.
@@ -379,6 +400,13 @@ impl Experiment {
         let mut trained = diverged_with(trained, || metrics.take())?;
         if let Some(error) = failure {
             return Err(error);
+        }
+        if trained.interrupted {
+            return Err(RunError::Interrupted {
+                step: trained.steps,
+                epoch: trained.epochs,
+                metrics: metrics.take(),
+            });
         }
         let mut losses: Vec<LossRecord> = earlier
             .iter()
@@ -578,6 +606,13 @@ impl ImageExperiment {
             ControlFlow::Continue(())
         };
         let mut on_end = |end: &EpochEnd<'_, M>| {
+            if end.interrupted {
+                // Part-way through an epoch: nothing to validate, only a checkpoint to write.
+                if let Err(error) = checkpointer.epoch_end(end, &metrics) {
+                    failure = Some(error);
+                }
+                return ControlFlow::Break(());
+            }
             // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
             match evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device) {
                 Ok(evaluation) => {
@@ -621,6 +656,9 @@ impl ImageExperiment {
         let trained = diverged_with(trained, || std::mem::take(&mut metrics))?;
         if let Some(error) = failure {
             return Err(error);
+        }
+        if trained.interrupted {
+            return Err(RunError::Interrupted { step: trained.steps, epoch: trained.epochs, metrics });
         }
         let mut trained = trained;
         trained.seconds += checkpointer.earlier_seconds;

@@ -46,6 +46,15 @@ pub struct CheckpointState {
     pub epoch: usize,
     /// Updates made.
     pub step: usize,
+    /// Batches of the next epoch already trained on (an interrupted run's; 0 at an epoch's end).
+    #[serde(default)]
+    pub batch: usize,
+    /// Those batches' summed, example-weighted loss, and their examples.
+    #[serde(default)]
+    pub partial_loss: f64,
+    /// Examples in those batches.
+    #[serde(default)]
+    pub partial_rows: usize,
     /// Training time so far, seconds.
     pub seconds: f64,
     /// The metrics rows so far (what `metrics.csv` holds).
@@ -115,6 +124,10 @@ impl Checkpoint {
         let failed = |what: &str, error: &dyn std::fmt::Debug| {
             CheckpointError::Serialize(format!("the {what}: {error:?}"))
         };
+        // Batch norm's running statistics may lag one update behind until something syncs them;
+        // `valid()` does (it is what evaluation calls), so the checkpoint holds what the
+        // uninterrupted run goes on with.
+        drop(model.valid());
         let model = model.clone().into_record().into_bytes().map_err(|e| failed("model", &e))?;
         let optimizer = optimizer.to_record().into_bytes().map_err(|e| failed("optimizer", &e))?;
         let schedule = schedule.to_record().into_bytes().map_err(|e| failed("schedule", &e))?;
@@ -244,6 +257,9 @@ mod tests {
             model: "linear".into(),
             epoch: 3,
             step: 30,
+            batch: 0,
+            partial_loss: 0.0,
+            partial_rows: 0,
             seconds: 0.5,
             metrics: vec![MetricsRow { step: 10, epoch: 1, lr: 0.1, train_loss: 1.5, ..Default::default() }],
             config: "seed = 42\n".into(),

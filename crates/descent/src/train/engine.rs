@@ -68,32 +68,39 @@ pub struct Plan {
     pub report: Report,
     /// Where training starts: the beginning, or the end of an epoch of an earlier run (resume).
     pub start: Position,
-    /// When set, the device's generator is reseeded at the start of every epoch from this seed
-    /// and the epoch number, so that an epoch's random draws (dropout) depend only on the seed
-    /// and the epoch: a run resumed after epoch k then draws what the uninterrupted run drew.
-    pub epoch_seed: Option<u64>,
+    /// When set, the device's generator is reseeded before every step from this seed and the
+    /// step number, so that a step's random draws (dropout) depend only on the seed and the
+    /// step: a run resumed at step k then draws what the uninterrupted run drew.
+    pub seed: Option<u64>,
 }
 
 impl Plan {
     /// A plan from the beginning, without reseeding.
     pub fn new(length: Length, report: Report) -> Self {
-        Self { length, report, start: Position::default(), epoch_seed: None }
+        Self { length, report, start: Position::default(), seed: None }
     }
 }
 
-/// A point in training: updates made and epochs finished.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A point in training: updates made, epochs finished, and how far into the next epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Position {
     /// Updates made.
     pub step: usize,
     /// Epochs finished.
     pub epoch: usize,
+    /// Batches of the next epoch already trained on (0 at an epoch's end).
+    pub batch: usize,
+    /// The running sum of those batches' losses weighted by their examples (the epoch mean's
+    /// numerator, as the device summed it), and their examples.
+    pub partial_loss: f64,
+    /// Examples in those batches.
+    pub partial_rows: usize,
 }
 
-/// The seed of epoch `epoch`'s random draws in a run seeded with `seed` (SplitMix64 of the pair,
-/// so that neighbouring epochs get unrelated seeds).
-pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+/// The seed of step `step`'s random draws in a run seeded with `seed` (SplitMix64 of the pair,
+/// so that neighbouring steps get unrelated seeds).
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -127,8 +134,10 @@ pub struct Trained<M> {
     pub losses: Vec<LossRecord>,
     /// Wall time of the loop, seconds, up to the device having finished its work.
     pub seconds: f64,
-    /// Whether `on_loss` stopped the run before the plan's end.
+    /// Whether a hook stopped the run before the plan's end.
     pub stopped: bool,
+    /// Whether an `on_batch` hook interrupted it (Ctrl-C).
+    pub interrupted: bool,
 }
 
 /// Why training stopped early.
@@ -199,6 +208,11 @@ pub struct EpochEnd<'a, M> {
     pub schedule: &'a ModuleLrScheduler,
     /// Training time so far in this call, seconds (without the time spent in `on_epoch`).
     pub seconds: f64,
+    /// Whether the run was interrupted part-way through the epoch (an `on_batch` hook stopped
+    /// it): the hook may checkpoint, but the epoch has not ended.
+    pub interrupted: bool,
+    /// Where a run continuing from here starts.
+    pub position: Position,
 }
 
 /// [`train`], and `on_epoch` called with the model at the end of every epoch (to evaluate it on
@@ -237,6 +251,8 @@ pub struct BatchEnd<'a> {
 
 /// A hook that sees each reported loss and may stop the run.
 pub type LossHook<'a> = &'a mut dyn FnMut(&LossRecord) -> ControlFlow<()>;
+/// A hook that sees each update and may interrupt the run.
+pub type BatchHook<'a> = &'a mut dyn FnMut(&BatchEnd<'_>) -> ControlFlow<()>;
 /// A hook that sees the end of each epoch and may stop the run.
 pub type EpochHook<'a, M> = &'a mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>;
 
@@ -244,8 +260,9 @@ pub type EpochHook<'a, M> = &'a mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<(
 pub struct Hooks<'a, M> {
     /// Each reported loss as soon as it is known; may stop the run.
     pub on_loss: Option<LossHook<'a>>,
-    /// After every update (to move a progress bar).
-    pub on_batch: Option<&'a mut dyn FnMut(&BatchEnd<'_>)>,
+    /// After every update (to move a progress bar); `Break` interrupts the run there (Ctrl-C),
+    /// after which `on_epoch` is called once with [`EpochEnd::interrupted`] set.
+    pub on_batch: Option<BatchHook<'a>>,
     /// At the end of every epoch, with the model, optimizer and schedule; may stop the run.
     /// Its time is not counted in [`Trained::seconds`].
     pub on_epoch: Option<EpochHook<'a, M>>,
@@ -292,20 +309,24 @@ where
     };
     // A resumed run continues the shuffle where the interrupted one left it.
     source.skip_epochs(epoch);
+    let mut skip = plan.start.batch;
+    let mut carried = (skip > 0).then_some((plan.start.partial_loss, plan.start.partial_rows));
+    let mut interrupted = false;
 
     'training: while !done(step, epoch) {
         epoch += 1;
-        if let Some(seed) = plan.epoch_seed {
-            for device in model.devices() {
-                device.seed(epoch_seed(seed, epoch));
-            }
-        }
         let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
         // The epoch's loss is summed on the device and read once at the end of the epoch.
         let mut epoch_sum: Option<Tensor<1>> = None;
         let mut epoch_rows = 0usize;
         let mut lr = 0.0;
-        for (index, batch) in source.epoch().enumerate() {
+        let first = std::mem::take(&mut skip);
+        for (index, batch) in source.epoch().enumerate().skip(first) {
+            if let Some(seed) = plan.seed {
+                for device in model.devices() {
+                    device.seed(step_seed(seed, step));
+                }
+            }
             if matches!(plan.length, Length::Steps(total) if step >= total) {
                 break;
             }
@@ -330,9 +351,16 @@ where
             }
             if report_epoch {
                 let weighted = loss.clone().inner().mul_scalar(rows as f64);
-                epoch_sum = Some(match epoch_sum {
-                    Some(sum) => sum + weighted,
-                    None => weighted,
+                epoch_sum = Some(match (epoch_sum, carried.take()) {
+                    (Some(sum), _) => sum + weighted,
+                    // The sum the interrupted run had reached, as the device held it (an f32,
+                    // so the additions that follow round as they did in that run).
+                    (None, Some((partial, partial_rows))) => {
+                        epoch_rows += partial_rows;
+                        let data = TensorData::new(vec![partial as f32], [1]);
+                        Tensor::<1>::from_data(data, &weighted.device()) + weighted
+                    }
+                    (None, None) => weighted,
                 });
                 epoch_rows += rows;
             }
@@ -340,8 +368,44 @@ where
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(step_lr, model, gradients);
             step += 1;
-            if let Some(hook) = on_batch.as_mut() {
-                hook(&BatchEnd { epoch, batch: index + 1, batches, step, loss: &loss });
+            let flow = match on_batch.as_mut() {
+                Some(hook) => hook(&BatchEnd { epoch, batch: index + 1, batches, step, loss: &loss }),
+                None => ControlFlow::Continue(()),
+            };
+            if flow.is_break() && !done(step, epoch - 1) && index + 1 < batches {
+                let partial_loss = match epoch_sum.take() {
+                    Some(sum) => read_scalar(sum)?,
+                    None => 0.0,
+                };
+                let position = Position {
+                    step,
+                    epoch: epoch - 1,
+                    batch: index + 1,
+                    partial_loss,
+                    partial_rows: epoch_rows,
+                };
+                let seconds = (Instant::now() - start - outside).as_secs_f64();
+                let end = EpochEnd {
+                    epoch,
+                    step,
+                    last: false,
+                    model: &model,
+                    optimizer,
+                    schedule,
+                    seconds,
+                    interrupted: true,
+                    position,
+                };
+                if let Some(hook) = on_epoch.as_mut() {
+                    let _ = hook(&end);
+                }
+                (stopped, interrupted) = (true, true);
+                break 'training;
+            }
+            if flow.is_break() {
+                // The interruption came with the epoch's last batch: end the epoch normally
+                // (its report and checkpoint), then stop.
+                interrupted = true;
             }
         }
         if let Some(sum) = epoch_sum
@@ -356,10 +420,21 @@ where
         let hook = Instant::now();
         let last = done(step, epoch);
         let seconds = (hook - start - outside).as_secs_f64();
-        let end = EpochEnd { epoch, step, last, model: &model, optimizer, schedule, seconds };
+        let position = Position { step, epoch, ..Position::default() };
+        let end = EpochEnd {
+            epoch,
+            step,
+            last: last || interrupted,
+            model: &model,
+            optimizer,
+            schedule,
+            seconds,
+            interrupted: false,
+            position,
+        };
         let flow = on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
         outside += hook.elapsed();
-        if flow.is_break() {
+        if flow.is_break() || interrupted {
             stopped = true;
             break;
         }
@@ -368,7 +443,7 @@ where
         device.sync().map_err(|error| TrainError::Device(format!("{error:?}")))?;
     }
     let seconds = (start.elapsed() - outside).as_secs_f64();
-    Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped })
+    Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped, interrupted })
 }
 
 /// Batches know how many examples they hold (to weight epoch means).

@@ -6,7 +6,7 @@ mod lr_find;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
 pub use engine::{
-    BatchEnd, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord, Objective, Plan,
-    Position, Report, TrainError, Trained, epoch_seed, train, train_observed, train_with_epochs,
+    BatchEnd, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord, Objective,
+    Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed, train_with_epochs,
 };
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
