@@ -90,8 +90,8 @@ pub struct Position {
     pub epoch: usize,
     /// Batches of the next epoch already trained on (0 at an epoch's end).
     pub batch: usize,
-    /// The running sum of those batches' losses weighted by their examples (the epoch mean's
-    /// numerator, as the device summed it), and their examples.
+    /// The sum of those batches' losses weighted by their examples (the epoch mean's
+    /// numerator).
     pub partial_loss: f64,
     /// Examples in those batches.
     pub partial_rows: usize,
@@ -188,10 +188,11 @@ where
     M: Objective<B>,
     B: BatchRows,
 {
-    train_with_epochs(model, optimizer, schedule, source, plan, on_loss, &mut |_| ControlFlow::Continue(()))
+    let hooks = Hooks { on_loss: Some(on_loss), ..Hooks::default() };
+    train_observed(model, optimizer, schedule, source, plan, hooks)
 }
 
-/// The end of an epoch, as [`train_with_epochs`] shows it: enough to evaluate the model or to
+/// The end of an epoch, as [`Hooks::on_epoch`] sees it: enough to evaluate the model or to
 /// checkpoint the whole training state.
 pub struct EpochEnd<'a, M> {
     /// The epoch that ended (1-based).
@@ -213,25 +214,6 @@ pub struct EpochEnd<'a, M> {
     pub interrupted: bool,
     /// Where a run continuing from here starts.
     pub position: Position,
-}
-
-/// [`train`], and `on_epoch` called with the model at the end of every epoch (to evaluate it on
-/// validation data, say). Time spent in `on_epoch` is not counted in [`Trained::seconds`].
-pub fn train_with_epochs<M, B>(
-    model: M,
-    optimizer: &mut ModuleOptimizer,
-    schedule: &mut ModuleLrScheduler,
-    source: &dyn BatchSource<B>,
-    plan: &Plan,
-    on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
-    on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>,
-) -> Result<Trained<M>, TrainError>
-where
-    M: Objective<B>,
-    B: BatchRows,
-{
-    let hooks = Hooks { on_loss: Some(on_loss), on_batch: None, on_epoch: Some(on_epoch) };
-    train_observed(model, optimizer, schedule, source, plan, hooks)
 }
 
 /// One update made, as [`Hooks::on_batch`] sees it.
@@ -274,8 +256,9 @@ impl<M> Default for Hooks<'_, M> {
     }
 }
 
-/// The engine itself: [`train_with_epochs`] with every hook optional, including one after each
-/// update.
+/// The engine itself: [`train`] with every hook optional: after each reported loss, after each
+/// update, and at the end of each epoch (to evaluate the model on validation data, or to
+/// checkpoint it).
 pub fn train_observed<M, B>(
     mut model: M,
     optimizer: &mut ModuleOptimizer,
@@ -310,25 +293,26 @@ where
     // A resumed run continues the shuffle where the interrupted one left it.
     source.skip_epochs(epoch);
     let mut skip = plan.start.batch;
-    let mut carried = (skip > 0).then_some((plan.start.partial_loss, plan.start.partial_rows));
     let mut interrupted = false;
+    let devices = model.devices();
 
     'training: while !done(step, epoch) {
         epoch += 1;
         let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
-        // The epoch's loss is summed on the device and read once at the end of the epoch.
-        let mut epoch_sum: Option<Tensor<1>> = None;
-        let mut epoch_rows = 0usize;
-        let mut lr = 0.0;
+        // The epoch's example-weighted loss sum, from the losses read every step; a run resumed
+        // part-way through the epoch starts from the sum the interrupted run had reached.
         let first = std::mem::take(&mut skip);
+        let (mut epoch_sum, mut epoch_rows) =
+            if first > 0 { (plan.start.partial_loss, plan.start.partial_rows) } else { (0.0, 0) };
+        let mut lr = 0.0;
         for (index, batch) in source.epoch().enumerate().skip(first) {
-            if let Some(seed) = plan.seed {
-                for device in model.devices() {
-                    device.seed(step_seed(seed, step));
-                }
-            }
             if matches!(plan.length, Length::Steps(total) if step >= total) {
                 break;
+            }
+            if let Some(seed) = plan.seed {
+                for device in &devices {
+                    device.seed(step_seed(seed, step));
+                }
             }
             let batch = batch.map_err(|message| TrainError::Batch { epoch, batch: index + 1, message })?;
             let rows = batch.rows();
@@ -349,21 +333,8 @@ where
                 stopped = true;
                 break 'training;
             }
-            if report_epoch {
-                let weighted = loss.clone().inner().mul_scalar(rows as f64);
-                epoch_sum = Some(match (epoch_sum, carried.take()) {
-                    (Some(sum), _) => sum + weighted,
-                    // The sum the interrupted run had reached, as the device held it (an f32,
-                    // so the additions that follow round as they did in that run).
-                    (None, Some((partial, partial_rows))) => {
-                        epoch_rows += partial_rows;
-                        let data = TensorData::new(vec![partial as f32], [1]);
-                        Tensor::<1>::from_data(data, &weighted.device()) + weighted
-                    }
-                    (None, None) => weighted,
-                });
-                epoch_rows += rows;
-            }
+            epoch_sum += value * rows as f64;
+            epoch_rows += rows;
 
             let gradients = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(step_lr, model, gradients);
@@ -373,15 +344,11 @@ where
                 None => ControlFlow::Continue(()),
             };
             if flow.is_break() && !done(step, epoch - 1) && index + 1 < batches {
-                let partial_loss = match epoch_sum.take() {
-                    Some(sum) => read_scalar(sum)?,
-                    None => 0.0,
-                };
                 let position = Position {
                     step,
                     epoch: epoch - 1,
                     batch: index + 1,
-                    partial_loss,
+                    partial_loss: epoch_sum,
                     partial_rows: epoch_rows,
                 };
                 let seconds = (Instant::now() - start - outside).as_secs_f64();
@@ -408,8 +375,9 @@ where
                 interrupted = true;
             }
         }
-        if let Some(sum) = epoch_sum
-            && record(LossRecord { step, epoch, lr, loss: read_scalar(sum)? / epoch_rows as f64 })
+        if report_epoch
+            && epoch_rows > 0
+            && record(LossRecord { step, epoch, lr, loss: epoch_sum / epoch_rows as f64 })
         {
             stopped = true;
             break;
@@ -439,7 +407,7 @@ where
             break;
         }
     }
-    for device in model.devices() {
+    for device in &devices {
         device.sync().map_err(|error| TrainError::Device(format!("{error:?}")))?;
     }
     let seconds = (start.elapsed() - outside).as_secs_f64();

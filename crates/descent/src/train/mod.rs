@@ -7,6 +7,6 @@ mod lr_find;
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
 pub use engine::{
     BatchEnd, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord, Objective,
-    Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed, train_with_epochs,
+    Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed,
 };
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
