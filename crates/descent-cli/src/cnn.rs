@@ -17,10 +17,7 @@ use crate::Failure;
 use crate::args::positive_finite;
 use crate::figures::Figures;
 use crate::progress::Progress;
-use crate::run::{
-    CommonArgs, Resumed, check_remaining, finish, open_run_folder, say_resuming, training_failed,
-    write_config,
-};
+use crate::run::{CommonArgs, Resumed, finish, run_folder, say_resuming, training_failed, write_config};
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
 const RESULTS_SHOWN: usize = 20;
@@ -83,13 +80,8 @@ pub fn run_config(
     resumed: Option<Resumed>,
 ) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-    let (folder, checkpoint) = match resumed {
-        Some(resumed) => {
-            check_remaining(&experiment.plan(), &resumed)?;
-            (resumed.folder, Some(resumed.checkpoint))
-        }
-        None => (open_run_folder(common, command, &experiment.config)?, None),
-    };
+    let plan = experiment.plan();
+    let (folder, checkpoint) = run_folder(common, command, &experiment.config, &plan, resumed)?;
     let (config, selected) = (&experiment.config, &experiment.device);
     let model = experiment.model();
     let parameters = model.num_params();
@@ -127,7 +119,7 @@ pub fn run_config(
         experiment.cnn.batch_norm,
         experiment.cnn.dropout
     );
-    let epochs_text = match experiment.plan().length {
+    let epochs_text = match plan.length {
         descent::train::Length::Epochs(e) => format!("{e} epochs"),
         descent::train::Length::Steps(s) => format!("{s} steps"),
     };
@@ -140,10 +132,7 @@ pub fn run_config(
         experiment.batch_size()
     );
 
-    let total_epochs = match experiment.plan().length {
-        descent::train::Length::Epochs(e) => e.to_string(),
-        descent::train::Length::Steps(_) => "?".into(),
-    };
+    let total_epochs = plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string());
     say_resuming(quiet, &folder, checkpoint.as_ref());
     let print_every = config.training.print_every.unwrap_or(1);
     let mut on_epoch = |result: &EpochResult<'_>| {
@@ -161,16 +150,9 @@ pub fn run_config(
         }
         ControlFlow::Continue(())
     };
-    let total = match experiment.plan().length {
-        descent::train::Length::Epochs(epochs) => Some(epochs),
-        descent::train::Length::Steps(_) => None,
-    };
-    let mut progress = Progress::new(quiet, total);
+    let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
-    let mut on_batch = |end: &descent::train::BatchEnd<'_>| {
-        progress.batch(end);
-        if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    };
+    let mut on_batch = |end: &descent::train::BatchEnd<'_>| progress.after_update(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let result =

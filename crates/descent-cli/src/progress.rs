@@ -5,6 +5,8 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use std::ops::ControlFlow;
+
 use descent::train::BatchEnd;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -34,7 +36,7 @@ impl Progress {
 
     /// Move the bar after an update. Runs with one batch per epoch (full-batch descent) show no
     /// bar: an epoch is one step, and the printed lines already say where the run is.
-    pub fn batch(&mut self, end: &BatchEnd<'_>) {
+    fn batch(&mut self, end: &BatchEnd<'_>) {
         if !self.enabled || end.batches < 2 {
             return;
         }
@@ -56,6 +58,13 @@ impl Progress {
         if end.batch == end.batches {
             self.clear();
         }
+    }
+
+    /// The training commands' per-update hook: move the bar, and stop the run (with a
+    /// checkpoint) once Ctrl-C or SIGTERM has arrived.
+    pub fn after_update(&mut self, end: &BatchEnd<'_>) -> ControlFlow<()> {
+        self.batch(end);
+        if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
 
     /// Remove the bar (before printing a line, or at the end).

@@ -288,7 +288,7 @@ fn resumed_config(common: &CommonArgs, dir: &Path) -> Result<(RunConfig, Resumed
     let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
         .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
     let origin = format!("the configuration in {}", checkpoint.path.display());
-    let mut config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
+    let config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
     // The folder's own configuration must describe the checkpoint's run: a checkpoint copied in
     // from another run would otherwise write over this run's model.
     let folder_config = dir.join("config.toml");
@@ -303,25 +303,32 @@ fn resumed_config(common: &CommonArgs, dir: &Path) -> Result<(RunConfig, Resumed
             )));
         }
     }
-    let training = &mut config.training;
-    if common.steps.is_some() {
-        (training.steps, training.epochs) = (common.steps, None);
-    }
-    if common.epochs.is_some() {
-        (training.steps, training.epochs) = (None, common.epochs);
-    }
-    if common.checkpoint_every.is_some() {
-        training.checkpoint_every = common.checkpoint_every;
-    }
-    if let Some(device) = &common.device {
-        config.device = device.clone();
-    }
-    config.validate().map_err(Failure::input)?;
+    // The flags that would change the run conflict with --resume, so `finish` applies only those
+    // a resumed run accepts: --epochs, --steps, --checkpoint-every, --device.
+    let config = common.finish(config)?;
     Ok((config, Resumed { folder, checkpoint }))
 }
 
+/// The folder a run writes into: a new one (`--out`, with the configuration written first), or
+/// the resumed run's own, with its checkpoint, once it is clear that `plan` has steps left.
+pub fn run_folder(
+    common: &CommonArgs,
+    command: &str,
+    config: &RunConfig,
+    plan: &Plan,
+    resumed: Option<Resumed>,
+) -> Result<(RunFolder, Option<Checkpoint>), Failure> {
+    match resumed {
+        Some(resumed) => {
+            check_remaining(plan, &resumed)?;
+            Ok((resumed.folder, Some(resumed.checkpoint)))
+        }
+        None => Ok((open_run_folder(common, command, config)?, None)),
+    }
+}
+
 /// Refuse to resume a run that has nothing left to train under `plan`.
-pub fn check_remaining(plan: &Plan, resumed: &Resumed) -> Result<(), Failure> {
+fn check_remaining(plan: &Plan, resumed: &Resumed) -> Result<(), Failure> {
     let state = &resumed.checkpoint.state;
     let dir = resumed.folder.path().display();
     let (done, total, unit, flag) = match plan.length {
@@ -360,13 +367,7 @@ pub fn run_config(
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
-    let (folder, checkpoint) = match resumed {
-        Some(resumed) => {
-            check_remaining(&experiment.plan(), &resumed)?;
-            (resumed.folder, Some(resumed.checkpoint))
-        }
-        None => (open_run_folder(common, command, config)?, None),
-    };
+    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
 
     let quiet = common.quiet;
     say!(quiet, "descent {command} on {}", selected.describe());
@@ -440,16 +441,9 @@ pub fn run_config(
         ControlFlow::Continue(())
     };
     say_resuming(quiet, &folder, checkpoint.as_ref());
-    let total_epochs = match experiment.plan().length {
-        Length::Epochs(epochs) => Some(epochs),
-        Length::Steps(_) => None,
-    };
-    let mut progress = Progress::new(quiet, total_epochs);
+    let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
-    let mut on_batch = |end: &BatchEnd<'_>| {
-        progress.batch(end);
-        if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    };
+    let mut on_batch = |end: &BatchEnd<'_>| progress.after_update(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let trained =

@@ -49,6 +49,16 @@ pub enum Length {
     Epochs(usize),
 }
 
+impl Length {
+    /// The number of epochs, when the length is given in epochs.
+    pub fn epochs(self) -> Option<usize> {
+        match self {
+            Length::Epochs(epochs) => Some(epochs),
+            Length::Steps(_) => None,
+        }
+    }
+}
+
 /// Which losses to read back and report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Report {
