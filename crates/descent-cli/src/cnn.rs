@@ -152,7 +152,7 @@ pub fn run_config(
     };
     let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
-    let mut on_batch = |end: &descent::train::BatchEnd<'_>| progress.after_update(end);
+    let mut on_batch = |end: &descent::train::BatchEnd| progress.after_update(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let result =

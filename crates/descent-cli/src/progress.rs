@@ -3,26 +3,21 @@
 //! lines the commands print at their cadence, with no escape codes.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
-
 use std::ops::ControlFlow;
 
 use descent::train::BatchEnd;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How often the bar reads the loss back from the device (reading waits for the device).
-const READ_EVERY: Duration = Duration::from_millis(100);
-/// Weight of the newest loss in the running loss.
-const SMOOTHING: f64 = 0.1;
+/// Weight of the newest batch loss in the running loss (fastai's smoothing, beta = 0.98).
+const SMOOTHING: f64 = 0.02;
 
 /// The bar of the epoch in progress, if progress is shown at all.
 pub struct Progress {
     enabled: bool,
     total_epochs: Option<usize>,
     bar: Option<ProgressBar>,
-    last_read: Option<Instant>,
-    /// Exponential moving average of the batch losses read, and the sum of its weights (to
-    /// remove the bias toward 0 of the first reads, as fastai's smoothed loss does).
+    /// Exponential moving average of the batch losses, and the sum of its weights (to remove
+    /// the bias toward 0 of the first batches, as fastai's smoothed loss does).
     running: (f64, f64),
 }
 
@@ -31,12 +26,12 @@ impl Progress {
     pub fn new(quiet: bool, total_epochs: Option<usize>) -> Self {
         let enabled =
             !quiet && std::io::stdout().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb");
-        Self { enabled, total_epochs, bar: None, last_read: None, running: (0.0, 0.0) }
+        Self { enabled, total_epochs, bar: None, running: (0.0, 0.0) }
     }
 
     /// Move the bar after an update. Runs with one batch per epoch (full-batch descent) show no
     /// bar: an epoch is one step, and the printed lines already say where the run is.
-    fn batch(&mut self, end: &BatchEnd<'_>) {
+    fn batch(&mut self, end: &BatchEnd) {
         if !self.enabled || end.batches < 2 {
             return;
         }
@@ -44,16 +39,10 @@ impl Progress {
             self.start_epoch(end.epoch, end.batches);
         }
         let Some(bar) = &self.bar else { return };
-        let due = self.last_read.is_none_or(|at| at.elapsed() >= READ_EVERY) || end.batch == end.batches;
-        if due && let Ok(loss) = end.loss.clone().inner().try_into_scalar::<f32>() {
-            let (average, weight) = self.running;
-            self.running = (
-                (1.0 - SMOOTHING) * average + SMOOTHING * f64::from(loss),
-                (1.0 - SMOOTHING) * weight + SMOOTHING,
-            );
-            self.last_read = Some(Instant::now());
-            bar.set_message(format!("loss {:.4}", self.running.0 / self.running.1));
-        }
+        let (average, weight) = self.running;
+        self.running =
+            ((1.0 - SMOOTHING) * average + SMOOTHING * end.loss, (1.0 - SMOOTHING) * weight + SMOOTHING);
+        bar.set_message(format!("loss {:.4}", self.running.0 / self.running.1));
         bar.set_position(end.batch as u64);
         if end.batch == end.batches {
             self.clear();
@@ -62,7 +51,7 @@ impl Progress {
 
     /// The training commands' per-update hook: move the bar, and stop the run (with a
     /// checkpoint) once Ctrl-C or SIGTERM has arrived.
-    pub fn after_update(&mut self, end: &BatchEnd<'_>) -> ControlFlow<()> {
+    pub fn after_update(&mut self, end: &BatchEnd) -> ControlFlow<()> {
         self.batch(end);
         if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }

@@ -443,7 +443,7 @@ pub fn run_config(
     say_resuming(quiet, &folder, checkpoint.as_ref());
     let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
-    let mut on_batch = |end: &BatchEnd<'_>| progress.after_update(end);
+    let mut on_batch = |end: &BatchEnd| progress.after_update(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let trained =

@@ -227,7 +227,8 @@ pub struct EpochEnd<'a, M> {
 }
 
 /// One update made, as [`Hooks::on_batch`] sees it.
-pub struct BatchEnd<'a> {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchEnd {
     /// The epoch (1-based).
     pub epoch: usize,
     /// The batch within the epoch (1-based).
@@ -236,15 +237,14 @@ pub struct BatchEnd<'a> {
     pub batches: usize,
     /// Updates made so far, this one included.
     pub step: usize,
-    /// The batch's loss (before the update), still on the device: reading it waits for the
-    /// device, so read it only as often as you show it.
-    pub loss: &'a Tensor<1>,
+    /// The batch's loss, computed before the update (the engine reads every step's loss).
+    pub loss: f64,
 }
 
 /// A hook that sees each reported loss and may stop the run.
 pub type LossHook<'a> = &'a mut dyn FnMut(&LossRecord) -> ControlFlow<()>;
 /// A hook that sees each update and may interrupt the run.
-pub type BatchHook<'a> = &'a mut dyn FnMut(&BatchEnd<'_>) -> ControlFlow<()>;
+pub type BatchHook<'a> = &'a mut dyn FnMut(&BatchEnd) -> ControlFlow<()>;
 /// A hook that sees the end of each epoch and may stop the run.
 pub type EpochHook<'a, M> = &'a mut dyn FnMut(&EpochEnd<'_, M>) -> ControlFlow<()>;
 
@@ -350,7 +350,7 @@ where
             model = optimizer.step(step_lr, model, gradients);
             step += 1;
             let flow = match on_batch.as_mut() {
-                Some(hook) => hook(&BatchEnd { epoch, batch: index + 1, batches, step, loss: &loss }),
+                Some(hook) => hook(&BatchEnd { epoch, batch: index + 1, batches, step, loss: value }),
                 None => ControlFlow::Continue(()),
             };
             if flow.is_break() && !done(step, epoch - 1) && index + 1 < batches {
