@@ -18,6 +18,7 @@ mod args;
 mod cnn;
 mod devices;
 mod figures;
+mod fit;
 mod interrupt;
 mod lr_find;
 mod predict;
@@ -42,6 +43,8 @@ enum Command {
     Lesson2(run::RunArgs),
     /// Train a run configuration (--config FILE, with any flag overriding it).
     Train(run::RunArgs),
+    /// Linear regression on your own CSV table: --data FILE --target COLUMN [--features A,B].
+    Fit(fit::FitArgs),
     /// Train a small CNN on handwritten digits (the UCI digits, or MNIST from local files).
     Cnn(cnn::CnnArgs),
     /// Work with run configurations.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Lesson2(args) => run::run("lesson2", &args),
         Command::Train(args) => run::run("train", &args),
+        Command::Fit(args) => fit::run(&args),
         Command::Cnn(args) => cnn::run(&args),
         Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
         Command::LrFind(args) => lr_find::run(&args),

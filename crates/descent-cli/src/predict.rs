@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
+use descent::config::DataConfig;
+use descent::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
 use descent::data::images::read_digit_rows;
 use descent::data::read_x;
 use descent::device;
@@ -23,8 +25,10 @@ pub struct PredictArgs {
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
 
-    /// A CSV file with a header: a column `x` for the linear model (other columns are ignored);
-    /// 64 pixel columns (0..16) and optionally `label` for the cnn (data/digits.csv's format).
+    /// A CSV file with a header: a column `x` for the lesson's model; the feature columns of a
+    /// `descent fit` model, by name, with its delimiter (with the target column too, the error
+    /// is reported); 64 pixel columns (0..16) and optionally `label` for the cnn
+    /// (data/digits.csv's format). Other columns are ignored.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
 
@@ -62,7 +66,7 @@ pub enum ExportFormat {
 
 pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     let selected = device::select(&args.device).map_err(Failure::input)?;
-    let (_, saved) =
+    let (config, saved) =
         load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
     if let Some(output) = &args.output
         && same_file(output, &args.input)
@@ -76,17 +80,43 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     let mut text = String::new();
     match saved {
         SavedModel::Linear(model) => {
-            let x = read_x(&args.input).map_err(input_error)?;
-            let rows: Vec<f32> = x.iter().flat_map(|&x| [x, 1.0]).collect();
-            let features = Tensor::from_data(TensorData::new(rows, [x.len(), 2]), &selected.device);
+            let (names, x, features, target) = match &config.data {
+                DataConfig::Csv { features: Some(names), target, delimiter, .. } => {
+                    let columns =
+                        Columns { features: Some(names.clone()), target: Target::Optional(target.clone()) };
+                    let options = CsvOptions {
+                        delimiter: parse_delimiter(delimiter).map_err(Failure::input)?,
+                        skip_bad_rows: false,
+                    };
+                    let table = read_csv(&args.input, &columns, &options).map_err(input_error)?;
+                    let target = table.y.map(|y| (target.clone(), y));
+                    (names.clone(), table.x, names.len(), target)
+                }
+                _ => (vec!["x".to_string()], read_x(&args.input).map_err(input_error)?, 1, None),
+            };
+            let n = x.len() / features;
+            let rows: Vec<f32> =
+                x.chunks(features).flat_map(|row| row.iter().copied().chain([1.0])).collect();
+            let inputs = Tensor::from_data(TensorData::new(rows, [n, features + 1]), &selected.device);
             let y = model
-                .forward(features)
+                .forward(inputs)
                 .into_data()
                 .try_into_vec::<f32>()
                 .map_err(|e| Failure::internal(format!("{e:?}")))?;
-            text.push_str("x,prediction\n");
-            for (x, y) in x.iter().zip(&y) {
-                let _ = writeln!(text, "{x},{y}");
+            let _ = writeln!(text, "{},prediction", names.join(","));
+            for (row, y) in x.chunks(features).zip(&y) {
+                for value in row {
+                    let _ = write!(text, "{value},");
+                }
+                let _ = writeln!(text, "{y}");
+            }
+            if let Some((name, truth)) = target {
+                let table = descent::data::Table::new(y.clone(), truth, 1);
+                let metrics = descent::regression::Metrics::of(&table, &[1.0]);
+                eprintln!(
+                    "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
+                    metrics.mse, metrics.rmse, metrics.r2
+                );
             }
         }
         SavedModel::Cnn { model, side } => {

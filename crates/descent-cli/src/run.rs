@@ -240,7 +240,7 @@ impl RunArgs {
             };
         }
         if let Some(init) = self.init {
-            config.model = ModelConfig::Linear { init };
+            config.model = ModelConfig::Linear { init: Some(init.to_vec()) };
         }
         self.common.finish(config)
     }
@@ -366,8 +366,11 @@ pub fn run_config(
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+    let (folder, checkpoint) = run_folder(common, command, &experiment.config, &experiment.plan(), resumed)?;
+    if experiment.regression.is_some() {
+        return crate::fit::report(command, &experiment, &folder, checkpoint.as_ref(), common);
+    }
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
-    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
 
     let quiet = common.quiet;
     say!(quiet, "descent {command} on {}", selected.describe());
@@ -385,6 +388,7 @@ pub fn run_config(
             config.seed
         ),
         DataConfig::Digits { .. } | DataConfig::Mnist { .. } => unreachable!("images go to the cnn runner"),
+        DataConfig::Csv { .. } => unreachable!("tables go to the fit report"),
     }
     say!(quiet, "first rows of x:");
     for i in 0..table.len().min(5) {
@@ -404,52 +408,8 @@ pub fn run_config(
         .map_err(|error| Failure::internal(format!("{error:?}")))?;
     say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
 
-    let plan = experiment.plan();
-    let batches = experiment.batches();
+    let trained = train_linear(&experiment, &folder, checkpoint.as_ref(), common)?;
     let lr = config.optimizer.lr();
-    let schedule = match config.schedule {
-        ScheduleConfig::Constant => String::new(),
-        ref other => format!(", {} schedule", other.name()),
-    };
-    match config.training.batch_size {
-        None => say!(
-            quiet,
-            "full-batch gradient descent: {} lr {lr}{schedule}, {}",
-            config.optimizer.name(),
-            length(&experiment)
-        ),
-        Some(size) => say!(
-            quiet,
-            "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
-            batches.batches_per_epoch(),
-            config.seed,
-            config.optimizer.name(),
-            length(&experiment)
-        ),
-    }
-    let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
-    let mut print = |record: &LossRecord| {
-        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
-        match plan.report {
-            Report::EverySteps(_) => {
-                say!(quiet, "step {:>5}  loss {:.6}{lr}", record.step, record.loss)
-            }
-            Report::EveryEpochs(_) => {
-                say!(quiet, "epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
-            }
-        }
-        ControlFlow::Continue(())
-    };
-    say_resuming(quiet, &folder, checkpoint.as_ref());
-    let mut progress = Progress::new(quiet, plan.length.epochs());
-    crate::interrupt::install();
-    let mut on_batch = |end: &BatchEnd| progress.after_update(end);
-    let options =
-        TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
-    let trained =
-        experiment.train_with(batches.as_ref(), options, &mut print).map_err(|e| training_failed(&folder, e));
-    progress.clear();
-    let trained = trained?;
 
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
@@ -508,10 +468,8 @@ pub fn run_config(
     let figures = Figures::new(&folder, common.svg);
     let points: Vec<(f64, f64)> =
         (0..table.len()).map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i]))).collect();
-    let guess = match config.model {
-        ModelConfig::Linear { init } => init,
-        ModelConfig::Cnn(_) => unreachable!("the cnn goes to its own runner"),
-    };
+    let guess = config.linear_init(2);
+    let guess = [guess[0], guess[1]];
     figures.save("fit", |format| plots::fit_plot(&points, guess, [a[0], a[1]], format))?;
     figures.chart(
         "loss",
@@ -546,6 +504,63 @@ pub fn run_config(
         })
         .collect();
     finish(&folder, &summary, Some(&rows), common.json)
+}
+
+/// Train a prepared linear experiment into `folder` (continuing `checkpoint` when resumed):
+/// say how it trains, print the loss at the configured cadence, show progress on a terminal, and
+/// turn Ctrl-C and divergence into their exits, with the metrics so far in the folder.
+pub fn train_linear(
+    experiment: &Experiment,
+    folder: &RunFolder,
+    checkpoint: Option<&Checkpoint>,
+    common: &CommonArgs,
+) -> Result<descent::train::Trained<descent::model::LinearModel>, Failure> {
+    let (config, quiet) = (&experiment.config, common.quiet);
+    let plan = experiment.plan();
+    let batches = experiment.batches();
+    let lr = config.optimizer.lr();
+    let schedule = match config.schedule {
+        ScheduleConfig::Constant => String::new(),
+        ref other => format!(", {} schedule", other.name()),
+    };
+    match config.training.batch_size {
+        None => say!(
+            quiet,
+            "full-batch gradient descent: {} lr {lr}{schedule}, {}",
+            config.optimizer.name(),
+            length(experiment)
+        ),
+        Some(size) => say!(
+            quiet,
+            "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
+            batches.batches_per_epoch(),
+            config.seed,
+            config.optimizer.name(),
+            length(experiment)
+        ),
+    }
+    let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
+    let mut print = |record: &LossRecord| {
+        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
+        match plan.report {
+            Report::EverySteps(_) => {
+                say!(quiet, "step {:>5}  loss {:.6}{lr}", record.step, record.loss)
+            }
+            Report::EveryEpochs(_) => {
+                say!(quiet, "epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    say_resuming(quiet, folder, checkpoint);
+    let mut progress = Progress::new(quiet, plan.length.epochs());
+    crate::interrupt::install();
+    let mut on_batch = |end: &BatchEnd| progress.after_update(end);
+    let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
+    let trained =
+        experiment.train_with(batches.as_ref(), options, &mut print).map_err(|e| training_failed(folder, e));
+    progress.clear();
+    trained
 }
 
 /// A training failure as an exit: a checkpoint that does not fit is bad input (2), anything

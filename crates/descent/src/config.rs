@@ -45,6 +45,32 @@ pub enum DataConfig {
         #[serde(default = "default_valid_fraction")]
         valid_fraction: f64,
     },
+    /// Your own table (`descent fit`): numeric columns of a CSV file with a header, split into
+    /// training and validation rows at random from the run's seed.
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The column to predict.
+        target: String,
+        /// The feature columns, in order; absent: every column but the target (a run fills in
+        /// the list it found, so that its saved configuration names them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<Vec<String>>,
+        /// The field delimiter: one character, or `tab` or `space`.
+        #[serde(default = "default_delimiter")]
+        delimiter: String,
+        /// Standardise the features (mean 0, variance 1, from the training rows); coefficients
+        /// are still reported on the original scale.
+        #[serde(default = "default_true")]
+        standardize: bool,
+        /// Fraction of the rows held out for validation, in [0, 1); 0 trains on every row.
+        #[serde(default = "default_valid_fraction")]
+        valid_fraction: f64,
+        /// Skip rows that are ragged or hold a bad value in a chosen column, and count them,
+        /// instead of stopping at the first.
+        #[serde(default)]
+        skip_bad_rows: bool,
+    },
     /// MNIST from local IDX files (the four standard names, plain or gzipped): trains on the
     /// training set, validates on the test set.
     Mnist {
@@ -55,6 +81,14 @@ pub enum DataConfig {
 
 fn default_valid_fraction() -> f64 {
     0.2
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_n() -> usize {
@@ -77,23 +111,25 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ModelConfig {
-    /// The lesson's `y_hat = x·a`.
+    /// The lesson's `y_hat = x·a`; with CSV data, one parameter per feature and the intercept
+    /// last.
     Linear {
-        /// The initial parameters (slope, intercept).
-        #[serde(default = "default_init")]
-        init: [f64; 2],
+        /// The initial parameters: (slope, intercept) for the lesson's points; for CSV data one
+        /// per feature (on the scale trained on, standardised by default), then the intercept.
+        /// Absent: (-1, 1) for points, zeros for CSV data.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<Vec<f64>>,
     },
     /// A small convolutional network for digit images.
     Cnn(CnnConfig),
 }
 
-fn default_init() -> [f64; 2] {
-    [-1.0, 1.0]
-}
+/// The lesson's initial guess, `a = (-1, 1)`.
+pub const LESSON_INIT: [f64; 2] = [-1.0, 1.0];
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig::Linear { init: default_init() }
+        ModelConfig::Linear { init: Some(LESSON_INIT.to_vec()) }
     }
 }
 
@@ -387,6 +423,38 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The number of parameters of the linear model on this data, when the configuration alone
+    /// tells it: 2 for the lesson's points, one per feature and the intercept for CSV data with
+    /// its features listed.
+    pub fn linear_parameters(&self) -> Option<usize> {
+        match &self.data {
+            DataConfig::Lesson { .. } | DataConfig::Points { .. } => Some(2),
+            DataConfig::Csv { features, .. } => features.as_ref().map(|f| f.len() + 1),
+            DataConfig::Digits { .. } | DataConfig::Mnist { .. } => None,
+        }
+    }
+
+    /// Why `model.init` with `found` values does not fit a model of `count` parameters.
+    pub fn init_length_message(&self, found: usize, count: usize) -> String {
+        match &self.data {
+            DataConfig::Csv { .. } => format!(
+                "has {found} values; this table has {} features, so it needs {count} (one per feature, then the intercept), or leave it out to start from zeros",
+                count - 1
+            ),
+            _ => format!("has {found} values; the lesson's model has {count} (slope, intercept)"),
+        }
+    }
+
+    /// The linear model's initial parameters for `count` parameters: `model.init`, or its
+    /// default ((-1, 1) for points, zeros for CSV data).
+    pub fn linear_init(&self, count: usize) -> Vec<f64> {
+        match (&self.model, &self.data) {
+            (ModelConfig::Linear { init: Some(init) }, _) => init.clone(),
+            (_, DataConfig::Csv { .. }) => vec![0.0; count],
+            _ => LESSON_INIT.to_vec(),
+        }
+    }
+
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
@@ -406,6 +474,46 @@ impl RunConfig {
                 }
             }
             DataConfig::Points { .. } | DataConfig::Mnist { .. } => {}
+            DataConfig::Csv { target, features, delimiter, valid_fraction, .. } => {
+                if target.trim().is_empty() {
+                    return invalid("data.target", "must name a column, got an empty name".into());
+                }
+                if let Some(features) = features {
+                    if features.is_empty() {
+                        return invalid("data.features", "must name at least one column, got none".into());
+                    }
+                    if let Some(name) = features.iter().find(|name| name.trim().is_empty()) {
+                        return invalid("data.features", format!("holds an empty column name ({name:?})"));
+                    }
+                    if let Some((i, name)) =
+                        features.iter().enumerate().find(|(i, name)| features[..*i].contains(name))
+                    {
+                        return invalid(
+                            "data.features",
+                            format!(
+                                "names `{name}` twice (positions {} and {})",
+                                features.iter().position(|f| f == name).unwrap_or(0) + 1,
+                                i + 1
+                            ),
+                        );
+                    }
+                    if features.contains(target) {
+                        return invalid(
+                            "data.features",
+                            format!("holds the target `{target}`: a column cannot predict itself"),
+                        );
+                    }
+                }
+                if let Err(message) = crate::data::csv_table::parse_delimiter(delimiter) {
+                    return invalid("data.delimiter", message);
+                }
+                if !(*valid_fraction >= 0.0 && *valid_fraction < 1.0) {
+                    return invalid(
+                        "data.valid_fraction",
+                        format!("must be in [0, 1), got {valid_fraction}"),
+                    );
+                }
+            }
             DataConfig::Digits { valid_fraction, .. } => {
                 if !(*valid_fraction > 0.0 && *valid_fraction < 1.0) {
                     return invalid(
@@ -418,13 +526,20 @@ impl RunConfig {
         let images = matches!(self.data, DataConfig::Digits { .. } | DataConfig::Mnist { .. });
         match &self.model {
             ModelConfig::Linear { init } => {
-                if !init.iter().all(|v| v.is_finite()) {
-                    return invalid("model.init", format!("must be finite, got {init:?}"));
+                if let Some(init) = init {
+                    if !init.iter().all(|v| v.is_finite()) {
+                        return invalid("model.init", format!("must be finite, got {init:?}"));
+                    }
+                    if let Some(count) = self.linear_parameters() {
+                        if init.len() != count {
+                            return invalid("model.init", self.init_length_message(init.len(), count));
+                        }
+                    }
                 }
                 if images {
                     return invalid(
                         "model.name",
-                        "the linear model fits x,y points; images need `cnn`".into(),
+                        "the linear model fits points or tables; images need `cnn`".into(),
                     );
                 }
             }

@@ -19,6 +19,7 @@ use crate::device::{self, DeviceError, SelectedDevice};
 use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, CnnConfig, LinearModel};
 use crate::optim::InvalidValue;
+use crate::regression::{CsvSource, RegressionData};
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
     BatchHook, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Hooks,
@@ -262,8 +263,11 @@ pub struct Experiment {
     pub config: RunConfig,
     /// The device it runs on.
     pub device: SelectedDevice,
-    /// The rows.
+    /// The rows trained on.
     pub table: Arc<Table>,
+    /// With CSV data (`descent fit`): the table's columns, its scaling, the validation rows and
+    /// the closed-form solution.
+    pub regression: Option<RegressionData>,
 }
 
 impl Experiment {
@@ -274,17 +278,50 @@ impl Experiment {
                 "this configuration trains the cnn model: run it with `descent cnn --config FILE`".into(),
             ));
         }
+        let mut config = config;
         let device = open_device(&config)?;
-        let table = match &config.data {
+        let (table, regression) = match &mut config.data {
             DataConfig::Lesson { n, true_a, noise } => {
-                LessonData { n: *n, true_a: *true_a, noise: *noise, seed: config.seed }.generate()
+                let data = LessonData { n: *n, true_a: *true_a, noise: *noise, seed: config.seed };
+                (Arc::new(data.generate()), None)
             }
-            DataConfig::Points { path } => read_points(path)?,
+            DataConfig::Points { path } => (Arc::new(read_points(path)?), None),
+            DataConfig::Csv {
+                path,
+                target,
+                features,
+                delimiter,
+                standardize,
+                valid_fraction,
+                skip_bad_rows,
+            } => {
+                let source = CsvSource {
+                    path: path.clone(),
+                    target: target.clone(),
+                    features: features.clone(),
+                    delimiter: delimiter.clone(),
+                    standardize: *standardize,
+                    valid_fraction: *valid_fraction,
+                    skip_bad_rows: *skip_bad_rows,
+                };
+                let regression = RegressionData::prepare(&source, config.seed)?;
+                // The saved configuration names the columns it used, whatever the file gains later.
+                *features = Some(regression.features.clone());
+                (regression.train.clone(), Some(regression))
+            }
             DataConfig::Digits { .. } | DataConfig::Mnist { .. } => {
                 unreachable!("validation pairs image data with the cnn model")
             }
         };
-        let experiment = Self { config, device, table: Arc::new(table) };
+        if let ModelConfig::Linear { init: Some(init) } = &config.model {
+            if init.len() != table.features() {
+                return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                    field: "model.init".into(),
+                    message: config.init_length_message(init.len(), table.features()),
+                })));
+            }
+        }
+        let experiment = Self { config, device, table, regression };
         // Build the schedule once now, so that a value Burn rejects is reported before training.
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
@@ -305,10 +342,8 @@ impl Experiment {
 
     /// The model at its initial parameters, on the autodiff device.
     pub fn model(&self) -> LinearModel {
-        let init: Vec<f32> = match &self.config.model {
-            ModelConfig::Linear { init } => init.iter().map(|&v| v as f32).collect(),
-            ModelConfig::Cnn(_) => unreachable!("prepare refuses the cnn model"),
-        };
+        let init: Vec<f32> =
+            self.config.linear_init(self.table.features()).into_iter().map(|v| v as f32).collect();
         LinearModel::new(&init, &self.device.device.clone().autodiff())
     }
 
@@ -516,7 +551,7 @@ impl ImageExperiment {
                 let valid = (0..mnist.test.len()).collect();
                 (Arc::new(mnist.train), train, Arc::new(mnist.test), valid)
             }
-            DataConfig::Lesson { .. } | DataConfig::Points { .. } => {
+            DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv { .. } => {
                 unreachable!("validation pairs the cnn model with image data")
             }
         };

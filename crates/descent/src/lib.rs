@@ -8,6 +8,7 @@
 //! - [`model`]: the models the trainer fits (the lesson's linear model `x·a`);
 //! - [`train`]: the one training engine every model goes through;
 //! - [`device`]: backend names to Burn devices; the only module that knows which backends exist;
+//! - [`regression`]: linear regression on a CSV table of your own (`descent fit`);
 //! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against;
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
 //! - [`experiment`]: a run prepared from its configuration, ready for the engine.
@@ -20,5 +21,6 @@ pub mod metrics;
 pub mod model;
 pub mod ols;
 pub mod optim;
+pub mod regression;
 pub mod report;
 pub mod train;

@@ -12,7 +12,7 @@ pub struct LeastSquares {
 }
 
 /// Why the normal equations have no unique solution.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum OlsError {
     /// `XᵀX` is singular: some feature column is a combination of the others (for example a
     /// constant column beside the column of ones, or fewer rows than features).

@@ -1,6 +1,7 @@
-//! Data: the lesson's generator, point files, and batches on a device.
+//! Data: the lesson's generator, CSV tables and point files, images, and batches on a device.
 
 pub mod batches;
+pub mod csv_table;
 pub mod images;
 pub mod points;
 pub mod random;
@@ -125,6 +126,26 @@ pub enum DataError {
         /// The byte offset where the problem is.
         offset: usize,
         /// What was found and what is allowed.
+        message: String,
+    },
+    /// A whole column cannot be used (a constant feature).
+    #[error("{}, column {column} (`{name}`): {message}", path.display())]
+    Column {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based column number.
+        column: usize,
+        /// The column's name in the header.
+        name: String,
+        /// What was found and what to do.
+        message: String,
+    },
+    /// The rows as a whole cannot be used (too few for the model).
+    #[error("{}: {message}", path.display())]
+    Rows {
+        /// The file.
+        path: PathBuf,
+        /// What was found and what is needed.
         message: String,
     },
     /// The file holds no data.

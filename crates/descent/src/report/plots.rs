@@ -136,6 +136,21 @@ pub fn fit_plot(
     render(&FitPlot { points, guess, fitted }, format)
 }
 
+/// A regression's predictions against the true targets: one scatter per split (training rows
+/// blue, validation rows orange), with the diagonal y = x where perfect predictions lie. At most
+/// `MAX_SCATTER` points of each split are drawn (evenly spaced), so large tables stay readable.
+pub fn prediction_plot(
+    title: &str,
+    train: &[(f64, f64)],
+    valid: &[(f64, f64)],
+    format: Format,
+) -> Result<Vec<u8>, PlotError> {
+    render(&PredictionPlot { title, train, valid }, format)
+}
+
+/// The most points of one split a [`prediction_plot`] draws.
+pub const MAX_SCATTER: usize = 2000;
+
 /// A line chart (loss curves, accuracy, lr over steps, the lr finder). Non-finite and (on log
 /// axes) non-positive values are skipped; an empty chart (no drawable point) still renders axes
 /// and the title.
@@ -457,6 +472,51 @@ impl Figure for FitPlot<'_> {
         // A rising fit leaves the upper-left corner empty.
         let corner = if f0 > 0.0 { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
         draw_legend(&mut chart, corner)
+    }
+}
+
+struct PredictionPlot<'a> {
+    title: &'a str,
+    train: &'a [(f64, f64)],
+    valid: &'a [(f64, f64)],
+}
+
+/// At most [`MAX_SCATTER`] of `points`, evenly spaced, the drawable ones.
+fn thinned(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let step = points.len().div_ceil(MAX_SCATTER).max(1);
+    points.iter().step_by(step).copied().filter(|p| drawable(p.0, false) && drawable(p.1, false)).collect()
+}
+
+impl Figure for PredictionPlot<'_> {
+    fn name(&self) -> String {
+        "prediction plot".to_string()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let (train, valid) = (thinned(self.train), thinned(self.valid));
+        let range = padded_range(train.iter().chain(&valid).flat_map(|p| [p.0, p.1]), false);
+        let ranges = (RangedCoordf64::from(range.clone()), RangedCoordf64::from(range.clone()));
+        let mut chart = styled_chart(root, self.title, ("true value", "prediction"), ranges)?;
+        chart
+            .draw_series(LineSeries::new(
+                [(range.start, range.start), (range.end, range.end)],
+                GUESS_GRAY.stroke_width(2),
+            ))?
+            .label("prediction = true value")
+            .legend(legend_line(GUESS_GRAY));
+        for (points, colour, name) in
+            [(&train, DATA_BLUE, "training rows"), (&valid, DATA_ORANGE, "validation rows")]
+        {
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 2, colour.mix(0.6).filled())))?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 12, y), 3, colour.filled()));
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
 }
 

@@ -89,8 +89,11 @@ pub fn load_saved(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel)
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| model_error(format!("the file is damaged or not a Burn model file ({e:?})")))?;
     let model = match &config.model {
-        ModelConfig::Linear { init } => {
-            let init: Vec<f32> = init.iter().map(|&v| v as f32).collect();
+        ModelConfig::Linear { .. } => {
+            let count = config.linear_parameters().ok_or_else(|| {
+                model_error("config.toml does not say how many features the model has (data.features)".into())
+            })?;
+            let init = vec![0.0f32; count];
             let model = LinearModel::new(&init, device).try_load_record(record).map_err(|e| {
                 model_error(format!(
                     "it does not hold the linear model config.toml describes ({})",

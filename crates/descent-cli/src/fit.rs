@@ -1,0 +1,356 @@
+//! `descent fit`: linear regression on your own CSV table, through the same trainer as the lesson
+//! (the linear model with an intercept, any optimizer and schedule, full or mini-batches, any
+//! device), reported on the original scale beside the closed-form least-squares solution.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use descent::config::{DataConfig, ModelConfig, RunConfig};
+use descent::data::csv_table::parse_delimiter;
+use descent::experiment::Experiment;
+use descent::model::LinearModel;
+use descent::regression::{FitReport, Metrics};
+use descent::report::plots::{self, LineChart, Series};
+use descent::report::{MetricsRow, RunFolder};
+use descent::train::Checkpoint;
+use serde_json::{Map, Value, json};
+
+use crate::Failure;
+use crate::figures::Figures;
+use crate::run::{CommonArgs, finish, resume, run_config, train_linear, write_config};
+
+/// A relative gap to the closed form above which `fit` suggests training longer.
+const GAP_HINT: f64 = 1e-3;
+
+/// `descent fit`'s flags: the table, and the shared training flags.
+#[derive(Args, Debug, Default)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The CSV file: a header row naming the columns, then one row per example.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub data: Option<PathBuf>,
+
+    /// The column to predict.
+    #[arg(long, value_name = "COLUMN", conflicts_with = "resume")]
+    pub target: Option<String>,
+
+    /// The feature columns, comma-separated [default: every column but the target].
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',', conflicts_with = "resume")]
+    pub features: Option<Vec<String>>,
+
+    /// The field delimiter: one character such as ; or |, or `tab` or `space` [default: ,].
+    #[arg(long, value_name = "CHAR", value_parser = delimiter, conflicts_with = "resume")]
+    pub delimiter: Option<String>,
+
+    /// Train on the features as they are, without standardising them (mean 0, variance 1).
+    #[arg(long, conflicts_with = "resume")]
+    pub no_standardize: bool,
+
+    /// Fraction of the rows held out for validation, chosen at random from the seed; 0 trains
+    /// on every row [default: 0.2].
+    #[arg(long, value_parser = fraction, conflicts_with = "resume")]
+    pub valid_fraction: Option<f64>,
+
+    /// Skip rows that are ragged or hold a bad value (not a number, NaN, infinity, empty) in a
+    /// chosen column, and report how many and where, instead of stopping at the first.
+    #[arg(long, conflicts_with = "resume")]
+    pub skip_bad_rows: bool,
+}
+
+fn delimiter(text: &str) -> Result<String, String> {
+    parse_delimiter(text).map(|_| text.to_string())
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
+        Ok(value) => Err(format!("must be at least 0 and less than 1, got {value}")),
+        Err(_) => Err(format!("expected a number in [0, 1), got `{text}`")),
+    }
+}
+
+impl FitArgs {
+    /// The effective configuration: `--config` (or full-batch SGD at lr 0.1 for 100 steps, as
+    /// the lesson), the table from the flags, the shared flags, `--set`.
+    pub fn config(&self) -> Result<RunConfig, Failure> {
+        let defaults = RunConfig { model: ModelConfig::Linear { init: None }, ..RunConfig::default() };
+        let mut config = self.common.base(defaults)?;
+        if let Some(path) = &self.data {
+            let target = self.target.clone().ok_or_else(|| {
+                Failure::input("--target COLUMN is required with --data: name the column to predict")
+            })?;
+            config.data = DataConfig::Csv {
+                path: path.clone(),
+                target,
+                features: None,
+                delimiter: ",".into(),
+                standardize: true,
+                valid_fraction: 0.2,
+                skip_bad_rows: false,
+            };
+            if config.model == ModelConfig::default() {
+                // A configuration file's lesson guess does not fit a table.
+                config.model = ModelConfig::Linear { init: None };
+            }
+        }
+        let DataConfig::Csv {
+            target, features, delimiter, standardize, valid_fraction, skip_bad_rows, ..
+        } = &mut config.data
+        else {
+            return Err(Failure::input(
+                "descent fit needs a table: --data FILE --target COLUMN (or --config FILE with source = \"csv\" data)",
+            ));
+        };
+        if let Some(name) = &self.target {
+            *target = name.clone();
+        }
+        if let Some(names) = &self.features {
+            *features = Some(names.iter().map(|name| name.trim().to_string()).collect());
+        }
+        if let Some(text) = &self.delimiter {
+            *delimiter = text.clone();
+        }
+        if self.no_standardize {
+            *standardize = false;
+        }
+        if let Some(fraction) = self.valid_fraction {
+            *valid_fraction = fraction;
+        }
+        if self.skip_bad_rows {
+            *skip_bad_rows = true;
+        }
+        self.common.finish(config).map_err(|mut failure| {
+            if let Some(rest) = failure.message.strip_prefix("data.features: ") {
+                failure.message = format!("--features (data.features): {rest}");
+            }
+            failure
+        })
+    }
+}
+
+/// `descent fit`.
+pub fn run(args: &FitArgs) -> Result<(), Failure> {
+    if let Some(dir) = &args.common.resume {
+        return resume("fit", &args.common, dir, false);
+    }
+    run_config("fit", args.config()?, &args.common, None, false)
+}
+
+/// Train a prepared regression (CSV data) and report it: the linear runner hands every CSV
+/// configuration here, from `descent fit`, `descent train --config` or `--resume`.
+pub fn report(
+    command: &str,
+    experiment: &Experiment,
+    folder: &RunFolder,
+    checkpoint: Option<&Checkpoint>,
+    common: &CommonArgs,
+) -> Result<(), Failure> {
+    let regression = experiment.regression.as_ref().expect("CSV data was prepared as a regression");
+    let (config, selected, quiet) = (&experiment.config, &experiment.device, common.quiet);
+    let DataConfig::Csv { path, standardize, .. } = &config.data else {
+        unreachable!("a regression reads CSV data")
+    };
+    say!(quiet, "descent {command} on {}", selected.describe());
+    say!(
+        quiet,
+        "data: {}: {} rows, {} for training and {} for validation (split with seed {})",
+        path.display(),
+        regression.rows,
+        regression.train.len(),
+        regression.valid.len(),
+        config.seed
+    );
+    if let Some(skipped) = regression.skipped.describe() {
+        eprintln!("warning: {}: {skipped}", path.display());
+    }
+    say!(
+        quiet,
+        "target `{}`, {} feature{}: {}",
+        regression.target,
+        regression.features.len(),
+        if regression.features.len() == 1 { "" } else { "s" },
+        regression.features.join(", ")
+    );
+    if *standardize {
+        say!(
+            quiet,
+            "features standardised with the training rows' mean and standard deviation; coefficients are reported on the original scale"
+        );
+    } else {
+        say!(quiet, "features used as they are (--no-standardize)");
+    }
+
+    let trained = train_linear(experiment, folder, checkpoint, common)?;
+    let a: Vec<f64> =
+        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
+    let fit = regression.report(&a);
+    print_fit(&regression.features, &fit);
+    match (&regression.ols, fit.gap_relative) {
+        (Err(error), _) => println!("least squares: none to compare with: {error}"),
+        (Ok(_), Some(gap)) => {
+            let gap_loss = fit.ols_train.map_or(f64::NAN, |ols| fit.train.mse - ols.mse);
+            println!(
+                "gap to least squares: largest relative difference of a coefficient {gap:.3e}, train mse - least squares mse = {gap_loss:.3e}"
+            );
+            if gap > GAP_HINT {
+                println!(
+                    "  gradient descent has not reached the closed form yet: train longer (--steps, --epochs) or try another --lr (descent lr-find)"
+                );
+            }
+        }
+        (Ok(_), None) => {}
+    }
+    let epochs =
+        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
+    println!(
+        "trained {} steps{epochs} in {:.2} ms on {}",
+        trained.steps,
+        trained.seconds * 1e3,
+        selected.describe()
+    );
+
+    let named = |values: &[f64]| -> Value {
+        Value::Object(
+            regression
+                .features
+                .iter()
+                .zip(values)
+                .map(|(name, &value)| (name.clone(), json!(value)))
+                .collect::<Map<_, _>>(),
+        )
+    };
+    let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
+    let losses: Vec<_> = trained
+        .losses
+        .iter()
+        .map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss}))
+        .collect();
+    let summary = json!({
+        "command": command,
+        "data": path,
+        "target": regression.target,
+        "features": regression.features,
+        "coefficients": named(&fit.coefficients),
+        "intercept": fit.intercept,
+        "ols_coefficients": fit.ols_coefficients.as_deref().map(named),
+        "ols_intercept": fit.ols_intercept,
+        "gap_relative": fit.gap_relative,
+        "mse_train": fit.train.mse,
+        "rmse_train": fit.train.rmse,
+        "r2_train": fit.train.r2,
+        "mse_valid": fit.valid.map(|m| m.mse),
+        "rmse_valid": fit.valid.map(|m| m.rmse),
+        "r2_valid": fit.valid.map(|m| m.r2),
+        "ols_train": metrics(fit.ols_train),
+        "ols_valid": metrics(fit.ols_valid),
+        "standardized": standardize,
+        "scaling": {"mean": regression.scaling.mean, "scale": regression.scaling.scale},
+        "rows": regression.rows,
+        "rows_train": regression.train.len(),
+        "rows_valid": regression.valid.len(),
+        "skipped_rows": regression.skipped.count,
+        "skipped_lines": regression.skipped.first_lines,
+        "losses": losses,
+        "a": a,
+        "loss": fit.train.mse,
+        "steps": trained.steps,
+        "epochs": trained.epochs,
+        "lr": config.optimizer.lr(),
+        "optimizer": config.optimizer.name(),
+        "schedule": config.schedule.name(),
+        "batch_size": config.training.batch_size.unwrap_or(regression.train.len()),
+        "seed": config.seed,
+        "device": selected.describe(),
+        "backend": selected.backend.name(),
+        "seconds": trained.seconds,
+        "resumed_from_epoch": checkpoint.map(|c| c.state.epoch),
+        "run_folder": folder.path(),
+    });
+
+    // The saved model works on the original columns: its parameters are the coefficients and the
+    // intercept on the original scale, so `descent predict` and `descent export` need no scaling.
+    let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
+    folder.save_model(LinearModel::new(&original, &selected.device)).map_err(Failure::input)?;
+    if checkpoint.is_some() {
+        write_config(folder, config)?;
+    }
+    let figures = Figures::new(folder, common.svg);
+    figures.chart(
+        "loss",
+        &LineChart {
+            title: format!("Training loss: {} lr {}", config.optimizer.name(), config.optimizer.lr()),
+            x_label: "step".into(),
+            y_label: "MSE (log scale)".into(),
+            series: vec![Series {
+                name: "train loss".into(),
+                points: trained.losses.iter().map(|r| (r.step as f64, r.loss)).collect(),
+            }],
+            log_x: false,
+            log_y: true,
+            marker: None,
+        },
+    )?;
+    figures.schedule(config, experiment.total_steps())?;
+    let pairs = |table: &descent::data::Table| -> Vec<(f64, f64)> {
+        (0..table.len())
+            .map(|i| {
+                let prediction: f64 = table.row(i).iter().zip(&a).map(|(&x, a)| f64::from(x) * a).sum();
+                (f64::from(table.y()[i]), prediction)
+            })
+            .collect()
+    };
+    let title = match fit.valid {
+        Some(valid) => format!(
+            "Predicted `{}`: R² {:.4} train, {:.4} validation",
+            regression.target, fit.train.r2, valid.r2
+        ),
+        None => format!("Predicted `{}`: R² {:.4} on the training rows", regression.target, fit.train.r2),
+    };
+    let (train_points, valid_points) = (pairs(&regression.train), pairs(&regression.valid));
+    figures
+        .save("predictions", |format| plots::prediction_plot(&title, &train_points, &valid_points, format))?;
+
+    let mut rows: Vec<MetricsRow> = trained
+        .losses
+        .iter()
+        .map(|r| MetricsRow {
+            step: r.step,
+            epoch: r.epoch,
+            lr: r.lr,
+            train_loss: r.loss,
+            ..MetricsRow::default()
+        })
+        .collect();
+    if let (Some(last), Some(valid)) = (rows.last_mut(), fit.valid) {
+        last.valid_loss = Some(valid.mse);
+    }
+    finish(folder, &summary, Some(&rows), common.json)
+}
+
+/// The coefficients beside the closed form's, then the metrics on both splits.
+fn print_fit(features: &[String], fit: &FitReport) {
+    let width = features.iter().map(|name| name.chars().count()).max().unwrap_or(0).max(9);
+    println!("{:<width$}  {:>16}  {:>16}", "", "gradient descent", "least squares");
+    let ols = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.6e}"));
+    for (i, name) in features.iter().enumerate() {
+        let closed = fit.ols_coefficients.as_ref().map(|c| c[i]);
+        println!("{name:<width$}  {:>16.6e}  {:>16}", fit.coefficients[i], ols(closed));
+    }
+    println!("{:<width$}  {:>16.6e}  {:>16}", "intercept", fit.intercept, ols(fit.ols_intercept));
+    let cell = |m: Option<Metrics>, pick: fn(&Metrics) -> f64| {
+        m.map_or("-".to_string(), |m| format!("{:.6}", pick(&m)))
+    };
+    println!("{:<width$}  {:>16}  {:>16}", "", "train", "validation");
+    for (name, pick) in
+        [("mse", (|m: &Metrics| m.mse) as fn(&Metrics) -> f64), ("rmse", |m| m.rmse), ("r2", |m| m.r2)]
+    {
+        println!("{name:<width$}  {:>16}  {:>16}", cell(Some(fit.train), pick), cell(fit.valid, pick));
+    }
+    if let Some(ols_train) = fit.ols_train {
+        let valid =
+            fit.ols_valid.map_or(String::new(), |v| format!(", validation mse {:.6} r2 {:.6}", v.mse, v.r2));
+        println!("least squares: train mse {:.6} r2 {:.6}{valid}", ols_train.mse, ols_train.r2);
+    }
+}

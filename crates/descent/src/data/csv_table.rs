@@ -1,0 +1,481 @@
+//! Reading numeric columns of a CSV file: the one CSV reader behind `descent fit`, `--data` for
+//! the lesson and `descent predict`.
+//!
+//! The file streams through a buffered reader one record at a time; only the chosen columns'
+//! values are kept, as `f32`. A header row is required. Accepted: any one-byte delimiter, CRLF or
+//! LF line ends, a UTF-8 byte-order mark, quoted fields, spaces around fields, scientific
+//! notation, blank lines (skipped). Refused, with the file, the line and the column: a row with
+//! more or fewer fields than the header, a value that is not a number, NaN or infinity, a number
+//! beyond `f32`, an empty field; a missing or duplicated column name; a file with no header or no
+//! rows. With [`CsvOptions::skip_bad_rows`] a bad row is skipped and counted instead.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use super::DataError;
+
+/// How many skipped lines [`SkippedRows`] remembers.
+pub const REMEMBERED_SKIPPED_LINES: usize = 5;
+
+/// How the file is written and what to do with bad rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// The field delimiter (`b','` by default).
+    pub delimiter: u8,
+    /// Skip a ragged row or a row with a bad value in a chosen column, and count it, instead of
+    /// stopping at it.
+    pub skip_bad_rows: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self { delimiter: b',', skip_bad_rows: false }
+    }
+}
+
+/// Which columns to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// The feature columns, in this order; `None`: every column but the target, in file order.
+    pub features: Option<Vec<String>>,
+    /// The target column.
+    pub target: Target,
+}
+
+/// The target column's part in a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every row must have it.
+    Required(String),
+    /// Read it when the header has it (predictions on labelled rows).
+    Optional(String),
+    /// No target.
+    None,
+}
+
+impl Target {
+    fn name(&self) -> Option<&str> {
+        match self {
+            Target::Required(name) | Target::Optional(name) => Some(name),
+            Target::None => None,
+        }
+    }
+}
+
+/// The rows skipped under [`CsvOptions::skip_bad_rows`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SkippedRows {
+    /// How many rows were skipped.
+    pub count: u64,
+    /// The line numbers of the first few (at most [`REMEMBERED_SKIPPED_LINES`]).
+    pub first_lines: Vec<u64>,
+    /// Why the first one was skipped.
+    pub first_reason: Option<String>,
+}
+
+impl SkippedRows {
+    fn record(&mut self, line: u64, reason: String) {
+        self.count += 1;
+        if self.first_lines.len() < REMEMBERED_SKIPPED_LINES {
+            self.first_lines.push(line);
+        }
+        self.first_reason.get_or_insert(reason);
+    }
+
+    /// "3 bad rows skipped (lines 4, 9, 12; line 4: ...)", or `None` when none was.
+    pub fn describe(&self) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let lines: Vec<String> = self.first_lines.iter().map(u64::to_string).collect();
+        let more = if self.count > self.first_lines.len() as u64 { ", ..." } else { "" };
+        Some(format!(
+            "{} bad row{} skipped (line{} {}{more}; line {}: {})",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            if self.count == 1 { "" } else { "s" },
+            lines.join(", "),
+            self.first_lines[0],
+            self.first_reason.as_deref().unwrap_or("bad row"),
+        ))
+    }
+}
+
+/// The chosen columns of a CSV file, as `f32`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvTable {
+    /// The feature columns' names, in the order of [`Self::x`]'s columns.
+    pub features: Vec<String>,
+    /// The features' 1-based column numbers in the file.
+    pub feature_columns: Vec<usize>,
+    /// Features, row-major: `rows() * features.len()` values.
+    pub x: Vec<f32>,
+    /// The target of every row, when a target was read.
+    pub y: Option<Vec<f32>>,
+    /// Number of rows kept.
+    pub rows: usize,
+    /// Rows skipped under [`CsvOptions::skip_bad_rows`].
+    pub skipped: SkippedRows,
+}
+
+impl CsvTable {
+    /// Number of rows read.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Read the chosen columns of the CSV file at `path`.
+pub fn read_csv(path: &Path, columns: &Columns, options: &CsvOptions) -> Result<CsvTable, DataError> {
+    let file = File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?;
+    parse_csv(std::io::BufReader::with_capacity(1 << 16, file), path, columns, options)
+}
+
+/// Read the chosen columns of CSV text from `input`; errors name `path`.
+pub fn parse_csv(
+    input: impl Read,
+    path: &Path,
+    columns: &Columns,
+    options: &CsvOptions,
+) -> Result<CsvTable, DataError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .delimiter(options.delimiter)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
+    let io_error = |error: csv::Error| match error.into_kind() {
+        csv::ErrorKind::Io(source) => DataError::Open { path: path.into(), source },
+        other => malformed(0, format!("{other:?}")),
+    };
+
+    let headers: Vec<String> = reader
+        .byte_headers()
+        .map_err(io_error)?
+        .iter()
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect();
+    if headers.is_empty() || headers.iter().all(String::is_empty) {
+        return Err(DataError::Empty { path: path.into(), what: "no header row".into() });
+    }
+    let selection = Selection::new(&headers, columns, options.delimiter).map_err(|m| malformed(1, m))?;
+
+    let width = selection.features.len();
+    let mut table = CsvTable {
+        features: selection.features.iter().map(|&i| headers[i].clone()).collect(),
+        feature_columns: selection.features.iter().map(|&i| i + 1).collect(),
+        x: Vec::new(),
+        y: selection.target.map(|_| Vec::new()),
+        rows: 0,
+        skipped: SkippedRows::default(),
+    };
+    let mut record = csv::ByteRecord::new();
+    let mut row = Vec::with_capacity(width + 1);
+    while reader.read_byte_record(&mut record).map_err(io_error)? {
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() == 1 && record[0].is_empty() && headers.len() > 1 {
+            continue; // a blank line
+        }
+        match selection.values(&record, &headers, &mut row) {
+            Ok(()) => {
+                table.x.extend_from_slice(&row[..width]);
+                if let Some(y) = &mut table.y {
+                    y.push(row[width]);
+                }
+                table.rows += 1;
+            }
+            Err(message) if options.skip_bad_rows => table.skipped.record(line, message),
+            Err(message) => {
+                let hint = if options.skip_bad_rows { "" } else { " (--skip-bad-rows skips such rows)" };
+                return Err(malformed(line, format!("{message}{hint}")));
+            }
+        }
+    }
+    if table.rows == 0 {
+        let what = match table.skipped.describe() {
+            Some(skipped) => format!("a header and no good rows: {skipped}"),
+            None => "a header but no rows".into(),
+        };
+        return Err(DataError::Empty { path: path.into(), what });
+    }
+    Ok(table)
+}
+
+/// The 0-based indices of the chosen columns in the header.
+struct Selection {
+    features: Vec<usize>,
+    target: Option<usize>,
+    delimiter: u8,
+}
+
+impl Selection {
+    fn new(headers: &[String], columns: &Columns, delimiter: u8) -> Result<Self, String> {
+        let found = || {
+            let shown: Vec<&str> = headers.iter().take(8).map(String::as_str).collect();
+            let more = if headers.len() > 8 {
+                format!(", ... {} columns in all", headers.len())
+            } else {
+                String::new()
+            };
+            format!("found: {}{more}", shown.join(","))
+        };
+        let delimiter_hint = || {
+            if headers.len() == 1 && delimiter == b',' {
+                let only = &headers[0];
+                if let Some(other) = [';', '\t', '|'].iter().find(|c| only.contains(**c)) {
+                    return format!(
+                        " (the header has one column: is the delimiter {other:?}? pass --delimiter)"
+                    );
+                }
+            }
+            String::new()
+        };
+        let index_of = |name: &str| -> Result<usize, String> {
+            let mut matches = headers.iter().enumerate().filter(|(_, h)| *h == name).map(|(i, _)| i);
+            let first = matches.next().ok_or_else(|| {
+                format!("the header has no column `{name}` ({}){}", found(), delimiter_hint())
+            })?;
+            if let Some(second) = matches.next() {
+                return Err(format!(
+                    "the header names `{name}` twice (columns {} and {}): column names must be unique",
+                    first + 1,
+                    second + 1
+                ));
+            }
+            Ok(first)
+        };
+        let target = match &columns.target {
+            Target::Required(name) => Some(index_of(name)?),
+            Target::Optional(name) => {
+                headers.iter().any(|h| h == name).then(|| index_of(name)).transpose()?
+            }
+            Target::None => None,
+        };
+        let features = match &columns.features {
+            Some(names) => {
+                if names.is_empty() {
+                    return Err("no feature columns were chosen".into());
+                }
+                for (i, name) in names.iter().enumerate() {
+                    if names[..i].contains(name) {
+                        return Err(format!("the feature `{name}` is chosen twice"));
+                    }
+                    if Some(name.as_str()) == columns.target.name() {
+                        return Err(format!("`{name}` is the target: it cannot also be a feature"));
+                    }
+                }
+                names.iter().map(|name| index_of(name)).collect::<Result<Vec<_>, _>>()?
+            }
+            None => {
+                let features: Vec<usize> = (0..headers.len()).filter(|&i| Some(i) != target).collect();
+                if features.is_empty() {
+                    return Err(format!(
+                        "the header has no column beside the target ({}){}",
+                        found(),
+                        delimiter_hint()
+                    ));
+                }
+                for &i in &features {
+                    if headers[..i].contains(&headers[i]) {
+                        return Err(format!(
+                            "the header names `{}` twice: column names must be unique",
+                            headers[i]
+                        ));
+                    }
+                }
+                features
+            }
+        };
+        Ok(Self { features, target, delimiter })
+    }
+
+    /// The chosen values of one record (features, then the target), or why the row is bad.
+    fn values(&self, record: &csv::ByteRecord, headers: &[String], row: &mut Vec<f32>) -> Result<(), String> {
+        if record.len() != headers.len() {
+            return Err(format!("found {} fields, the header has {}", record.len(), headers.len()));
+        }
+        row.clear();
+        for &index in self.features.iter().chain(&self.target) {
+            let field = &record[index];
+            let value = number(field).map_err(|problem| {
+                let text = String::from_utf8_lossy(field);
+                let mut shown: String = text.chars().take(40).flat_map(char::escape_debug).collect();
+                if text.chars().nth(40).is_some() {
+                    shown.push_str("...");
+                }
+                let hint = if problem == Problem::NotANumber && self.delimiter != b',' && text.contains(',') {
+                    " (decimal commas are not read: write 1.5, not 1,5)"
+                } else {
+                    ""
+                };
+                let what = match problem {
+                    Problem::Empty => "is empty (a missing value)".to_string(),
+                    Problem::NotANumber => format!("`{shown}` is not a number{hint}"),
+                    Problem::NotFinite => format!("`{shown}` is not a finite number"),
+                    Problem::TooLarge => format!("`{shown}` is beyond the f32 range (±3.4e38)"),
+                };
+                format!("column {} (`{}`): {what}", index + 1, headers[index])
+            })?;
+            row.push(value);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Problem {
+    Empty,
+    NotANumber,
+    NotFinite,
+    TooLarge,
+}
+
+/// A field as a finite `f32`.
+fn number(field: &[u8]) -> Result<f32, Problem> {
+    if field.is_empty() {
+        return Err(Problem::Empty);
+    }
+    let text = std::str::from_utf8(field).map_err(|_| Problem::NotANumber)?;
+    match text.parse::<f64>() {
+        Ok(value) if !value.is_finite() => Err(Problem::NotFinite),
+        Ok(value) if value.abs() > f64::from(f32::MAX) => Err(Problem::TooLarge),
+        Ok(value) => Ok(value as f32),
+        Err(_) => Err(Problem::NotANumber),
+    }
+}
+
+/// A delimiter given by name or as one character: `,` `;` `|` `tab` or `\t`, `space`.
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => return Ok(b'\t'),
+        "space" | " " => return Ok(b' '),
+        _ => {}
+    }
+    match text.as_bytes() {
+        [byte]
+            if byte.is_ascii()
+                && !byte.is_ascii_alphanumeric()
+                && !matches!(byte, b'"' | b'\n' | b'\r' | b'.' | b'-' | b'+') =>
+        {
+            Ok(*byte)
+        }
+        _ => Err(format!(
+            "expected one ASCII punctuation character such as , ; | or the names tab and space, got `{text}`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, columns: &Columns, options: &CsvOptions) -> Result<CsvTable, DataError> {
+        parse_csv(text.as_bytes(), Path::new("t.csv"), columns, options)
+    }
+
+    fn all_but(target: &str) -> Columns {
+        Columns { features: None, target: Target::Required(target.into()) }
+    }
+
+    #[test]
+    fn reads_every_accepted_form() {
+        let text = "\u{feff}a; \"b\" ;y\r\n 1.5 ;\"-2e3\";  3\r\n\r\n4;+5E-1;\"6\"\r\n";
+        let options = CsvOptions { delimiter: b';', ..CsvOptions::default() };
+        let table = read(text, &all_but("y"), &options).unwrap();
+        assert_eq!(table.features, ["a", "b"]);
+        assert_eq!(table.x, [1.5, -2000.0, 4.0, 0.5]);
+        assert_eq!(table.y, Some(vec![3.0, 6.0]));
+        assert_eq!(table.rows, 2);
+    }
+
+    #[test]
+    fn chosen_features_in_their_order_and_other_columns_ignored() {
+        let text = "name,b,a,y\nfirst,1,2,3\nsecond,4,5,6\n";
+        let columns =
+            Columns { features: Some(vec!["a".into(), "b".into()]), target: Target::Required("y".into()) };
+        let table = read(text, &columns, &CsvOptions::default()).unwrap();
+        assert_eq!(table.x, [2.0, 1.0, 5.0, 4.0]);
+        assert_eq!(table.feature_columns, [3, 2]);
+        // Without --features the text column is a feature, and it is not a number.
+        let error = read(text, &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "t.csv, line 2: column 1 (`name`): `first` is not a number (--skip-bad-rows skips such rows)"
+        );
+    }
+
+    #[test]
+    fn bad_rows_name_the_line_and_column() {
+        let cases = [
+            ("a,y\n1,2\n3\n", "line 3: found 1 fields, the header has 2"),
+            ("a,y\n1,2\n3,4,5\n", "line 3: found 3 fields, the header has 2"),
+            ("a,y\n1,2\n3,NaN\n", "line 3: column 2 (`y`): `NaN` is not a finite number"),
+            ("a,y\n1,2\n-inf,1\n", "line 3: column 1 (`a`): `-inf` is not a finite number"),
+            ("a,y\n1,2\n1e39,1\n", "line 3: column 1 (`a`): `1e39` is beyond the f32 range"),
+            ("a,y\n1,\n", "line 2: column 2 (`y`): is empty"),
+            ("a,y\n1,2\n\"x\ny\",3\n", "line 3: column 1 (`a`): `x\\ny` is not a number"),
+        ];
+        for (text, expected) in cases {
+            let error = read(text, &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+            assert!(error.starts_with("t.csv, ") && error.contains(expected), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn missing_columns_and_empty_files() {
+        let error = read("a,b\n1,2\n", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert_eq!(error, "t.csv, line 1: the header has no column `y` (found: a,b)");
+        let error = read("a;y\n1;2\n", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert!(error.contains("is the delimiter ';'"), "{error}");
+        let error = read("a,a,y\n1,2,3\n", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert!(error.contains("names `a` twice"), "{error}");
+        let error = read("y\n1\n", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert!(error.contains("no column beside the target"), "{error}");
+        let error = read("a,y\n", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert_eq!(error, "t.csv has a header but no rows: expected a header row and at least one data row");
+        let error = read("", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert!(error.contains("no header row"), "{error}");
+        let columns = Columns { features: Some(vec!["y".into()]), target: Target::Required("y".into()) };
+        let error = read("a,y\n1,2\n", &columns, &CsvOptions::default()).unwrap_err().to_string();
+        assert!(error.contains("`y` is the target"), "{error}");
+    }
+
+    #[test]
+    fn skipping_counts_the_bad_rows() {
+        let text = "a,y\n1,2\nx,3\n4,5\n6\n7,8,9\n10,NaN\n11,12\n";
+        let options = CsvOptions { skip_bad_rows: true, ..CsvOptions::default() };
+        let table = read(text, &all_but("y"), &options).unwrap();
+        assert_eq!(table.x, [1.0, 4.0, 11.0]);
+        assert_eq!(table.skipped.count, 4);
+        assert_eq!(table.skipped.first_lines, [3, 6, 7, 8]);
+        let described = table.skipped.describe().unwrap();
+        assert!(
+            described.starts_with("4 bad rows skipped (lines 3, 6, 7, 8; line 3: column 1 (`a`)"),
+            "{described}"
+        );
+        let error = read("a,y\nx,1\n", &all_but("y"), &options).unwrap_err().to_string();
+        assert!(error.contains("no good rows: 1 bad row skipped (line 2;"), "{error}");
+    }
+
+    #[test]
+    fn optional_target() {
+        let columns = Columns { features: Some(vec!["x".into()]), target: Target::Optional("y".into()) };
+        let with = read("x,y\n1,2\n", &columns, &CsvOptions::default()).unwrap();
+        assert_eq!(with.y, Some(vec![2.0]));
+        let without = read("x\n1\n\n2\n", &columns, &CsvOptions::default()).unwrap();
+        assert_eq!((without.y, without.x), (None, vec![1.0, 2.0]));
+    }
+
+    #[test]
+    fn delimiters_by_name() {
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert_eq!(parse_delimiter("|"), Ok(b'|'));
+        assert!(parse_delimiter("ab").is_err());
+        assert!(parse_delimiter("a").is_err());
+        assert!(parse_delimiter(".").is_err());
+        assert!(parse_delimiter("é").is_err());
+    }
+}
