@@ -9,6 +9,7 @@
 //! beyond `f32`, an empty field; a missing or duplicated column name; a file with no header or no
 //! rows. With [`CsvOptions::skip_bad_rows`] a bad row is skipped and counted instead.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -144,6 +145,10 @@ pub fn parse_csv(
         .flexible(true)
         .delimiter(options.delimiter)
         .trim(csv::Trim::All)
+        // Records end at `\n` only; the trim removes the `\r` of CRLF files. The csv crate's
+        // default terminator (\r, \n or \r\n) reports the line of the previous record on CRLF
+        // files (rust-csv issue #395), which would put every error one line early.
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(input);
     let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
     let io_error = |error: csv::Error| match error.into_kind() {
@@ -155,7 +160,7 @@ pub fn parse_csv(
         .byte_headers()
         .map_err(io_error)?
         .iter()
-        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .map(|name| String::from_utf8_lossy(&unquoted(name)).into_owned())
         .collect();
     if headers.is_empty() || headers.iter().all(String::is_empty) {
         return Err(DataError::Empty { path: path.into(), what: "no header row".into() });
@@ -246,14 +251,8 @@ impl Selection {
             }
             Ok(first)
         };
-        let target = match &columns.target {
-            Target::Required(name) => Some(index_of(name)?),
-            Target::Optional(name) => {
-                headers.iter().any(|h| h == name).then(|| index_of(name)).transpose()?
-            }
-            Target::None => None,
-        };
-        let features = match &columns.features {
+        // Named features first: a missing feature is reported before a missing target.
+        let named = match &columns.features {
             Some(names) => {
                 if names.is_empty() {
                     return Err("no feature columns were chosen".into());
@@ -266,8 +265,19 @@ impl Selection {
                         return Err(format!("`{name}` is the target: it cannot also be a feature"));
                     }
                 }
-                names.iter().map(|name| index_of(name)).collect::<Result<Vec<_>, _>>()?
+                Some(names.iter().map(|name| index_of(name)).collect::<Result<Vec<_>, _>>()?)
             }
+            None => None,
+        };
+        let target = match &columns.target {
+            Target::Required(name) => Some(index_of(name)?),
+            Target::Optional(name) => {
+                headers.iter().any(|h| h == name).then(|| index_of(name)).transpose()?
+            }
+            Target::None => None,
+        };
+        let features = match named {
+            Some(features) => features,
             None => {
                 let features: Vec<usize> = (0..headers.len()).filter(|&i| Some(i) != target).collect();
                 if features.is_empty() {
@@ -298,7 +308,8 @@ impl Selection {
         }
         row.clear();
         for &index in self.features.iter().chain(&self.target) {
-            let field = &record[index];
+            let field = unquoted(&record[index]);
+            let field = field.as_ref();
             let value = number(field).map_err(|problem| {
                 let text = String::from_utf8_lossy(field);
                 let mut shown: String = text.chars().take(40).flat_map(char::escape_debug).collect();
@@ -332,16 +343,33 @@ enum Problem {
     TooLarge,
 }
 
+/// A field quoted after a space (`a, "b"`), which the CSV parser keeps as written, without its
+/// quotes (and `""` inside as `"`); any other field as it is.
+fn unquoted(field: &[u8]) -> Cow<'_, [u8]> {
+    match field {
+        [b'"', inner @ .., b'"'] if field.len() >= 2 => {
+            if inner.windows(2).any(|pair| pair == b"\"\"") {
+                Cow::Owned(String::from_utf8_lossy(inner).replace("\"\"", "\"").into_bytes())
+            } else {
+                Cow::Borrowed(inner)
+            }
+        }
+        _ => Cow::Borrowed(field),
+    }
+}
+
 /// A field as a finite `f32`.
 fn number(field: &[u8]) -> Result<f32, Problem> {
     if field.is_empty() {
         return Err(Problem::Empty);
     }
     let text = std::str::from_utf8(field).map_err(|_| Problem::NotANumber)?;
-    match text.parse::<f64>() {
-        Ok(value) if !value.is_finite() => Err(Problem::NotFinite),
-        Ok(value) if value.abs() > f64::from(f32::MAX) => Err(Problem::TooLarge),
-        Ok(value) => Ok(value as f32),
+    // Parsed straight to f32 (correctly rounded, as the value is written); f64 only tells an
+    // overflow from an infinity or NaN written out.
+    match text.parse::<f32>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) if text.parse::<f64>().is_ok_and(f64::is_finite) => Err(Problem::TooLarge),
+        Ok(_) => Err(Problem::NotFinite),
         Err(_) => Err(Problem::NotANumber),
     }
 }
@@ -424,6 +452,16 @@ mod tests {
     }
 
     #[test]
+    fn crlf_files_report_their_own_line_numbers() {
+        let text = "a,y\r\n1,\"2\"\r\n\r\n3,4\r\n5,x\r\n";
+        let error = read(text, &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
+        assert!(error.starts_with("t.csv, line 5: column 2 (`y`): `x`"), "{error}");
+        let options = CsvOptions { skip_bad_rows: true, ..CsvOptions::default() };
+        let table = read(text, &all_but("y"), &options).unwrap();
+        assert_eq!((table.x, table.y), (vec![1.0, 3.0], Some(vec![2.0, 4.0])));
+    }
+
+    #[test]
     fn missing_columns_and_empty_files() {
         let error = read("a,b\n1,2\n", &all_but("y"), &CsvOptions::default()).unwrap_err().to_string();
         assert_eq!(error, "t.csv, line 1: the header has no column `y` (found: a,b)");
@@ -449,10 +487,10 @@ mod tests {
         let table = read(text, &all_but("y"), &options).unwrap();
         assert_eq!(table.x, [1.0, 4.0, 11.0]);
         assert_eq!(table.skipped.count, 4);
-        assert_eq!(table.skipped.first_lines, [3, 6, 7, 8]);
+        assert_eq!(table.skipped.first_lines, [3, 5, 6, 7]);
         let described = table.skipped.describe().unwrap();
         assert!(
-            described.starts_with("4 bad rows skipped (lines 3, 6, 7, 8; line 3: column 1 (`a`)"),
+            described.starts_with("4 bad rows skipped (lines 3, 5, 6, 7; line 3: column 1 (`a`)"),
             "{described}"
         );
         let error = read("a,y\nx,1\n", &all_but("y"), &options).unwrap_err().to_string();

@@ -105,8 +105,13 @@ fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
 }
 
 fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(ImageSet, bool), DataError> {
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        // See csv_table.rs: `\n` ends a record, the trim removes a CRLF's `\r`.
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(input);
     let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
     let headers = reader.headers().map_err(|e| malformed(1, e.to_string()))?.clone();
     const PIXELS: usize = 64;

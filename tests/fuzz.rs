@@ -1,0 +1,311 @@
+//! Property-based fuzzing of the two parsers that read what users write: the CSV reader and the
+//! run configuration (TOML files and `--set KEY=VALUE`).
+//!
+//! In the test suite each property runs a short smoke run from a fixed seed (256 cases, seconds).
+//! For a long run, raise the case count:
+//!
+//!     PROPTEST_CASES=200000 cargo test --release --test fuzz
+//!
+//! Properties: no input makes a parser panic; every error names its origin (and, for CSV, the
+//! line); tables written in any accepted dialect read back exactly; one bad cell is reported at
+//! its own line and column, or skipped and counted; configurations round-trip through TOML.
+
+use std::path::Path;
+
+use descent::config::{DataConfig, RunConfig, parse_toml};
+use descent::data::DataError;
+use descent::data::csv_table::{Columns, CsvOptions, CsvTable, Target, parse_csv};
+use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        rng_seed: RngSeed::Fixed(2026_11_22),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn read(bytes: &[u8], columns: &Columns, options: &CsvOptions) -> Result<CsvTable, DataError> {
+    parse_csv(bytes, Path::new("fuzz.csv"), columns, options)
+}
+
+/// Whatever the reader returns is consistent: one row of features per row, finite values, and
+/// errors that name the file.
+fn check_outcome(result: Result<CsvTable, DataError>) -> Result<(), TestCaseError> {
+    match result {
+        Ok(table) => {
+            prop_assert_eq!(table.x.len(), table.rows * table.features.len());
+            prop_assert!(table.rows > 0);
+            if let Some(y) = &table.y {
+                prop_assert_eq!(y.len(), table.rows);
+                prop_assert!(y.iter().all(|v| v.is_finite()));
+            }
+            prop_assert!(table.x.iter().all(|v| v.is_finite()));
+            prop_assert_eq!(table.feature_columns.len(), table.features.len());
+        }
+        Err(error) => {
+            let message = error.to_string();
+            prop_assert!(message.starts_with("fuzz.csv"), "{}", message);
+        }
+    }
+    Ok(())
+}
+
+fn delimiters() -> impl Strategy<Value = u8> {
+    prop::sample::select(vec![b',', b';', b'\t', b'|', b' '])
+}
+
+/// Text made mostly of the characters CSV files and numbers are made of.
+fn csv_like() -> impl Strategy<Value = Vec<u8>> {
+    let alphabet: Vec<u8> = b"0123456789.,;-+eE\n\r\" \tanifyNIx|\xef\xbb\xbf".to_vec();
+    prop::collection::vec(prop::sample::select(alphabet), 0..300)
+}
+
+fn all_but_y() -> Columns {
+    Columns { features: None, target: Target::Required("y".into()) }
+}
+
+/// A finite f32 of any magnitude.
+fn value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        -1e3f32..1e3f32,
+        any::<f32>().prop_filter("finite", |v| v.is_finite()),
+        Just(0.0f32),
+        Just(-0.0f32),
+    ]
+}
+
+/// A table: 1 to 4 features and the target `y`, 1 to 20 rows.
+fn table() -> impl Strategy<Value = (usize, Vec<Vec<f32>>)> {
+    (1usize..5).prop_flat_map(|features| {
+        (Just(features), prop::collection::vec(prop::collection::vec(value(), features + 1), 1..20))
+    })
+}
+
+/// How a table is written: delimiter, CRLF, a byte-order mark, quotes, spaces, exponents.
+#[derive(Clone, Debug)]
+struct Dialect {
+    delimiter: u8,
+    crlf: bool,
+    bom: bool,
+    quote: bool,
+    spaces: bool,
+    exponent: bool,
+}
+
+fn dialect() -> impl Strategy<Value = Dialect> {
+    (
+        prop::sample::select(vec![b',', b';', b'\t', b'|']),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(delimiter, crlf, bom, quote, spaces, exponent)| Dialect {
+            delimiter,
+            crlf,
+            bom,
+            quote,
+            spaces,
+            exponent,
+        })
+}
+
+fn write_table(features: usize, rows: &[Vec<String>], dialect: &Dialect) -> Vec<u8> {
+    let delimiter = (dialect.delimiter as char).to_string();
+    let end = if dialect.crlf { "\r\n" } else { "\n" };
+    let field = |text: &str| {
+        let text = if dialect.quote { format!("\"{text}\"") } else { text.to_string() };
+        if dialect.spaces && dialect.delimiter != b'\t' { format!(" {text} ") } else { text }
+    };
+    let mut header: Vec<String> = (0..features).map(|j| field(&format!("x{j}"))).collect();
+    header.push(field("y"));
+    let mut text = String::new();
+    if dialect.bom {
+        text.push('\u{feff}');
+    }
+    text.push_str(&header.join(&delimiter));
+    text.push_str(end);
+    for row in rows {
+        let fields: Vec<String> = row.iter().map(|v| field(v)).collect();
+        text.push_str(&fields.join(&delimiter));
+        text.push_str(end);
+    }
+    text.into_bytes()
+}
+
+fn formatted(value: f32, exponent: bool) -> String {
+    if exponent { format!("{value:e}") } else { value.to_string() }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_csv_reader_never_panics_on_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        delimiter in delimiters(),
+        skip_bad_rows in any::<bool>(),
+    ) {
+        check_outcome(read(&bytes, &all_but_y(), &CsvOptions { delimiter, skip_bad_rows }))?;
+    }
+
+    #[test]
+    fn the_csv_reader_never_panics_on_csv_like_text(
+        body in csv_like(),
+        delimiter in delimiters(),
+        skip_bad_rows in any::<bool>(),
+        header in prop::sample::select(vec!["a,y\n", "y\n", "a;b;y\n", "x,y,y\n", "\"y\",a\r\n", ""]),
+    ) {
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        let options = CsvOptions { delimiter, skip_bad_rows };
+        check_outcome(read(&bytes, &all_but_y(), &options))?;
+        let named = Columns { features: Some(vec!["a".into()]), target: Target::Optional("y".into()) };
+        check_outcome(read(&bytes, &named, &options))?;
+    }
+
+    #[test]
+    fn tables_written_in_any_accepted_dialect_read_back_exactly(
+        (features, rows) in table(),
+        dialect in dialect(),
+    ) {
+        let text: Vec<Vec<String>> =
+            rows.iter().map(|row| row.iter().map(|&v| formatted(v, dialect.exponent)).collect()).collect();
+        let bytes = write_table(features, &text, &dialect);
+        let table = read(&bytes, &all_but_y(), &CsvOptions { delimiter: dialect.delimiter, skip_bad_rows: false })
+            .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&bytes))))?;
+        prop_assert_eq!(table.rows, rows.len());
+        let x: Vec<f32> = rows.iter().flat_map(|row| row[..features].iter().copied()).collect();
+        let y: Vec<f32> = rows.iter().map(|row| row[features]).collect();
+        prop_assert_eq!(table.x, x);
+        prop_assert_eq!(table.y, Some(y));
+    }
+
+    #[test]
+    fn one_bad_cell_is_reported_at_its_line_and_column_or_skipped_and_counted(
+        (features, rows) in table(),
+        dialect in dialect(),
+        at in any::<prop::sample::Index>(),
+        column in any::<prop::sample::Index>(),
+        bad in prop::sample::select(vec!["abc", "NaN", "inf", "-inf", "", "1e40", "--1", "1.2.3", "0x10", "1,5"]),
+    ) {
+        let row = at.index(rows.len());
+        let column = column.index(features + 1);
+        let mut text: Vec<Vec<String>> =
+            rows.iter().map(|row| row.iter().map(|&v| formatted(v, dialect.exponent)).collect()).collect();
+        // A comma in a cell is a delimiter when the delimiter is a comma: a space then.
+        text[row][column] =
+            if dialect.delimiter == b',' { bad.replace(',', " ") } else { bad.to_string() };
+        let dialect = Dialect { quote: false, ..dialect };
+        let bytes = write_table(features, &text, &dialect);
+        let line = row as u64 + 2;
+        let options = CsvOptions { delimiter: dialect.delimiter, skip_bad_rows: false };
+        let message = match read(&bytes, &all_but_y(), &options) {
+            Ok(_) => return Err(TestCaseError::fail(format!("`{bad}` was read: {}", String::from_utf8_lossy(&bytes)))),
+            Err(error) => error.to_string(),
+        };
+        let expected = format!("fuzz.csv, line {line}: column {}", column + 1);
+        prop_assert!(message.starts_with(&expected), "{} (expected {})", message, expected);
+
+        let skipping = read(&bytes, &all_but_y(), &CsvOptions { skip_bad_rows: true, ..options });
+        if rows.len() == 1 {
+            prop_assert!(skipping.is_err());
+        } else {
+            let table = skipping.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(table.rows, rows.len() - 1);
+            prop_assert_eq!(table.skipped.count, 1);
+            prop_assert_eq!(table.skipped.first_lines, vec![line]);
+        }
+    }
+
+    #[test]
+    fn the_config_parser_never_panics_on_arbitrary_text(text in ".{0,300}") {
+        config_outcome(&text)?;
+    }
+
+    #[test]
+    fn the_config_parser_never_panics_on_mutated_configurations(
+        base in prop::sample::select(base_configs()),
+        at in any::<prop::sample::Index>(),
+        cut in 0usize..40,
+        insert in prop::sample::select(vec![
+            "", "=", "[", "]", "\"", "nan", "inf", "-1", "0", "1e400", "[model]\nname = \"cnn\"\n",
+            "[data]\nsource = \"csv\"\n", "init = []\n", "features = []\n", "valid_fraction = 1.0\n",
+            "epochs = 0\n", "batch_size = -3\n", "lr = nan\n", "delimiter = \"ab\"\n", "momentum = 2\n",
+            "name = \"adam\"\n", "channels = [0]\n", "\u{0}", "é",
+        ]),
+    ) {
+        let text = base.to_toml();
+        let start = at.index(text.len() + 1);
+        let start = (0..=start).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let end = (start + cut).min(text.len());
+        let end = (end..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        let mutated = format!("{}{insert}{}", &text[..start], &text[end..]);
+        config_outcome(&mutated)?;
+    }
+
+    #[test]
+    fn set_never_panics_and_keeps_the_configuration_valid(
+        base in prop::sample::select(base_configs()),
+        key in prop::sample::select(vec![
+            "seed", "device", "data.n", "data.source", "data.path", "data.valid_fraction", "data.features",
+            "data.delimiter", "data.target", "model.init", "model.name", "model.channels", "training.epochs",
+            "training.batch_size", "optimizer.lr", "optimizer.name", "optimizer.momentum", "optimizer.beta_2",
+            "schedule.name", "schedule.warmup_steps", "a.b.c", "", ".", "seed.x",
+        ]),
+        value in prop_oneof![
+            ".{0,20}",
+            prop::sample::select(vec!["0", "-1", "1e400", "nan", "inf", "0.5", "[1, 2]", "[]", "true", "\"x\"", "{a = 1}", "adam", "csv"])
+                .prop_map(String::from),
+        ],
+    ) {
+        let mut config = base.clone();
+        match config.set(&format!("{key}={value}")) {
+            Ok(()) => {
+                prop_assert!(config.validate().is_ok());
+                let back: RunConfig = parse_toml(&config.to_toml(), "round trip")
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(back, config);
+            }
+            Err(_) => prop_assert_eq!(config, base),
+        }
+    }
+}
+
+/// Configurations of every kind of run, to mutate.
+fn base_configs() -> Vec<RunConfig> {
+    let mut csv = RunConfig::default();
+    csv.data = DataConfig::Csv {
+        path: "table.csv".into(),
+        target: "y".into(),
+        features: Some(vec!["a".into(), "b".into()]),
+        delimiter: ";".into(),
+        standardize: true,
+        valid_fraction: 0.2,
+        skip_bad_rows: true,
+    };
+    csv.model = descent::config::ModelConfig::Linear { init: None };
+    vec![RunConfig::default(), RunConfig::cnn(), csv]
+}
+
+/// Parsing either fails with an error naming the origin, or gives a configuration that, when it
+/// validates, writes itself out and reads back equal.
+fn config_outcome(text: &str) -> Result<(), TestCaseError> {
+    match parse_toml::<RunConfig>(text, "fuzz.toml") {
+        Ok(config) => {
+            if config.validate().is_ok() {
+                let back: RunConfig = parse_toml(&config.to_toml(), "round trip")
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(back, config);
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            prop_assert!(message.starts_with("fuzz.toml"), "{}", message);
+        }
+    }
+    Ok(())
+}
