@@ -64,6 +64,7 @@ fn csv_text(rows: &[[f32; 6]], delimiter: char, line_end: &str) -> String {
 /// Least squares with an intercept, in f64, by the centred normal equations
 /// `(Xcᵀ Xc) b = Xcᵀ yc` (Gauss–Jordan with partial pivoting on columns scaled to unit norm) and
 /// `intercept = mean(y) - mean(x)·b`: an oracle independent of the crate's own.
+#[allow(clippy::needless_range_loop)] // matrix algebra reads best with its indices
 fn closed_form(rows: &[[f32; 6]]) -> (Vec<f64>, f64) {
     let n = rows.len() as f64;
     let d = 5;

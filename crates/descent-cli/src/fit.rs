@@ -19,6 +19,11 @@ use crate::Failure;
 use crate::figures::Figures;
 use crate::run::{CommonArgs, finish, resume, run_config, train_linear, write_config};
 
+/// Full-batch steps of a fit that sets no length.
+pub const FIT_STEPS: usize = 1000;
+/// Steps between printed losses of such a fit.
+pub const FIT_PRINT_EVERY: usize = 100;
+
 /// A relative gap to the closed form above which `fit` suggests training longer.
 const GAP_HINT: f64 = 1e-3;
 
@@ -72,8 +77,8 @@ fn fraction(text: &str) -> Result<f64, String> {
 }
 
 impl FitArgs {
-    /// The effective configuration: `--config` (or full-batch SGD at lr 0.1 for 100 steps, as
-    /// the lesson), the table from the flags, the shared flags, `--set`.
+    /// The effective configuration: `--config` (or full-batch SGD at lr 0.1 as in the lesson, for
+    /// 1,000 steps), the table from the flags, the shared flags, `--set`.
     pub fn config(&self) -> Result<RunConfig, Failure> {
         let defaults = RunConfig { model: ModelConfig::Linear { init: None }, ..RunConfig::default() };
         let mut config = self.common.base(defaults)?;
@@ -121,12 +126,20 @@ impl FitArgs {
         if self.skip_bad_rows {
             *skip_bad_rows = true;
         }
-        self.common.finish(config).map_err(|mut failure| {
+        let mut config = self.common.finish(config).map_err(|mut failure| {
             if let Some(rest) = failure.message.strip_prefix("data.features: ") {
                 failure.message = format!("--features (data.features): {rest}");
             }
             failure
-        })
+        })?;
+        // Real tables have correlated columns, which the lesson's 100 steps do not fit: full-batch
+        // runs that set no length take 1,000 steps, printed every 100.
+        let training = &mut config.training;
+        if training.steps.is_none() && training.epochs.is_none() && training.batch_size.is_none() {
+            training.steps = Some(FIT_STEPS);
+            training.print_every.get_or_insert(FIT_PRINT_EVERY);
+        }
+        Ok(config)
     }
 }
 
@@ -303,10 +316,10 @@ pub fn report(
     };
     let title = match fit.valid {
         Some(valid) => format!(
-            "Predicted `{}`: R² {:.4} train, {:.4} validation",
+            "Predicted {}: R² {:.4} train, {:.4} validation",
             regression.target, fit.train.r2, valid.r2
         ),
-        None => format!("Predicted `{}`: R² {:.4} on the training rows", regression.target, fit.train.r2),
+        None => format!("Predicted {}: R² {:.4} on the training rows", regression.target, fit.train.r2),
     };
     let (train_points, valid_points) = (pairs(&regression.train), pairs(&regression.valid));
     figures

@@ -530,10 +530,10 @@ impl RunConfig {
                     if !init.iter().all(|v| v.is_finite()) {
                         return invalid("model.init", format!("must be finite, got {init:?}"));
                     }
-                    if let Some(count) = self.linear_parameters() {
-                        if init.len() != count {
-                            return invalid("model.init", self.init_length_message(init.len(), count));
-                        }
+                    if let Some(count) = self.linear_parameters()
+                        && init.len() != count
+                    {
+                        return invalid("model.init", self.init_length_message(init.len(), count));
                     }
                 }
                 if images {

@@ -313,13 +313,13 @@ impl Experiment {
                 unreachable!("validation pairs image data with the cnn model")
             }
         };
-        if let ModelConfig::Linear { init: Some(init) } = &config.model {
-            if init.len() != table.features() {
-                return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
-                    field: "model.init".into(),
-                    message: config.init_length_message(init.len(), table.features()),
-                })));
-            }
+        if let ModelConfig::Linear { init: Some(init) } = &config.model
+            && init.len() != table.features()
+        {
+            return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                field: "model.init".into(),
+                message: config.init_length_message(init.len(), table.features()),
+            })));
         }
         let experiment = Self { config, device, table, regression };
         // Build the schedule once now, so that a value Burn rejects is reported before training.

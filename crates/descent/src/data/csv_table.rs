@@ -86,19 +86,17 @@ impl SkippedRows {
 
     /// "3 bad rows skipped (lines 4, 9, 12; line 4: ...)", or `None` when none was.
     pub fn describe(&self) -> Option<String> {
-        if self.count == 0 {
-            return None;
+        let first = *self.first_lines.first()?;
+        let reason = self.first_reason.as_deref().unwrap_or("bad row");
+        if self.count == 1 {
+            return Some(format!("1 bad row skipped (line {first}: {reason})"));
         }
         let lines: Vec<String> = self.first_lines.iter().map(u64::to_string).collect();
         let more = if self.count > self.first_lines.len() as u64 { ", ..." } else { "" };
         Some(format!(
-            "{} bad row{} skipped (line{} {}{more}; line {}: {})",
+            "{} bad rows skipped (lines {}{more}; line {first}: {reason})",
             self.count,
-            if self.count == 1 { "" } else { "s" },
-            if self.count == 1 { "" } else { "s" },
-            lines.join(", "),
-            self.first_lines[0],
-            self.first_reason.as_deref().unwrap_or("bad row"),
+            lines.join(", ")
         ))
     }
 }
@@ -494,7 +492,7 @@ mod tests {
             "{described}"
         );
         let error = read("a,y\nx,1\n", &all_but("y"), &options).unwrap_err().to_string();
-        assert!(error.contains("no good rows: 1 bad row skipped (line 2;"), "{error}");
+        assert!(error.contains("no good rows: 1 bad row skipped (line 2: column 1 (`a`)"), "{error}");
     }
 
     #[test]
