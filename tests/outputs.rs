@@ -521,3 +521,42 @@ fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
     );
     assert!(same_bits(&saved_tensors(&interrupted), &saved_tensors(&straight)));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_leaves_every_file_whole() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let out = scratch("sigint-twice");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["cnn", "--device", "flex", "--epochs", "40", "--checkpoint-every", "1"])
+        .args(["--out", out.to_str().unwrap()])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("epoch 2/40") {
+            break;
+        }
+    }
+    // Two signals back to back: the second must not wait for the step or the checkpoint.
+    for _ in 0..2 {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    }
+    let _: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // Whatever was written is whole: the configuration parses, the checkpoint (the end of epoch
+    // 2 at least) passes its checksum, and the run resumes from it.
+    RunConfig::load(&out.join("config.toml")).unwrap();
+    let checkpoint = Checkpoint::read(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert!(checkpoint.state.epoch >= 2, "{}", checkpoint.state.epoch);
+    let target = (checkpoint.state.epoch + 1).to_string();
+    run_ok(&["train", "--resume", out.to_str().unwrap(), "--epochs", &target, "-q"]);
+}
