@@ -290,3 +290,22 @@ fn a_closed_pipe_ends_the_program_without_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn bench_prints_a_table_and_its_json() {
+    let output =
+        descent(&["bench", "--workloads", "lesson", "--devices", "flex", "--repeats", "1", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary = summary(&output);
+    let results = summary["results"].as_array().unwrap();
+    let cases: Vec<&str> = results.iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert_eq!(cases, ["n=100, 100 steps", "n=100, 10000 steps"]);
+    for result in results {
+        assert_eq!((result["workload"].as_str(), result["unit"].as_str()), (Some("lesson"), Some("µs/step")));
+        let median = result["median"].as_f64().unwrap();
+        assert!(median.is_finite() && median > 0.0, "{result}");
+    }
+    assert!(summary["machine"]["cores"].as_u64().unwrap() >= 1);
+    rejects(&["bench", "--devices", "nonsense"], &["--devices", "nonsense"]);
+    rejects(&["bench", "--workloads", "everything"], &["--workloads"]);
+}

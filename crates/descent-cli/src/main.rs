@@ -15,6 +15,7 @@ macro_rules! say {
 }
 
 mod args;
+mod bench;
 mod cnn;
 mod devices;
 mod figures;
@@ -58,6 +59,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write the model of a finished run for PyTorch (safetensors).
     Export(predict::ExportArgs),
+    /// Time the speed workloads of BENCHMARKS.md on every compiled CPU backend.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => devices::run(&args),
         Command::Predict(args) => predict::predict(&args),
         Command::Export(args) => predict::export(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! Batches on a device: the whole table at once (the notebook's full-batch descent) or mini-batches
-//! through Burn's `DataLoader` with a seeded shuffle.
+//! Batches on a device: the whole table at once (the notebook's full-batch descent), shuffled
+//! slices of the table held on the device (mini-batches of rows), or images through Burn's
+//! `DataLoader` with a seeded shuffle.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::prelude::*;
 
+use super::random::SeededRng;
 use super::{ImageSet, Table};
 use crate::train::{BatchSource, Batches};
 
@@ -103,8 +105,22 @@ impl<B> BatchSource<B> for LoaderBatches<B> {
     }
 }
 
-/// Shuffled mini-batches of a table's rows.
-pub type MiniBatches = LoaderBatches<RegressionBatch>;
+/// Shuffled mini-batches of a table's rows, taken from the table held once on the device.
+///
+/// Each epoch draws a permutation of the rows on the host from the seed and the epoch number,
+/// gathers the whole table in that order with one `select` per tensor, and hands out contiguous
+/// slices of it as batches. Per batch that is two slices, where Burn's `DataLoader` would clone
+/// every row and build two new tensors from host memory: with rows of a few floats, that copying
+/// was most of the time of an epoch (see BENCHMARKS.md). The last batch of an epoch may be smaller.
+pub struct MiniBatches {
+    x: Tensor<2>,
+    y: Tensor<2>,
+    rows: usize,
+    batch_size: usize,
+    seed: u64,
+    /// Epochs started so far.
+    epochs: std::cell::Cell<u64>,
+}
 
 impl MiniBatches {
     /// Batches of `batch_size` rows of `table`, reshuffled every epoch from `seed`.
@@ -112,29 +128,56 @@ impl MiniBatches {
     /// # Panics
     /// If `batch_size` is 0 (callers validate user input first).
     pub fn new(table: Arc<Table>, batch_size: usize, seed: u64, device: &Device) -> Self {
-        let rows = (0..table.len()).collect();
-        Self::with_batcher(RowBatcher { table }, rows, batch_size, seed, device)
+        assert!(batch_size > 0, "batch size must be positive");
+        Self {
+            x: table.x_tensor(device),
+            y: table.y_tensor(device),
+            rows: table.len(),
+            batch_size,
+            seed,
+            epochs: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The order of the rows in epoch `epoch` (0-based): a permutation drawn from the seed and
+    /// the epoch alone, so that any epoch's order can be drawn without the ones before it.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        SeededRng::new(epoch_seed(self.seed, epoch)).permutation(self.rows)
     }
 }
 
-/// Gathers the rows named by a batch of indices into tensors.
-struct RowBatcher {
-    table: Arc<Table>,
+/// The seed of epoch `epoch`'s shuffle: SplitMix64 of the run's seed and the epoch, so that
+/// neighbouring seeds and epochs give unrelated streams.
+fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    let mut z = seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
-impl Batcher<usize, RegressionBatch> for RowBatcher {
-    fn batch(&self, rows: Vec<usize>, device: &Device) -> RegressionBatch {
-        let features = self.table.features();
-        let mut x = Vec::with_capacity(rows.len() * features);
-        let mut y = Vec::with_capacity(rows.len());
-        for &row in &rows {
-            x.extend_from_slice(self.table.row(row));
-            y.push(self.table.y()[row]);
-        }
-        RegressionBatch {
-            x: Tensor::from_data(TensorData::new(x, [rows.len(), features]), device),
-            y: Tensor::from_data(TensorData::new(y, [rows.len(), 1]), device),
-        }
+impl BatchSource<RegressionBatch> for MiniBatches {
+    fn batches_per_epoch(&self) -> usize {
+        self.rows.div_ceil(self.batch_size)
+    }
+
+    fn epoch(&self) -> Batches<'_, RegressionBatch> {
+        let epoch = self.epochs.get();
+        self.epochs.set(epoch + 1);
+        let order: Vec<i64> = self.order(epoch).into_iter().map(|row| row as i64).collect();
+        let device = self.x.device();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(order, [self.rows]), &device);
+        let x = self.x.clone().select(0, index.clone());
+        let y = self.y.clone().select(0, index);
+        let (rows, size) = (self.rows, self.batch_size);
+        Box::new((0..rows.div_ceil(size)).map(move |batch| {
+            let range = batch * size..((batch + 1) * size).min(rows);
+            Ok(RegressionBatch { x: x.clone().slice(range.clone()), y: y.clone().slice(range) })
+        }))
+    }
+
+    fn skip_epochs(&self, epochs: usize) {
+        // Each epoch's order depends on its number only: nothing to draw.
+        self.epochs.set(self.epochs.get() + epochs as u64);
     }
 }
 
@@ -201,5 +244,65 @@ struct ImageBatcher {
 impl Batcher<usize, ImageBatch> for ImageBatcher {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> ImageBatch {
         ImageBatch::gather(&self.set, &indices, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_epoch_is_a_new_permutation_of_all_rows_in_slices() {
+        let n = 103;
+        let device =
+            crate::device::select("ndarray").or_else(|_| crate::device::select("flex")).unwrap().device;
+        let batches = MiniBatches::new(batches_table(n), 10, 5, &device);
+        assert_eq!(batches.batches_per_epoch(), 11);
+        let mut orders = Vec::new();
+        for epoch in 0..3 {
+            let mut seen = Vec::new();
+            let mut sizes = Vec::new();
+            for batch in batches.epoch() {
+                let batch = batch.unwrap();
+                let x: Vec<f32> = batch.x.into_data().to_vec().unwrap();
+                let y: Vec<f32> = batch.y.into_data().to_vec().unwrap();
+                sizes.push(y.len());
+                for (row, target) in x.chunks(2).zip(&y) {
+                    assert_eq!((row[1], *target), (1.0, 10.0 * row[0]), "rows stay whole");
+                    seen.push(row[0] as usize);
+                }
+            }
+            assert_eq!(sizes, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 3]);
+            assert_eq!(seen, batches.order(epoch), "epoch {epoch} follows its drawn order");
+            let mut sorted = seen.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "every row once");
+            orders.push(seen);
+        }
+        assert!(orders[0] != orders[1] && orders[1] != orders[2]);
+        // A resumed source skips epochs without drawing them, and continues with the same order.
+        let resumed = MiniBatches::new(batches_table(n), 10, 5, &device);
+        resumed.skip_epochs(2);
+        let third: Vec<usize> = resumed
+            .epoch()
+            .flat_map(|b| {
+                b.unwrap()
+                    .x
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .chunks(2)
+                    .map(|r| r[0] as usize)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(third, orders[2]);
+    }
+
+    /// Row i is `x = [i, 1]`, `y = 10 i`.
+    fn batches_table(n: usize) -> Arc<Table> {
+        let x: Vec<f32> = (0..n).flat_map(|i| [i as f32, 1.0]).collect();
+        let y: Vec<f32> = (0..n).map(|i| 10.0 * i as f32).collect();
+        Arc::new(Table::new(x, y, 2))
     }
 }

@@ -1,0 +1,278 @@
+//! `descent bench`: the speed workloads of BENCHMARKS.md, through the same experiments the
+//! training commands run, on every compiled CPU backend (and wgpu when it finds an adapter).
+//!
+//! | workload | what is timed | figure |
+//! |---|---|---|
+//! | `lesson` | the lesson's full-batch loop, n = 100, 100 and 10,000 steps | µs per step |
+//! | `minibatch` | one epoch of mini-batch SGD over n = 1,000,000 rows, batch 32, 256, 4096 | samples per second |
+//! | `fullbatch` | full-batch steps (forward, backward, update) at n = 10,000,000 | ms per step |
+//! | `cnn` | the CNN of `../shared/peers/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
+//!
+//! Each figure is the median of `--repeats` runs, each timed by the engine around the training
+//! loop only (data generation, device set-up and validation are outside it), as the PyTorch
+//! scripts time theirs.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use descent::config::{DataConfig, ModelConfig, RunConfig};
+use descent::device::{Backend, select};
+use descent::experiment::{Experiment, ImageExperiment};
+use descent::model::CnnConfig;
+use descent::report::write_atomic;
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::args::positive_count;
+
+/// Run the speed workloads and print a table.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads, comma-separated [default: all four].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workloads: Vec<Workload>,
+
+    /// Devices, comma-separated, as for --device [default: every compiled CPU backend, and wgpu
+    /// when it finds an adapter].
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
+
+    /// Runs of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = positive_count)]
+    pub repeats: usize,
+
+    /// Smaller sizes for a quick look: 100,000 rows for minibatch, 1,000,000 for fullbatch, one
+    /// CNN epoch. Not the sizes of BENCHMARKS.md.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Also write the results as JSON to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Print the JSON as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The workloads of BENCHMARKS.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// The lesson's loop, n = 100: µs per step.
+    Lesson,
+    /// Mini-batch SGD, one epoch over 1,000,000 rows: samples per second.
+    Minibatch,
+    /// One full-batch step at 10,000,000 rows: ms per step.
+    Fullbatch,
+    /// The CNN on the digits: training images per second.
+    Cnn,
+}
+
+impl Workload {
+    const ALL: [Workload; 4] = [Workload::Lesson, Workload::Minibatch, Workload::Fullbatch, Workload::Cnn];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Lesson => "lesson",
+            Workload::Minibatch => "minibatch",
+            Workload::Fullbatch => "fullbatch",
+            Workload::Cnn => "cnn",
+        }
+    }
+}
+
+/// One measured case: its runs and their median.
+struct Measurement {
+    workload: Workload,
+    case: String,
+    device: String,
+    unit: &'static str,
+    runs: Vec<f64>,
+}
+
+impl Measurement {
+    fn median(&self) -> f64 {
+        let mut sorted = self.runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 }
+    }
+}
+
+/// `descent bench`.
+pub fn run(args: &BenchArgs) -> Result<(), Failure> {
+    let workloads: Vec<Workload> =
+        if args.workloads.is_empty() { Workload::ALL.to_vec() } else { args.workloads.clone() };
+    let devices: Vec<String> = if args.devices.is_empty() {
+        Backend::compiled()
+            .into_iter()
+            .filter(|backend| !backend.is_gpu() || (*backend == Backend::Wgpu && select("wgpu").is_ok()))
+            .map(|backend| backend.name().to_string())
+            .collect()
+    } else {
+        args.devices.clone()
+    };
+    for device in &devices {
+        select(device).map_err(|e| Failure::input(format!("--devices: {e}")))?;
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset (all cores)".into());
+    println!(
+        "descent bench: {} on {} ({} cores, RAYON_NUM_THREADS {threads}), median of {} runs{}",
+        workloads.iter().map(|w| w.name()).collect::<Vec<_>>().join(", "),
+        devices.join(", "),
+        cores(),
+        args.repeats,
+        if args.quick { ", quick sizes" } else { "" }
+    );
+    println!("{:<10} {:<26} {:<8} {:>14}  {:<10} runs", "workload", "case", "device", "median", "unit");
+    let mut results = Vec::new();
+    for &workload in &workloads {
+        for device in &devices {
+            for (case, config, unit, figure) in cases(workload, device, args.quick) {
+                let mut runs = Vec::with_capacity(args.repeats);
+                for _ in 0..args.repeats {
+                    runs.push(measure(workload, config.clone(), figure)?);
+                }
+                let measurement = Measurement { workload, case, device: device.clone(), unit, runs };
+                let shown: Vec<String> = measurement.runs.iter().map(|v| format_figure(*v)).collect();
+                println!(
+                    "{:<10} {:<26} {:<8} {:>14}  {:<10} {}",
+                    workload.name(),
+                    measurement.case,
+                    measurement.device,
+                    format_figure(measurement.median()),
+                    measurement.unit,
+                    shown.join(" ")
+                );
+                results.push(measurement);
+            }
+        }
+    }
+    let summary = json!({
+        "command": "bench",
+        "version": env!("CARGO_PKG_VERSION"),
+        "machine": {"cores": cores(), "cpu": cpu_model(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
+        "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+        "repeats": args.repeats,
+        "quick": args.quick,
+        "results": results.iter().map(|m| json!({
+            "workload": m.workload.name(),
+            "case": m.case,
+            "device": m.device,
+            "unit": m.unit,
+            "median": m.median(),
+            "runs": m.runs,
+        })).collect::<Vec<Value>>(),
+    });
+    if let Some(path) = &args.out {
+        write_atomic(path, format!("{summary:#}\n").as_bytes())
+            .map_err(|e| Failure::input(format!("--out: {e}")))?;
+        println!("wrote {}", path.display());
+    }
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+/// How a run's timing becomes the figure.
+#[derive(Clone, Copy)]
+enum Figure {
+    /// Microseconds per update.
+    MicrosPerStep,
+    /// Milliseconds per update.
+    MillisPerStep,
+    /// Rows (or images) trained on per second.
+    PerSecond(usize),
+}
+
+/// The cases of a workload on `device`: name, configuration, unit, and how to compute the figure.
+fn cases(workload: Workload, device: &str, quick: bool) -> Vec<(String, RunConfig, &'static str, Figure)> {
+    let base = RunConfig { device: device.to_string(), ..RunConfig::default() };
+    let lesson = |n: usize| DataConfig::Lesson { n, true_a: [3.0, 2.0], noise: 0.25 };
+    match workload {
+        Workload::Lesson => [100, 10_000]
+            .into_iter()
+            .map(|steps| {
+                let mut config = base.clone();
+                config.training.steps = Some(steps);
+                (format!("n=100, {steps} steps"), config, "µs/step", Figure::MicrosPerStep)
+            })
+            .collect(),
+        Workload::Minibatch => {
+            let n = if quick { 100_000 } else { 1_000_000 };
+            [32, 256, 4096]
+                .into_iter()
+                .map(|batch| {
+                    let mut config = RunConfig { data: lesson(n), ..base.clone() };
+                    config.training.batch_size = Some(batch);
+                    config.training.epochs = Some(1);
+                    (format!("n={n}, batch {batch}, 1 epoch"), config, "samples/s", Figure::PerSecond(n))
+                })
+                .collect()
+        }
+        Workload::Fullbatch => {
+            let n = if quick { 1_000_000 } else { 10_000_000 };
+            let mut config = RunConfig { data: lesson(n), ..base };
+            config.training.steps = Some(5);
+            vec![(format!("n={n}, 5 steps"), config, "ms/step", Figure::MillisPerStep)]
+        }
+        Workload::Cnn => {
+            let epochs = if quick { 1 } else { 3 };
+            let mut config = RunConfig { device: device.to_string(), ..RunConfig::cnn() };
+            config.model = ModelConfig::Cnn(CnnConfig {
+                channels: vec![32, 64],
+                kernel: 5,
+                batch_norm: false,
+                dropout: 0.0,
+            });
+            config.training.epochs = Some(epochs);
+            vec![(format!("digits, batch 64, {epochs} epochs"), config, "images/s", Figure::PerSecond(0))]
+        }
+    }
+}
+
+/// Run one configuration and return its figure.
+fn measure(workload: Workload, config: RunConfig, figure: Figure) -> Result<f64, Failure> {
+    let quiet = &mut |_: &_| ControlFlow::Continue(());
+    let (seconds, steps, items) = if workload == Workload::Cnn {
+        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+        let epochs = experiment.plan().length.epochs().unwrap_or(1);
+        let trained = experiment
+            .train(experiment.model(), &mut |_| ControlFlow::Continue(()))
+            .map_err(crate::run::train_failure)?;
+        (trained.trained.seconds, trained.trained.steps, epochs * experiment.train.len())
+    } else {
+        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        let trained = experiment.train(quiet).map_err(crate::run::train_failure)?;
+        (trained.seconds, trained.steps, 0)
+    };
+    Ok(match figure {
+        Figure::MicrosPerStep => seconds / steps as f64 * 1e6,
+        Figure::MillisPerStep => seconds / steps as f64 * 1e3,
+        Figure::PerSecond(0) => items as f64 / seconds,
+        Figure::PerSecond(rows) => rows as f64 / seconds,
+    })
+}
+
+fn format_figure(value: f64) -> String {
+    if value >= 1000.0 { format!("{value:.0}") } else { format!("{value:.2}") }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The CPU's model name, from /proc/cpuinfo where there is one.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
