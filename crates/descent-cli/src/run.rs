@@ -466,8 +466,13 @@ pub fn run_config(
         write_config(&folder, config)?;
     }
     let figures = Figures::new(&folder, common.svg);
-    let points: Vec<(f64, f64)> =
-        (0..table.len()).map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i]))).collect();
+    // At most MAX_SCATTER points, evenly spaced: every point of the lesson, a readable sample
+    // (and not a gigabyte of plotting) of a table of millions.
+    let stride = table.len().div_ceil(plots::MAX_SCATTER).max(1);
+    let points: Vec<(f64, f64)> = (0..table.len())
+        .step_by(stride)
+        .map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i])))
+        .collect();
     let guess = config.linear_init(2);
     let guess = [guess[0], guess[1]];
     figures.save("fit", |format| plots::fit_plot(&points, guess, [a[0], a[1]], format))?;

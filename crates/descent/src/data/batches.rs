@@ -264,8 +264,8 @@ mod tests {
             let mut sizes = Vec::new();
             for batch in batches.epoch() {
                 let batch = batch.unwrap();
-                let x: Vec<f32> = batch.x.into_data().to_vec().unwrap();
-                let y: Vec<f32> = batch.y.into_data().to_vec().unwrap();
+                let x: Vec<f32> = batch.x.into_data().try_into_vec().unwrap();
+                let y: Vec<f32> = batch.y.into_data().try_into_vec().unwrap();
                 sizes.push(y.len());
                 for (row, target) in x.chunks(2).zip(&y) {
                     assert_eq!((row[1], *target), (1.0, 10.0 * row[0]), "rows stay whole");
@@ -289,7 +289,7 @@ mod tests {
                 b.unwrap()
                     .x
                     .into_data()
-                    .to_vec::<f32>()
+                    .try_into_vec::<f32>()
                     .unwrap()
                     .chunks(2)
                     .map(|r| r[0] as usize)
