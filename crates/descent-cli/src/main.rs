@@ -28,6 +28,12 @@ mod run;
 
 use std::process::ExitCode;
 
+/// mimalloc keeps freed memory for reuse: Burn's CPU backends allocate a fresh result for every
+/// op, and with the system allocator each large one is a new mapping whose pages fault in on
+/// first touch (a quarter of a full-batch step at 10 million rows; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Gradient descent on Burn: the fast.ai lesson-2 "SGD from scratch", and a trainer.
