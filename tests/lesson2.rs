@@ -198,3 +198,65 @@ fn the_shuffle_is_seeded() {
         assert_ne!(run(1), run(2), "{}", device.backend);
     }
 }
+
+/// Mini-batch SGD in f64 on the host over the batches `MiniBatches` draws: each epoch's order from
+/// [`MiniBatches::order`], batches of `batch_size` consecutive rows of it (the last one smaller).
+/// Returns each epoch's mean loss (batch losses before their updates, weighted by rows) and the
+/// final parameters.
+fn reference_mini_batches(
+    table: &Table,
+    source: &MiniBatches,
+    batch_size: usize,
+    lr: f64,
+    epochs: usize,
+) -> (Vec<f64>, [f64; 2]) {
+    let mut a = [-1.0f64, 1.0];
+    let mut means = Vec::new();
+    for epoch in 0..epochs {
+        let order = source.order(epoch as u64);
+        let mut total = 0.0;
+        for batch in order.chunks(batch_size) {
+            let b = batch.len() as f64;
+            let mut gradient = [0.0; 2];
+            let mut loss = 0.0;
+            for &i in batch {
+                let row = table.row(i);
+                let residual = f64::from(row[0]) * a[0] + f64::from(row[1]) * a[1] - f64::from(table.y()[i]);
+                loss += residual * residual / b;
+                gradient[0] += 2.0 / b * residual * f64::from(row[0]);
+                gradient[1] += 2.0 / b * residual * f64::from(row[1]);
+            }
+            total += loss * b;
+            a = [a[0] - lr * gradient[0], a[1] - lr * gradient[1]];
+        }
+        means.push(total / table.len() as f64);
+    }
+    (means, a)
+}
+
+#[test]
+fn mini_batches_follow_the_host_reference_over_the_drawn_order() {
+    // The fast path (the table on the device, one gather per epoch, slices as batches) against
+    // plain SGD in f64 over the same batches: 103 rows in batches of 16, the last one of 7.
+    let table = LessonData { n: 103, ..LessonData::default() }.generate();
+    let shared = Arc::new(table.clone());
+    for device in devices() {
+        let source = MiniBatches::new(shared.clone(), 16, 9, &device.device);
+        let (means, expected) = reference_mini_batches(&table, &source, 16, 0.05, 4);
+        let model = LinearModel::new(&[-1.0, 1.0], &device.device.clone().autodiff());
+        let trained = train_sgd(model, &source, 0.05, Length::Epochs(4), Report::EveryEpochs(1));
+        assert_eq!(trained.steps, 4 * 7);
+        for (record, mean) in trained.losses.iter().zip(&means) {
+            assert!(
+                (record.loss - mean).abs() / mean < 1e-5,
+                "{}: {} vs {mean}",
+                device.backend,
+                record.loss
+            );
+        }
+        let a = trained.model.parameters().unwrap();
+        for (p, q) in a.iter().zip(&expected) {
+            assert!((f64::from(*p) - q).abs() < 1e-5, "{}: {a:?} vs {expected:?}", device.backend);
+        }
+    }
+}
