@@ -25,6 +25,7 @@ mod lr_find;
 mod predict;
 mod progress;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,8 @@ enum Command {
     Export(predict::ExportArgs),
     /// Time the speed workloads of BENCHMARKS.md on every compiled CPU backend.
     Bench(bench::BenchArgs),
+    /// Serve this machine's device to training commands on other machines (--features remote).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::predict(&args),
         Command::Export(args) => predict::export(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

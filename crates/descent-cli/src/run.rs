@@ -110,6 +110,11 @@ pub struct CommonArgs {
     #[arg(long)]
     pub svg: bool,
 
+    /// With --device remote:ws://HOST:PORT: a file whose first line is the server's token
+    /// [default: the environment variable DESCENT_REMOTE_TOKEN].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// Print only the summary: no header, no progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -139,6 +144,12 @@ impl CommonArgs {
 
     /// Apply the single flags and `--set`, then check the result.
     pub fn finish(&self, mut config: RunConfig) -> Result<RunConfig, Failure> {
+        if let Some(path) = &self.token_file {
+            // The token reaches the device module only: it is never part of the configuration.
+            let token = descent::device::read_token_file(path)
+                .map_err(|e| Failure::input(format!("--token-file {e}")))?;
+            descent::device::set_remote_token(token);
+        }
         if let Some(seed) = self.seed {
             config.seed = seed;
         }
@@ -598,8 +609,21 @@ pub fn training_failed(folder: &RunFolder, error: RunError) -> Failure {
         eprintln!("warning: {write}");
     }
     let mut failure = train_failure(error);
+    let dir = folder.path().display();
     if failure.code == 3 {
-        failure.message.push_str(&format!(" (metrics up to then are in {})", folder.path().display()));
+        failure.message.push_str(&format!(" (metrics up to then are in {dir})"));
+    }
+    if failure.code == 1 {
+        let device =
+            RunConfig::load(&folder.path().join("config.toml")).map(|c| c.device).unwrap_or_default();
+        if let Some(url) = device.strip_prefix("remote:") {
+            failure.message = format!("the remote device at {url} stopped answering ({})", failure.message);
+        }
+        if folder.path().join(CHECKPOINT_FILE).exists() {
+            failure.message.push_str(&format!(
+                "; the last checkpoint in {dir} is whole: `descent train --resume {dir}` continues from it"
+            ));
+        }
     }
     failure
 }

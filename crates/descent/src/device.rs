@@ -31,6 +31,10 @@ pub enum Backend {
     Flex,
     /// Burn's classic CPU backend (cargo feature `ndarray`).
     NdArray,
+    /// A device of another machine, served by `descent serve` and reached over WebSocket
+    /// (cargo feature `remote`): `--device remote:ws://HOST:PORT`. Not in [`Backend::ALL`]:
+    /// `auto` never picks it and it has no adapters to list, since it needs an address.
+    Remote,
 }
 
 impl Backend {
@@ -55,6 +59,7 @@ impl Backend {
             Backend::Wgpu => "wgpu",
             Backend::Flex => "flex",
             Backend::NdArray => "ndarray",
+            Backend::Remote => "remote",
         }
     }
 
@@ -68,12 +73,13 @@ impl Backend {
             Backend::Wgpu => cfg!(feature = "wgpu"),
             Backend::Flex => cfg!(feature = "flex"),
             Backend::NdArray => cfg!(feature = "ndarray"),
+            Backend::Remote => cfg!(feature = "remote"),
         }
     }
 
     /// Whether the backend runs on a GPU (or a software GPU such as Mesa's llvmpipe).
     pub fn is_gpu(self) -> bool {
-        !matches!(self, Backend::Flex | Backend::NdArray)
+        !matches!(self, Backend::Flex | Backend::NdArray | Backend::Remote)
     }
 
     /// The backends compiled into this build, in `auto`'s order.
@@ -199,6 +205,14 @@ pub enum DeviceError {
         /// What the backend said.
         reason: String,
     },
+    /// A remote device's server refused the session or could not be reached.
+    #[error("device `{spec}`: {reason}")]
+    Remote {
+        /// What was asked for.
+        spec: String,
+        /// What happened and what to do.
+        reason: String,
+    },
     /// No backend at all was compiled in.
     #[error("this build has no backend compiled in: rebuild with `--features flex` or `--features ndarray`")]
     NoBackend,
@@ -206,7 +220,44 @@ pub enum DeviceError {
 
 /// Every name `--device` accepts in any build.
 pub fn valid_names() -> Vec<&'static str> {
-    std::iter::once("auto").chain(Backend::ALL.iter().map(|b| b.name())).collect()
+    std::iter::once("auto")
+        .chain(Backend::ALL.iter().map(|b| b.name()))
+        .chain(["remote:ws://HOST:PORT"])
+        .collect()
+}
+
+/// The token `--device remote:...` presents to the server, when the command line gave one
+/// (`--token-file`); else the environment variable [`REMOTE_TOKEN_VARIABLE`] is read.
+static REMOTE_TOKEN: OnceLock<String> = OnceLock::new();
+
+/// The environment variable holding the token for remote devices.
+pub const REMOTE_TOKEN_VARIABLE: &str = "DESCENT_REMOTE_TOKEN";
+
+/// Set the token remote devices present (from `--token-file`); the first call wins.
+pub fn set_remote_token(token: String) {
+    let _ = REMOTE_TOKEN.set(token);
+}
+
+/// Read a token file: its first line without surrounding spaces. An unreadable file or an empty
+/// first line is an error that says which.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("{}: cannot read it: {error}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        return Err(format!("{}: the file holds no token (its first line is empty)", path.display()));
+    }
+    Ok(token)
+}
+
+/// The token for remote devices: the one set, else `DESCENT_REMOTE_TOKEN`, else none.
+pub fn remote_token() -> Option<String> {
+    REMOTE_TOKEN
+        .get()
+        .cloned()
+        .or_else(|| std::env::var(REMOTE_TOKEN_VARIABLE).ok())
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty())
 }
 
 /// The device for a name: `auto`, a backend name (`flex`, `ndarray`, `wgpu`, `vulkan`, `metal`,
@@ -233,6 +284,15 @@ pub fn select(spec: &str) -> Result<SelectedDevice, DeviceError> {
 fn open(spec: &str) -> Result<SelectedDevice, DeviceError> {
     if spec == "auto" {
         return open_auto();
+    }
+    if let Some(url) = spec.strip_prefix("remote:") {
+        return open_remote(spec, url);
+    }
+    if spec == "remote" {
+        return Err(DeviceError::BadSpec {
+            spec: spec.into(),
+            message: "a remote device needs its server's address: --device remote:ws://HOST:PORT".into(),
+        });
     }
     let mut parts = spec.split(':');
     let name = parts.next().unwrap_or_default();
@@ -295,6 +355,7 @@ impl AdapterRequest {
             Backend::Flex | Backend::NdArray => {
                 Err(bad(format!("the CPU backend `{backend}` takes no adapter; use `--device {backend}`")))
             }
+            Backend::Remote => Err(bad("expected remote:ws://HOST:PORT".into())),
             Backend::Cuda | Backend::Rocm => match rest {
                 [i] => Ok(AdapterRequest::Index(index(i)?)),
                 _ => Err(bad(format!("expected `{backend}` or `{backend}:INDEX`"))),
@@ -345,6 +406,39 @@ fn open_backend(
         #[allow(unreachable_patterns)]
         other => Err(DeviceError::NotCompiled { name: other.name().into() }),
     }
+}
+
+/// Connect to the device a `descent serve` at `url` hosts, presenting [`remote_token`].
+#[cfg(feature = "remote")]
+fn open_remote(spec: &str, url: &str) -> Result<SelectedDevice, DeviceError> {
+    use burn::tensor::remote::{ConnectError, RemoteHost};
+
+    if !url.starts_with("ws://") || url.len() <= "ws://".len() {
+        return Err(DeviceError::BadSpec {
+            spec: spec.into(),
+            message: "expected remote:ws://HOST:PORT (the address `descent serve` prints)".into(),
+        });
+    }
+    let mut host = RemoteHost::websocket(url);
+    if let Some(token) = remote_token() {
+        host = host.with_credential(token);
+    }
+    let unavailable = |reason: String| DeviceError::Remote { spec: spec.into(), reason };
+    match Device::remote_options(&host).init() {
+        Ok(device) => Ok(SelectedDevice { backend: Backend::Remote, device, adapter: Some(url.into()) }),
+        Err(ConnectError::Unauthorized) => Err(unavailable(format!(
+            "the server refused the token: pass the server's token with --token-file FILE or in {REMOTE_TOKEN_VARIABLE}"
+        ))),
+        Err(ConnectError::Unreachable { reason }) => Err(unavailable(format!(
+            "no server answered at {url} ({reason}): is `descent serve` running there?"
+        ))),
+        Err(other) => Err(unavailable(format!("{other}"))),
+    }
+}
+
+#[cfg(not(feature = "remote"))]
+fn open_remote(_spec: &str, _url: &str) -> Result<SelectedDevice, DeviceError> {
+    Err(DeviceError::NotCompiled { name: "remote".into() })
 }
 
 /// The adapters a compiled backend can reach: for a CPU backend the CPU itself; for the wgpu

@@ -22,5 +22,7 @@ pub mod model;
 pub mod ols;
 pub mod optim;
 pub mod regression;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod report;
 pub mod train;

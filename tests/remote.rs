@@ -1,0 +1,169 @@
+//! Training on another machine's device (`descent serve`, `--device remote:ws://...`), on
+//! loopback: the same losses as a local run, a wrong token refused while the server keeps
+//! serving, and a server that dies mid-run ending the client with a clear message in bounded time.
+#![cfg(all(unix, feature = "remote"))]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{descent, descent_with_env, numbers, summary};
+
+/// Far longer than any step here takes when it works: only a hang reaches it.
+const HANG_LIMIT: Duration = Duration::from_secs(120);
+
+fn scratch(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("remote").join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+/// A `descent serve` on a free loopback port, its address, and the lines it prints after the
+/// address (sessions opened and refused), as they come.
+struct Server {
+    child: Child,
+    address: String,
+    events: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(token_file: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--device", "flex", "--token-file"])
+            .arg(token_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find_map(|line| line.split(" on ").nth(1).filter(|a| a.starts_with("ws://")).map(String::from))
+            .expect("the server prints its address");
+        let (sender, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, address, events }
+    }
+
+    fn device(&self) -> String {
+        format!("remote:{}", self.address)
+    }
+
+    /// The next session the server reports (a line naming the client), waiting at most
+    /// `HANG_LIMIT`; Burn's own log lines in between are skipped.
+    fn next_event(&self) -> String {
+        loop {
+            let line = self.events.recv_timeout(HANG_LIMIT).expect("the server reports the session");
+            if line.starts_with("WebSocket client") {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token_file(dir: &Path, token: &str) -> PathBuf {
+    let path = dir.join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    path
+}
+
+#[test]
+fn the_lesson_on_a_remote_device_gives_the_local_losses_and_a_wrong_token_is_refused() {
+    let dir = scratch("lesson");
+    let token = token_file(&dir, "s3cret-token");
+    let server = Server::start(&token);
+
+    let local = descent(&[
+        "lesson2",
+        "--device",
+        "flex",
+        "--json",
+        "-q",
+        "--out",
+        dir.join("local").to_str().unwrap(),
+    ]);
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let device = server.device();
+    let args = ["lesson2", "--device", &device, "--json", "-q", "--token-file", token.to_str().unwrap()];
+    let remote = descent(&[&args[..], &["--out", dir.join("remote").to_str().unwrap()]].concat());
+    assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
+    assert!(server.next_event().contains("opened"));
+    let losses = |output| {
+        numbers(&summary(output)["losses"].as_array().unwrap().iter().map(|r| r["loss"].clone()).collect())
+    };
+    let (local_losses, remote_losses) = (losses(&local), losses(&remote));
+    assert_eq!(local_losses.len(), remote_losses.len());
+    for (l, r) in local_losses.iter().zip(&remote_losses) {
+        assert!((l - r).abs() <= 1e-6 * l.abs().max(1.0), "local {l} vs remote {r}");
+    }
+
+    // A wrong token: refused on both sides, exit code 2, and the server serves the next client.
+    let refused = descent_with_env(
+        &["lesson2", "--device", &device, "-q", "--out", dir.join("refused").to_str().unwrap()],
+        &[("DESCENT_REMOTE_TOKEN", "wrong")],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refused the token"), "{stderr}");
+    assert!(!dir.join("refused").exists(), "nothing is written for a refused client");
+    assert!(server.next_event().contains("refused"));
+    let again = descent(&[&args[..], &["--out", dir.join("again").to_str().unwrap()]].concat());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_ends_the_client_with_a_clear_message() {
+    let dir = scratch("gone");
+    let token = token_file(&dir, "another-token");
+    let mut server = Server::start(&token);
+    let out = dir.join("run");
+    let mut client = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["train", "--device", &server.device(), "--token-file", token.to_str().unwrap()])
+        .args(["--steps", "1000000", "--print-every", "100", "--checkpoint-every", "100"])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("step   300") {
+            break;
+        }
+    }
+    server.child.kill().unwrap();
+    let started = Instant::now();
+    std::thread::spawn(move || lines.for_each(drop));
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < HANG_LIMIT, "the client still runs {HANG_LIMIT:?} after the server died");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("remote") && !stderr.contains("panicked"), "{stderr}");
+    // The last checkpoint, written while the server was alive, is whole.
+    descent::train::Checkpoint::read(&out.join(descent::train::CHECKPOINT_FILE)).unwrap();
+}
