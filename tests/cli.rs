@@ -146,6 +146,12 @@ fn devices_lists_the_compiled_backends() {
     let expected: Vec<&str> = descent::device::Backend::compiled().iter().map(|b| b.name()).collect();
     assert_eq!(names, expected);
     assert!(json["auto"].is_string());
+    let remote = descent::device::Backend::Remote.is_compiled();
+    assert_eq!(json["remote"].as_bool(), Some(remote));
+    assert!(
+        stdout.contains(if remote { "--device remote:ws://HOST:PORT" } else { "--features remote" }),
+        "{stdout}"
+    );
 }
 
 #[test]

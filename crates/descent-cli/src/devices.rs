@@ -47,6 +47,7 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
         let summary = json!({
             "compiled": backends,
             "not_compiled": missing,
+            "remote": Backend::Remote.is_compiled(),
             "auto": auto.as_ref().map(|(backend, _)| backend.name()),
             "auto_adapter": auto.as_ref().and_then(|(_, adapter)| adapter.as_ref().map(|a| a.name.clone())),
         });
@@ -70,6 +71,16 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
     }
     if !missing.is_empty() {
         println!("not compiled in: {} (rebuild with `--features NAME`)", missing.join(", "));
+    }
+    if Backend::Remote.is_compiled() {
+        println!(
+            "remote devices: --device remote:ws://HOST:PORT reaches a `descent serve` (token: --token-file FILE or {})",
+            descent::device::REMOTE_TOKEN_VARIABLE
+        );
+    } else {
+        println!(
+            "remote devices: not compiled in (rebuild with `--features remote` for `descent serve` and --device remote:...)"
+        );
     }
     println!("--device auto picks: {auto_text}");
     Ok(())
