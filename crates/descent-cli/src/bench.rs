@@ -152,7 +152,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     let summary = json!({
         "command": "bench",
         "version": env!("CARGO_PKG_VERSION"),
-        "machine": {"cores": cores(), "cpu": cpu_model(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
+        "machine": {"cores": cores(), "cpu": descent::device::cpu_name(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
         "rayon_num_threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "repeats": args.repeats,
         "quick": args.quick,
@@ -262,17 +262,4 @@ fn format_figure(value: f64) -> String {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// The CPU's model name, from /proc/cpuinfo where there is one.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

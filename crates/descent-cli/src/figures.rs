@@ -46,6 +46,32 @@ impl<'a> Figures<'a> {
         self.save(name, |format| descent::report::plots::line_chart(chart, format))
     }
 
+    /// The linear model's figures of its training: `loss` (the reported losses, log scale) and
+    /// `lr` (the schedule over `total_steps`).
+    pub fn loss_and_schedule(
+        &self,
+        config: &RunConfig,
+        losses: &[descent::train::LossRecord],
+        total_steps: usize,
+    ) -> Result<(), Failure> {
+        self.chart(
+            "loss",
+            &LineChart {
+                title: format!("Training loss: {} lr {}", config.optimizer.name(), config.optimizer.lr()),
+                x_label: "step".into(),
+                y_label: "MSE (log scale)".into(),
+                series: vec![Series {
+                    name: "train loss".into(),
+                    points: losses.iter().map(|r| (r.step as f64, r.loss)).collect(),
+                }],
+                log_x: false,
+                log_y: true,
+                marker: None,
+            },
+        )?;
+        self.schedule(config, total_steps)
+    }
+
     /// The schedule's learning rate at every step of a run of `total_steps` updates.
     pub fn schedule(&self, config: &RunConfig, total_steps: usize) -> Result<(), Failure> {
         let mut schedule =

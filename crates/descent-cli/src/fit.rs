@@ -10,14 +10,14 @@ use descent::data::csv_table::parse_delimiter;
 use descent::experiment::Experiment;
 use descent::model::LinearModel;
 use descent::regression::{FitReport, Metrics};
-use descent::report::plots::{self, LineChart, Series};
+use descent::report::plots;
 use descent::report::{MetricsRow, RunFolder};
 use descent::train::Checkpoint;
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
 use crate::figures::Figures;
-use crate::run::{CommonArgs, finish, resume, run_config, train_linear, write_config};
+use crate::run::{CommonArgs, finish, losses_json, resume, run_config, train_linear, write_config};
 
 /// Full-batch steps of a fit that sets no length.
 pub const FIT_STEPS: usize = 1000;
@@ -235,11 +235,7 @@ pub fn report(
         )
     };
     let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
-    let losses: Vec<_> = trained
-        .losses
-        .iter()
-        .map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss}))
-        .collect();
+    let losses = losses_json(&trained.losses);
     let summary = json!({
         "command": command,
         "data": path,
@@ -290,22 +286,7 @@ pub fn report(
         write_config(folder, config)?;
     }
     let figures = Figures::new(folder, common.svg);
-    figures.chart(
-        "loss",
-        &LineChart {
-            title: format!("Training loss: {} lr {}", config.optimizer.name(), config.optimizer.lr()),
-            x_label: "step".into(),
-            y_label: "MSE (log scale)".into(),
-            series: vec![Series {
-                name: "train loss".into(),
-                points: trained.losses.iter().map(|r| (r.step as f64, r.loss)).collect(),
-            }],
-            log_x: false,
-            log_y: true,
-            marker: None,
-        },
-    )?;
-    figures.schedule(config, experiment.total_steps())?;
+    figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
     let pairs = |table: &descent::data::Table| -> Vec<(f64, f64)> {
         (0..table.len())
             .map(|i| {
@@ -325,17 +306,7 @@ pub fn report(
     figures
         .save("predictions", |format| plots::prediction_plot(&title, &train_points, &valid_points, format))?;
 
-    let mut rows: Vec<MetricsRow> = trained
-        .losses
-        .iter()
-        .map(|r| MetricsRow {
-            step: r.step,
-            epoch: r.epoch,
-            lr: r.lr,
-            train_loss: r.loss,
-            ..MetricsRow::default()
-        })
-        .collect();
+    let mut rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
     if let (Some(last), Some(valid)) = (rows.last_mut(), fit.valid) {
         last.valid_loss = Some(valid.mse);
     }

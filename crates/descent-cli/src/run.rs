@@ -11,7 +11,7 @@ use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, parse_
 use descent::experiment::{Experiment, RunError, TrainOptions};
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
-use descent::report::plots::{self, LineChart, Series};
+use descent::report::plots;
 use descent::report::{MetricsRow, RunFolder, metrics_csv};
 use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
 use serde_json::json;
@@ -443,11 +443,7 @@ pub fn run_config(
         selected.describe()
     );
 
-    let losses: Vec<_> = trained
-        .losses
-        .iter()
-        .map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss}))
-        .collect();
+    let losses = losses_json(&trained.losses);
     let summary = json!({
         "command": command,
         "losses": losses,
@@ -487,38 +483,13 @@ pub fn run_config(
     let guess = config.linear_init(2);
     let guess = [guess[0], guess[1]];
     figures.save("fit", |format| plots::fit_plot(&points, guess, [a[0], a[1]], format))?;
-    figures.chart(
-        "loss",
-        &LineChart {
-            title: format!("Training loss: {} lr {lr}", config.optimizer.name()),
-            x_label: "step".into(),
-            y_label: "MSE (log scale)".into(),
-            series: vec![Series {
-                name: "train loss".into(),
-                points: trained.losses.iter().map(|r| (r.step as f64, r.loss)).collect(),
-            }],
-            log_x: false,
-            log_y: true,
-            marker: None,
-        },
-    )?;
-    figures.schedule(config, experiment.total_steps())?;
+    figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
     if animate {
         let frames = experiment.trajectory(ANIMATION_STEPS).map_err(train_failure)?;
         let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(Failure::internal)?;
         folder.write("animation.gif", &gif).map_err(Failure::input)?;
     }
-    let rows: Vec<MetricsRow> = trained
-        .losses
-        .iter()
-        .map(|r| MetricsRow {
-            step: r.step,
-            epoch: r.epoch,
-            lr: r.lr,
-            train_loss: r.loss,
-            ..MetricsRow::default()
-        })
-        .collect();
+    let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
     finish(&folder, &summary, Some(&rows), common.json)
 }
 
@@ -577,6 +548,11 @@ pub fn train_linear(
         experiment.train_with(batches.as_ref(), options, &mut print).map_err(|e| training_failed(folder, e));
     progress.clear();
     trained
+}
+
+/// The reported losses as the `losses` list of a `--json` summary.
+pub fn losses_json(losses: &[LossRecord]) -> Vec<serde_json::Value> {
+    losses.iter().map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss})).collect()
 }
 
 /// A training failure as an exit: a checkpoint that does not fit is bad input (2), anything

@@ -478,7 +478,7 @@ pub fn auto_choice() -> Option<(Backend, Option<Adapter>)> {
 }
 
 /// The CPU's model name from `/proc/cpuinfo` where there is one.
-fn cpu_name() -> String {
+pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {

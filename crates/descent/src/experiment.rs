@@ -409,13 +409,7 @@ impl Experiment {
         let metrics = std::cell::RefCell::new(earlier.clone());
         let mut failure = None;
         let mut on_record = |record: &LossRecord| {
-            metrics.borrow_mut().push(MetricsRow {
-                step: record.step,
-                epoch: record.epoch,
-                lr: record.lr,
-                train_loss: record.loss,
-                ..MetricsRow::default()
-            });
+            metrics.borrow_mut().push(MetricsRow::from(record));
             on_loss(record)
         };
         let mut on_epoch =

@@ -19,6 +19,19 @@ pub struct MetricsRow {
     pub error_rate: Option<f64>,
 }
 
+impl From<&crate::train::LossRecord> for MetricsRow {
+    /// The row of a reported training loss (no validation figures).
+    fn from(record: &crate::train::LossRecord) -> Self {
+        Self {
+            step: record.step,
+            epoch: record.epoch,
+            lr: record.lr,
+            train_loss: record.loss,
+            ..Self::default()
+        }
+    }
+}
+
 /// The header of `metrics.csv`.
 pub const METRICS_HEADER: &str = "step,epoch,lr,train_loss,valid_loss,accuracy,error_rate";
 
