@@ -64,8 +64,9 @@ pub struct CommonArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Device: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm) or a GPU adapter
-    /// such as wgpu:discrete or cuda:1; `descent devices` lists them [default: auto].
+    /// Device: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm), a GPU adapter
+    /// such as wgpu:discrete or cuda:1, or remote:ws://HOST:PORT (a `descent serve`, with
+    /// --features remote); `descent devices` lists them [default: auto].
     #[arg(long)]
     pub device: Option<String>,
 
@@ -74,7 +75,8 @@ pub struct CommonArgs {
     #[arg(long, value_parser = positive_count)]
     pub batch_size: Option<usize>,
 
-    /// Number of updates [default: 100 with full batches; with mini-batches, --epochs decides].
+    /// Number of updates [default: 100 with full batches (1,000 for fit); with mini-batches,
+    /// --epochs decides].
     #[arg(long, value_parser = positive_count, conflicts_with = "epochs")]
     pub steps: Option<usize>,
 
@@ -83,7 +85,7 @@ pub struct CommonArgs {
     pub epochs: Option<usize>,
 
     /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
-    /// steps with full batches, 1 epoch with mini-batches].
+    /// steps with full batches (100 for fit), 1 epoch with mini-batches].
     #[arg(long, value_parser = positive_count)]
     pub print_every: Option<usize>,
 
