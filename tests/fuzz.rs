@@ -15,6 +15,7 @@ use std::path::Path;
 use descent::config::{DataConfig, RunConfig, parse_toml};
 use descent::data::DataError;
 use descent::data::csv_table::{Columns, CsvOptions, CsvTable, Target, parse_csv};
+use descent::regression::CsvSource;
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
@@ -278,15 +279,12 @@ proptest! {
 /// Configurations of every kind of run, to mutate.
 fn base_configs() -> Vec<RunConfig> {
     let csv = RunConfig {
-        data: DataConfig::Csv {
-            path: "table.csv".into(),
-            target: "y".into(),
+        data: DataConfig::Csv(CsvSource {
             features: Some(vec!["a".into(), "b".into()]),
             delimiter: ";".into(),
-            standardize: true,
-            valid_fraction: 0.2,
             skip_bad_rows: true,
-        },
+            ..CsvSource::new("table.csv".into(), "y".into())
+        }),
         model: descent::config::ModelConfig::Linear { init: None },
         ..RunConfig::default()
     };

@@ -481,29 +481,46 @@ fn a_diverging_run_stops_at_once_with_exit_code_3_and_keeps_its_finite_metrics_a
     assert!(!out.join("model.bpk").exists(), "a diverged model is not saved as the run's model");
 }
 
+/// A 40-epoch `descent cnn` on Flex with `extra` flags, once it has printed its second epoch;
+/// the rest of its stdout, line by line.
 #[cfg(unix)]
-#[test]
-fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
-    use std::io::{BufRead, BufReader};
+fn cnn_after_epoch_2(
+    extra: &[&str],
+) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
+    use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    let (interrupted, straight) = (scratch("sigint"), scratch("sigint-straight"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(["cnn", "--device", "flex", "--epochs", "40", "--out", interrupted.to_str().unwrap()])
+        .args(["cnn", "--device", "flex", "--epochs", "40"])
+        .args(extra)
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Send the signal once training is under way, as a user at the keyboard would.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         if line.unwrap().starts_with("epoch 2/40") {
             break;
         }
     }
+    (child, lines)
+}
+
+/// Send SIGINT (Ctrl-C) to `child`.
+#[cfg(unix)]
+fn sigint(child: &std::process::Child) {
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
+    let (interrupted, straight) = (scratch("sigint"), scratch("sigint-straight"));
+    // Send the signal once training is under way, as a user at the keyboard would.
+    let (child, lines) = cnn_after_epoch_2(&["--out", interrupted.to_str().unwrap()]);
+    sigint(&child);
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -525,29 +542,11 @@ fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
 #[cfg(unix)]
 #[test]
 fn a_second_ctrl_c_exits_at_once_and_leaves_every_file_whole() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let out = scratch("sigint-twice");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(["cnn", "--device", "flex", "--epochs", "40", "--checkpoint-every", "1"])
-        .args(["--out", out.to_str().unwrap()])
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("epoch 2/40") {
-            break;
-        }
-    }
+    let (child, lines) = cnn_after_epoch_2(&["--checkpoint-every", "1", "--out", out.to_str().unwrap()]);
     // Two signals back to back: the second must not wait for the step or the checkpoint.
-    for _ in 0..2 {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    }
+    sigint(&child);
+    sigint(&child);
     let _: Vec<String> = lines.map(Result::unwrap).collect();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));

@@ -183,8 +183,10 @@ enum Figure {
     MicrosPerStep,
     /// Milliseconds per update.
     MillisPerStep,
-    /// Rows (or images) trained on per second.
-    PerSecond(usize),
+    /// Rows trained on per second, for a table of this many rows (one epoch).
+    RowsPerSecond(usize),
+    /// Training images per second, over every epoch.
+    ImagesPerSecond,
 }
 
 /// The cases of a workload on `device`: name, configuration, unit, and how to compute the figure.
@@ -208,7 +210,7 @@ fn cases(workload: Workload, device: &str, quick: bool) -> Vec<(String, RunConfi
                     let mut config = RunConfig { data: lesson(n), ..base.clone() };
                     config.training.batch_size = Some(batch);
                     config.training.epochs = Some(1);
-                    (format!("n={n}, batch {batch}, 1 epoch"), config, "samples/s", Figure::PerSecond(n))
+                    (format!("n={n}, batch {batch}, 1 epoch"), config, "samples/s", Figure::RowsPerSecond(n))
                 })
                 .collect()
         }
@@ -228,7 +230,7 @@ fn cases(workload: Workload, device: &str, quick: bool) -> Vec<(String, RunConfi
                 dropout: 0.0,
             });
             config.training.epochs = Some(epochs);
-            vec![(format!("digits, batch 64, {epochs} epochs"), config, "images/s", Figure::PerSecond(0))]
+            vec![(format!("digits, batch 64, {epochs} epochs"), config, "images/s", Figure::ImagesPerSecond)]
         }
     }
 }
@@ -251,8 +253,8 @@ fn measure(workload: Workload, config: RunConfig, figure: Figure) -> Result<f64,
     Ok(match figure {
         Figure::MicrosPerStep => seconds / steps as f64 * 1e6,
         Figure::MillisPerStep => seconds / steps as f64 * 1e3,
-        Figure::PerSecond(0) => items as f64 / seconds,
-        Figure::PerSecond(rows) => rows as f64 / seconds,
+        Figure::ImagesPerSecond => items as f64 / seconds,
+        Figure::RowsPerSecond(rows) => rows as f64 / seconds,
     })
 }
 

@@ -9,7 +9,7 @@ use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::data::csv_table::parse_delimiter;
 use descent::experiment::Experiment;
 use descent::model::LinearModel;
-use descent::regression::{FitReport, Metrics};
+use descent::regression::{CsvSource, FitReport, Metrics};
 use descent::report::plots;
 use descent::report::{MetricsRow, RunFolder};
 use descent::train::Checkpoint;
@@ -17,7 +17,9 @@ use serde_json::{Map, Value, json};
 
 use crate::Failure;
 use crate::figures::Figures;
-use crate::run::{CommonArgs, finish, losses_json, resume, run_config, train_linear, write_config};
+use crate::run::{
+    CommonArgs, finish, losses_json, resume, run_config, say_trained, train_linear, write_config,
+};
 
 /// Full-batch steps of a fit that sets no length.
 pub const FIT_STEPS: usize = 1000;
@@ -86,45 +88,34 @@ impl FitArgs {
             let target = self.target.clone().ok_or_else(|| {
                 Failure::input("--target COLUMN is required with --data: name the column to predict")
             })?;
-            config.data = DataConfig::Csv {
-                path: path.clone(),
-                target,
-                features: None,
-                delimiter: ",".into(),
-                standardize: true,
-                valid_fraction: 0.2,
-                skip_bad_rows: false,
-            };
+            config.data = DataConfig::Csv(CsvSource::new(path.clone(), target));
             if config.model == ModelConfig::default() {
                 // A configuration file's lesson guess does not fit a table.
                 config.model = ModelConfig::Linear { init: None };
             }
         }
-        let DataConfig::Csv {
-            target, features, delimiter, standardize, valid_fraction, skip_bad_rows, ..
-        } = &mut config.data
-        else {
+        let DataConfig::Csv(csv) = &mut config.data else {
             return Err(Failure::input(
                 "descent fit needs a table: --data FILE --target COLUMN (or --config FILE with source = \"csv\" data)",
             ));
         };
         if let Some(name) = &self.target {
-            *target = name.clone();
+            csv.target = name.clone();
         }
         if let Some(names) = &self.features {
-            *features = Some(names.iter().map(|name| name.trim().to_string()).collect());
+            csv.features = Some(names.iter().map(|name| name.trim().to_string()).collect());
         }
         if let Some(text) = &self.delimiter {
-            *delimiter = text.clone();
+            csv.delimiter = text.clone();
         }
         if self.no_standardize {
-            *standardize = false;
+            csv.standardize = false;
         }
         if let Some(fraction) = self.valid_fraction {
-            *valid_fraction = fraction;
+            csv.valid_fraction = fraction;
         }
         if self.skip_bad_rows {
-            *skip_bad_rows = true;
+            csv.skip_bad_rows = true;
         }
         let mut config = self.common.finish(config).map_err(|mut failure| {
             if let Some(rest) = failure.message.strip_prefix("data.features: ") {
@@ -162,7 +153,7 @@ pub fn report(
 ) -> Result<(), Failure> {
     let regression = experiment.regression.as_ref().expect("CSV data was prepared as a regression");
     let (config, selected, quiet) = (&experiment.config, &experiment.device, common.quiet);
-    let DataConfig::Csv { path, standardize, .. } = &config.data else {
+    let DataConfig::Csv(CsvSource { path, standardize, .. }) = &config.data else {
         unreachable!("a regression reads CSV data")
     };
     say!(quiet, "descent {command} on {}", selected.describe());
@@ -215,14 +206,7 @@ pub fn report(
         }
         (Ok(_), None) => {}
     }
-    let epochs =
-        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
-    println!(
-        "trained {} steps{epochs} in {:.2} ms on {}",
-        trained.steps,
-        trained.seconds * 1e3,
-        selected.describe()
-    );
+    say_trained(experiment, &trained);
 
     let named = |values: &[f64]| -> Value {
         Value::Object(
@@ -288,7 +272,7 @@ pub fn report(
     let figures = Figures::new(folder, common.svg);
     figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
     let pairs = |table: &descent::data::Table| -> Vec<(f64, f64)> {
-        (0..table.len())
+        plots::scatter_rows(table.len())
             .map(|i| {
                 let prediction: f64 = table.row(i).iter().zip(&a).map(|(&x, a)| f64::from(x) * a).sum();
                 (f64::from(table.y()[i]), prediction)

@@ -12,6 +12,7 @@ use descent::data::images::read_digit_rows;
 use descent::data::read_x;
 use descent::device;
 use descent::metrics::evaluate;
+use descent::regression::CsvSource;
 use descent::report::export::{named_tensors, pytorch_layout, safetensors};
 use descent::report::{SavedModel, load_saved, write_atomic};
 
@@ -81,7 +82,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     match saved {
         SavedModel::Linear(model) => {
             let (names, x, features, target) = match &config.data {
-                DataConfig::Csv { features: Some(names), target, delimiter, .. } => {
+                DataConfig::Csv(CsvSource { features: Some(names), target, delimiter, .. }) => {
                     let columns =
                         Columns { features: Some(names.clone()), target: Target::Optional(target.clone()) };
                     let options = CsvOptions {

@@ -401,7 +401,7 @@ pub fn run_config(
             config.seed
         ),
         DataConfig::Digits { .. } | DataConfig::Mnist { .. } => unreachable!("images go to the cnn runner"),
-        DataConfig::Csv { .. } => unreachable!("tables go to the fit report"),
+        DataConfig::Csv(_) => unreachable!("tables go to the fit report"),
     }
     say!(quiet, "first rows of x:");
     for i in 0..table.len().min(5) {
@@ -436,14 +436,7 @@ pub fn run_config(
     println!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
     println!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
     println!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
-    let epochs =
-        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
-    println!(
-        "trained {} steps{epochs} in {:.2} ms on {}",
-        trained.steps,
-        trained.seconds * 1e3,
-        selected.describe()
-    );
+    say_trained(&experiment, &trained);
 
     let losses = losses_json(&trained.losses);
     let summary = json!({
@@ -475,11 +468,7 @@ pub fn run_config(
         write_config(&folder, config)?;
     }
     let figures = Figures::new(&folder, common.svg);
-    // At most MAX_SCATTER points, evenly spaced: every point of the lesson, a readable sample
-    // (and not a gigabyte of plotting) of a table of millions.
-    let stride = table.len().div_ceil(plots::MAX_SCATTER).max(1);
-    let points: Vec<(f64, f64)> = (0..table.len())
-        .step_by(stride)
+    let points: Vec<(f64, f64)> = plots::scatter_rows(table.len())
         .map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i])))
         .collect();
     let guess = config.linear_init(2);
@@ -546,10 +535,23 @@ pub fn train_linear(
     crate::interrupt::install();
     let mut on_batch = |end: &BatchEnd| progress.after_update(end);
     let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
-    let trained =
-        experiment.train_with(batches.as_ref(), options, &mut print).map_err(|e| training_failed(folder, e));
+    let trained = experiment
+        .train_with(batches.as_ref(), options, &mut print)
+        .map_err(|e| training_failed(folder, &config.device, e));
     progress.clear();
     trained
+}
+
+/// The last line about training: how many steps (and epochs), how long, on which device.
+pub fn say_trained(experiment: &Experiment, trained: &descent::train::Trained<descent::model::LinearModel>) {
+    let epochs =
+        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
+    println!(
+        "trained {} steps{epochs} in {:.2} ms on {}",
+        trained.steps,
+        trained.seconds * 1e3,
+        experiment.device.describe()
+    );
 }
 
 /// The reported losses as the `losses` list of a `--json` summary.
@@ -570,8 +572,9 @@ pub fn train_failure(error: RunError) -> Failure {
 }
 
 /// [`train_failure`], and on a divergence the metrics up to it written into the run folder
-/// (its last checkpoint, if any, stays: it was finite).
-pub fn training_failed(folder: &RunFolder, error: RunError) -> Failure {
+/// (its last checkpoint, if any, stays: it was finite); a device failure says whether the last
+/// checkpoint can be resumed, and names the server when `device` (the run's) is a remote one.
+pub fn training_failed(folder: &RunFolder, device: &str, error: RunError) -> Failure {
     if let RunError::Interrupted { step, epoch, metrics } = &error {
         if let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes()) {
             eprintln!("warning: {write}");
@@ -592,8 +595,6 @@ pub fn training_failed(folder: &RunFolder, error: RunError) -> Failure {
         failure.message.push_str(&format!(" (metrics up to then are in {dir})"));
     }
     if failure.code == 1 {
-        let device =
-            RunConfig::load(&folder.path().join("config.toml")).map(|c| c.device).unwrap_or_default();
         if let Some(url) = device.strip_prefix("remote:") {
             failure.message = format!("the remote device at {url} stopped answering ({})", failure.message);
         }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::CnnConfig;
 use crate::optim::{Adam, InvalidValue, OptimizerConfig, ScheduleConfig};
+use crate::regression::CsvSource;
 
 /// Where the rows come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,30 +48,7 @@ pub enum DataConfig {
     },
     /// Your own table (`descent fit`): numeric columns of a CSV file with a header, split into
     /// training and validation rows at random from the run's seed.
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// The column to predict.
-        target: String,
-        /// The feature columns, in order; absent: every column but the target (a run fills in
-        /// the list it found, so that its saved configuration names them).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        features: Option<Vec<String>>,
-        /// The field delimiter: one character, or `tab` or `space`.
-        #[serde(default = "default_delimiter")]
-        delimiter: String,
-        /// Standardise the features (mean 0, variance 1, from the training rows); coefficients
-        /// are still reported on the original scale.
-        #[serde(default = "default_true")]
-        standardize: bool,
-        /// Fraction of the rows held out for validation, in [0, 1); 0 trains on every row.
-        #[serde(default = "default_valid_fraction")]
-        valid_fraction: f64,
-        /// Skip rows that are ragged or hold a bad value in a chosen column, and count them,
-        /// instead of stopping at the first.
-        #[serde(default)]
-        skip_bad_rows: bool,
-    },
+    Csv(CsvSource),
     /// MNIST from local IDX files (the four standard names, plain or gzipped): trains on the
     /// training set, validates on the test set.
     Mnist {
@@ -79,16 +57,8 @@ pub enum DataConfig {
     },
 }
 
-fn default_valid_fraction() -> f64 {
+pub(crate) fn default_valid_fraction() -> f64 {
     0.2
-}
-
-fn default_delimiter() -> String {
-    ",".into()
-}
-
-fn default_true() -> bool {
-    true
 }
 
 fn default_n() -> usize {
@@ -429,7 +399,7 @@ impl RunConfig {
     pub fn linear_parameters(&self) -> Option<usize> {
         match &self.data {
             DataConfig::Lesson { .. } | DataConfig::Points { .. } => Some(2),
-            DataConfig::Csv { features, .. } => features.as_ref().map(|f| f.len() + 1),
+            DataConfig::Csv(csv) => csv.features.as_ref().map(|f| f.len() + 1),
             DataConfig::Digits { .. } | DataConfig::Mnist { .. } => None,
         }
     }
@@ -437,7 +407,7 @@ impl RunConfig {
     /// Why `model.init` with `found` values does not fit a model of `count` parameters.
     pub fn init_length_message(&self, found: usize, count: usize) -> String {
         match &self.data {
-            DataConfig::Csv { .. } => format!(
+            DataConfig::Csv(_) => format!(
                 "has {found} values; this table has {} features, so it needs {count} (one per feature, then the intercept), or leave it out to start from zeros",
                 count - 1
             ),
@@ -450,7 +420,7 @@ impl RunConfig {
     pub fn linear_init(&self, count: usize) -> Vec<f64> {
         match (&self.model, &self.data) {
             (ModelConfig::Linear { init: Some(init) }, _) => init.clone(),
-            (_, DataConfig::Csv { .. }) => vec![0.0; count],
+            (_, DataConfig::Csv(_)) => vec![0.0; count],
             _ => LESSON_INIT.to_vec(),
         }
     }
@@ -474,7 +444,7 @@ impl RunConfig {
                 }
             }
             DataConfig::Points { .. } | DataConfig::Mnist { .. } => {}
-            DataConfig::Csv { target, features, delimiter, valid_fraction, .. } => {
+            DataConfig::Csv(CsvSource { target, features, delimiter, valid_fraction, .. }) => {
                 if target.trim().is_empty() {
                     return invalid("data.target", "must name a column, got an empty name".into());
                 }

@@ -19,7 +19,7 @@ use crate::device::{self, DeviceError, SelectedDevice};
 use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, CnnConfig, LinearModel};
 use crate::optim::InvalidValue;
-use crate::regression::{CsvSource, RegressionData};
+use crate::regression::RegressionData;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
     BatchHook, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EpochEnd, Hooks,
@@ -286,27 +286,10 @@ impl Experiment {
                 (Arc::new(data.generate()), None)
             }
             DataConfig::Points { path } => (Arc::new(read_points(path)?), None),
-            DataConfig::Csv {
-                path,
-                target,
-                features,
-                delimiter,
-                standardize,
-                valid_fraction,
-                skip_bad_rows,
-            } => {
-                let source = CsvSource {
-                    path: path.clone(),
-                    target: target.clone(),
-                    features: features.clone(),
-                    delimiter: delimiter.clone(),
-                    standardize: *standardize,
-                    valid_fraction: *valid_fraction,
-                    skip_bad_rows: *skip_bad_rows,
-                };
-                let regression = RegressionData::prepare(&source, config.seed)?;
+            DataConfig::Csv(source) => {
+                let regression = RegressionData::prepare(source, config.seed)?;
                 // The saved configuration names the columns it used, whatever the file gains later.
-                *features = Some(regression.features.clone());
+                source.features = Some(regression.features.clone());
                 (regression.train.clone(), Some(regression))
             }
             DataConfig::Digits { .. } | DataConfig::Mnist { .. } => {
@@ -545,7 +528,7 @@ impl ImageExperiment {
                 let valid = (0..mnist.test.len()).collect();
                 (Arc::new(mnist.train), train, Arc::new(mnist.test), valid)
             }
-            DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv { .. } => {
+            DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => {
                 unreachable!("validation pairs the cnn model with image data")
             }
         };

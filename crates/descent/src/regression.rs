@@ -11,28 +11,63 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::data::csv_table::{Columns, CsvOptions, SkippedRows, Target, parse_delimiter, read_csv};
 use crate::data::images::split;
 use crate::data::{DataError, Table};
 use crate::ols::{OlsError, least_squares};
 
 /// How to read and prepare a regression table: the `source = "csv"` data of a run configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsvSource {
     /// The file.
     pub path: PathBuf,
-    /// The target column.
+    /// The column to predict.
     pub target: String,
-    /// The feature columns; `None`: every column but the target.
+    /// The feature columns, in order; absent: every column but the target (a run fills in the
+    /// list it found, so that its saved configuration names them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<Vec<String>>,
-    /// The field delimiter, as [`parse_delimiter`] reads it.
+    /// The field delimiter: one character, or `tab` or `space` (see [`parse_delimiter`]).
+    #[serde(default = "default_delimiter")]
     pub delimiter: String,
-    /// Standardise the features (mean 0, variance 1 on the training rows).
+    /// Standardise the features (mean 0, variance 1, from the training rows); coefficients are
+    /// still reported on the original scale.
+    #[serde(default = "default_true")]
     pub standardize: bool,
-    /// The fraction of rows held out for validation, in [0, 1).
+    /// Fraction of the rows held out for validation, in [0, 1); 0 trains on every row.
+    #[serde(default = "crate::config::default_valid_fraction")]
     pub valid_fraction: f64,
-    /// Skip malformed rows instead of stopping at the first.
+    /// Skip rows that are ragged or hold a bad value in a chosen column, and count them, instead
+    /// of stopping at the first.
+    #[serde(default)]
     pub skip_bad_rows: bool,
+}
+
+impl CsvSource {
+    /// The file and target with every other setting at its default: all other columns as
+    /// features, comma-delimited, standardised, 20% held out, bad rows refused.
+    pub fn new(path: PathBuf, target: String) -> Self {
+        Self {
+            path,
+            target,
+            features: None,
+            delimiter: default_delimiter(),
+            standardize: true,
+            valid_fraction: crate::config::default_valid_fraction(),
+            skip_bad_rows: false,
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Per-feature affine maps `(x - mean) / scale`: standardisation, or the identity.

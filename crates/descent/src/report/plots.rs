@@ -137,8 +137,8 @@ pub fn fit_plot(
 }
 
 /// A regression's predictions against the true targets: one scatter per split (training rows
-/// blue, validation rows orange), with the diagonal y = x where perfect predictions lie. At most
-/// `MAX_SCATTER` points of each split are drawn (evenly spaced), so large tables stay readable.
+/// blue, validation rows orange), with the diagonal y = x where perfect predictions lie. Pass at
+/// most [`MAX_SCATTER`] points of each split ([`scatter_rows`] picks them).
 pub fn prediction_plot(
     title: &str,
     train: &[(f64, f64)],
@@ -148,8 +148,15 @@ pub fn prediction_plot(
     render(&PredictionPlot { title, train, valid }, format)
 }
 
-/// The most points of one split a [`prediction_plot`] draws.
+/// The most points a scatter should hold: every point of the lesson, a readable sample of a
+/// table of millions.
 pub const MAX_SCATTER: usize = 2000;
+
+/// The rows of a table of `rows` rows to draw in a scatter: all of them up to [`MAX_SCATTER`],
+/// else that many, evenly spaced. Callers build only these points, not one per row.
+pub fn scatter_rows(rows: usize) -> impl Iterator<Item = usize> {
+    (0..rows).step_by(rows.div_ceil(MAX_SCATTER).max(1))
+}
 
 /// A line chart (loss curves, accuracy, lr over steps, the lr finder). Non-finite and (on log
 /// axes) non-positive values are skipped; an empty chart (no drawable point) still renders axes
@@ -481,10 +488,9 @@ struct PredictionPlot<'a> {
     valid: &'a [(f64, f64)],
 }
 
-/// At most [`MAX_SCATTER`] of `points`, evenly spaced, the drawable ones.
-fn thinned(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let step = points.len().div_ceil(MAX_SCATTER).max(1);
-    points.iter().step_by(step).copied().filter(|p| drawable(p.0, false) && drawable(p.1, false)).collect()
+/// The drawable ones of `points`.
+fn drawable_points(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points.iter().copied().filter(|p| drawable(p.0, false) && drawable(p.1, false)).collect()
 }
 
 impl Figure for PredictionPlot<'_> {
@@ -494,7 +500,7 @@ impl Figure for PredictionPlot<'_> {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
-        let (train, valid) = (thinned(self.train), thinned(self.valid));
+        let (train, valid) = (drawable_points(self.train), drawable_points(self.valid));
         let range = padded_range(train.iter().chain(&valid).flat_map(|p| [p.0, p.1]), false);
         let ranges = (RangedCoordf64::from(range.clone()), RangedCoordf64::from(range.clone()));
         let mut chart = styled_chart(root, self.title, ("true value", "prediction"), ranges)?;
