@@ -87,7 +87,7 @@ pub fn run_config(
     let parameters = model.num_params();
 
     let quiet = common.quiet;
-    say!(quiet, "descent {command} on {}", selected.describe());
+    say!(quiet, "descent {command} on {}", experiment.describe_device());
     let side = experiment.train_set.side();
     match &config.data {
         DataConfig::Mnist { dir } => say!(
@@ -200,7 +200,7 @@ pub fn run_config(
         evaluation.accuracy,
         trained.epochs,
         trained.seconds,
-        selected.describe()
+        experiment.describe_device()
     );
 
     let figures = Figures::new(&folder, common.svg);
@@ -273,6 +273,7 @@ pub fn run_config(
         "batch_size": experiment.batch_size(),
         "seed": config.seed,
         "device": selected.describe(),
+        "devices": experiment.device_names(),
         "backend": selected.backend.name(),
         "seconds": trained.seconds,
         "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),

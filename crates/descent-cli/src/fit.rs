@@ -156,7 +156,7 @@ pub fn report(
     let DataConfig::Csv(CsvSource { path, standardize, .. }) = &config.data else {
         unreachable!("a regression reads CSV data")
     };
-    say!(quiet, "descent {command} on {}", selected.describe());
+    say!(quiet, "descent {command} on {}", experiment.describe_device());
     say!(
         quiet,
         "data: {}: {} rows, {} for training and {} for validation (split with seed {})",
@@ -256,6 +256,7 @@ pub fn report(
         "batch_size": config.training.batch_size.unwrap_or(regression.train.len()),
         "seed": config.seed,
         "device": selected.describe(),
+        "devices": experiment.device_names(),
         "backend": selected.backend.name(),
         "seconds": trained.seconds,
         "resumed_from_epoch": checkpoint.map(|c| c.state.epoch),

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use descent::config::ModelConfig;
+use descent::device::SelectedDevice;
 use descent::experiment::{Experiment, ImageExperiment};
 use descent::train::{LrFindSettings, lr_find};
 use serde_json::json;
@@ -52,11 +53,13 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
     // The same sweep for every model the trainer supports: the lesson's linear model, the CNN.
     let (config, device, finding) = if let ModelConfig::Cnn(_) = config.model {
         let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+        one_device_note(&experiment.replicas, &experiment.device, args.run.common.quiet);
         let mut optimizer = experiment.config.optimizer.build();
         let finding = lr_find(experiment.model(), &mut optimizer, &experiment.batches(), &settings);
         (experiment.config, experiment.device, finding)
     } else {
         let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        one_device_note(&experiment.replicas, &experiment.device, args.run.common.quiet);
         let mut optimizer = experiment.config.optimizer.build();
         let finding = lr_find(experiment.model(), &mut optimizer, experiment.batches().as_ref(), &settings);
         (experiment.config, experiment.device, finding)
@@ -125,4 +128,14 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "run_folder": folder.path(),
     });
     finish(&folder, &summary, None, args.run.common.json)
+}
+
+/// The sweep runs on one device: with --devices, say that it uses the main one.
+fn one_device_note(replicas: &[SelectedDevice], main: &SelectedDevice, quiet: bool) {
+    if replicas.len() > 1 && !quiet {
+        eprintln!(
+            "note: lr-find sweeps on the main device only ({}); --devices splits batches in training",
+            main.describe()
+        );
+    }
 }

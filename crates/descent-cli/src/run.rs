@@ -70,6 +70,12 @@ pub struct CommonArgs {
     #[arg(long)]
     pub device: Option<String>,
 
+    /// Data-parallel training over several devices, comma-separated, e.g. flex,ndarray or
+    /// cuda:0,cuda:1: each batch is split across them, the gradients are summed on the first
+    /// (which holds the model and the optimizer), and one update is made, as on one device.
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Vec<String>,
+
     /// Examples per mini-batch; without it every step uses all the rows (the lesson) [default:
     /// 64 for the cnn].
     #[arg(long, value_parser = positive_count)]
@@ -156,7 +162,14 @@ impl CommonArgs {
             config.seed = seed;
         }
         if let Some(device) = &self.device {
-            config.device = device.clone();
+            (config.device, config.devices) = (device.clone(), Vec::new());
+        }
+        if !self.devices.is_empty() {
+            let devices: Vec<String> = self.devices.iter().map(|name| name.trim().to_string()).collect();
+            descent::config::check_devices(&devices).map_err(|message| {
+                Failure::input(format!("--devices {}: {message}", self.devices.join(",")))
+            })?;
+            (config.device, config.devices) = (devices[0].clone(), devices);
         }
         let training = &mut config.training;
         if self.batch_size.is_some() {
@@ -386,7 +399,7 @@ pub fn run_config(
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
 
     let quiet = common.quiet;
-    say!(quiet, "descent {command} on {}", selected.describe());
+    say!(quiet, "descent {command} on {}", experiment.describe_device());
     match &config.data {
         DataConfig::Points { path } => {
             say!(quiet, "data: {} points from {}", table.len(), path.display())
@@ -458,6 +471,7 @@ pub fn run_config(
         "batch_size": config.training.batch_size.unwrap_or(table.len()),
         "seed": config.seed,
         "device": selected.describe(),
+        "devices": experiment.device_names(),
         "backend": selected.backend.name(),
         "seconds": trained.seconds,
         "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
@@ -550,7 +564,7 @@ pub fn say_trained(experiment: &Experiment, trained: &descent::train::Trained<de
         "trained {} steps{epochs} in {:.2} ms on {}",
         trained.steps,
         trained.seconds * 1e3,
-        experiment.device.describe()
+        experiment.describe_device()
     );
 }
 

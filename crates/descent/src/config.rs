@@ -138,6 +138,11 @@ pub struct RunConfig {
     /// `auto`, a backend name or a GPU adapter (see `descent devices`).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Data-parallel training over these devices (`--devices A,B`): each batch is split across
+    /// them and their gradients are summed on the first, which must be `device` (or `device` is
+    /// left `auto`). Empty: train on `device` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// The rows.
     #[serde(default)]
     pub data: DataConfig,
@@ -167,6 +172,7 @@ impl Default for RunConfig {
         Self {
             seed: default_seed(),
             device: default_device(),
+            devices: Vec::new(),
             data: DataConfig::default(),
             model: ModelConfig::default(),
             training: TrainingConfig::default(),
@@ -254,6 +260,26 @@ struct OptimizerFile {
 #[serde(deny_unknown_fields)]
 struct ScheduleFile {
     schedule: ScheduleConfig,
+}
+
+/// Check a data-parallel device list: no empty name, and no device named twice (names compare
+/// without case and surrounding spaces). Whether each device exists is checked when it opens.
+pub fn check_devices(devices: &[String]) -> Result<(), String> {
+    let key = |name: &String| name.trim().to_ascii_lowercase();
+    if let Some(position) = devices.iter().position(|name| name.trim().is_empty()) {
+        return Err(format!("entry {} is empty: name a device, e.g. flex,ndarray", position + 1));
+    }
+    for (i, name) in devices.iter().enumerate() {
+        if let Some(j) = devices[..i].iter().position(|other| key(other) == key(name)) {
+            return Err(format!(
+                "names `{}` twice (entries {} and {}): each device holds one replica",
+                name.trim(),
+                j + 1,
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parse TOML text into `T`, with errors that name `origin` and the line and column.
@@ -428,6 +454,22 @@ impl RunConfig {
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
+        if let Err(message) = check_devices(&self.devices) {
+            return invalid("devices", message);
+        }
+        let key = |name: &str| name.trim().to_ascii_lowercase();
+        if let Some(first) = self.devices.first()
+            && key(&self.device) != "auto"
+            && key(&self.device) != key(first)
+        {
+            return invalid(
+                "devices",
+                format!(
+                    "the first device is the main one and must be `device` (`{}`), got `{}`",
+                    self.device, first
+                ),
+            );
+        }
         match &self.data {
             DataConfig::Lesson { n, true_a, noise } => {
                 if *n == 0 {

@@ -13,6 +13,8 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
+use super::parallel::{self, Replicas};
+
 /// A model the engine can train on batches of type `B`: a Burn module with a scalar loss.
 pub trait Objective<B>: Module + Sized {
     /// The loss to minimise on one batch, a tensor of one element on the model's device.
@@ -69,8 +71,9 @@ pub enum Report {
     EveryEpochs(usize),
 }
 
-/// The training plan: length, reporting cadence, where to start and how to seed each epoch.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The training plan: length, reporting cadence, where to start, how to seed each step and on
+/// which devices.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// How long to train.
     pub length: Length,
@@ -82,12 +85,17 @@ pub struct Plan {
     /// step number, so that a step's random draws (dropout) depend only on the seed and the
     /// step: a run resumed at step k then draws what the uninterrupted run drew.
     pub seed: Option<u64>,
+    /// Data-parallel training over these devices (plain, not autodiff), the model's own device
+    /// first: each batch is cut into one share of rows per device, and the shares' gradients
+    /// are summed on the first device, which makes the update. Empty or one device: every step
+    /// runs on the model's device.
+    pub replicas: Vec<Device>,
 }
 
 impl Plan {
-    /// A plan from the beginning, without reseeding.
+    /// A plan from the beginning on the model's device, without reseeding.
     pub fn new(length: Length, report: Report) -> Self {
-        Self { length, report, start: Position::default(), seed: None }
+        Self { length, report, start: Position::default(), seed: None, replicas: Vec::new() }
     }
 }
 
@@ -195,8 +203,8 @@ pub fn train<M, B>(
     on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
 ) -> Result<Trained<M>, TrainError>
 where
-    M: Objective<B>,
-    B: BatchRows,
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
 {
     let hooks = Hooks { on_loss: Some(on_loss), ..Hooks::default() };
     train_observed(model, optimizer, schedule, source, plan, hooks)
@@ -278,8 +286,8 @@ pub fn train_observed<M, B>(
     hooks: Hooks<'_, M>,
 ) -> Result<Trained<M>, TrainError>
 where
-    M: Objective<B>,
-    B: BatchRows,
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
 {
     if source.batches_per_epoch() == 0 {
         return Err(TrainError::NoBatches);
@@ -304,7 +312,24 @@ where
     source.skip_epochs(epoch);
     let mut skip = plan.start.batch;
     let mut interrupted = false;
-    let devices = model.devices();
+    let replicas = match plan.replicas.len() {
+        0 | 1 => None,
+        _ => {
+            if let Some(seed) = plan.seed {
+                for device in model.devices() {
+                    device.seed(step_seed(seed, plan.start.step));
+                }
+            }
+            parallel::initialize(&model);
+            Some(Replicas::<M, B>::start(&plan.replicas)?)
+        }
+    };
+    let mut devices = model.devices();
+    for device in replicas.iter().flat_map(|r| r.devices()) {
+        if !devices.contains(device) {
+            devices.push(device.clone());
+        }
+    }
 
     'training: while !done(step, epoch) {
         epoch += 1;
@@ -319,20 +344,35 @@ where
             if matches!(plan.length, Length::Steps(total) if step >= total) {
                 break;
             }
-            if let Some(seed) = plan.seed {
-                for device in &devices {
-                    device.seed(step_seed(seed, step));
-                }
-            }
             let batch = batch.map_err(|message| TrainError::Batch { epoch, batch: index + 1, message })?;
             let rows = batch.rows();
-            let loss = model.loss(batch);
+            // One device computes the loss now and its gradients after the checks below; several
+            // compute both at once, each on its share of the rows.
+            let pending = match &replicas {
+                None => {
+                    if let Some(seed) = plan.seed {
+                        for device in &devices {
+                            device.seed(step_seed(seed, step));
+                        }
+                    }
+                    Pending::Loss(model.loss(batch))
+                }
+                Some(replicas) => {
+                    // Device i draws from its own stream; device 0 from the one-device stream.
+                    let seed = |i: usize| plan.seed.map(|seed| step_seed(seed.wrapping_add(i as u64), step));
+                    let (loss, gradients) = replicas.step(&model, batch, seed)?;
+                    Pending::Gradients(loss, gradients)
+                }
+            };
             let step_lr = schedule.step();
             lr = step_lr.base();
 
             // Every step's loss is read to stop at once when it stops being a number: a run that
             // diverged has nothing left to learn, and its NaN parameters must not be saved.
-            let value = read_scalar(loss.clone())?;
+            let value = match &pending {
+                Pending::Loss(loss) => read_scalar(loss.clone())?,
+                Pending::Gradients(loss, _) => *loss,
+            };
             if !value.is_finite() {
                 return Err(TrainError::Diverged { step, epoch, lr, loss: value });
             }
@@ -346,7 +386,10 @@ where
             epoch_sum += value * rows as f64;
             epoch_rows += rows;
 
-            let gradients = GradientsParams::from_grads(loss.backward(), &model);
+            let gradients = match pending {
+                Pending::Loss(loss) => GradientsParams::from_grads(loss.backward(), &model),
+                Pending::Gradients(_, gradients) => gradients,
+            };
             model = optimizer.step(step_lr, model, gradients);
             step += 1;
             let flow = match on_batch.as_mut() {
@@ -424,21 +467,46 @@ where
     Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped, interrupted })
 }
 
-/// Batches know how many examples they hold (to weight epoch means).
+/// A step's loss before its gradients: the loss tensor (one device), or the loss already read
+/// with the gradients already summed (several devices).
+enum Pending {
+    Loss(Tensor<1>),
+    Gradients(f64, GradientsParams),
+}
+
+/// What the engine needs of a batch: how many examples it holds (to weight epoch means), and,
+/// for data-parallel training, a range of its examples on another device.
 pub trait BatchRows {
     /// Number of examples in the batch.
     fn rows(&self) -> usize;
+
+    /// The examples `rows` (a range within `0..self.rows()`) as a batch on `device`.
+    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self;
 }
 
 impl BatchRows for crate::data::RegressionBatch {
     fn rows(&self) -> usize {
         self.len()
     }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
+        Self {
+            x: self.x.clone().slice(rows.clone()).to_device(device),
+            y: self.y.clone().slice(rows).to_device(device),
+        }
+    }
 }
 
 impl BatchRows for crate::data::ImageBatch {
     fn rows(&self) -> usize {
         self.len()
+    }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
+        Self {
+            images: self.images.clone().slice(rows.clone()).to_device(device),
+            labels: self.labels.clone().slice(rows).to_device(device),
+        }
     }
 }
 

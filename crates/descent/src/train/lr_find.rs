@@ -107,8 +107,8 @@ pub fn lr_find<M, B>(
     settings: &LrFindSettings,
 ) -> Result<LrFinding, TrainError>
 where
-    M: Objective<B>,
-    B: BatchRows,
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
 {
     let mut schedule = ModuleLrScheduler::new(Sweep { settings: *settings, step: 0 });
     let plan = Plan::new(Length::Steps(settings.steps), Report::EverySteps(1));

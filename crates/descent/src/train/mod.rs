@@ -3,6 +3,7 @@
 pub mod checkpoint;
 mod engine;
 mod lr_find;
+mod parallel;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
 pub use engine::{

@@ -1,0 +1,222 @@
+//! Data-parallel steps over several devices in one process: Burn's multi-device strategy with
+//! the optimizer on the main device (what `burn-train` calls `MultiDeviceOptim::OptimMainDevice`),
+//! driven by our engine.
+//!
+//! Each device has a worker thread that lives as long as the training call. A step cuts the
+//! batch into one contiguous share of rows per device, sends each worker the current model and
+//! its share, and the worker forks the model onto its device (`Module::fork`), computes its
+//! share's loss weighted by `share rows / batch rows`, and runs `backward`. The weighted losses
+//! add up to the batch's mean loss, so the gradients, moved to the main device
+//! (`GradientsParams::to_device`) and summed there (`GradientsAccumulator`), are the gradient of
+//! the whole batch's mean loss: the update one device would make, up to rounding. Only what
+//! depends on the batch as a whole differs: batch-norm statistics are each share's own (as in
+//! PyTorch's `DistributedDataParallel` without `SyncBatchNorm`).
+//!
+//! The workers are long-lived rather than spawned per step because Burn keeps a batch-norm
+//! layer's running statistics per thread and averages them across threads: stable threads keep
+//! that an exponential moving average.
+
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+
+use super::engine::{BatchRows, Objective, TrainError};
+
+/// What a worker computes for one share: its weighted loss and its gradients, or why not.
+type Outcome = Result<(f64, GradientsParams), String>;
+
+/// The work for one device in one step.
+struct Job<M, B> {
+    model: M,
+    share: B,
+    weight: f32,
+    seed: Option<u64>,
+}
+
+struct Worker<M, B> {
+    device: Device,
+    jobs: Option<Sender<Job<M, B>>>,
+    results: Receiver<Outcome>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One worker per device; the first device is the main one, where the model, the optimizer and
+/// the summed gradients live.
+pub(super) struct Replicas<M, B> {
+    workers: Vec<Worker<M, B>>,
+}
+
+impl<M, B> Replicas<M, B>
+where
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
+{
+    /// Start a worker on each of `devices` (plain devices; the workers train on their autodiff
+    /// form).
+    pub(super) fn start(devices: &[Device]) -> Result<Self, TrainError> {
+        let mut workers = Vec::with_capacity(devices.len());
+        for (index, device) in devices.iter().enumerate() {
+            let (jobs, inbox) = channel::<Job<M, B>>();
+            let (outbox, results) = channel::<Outcome>();
+            let autodiff = device.clone().autodiff();
+            let thread = std::thread::Builder::new()
+                .name(format!("descent-replica-{index}"))
+                .spawn(move || {
+                    for job in inbox {
+                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            compute(job, &autodiff)
+                        }))
+                        .unwrap_or_else(|payload| Err(panic_message(payload.as_ref())));
+                        if outbox.send(outcome).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|error| TrainError::Device(format!("cannot start a worker thread: {error}")))?;
+            workers.push(Worker { device: device.clone(), jobs: Some(jobs), results, thread: Some(thread) });
+        }
+        Ok(Self { workers })
+    }
+
+    /// The devices, main first.
+    pub(super) fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.workers.iter().map(|worker| &worker.device)
+    }
+
+    /// One data-parallel forward and backward pass of `model` on `batch`: the batch's mean loss
+    /// and its gradients on the main device. `seed(i)` reseeds device `i`'s generator first.
+    pub(super) fn step(
+        &self,
+        model: &M,
+        batch: B,
+        seed: impl Fn(usize) -> Option<u64>,
+    ) -> Result<(f64, GradientsParams), TrainError> {
+        let rows = batch.rows();
+        let shares = shares(rows, self.workers.len());
+        for (index, (worker, range)) in self.workers.iter().zip(&shares).enumerate() {
+            let job = Job {
+                model: model.clone(),
+                share: batch.slice_rows(range.clone(), &worker.device),
+                weight: range.len() as f32 / rows as f32,
+                seed: seed(index),
+            };
+            // A worker whose thread has gone is reported when its result is read.
+            if let Some(jobs) = &worker.jobs {
+                let _ = jobs.send(job);
+            }
+        }
+        drop(batch);
+        let main = &self.workers[0].device;
+        let mut total = 0.0;
+        let mut sum = GradientsAccumulator::<M>::new();
+        let mut failures = Vec::new();
+        // Every sent share's result is read, failed or not, so the next step starts clean.
+        for worker in self.workers.iter().take(shares.len()) {
+            match worker.results.recv() {
+                Ok(Ok((loss, gradients))) => {
+                    total += loss;
+                    sum.accumulate(model, gradients.to_device(main, model));
+                }
+                Ok(Err(message)) => failures.push(format!("on {:?}: {message}", worker.device)),
+                Err(_) => failures.push(format!("on {:?}: the worker thread stopped", worker.device)),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(TrainError::Device(failures.join("; ")));
+        }
+        Ok((total, sum.grads()))
+    }
+}
+
+impl<M, B> Drop for Replicas<M, B> {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            worker.jobs.take();
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// Initialize every parameter of `model` that Burn has left lazy, here and now. One device does
+/// it at its first forward pass, from the generator seeded for that step; the workers would do it
+/// at their first fork, in whichever thread came first, racing with the other devices' draws.
+/// The engine calls this on the main thread after seeding as for one device, so the two start
+/// from the same weights.
+pub(super) fn initialize<M: Module>(model: &M) {
+    struct Initialize;
+    impl ModuleVisitor for Initialize {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+            let _ = param.val();
+        }
+        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Initialize);
+}
+
+/// One share's weighted loss and gradients, on `device` (autodiff).
+fn compute<M: Objective<B>, B>(job: Job<M, B>, device: &Device) -> Outcome {
+    if let Some(seed) = job.seed {
+        device.seed(seed);
+    }
+    let model = job.model.fork(device);
+    let loss = model.loss(job.share).mul_scalar(job.weight);
+    let value =
+        loss.clone().inner().try_into_scalar::<f32>().map(f64::from).map_err(|error| format!("{error:?}"))?;
+    Ok((value, GradientsParams::from_grads(loss.backward(), &model)))
+}
+
+/// Contiguous row ranges, one per device, as equal as possible (the first ones one row longer);
+/// fewer ranges than devices when there are fewer rows.
+pub(super) fn shares(rows: usize, devices: usize) -> Vec<Range<usize>> {
+    let parts = devices.min(rows).max(1);
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let len = rows / parts + usize::from(i < rows % parts);
+            start += len;
+            start - len..start
+        })
+        .collect()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the worker panicked".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares;
+
+    #[test]
+    fn shares_cover_every_row_once_and_differ_by_at_most_one() {
+        for rows in 1..40 {
+            for devices in 1..6 {
+                let ranges = shares(rows, devices);
+                assert_eq!(ranges.len(), devices.min(rows));
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges.last().unwrap().end, rows);
+                assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+                let lens: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
+                assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
+                assert!(lens.iter().all(|&len| len > 0));
+            }
+        }
+    }
+}
