@@ -167,3 +167,37 @@ fn a_server_that_goes_away_mid_run_ends_the_client_with_a_clear_message() {
     // The last checkpoint, written while the server was alive, is whole.
     descent::train::Checkpoint::read(&out.join(descent::train::CHECKPOINT_FILE)).unwrap();
 }
+
+#[test]
+fn data_parallel_over_a_local_and_a_remote_device_gives_the_local_losses() {
+    // Burn's multi-device strategy with one replica on the server: half of every batch crosses
+    // the WebSocket, and its gradients come back to the local main device to be summed.
+    let dir = scratch("parallel");
+    let token = token_file(&dir, "parallel-token");
+    let server = Server::start(&token);
+    let run = |devices: &[&str], out: &str| {
+        let output = descent(
+            &[
+                &["lesson2", "--json", "-q", "--token-file", token.to_str().unwrap()],
+                devices,
+                &["--out", dir.join(out).to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        summary(&output)
+    };
+    let local = run(&["--device", "flex"], "local");
+    let both = run(&["--devices", &format!("flex,{}", server.device())], "both");
+    assert!(server.next_event().contains("opened"));
+    assert_eq!(both["devices"].as_array().unwrap().len(), 2);
+    let a = |summary: &serde_json::Value| numbers(&summary["a"]);
+    for (l, r) in a(&local).iter().zip(&a(&both)) {
+        assert!(
+            (l - r).abs() <= 1e-6 * l.abs().max(1.0),
+            "local a {:?} vs data-parallel {:?}",
+            a(&local),
+            a(&both)
+        );
+    }
+}

@@ -157,7 +157,7 @@ pub fn run_config(
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
     let result = experiment
         .train_with(model, options, &mut on_epoch)
-        .map_err(|e| training_failed(&folder, &config.device, e));
+        .map_err(|e| training_failed(&folder, config, e));
     progress.clear();
     let TrainedClassifier { trained, evaluation, metrics: rows } = result?;
     let history: Vec<_> = rows

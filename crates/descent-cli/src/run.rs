@@ -551,7 +551,7 @@ pub fn train_linear(
     let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
     let trained = experiment
         .train_with(batches.as_ref(), options, &mut print)
-        .map_err(|e| training_failed(folder, &config.device, e));
+        .map_err(|e| training_failed(folder, config, e));
     progress.clear();
     trained
 }
@@ -587,8 +587,8 @@ pub fn train_failure(error: RunError) -> Failure {
 
 /// [`train_failure`], and on a divergence the metrics up to it written into the run folder
 /// (its last checkpoint, if any, stays: it was finite); a device failure says whether the last
-/// checkpoint can be resumed, and names the server when `device` (the run's) is a remote one.
-pub fn training_failed(folder: &RunFolder, device: &str, error: RunError) -> Failure {
+/// checkpoint can be resumed, and names the server when one of the run's devices is remote.
+pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) -> Failure {
     if let RunError::Interrupted { step, epoch, metrics } = &error {
         if let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes()) {
             eprintln!("warning: {write}");
@@ -609,8 +609,20 @@ pub fn training_failed(folder: &RunFolder, device: &str, error: RunError) -> Fai
         failure.message.push_str(&format!(" (metrics up to then are in {dir})"));
     }
     if failure.code == 1 {
-        if let Some(url) = device.strip_prefix("remote:") {
-            failure.message = format!("the remote device at {url} stopped answering ({})", failure.message);
+        let mut servers: Vec<&str> = std::iter::once(&config.device)
+            .chain(&config.devices)
+            .filter_map(|device| device.trim().strip_prefix("remote:"))
+            .collect();
+        servers.dedup();
+        match servers.as_slice() {
+            [] => {}
+            [url] => {
+                failure.message = format!("the remote device at {url} stopped answering ({})", failure.message)
+            }
+            urls => {
+                failure.message =
+                    format!("a remote device ({}) stopped answering ({})", urls.join(", "), failure.message)
+            }
         }
         if folder.path().join(CHECKPOINT_FILE).exists() {
             failure.message.push_str(&format!(

@@ -16,7 +16,9 @@
 //! layer's running statistics per thread and averages them across threads: stable threads keep
 //! that an exponential moving average.
 
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
+use std::sync::Once;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
@@ -67,10 +69,7 @@ where
                 .name(format!("descent-replica-{index}"))
                 .spawn(move || {
                     for job in inbox {
-                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            compute(job, &autodiff)
-                        }))
-                        .unwrap_or_else(|payload| Err(panic_message(payload.as_ref())));
+                        let outcome = quietly(|| compute(job, &autodiff)).and_then(|outcome| outcome);
                         if outbox.send(outcome).is_err() {
                             break;
                         }
@@ -89,7 +88,20 @@ where
 
     /// One data-parallel forward and backward pass of `model` on `batch`: the batch's mean loss
     /// and its gradients on the main device. `seed(i)` reseeds device `i`'s generator first.
+    ///
+    /// A device that fails (a remote server gone, a backend error) is an error naming it, never
+    /// a panic: Burn panics when a transfer between devices fails, so the step catches it.
     pub(super) fn step(
+        &self,
+        model: &M,
+        batch: B,
+        seed: impl Fn(usize) -> Option<u64>,
+    ) -> Result<(f64, GradientsParams), TrainError> {
+        quietly(|| self.step_on_every_device(model, batch, seed))
+            .map_err(|message| TrainError::Device(format!("moving a share between devices: {message}")))?
+    }
+
+    fn step_on_every_device(
         &self,
         model: &M,
         batch: B,
@@ -115,14 +127,16 @@ where
         let mut sum = GradientsAccumulator::<M>::new();
         let mut failures = Vec::new();
         // Every sent share's result is read, failed or not, so the next step starts clean.
-        for worker in self.workers.iter().take(shares.len()) {
+        let count = self.workers.len();
+        for (index, worker) in self.workers.iter().take(shares.len()).enumerate() {
+            let name = || format!("device {} of {count} ({})", index + 1, backend_name(&worker.device));
             match worker.results.recv() {
                 Ok(Ok((loss, gradients))) => {
                     total += loss;
                     sum.accumulate(model, gradients.to_device(main, model));
                 }
-                Ok(Err(message)) => failures.push(format!("on {:?}: {message}", worker.device)),
-                Err(_) => failures.push(format!("on {:?}: the worker thread stopped", worker.device)),
+                Ok(Err(message)) => failures.push(format!("{}: {}", name(), one_line(&message))),
+                Err(_) => failures.push(format!("{}: its worker thread stopped", name())),
             }
         }
         if !failures.is_empty() {
@@ -192,12 +206,55 @@ pub(super) fn shares(rows: usize, devices: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "the worker panicked".into())
+/// A message of several lines (Burn's errors and their causes) on one.
+fn one_line(message: &str) -> String {
+    let lines = message.lines().map(|line| line.trim().trim_end_matches(':'));
+    lines.filter(|line| !line.is_empty()).collect::<Vec<_>>().join(": ")
+}
+
+/// The backend of a device, from Burn's description (`Device<Flex(Cpu)>` gives `Flex`).
+fn backend_name(device: &Device) -> String {
+    let described = format!("{device:?}");
+    let inner = described.strip_prefix("Device<").unwrap_or(&described);
+    inner.split(['(', '>', '{', ' ']).next().unwrap_or(inner).to_string()
+}
+
+thread_local! {
+    /// Set while this thread runs [`quietly`]: its panics are caught and reported as errors.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// Where this thread's last caught panic happened.
+    static PANICKED_AT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Run `work`, turning a panic (Burn panics on some device failures) into its message, without
+/// the panic being printed: the message reaches the user once, in the error. Panics elsewhere
+/// reach the hook that was installed before, unchanged.
+fn quietly<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.get() {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+                PANICKED_AT.with_borrow_mut(|place| *place = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was = CATCHING.replace(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    CATCHING.set(was);
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let at = PANICKED_AT.with_borrow(Clone::clone);
+        let message = one_line(&message);
+        if at.is_empty() { message } else { format!("{message} (at {at})") }
+    })
 }
 
 #[cfg(test)]
