@@ -132,12 +132,27 @@ fn the_lesson_on_a_remote_device_gives_the_local_losses_and_a_wrong_token_is_ref
 
 #[test]
 fn a_server_that_goes_away_mid_run_ends_the_client_with_a_clear_message() {
-    let dir = scratch("gone");
+    server_killed_mid_run("gone", |server| vec!["--device".into(), server.device()]);
+}
+
+#[test]
+fn a_server_that_goes_away_mid_data_parallel_run_ends_the_client_with_a_clear_message() {
+    server_killed_mid_run("gone-parallel", |server| {
+        vec!["--devices".into(), format!("flex,{}", server.device())]
+    });
+}
+
+/// Train on the devices `devices` names, kill the server at step 300, and check the client ends
+/// in bounded time with a message naming the remote device, and a whole checkpoint.
+fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
+    let dir = scratch(name);
     let token = token_file(&dir, "another-token");
     let mut server = Server::start(&token);
     let out = dir.join("run");
     let mut client = Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(["train", "--device", &server.device(), "--token-file", token.to_str().unwrap()])
+        .arg("train")
+        .args(devices(&server))
+        .args(["--token-file", token.to_str().unwrap()])
         .args(["--steps", "1000000", "--print-every", "100", "--checkpoint-every", "100"])
         .args(["--out", out.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -163,7 +178,8 @@ fn a_server_that_goes_away_mid_run_ends_the_client_with_a_clear_message() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
-    assert!(stderr.contains("remote") && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("the remote device at ws://") && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("descent train --resume"), "{stderr}");
     // The last checkpoint, written while the server was alive, is whole.
     descent::train::Checkpoint::read(&out.join(descent::train::CHECKPOINT_FILE)).unwrap();
 }

@@ -155,9 +155,8 @@ pub fn run_config(
     let mut on_batch = |end: &descent::train::BatchEnd| progress.after_update(end);
     let options =
         TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
-    let result = experiment
-        .train_with(model, options, &mut on_epoch)
-        .map_err(|e| training_failed(&folder, config, e));
+    let result =
+        experiment.train_with(model, options, &mut on_epoch).map_err(|e| training_failed(&folder, config, e));
     progress.clear();
     let TrainedClassifier { trained, evaluation, metrics: rows } = result?;
     let history: Vec<_> = rows

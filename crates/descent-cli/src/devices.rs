@@ -83,5 +83,8 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
         );
     }
     println!("--device auto picks: {auto_text}");
+    println!(
+        "several at once: --devices A,B (e.g. flex,ndarray) splits each batch across them and sums the gradients on A"
+    );
     Ok(())
 }

@@ -617,7 +617,8 @@ pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) 
         match servers.as_slice() {
             [] => {}
             [url] => {
-                failure.message = format!("the remote device at {url} stopped answering ({})", failure.message)
+                failure.message =
+                    format!("the remote device at {url} stopped answering ({})", failure.message)
             }
             urls => {
                 failure.message =

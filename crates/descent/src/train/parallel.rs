@@ -2,9 +2,10 @@
 //! the optimizer on the main device (what `burn-train` calls `MultiDeviceOptim::OptimMainDevice`),
 //! driven by our engine.
 //!
-//! Each device has a worker thread that lives as long as the training call. A step cuts the
-//! batch into one contiguous share of rows per device, sends each worker the current model and
-//! its share, and the worker forks the model onto its device (`Module::fork`), computes its
+//! Each device but the main one has a worker thread that lives as long as the training call;
+//! the calling thread computes the main device's share. A step cuts the batch into one
+//! contiguous share of rows per device, sends each worker the current model and its share, and
+//! each replica is the model forked onto its device (`Module::fork`), which computes its
 //! share's loss weighted by `share rows / batch rows`, and runs `backward`. The weighted losses
 //! add up to the batch's mean loss, so the gradients, moved to the main device
 //! (`GradientsParams::to_device`) and summed there (`GradientsAccumulator`), are the gradient of
@@ -46,9 +47,11 @@ struct Worker<M, B> {
     thread: Option<JoinHandle<()>>,
 }
 
-/// One worker per device; the first device is the main one, where the model, the optimizer and
-/// the summed gradients live.
+/// The main device, whose share the calling thread computes, and a worker for every other
+/// device. The main device holds the model, the optimizer and the summed gradients.
 pub(super) struct Replicas<M, B> {
+    main: Device,
+    main_autodiff: Device,
     workers: Vec<Worker<M, B>>,
 }
 
@@ -57,11 +60,12 @@ where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
 {
-    /// Start a worker on each of `devices` (plain devices; the workers train on their autodiff
-    /// form).
+    /// Start a worker on each of `devices` but the first, the main one (plain devices; the
+    /// replicas train on their autodiff form).
     pub(super) fn start(devices: &[Device]) -> Result<Self, TrainError> {
-        let mut workers = Vec::with_capacity(devices.len());
-        for (index, device) in devices.iter().enumerate() {
+        let main = devices.first().cloned().ok_or_else(|| TrainError::Device("no devices".into()))?;
+        let mut workers = Vec::with_capacity(devices.len() - 1);
+        for (index, device) in devices.iter().enumerate().skip(1) {
             let (jobs, inbox) = channel::<Job<M, B>>();
             let (outbox, results) = channel::<Outcome>();
             let autodiff = device.clone().autodiff();
@@ -78,12 +82,12 @@ where
                 .map_err(|error| TrainError::Device(format!("cannot start a worker thread: {error}")))?;
             workers.push(Worker { device: device.clone(), jobs: Some(jobs), results, thread: Some(thread) });
         }
-        Ok(Self { workers })
+        Ok(Self { main_autodiff: main.clone().autodiff(), main, workers })
     }
 
     /// The devices, main first.
     pub(super) fn devices(&self) -> impl Iterator<Item = &Device> {
-        self.workers.iter().map(|worker| &worker.device)
+        std::iter::once(&self.main).chain(self.workers.iter().map(|worker| &worker.device))
     }
 
     /// One data-parallel forward and backward pass of `model` on `batch`: the batch's mean loss
@@ -108,35 +112,46 @@ where
         seed: impl Fn(usize) -> Option<u64>,
     ) -> Result<(f64, GradientsParams), TrainError> {
         let rows = batch.rows();
-        let shares = shares(rows, self.workers.len());
-        for (index, (worker, range)) in self.workers.iter().zip(&shares).enumerate() {
+        let count = self.workers.len() + 1;
+        let shares = shares(rows, count);
+        let weight = |range: &Range<usize>| range.len() as f32 / rows as f32;
+        // The other devices' shares go out first, so they compute while this thread computes
+        // the main device's.
+        for (index, (worker, range)) in self.workers.iter().zip(&shares[1..]).enumerate() {
             let job = Job {
                 model: model.clone(),
                 share: batch.slice_rows(range.clone(), &worker.device),
-                weight: range.len() as f32 / rows as f32,
-                seed: seed(index),
+                weight: weight(range),
+                seed: seed(index + 1),
             };
             // A worker whose thread has gone is reported when its result is read.
             if let Some(jobs) = &worker.jobs {
                 let _ = jobs.send(job);
             }
         }
+        let main_share = batch.slice_rows(shares[0].clone(), &self.main);
         drop(batch);
-        let main = &self.workers[0].device;
+        let job = Job { model: model.clone(), share: main_share, weight: weight(&shares[0]), seed: seed(0) };
+        let mut outcomes = vec![quietly(|| compute(job, &self.main_autodiff)).and_then(|outcome| outcome)];
+        // Every sent share's result is read, failed or not, so the next step starts clean.
+        for worker in self.workers.iter().take(shares.len() - 1) {
+            outcomes.push(worker.results.recv().unwrap_or_else(|_| Err("its worker thread stopped".into())));
+        }
         let mut total = 0.0;
         let mut sum = GradientsAccumulator::<M>::new();
         let mut failures = Vec::new();
-        // Every sent share's result is read, failed or not, so the next step starts clean.
-        let count = self.workers.len();
-        for (index, worker) in self.workers.iter().take(shares.len()).enumerate() {
-            let name = || format!("device {} of {count} ({})", index + 1, backend_name(&worker.device));
-            match worker.results.recv() {
-                Ok(Ok((loss, gradients))) => {
+        for ((index, device), outcome) in self.devices().enumerate().zip(outcomes) {
+            match outcome {
+                Ok((loss, gradients)) => {
                     total += loss;
-                    sum.accumulate(model, gradients.to_device(main, model));
+                    sum.accumulate(model, gradients.to_device(&self.main, model));
                 }
-                Ok(Err(message)) => failures.push(format!("{}: {}", name(), one_line(&message))),
-                Err(_) => failures.push(format!("{}: its worker thread stopped", name())),
+                Err(message) => failures.push(format!(
+                    "device {} of {count} ({}): {}",
+                    index + 1,
+                    backend_name(device),
+                    one_line(&message)
+                )),
             }
         }
         if !failures.is_empty() {
