@@ -468,7 +468,9 @@ where
 }
 
 /// A step's loss before its gradients: the loss tensor (one device), or the loss already read
-/// with the gradients already summed (several devices).
+/// with the gradients already summed (several devices). One lives on the stack per step, so
+/// the size of a `Tensor` in it costs nothing; boxing it would cost an allocation per step.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     Loss(Tensor<1>),
     Gradients(f64, GradientsParams),
