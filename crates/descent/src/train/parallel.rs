@@ -72,7 +72,7 @@ where
             let thread = std::thread::Builder::new()
                 .name(format!("descent-replica-{index}"))
                 .spawn(move || {
-                    for job in inbox {
+                    while let Some(job) = receive(&inbox) {
                         let outcome = quietly(|| compute(job, &autodiff)).and_then(|outcome| outcome);
                         if outbox.send(outcome).is_err() {
                             break;
@@ -135,7 +135,11 @@ where
         let mut outcomes = vec![quietly(|| compute(job, &self.main_autodiff)).and_then(|outcome| outcome)];
         // Every sent share's result is read, failed or not, so the next step starts clean.
         for worker in self.workers.iter().take(shares.len() - 1) {
-            outcomes.push(worker.results.recv().unwrap_or_else(|_| Err("its worker thread stopped".into())));
+            outcomes.push(
+                receive(&worker.results)
+                    .ok_or(())
+                    .unwrap_or_else(|_| Err("its worker thread stopped".into())),
+            );
         }
         let mut total = 0.0;
         let mut sum = GradientsAccumulator::<M>::new();
@@ -219,6 +223,24 @@ pub(super) fn shares(rows: usize, devices: usize) -> Vec<Range<usize>> {
             start - len..start
         })
         .collect()
+}
+
+/// The next message, spinning briefly before sleeping: a step's share comes back within
+/// microseconds on a small model, and waking a sleeping thread costs more than that.
+fn receive<T>(channel: &Receiver<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        match channel.try_recv() {
+            Ok(message) => return Some(message),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty)
+                if start.elapsed() < std::time::Duration::from_micros(50) =>
+            {
+                std::hint::spin_loop()
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => return channel.recv().ok(),
+        }
+    }
 }
 
 /// A message of several lines (Burn's errors and their causes) on one.
