@@ -3,7 +3,9 @@
 //! We write the loop ourselves rather than use Burn's `SupervisedTraining`: the lesson's model
 //! has two parameters, so per-step overhead is the whole cost, and the loop must report the loss
 //! computed *before* each update exactly as the notebook prints it. Every model goes through
-//! [`train`]; a model plugs in by implementing [`Objective`] for its batches.
+//! [`train`]; a model plugs in by implementing [`Objective`] for its batches. With several
+//! devices in [`Plan::replicas`], each step's forward and backward passes run data-parallel
+//! (`parallel.rs`); the rest of the loop is the same.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -17,7 +19,9 @@ use super::parallel::{self, Replicas};
 
 /// A model the engine can train on batches of type `B`: a Burn module with a scalar loss.
 pub trait Objective<B>: Module + Sized {
-    /// The loss to minimise on one batch, a tensor of one element on the model's device.
+    /// The loss to minimise on one batch, a tensor of one element on the model's device: the
+    /// mean over the batch's examples (as MSE and cross-entropy are), which is what data-parallel
+    /// training ([`Plan::replicas`]) relies on when it weights each device's share by its rows.
     fn loss(&self, batch: B) -> Tensor<1>;
 }
 
