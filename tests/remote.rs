@@ -185,12 +185,13 @@ fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
 }
 
 #[test]
-fn data_parallel_over_a_local_and_a_remote_device_gives_the_local_losses() {
-    // Burn's multi-device strategy with one replica on the server: half of every batch crosses
-    // the WebSocket, and its gradients come back to the local main device to be summed.
+fn data_parallel_over_local_and_remote_devices_gives_the_local_result() {
+    // Burn's multi-device strategy with replicas on servers: a share of every batch crosses the
+    // WebSocket, and its gradients come back to the main device to be summed. With two servers
+    // the main device is itself remote, and the other server's gradients go from one to the other.
     let dir = scratch("parallel");
     let token = token_file(&dir, "parallel-token");
-    let server = Server::start(&token);
+    let (first, second) = (Server::start(&token), Server::start(&token));
     let run = |devices: &[&str], out: &str| {
         let output = descent(
             &[
@@ -200,20 +201,26 @@ fn data_parallel_over_a_local_and_a_remote_device_gives_the_local_losses() {
             ]
             .concat(),
         );
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{devices:?}: {}", String::from_utf8_lossy(&output.stderr));
         summary(&output)
     };
     let local = run(&["--device", "flex"], "local");
-    let both = run(&["--devices", &format!("flex,{}", server.device())], "both");
-    assert!(server.next_event().contains("opened"));
-    assert_eq!(both["devices"].as_array().unwrap().len(), 2);
     let a = |summary: &serde_json::Value| numbers(&summary["a"]);
-    for (l, r) in a(&local).iter().zip(&a(&both)) {
-        assert!(
-            (l - r).abs() <= 1e-6 * l.abs().max(1.0),
-            "local a {:?} vs data-parallel {:?}",
-            a(&local),
-            a(&both)
-        );
+    for (devices, out) in [
+        (format!("flex,{}", first.device()), "local-and-remote"),
+        (format!("{},{}", first.device(), second.device()), "two-servers"),
+    ] {
+        let parallel = run(&["--devices", &devices], out);
+        assert_eq!(parallel["devices"].as_array().unwrap().len(), 2);
+        for (l, r) in a(&local).iter().zip(&a(&parallel)) {
+            assert!(
+                (l - r).abs() <= 1e-6 * l.abs().max(1.0),
+                "{devices}: a {:?} vs local {:?}",
+                a(&parallel),
+                a(&local)
+            );
+        }
     }
+    assert!(first.next_event().contains("opened"));
+    assert!(second.next_event().contains("opened"));
 }
