@@ -21,7 +21,6 @@ use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::Once;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::thread::JoinHandle;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -40,11 +39,13 @@ struct Job<M, B> {
     seed: Option<u64>,
 }
 
+/// A device's worker thread, reached through its two channels. Dropping it closes the job
+/// channel, and the thread ends after the job it may be running: it is not joined, so that a
+/// device that never answers cannot hang the end of a run that has already failed.
 struct Worker<M, B> {
     device: Device,
-    jobs: Option<Sender<Job<M, B>>>,
+    jobs: Sender<Job<M, B>>,
     results: Receiver<Outcome>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// The main device, whose share the calling thread computes, and a worker for every other
@@ -69,7 +70,7 @@ where
             let (jobs, inbox) = channel::<Job<M, B>>();
             let (outbox, results) = channel::<Outcome>();
             let autodiff = device.clone().autodiff();
-            let thread = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("descent-replica-{index}"))
                 .spawn(move || {
                     while let Some(job) = receive(&inbox) {
@@ -80,7 +81,7 @@ where
                     }
                 })
                 .map_err(|error| TrainError::Device(format!("cannot start a worker thread: {error}")))?;
-            workers.push(Worker { device: device.clone(), jobs: Some(jobs), results, thread: Some(thread) });
+            workers.push(Worker { device: device.clone(), jobs, results });
         }
         Ok(Self { main_autodiff: main.clone().autodiff(), main, workers })
     }
@@ -125,9 +126,7 @@ where
                 seed: seed(index + 1),
             };
             // A worker whose thread has gone is reported when its result is read.
-            if let Some(jobs) = &worker.jobs {
-                let _ = jobs.send(job);
-            }
+            let _ = worker.jobs.send(job);
         }
         let main_share = batch.slice_rows(shares[0].clone(), &self.main);
         drop(batch);
@@ -162,19 +161,6 @@ where
             return Err(TrainError::Device(failures.join("; ")));
         }
         Ok((total, sum.grads()))
-    }
-}
-
-impl<M, B> Drop for Replicas<M, B> {
-    fn drop(&mut self) {
-        for worker in &mut self.workers {
-            worker.jobs.take();
-        }
-        for worker in &mut self.workers {
-            if let Some(thread) = worker.thread.take() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 
