@@ -231,7 +231,8 @@ fn lr_find_suggests_a_stable_learning_rate_for_the_lesson() {
         let source = experiment.batches();
         let mut optimizer = experiment.config.optimizer.build();
         let finding =
-            lr_find(experiment.model(), &mut optimizer, source.as_ref(), &LrFindSettings::default()).unwrap();
+            lr_find(experiment.model(), &mut optimizer, source.as_ref(), &LrFindSettings::default(), &[])
+                .unwrap();
         let suggestion = finding.suggestion.expect("a suggestion");
         assert!((0.01..=1.0).contains(&suggestion), "batch size {batch_size:?}: suggested {suggestion}");
         // The sweep starts at 1e-7, grows geometrically, and stops once the loss blows up.

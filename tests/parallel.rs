@@ -198,3 +198,25 @@ fn bad_device_lists_are_refused_before_anything_is_written() {
     rejects(&["lesson2", "--devices", "flex,tpu", "--out", out], &["unknown device `tpu`"]);
     assert!(!Path::new(out).exists(), "a refused run wrote {out}");
 }
+
+#[test]
+fn lr_find_on_two_devices_suggests_what_it_suggests_on_one() {
+    let sweep = |flag: &str, devices: &str, out: &str| {
+        run_json(&["lr-find", flag, devices, "--json", "-q", "--out", scratch(out).to_str().unwrap()])
+    };
+    let one = sweep("--device", "flex", "lr-find-one");
+    let two = sweep("--devices", "flex,ndarray", "lr-find-two");
+    let smoothed = |summary: &serde_json::Value| -> Vec<f64> {
+        summary["points"].as_array().unwrap().iter().map(|p| p["smoothed"].as_f64().unwrap()).collect()
+    };
+    let (one_curve, two_curve) = (smoothed(&one), smoothed(&two));
+    // The sweep ends where the loss blows up: compare the curve up to its minimum's neighbourhood.
+    let finite = one_curve.iter().take_while(|v| v.is_finite()).count().min(two_curve.len()) - 1;
+    assert_close(&two_curve[..finite], &one_curve[..finite], "smoothed loss");
+    assert_close(
+        &[two["suggestion"].as_f64().unwrap()],
+        &[one["suggestion"].as_f64().unwrap()],
+        "suggestion",
+    );
+    assert_eq!(two["devices"].as_array().unwrap().len(), 2);
+}

@@ -2,7 +2,6 @@
 
 use clap::Args;
 use descent::config::ModelConfig;
-use descent::device::SelectedDevice;
 use descent::experiment::{Experiment, ImageExperiment};
 use descent::train::{LrFindSettings, lr_find};
 use serde_json::json;
@@ -51,18 +50,27 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         ..LrFindSettings::default()
     };
     // The same sweep for every model the trainer supports: the lesson's linear model, the CNN.
-    let (config, device, finding) = if let ModelConfig::Cnn(_) = config.model {
+    // Where it ran: (the main device, every device described, the line that names them).
+    let (config, (device, devices, described), finding) = if let ModelConfig::Cnn(_) = config.model {
         let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-        one_device_note(&experiment.replicas, &experiment.device, args.run.common.quiet);
         let mut optimizer = experiment.config.optimizer.build();
-        let finding = lr_find(experiment.model(), &mut optimizer, &experiment.batches(), &settings);
-        (experiment.config, experiment.device, finding)
+        let finding = lr_find(
+            experiment.model(),
+            &mut optimizer,
+            &experiment.batches(),
+            &settings,
+            &experiment.plan().replicas,
+        );
+        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
+        (experiment.config, place, finding)
     } else {
         let experiment = Experiment::prepare(config).map_err(Failure::input)?;
-        one_device_note(&experiment.replicas, &experiment.device, args.run.common.quiet);
         let mut optimizer = experiment.config.optimizer.build();
-        let finding = lr_find(experiment.model(), &mut optimizer, experiment.batches().as_ref(), &settings);
-        (experiment.config, experiment.device, finding)
+        let replicas = experiment.plan().replicas;
+        let finding =
+            lr_find(experiment.model(), &mut optimizer, experiment.batches().as_ref(), &settings, &replicas);
+        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
+        (experiment.config, place, finding)
     };
     let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
     let finding = finding.map_err(Failure::internal)?;
@@ -75,7 +83,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         settings.start_lr,
         settings.end_lr,
         settings.steps,
-        device.describe()
+        described
     );
     say!(quiet, "{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
     for point in &finding.points {
@@ -124,18 +132,9 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "minimum_lr": finding.minimum.map(|m| m.lr),
         "stopped_early": finding.stopped_early,
         "optimizer": config.optimizer.name(),
-        "device": device.describe(),
+        "device": device,
+        "devices": devices,
         "run_folder": folder.path(),
     });
     finish(&folder, &summary, None, args.run.common.json)
-}
-
-/// The sweep runs on one device: with --devices, say that it uses the main one.
-fn one_device_note(replicas: &[SelectedDevice], main: &SelectedDevice, quiet: bool) {
-    if replicas.len() > 1 && !quiet {
-        eprintln!(
-            "note: lr-find sweeps on the main device only ({}); --devices splits batches in training",
-            main.describe()
-        );
-    }
 }

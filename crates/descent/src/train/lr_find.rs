@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::optim::ModuleOptimizer;
+use burn::prelude::Device;
 
 use super::engine::{BatchRows, BatchSource, Length, Objective, Plan, Report, TrainError, train};
 
@@ -99,19 +100,24 @@ impl LrScheduler for Sweep {
     }
 }
 
-/// Run the sweep on `model` (consumed and discarded) with `optimizer` and batches from `source`.
+/// Run the sweep on `model` (consumed and discarded) with `optimizer` and batches from `source`,
+/// data-parallel over `replicas` when it names several devices (see [`Plan::replicas`]).
 pub fn lr_find<M, B>(
     model: M,
     optimizer: &mut ModuleOptimizer,
     source: &dyn BatchSource<B>,
     settings: &LrFindSettings,
+    replicas: &[Device],
 ) -> Result<LrFinding, TrainError>
 where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
 {
     let mut schedule = ModuleLrScheduler::new(Sweep { settings: *settings, step: 0 });
-    let plan = Plan::new(Length::Steps(settings.steps), Report::EverySteps(1));
+    let plan = Plan {
+        replicas: replicas.to_vec(),
+        ..Plan::new(Length::Steps(settings.steps), Report::EverySteps(1))
+    };
     let mut points: Vec<LrPoint> = Vec::with_capacity(settings.steps);
     let mut average = 0.0;
     let mut best = f64::INFINITY;
