@@ -134,11 +134,8 @@ where
         let mut outcomes = vec![quietly(|| compute(job, &self.main_autodiff)).and_then(|outcome| outcome)];
         // Every sent share's result is read, failed or not, so the next step starts clean.
         for worker in self.workers.iter().take(shares.len() - 1) {
-            outcomes.push(
-                receive(&worker.results)
-                    .ok_or(())
-                    .unwrap_or_else(|_| Err("its worker thread stopped".into())),
-            );
+            outcomes
+                .push(receive(&worker.results).unwrap_or_else(|| Err("its worker thread stopped".into())));
         }
         let mut total = 0.0;
         let mut sum = GradientsAccumulator::<M>::new();
