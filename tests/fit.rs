@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use common::{descent, summary};
 use descent::data::random::SeededRng;
@@ -15,6 +16,13 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&path);
     std::fs::create_dir_all(&path).unwrap();
     path
+}
+
+/// `descent fit` of the column `y` of `data` into the run folder `out`, with `extra` flags.
+fn fit_y(data: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["fit", "--data", data, "--target", "y", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    descent(&args)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -113,18 +121,7 @@ fn five_features_of_very_different_scales_fit_the_closed_form_on_the_original_sc
     let rows = generated_rows(10_000, 7);
     let data = write(&dir, "table.csv", &csv_text(&rows, ',', "\n"));
     let out = dir.join("run");
-    let output = descent(&[
-        "fit",
-        "--data",
-        &data,
-        "--target",
-        "y",
-        "--valid-fraction",
-        "0",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let output = fit_y(&data, &out, &["--valid-fraction", "0", "--json"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     let summary = summary(&output);
@@ -181,11 +178,7 @@ fn the_split_reports_both_sides_and_the_same_table_in_any_dialect_gives_the_same
     let text = csv_text(&rows, ';', "\r\n").replace(';', " ; ").replacen("tiny", "\"tiny\"", 1);
     let windows = write(&dir, "windows.csv", &format!("\u{feff}{text}"));
     let fit = |data: &str, extra: &[&str], name: &str| {
-        let out = dir.join(name);
-        let mut args =
-            vec!["fit", "--data", data, "--target", "y", "--out", out.to_str().unwrap(), "--json", "-q"];
-        args.extend_from_slice(extra);
-        let output = descent(&args);
+        let output = fit_y(data, &dir.join(name), &[&["--json", "-q"], extra].concat());
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         summary(&output)
     };
@@ -210,16 +203,7 @@ fn unscaled_features_at_lr_0_1_diverge_with_exit_code_3() {
     let dir = scratch("diverge");
     let data = write(&dir, "table.csv", &csv_text(&generated_rows(1000, 3), ',', "\n"));
     let out = dir.join("run");
-    let output = descent(&[
-        "fit",
-        "--data",
-        &data,
-        "--target",
-        "y",
-        "--no-standardize",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = fit_y(&data, &out, &["--no-standardize"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
@@ -236,9 +220,7 @@ fn unscaled_features_at_lr_0_1_diverge_with_exit_code_3() {
 fn refused(dir: &Path, name: &str, text: &str, extra: &[&str], expected: &[&str]) {
     let data = write(dir, name, text);
     let out = dir.join(format!("{name}.run"));
-    let mut args = vec!["fit", "--data", &data, "--target", "y", "--out", out.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let output = descent(&args);
+    let output = fit_y(&data, &out, extra);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
     assert!(!stderr.contains("panicked"), "{name}: {stderr}");
@@ -361,19 +343,7 @@ fn skip_bad_rows_skips_and_counts_them() {
     let data = write(&dir, "t.csv", &text);
     refused(&dir, "t.csv", &text, &[], &[&format!("line {}", bad_lines[0]), "--skip-bad-rows"]);
     let out = dir.join("run");
-    let output = descent(&[
-        "fit",
-        "--data",
-        &data,
-        "--target",
-        "y",
-        "--skip-bad-rows",
-        "--steps",
-        "300",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let output = fit_y(&data, &out, &["--skip-bad-rows", "--steps", "300", "--json"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let summary = summary(&output);
@@ -396,33 +366,16 @@ fn skip_bad_rows_skips_and_counts_them() {
 fn a_fit_run_resumes_from_its_checkpoint_to_the_same_parameters() {
     let dir = scratch("resume");
     let data = write(&dir, "t.csv", &csv_text(&generated_rows(300, 5), ',', "\n"));
-    let run = |args: &[&str]| {
-        let output = descent(args);
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let succeeded = |output: Output| {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         summary(&output)
     };
     let (straight, split) = (dir.join("straight"), dir.join("split"));
-    let common = [
-        "--data",
-        &data,
-        "--target",
-        "y",
-        "--batch-size",
-        "32",
-        "--optim",
-        "adam",
-        "--lr",
-        "0.05",
-        "--json",
-        "-q",
-    ];
-    let mut args = vec!["fit", "--epochs", "6", "--out", straight.to_str().unwrap()];
-    args.extend_from_slice(&common);
-    let whole = run(&args);
-    let mut args = vec!["fit", "--epochs", "3", "--out", split.to_str().unwrap()];
-    args.extend_from_slice(&common);
-    run(&args);
-    let resumed = run(&["fit", "--resume", split.to_str().unwrap(), "--epochs", "6", "--json", "-q"]);
+    let common = ["--batch-size", "32", "--optim", "adam", "--lr", "0.05", "--json", "-q"];
+    let whole = succeeded(fit_y(&data, &straight, &[&["--epochs", "6"], &common[..]].concat()));
+    succeeded(fit_y(&data, &split, &[&["--epochs", "3"], &common[..]].concat()));
+    let resumed =
+        succeeded(descent(&["fit", "--resume", split.to_str().unwrap(), "--epochs", "6", "--json", "-q"]));
     assert_eq!(whole["a"], resumed["a"]);
     assert_eq!(whole["coefficients"], resumed["coefficients"]);
     assert_eq!(whole["r2_valid"], resumed["r2_valid"]);
