@@ -66,9 +66,14 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
     } else {
         let experiment = Experiment::prepare(config).map_err(Failure::input)?;
         let mut optimizer = experiment.config.optimizer.build();
-        let replicas = experiment.plan().replicas;
-        let finding =
-            lr_find(experiment.model(), &mut optimizer, experiment.batches().as_ref(), &settings, &replicas);
+        let source = experiment.batches();
+        let finding = lr_find(
+            experiment.model(),
+            &mut optimizer,
+            source.as_ref(),
+            &settings,
+            &experiment.plan().replicas,
+        );
         let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
         (experiment.config, place, finding)
     };

@@ -265,12 +265,11 @@ struct ScheduleFile {
 /// Check a data-parallel device list: no empty name, and no device named twice (names compare
 /// without case and surrounding spaces). Whether each device exists is checked when it opens.
 pub fn check_devices(devices: &[String]) -> Result<(), String> {
-    let key = |name: &String| name.trim().to_ascii_lowercase();
     if let Some(position) = devices.iter().position(|name| name.trim().is_empty()) {
         return Err(format!("entry {} is empty: name a device, e.g. flex,ndarray", position + 1));
     }
     for (i, name) in devices.iter().enumerate() {
-        if let Some(j) = devices[..i].iter().position(|other| key(other) == key(name)) {
+        if let Some(j) = devices[..i].iter().position(|other| same_device_name(other, name)) {
             return Err(format!(
                 "names `{}` twice (entries {} and {}): each device holds one replica",
                 name.trim(),
@@ -280,6 +279,11 @@ pub fn check_devices(devices: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether two device names are the same name (without case and surrounding spaces).
+fn same_device_name(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 /// Parse TOML text into `T`, with errors that name `origin` and the line and column.
@@ -457,10 +461,9 @@ impl RunConfig {
         if let Err(message) = check_devices(&self.devices) {
             return invalid("devices", message);
         }
-        let key = |name: &str| name.trim().to_ascii_lowercase();
         if let Some(first) = self.devices.first()
-            && key(&self.device) != "auto"
-            && key(&self.device) != key(first)
+            && !same_device_name(&self.device, "auto")
+            && !same_device_name(&self.device, first)
         {
             return invalid(
                 "devices",

@@ -174,6 +174,19 @@ impl SelectedDevice {
     }
 }
 
+/// How a summary names where a run trained: its device, or every device of a data-parallel run
+/// (main first).
+pub fn describe_all(devices: &[SelectedDevice]) -> String {
+    match devices {
+        [device] => device.describe(),
+        devices => format!(
+            "{} (data-parallel, {} devices)",
+            devices.iter().map(SelectedDevice::describe).collect::<Vec<_>>().join(" + "),
+            devices.len()
+        ),
+    }
+}
+
 /// Why a device name could not be used.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {

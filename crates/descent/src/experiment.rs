@@ -210,55 +210,32 @@ impl From<InvalidValue> for RunError {
     }
 }
 
-/// Check the configuration, open the device (or the devices of a data-parallel run: the main
-/// one and every replica, main first) and seed their generators.
-fn open_device(config: &RunConfig) -> Result<(SelectedDevice, Vec<SelectedDevice>), RunError> {
+/// Check the configuration, open every device the run trains on (`devices`, or `device` alone),
+/// main first, and seed the main one's generator.
+fn open_devices(config: &RunConfig) -> Result<Vec<SelectedDevice>, RunError> {
     config.validate()?;
-    let replicas = config.devices.iter().map(|name| device::select(name)).collect::<Result<Vec<_>, _>>()?;
+    let names =
+        if config.devices.is_empty() { std::slice::from_ref(&config.device) } else { &config.devices };
+    let devices = names.iter().map(|name| device::select(name)).collect::<Result<Vec<_>, _>>()?;
     // Two names can open one device (`auto` and `flex`): a device holds one replica.
-    for (i, replica) in replicas.iter().enumerate() {
-        if let Some(j) = replicas[..i].iter().position(|other| other.device == replica.device) {
+    for (i, device) in devices.iter().enumerate() {
+        if let Some(j) = devices[..i].iter().position(|other| other.device == device.device) {
             return Err(InvalidValue {
                 field: "devices".into(),
                 message: format!(
                     "`{}` and `{}` are the same device ({}): each device holds one replica",
-                    config.devices[j].trim(),
-                    config.devices[i].trim(),
-                    replica.describe()
+                    names[j].trim(),
+                    names[i].trim(),
+                    device.describe()
                 ),
             }
             .into());
         }
     }
-    let device = match replicas.first() {
-        Some(main) => main.clone(),
-        None => device::select(&config.device)?,
-    };
     // Seed the backend's own generator too (initial weights, dropout), so that nothing on the
-    // device is left unseeded.
-    device.device.seed(config.seed);
-    let replicas = if replicas.len() > 1 { replicas } else { Vec::new() };
-    Ok((device, replicas))
-}
-
-/// Every device a run trains on, described, main first.
-fn device_names(device: &SelectedDevice, replicas: &[SelectedDevice]) -> Vec<String> {
-    match replicas {
-        [] => vec![device.describe()],
-        replicas => replicas.iter().map(SelectedDevice::describe).collect(),
-    }
-}
-
-/// How a run's summary names where it ran: the device, or every device of a data-parallel run.
-fn describe_devices(device: &SelectedDevice, replicas: &[SelectedDevice]) -> String {
-    match replicas {
-        [] | [_] => device.describe(),
-        replicas => format!(
-            "{} (data-parallel, {} devices)",
-            replicas.iter().map(SelectedDevice::describe).collect::<Vec<_>>().join(" + "),
-            replicas.len()
-        ),
-    }
+    // device is left unseeded; a data-parallel step reseeds every device.
+    devices[0].device.seed(config.seed);
+    Ok(devices)
 }
 
 /// Length and reporting cadence, with the defaults filled in.
@@ -302,10 +279,10 @@ fn optimization_of(
 pub struct Experiment {
     /// The effective configuration.
     pub config: RunConfig,
-    /// The device it runs on (the main one of a data-parallel run).
+    /// The device it runs on: the first of `devices`, which holds the model.
     pub device: SelectedDevice,
-    /// Every device of a data-parallel run, main first; empty when it runs on one.
-    pub replicas: Vec<SelectedDevice>,
+    /// Every device it trains on, main first: one, or several for data-parallel training.
+    pub devices: Vec<SelectedDevice>,
     /// The rows trained on.
     pub table: Arc<Table>,
     /// With CSV data (`descent fit`): the table's columns, its scaling, the validation rows and
@@ -322,7 +299,8 @@ impl Experiment {
             ));
         }
         let mut config = config;
-        let (device, replicas) = open_device(&config)?;
+        let devices = open_devices(&config)?;
+        let device = devices[0].clone();
         let (table, regression) = match &mut config.data {
             DataConfig::Lesson { n, true_a, noise } => {
                 let data = LessonData { n: *n, true_a: *true_a, noise: *noise, seed: config.seed };
@@ -347,7 +325,7 @@ impl Experiment {
                 message: config.init_length_message(init.len(), table.features()),
             })));
         }
-        let experiment = Self { config, device, replicas, table, regression };
+        let experiment = Self { config, device, devices, table, regression };
         // Build the schedule once now, so that a value Burn rejects is reported before training.
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
@@ -386,17 +364,17 @@ impl Experiment {
 
     /// Length, reporting cadence and devices, with the defaults filled in.
     pub fn plan(&self) -> Plan {
-        Plan { replicas: self.replicas.iter().map(|r| r.device.clone()).collect(), ..plan_of(&self.config) }
+        Plan { replicas: self.devices.iter().map(|d| d.device.clone()).collect(), ..plan_of(&self.config) }
     }
 
     /// Where the run trains, for summaries: the device, or every device of a data-parallel run.
     pub fn describe_device(&self) -> String {
-        describe_devices(&self.device, &self.replicas)
+        device::describe_all(&self.devices)
     }
 
     /// Every device the run trains on, described, main first (one for a one-device run).
     pub fn device_names(&self) -> Vec<String> {
-        device_names(&self.device, &self.replicas)
+        self.devices.iter().map(SelectedDevice::describe).collect()
     }
 
     /// The number of updates the plan makes.
@@ -542,10 +520,10 @@ pub struct TrainedClassifier<M> {
 pub struct ImageExperiment {
     /// The effective configuration.
     pub config: RunConfig,
-    /// The device it runs on (the main one of a data-parallel run).
+    /// The device it runs on: the first of `devices`, which holds the model.
     pub device: SelectedDevice,
-    /// Every device of a data-parallel run, main first; empty when it runs on one.
-    pub replicas: Vec<SelectedDevice>,
+    /// Every device it trains on, main first: one, or several for data-parallel training.
+    pub devices: Vec<SelectedDevice>,
     /// The network's sizes.
     pub cnn: CnnConfig,
     /// The images trained on (the digits, or MNIST's training set).
@@ -567,7 +545,8 @@ impl ImageExperiment {
             ));
         };
         let cnn = cnn.clone();
-        let (device, replicas) = open_device(&config)?;
+        let devices = open_devices(&config)?;
+        let device = devices[0].clone();
         let (train_set, train, valid_set, valid) = match &config.data {
             DataConfig::Digits { path, valid_fraction } => {
                 let set = Arc::new(match path {
@@ -588,7 +567,7 @@ impl ImageExperiment {
             }
         };
         cnn.validate(train_set.side())?;
-        let experiment = Self { config, device, replicas, cnn, train_set, train, valid_set, valid };
+        let experiment = Self { config, device, devices, cnn, train_set, train, valid_set, valid };
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
     }
@@ -616,17 +595,17 @@ impl ImageExperiment {
 
     /// Length, reporting cadence and devices, with the defaults filled in.
     pub fn plan(&self) -> Plan {
-        Plan { replicas: self.replicas.iter().map(|r| r.device.clone()).collect(), ..plan_of(&self.config) }
+        Plan { replicas: self.devices.iter().map(|d| d.device.clone()).collect(), ..plan_of(&self.config) }
     }
 
     /// Where the run trains, for summaries: the device, or every device of a data-parallel run.
     pub fn describe_device(&self) -> String {
-        describe_devices(&self.device, &self.replicas)
+        device::describe_all(&self.devices)
     }
 
     /// Every device the run trains on, described, main first (one for a one-device run).
     pub fn device_names(&self) -> Vec<String> {
-        device_names(&self.device, &self.replicas)
+        self.devices.iter().map(SelectedDevice::describe).collect()
     }
 
     /// The number of updates the plan makes.
