@@ -286,3 +286,49 @@ fn a_saved_cnn_predicts_exactly_as_the_trained_one() {
     assert!((result.loss - json["valid_loss"].as_f64().unwrap()).abs() < 1e-12);
     assert_eq!(serde_json::json!(result.confusion), json["confusion"]);
 }
+
+/// Where Debian's `dataset-fashion-mnist` installs the IDX files; `.ci/run` installs it.
+const FASHION: &str = "/usr/share/datasets/fashion-mnist";
+
+#[test]
+fn fashion_mnist_one_epoch_on_10000_images_passes_80_percent() {
+    if !descent::data::images::mnist_files_present(Path::new(FASHION)) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs dataset-fashion-mnist, but {FASHION} lacks the files"
+        );
+        eprintln!("skipped: no Fashion-MNIST in {FASHION} (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = descent(&[
+        "cnn",
+        "--mnist",
+        FASHION,
+        "--train-limit",
+        "10000",
+        "--epochs",
+        "1",
+        "--device",
+        "flex",
+        "--json",
+        "--quiet",
+        "--out",
+        out.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = summary(&output);
+    assert_eq!(json["n_train"], 10_000);
+    assert_eq!(json["n_valid"], 10_000, "validated on the whole test set");
+    let accuracy = json["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.8, "Fashion-MNIST test accuracy after 1 epoch on 10,000 images: {accuracy}");
+    let config = std::fs::read_to_string(out.path().join("run/config.toml")).unwrap();
+    assert!(config.contains("train_limit = 10000"), "the limit is part of the saved configuration:\n{config}");
+}
+
+#[test]
+fn train_limit_needs_mnist_and_a_positive_count() {
+    rejects(&["cnn", "--train-limit", "10"], &["--mnist"]);
+    let dir = mnist_fixture(false);
+    rejects(&["cnn", "--mnist", dir.path().to_str().unwrap(), "--train-limit", "0"], &["--train-limit"]);
+}

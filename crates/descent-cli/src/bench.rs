@@ -6,7 +6,8 @@
 //! | `lesson` | the lesson's full-batch loop, n = 100, 100 and 10,000 steps | µs per step |
 //! | `minibatch` | one epoch of mini-batch SGD over n = 1,000,000 rows, batch 32, 256, 4096 | samples per second |
 //! | `fullbatch` | full-batch steps (forward, backward, update) at n = 10,000,000 | ms per step |
-//! | `cnn` | the CNN of `../shared/peers/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
+//! | `cnn` | the CNN of `bench/pytorch/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
+//! | `fashion` | the default CNN (batch norm and dropout on) on Fashion-MNIST, 28x28, as `bench/pytorch/fashion.py` (Adam 1e-3, batch 64, one epoch of 60,000 images) | training images per second |
 //!
 //! Each figure is the median of `--repeats` runs, each timed by the engine around the training
 //! loop only (data generation, device set-up and validation are outside it), as the PyTorch
@@ -29,7 +30,7 @@ use crate::args::positive_count;
 /// Run the speed workloads and print a table.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads, comma-separated [default: all four].
+    /// Workloads, comma-separated [default: all five; fashion only when its files are there].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
 
@@ -43,9 +44,14 @@ pub struct BenchArgs {
     pub repeats: usize,
 
     /// Smaller sizes for a quick look: 100,000 rows for minibatch, 1,000,000 for fullbatch, one
-    /// CNN epoch. Not the sizes of BENCHMARKS.md.
+    /// CNN epoch, 10,000 Fashion-MNIST images. Not the sizes of BENCHMARKS.md.
     #[arg(long)]
     pub quick: bool,
+
+    /// The Fashion-MNIST IDX files for the fashion workload (Debian's package
+    /// `dataset-fashion-mnist` installs them here).
+    #[arg(long, value_name = "DIR", default_value = FASHION_DIR)]
+    pub fashion: PathBuf,
 
     /// Also write the results as JSON to FILE (atomically).
     #[arg(long, value_name = "FILE")]
@@ -67,10 +73,16 @@ pub enum Workload {
     Fullbatch,
     /// The CNN on the digits: training images per second.
     Cnn,
+    /// The default CNN on Fashion-MNIST: training images per second.
+    Fashion,
 }
 
+/// Where Debian's `dataset-fashion-mnist` puts the IDX files.
+pub const FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
 impl Workload {
-    const ALL: [Workload; 4] = [Workload::Lesson, Workload::Minibatch, Workload::Fullbatch, Workload::Cnn];
+    const ALL: [Workload; 5] =
+        [Workload::Lesson, Workload::Minibatch, Workload::Fullbatch, Workload::Cnn, Workload::Fashion];
 
     fn name(self) -> &'static str {
         match self {
@@ -78,6 +90,7 @@ impl Workload {
             Workload::Minibatch => "minibatch",
             Workload::Fullbatch => "fullbatch",
             Workload::Cnn => "cnn",
+            Workload::Fashion => "fashion",
         }
     }
 }
@@ -102,8 +115,26 @@ impl Measurement {
 
 /// `descent bench`.
 pub fn run(args: &BenchArgs) -> Result<(), Failure> {
-    let workloads: Vec<Workload> =
-        if args.workloads.is_empty() { Workload::ALL.to_vec() } else { args.workloads.clone() };
+    let fashion_there = descent::data::images::mnist_files_present(&args.fashion);
+    let workloads: Vec<Workload> = if args.workloads.is_empty() {
+        Workload::ALL.into_iter().filter(|w| *w != Workload::Fashion || fashion_there).collect()
+    } else {
+        args.workloads.clone()
+    };
+    if workloads.contains(&Workload::Fashion) && !fashion_there {
+        return Err(Failure::input(format!(
+            "--fashion: {} does not hold the Fashion-MNIST IDX files; install Debian's package \
+             dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass the folder \
+             that holds them",
+            args.fashion.display()
+        )));
+    }
+    if args.workloads.is_empty() && !fashion_there {
+        println!(
+            "(fashion skipped: no Fashion-MNIST files in {}; apt-get install dataset-fashion-mnist)",
+            args.fashion.display()
+        );
+    }
     let devices: Vec<String> = if args.devices.is_empty() {
         Backend::compiled()
             .into_iter()
@@ -129,7 +160,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     let mut results = Vec::new();
     for &workload in &workloads {
         for device in &devices {
-            for (case, config, unit, figure) in cases(workload, device, args.quick) {
+            for (case, config, unit, figure) in cases(workload, device, args) {
                 let mut runs = Vec::with_capacity(args.repeats);
                 for _ in 0..args.repeats {
                     runs.push(measure(workload, config.clone(), figure)?);
@@ -190,7 +221,8 @@ enum Figure {
 }
 
 /// The cases of a workload on `device`: name, configuration, unit, and how to compute the figure.
-fn cases(workload: Workload, device: &str, quick: bool) -> Vec<(String, RunConfig, &'static str, Figure)> {
+fn cases(workload: Workload, device: &str, args: &BenchArgs) -> Vec<(String, RunConfig, &'static str, Figure)> {
+    let quick = args.quick;
     let base = RunConfig { device: device.to_string(), ..RunConfig::default() };
     let lesson = |n: usize| DataConfig::Lesson { n, true_a: [3.0, 2.0], noise: 0.25 };
     match workload {
@@ -232,13 +264,21 @@ fn cases(workload: Workload, device: &str, quick: bool) -> Vec<(String, RunConfi
             config.training.epochs = Some(epochs);
             vec![(format!("digits, batch 64, {epochs} epochs"), config, "images/s", Figure::ImagesPerSecond)]
         }
+        Workload::Fashion => {
+            let mut config = RunConfig { device: device.to_string(), ..RunConfig::cnn() };
+            let train_limit = quick.then_some(10_000);
+            config.data = DataConfig::Mnist { dir: args.fashion.clone(), train_limit };
+            config.training.epochs = Some(1);
+            let images = if quick { "10,000" } else { "60,000" };
+            vec![(format!("28x28, batch 64, {images} images"), config, "images/s", Figure::ImagesPerSecond)]
+        }
     }
 }
 
 /// Run one configuration and return its figure.
 fn measure(workload: Workload, config: RunConfig, figure: Figure) -> Result<f64, Failure> {
     let quiet = &mut |_: &_| ControlFlow::Continue(());
-    let (seconds, steps, items) = if workload == Workload::Cnn {
+    let (seconds, steps, items) = if matches!(workload, Workload::Cnn | Workload::Fashion) {
         let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
         let epochs = experiment.plan().length.epochs().unwrap_or(1);
         let trained = experiment

@@ -41,6 +41,11 @@ pub struct CnnArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub mnist: Option<PathBuf>,
 
+    /// With --mnist: train on the first N training images only (validation still uses the
+    /// whole test set) [default: all].
+    #[arg(long, value_name = "N", requires = "mnist", value_parser = crate::args::positive_count)]
+    pub train_limit: Option<usize>,
+
     /// Fraction of the digits held out for validation [default: 0.2].
     #[arg(long, value_parser = positive_finite, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
@@ -52,7 +57,7 @@ pub fn run(args: &CnnArgs) -> Result<(), Failure> {
     }
     let mut config = args.common.base(RunConfig::cnn())?;
     if let Some(dir) = &args.mnist {
-        config.data = DataConfig::Mnist { dir: dir.clone() };
+        config.data = DataConfig::Mnist { dir: dir.clone(), train_limit: args.train_limit };
     }
     if args.data.is_some() || args.valid_fraction.is_some() {
         let (path, valid_fraction) = match &config.data {
@@ -90,11 +95,12 @@ pub fn run_config(
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     let side = experiment.train_set.side();
     match &config.data {
-        DataConfig::Mnist { dir } => say!(
+        DataConfig::Mnist { dir, train_limit } => say!(
             quiet,
-            "data: MNIST from {} ({side}x{side}): {} training images, {} test images for validation",
+            "data: MNIST from {} ({side}x{side}): {} training images{}, {} test images for validation",
             dir.display(),
             experiment.train.len(),
+            if train_limit.is_some() { format!(" (the first of {})", experiment.train_set.len()) } else { String::new() },
             experiment.valid.len()
         ),
         _ => say!(

@@ -54,6 +54,9 @@ pub enum DataConfig {
     Mnist {
         /// The folder holding the files.
         dir: PathBuf,
+        /// Train on the first this many training images only (all of them when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize>,
     },
 }
 
@@ -488,7 +491,12 @@ impl RunConfig {
                     return invalid("data.true_a", format!("must be finite, got {true_a:?}"));
                 }
             }
-            DataConfig::Points { .. } | DataConfig::Mnist { .. } => {}
+            DataConfig::Points { .. } | DataConfig::Mnist { train_limit: None, .. } => {}
+            DataConfig::Mnist { train_limit: Some(limit), .. } => {
+                if *limit == 0 {
+                    return invalid("data.train_limit", "must be at least 1 image, got 0".into());
+                }
+            }
             DataConfig::Csv(CsvSource { target, features, delimiter, valid_fraction, .. }) => {
                 if target.trim().is_empty() {
                     return invalid("data.target", "must name a column, got an empty name".into());

@@ -556,9 +556,9 @@ impl ImageExperiment {
                 let Split { train, valid } = split(set.len(), *valid_fraction, config.seed);
                 (set.clone(), train, set, valid)
             }
-            DataConfig::Mnist { dir } => {
+            DataConfig::Mnist { dir, train_limit } => {
                 let mnist = read_mnist(dir)?;
-                let train = (0..mnist.train.len()).collect();
+                let train = (0..mnist.train.len().min(train_limit.unwrap_or(usize::MAX))).collect();
                 let valid = (0..mnist.test.len()).collect();
                 (Arc::new(mnist.train), train, Arc::new(mnist.test), valid)
             }

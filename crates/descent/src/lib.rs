@@ -6,6 +6,7 @@
 //! - [`data`]: where rows come from (the lesson's generator, CSV files) and how they become
 //!   batches on a device;
 //! - [`model`]: the models the trainer fits (the lesson's linear model `x·a`);
+//! - [`nn`]: layers for your own models with fast CPU kernels ([`nn::ConvBlock`]);
 //! - [`train`]: the one training engine every model goes through;
 //! - [`device`]: backend names to Burn devices; the only module that knows which backends exist;
 //! - [`regression`]: linear regression on a CSV table of your own (`descent fit`);
@@ -19,6 +20,7 @@ pub mod device;
 pub mod experiment;
 pub mod metrics;
 pub mod model;
+pub mod nn;
 pub mod ols;
 pub mod optim;
 pub mod regression;

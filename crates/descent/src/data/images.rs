@@ -189,6 +189,11 @@ pub struct Mnist {
     pub test: ImageSet,
 }
 
+/// Whether `dir` holds the four MNIST-format files, plain or gzipped.
+pub fn mnist_files_present(dir: &Path) -> bool {
+    MNIST_FILES.iter().all(|name| dir.join(name).is_file() || dir.join(format!("{name}.gz")).is_file())
+}
+
 /// Read MNIST from `dir`: the four standard files, each plain or gzipped (`NAME` or `NAME.gz`).
 /// Nothing is downloaded. Errors name the file and the byte offset.
 pub fn read_mnist(dir: &Path) -> Result<Mnist, DataError> {

@@ -1,17 +1,14 @@
 //! A small convolutional network for digit images, the lesson series' next step
 //! (`create_cnn(data, ..., metrics=error_rate)`), sized for 8x8 digits and 28x28 MNIST alike.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
-};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageBatch;
 use crate::data::images::CLASSES;
+use crate::nn::{ConvBlock, ConvBlockConfig};
 use crate::train::Objective;
 
 /// The network's sizes. The default is the PyTorch reference's LeNet-like layout (two 5x5
@@ -90,18 +87,11 @@ impl CnnConfig {
 
     /// The network for images of `side` pixels, on `device`.
     pub fn init(&self, side: usize, device: &Device) -> Cnn {
-        let padding = self.kernel / 2;
         let mut blocks = Vec::with_capacity(self.channels.len());
         let mut inputs = 1;
         for &outputs in &self.channels {
-            blocks.push(ConvBlock {
-                conv: Conv2dConfig::new([inputs, outputs], [self.kernel, self.kernel])
-                    .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
-                    .init(device),
-                norm: self.batch_norm.then(|| BatchNormConfig::new(outputs).init(device)),
-                activation: Relu::new(),
-                pool: MaxPool2dConfig::new([2, 2]).init(),
-            });
+            let block = ConvBlockConfig::new(inputs, outputs, self.kernel).with_batch_norm(self.batch_norm);
+            blocks.push(block.init(device));
             inputs = outputs;
         }
         let remaining = side >> self.channels.len();
@@ -113,27 +103,7 @@ impl CnnConfig {
     }
 }
 
-/// Convolution, optional batch norm, ReLU, 2x2 max pooling.
-#[derive(Module, Debug)]
-pub struct ConvBlock {
-    conv: Conv2d,
-    norm: Option<BatchNorm>,
-    activation: Relu,
-    pool: MaxPool2d,
-}
-
-impl ConvBlock {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        self.pool.forward(self.activation.forward(x))
-    }
-}
-
-/// The convolutional network: blocks, then dropout and a linear layer to the 10 class scores.
+/// The convolutional network: [`ConvBlock`]s (fast on Flex), then dropout and a linear layer to the 10 class scores.
 #[derive(Module, Debug)]
 pub struct Cnn {
     blocks: Vec<ConvBlock>,

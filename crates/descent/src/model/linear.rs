@@ -59,6 +59,12 @@ impl Objective<RegressionBatch> for LinearModel {
         if rows <= BLOCK_ROWS {
             return mse(self.forward(batch.x), batch.y);
         }
+        // On Flex, one fused parallel pass over x and y (the same block sums, in f64): no
+        // temporaries the size of the data, and the gradient comes out of the same pass.
+        #[cfg(feature = "flex")]
+        if crate::nn::flex::on_flex(&batch.x) {
+            return crate::nn::flex::mean_squared_residual(batch.x, self.a.val(), batch.y);
+        }
         let [_, features] = batch.x.dims();
         let blocks = rows / BLOCK_ROWS;
         let head = blocks * BLOCK_ROWS;

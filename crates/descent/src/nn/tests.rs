@@ -1,0 +1,202 @@
+//! The fast path against Burn's standard operations: the same block, the same input and the
+//! same output gradient, through `ConvBlock::forward` (descent's kernels on Flex) and
+//! `ConvBlock::forward_standard` (Burn's Conv2d, BatchNorm, Relu and MaxPool2d), on Flex and on
+//! NdArray. Forward values, every gradient and the running statistics must agree within 1e-4
+//! relative to the largest value compared.
+
+// NdArray is the second, independent CPU backend to compare with; Burn deprecates it for Flex.
+#![allow(deprecated)]
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use super::{ConvBlock, ConvBlockConfig};
+use crate::model::LinearModel;
+use crate::train::Objective;
+
+/// Reproducible values in [-1, 1) (xorshift): the same on every backend.
+fn values(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 values")
+}
+
+/// `max |a - b| / max(max |b|, 1)`: an error relative to the scale of the values compared.
+fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    relative_error_at(a, b, 1.0)
+}
+
+/// `max |a - b| / max(max |b|, floor)`.
+fn relative_error_at(a: &[f32], b: &[f32], floor: f32) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(floor, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+/// What one pass through a block produces.
+#[derive(Debug)]
+struct Outcome {
+    y: Vec<f32>,
+    grads: Vec<(&'static str, Vec<f32>)>,
+    running: Vec<Vec<f32>>,
+}
+
+/// Forward `x` through `block` (fast or standard), backward from `Σ y·probe`.
+fn pass(block: &ConvBlock, x: &[f32], dims: [usize; 4], fast: bool, device: &Device) -> Outcome {
+    let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), dims), device).require_grad();
+    let y = if fast { block.forward(x.clone()) } else { block.forward_standard(x.clone()) };
+    let probe = Tensor::<4>::from_data(TensorData::new(values(y.shape().num_elements(), 99), y.dims()), device);
+    let grads = (y.clone() * probe).sum().backward();
+    let mut found = vec![
+        ("x", host(x.grad(&grads).expect("x has a gradient"))),
+        ("weight", host(block.conv.weight.val().grad(&grads).expect("weight gradient"))),
+        ("bias", host(block.conv.bias.as_ref().unwrap().val().grad(&grads).expect("bias gradient"))),
+    ];
+    let mut running = Vec::new();
+    if let Some(norm) = &block.norm {
+        found.push(("gamma", host(norm.gamma.val().grad(&grads).expect("gamma gradient"))));
+        found.push(("beta", host(norm.beta.val().grad(&grads).expect("beta gradient"))));
+        running.push(host(norm.running_mean.value_sync()));
+        running.push(host(norm.running_var.value_sync()));
+    }
+    Outcome { y: host(y), grads: found, running }
+}
+
+/// A block with the parameters of `source`, on `device`, with fresh running statistics state.
+fn copy_to(source: &ConvBlock, config: &ConvBlockConfig, device: &Device) -> ConvBlock {
+    config.init(device).load_record(source.clone().into_record()).fork(device)
+}
+
+fn assert_close(label: &str, fast: &Outcome, reference: &Outcome) {
+    let error = relative_error(&fast.y, &reference.y);
+    assert!(error < 1e-4, "{label}: forward differs by {error:e}");
+    // Before batch norm the bias's true gradient is zero (the norm removes the mean): both sides
+    // hold rounding noise of the sums of the output gradient, so that scale is the reference.
+    let weight_scale = reference.grads[1].1.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let normed = !fast.running.is_empty();
+    for ((name, got), (_, want)) in fast.grads.iter().zip(&reference.grads) {
+        let floor = if *name == "bias" && normed { weight_scale } else { 1.0 };
+        let error = relative_error_at(got, want, floor);
+        assert!(error < 1e-4, "{label}: gradient of {name} differs by {error:e}");
+    }
+    for (got, want) in fast.running.iter().zip(&reference.running) {
+        let error = relative_error(got, want);
+        assert!(error < 1e-4, "{label}: running statistics differ by {error:e}");
+    }
+}
+
+#[test]
+fn conv_block_on_flex_matches_burns_standard_ops_on_flex_and_ndarray() {
+    // (batch, input channels, side, kernel, output channels, batch norm)
+    let cases = [
+        (1, 1, 8, 5, 4, false),
+        (64, 1, 8, 5, 32, true),
+        (64, 3, 28, 3, 8, true),
+        (1, 3, 28, 7, 6, false),
+        (5, 3, 13, 7, 5, true),
+        (3, 1, 11, 3, 2, false),
+        (2, 3, 9, 5, 3, true),
+    ];
+    let flex = Device::flex().autodiff();
+    let ndarray = Device::ndarray().autodiff();
+    // The comparison means something only if the fast path is the one taken on Flex.
+    assert!(super::flex::on_flex(&Tensor::<4>::zeros([1, 1, 2, 2], &flex)));
+    assert!(super::flex::on_flex(&Tensor::<4>::zeros([1, 1, 2, 2], &Device::flex())));
+    assert!(!super::flex::on_flex(&Tensor::<4>::zeros([1, 1, 2, 2], &ndarray)));
+    for (case, &(batch, inputs, side, kernel, outputs, batch_norm)) in cases.iter().enumerate() {
+        let label = format!("batch {batch}, {inputs} channels, {side}x{side}, kernel {kernel}, bn {batch_norm}");
+        let config = ConvBlockConfig::new(inputs, outputs, kernel).with_batch_norm(batch_norm);
+        flex.seed(case as u64);
+        let block = config.init(&flex);
+        let dims = [batch, inputs, side, side];
+        let x = values(dims.iter().product(), case as u64 + 1);
+        let fast = pass(&copy_to(&block, &config, &flex), &x, dims, true, &flex);
+        let standard = pass(&copy_to(&block, &config, &flex), &x, dims, false, &flex);
+        assert_close(&format!("{label}, flex"), &fast, &standard);
+        let on_ndarray = pass(&copy_to(&block, &config, &ndarray), &x, dims, true, &ndarray);
+        assert_close(&format!("{label}, ndarray"), &fast, &on_ndarray);
+        // Inference mode: the running statistics, no autodiff.
+        let plain = Device::flex();
+        let x_plain = Tensor::<4>::from_data(TensorData::new(x.clone(), dims), &plain);
+        let inference = copy_to(&block, &config, &plain);
+        let error = relative_error(
+            &host(inference.forward(x_plain.clone())),
+            &host(inference.forward_standard(x_plain)),
+        );
+        assert!(error < 1e-4, "{label}, inference: differs by {error:e}");
+    }
+}
+
+#[test]
+fn conv_block_gradients_match_finite_differences() {
+    // A tiny case in f32, differenced in the loss Σ y·probe with steps of 1e-2: the fast path's
+    // analytic gradient against the slope of its own forward.
+    let device = Device::flex().autodiff();
+    let config = ConvBlockConfig::new(2, 3, 3).with_batch_norm(true);
+    device.seed(5);
+    let block = config.init(&device);
+    let dims = [2, 2, 5, 5];
+    let x = values(dims.iter().product(), 7);
+    let analytic = pass(&block, &x, dims, true, &device).grads[0].1.clone();
+    let loss = |x: &[f32]| -> f64 {
+        // Training-mode forward without a graph: batch statistics, as in the pass above.
+        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), dims), &device);
+        let y = block.forward(t);
+        let probe = values(y.shape().num_elements(), 99);
+        host(y).iter().zip(&probe).map(|(y, p)| (*y as f64) * (*p as f64)).sum()
+    };
+    let h = 1e-2f32;
+    for i in [0, 13, 27, 49] {
+        let (mut up, mut down) = (x.clone(), x.clone());
+        up[i] += h;
+        down[i] -= h;
+        let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
+        let error = (numeric - analytic[i] as f64).abs();
+        assert!(error < 2e-2 * numeric.abs().max(1.0), "dx[{i}]: analytic {} vs numeric {numeric}", analytic[i]);
+    }
+}
+
+#[test]
+fn fused_loss_matches_the_unfused_blocked_loss_and_its_gradient() {
+    // Above BLOCK_ROWS rows the linear model's loss on Flex is the fused operation; the same
+    // model on NdArray runs the blocked Burn ops. Loss and gradient must agree.
+    for rows in [4097, 20_000, 70_001] {
+        let x: Vec<f32> = values(rows, 3).iter().flat_map(|&v| [v, 1.0]).collect();
+        let y: Vec<f32> = values(rows, 4).iter().zip(x.chunks(2)).map(|(n, x)| 3.0 * x[0] + 2.0 + 0.25 * n).collect();
+        let mut results = Vec::new();
+        for device in [Device::flex().autodiff(), Device::ndarray().autodiff()] {
+            let model = LinearModel::new(&[-1.0, 1.0], &device);
+            let batch = crate::data::RegressionBatch {
+                x: Tensor::from_data(TensorData::new(x.clone(), [rows, 2]), &device),
+                y: Tensor::from_data(TensorData::new(y.clone(), [rows, 1]), &device),
+            };
+            let loss = model.loss(batch);
+            let grads = loss.clone().backward();
+            let gradient = host(model.a.val().grad(&grads).unwrap());
+            results.push((host(loss)[0], gradient));
+        }
+        let ((loss_flex, grad_flex), (loss_nd, grad_nd)) = (&results[0], &results[1]);
+        assert!((loss_flex - loss_nd).abs() <= 1e-5 * loss_nd.abs(), "{rows} rows: loss {loss_flex} vs {loss_nd}");
+        assert!(relative_error(grad_flex, grad_nd) < 1e-5, "{rows} rows: gradient {grad_flex:?} vs {grad_nd:?}");
+        // The analytic gradient 2/n·Xᵀ(Xa − y), in f64.
+        let mut oracle = [0.0f64; 2];
+        for (row, target) in x.chunks(2).zip(&y) {
+            let r = -(row[0] as f64) + 1.0 - *target as f64;
+            oracle[0] += 2.0 * row[0] as f64 * r / rows as f64;
+            oracle[1] += 2.0 * r / rows as f64;
+        }
+        for (got, want) in grad_flex.iter().zip(oracle) {
+            assert!((*got as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "{rows} rows: {got} vs {want}");
+        }
+    }
+}
