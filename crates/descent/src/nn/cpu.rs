@@ -205,17 +205,22 @@ fn col2im(columns: &[f32], shape: &ConvShape, images: usize, dx: &mut [f32]) {
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, each given by its row and column strides.
+///
+/// gemm works on column-major destinations (it transposes the problem otherwise) and copies
+/// ("packs") an operand that is not laid out for its kernel; the strides chosen by the callers
+/// keep the large im2col buffers out of that copy.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
     parallelism: Parallelism,
 ) {
-    assert!(dst.len() >= m * n);
+    assert!(m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
     assert!(m == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
     assert!(n == 0 || k == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
     // SAFETY: the asserts above keep every index the product reads or writes inside the slices.
@@ -225,8 +230,8 @@ fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             false,
             lhs.as_ptr(),
             lhs_cs as isize,
@@ -273,6 +278,7 @@ pub fn conv2d_forward(
             matmul(
                 (c_out, n, taps),
                 &mut out,
+                (n, 1),
                 weight,
                 (taps, 1),
                 &columns,
@@ -337,19 +343,20 @@ pub fn conv2d_backward(
             }
         }
         let parallelism = parallelism(group_count);
-        let mut dw = vec![0.0f32; c_out * taps];
-        // dW = dY · colsᵀ
-        matmul((c_out, taps, n), &mut dw, &dyc, (n, 1), columns, (1, n), parallelism);
-        let db: Vec<f32> = dyc.chunks(n).map(|row| row.iter().sum()).collect();
+        // dW = dY · colsᵀ, written column-major (as dWᵀ, [taps, c_out]): gemm then reads the
+        // columns in place instead of packing all of them.
+        let mut dwt = vec![0.0f32; taps * c_out];
+        matmul((c_out, taps, n), &mut dwt, (1, c_out), &dyc, (n, 1), columns, (1, n), parallelism);
+        let db: Vec<f32> = dyc.chunks(n).map(|row| lane_sum(row, row, |d, _| d) as f32).collect();
         if let Some(dx) = dx {
             // dcols = Wᵀ · dY, then folded back onto the images.
             let mut dcols = scratch(taps * n);
-            matmul((taps, n, c_out), &mut dcols, weight, (1, taps), &dyc, (n, 1), parallelism);
+            matmul((taps, n, c_out), &mut dcols, (n, 1), weight, (1, taps), &dyc, (n, 1), parallelism);
             col2im(&dcols, shape, images.len(), dx);
             recycle(dcols);
         }
         recycle(dyc);
-        (dw, db)
+        (dwt, db)
     };
     let (parts, dx): (Vec<(Vec<f32>, Vec<f32>)>, Option<Vec<f32>>) = if want_x {
         let mut dx = vec![0.0f32; shape.batch * shape.in_image()];
@@ -368,8 +375,10 @@ pub fn conv2d_backward(
     // Summed in group order, so the result does not depend on which thread finished first.
     let mut weight_grad = vec![0.0f32; c_out * taps];
     let mut bias_grad = vec![0.0f32; c_out];
-    for (dw, db) in parts {
-        weight_grad.iter_mut().zip(dw).for_each(|(total, part)| *total += part);
+    for (dwt, db) in parts {
+        for (co, row) in weight_grad.chunks_mut(taps).enumerate() {
+            row.iter_mut().enumerate().for_each(|(t, total)| *total += dwt[t * c_out + co]);
+        }
         bias_grad.iter_mut().zip(db).for_each(|(total, part)| *total += part);
     }
     ConvGrads { x: dx, weight: weight_grad, bias: bias_grad }
@@ -472,38 +481,63 @@ pub struct BatchStats {
     pub inv_std: Vec<f32>,
 }
 
-/// Sums over channel `c` of `[batch, channels, size]` data, in `f64`, of `f(position)`.
-fn channel_sum(batch: usize, channels: usize, size: usize, c: usize, f: impl Fn(usize) -> f64) -> f64 {
-    let mut total = 0.0;
-    for b in 0..batch {
-        let start = (b * channels + c) * size;
-        total += (start..start + size).map(&f).sum::<f64>();
+/// Lanes of the plain sums below: independent accumulators the compiler turns into vector adds
+/// (one running sum would be a chain of dependent scalar adds).
+const LANES: usize = 16;
+
+/// `Σ f(a[i], b[i])` in `f32` lanes, added up in `f64`: for one plane (a few hundred values)
+/// the lanes' rounding stays near 1e-7 relative.
+#[inline]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut lanes = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&x, &y)| f(x, y) as f64).sum();
+    for (a, b) in a_chunks.zip(b_chunks) {
+        for k in 0..LANES {
+            lanes[k] += f(a[k], b[k]);
+        }
     }
-    total
+    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
+/// Per channel of `[batch, channels, size]` data, `Σ f(a, b)` over its planes, in `f64`.
+fn channel_sums(
+    a: &[f32],
+    b: &[f32],
+    (batch, channels, size): (usize, usize, usize),
+    f: impl Fn(usize, f32, f32) -> f32 + Sync,
+) -> Vec<f64> {
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            (0..batch)
+                .map(|n| {
+                    let start = (n * channels + c) * size;
+                    lane_sum(&a[start..start + size], &b[start..start + size], |x, y| f(c, x, y))
+                })
+                .sum()
+        })
+        .collect()
 }
 
 /// Batch norm in training mode over `x [batch, channels, size]`: the batch's own per-channel
-/// mean and biased variance (summed in `f64`), then `gamma · x̂ + beta`.
+/// mean and biased variance (two passes, so no cancellation), then `gamma · x̂ + beta`.
 pub fn batch_norm_train_forward(
     x: &[f32],
-    (batch, channels, size): (usize, usize, usize),
+    dims: (usize, usize, usize),
     gamma: &[f32],
     beta: &[f32],
     epsilon: f64,
 ) -> (Vec<f32>, BatchStats) {
+    let (batch, channels, size) = dims;
     let count = (batch * size).max(1) as f64;
-    let moments: Vec<(f64, f64)> = (0..channels)
-        .into_par_iter()
-        .map(|c| {
-            let mean = channel_sum(batch, channels, size, c, |i| x[i] as f64) / count;
-            let variance = channel_sum(batch, channels, size, c, |i| (x[i] as f64 - mean).powi(2)) / count;
-            (mean, variance)
-        })
-        .collect();
+    let mean: Vec<f32> = channel_sums(x, x, dims, |_, x, _| x).iter().map(|s| (s / count) as f32).collect();
+    let variance: Vec<f64> =
+        channel_sums(x, x, dims, |c, x, _| (x - mean[c]) * (x - mean[c])).iter().map(|s| s / count).collect();
     let stats = BatchStats {
-        mean: moments.iter().map(|m| m.0 as f32).collect(),
-        variance: moments.iter().map(|m| m.1 as f32).collect(),
-        inv_std: moments.iter().map(|m| (1.0 / (m.1 + epsilon).sqrt()) as f32).collect(),
+        inv_std: variance.iter().map(|v| (1.0 / (v + epsilon).sqrt()) as f32).collect(),
+        variance: variance.iter().map(|&v| v as f32).collect(),
+        mean,
     };
     let mut y = vec![0.0f32; x.len()];
     if size > 0 {
@@ -524,31 +558,27 @@ pub fn batch_norm_train_forward(
 pub fn batch_norm_train_backward(
     x: &[f32],
     dy: &[f32],
-    (batch, channels, size): (usize, usize, usize),
+    dims: (usize, usize, usize),
     gamma: &[f32],
     stats: &BatchStats,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (batch, channels, size) = dims;
     let count = (batch * size).max(1) as f64;
-    // Per channel: Σ dy and Σ dy·x̂.
-    let sums: Vec<(f64, f64)> = (0..channels)
-        .into_par_iter()
-        .map(|c| {
-            let (mean, inv_std) = (stats.mean[c] as f64, stats.inv_std[c] as f64);
-            let sum_dy = channel_sum(batch, channels, size, c, |i| dy[i] as f64);
-            let sum_dy_xhat =
-                channel_sum(batch, channels, size, c, |i| dy[i] as f64 * (x[i] as f64 - mean) * inv_std);
-            (sum_dy, sum_dy_xhat)
-        })
+    // Per channel: Σ dy and Σ dy·x̂ (x̂ = (x − mean)·inv_std).
+    let sum_dy = channel_sums(dy, dy, dims, |_, dy, _| dy);
+    let sum_dy_xhat: Vec<f64> = channel_sums(x, dy, dims, |c, x, dy| dy * (x - stats.mean[c]))
+        .iter()
+        .zip(&stats.inv_std)
+        .map(|(s, &inv_std)| s * inv_std as f64)
         .collect();
     let mut dx = vec![0.0f32; x.len()];
     if size > 0 {
         dx.par_chunks_mut(size).enumerate().for_each(|(plane, dx)| {
             let c = plane % channels;
-            let (sum_dy, sum_dy_xhat) = sums[c];
             let (mean, inv_std) = (stats.mean[c], stats.inv_std[c]);
             let scale = gamma[c] * inv_std;
-            let mean_dy = (sum_dy / count) as f32;
-            let mean_dy_xhat = (sum_dy_xhat / count) as f32;
+            let mean_dy = (sum_dy[c] / count) as f32;
+            let mean_dy_xhat = (sum_dy_xhat[c] / count) as f32;
             let start = plane * size;
             for ((dx, &dy), &x) in dx.iter_mut().zip(&dy[start..start + size]).zip(&x[start..start + size]) {
                 let xhat = (x - mean) * inv_std;
@@ -556,8 +586,8 @@ pub fn batch_norm_train_backward(
             }
         });
     }
-    let dgamma = sums.iter().map(|s| s.1 as f32).collect();
-    let dbeta = sums.iter().map(|s| s.0 as f32).collect();
+    let dgamma = sum_dy_xhat.iter().map(|&s| s as f32).collect();
+    let dbeta = sum_dy.iter().map(|&s| s as f32).collect();
     (dx, dgamma, dbeta)
 }
 
