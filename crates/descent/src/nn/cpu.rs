@@ -60,6 +60,31 @@ fn recycle(buffer: Vec<f32>) {
     }
 }
 
+/// Defines a function whose body is compiled twice: as is (baseline x86-64, SSE2), and with AVX2
+/// and FMA, picked at run time when the CPU has them. The binary still runs on any x86-64 CPU;
+/// on the ones this is measured on, the element-wise loops run on 256-bit vectors.
+macro_rules! wide_when_available {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features `wide` is compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
 /// The sizes of a stride-1 convolution with symmetric zero padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -137,6 +162,7 @@ fn valid_columns(shape: &ConvShape, kx: usize) -> (usize, usize) {
     (lo as usize, hi as usize)
 }
 
+wide_when_available! {
 /// Unfolds `images` of `x` into `columns`, `[taps, images·pixels]` row-major: row `t` holds
 /// input channel `t / k²`, kernel offset `t % k²`, for every output pixel of every image.
 fn im2col(x: &[f32], shape: &ConvShape, images: Range<usize>, columns: &mut [f32]) {
@@ -168,7 +194,9 @@ fn im2col(x: &[f32], shape: &ConvShape, images: Range<usize>, columns: &mut [f32
         }
     }
 }
+}
 
+wide_when_available! {
 /// Folds `columns` (`[taps, images·pixels]`) back onto `dx`, the input gradient of `images`
 /// (`dx` starts at the first of them): the adjoint of [`im2col`].
 fn col2im(columns: &[f32], shape: &ConvShape, images: usize, dx: &mut [f32]) {
@@ -202,6 +230,7 @@ fn col2im(columns: &[f32], shape: &ConvShape, images: usize, dx: &mut [f32]) {
             }
         }
     }
+}
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, each given by its row and column strides.
@@ -285,16 +314,7 @@ pub fn conv2d_forward(
                 (n, 1),
                 parallelism(group_count),
             );
-            // [c_out, images·pixels] to [images, c_out, pixels], adding the bias on the way.
-            for j in 0..images.len() {
-                for (co, &b) in bias.iter().enumerate() {
-                    let src = &out[co * n + j * pixels..][..pixels];
-                    let dst = &mut y[(j * c_out + co) * pixels..][..pixels];
-                    for (d, s) in dst.iter_mut().zip(src) {
-                        *d = s + b;
-                    }
-                }
-            }
+            scatter_with_bias(&out, bias, images.len(), pixels, y);
             recycle(out);
             if keep {
                 columns
@@ -305,6 +325,22 @@ pub fn conv2d_forward(
         })
         .collect();
     (y, keep.then_some(Columns { groups: columns, per_group }))
+}
+
+wide_when_available! {
+/// `out [c_out, images·pixels]` to `y [images, c_out, pixels]`, adding the bias on the way.
+fn scatter_with_bias(out: &[f32], bias: &[f32], images: usize, pixels: usize, y: &mut [f32]) {
+    let (c_out, n) = (bias.len(), images * pixels);
+    for j in 0..images {
+        for (co, &b) in bias.iter().enumerate() {
+            let src = &out[co * n + j * pixels..][..pixels];
+            let dst = &mut y[(j * c_out + co) * pixels..][..pixels];
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = s + b;
+            }
+        }
+    }
+}
 }
 
 /// The gradients of a convolution.
@@ -410,32 +446,42 @@ pub fn relu_max_pool2x2_forward(x: &[f32], planes: usize, height: usize, width: 
         .zip(from.par_chunks_mut(per_task * out_plane))
         .enumerate()
         .for_each(|(task, (y, from))| {
-            for p in 0..y.len() / out_plane {
-                let plane = &x[(task * per_task + p) * height * width..][..height * width];
-                for oy in 0..out_h {
-                    let top = &plane[2 * oy * width..][..width];
-                    let bottom = &plane[(2 * oy + 1) * width..][..width];
-                    let y = &mut y[p * out_plane + oy * out_w..][..out_w];
-                    let from = &mut from[p * out_plane + oy * out_w..][..out_w];
-                    for ox in 0..out_w {
-                        let candidates = [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]];
-                        let mut best = 0;
-                        for i in 1..4 {
-                            if candidates[i] > candidates[best] {
-                                best = i;
-                            }
-                        }
-                        if candidates[best] > 0.0 {
-                            y[ox] = candidates[best];
-                            from[ox] = best as u8;
-                        } else {
-                            y[ox] = 0.0;
-                        }
-                    }
-                }
-            }
+            let first = task * per_task * height * width;
+            pool_planes(&x[first..first + y.len() / out_plane * height * width], height, width, y, from)
         });
     (y, from)
+}
+
+wide_when_available! {
+/// The pooling of consecutive planes of `x` into `y` and `from`.
+fn pool_planes(x: &[f32], height: usize, width: usize, y: &mut [f32], from: &mut [u8]) {
+    let (out_h, out_w) = (height / 2, width / 2);
+    let out_plane = out_h * out_w;
+    for p in 0..y.len() / out_plane {
+        let plane = &x[p * height * width..][..height * width];
+        for oy in 0..out_h {
+            let top = &plane[2 * oy * width..][..width];
+            let bottom = &plane[(2 * oy + 1) * width..][..width];
+            let y = &mut y[p * out_plane + oy * out_w..][..out_w];
+            let from = &mut from[p * out_plane + oy * out_w..][..out_w];
+            for ox in 0..out_w {
+                let candidates = [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]];
+                let mut best = 0;
+                for i in 1..4 {
+                    if candidates[i] > candidates[best] {
+                        best = i;
+                    }
+                }
+                if candidates[best] > 0.0 {
+                    y[ox] = candidates[best];
+                    from[ox] = best as u8;
+                } else {
+                    y[ox] = 0.0;
+                }
+            }
+        }
+    }
+}
 }
 
 /// The input gradient of [`relu_max_pool2x2_forward`]: each output's gradient goes to the input it
@@ -544,10 +590,7 @@ pub fn batch_norm_train_forward(
         y.par_chunks_mut(size).enumerate().for_each(|(plane, y)| {
             let c = plane % channels;
             let scale = gamma[c] * stats.inv_std[c];
-            let shift = beta[c] - stats.mean[c] * scale;
-            for (y, &x) in y.iter_mut().zip(&x[plane * size..][..size]) {
-                *y = x * scale + shift;
-            }
+            affine(&x[plane * size..][..size], scale, beta[c] - stats.mean[c] * scale, y);
         });
     }
     (y, stats)
@@ -580,15 +623,32 @@ pub fn batch_norm_train_backward(
             let mean_dy = (sum_dy[c] / count) as f32;
             let mean_dy_xhat = (sum_dy_xhat[c] / count) as f32;
             let start = plane * size;
-            for ((dx, &dy), &x) in dx.iter_mut().zip(&dy[start..start + size]).zip(&x[start..start + size]) {
-                let xhat = (x - mean) * inv_std;
-                *dx = scale * (dy - mean_dy - xhat * mean_dy_xhat);
-            }
+            norm_input_grad(&x[start..start + size], &dy[start..start + size], [mean, inv_std, scale, mean_dy, mean_dy_xhat], dx);
         });
     }
     let dgamma = sum_dy_xhat.iter().map(|&s| s as f32).collect();
     let dbeta = sum_dy.iter().map(|&s| s as f32).collect();
     (dx, dgamma, dbeta)
+}
+
+wide_when_available! {
+/// `y = x·scale + shift`.
+fn affine(x: &[f32], scale: f32, shift: f32, y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = x * scale + shift;
+    }
+}
+}
+
+wide_when_available! {
+/// One plane of batch norm's input gradient: `scale·(dy − mean(dy) − x̂·mean(dy·x̂))`.
+fn norm_input_grad(x: &[f32], dy: &[f32], terms: [f32; 5], dx: &mut [f32]) {
+    let [mean, inv_std, scale, mean_dy, mean_dy_xhat] = terms;
+    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+        let xhat = (x - mean) * inv_std;
+        *dx = scale * (dy - mean_dy - xhat * mean_dy_xhat);
+    }
+}
 }
 
 /// Rows per block of the fused loss; the same blocks as [`crate::model::linear::BLOCK_ROWS`].

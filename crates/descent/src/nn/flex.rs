@@ -26,8 +26,12 @@ use burn::tensor::DType;
 use super::cpu::{self, BatchStats, Columns, ConvShape};
 
 /// Whether `tensor` lives on Flex (with or without autodiff) as `f32`: the case the kernels cover.
+/// The environment variable `DESCENT_STANDARD_OPS=1` turns the kernels off (Burn's standard
+/// operations everywhere), to compare the two in one binary.
 pub fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
-    tensor.dtype() == DType::F32 && tensor.device() == Device::flex()
+    static STANDARD_OPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let standard = *STANDARD_OPS.get_or_init(|| std::env::var_os("DESCENT_STANDARD_OPS").is_some_and(|v| v == "1"));
+    !standard && tensor.dtype() == DType::F32 && tensor.device() == Device::flex()
 }
 
 /// The operations, as Burn backend operations. Call them through the `Tensor` functions below.

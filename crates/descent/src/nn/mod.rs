@@ -122,8 +122,12 @@ impl ConvBlock {
 
     #[cfg(feature = "flex")]
     fn forward_flex(&self, x: Tensor<4>, padding: usize) -> Tensor<4> {
+        // Weight before bias: Burn initialises parameters lazily, on first use, from the
+        // device's generator, so the order of first use decides the initial values; this is
+        // `Conv2d::forward`'s order, which keeps runs identical to the standard path's.
+        let weight = self.conv.weight.val();
         let bias = self.conv.bias.as_ref().expect("checked by fast_padding").val();
-        let x = flex::conv2d_padded(x, self.conv.weight.val(), bias, padding);
+        let x = flex::conv2d_padded(x, weight, bias, padding);
         let x = match &self.norm {
             Some(norm) if x.device().is_autodiff() && norm.training.is_enabled() => {
                 let (y, mean, variance) = flex::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);

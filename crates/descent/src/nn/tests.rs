@@ -53,12 +53,18 @@ struct Outcome {
 
 /// Forward `x` through `block` (fast or standard), backward from `Σ y·probe`.
 fn pass(block: &ConvBlock, x: &[f32], dims: [usize; 4], fast: bool, device: &Device) -> Outcome {
-    let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), dims), device).require_grad();
+    pass_with(block, x, dims, fast, device, true)
+}
+
+/// [`pass`], with or without a gradient for the input (a first layer's input has none).
+fn pass_with(block: &ConvBlock, x: &[f32], dims: [usize; 4], fast: bool, device: &Device, track_x: bool) -> Outcome {
+    let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), dims), device);
+    let x = if track_x { x.require_grad() } else { x };
     let y = if fast { block.forward(x.clone()) } else { block.forward_standard(x.clone()) };
     let probe = Tensor::<4>::from_data(TensorData::new(values(y.shape().num_elements(), 99), y.dims()), device);
     let grads = (y.clone() * probe).sum().backward();
     let mut found = vec![
-        ("x", host(x.grad(&grads).expect("x has a gradient"))),
+        ("x", if track_x { host(x.grad(&grads).expect("x has a gradient")) } else { Vec::new() }),
         ("weight", host(block.conv.weight.val().grad(&grads).expect("weight gradient"))),
         ("bias", host(block.conv.bias.as_ref().unwrap().val().grad(&grads).expect("bias gradient"))),
     ];
@@ -125,6 +131,10 @@ fn conv_block_on_flex_matches_burns_standard_ops_on_flex_and_ndarray() {
         assert_close(&format!("{label}, flex"), &fast, &standard);
         let on_ndarray = pass(&copy_to(&block, &config, &ndarray), &x, dims, true, &ndarray);
         assert_close(&format!("{label}, ndarray"), &fast, &on_ndarray);
+        // A first layer: no gradient for the input, the weight's still.
+        let fast = pass_with(&copy_to(&block, &config, &flex), &x, dims, true, &flex, false);
+        let standard = pass_with(&copy_to(&block, &config, &flex), &x, dims, false, &flex, false);
+        assert_close(&format!("{label}, untracked input"), &fast, &standard);
         // Inference mode: the running statistics, no autodiff.
         let plain = Device::flex();
         let x_plain = Tensor::<4>::from_data(TensorData::new(x.clone(), dims), &plain);
@@ -197,6 +207,90 @@ fn fused_loss_matches_the_unfused_blocked_loss_and_its_gradient() {
         }
         for (got, want) in grad_flex.iter().zip(oracle) {
             assert!((*got as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "{rows} rows: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn the_default_cnn_trains_the_same_on_flex_and_ndarray() {
+    // Five Adam steps on changing batches: the kernels' state (kept buffers, reused scratch)
+    // must not leak from one step into the next.
+    use burn::optim::{AdamConfig, GradientsParams};
+    use crate::data::ImageBatch;
+    use crate::model::CnnConfig;
+    let config = CnnConfig { batch_norm: false, dropout: 0.0, ..CnnConfig::default() };
+    let flex = Device::flex().autodiff();
+    flex.seed(4);
+    let model = config.init(8, &flex);
+    let ndarray = Device::ndarray().autodiff();
+    let copy = config.init(8, &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    let mut losses = Vec::new();
+    for (mut model, device) in [(model, &flex), (copy, &ndarray)] {
+        let mut optimizer = AdamConfig::new().init();
+        let mut run = Vec::new();
+        for step in 0..5u64 {
+            let rows = if step == 4 { 30 } else { 64 };
+            let pixels: Vec<f32> = values(rows * 64, 20 + step).iter().map(|v| v.abs()).collect();
+            let labels: Vec<i64> = (0..rows).map(|i| ((i as u64 * 7 + step) % 10) as i64).collect();
+            let batch = ImageBatch {
+                images: Tensor::from_data(TensorData::new(pixels, [rows, 1, 8, 8]), device),
+                labels: Tensor::from_data(TensorData::new(labels, [rows]), device),
+            };
+            let loss = model.loss(batch);
+            run.push(host(loss.clone())[0]);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(1e-3, model, grads);
+        }
+        losses.push(run);
+    }
+    assert!(relative_error(&losses[0], &losses[1]) < 1e-5, "{:?} vs {:?}", losses[0], losses[1]);
+}
+
+#[test]
+fn the_default_cnn_has_the_same_loss_and_gradients_on_flex_and_ndarray() {
+    // The whole network (two blocks, the head), batch norm and dropout off: one batch's loss and
+    // every parameter's gradient, Flex (descent's kernels) against NdArray (Burn's ops).
+    use crate::data::ImageBatch;
+    use crate::model::CnnConfig;
+    let config = CnnConfig { batch_norm: false, dropout: 0.0, ..CnnConfig::default() };
+    let flex = Device::flex().autodiff();
+    flex.seed(3);
+    let model = config.init(8, &flex);
+    let ndarray = Device::ndarray().autodiff();
+    let copy = config.init(8, &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    let pixels: Vec<f32> = values(64 * 64, 11).iter().map(|v| v.abs()).collect();
+    let labels: Vec<i64> = (0..64).map(|i| (i * 7 % 10) as i64).collect();
+    let mut results = Vec::new();
+    for (model, device) in [(&model, &flex), (&copy, &ndarray)] {
+        let batch = ImageBatch {
+            images: Tensor::from_data(TensorData::new(pixels.clone(), [64, 1, 8, 8]), device),
+            labels: Tensor::from_data(TensorData::new(labels.clone(), [64]), device),
+        };
+        let loss = model.loss(batch);
+        let grads = loss.clone().backward();
+        let mut gradients = Vec::new();
+        model.visit(&mut GradientCollector { grads: &grads, found: &mut gradients });
+        results.push((host(loss), gradients));
+    }
+    let (flex_result, ndarray_result) = (&results[0], &results[1]);
+    assert!(relative_error(&flex_result.0, &ndarray_result.0) < 1e-5, "loss {:?} vs {:?}", flex_result.0, ndarray_result.0);
+    assert_eq!(flex_result.1.len(), ndarray_result.1.len());
+    for (index, (got, want)) in flex_result.1.iter().zip(&ndarray_result.1).enumerate() {
+        let error = relative_error(got, want);
+        assert!(error < 1e-4, "parameter {index} of {}: gradient differs by {error:e}", want.len());
+    }
+}
+
+/// Every float parameter's gradient, in the module's order.
+struct GradientCollector<'a> {
+    grads: &'a burn::tensor::Gradients,
+    found: &'a mut Vec<Vec<f32>>,
+}
+
+impl burn::module::ModuleVisitor for GradientCollector<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if let Some(grad) = param.val().grad(self.grads) {
+            self.found.push(host(grad));
         }
     }
 }
