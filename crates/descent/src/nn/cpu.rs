@@ -655,8 +655,9 @@ fn norm_input_grad(x: &[f32], dy: &[f32], terms: [f32; 5], dx: &mut [f32]) {
 const LOSS_BLOCK: usize = crate::model::linear::BLOCK_ROWS;
 
 /// The sum of squared residuals `Σ (x·a − y)²` and `Xᵀr` (`r = x·a − y`) over `x [n, d]`,
-/// `y [n]`, in one parallel pass: each block of rows sums in `f64`, then the blocks are added in
-/// order (so the result does not depend on thread timing).
+/// `y [n]`, in one parallel pass: each block of rows sums in `f64` (from `f32` partial sums of a
+/// few rows), then the blocks are added in order (so the result does not depend on thread
+/// timing).
 pub fn squared_residuals(x: &[f32], a: &[f32], y: &[f32]) -> (f64, Vec<f64>) {
     let d = a.len();
     let blocks: Vec<(f64, Vec<f64>)> = x
@@ -666,16 +667,9 @@ pub fn squared_residuals(x: &[f32], a: &[f32], y: &[f32]) -> (f64, Vec<f64>) {
             let mut sum = 0.0f64;
             let mut xtr = vec![0.0f64; d];
             if d == 2 {
-                // The lesson's shape, unrolled.
-                let (mut g0, mut g1) = (0.0f64, 0.0f64);
-                for (row, &target) in x.chunks_exact(2).zip(y) {
-                    let r = (row[0] * a[0] + row[1] * a[1] - target) as f64;
-                    sum += r * r;
-                    g0 += row[0] as f64 * r;
-                    g1 += row[1] as f64 * r;
-                }
-                xtr[0] = g0;
-                xtr[1] = g1;
+                let (sum_two, xtr_two) = two_feature_block(x, [a[0], a[1]], y);
+                sum = sum_two;
+                xtr.copy_from_slice(&xtr_two);
             } else {
                 for (row, &target) in x.chunks_exact(d).zip(y) {
                     let r = (row.iter().zip(a).map(|(x, a)| x * a).sum::<f32>() - target) as f64;
@@ -695,6 +689,41 @@ pub fn squared_residuals(x: &[f32], a: &[f32], y: &[f32]) -> (f64, Vec<f64>) {
         xtr.iter_mut().zip(block_xtr).for_each(|(total, part)| *total += part);
     }
     (sum, xtr)
+}
+
+/// Rows summed in `f32` lanes before they join the block's `f64` sums: 16 lanes of 4 rows.
+const LOSS_SUB_BLOCK: usize = 64;
+
+wide_when_available! {
+/// [`squared_residuals`] of one block for two features (the lesson's shape): 16 `f32` lanes of
+/// 4 rows each, then `f64` (the relative rounding of 4-term `f32` sums is about 1e-7).
+fn two_feature_block(x: &[f32], a: [f32; 2], y: &[f32]) -> (f64, [f64; 2]) {
+    const L: usize = 16;
+    let (mut sum, mut g0, mut g1) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in x.chunks(2 * LOSS_SUB_BLOCK).zip(y.chunks(LOSS_SUB_BLOCK)) {
+        let (mut s, mut p0, mut p1) = ([0.0f32; L], [0.0f32; L], [0.0f32; L]);
+        let full = y.len() / L * L;
+        for (rows, targets) in x[..2 * full].chunks_exact(2 * L).zip(y[..full].chunks_exact(L)) {
+            for k in 0..L {
+                let (x0, x1) = (rows[2 * k], rows[2 * k + 1]);
+                let r = x0 * a[0] + x1 * a[1] - targets[k];
+                s[k] += r * r;
+                p0[k] += x0 * r;
+                p1[k] += x1 * r;
+            }
+        }
+        for i in full..y.len() {
+            let r = (x[2 * i] * a[0] + x[2 * i + 1] * a[1] - y[i]) as f64;
+            sum += r * r;
+            g0 += x[2 * i] as f64 * r;
+            g1 += x[2 * i + 1] as f64 * r;
+        }
+        sum += s.iter().map(|&v| v as f64).sum::<f64>();
+        g0 += p0.iter().map(|&v| v as f64).sum::<f64>();
+        g1 += p1.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    (sum, [g0, g1])
+}
 }
 
 /// The residuals `x·a − y`, for the rare case that the data itself needs a gradient.
