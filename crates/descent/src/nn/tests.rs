@@ -211,19 +211,25 @@ fn fused_loss_matches_the_unfused_blocked_loss_and_its_gradient() {
     }
 }
 
+/// The default CNN for 8x8 images without batch norm and dropout, initialised on Flex from
+/// `seed`, and a copy of its parameters on NdArray.
+fn cnn_on_flex_and_ndarray(seed: u64) -> ((crate::model::Cnn, Device), (crate::model::Cnn, Device)) {
+    let config = crate::model::CnnConfig { batch_norm: false, dropout: 0.0, ..Default::default() };
+    let flex = Device::flex().autodiff();
+    flex.seed(seed);
+    let model = config.init(8, &flex);
+    let ndarray = Device::ndarray().autodiff();
+    let copy = config.init(8, &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    ((model, flex), (copy, ndarray))
+}
+
 #[test]
 fn the_default_cnn_trains_the_same_on_flex_and_ndarray() {
     // Five Adam steps on changing batches: the kernels' state (kept buffers, reused scratch)
     // must not leak from one step into the next.
     use burn::optim::{AdamConfig, GradientsParams};
     use crate::data::ImageBatch;
-    use crate::model::CnnConfig;
-    let config = CnnConfig { batch_norm: false, dropout: 0.0, ..CnnConfig::default() };
-    let flex = Device::flex().autodiff();
-    flex.seed(4);
-    let model = config.init(8, &flex);
-    let ndarray = Device::ndarray().autodiff();
-    let copy = config.init(8, &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    let ((model, flex), (copy, ndarray)) = cnn_on_flex_and_ndarray(4);
     let mut losses = Vec::new();
     for (mut model, device) in [(model, &flex), (copy, &ndarray)] {
         let mut optimizer = AdamConfig::new().init();
@@ -251,13 +257,7 @@ fn the_default_cnn_has_the_same_loss_and_gradients_on_flex_and_ndarray() {
     // The whole network (two blocks, the head), batch norm and dropout off: one batch's loss and
     // every parameter's gradient, Flex (descent's kernels) against NdArray (Burn's ops).
     use crate::data::ImageBatch;
-    use crate::model::CnnConfig;
-    let config = CnnConfig { batch_norm: false, dropout: 0.0, ..CnnConfig::default() };
-    let flex = Device::flex().autodiff();
-    flex.seed(3);
-    let model = config.init(8, &flex);
-    let ndarray = Device::ndarray().autodiff();
-    let copy = config.init(8, &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    let ((model, flex), (copy, ndarray)) = cnn_on_flex_and_ndarray(3);
     let pixels: Vec<f32> = values(64 * 64, 11).iter().map(|v| v.abs()).collect();
     let labels: Vec<i64> = (0..64).map(|i| (i * 7 % 10) as i64).collect();
     let mut results = Vec::new();
