@@ -228,17 +228,19 @@ impl Backward<Flex, 3> for NormBackward {
 struct LossBackward;
 
 impl Backward<Flex, 3> for LossBackward {
-    type State = (Vec<f32>, FlexTensor, FlexTensor, FlexTensor);
+    /// The gradient for `a` and its shape, and the data only when the data itself is tracked:
+    /// holding x and y in the graph would keep a copy of the table alive as long as the graph.
+    type State = (Vec<f32>, Vec<usize>, Option<(FlexTensor, FlexTensor, FlexTensor)>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_a, node_y] = ops.parents;
         let upstream = values(&grads.consume::<Flex>(&ops.node))[0];
-        let (grad_a, x, a, y) = ops.state;
+        let (grad_a, a_shape, data) = ops.state;
         if let Some(node) = node_a {
             let grad = grad_a.iter().map(|g| g * upstream).collect();
-            grads.register::<Flex>(node.id, flex(grad, a.shape().to_vec()));
+            grads.register::<Flex>(node.id, flex(grad, a_shape));
         }
-        if node_x.is_some() || node_y.is_some() {
+        if let Some((x, a, y)) = data {
             let a_values = values(&a);
             let r = cpu::residuals(&values(&x), &a_values, &values(&y));
             let scale = 2.0 * upstream / r.len().max(1) as f32;
@@ -300,8 +302,9 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         let out = flex(vec![loss], vec![1]);
         match LossBackward.prepare::<C>([x.node(), a.node(), y.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let state = (grad_a, x.primitive().clone(), a.primitive().clone(), y.primitive().clone());
-                prep.finish(state, out)
+                let data = (x.is_tracked() || y.is_tracked())
+                    .then(|| (x.primitive().clone(), a.primitive().clone(), y.primitive().clone()));
+                prep.finish((grad_a, a.primitive().shape().to_vec(), data), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
