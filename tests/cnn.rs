@@ -323,7 +323,10 @@ fn fashion_mnist_one_epoch_on_10000_images_passes_80_percent() {
     let accuracy = json["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.8, "Fashion-MNIST test accuracy after 1 epoch on 10,000 images: {accuracy}");
     let config = std::fs::read_to_string(out.path().join("run/config.toml")).unwrap();
-    assert!(config.contains("train_limit = 10000"), "the limit is part of the saved configuration:\n{config}");
+    assert!(
+        config.contains("train_limit = 10000"),
+        "the limit is part of the saved configuration:\n{config}"
+    );
 }
 
 #[test]

@@ -221,7 +221,11 @@ enum Figure {
 }
 
 /// The cases of a workload on `device`: name, configuration, unit, and how to compute the figure.
-fn cases(workload: Workload, device: &str, args: &BenchArgs) -> Vec<(String, RunConfig, &'static str, Figure)> {
+fn cases(
+    workload: Workload,
+    device: &str,
+    args: &BenchArgs,
+) -> Vec<(String, RunConfig, &'static str, Figure)> {
     let quick = args.quick;
     let base = RunConfig { device: device.to_string(), ..RunConfig::default() };
     let lesson = |n: usize| DataConfig::Lesson { n, true_a: [3.0, 2.0], noise: 0.25 };

@@ -100,7 +100,11 @@ pub fn run_config(
             "data: MNIST from {} ({side}x{side}): {} training images{}, {} test images for validation",
             dir.display(),
             experiment.train.len(),
-            if train_limit.is_some() { format!(" (the first of {})", experiment.train_set.len()) } else { String::new() },
+            if train_limit.is_some() {
+                format!(" (the first of {})", experiment.train_set.len())
+            } else {
+                String::new()
+            },
             experiment.valid.len()
         ),
         _ => say!(

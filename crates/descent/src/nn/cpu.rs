@@ -45,7 +45,6 @@ fn scratch(len: usize) -> Vec<f32> {
     }
 }
 
-
 /// Give a buffer back for later steps.
 fn recycle(buffer: Vec<f32>) {
     if buffer.capacity() == 0 {
@@ -146,11 +145,7 @@ fn images_per_group(shape: &ConvShape) -> usize {
 /// Inside a parallel loop over several groups the matrix product runs on its own thread; a single
 /// group (batch 1, say) lets the product use the whole pool instead.
 fn parallelism(groups: usize) -> Parallelism {
-    if groups > 1 {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(rayon::current_num_threads().max(1))
-    }
+    if groups > 1 { Parallelism::None } else { Parallelism::Rayon(rayon::current_num_threads().max(1)) }
 }
 
 /// The valid output columns `[lo, hi)` for kernel offset `kx`: those whose input column
@@ -433,7 +428,12 @@ fn planes_per_task(planes: usize, plane_size: usize) -> usize {
 /// `relu(max_pool2x2(x))` (equal to `max_pool2x2(relu(x))`) over `planes` planes of
 /// `height × width`, stride 2, odd edges dropped as Burn's `MaxPool2d` does. Returns the output
 /// and, per output, which of the four inputs it came from (or that ReLU clipped it).
-pub fn relu_max_pool2x2_forward(x: &[f32], planes: usize, height: usize, width: usize) -> (Vec<f32>, Vec<u8>) {
+pub fn relu_max_pool2x2_forward(
+    x: &[f32],
+    planes: usize,
+    height: usize,
+    width: usize,
+) -> (Vec<f32>, Vec<u8>) {
     let (out_h, out_w) = (height / 2, width / 2);
     let out_plane = out_h * out_w;
     let mut y = vec![0.0f32; planes * out_plane];
@@ -486,7 +486,13 @@ fn pool_planes(x: &[f32], height: usize, width: usize, y: &mut [f32], from: &mut
 
 /// The input gradient of [`relu_max_pool2x2_forward`]: each output's gradient goes to the input it
 /// came from.
-pub fn relu_max_pool2x2_backward(dy: &[f32], from: &[u8], planes: usize, height: usize, width: usize) -> Vec<f32> {
+pub fn relu_max_pool2x2_backward(
+    dy: &[f32],
+    from: &[u8],
+    planes: usize,
+    height: usize,
+    width: usize,
+) -> Vec<f32> {
     let (out_h, out_w) = (height / 2, width / 2);
     let out_plane = out_h * out_w;
     let mut dx = vec![0.0f32; planes * height * width];
@@ -537,7 +543,8 @@ const LANES: usize = 16;
 fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     let mut lanes = [0.0f32; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&x, &y)| f(x, y) as f64).sum();
+    let tail: f64 =
+        a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&x, &y)| f(x, y) as f64).sum();
     for (a, b) in a_chunks.zip(b_chunks) {
         for k in 0..LANES {
             lanes[k] += f(a[k], b[k]);
@@ -623,7 +630,12 @@ pub fn batch_norm_train_backward(
             let mean_dy = (sum_dy[c] / count) as f32;
             let mean_dy_xhat = (sum_dy_xhat[c] / count) as f32;
             let start = plane * size;
-            norm_input_grad(&x[start..start + size], &dy[start..start + size], [mean, inv_std, scale, mean_dy, mean_dy_xhat], dx);
+            norm_input_grad(
+                &x[start..start + size],
+                &dy[start..start + size],
+                [mean, inv_std, scale, mean_dy, mean_dy_xhat],
+                dx,
+            );
         });
     }
     let dgamma = sum_dy_xhat.iter().map(|&s| s as f32).collect();
@@ -756,7 +768,8 @@ mod tests {
                                     if iy < 0 || ix < 0 || iy >= s.height as isize || ix >= s.width as isize {
                                         continue;
                                     }
-                                    let xv = x[((n * s.c_in + ci) * s.height + iy as usize) * s.width + ix as usize];
+                                    let xv = x[((n * s.c_in + ci) * s.height + iy as usize) * s.width
+                                        + ix as usize];
                                     total += xv as f64 * w[((co * s.c_in + ci) * k + ky) * k + kx] as f64;
                                 }
                             }

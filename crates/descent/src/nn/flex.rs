@@ -30,7 +30,8 @@ use super::cpu::{self, BatchStats, Columns, ConvShape};
 /// operations everywhere), to compare the two in one binary.
 pub fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
     static STANDARD_OPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let standard = *STANDARD_OPS.get_or_init(|| std::env::var_os("DESCENT_STANDARD_OPS").is_some_and(|v| v == "1"));
+    let standard =
+        *STANDARD_OPS.get_or_init(|| std::env::var_os("DESCENT_STANDARD_OPS").is_some_and(|v| v == "1"));
     !standard && tensor.dtype() == DType::F32 && tensor.device() == Device::flex()
 }
 
@@ -54,7 +55,11 @@ pub trait CpuKernels: Backend {
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// `Σ (x·a − y)² / n` for `x [n, d]`, `a [d, 1]`, `y [n, 1]`, as a `[1]` tensor.
-    fn mean_squared_residual(x: FloatTensor<Self>, a: FloatTensor<Self>, y: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn mean_squared_residual(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// The values of a Flex tensor, row-major, without a copy when it is already contiguous.
@@ -81,7 +86,13 @@ fn conv_shape(x: &FlexTensor, weight: &FlexTensor, padding: usize) -> ConvShape 
     ConvShape { batch, c_in, height, width, c_out, kernel, padding }
 }
 
-fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, padding: usize, keep: bool) -> (FlexTensor, Option<Columns>, ConvShape) {
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    padding: usize,
+    keep: bool,
+) -> (FlexTensor, Option<Columns>, ConvShape) {
     let shape = conv_shape(x, weight, padding);
     let (y, columns) = cpu::conv2d_forward(&values(x), &values(weight), &values(bias), &shape, keep);
     let out = flex(y, vec![shape.batch, shape.c_out, shape.out_height(), shape.out_width()]);
@@ -108,7 +119,12 @@ fn norm_dims(x: &FlexTensor) -> (usize, usize, usize) {
     (batch, channels, shape.num_elements() / (batch * channels).max(1))
 }
 
-fn norm_forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, epsilon: f64) -> (FlexTensor, BatchStats) {
+fn norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, BatchStats) {
     let dims = norm_dims(x);
     let (y, stats) = cpu::batch_norm_train_forward(&values(x), dims, &values(gamma), &values(beta), epsilon);
     (flex(y, x.shape().to_vec()), stats)
@@ -138,7 +154,12 @@ impl CpuKernels for Flex {
         pool_forward(&x).0
     }
 
-    fn batch_norm_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
+    fn batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (y, stats) = norm_forward(&x, &gamma, &beta, epsilon);
         let (mean, variance) = stats_tensors(&stats);
         (y, mean, variance)
@@ -169,7 +190,10 @@ impl Backward<Flex, 3> for ConvBackward {
         let ConvState { columns, weight, shape } = ops.state;
         let grad = cpu::conv2d_backward(&columns, &values(&weight), &values(&dy), &shape, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, grad.x) {
-            grads.register::<Flex>(node.id, flex(dx, vec![shape.batch, shape.c_in, shape.height, shape.width]));
+            grads.register::<Flex>(
+                node.id,
+                flex(dx, vec![shape.batch, shape.c_in, shape.height, shape.width]),
+            );
         }
         if let Some(node) = node_weight {
             let dims = vec![shape.c_out, shape.c_in, shape.kernel, shape.kernel];
@@ -209,7 +233,8 @@ impl Backward<Flex, 3> for NormBackward {
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, gamma, stats) = ops.state;
         let dims = norm_dims(&x);
-        let (dx, dgamma, dbeta) = cpu::batch_norm_train_backward(&values(&x), &values(&dy), dims, &values(&gamma), &stats);
+        let (dx, dgamma, dbeta) =
+            cpu::batch_norm_train_backward(&values(&x), &values(&dy), dims, &values(&gamma), &stats);
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex(dx, x.shape().to_vec()));
         }
@@ -257,16 +282,21 @@ impl Backward<Flex, 3> for LossBackward {
 }
 
 impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
-    fn conv2d_padded(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, padding: usize) -> FloatTensor<Self> {
+    fn conv2d_padded(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: usize,
+    ) -> FloatTensor<Self> {
         match ConvBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (y, columns, shape) = conv_forward(x.primitive(), weight.primitive(), bias.primitive(), padding, true);
+                let (y, columns, shape) =
+                    conv_forward(x.primitive(), weight.primitive(), bias.primitive(), padding, true);
                 let columns = Arc::new(columns.expect("kept"));
                 prep.finish(ConvState { columns, weight: weight.primitive().clone(), shape }, y)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(conv_forward(x.primitive(), weight.primitive(), bias.primitive(), padding, false).0)
-            }
+            OpsKind::UnTracked(prep) => prep
+                .finish(conv_forward(x.primitive(), weight.primitive(), bias.primitive(), padding, false).0),
         }
     }
 
@@ -289,15 +319,21 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         let (y, stats) = norm_forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
         let (mean, variance) = stats_tensors(&stats);
         let state = (x.primitive().clone(), gamma.primitive().clone(), Arc::new(stats));
-        let y = match NormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(state, y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
+        let y =
+            match NormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            };
         // The statistics feed the running averages only: constants to the graph.
         (y, FloatTensor::<Self>::new(mean), FloatTensor::<Self>::new(variance))
     }
 
-    fn mean_squared_residual(x: FloatTensor<Self>, a: FloatTensor<Self>, y: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn mean_squared_residual(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         let (loss, grad_a, _) = loss_forward(x.primitive(), a.primitive(), y.primitive());
         let out = flex(vec![loss], vec![1]);
         match LossBackward.prepare::<C>([x.node(), a.node(), y.node()]).compute_bound().stateful() {
@@ -327,9 +363,18 @@ pub fn relu_max_pool2x2(x: Tensor<4>) -> Tensor<4> {
 }
 
 /// [`CpuKernels::batch_norm_train`] on tensors: the output, the batch mean and biased variance.
-pub fn batch_norm_train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-    let (y, mean, variance) =
-        <Dispatch as CpuKernels>::batch_norm_train(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon);
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let (y, mean, variance) = <Dispatch as CpuKernels>::batch_norm_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
     (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(variance))
 }
 

@@ -130,7 +130,8 @@ impl ConvBlock {
         let x = flex::conv2d_padded(x, weight, bias, padding);
         let x = match &self.norm {
             Some(norm) if x.device().is_autodiff() && norm.training.is_enabled() => {
-                let (y, mean, variance) = flex::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+                let (y, mean, variance) =
+                    flex::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
                 // The running statistics move as Burn's `BatchNorm` moves them.
                 let device = y.device();
                 let momentum = norm.momentum;
@@ -140,7 +141,10 @@ impl ConvBlock {
                     running_mean.mul_scalar(1.0 - momentum).add(mean.detach().mul_scalar(momentum)).detach(),
                 );
                 norm.running_var.update(
-                    running_var.mul_scalar(1.0 - momentum).add(variance.detach().mul_scalar(momentum)).detach(),
+                    running_var
+                        .mul_scalar(1.0 - momentum)
+                        .add(variance.detach().mul_scalar(momentum))
+                        .detach(),
                 );
                 y
             }

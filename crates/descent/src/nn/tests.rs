@@ -57,11 +57,19 @@ fn pass(block: &ConvBlock, x: &[f32], dims: [usize; 4], fast: bool, device: &Dev
 }
 
 /// [`pass`], with or without a gradient for the input (a first layer's input has none).
-fn pass_with(block: &ConvBlock, x: &[f32], dims: [usize; 4], fast: bool, device: &Device, track_x: bool) -> Outcome {
+fn pass_with(
+    block: &ConvBlock,
+    x: &[f32],
+    dims: [usize; 4],
+    fast: bool,
+    device: &Device,
+    track_x: bool,
+) -> Outcome {
     let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), dims), device);
     let x = if track_x { x.require_grad() } else { x };
     let y = if fast { block.forward(x.clone()) } else { block.forward_standard(x.clone()) };
-    let probe = Tensor::<4>::from_data(TensorData::new(values(y.shape().num_elements(), 99), y.dims()), device);
+    let probe =
+        Tensor::<4>::from_data(TensorData::new(values(y.shape().num_elements(), 99), y.dims()), device);
     let grads = (y.clone() * probe).sum().backward();
     let mut found = vec![
         ("x", if track_x { host(x.grad(&grads).expect("x has a gradient")) } else { Vec::new() }),
@@ -120,7 +128,8 @@ fn conv_block_on_flex_matches_burns_standard_ops_on_flex_and_ndarray() {
     assert!(super::flex::on_flex(&Tensor::<4>::zeros([1, 1, 2, 2], &Device::flex())));
     assert!(!super::flex::on_flex(&Tensor::<4>::zeros([1, 1, 2, 2], &ndarray)));
     for (case, &(batch, inputs, side, kernel, outputs, batch_norm)) in cases.iter().enumerate() {
-        let label = format!("batch {batch}, {inputs} channels, {side}x{side}, kernel {kernel}, bn {batch_norm}");
+        let label =
+            format!("batch {batch}, {inputs} channels, {side}x{side}, kernel {kernel}, bn {batch_norm}");
         let config = ConvBlockConfig::new(inputs, outputs, kernel).with_batch_norm(batch_norm);
         flex.seed(case as u64);
         let block = config.init(&flex);
@@ -172,7 +181,11 @@ fn conv_block_gradients_match_finite_differences() {
         down[i] -= h;
         let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
         let error = (numeric - analytic[i] as f64).abs();
-        assert!(error < 2e-2 * numeric.abs().max(1.0), "dx[{i}]: analytic {} vs numeric {numeric}", analytic[i]);
+        assert!(
+            error < 2e-2 * numeric.abs().max(1.0),
+            "dx[{i}]: analytic {} vs numeric {numeric}",
+            analytic[i]
+        );
     }
 }
 
@@ -182,7 +195,8 @@ fn fused_loss_matches_the_unfused_blocked_loss_and_its_gradient() {
     // model on NdArray runs the blocked Burn ops. Loss and gradient must agree.
     for rows in [4097, 20_000, 70_001] {
         let x: Vec<f32> = values(rows, 3).iter().flat_map(|&v| [v, 1.0]).collect();
-        let y: Vec<f32> = values(rows, 4).iter().zip(x.chunks(2)).map(|(n, x)| 3.0 * x[0] + 2.0 + 0.25 * n).collect();
+        let y: Vec<f32> =
+            values(rows, 4).iter().zip(x.chunks(2)).map(|(n, x)| 3.0 * x[0] + 2.0 + 0.25 * n).collect();
         let mut results = Vec::new();
         for device in [Device::flex().autodiff(), Device::ndarray().autodiff()] {
             let model = LinearModel::new(&[-1.0, 1.0], &device);
@@ -203,8 +217,14 @@ fn fused_loss_matches_the_unfused_blocked_loss_and_its_gradient() {
             results.push((host(loss)[0], gradient));
         }
         let ((loss_flex, grad_flex), (loss_nd, grad_nd)) = (&results[0], &results[1]);
-        assert!((loss_flex - loss_nd).abs() <= 1e-5 * loss_nd.abs(), "{rows} rows: loss {loss_flex} vs {loss_nd}");
-        assert!(relative_error(grad_flex, grad_nd) < 1e-5, "{rows} rows: gradient {grad_flex:?} vs {grad_nd:?}");
+        assert!(
+            (loss_flex - loss_nd).abs() <= 1e-5 * loss_nd.abs(),
+            "{rows} rows: loss {loss_flex} vs {loss_nd}"
+        );
+        assert!(
+            relative_error(grad_flex, grad_nd) < 1e-5,
+            "{rows} rows: gradient {grad_flex:?} vs {grad_nd:?}"
+        );
         // The analytic gradient 2/n·Xᵀ(Xa − y), in f64.
         let grad_flex = &grad_flex[..2];
         let mut oracle = [0.0f64; 2];
@@ -235,8 +255,8 @@ fn cnn_on_flex_and_ndarray(seed: u64) -> ((crate::model::Cnn, Device), (crate::m
 fn the_default_cnn_trains_the_same_on_flex_and_ndarray() {
     // Five Adam steps on changing batches: the kernels' state (kept buffers, reused scratch)
     // must not leak from one step into the next.
-    use burn::optim::{AdamConfig, GradientsParams};
     use crate::data::ImageBatch;
+    use burn::optim::{AdamConfig, GradientsParams};
     let ((model, flex), (copy, ndarray)) = cnn_on_flex_and_ndarray(4);
     let mut losses = Vec::new();
     for (mut model, device) in [(model, &flex), (copy, &ndarray)] {
@@ -281,7 +301,12 @@ fn the_default_cnn_has_the_same_loss_and_gradients_on_flex_and_ndarray() {
         results.push((host(loss), gradients));
     }
     let (flex_result, ndarray_result) = (&results[0], &results[1]);
-    assert!(relative_error(&flex_result.0, &ndarray_result.0) < 1e-5, "loss {:?} vs {:?}", flex_result.0, ndarray_result.0);
+    assert!(
+        relative_error(&flex_result.0, &ndarray_result.0) < 1e-5,
+        "loss {:?} vs {:?}",
+        flex_result.0,
+        ndarray_result.0
+    );
     assert_eq!(flex_result.1.len(), ndarray_result.1.len());
     for (index, (got, want)) in flex_result.1.iter().zip(&ndarray_result.1).enumerate() {
         let error = relative_error(got, want);
