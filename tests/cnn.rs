@@ -118,24 +118,21 @@ fn idx_fixtures_load_with_their_shapes_and_labels() {
     }
 }
 
+/// `descent cnn --mnist DIR EXTRA... --json` into a fresh run folder (`run` in the returned
+/// temporary folder): its summary, after checking that it succeeded.
+fn cnn_on_mnist(dir: &str, extra: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
+    let out = tempfile::tempdir().unwrap();
+    let folder = out.path().join("run");
+    let args = [&["cnn", "--mnist", dir][..], extra, &["--json", "--out", folder.to_str().unwrap()]].concat();
+    let output = descent(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    (out, summary(&output))
+}
+
 #[test]
 fn descent_cnn_trains_on_mnist_files() {
     let dir = mnist_fixture(true);
-    let out = tempfile::tempdir().unwrap();
-    let output = descent(&[
-        "cnn",
-        "--mnist",
-        dir.path().to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--json",
-        "--out",
-        out.path().join("run").to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json = summary(&output);
+    let (out, json) = cnn_on_mnist(dir.path().to_str().unwrap(), &["--epochs", "2", "--batch-size", "8"]);
     assert_eq!(json["n_train"], 40);
     assert_eq!(json["n_valid"], 20);
     let epochs = json["epochs"].as_array().unwrap();
@@ -300,24 +297,8 @@ fn fashion_mnist_one_epoch_on_10000_images_passes_80_percent() {
         eprintln!("skipped: no Fashion-MNIST in {FASHION} (apt-get install dataset-fashion-mnist)");
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    let output = descent(&[
-        "cnn",
-        "--mnist",
-        FASHION,
-        "--train-limit",
-        "10000",
-        "--epochs",
-        "1",
-        "--device",
-        "flex",
-        "--json",
-        "--quiet",
-        "--out",
-        out.path().join("run").to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json = summary(&output);
+    let extra = ["--train-limit", "10000", "--epochs", "1", "--device", "flex", "--quiet"];
+    let (out, json) = cnn_on_mnist(FASHION, &extra);
     assert_eq!(json["n_train"], 10_000);
     assert_eq!(json["n_valid"], 10_000, "validated on the whole test set");
     let accuracy = json["accuracy"].as_f64().unwrap();

@@ -228,6 +228,7 @@ fn cases(
 ) -> Vec<(String, RunConfig, &'static str, Figure)> {
     let quick = args.quick;
     let base = RunConfig { device: device.to_string(), ..RunConfig::default() };
+    let cnn = RunConfig { device: device.to_string(), ..RunConfig::cnn() };
     let lesson = |n: usize| DataConfig::Lesson { n, true_a: [3.0, 2.0], noise: 0.25 };
     match workload {
         Workload::Lesson => [100, 10_000]
@@ -258,7 +259,7 @@ fn cases(
         }
         Workload::Cnn => {
             let epochs = if quick { 1 } else { 3 };
-            let mut config = RunConfig { device: device.to_string(), ..RunConfig::cnn() };
+            let mut config = cnn;
             config.model = ModelConfig::Cnn(CnnConfig {
                 channels: vec![32, 64],
                 kernel: 5,
@@ -269,7 +270,7 @@ fn cases(
             vec![(format!("digits, batch 64, {epochs} epochs"), config, "images/s", Figure::ImagesPerSecond)]
         }
         Workload::Fashion => {
-            let mut config = RunConfig { device: device.to_string(), ..RunConfig::cnn() };
+            let mut config = cnn;
             let train_limit = quick.then_some(10_000);
             config.data = DataConfig::Mnist { dir: args.fashion.clone(), train_limit };
             config.training.epochs = Some(1);

@@ -403,16 +403,16 @@ pub fn conv2d_backward(
     } else {
         ((0..group_count).into_par_iter().map(|index| group(index, None)).collect(), None)
     };
-    // Summed in group order, so the result does not depend on which thread finished first.
-    let mut weight_grad = vec![0.0f32; c_out * taps];
+    // Summed in group order, so the result does not depend on which thread finished first; the
+    // sum stays in the products' `[taps, c_out]` layout and is transposed once at the end.
+    let mut weight_grad_t = vec![0.0f32; taps * c_out];
     let mut bias_grad = vec![0.0f32; c_out];
     for (dwt, db) in parts {
-        for (co, row) in weight_grad.chunks_mut(taps).enumerate() {
-            row.iter_mut().enumerate().for_each(|(t, total)| *total += dwt[t * c_out + co]);
-        }
+        weight_grad_t.iter_mut().zip(dwt).for_each(|(total, part)| *total += part);
         bias_grad.iter_mut().zip(db).for_each(|(total, part)| *total += part);
     }
-    ConvGrads { x: dx, weight: weight_grad, bias: bias_grad }
+    let weight = (0..c_out * taps).map(|i| weight_grad_t[(i % taps) * c_out + i / taps]).collect();
+    ConvGrads { x: dx, weight, bias: bias_grad }
 }
 
 /// Marks a pooled output that ReLU set to zero: no input receives its gradient.
