@@ -137,7 +137,7 @@ impl CommonArgs {
     /// applied.
     pub fn base(&self, defaults: RunConfig) -> Result<RunConfig, Failure> {
         let mut config = match &self.config {
-            Some(path) => RunConfig::load(path).map_err(Failure::input)?,
+            Some(path) => RunConfig::load(path).map_err(|e| Failure::input(format!("--config: {e}")))?,
             None => defaults,
         };
         if let Some(optim) = &self.optim {

@@ -323,9 +323,10 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Read a configuration file through [`crate::limits::MAX_CONFIG_BYTES`].
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|error| ConfigError::Read { path: path.into(), message: error.to_string() })
+    crate::limits::read_text(path, crate::limits::MAX_CONFIG_BYTES)
+        .map_err(|message| ConfigError::Read { path: path.into(), message })
 }
 
 /// A built-in name or a file path: the text and where it came from.

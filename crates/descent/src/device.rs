@@ -254,7 +254,7 @@ pub fn set_remote_token(token: String) {
 /// Read a token file: its first line without surrounding spaces. An unreadable file or an empty
 /// first line is an error that says which.
 pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::limits::read_text(path, crate::limits::MAX_CONFIG_BYTES)
         .map_err(|error| format!("{}: cannot read it: {error}", path.display()))?;
     let token = text.lines().next().unwrap_or_default().trim().to_string();
     if token.is_empty() {

@@ -12,12 +12,14 @@
 //! - [`regression`]: linear regression on a CSV table of your own (`descent fit`);
 //! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against;
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
-//! - [`experiment`]: a run prepared from its configuration, ready for the engine.
+//! - [`experiment`]: a run prepared from its configuration, ready for the engine;
+//! - [`limits`]: the bounds every input is read and sized through.
 
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod experiment;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod nn;

@@ -15,6 +15,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::DataError;
+use crate::limits::MAX_CSV_RECORD_BYTES;
 
 /// How many skipped lines [`SkippedRows`] remembers.
 pub const REMEMBERED_SKIPPED_LINES: usize = 5;
@@ -138,6 +139,7 @@ pub fn parse_csv(
     columns: &Columns,
     options: &CsvOptions,
 ) -> Result<CsvTable, DataError> {
+    let input = BoundedRecords::new(input, options.delimiter, MAX_CSV_RECORD_BYTES);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -150,7 +152,7 @@ pub fn parse_csv(
         .from_reader(input);
     let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
     let io_error = |error: csv::Error| match error.into_kind() {
-        csv::ErrorKind::Io(source) => DataError::Open { path: path.into(), source },
+        csv::ErrorKind::Io(source) => record_too_long(source, path),
         other => malformed(0, format!("{other:?}")),
     };
 
@@ -160,6 +162,7 @@ pub fn parse_csv(
         .iter()
         .map(|name| String::from_utf8_lossy(&unquoted(name)).into_owned())
         .collect();
+    let mut budget = RowBudget::new(path)?;
     if headers.is_empty() || headers.iter().all(String::is_empty) {
         return Err(DataError::Empty { path: path.into(), what: "no header row".into() });
     }
@@ -183,6 +186,7 @@ pub fn parse_csv(
         }
         match selection.values(&record, &headers, &mut row) {
             Ok(()) => {
+                budget.add_row(width + usize::from(table.y.is_some()))?;
                 table.x.extend_from_slice(&row[..width]);
                 if let Some(y) = &mut table.y {
                     y.push(row[width]);
@@ -216,7 +220,7 @@ struct Selection {
 impl Selection {
     fn new(headers: &[String], columns: &Columns, delimiter: u8) -> Result<Self, String> {
         let found = || {
-            let shown: Vec<&str> = headers.iter().take(8).map(String::as_str).collect();
+            let shown: Vec<String> = headers.iter().take(8).map(|name| shown(name)).collect();
             let more = if headers.len() > 8 {
                 format!(", ... {} columns in all", headers.len())
             } else {
@@ -227,6 +231,7 @@ impl Selection {
         let delimiter_hint = || {
             if headers.len() == 1 && delimiter == b',' {
                 let only = &headers[0];
+                let only = only.get(..only.len().min(4096)).unwrap_or(only);
                 if let Some(other) = [';', '\t', '|'].iter().find(|c| only.contains(**c)) {
                     return format!(
                         " (the header has one column: is the delimiter {other:?}? pass --delimiter)"
@@ -238,11 +243,12 @@ impl Selection {
         let index_of = |name: &str| -> Result<usize, String> {
             let mut matches = headers.iter().enumerate().filter(|(_, h)| *h == name).map(|(i, _)| i);
             let first = matches.next().ok_or_else(|| {
-                format!("the header has no column `{name}` ({}){}", found(), delimiter_hint())
+                format!("the header has no column `{}` ({}){}", shown(name), found(), delimiter_hint())
             })?;
             if let Some(second) = matches.next() {
                 return Err(format!(
-                    "the header names `{name}` twice (columns {} and {}): column names must be unique",
+                    "the header names `{}` twice (columns {} and {}): column names must be unique",
+                    shown(name),
                     first + 1,
                     second + 1
                 ));
@@ -257,10 +263,10 @@ impl Selection {
                 }
                 for (i, name) in names.iter().enumerate() {
                     if names[..i].contains(name) {
-                        return Err(format!("the feature `{name}` is chosen twice"));
+                        return Err(format!("the feature `{}` is chosen twice", shown(name)));
                     }
                     if Some(name.as_str()) == columns.target.name() {
-                        return Err(format!("`{name}` is the target: it cannot also be a feature"));
+                        return Err(format!("`{}` is the target: it cannot also be a feature", shown(name)));
                     }
                 }
                 Some(names.iter().map(|name| index_of(name)).collect::<Result<Vec<_>, _>>()?)
@@ -289,7 +295,7 @@ impl Selection {
                     if headers[..i].contains(&headers[i]) {
                         return Err(format!(
                             "the header names `{}` twice: column names must be unique",
-                            headers[i]
+                            shown(&headers[i])
                         ));
                     }
                 }
@@ -310,9 +316,9 @@ impl Selection {
             let field = field.as_ref();
             let value = number(field).map_err(|problem| {
                 let text = String::from_utf8_lossy(field);
-                let mut shown: String = text.chars().take(40).flat_map(char::escape_debug).collect();
+                let mut value: String = text.chars().take(40).flat_map(char::escape_debug).collect();
                 if text.chars().nth(40).is_some() {
-                    shown.push_str("...");
+                    value.push_str("...");
                 }
                 let hint = if problem == Problem::NotANumber && self.delimiter != b',' && text.contains(',') {
                     " (decimal commas are not read: write 1.5, not 1,5)"
@@ -321,15 +327,151 @@ impl Selection {
                 };
                 let what = match problem {
                     Problem::Empty => "is empty (a missing value)".to_string(),
-                    Problem::NotANumber => format!("`{shown}` is not a number{hint}"),
-                    Problem::NotFinite => format!("`{shown}` is not a finite number"),
-                    Problem::TooLarge => format!("`{shown}` is beyond the f32 range (±3.4e38)"),
+                    Problem::NotANumber => format!("`{value}` is not a number{hint}"),
+                    Problem::NotFinite => format!("`{value}` is not a finite number"),
+                    Problem::TooLarge => format!("`{value}` is beyond the f32 range (±3.4e38)"),
                 };
-                format!("column {} (`{}`): {what}", index + 1, headers[index])
+                format!("column {} (`{}`): {what}", index + 1, shown(&headers[index]))
             })?;
             row.push(value);
         }
         Ok(())
+    }
+}
+
+/// A column name from a file as it is printed: control characters escaped, at most 40
+/// characters.
+pub fn shown(name: &str) -> String {
+    crate::limits::printable(name, 40)
+}
+
+/// The values read so far, checked against the memory the process may still allocate every
+/// [`RowBudget::CHECK_EVERY`] values: a file of more rows than fit is an error, not an abort.
+pub(crate) struct RowBudget {
+    path: std::path::PathBuf,
+    values: u64,
+    next_check: u64,
+}
+
+impl RowBudget {
+    /// Values between checks (16 MiB of `f32`); a row holds fewer, being at most one record.
+    const CHECK_EVERY: u64 = 1 << 22;
+
+    pub(crate) fn new(path: &Path) -> Result<Self, DataError> {
+        let mut budget = Self { path: path.into(), values: 0, next_check: 0 };
+        budget.add_row(0)?;
+        Ok(budget)
+    }
+
+    /// Count one row of `values` numbers.
+    pub(crate) fn add_row(&mut self, values: usize) -> Result<(), DataError> {
+        self.values += values as u64;
+        if self.values < self.next_check {
+            return Ok(());
+        }
+        self.next_check = self.values + Self::CHECK_EVERY;
+        // The values up to the next check must fit, with room for the vectors to double as they
+        // grow.
+        let bytes = self.next_check.saturating_mul(4 * 2);
+        crate::limits::check_memory(Some(bytes)).map_err(|message| DataError::Rows {
+            path: self.path.clone(),
+            message: format!(
+                "the file is too large to hold in memory: after {} values, reading on {message}",
+                self.values
+            ),
+        })
+    }
+}
+
+/// Why a record was refused by [`BoundedRecords`]: it is longer than the limit.
+#[derive(Debug)]
+struct RecordTooLong {
+    line: u64,
+    limit: u64,
+}
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is longer than {}", self.line, crate::limits::Bytes(self.limit))
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+/// An I/O error of the CSV reader: a record over the limit becomes a [`DataError::Malformed`]
+/// at its line; anything else is a read error.
+pub(crate) fn record_too_long(source: std::io::Error, path: &Path) -> DataError {
+    match source.get_ref().and_then(|inner| inner.downcast_ref::<RecordTooLong>()) {
+        Some(too_long) => DataError::Malformed {
+            path: path.into(),
+            line: too_long.line,
+            message: format!(
+                "the line (the record starting there) is longer than {}, the most one CSV record may hold",
+                crate::limits::Bytes(too_long.limit)
+            ),
+        },
+        None => DataError::Open { path: path.into(), source },
+    }
+}
+
+/// A reader that fails once one CSV record grows past `limit` bytes, before the CSV parser can
+/// buffer it: a file that is one endless line (`/dev/zero`) costs `limit` bytes, not all the
+/// memory. It follows the parser's quoting (a `"` at the start of a field opens a quoted field,
+/// in which line breaks do not end the record; `""` is a quote inside it), so a record is
+/// counted as the parser sees it.
+pub(crate) struct BoundedRecords<R> {
+    inner: R,
+    delimiter: u8,
+    limit: u64,
+    state: Quoting,
+    record_bytes: u64,
+    line: u64,
+    record_line: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quoting {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl<R: Read> BoundedRecords<R> {
+    pub(crate) fn new(inner: R, delimiter: u8, limit: u64) -> Self {
+        Self { inner, delimiter, limit, state: Quoting::FieldStart, record_bytes: 0, line: 1, record_line: 1 }
+    }
+}
+
+impl<R: Read> Read for BoundedRecords<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        for &byte in &buffer[..read] {
+            use Quoting::*;
+            let ends_record = byte == b'\n' && self.state != Quoted;
+            if byte == b'\n' {
+                self.line += 1;
+            }
+            self.state = match (self.state, byte) {
+                (_, b'\n') if ends_record => FieldStart,
+                (FieldStart, b'"') => Quoted,
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, _) => Quoted,
+                (QuoteInQuoted, b'"') => Quoted,
+                (_, byte) if byte == self.delimiter => FieldStart,
+                _ => Unquoted,
+            };
+            if ends_record {
+                self.record_bytes = 0;
+                self.record_line = self.line;
+                continue;
+            }
+            self.record_bytes += 1;
+            if self.record_bytes > self.limit {
+                return Err(std::io::Error::other(RecordTooLong { line: self.record_line, limit: self.limit }));
+            }
+        }
+        Ok(read)
     }
 }
 

@@ -5,6 +5,8 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::DataError;
+use super::csv_table::{BoundedRecords, RowBudget, record_too_long, shown};
+use crate::limits::{Bytes, MAX_CSV_RECORD_BYTES, check_memory, product};
 use super::random::SeededRng;
 
 /// Number of classes: the digits 0..9.
@@ -105,6 +107,7 @@ fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
 }
 
 fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(ImageSet, bool), DataError> {
+    let input = BoundedRecords::new(input, b',', MAX_CSV_RECORD_BYTES);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -113,7 +116,17 @@ fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(Im
         .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(input);
     let malformed = |line: u64, message: String| DataError::Malformed { path: path.into(), line, message };
-    let headers = reader.headers().map_err(|e| malformed(1, e.to_string()))?.clone();
+    let csv_error = |error: csv::Error| {
+        let line = error.position().map_or(1, |p| p.line());
+        if !matches!(error.kind(), csv::ErrorKind::Io(_)) {
+            return malformed(line, error.to_string());
+        }
+        match error.into_kind() {
+            csv::ErrorKind::Io(source) => record_too_long(source, path),
+            other => malformed(line, format!("{other:?}")),
+        }
+    };
+    let headers = reader.headers().map_err(csv_error)?.clone();
     const PIXELS: usize = 64;
     let labeled = headers.len() == PIXELS + 1;
     if !(labeled || (headers.len() == PIXELS && !label_required)) {
@@ -126,12 +139,13 @@ fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(Im
     }
     let columns = headers.len();
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    let mut budget = RowBudget::new(path)?;
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => {}
-            Err(error) => return Err(malformed(error.position().map_or(0, |p| p.line()), error.to_string())),
+            Ok(true) => budget.add_row(PIXELS + 1)?,
+            Err(error) => return Err(csv_error(error)),
         }
         let line = record.position().map_or(0, |p| p.line());
         if record.len() == 1 && record[0].is_empty() {
@@ -149,7 +163,7 @@ fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(Im
                         format!(
                             "column {} (`{}`): `{text}` is not a pixel value (an integer 0..16)",
                             column + 1,
-                            &headers[column]
+                            shown(&headers[column])
                         ),
                     ));
                 }
@@ -195,99 +209,182 @@ pub fn mnist_files_present(dir: &Path) -> bool {
 }
 
 /// Read MNIST from `dir`: the four standard files, each plain or gzipped (`NAME` or `NAME.gz`).
-/// Nothing is downloaded. Errors name the file and the byte offset.
+/// Nothing is downloaded. Errors name the file and the byte offset. The headers are checked
+/// before the pixels are read: a header whose sizes overflow, or ask for more memory than the
+/// process may allocate, is refused at once, whatever the file's (decompressed) size.
 pub fn read_mnist(dir: &Path) -> Result<Mnist, DataError> {
-    let train = read_idx_pair(dir, MNIST_FILES[0], MNIST_FILES[1])?;
-    let test = read_idx_pair(dir, MNIST_FILES[2], MNIST_FILES[3])?;
-    Ok(Mnist { train, test })
+    let train = read_idx_files(dir, MNIST_FILES[0], MNIST_FILES[1])?;
+    let test = read_idx_files(dir, MNIST_FILES[2], MNIST_FILES[3])?;
+    if test.set.side() != train.set.side() {
+        let side = train.set.side();
+        return Err(DataError::Binary {
+            path: test.images_path,
+            offset: 8,
+            message: format!(
+                "the test images are {0}x{0}, the training images in {1} are {side}x{side}: both sets must have one size",
+                test.set.side(),
+                train.images_path.display()
+            ),
+        });
+    }
+    Ok(Mnist { train: train.set, test: test.set })
 }
 
-fn read_idx_pair(dir: &Path, images_name: &str, labels_name: &str) -> Result<ImageSet, DataError> {
-    let (images_path, images) = read_maybe_gzipped(dir, images_name)?;
-    let (labels_path, labels) = read_maybe_gzipped(dir, labels_name)?;
-    let bad = |path: &PathBuf, offset: usize, message: String| DataError::Binary {
-        path: path.clone(),
-        offset,
+/// An image set read from a pair of IDX files, and the images file it came from.
+struct IdxSet {
+    set: ImageSet,
+    images_path: PathBuf,
+}
+
+fn read_idx_files(dir: &Path, images_name: &str, labels_name: &str) -> Result<IdxSet, DataError> {
+    let (images_path, images) = open_maybe_gzipped(dir, images_name)?;
+    let (labels_path, labels) = open_maybe_gzipped(dir, labels_name)?;
+    let set = parse_idx(images, &images_path, labels, &labels_path)?;
+    Ok(IdxSet { set, images_path })
+}
+
+/// The IDX magic numbers: unsigned bytes, three dimensions (images) or one (labels).
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// Read labelled images from an IDX images stream (`[count, rows, columns]` unsigned bytes) and
+/// an IDX labels stream (`[count]` digits 0..9); errors name `images_path` or `labels_path` and
+/// the byte offset. The sizes in the headers are multiplied with checked arithmetic and checked
+/// against the memory the process may allocate before any pixel is read, so a small file whose
+/// header claims billions of images costs nothing.
+pub fn parse_idx(
+    mut images: impl Read,
+    images_path: &Path,
+    mut labels: impl Read,
+    labels_path: &Path,
+) -> Result<ImageSet, DataError> {
+    let bad = |path: &Path, offset: u64, message: String| DataError::Binary {
+        path: path.into(),
+        offset: usize::try_from(offset).unwrap_or(usize::MAX),
         message,
     };
-
-    let header = |bytes: &[u8], path: &PathBuf, magic: u32, dims: usize| -> Result<Vec<usize>, DataError> {
-        if bytes.len() < 4 + 4 * dims {
-            return Err(bad(
-                path,
-                bytes.len(),
-                format!("the file ends inside its {}-byte header", 4 + 4 * dims),
-            ));
-        }
-        let found = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        if found != magic {
-            return Err(bad(path, 0, format!("magic number {found:#010x}, expected {magic:#010x}")));
-        }
-        Ok((0..dims)
-            .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize)
-            .collect())
-    };
-    let image_dims = header(&images, &images_path, 0x0000_0803, 3)?;
-    let label_dims = header(&labels, &labels_path, 0x0000_0801, 1)?;
+    let image_dims = read_header(&mut images, images_path, IMAGES_MAGIC, 3)?;
+    let label_dims = read_header(&mut labels, labels_path, LABELS_MAGIC, 1)?;
     let (count, rows, columns) = (image_dims[0], image_dims[1], image_dims[2]);
     if rows != columns || rows == 0 {
-        return Err(bad(&images_path, 8, format!("images are {rows}x{columns}; expected square images")));
+        return Err(bad(images_path, 8, format!("images are {rows}x{columns}; expected square images")));
+    }
+    if count == 0 {
+        return Err(bad(images_path, 4, "the header says 0 images: the file holds no images".into()));
     }
     if label_dims[0] != count {
         return Err(bad(
-            &labels_path,
+            labels_path,
             4,
             format!("{} labels for {count} images in {}", label_dims[0], images_path.display()),
         ));
     }
-    let image_bytes = count * rows * columns;
-    if images.len() < 16 + image_bytes {
-        return Err(bad(
-            &images_path,
-            images.len(),
-            format!("truncated: {count} images need {} bytes", 16 + image_bytes),
-        ));
-    }
-    if labels.len() < 8 + count {
-        return Err(bad(
-            &labels_path,
-            labels.len(),
-            format!("truncated: {count} labels need {} bytes", 8 + count),
-        ));
-    }
-    let label_bytes = &labels[8..8 + count];
+    // Each pixel is held as a byte while reading and as an f32 after: 5 bytes.
+    let pixel_count = product(&[count, rows, columns]);
+    check_memory(pixel_count.and_then(|pixels| pixels.checked_mul(5))).map_err(|message| {
+        bad(images_path, 4, format!("the header claims {count} images of {rows}x{columns} pixels, which {message}"))
+    })?;
+    let pixel_count = pixel_count.expect("checked above");
+    let pixels = read_body(&mut images, images_path, 16, pixel_count, || {
+        format!("{count} images of {rows}x{columns} pixels")
+    })?;
+    let label_bytes = read_body(&mut labels, labels_path, 8, count, || format!("{count} labels"))?;
     if let Some(position) = label_bytes.iter().position(|&l| usize::from(l) >= CLASSES) {
         return Err(bad(
-            &labels_path,
-            8 + position,
+            labels_path,
+            8 + position as u64,
             format!("label {} is not a digit 0..9", label_bytes[position]),
         ));
     }
-    let pixels = images[16..16 + image_bytes].iter().map(|&p| f32::from(p) / 255.0).collect();
-    Ok(ImageSet::new(pixels, label_bytes.to_vec(), rows))
+    let pixels = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let side = usize::try_from(rows).expect("checked against memory");
+    Ok(ImageSet::new(pixels, label_bytes, side))
 }
 
-/// The bytes of `dir/name`, or of `dir/name.gz` decompressed.
-fn read_maybe_gzipped(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>), DataError> {
+/// Read an IDX header: the magic number, then `dims` big-endian sizes.
+fn read_header(input: &mut impl Read, path: &Path, magic: u32, dims: usize) -> Result<Vec<u64>, DataError> {
+    let length = 4 + 4 * dims;
+    let mut header = vec![0u8; length];
+    let read = read_full(input, &mut header)
+        .map_err(|error| DataError::Binary { path: path.into(), offset: 0, message: format!("cannot read it: {error}") })?;
+    if read < length {
+        return Err(DataError::Binary {
+            path: path.into(),
+            offset: read,
+            message: format!("the file ends inside its {length}-byte header"),
+        });
+    }
+    let found = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    if found != magic {
+        return Err(DataError::Binary {
+            path: path.into(),
+            offset: 0,
+            message: format!("magic number {found:#010x}, expected {magic:#010x}"),
+        });
+    }
+    Ok((0..dims)
+        .map(|d| u64::from(u32::from_be_bytes(header[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes"))))
+        .collect())
+}
+
+/// Read exactly `length` bytes after a header of `offset` bytes; a file that ends sooner is
+/// "truncated", naming how far it got. The buffer grows with what is read, never to the claimed
+/// length up front.
+fn read_body(
+    input: &mut impl Read,
+    path: &Path,
+    offset: u64,
+    length: u64,
+    what: impl Fn() -> String,
+) -> Result<Vec<u8>, DataError> {
+    let mut bytes = Vec::new();
+    input.take(length).read_to_end(&mut bytes).map_err(|error| DataError::Binary {
+        path: path.into(),
+        offset: usize::try_from(offset + bytes.len() as u64).unwrap_or(usize::MAX),
+        message: format!("cannot read it: {error}"),
+    })?;
+    if (bytes.len() as u64) < length {
+        let end = offset + bytes.len() as u64;
+        return Err(DataError::Binary {
+            path: path.into(),
+            offset: usize::try_from(end).unwrap_or(usize::MAX),
+            message: format!(
+                "truncated: {} need {} bytes after the header, the file ends {} after it",
+                what(),
+                length,
+                Bytes(bytes.len() as u64)
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Fill `buffer` as far as the input goes; the number of bytes read.
+fn read_full(input: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+/// `dir/name`, or else `dir/name.gz` through a decompressor, opened for streaming.
+fn open_maybe_gzipped(dir: &Path, name: &str) -> Result<(PathBuf, Box<dyn Read>), DataError> {
     let plain = dir.join(name);
     let gzipped = dir.join(format!("{name}.gz"));
     let open =
         |path: &PathBuf| File::open(path).map_err(|source| DataError::Open { path: path.clone(), source });
-    let mut bytes = Vec::new();
     if plain.exists() {
-        open(&plain)?
-            .read_to_end(&mut bytes)
-            .map_err(|source| DataError::Open { path: plain.clone(), source })?;
-        Ok((plain, bytes))
+        let file = BufReader::new(open(&plain)?);
+        Ok((plain, Box::new(file)))
     } else if gzipped.exists() {
-        flate2::read::GzDecoder::new(BufReader::new(open(&gzipped)?)).read_to_end(&mut bytes).map_err(
-            |e| DataError::Binary {
-                path: gzipped.clone(),
-                offset: bytes.len(),
-                message: format!("bad gzip data: {e}"),
-            },
-        )?;
-        Ok((gzipped, bytes))
+        let file = flate2::read::GzDecoder::new(BufReader::new(open(&gzipped)?));
+        Ok((gzipped, Box::new(GzipErrors(file))))
     } else {
         Err(DataError::Open {
             path: plain,
@@ -296,6 +393,15 @@ fn read_maybe_gzipped(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>), Data
                 format!("no such file (nor {name}.gz)"),
             ),
         })
+    }
+}
+
+/// A gzip stream whose errors say they are about the compressed data.
+struct GzipErrors<R>(R);
+
+impl<R: Read> Read for GzipErrors<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buffer).map_err(|error| std::io::Error::new(error.kind(), format!("bad gzip data: {error}")))
     }
 }
 

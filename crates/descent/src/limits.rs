@@ -1,0 +1,189 @@
+//! Bounds on what input may ask for: every file is read through a limit, and every size that
+//! comes from input is checked against the memory it implies before anything is allocated.
+//!
+//! - Configuration files (`--config`, `--optim`, `--schedule`, a token file) are refused above
+//!   [`MAX_CONFIG_BYTES`].
+//! - A CSV record (a line, or several when a quoted field holds line breaks) is refused above
+//!   [`MAX_CSV_RECORD_BYTES`], with the file and the line where it starts.
+//! - Sizes (`data.n`, an IDX header's image count and side, the CNN's channels and kernel) are
+//!   multiplied out with checked arithmetic and compared with [`memory_budget`]: what this
+//!   process may still allocate, the least of the memory the system has available, the address
+//!   space left under `ulimit -v`, and the room left in its cgroup.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+/// The largest configuration file read: 1 MiB (the built-in ones are under 1 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The longest CSV record read: 1 MiB, about 50,000 numeric columns.
+pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
+
+/// Read the text file at `path`, refusing one larger than `limit` bytes without reading past it
+/// (so `/dev/zero` or an endless pipe costs `limit` bytes, not all the memory).
+pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|error| error.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "the file is larger than {}; a configuration file is at most that",
+            Bytes(limit)
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        format!("the file is not UTF-8 text (byte {} is not valid UTF-8)", error.utf8_error().valid_up_to())
+    })
+}
+
+/// A byte count written for people: `512 bytes`, `1.0 MiB`, `23.4 GiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} bytes", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The product of `factors`, or `None` when it overflows `u64` (which no memory holds anyway).
+pub fn product(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |total, &factor| total.checked_mul(factor))
+}
+
+/// How many bytes this process may still allocate, when the system says: the least of
+/// `MemAvailable`, the address space left under `RLIMIT_AS` (`ulimit -v`), and the room left
+/// in the process's cgroup (v2). `None` where none of them can be read (not Linux).
+pub fn memory_budget() -> Option<u64> {
+    [available_memory(), address_space_left(), cgroup_room()].into_iter().flatten().min()
+}
+
+/// Check that `bytes` (or an overflow, `None`) fits in [`memory_budget`]; the error is the
+/// sentence "needs about X of memory; this machine has Y available", for the caller to prefix
+/// with what asked for it. Where the budget is unknown only an overflow is refused.
+pub fn check_memory(bytes: Option<u64>) -> Result<(), String> {
+    let budget = memory_budget();
+    match (bytes, budget) {
+        (None, _) => Err("needs more memory than any machine has (the size overflows 64 bits)".into()),
+        (Some(bytes), Some(budget)) if bytes > budget => Err(format!(
+            "needs about {} of memory; this process can allocate about {} more",
+            Bytes(bytes),
+            Bytes(budget)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    kibibytes_field(&text, "MemAvailable:")
+}
+
+/// `RLIMIT_AS` less the address space in use (`VmSize`), from `/proc/self`.
+fn address_space_left() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max address space"))?;
+    let soft: u64 = line["Max address space".len()..].split_whitespace().next()?.parse().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let used = kibibytes_field(&status, "VmSize:").unwrap_or(0);
+    Some(soft.saturating_sub(used))
+}
+
+/// `memory.max` less `memory.current` of the process's cgroup (v2), when it has a limit.
+fn cgroup_room() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let relative = membership.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let dir = Path::new("/sys/fs/cgroup").join(relative.trim_start_matches('/'));
+    let max: u64 = std::fs::read_to_string(dir.join("memory.max")).ok()?.trim().parse().ok()?;
+    let current: u64 = std::fs::read_to_string(dir.join("memory.current")).ok()?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+/// The value of a `Name:   1234 kB` line, in bytes.
+fn kibibytes_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with(name))?;
+    let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Text from input (a CSV header, a file name) made safe to print: control characters escaped as
+/// `\u{1b}`, and cut to `max_chars` characters with `…` after it.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == max_chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(Bytes(512).to_string(), "512 bytes");
+        assert_eq!(Bytes(1 << 20).to_string(), "1.0 MiB");
+        assert_eq!(Bytes(3 << 29).to_string(), "1.5 GiB");
+        assert_eq!(Bytes(u64::MAX).to_string(), "16.0 EiB");
+    }
+
+    #[test]
+    fn products_overflow_to_none() {
+        assert_eq!(product(&[4, 1 << 31, 1 << 31]), None);
+        assert_eq!(product(&[1 << 33, 1 << 31]), None);
+        assert_eq!(product(&[60_000, 28, 28, 4]), Some(188_160_000));
+        assert_eq!(product(&[]), Some(1));
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_after_reading_only_the_limit() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&[b'a'; 2000]).unwrap();
+        let error = read_text(file.path(), 1024).unwrap_err();
+        assert!(error.contains("larger than 1.0 KiB"), "{error}");
+        assert_eq!(read_text(file.path(), 2000).unwrap().len(), 2000);
+        // An endless file: read up to the limit, then refused.
+        let error = read_text(Path::new("/dev/zero"), MAX_CONFIG_BYTES).unwrap_err();
+        assert!(error.contains("larger than 1.0 MiB"), "{error}");
+    }
+
+    #[test]
+    fn the_budget_is_known_on_linux_and_refuses_the_impossible() {
+        if cfg!(target_os = "linux") {
+            let budget = memory_budget().expect("Linux reports available memory");
+            assert!(budget > 1 << 20, "{budget}");
+            assert!(check_memory(Some(budget + 1)).unwrap_err().contains("needs about"));
+        }
+        assert!(check_memory(Some(1024)).is_ok());
+        assert!(check_memory(None).unwrap_err().contains("overflows"));
+    }
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("a\u{1b}[31mb", 80), "a\\u{1b}[31mb");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("line\nbreak", 80), "line\\nbreak");
+    }
+}
