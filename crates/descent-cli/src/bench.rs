@@ -130,7 +130,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         )));
     }
     if args.workloads.is_empty() && !fashion_there {
-        println!(
+        out!(
             "(fashion skipped: no Fashion-MNIST files in {}; apt-get install dataset-fashion-mnist)",
             args.fashion.display()
         );
@@ -148,7 +148,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         select(device).map_err(|e| Failure::input(format!("--devices: {e}")))?;
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset (all cores)".into());
-    println!(
+    out!(
         "descent bench: {} on {} ({} cores, RAYON_NUM_THREADS {threads}), median of {} runs{}",
         workloads.iter().map(|w| w.name()).collect::<Vec<_>>().join(", "),
         devices.join(", "),
@@ -156,7 +156,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         args.repeats,
         if args.quick { ", quick sizes" } else { "" }
     );
-    println!("{:<10} {:<26} {:<8} {:>14}  {:<10} runs", "workload", "case", "device", "median", "unit");
+    out!("{:<10} {:<26} {:<8} {:>14}  {:<10} runs", "workload", "case", "device", "median", "unit");
     let mut results = Vec::new();
     for &workload in &workloads {
         for device in &devices {
@@ -167,7 +167,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
                 }
                 let measurement = Measurement { workload, case, device: device.clone(), unit, runs };
                 let shown: Vec<String> = measurement.runs.iter().map(|v| format_figure(*v)).collect();
-                println!(
+                out!(
                     "{:<10} {:<26} {:<8} {:>14}  {:<10} {}",
                     workload.name(),
                     measurement.case,
@@ -199,10 +199,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     if let Some(path) = &args.out {
         write_atomic(path, format!("{summary:#}\n").as_bytes())
             .map_err(|e| Failure::input(format!("--out: {e}")))?;
-        println!("wrote {}", path.display());
+        out!("wrote {}", path.display());
     }
     if args.json {
-        println!("{summary}");
+        out!("{summary}");
     }
     Ok(())
 }

@@ -86,7 +86,6 @@ pub fn run_config(
 ) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
     let plan = experiment.plan();
-    let (folder, checkpoint) = run_folder(common, command, &experiment.config, &plan, resumed)?;
     let (config, selected) = (&experiment.config, &experiment.device);
     let model = experiment.model();
     let parameters = model.num_params();
@@ -142,6 +141,9 @@ pub fn run_config(
         experiment.batch_size()
     );
 
+    // The folder is created once the first lines are out: a run whose output is lost already
+    // (`> /dev/full`) writes nothing.
+    let (folder, checkpoint) = run_folder(common, command, config, &plan, resumed)?;
     let total_epochs = plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string());
     say_resuming(quiet, &folder, checkpoint.as_ref());
     let print_every = config.training.print_every.unwrap_or(1);
@@ -202,7 +204,7 @@ pub fn run_config(
     let images = experiment.train.len() as f64 * trained.epochs as f64;
     let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
     let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
-    println!(
+    out!(
         "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({images_per_second:.0} images/s) on {}",
         evaluation.error_rate,
         evaluation.predictions.len(),

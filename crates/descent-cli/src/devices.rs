@@ -51,14 +51,14 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
             "auto": auto.as_ref().map(|(backend, _)| backend.name()),
             "auto_adapter": auto.as_ref().and_then(|(_, adapter)| adapter.as_ref().map(|a| a.name.clone())),
         });
-        println!("{summary}");
+        out!("{summary}");
         return Ok(());
     }
 
-    println!("backends compiled in: {}", compiled.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "));
+    out!("backends compiled in: {}", compiled.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "));
     for (backend, found) in &listed {
         if found.is_empty() {
-            println!("  {:<8} no adapter found", backend.name());
+            out!("  {:<8} no adapter found", backend.name());
         }
         for adapter in found {
             let device = if backend.is_gpu() {
@@ -66,24 +66,24 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
             } else {
                 backend.name().to_string()
             };
-            println!("  {device:<22} {:<11} {}  [{}]", adapter.kind.name(), adapter.name, adapter.api);
+            out!("  {device:<22} {:<11} {}  [{}]", adapter.kind.name(), adapter.name, adapter.api);
         }
     }
     if !missing.is_empty() {
-        println!("not compiled in: {} (rebuild with `--features NAME`)", missing.join(", "));
+        out!("not compiled in: {} (rebuild with `--features NAME`)", missing.join(", "));
     }
     if Backend::Remote.is_compiled() {
-        println!(
+        out!(
             "remote devices: --device remote:ws://HOST:PORT reaches a `descent serve` (token: --token-file FILE or {})",
             descent::device::REMOTE_TOKEN_VARIABLE
         );
     } else {
-        println!(
+        out!(
             "remote devices: not compiled in (rebuild with `--features remote` for `descent serve` and --device remote:...)"
         );
     }
-    println!("--device auto picks: {auto_text}");
-    println!(
+    out!("--device auto picks: {auto_text}");
+    out!(
         "several at once: --devices A,B (e.g. flex,ndarray) splits each batch across them and sums the gradients on A"
     );
     Ok(())

@@ -167,7 +167,7 @@ pub fn report(
         config.seed
     );
     if let Some(skipped) = regression.skipped.describe() {
-        eprintln!("warning: {}: {skipped}", path.display());
+        err!("warning: {}: {skipped}", path.display());
     }
     say!(
         quiet,
@@ -192,14 +192,14 @@ pub fn report(
     let fit = regression.report(&a);
     print_fit(&regression.features, &fit);
     match (&regression.ols, fit.gap_relative) {
-        (Err(error), _) => println!("least squares: none to compare with: {error}"),
+        (Err(error), _) => out!("least squares: none to compare with: {error}"),
         (Ok(_), Some(gap)) => {
             let gap_loss = fit.ols_train.map_or(f64::NAN, |ols| fit.train.mse - ols.mse);
-            println!(
+            out!(
                 "gap to least squares: largest relative difference of a coefficient {gap:.3e}, train mse - least squares mse = {gap_loss:.3e}"
             );
             if gap > GAP_HINT {
-                println!(
+                out!(
                     "  gradient descent has not reached the closed form yet: train longer (--steps, --epochs) or try another --lr (descent lr-find)"
                 );
             }
@@ -301,25 +301,25 @@ pub fn report(
 /// The coefficients beside the closed form's, then the metrics on both splits.
 fn print_fit(features: &[String], fit: &FitReport) {
     let width = features.iter().map(|name| name.chars().count()).max().unwrap_or(0).max(9);
-    println!("{:<width$}  {:>16}  {:>16}", "", "gradient descent", "least squares");
+    out!("{:<width$}  {:>16}  {:>16}", "", "gradient descent", "least squares");
     let ols = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.6e}"));
     for (i, name) in features.iter().enumerate() {
         let closed = fit.ols_coefficients.as_ref().map(|c| c[i]);
-        println!("{name:<width$}  {:>16.6e}  {:>16}", fit.coefficients[i], ols(closed));
+        out!("{name:<width$}  {:>16.6e}  {:>16}", fit.coefficients[i], ols(closed));
     }
-    println!("{:<width$}  {:>16.6e}  {:>16}", "intercept", fit.intercept, ols(fit.ols_intercept));
+    out!("{:<width$}  {:>16.6e}  {:>16}", "intercept", fit.intercept, ols(fit.ols_intercept));
     let cell = |m: Option<Metrics>, pick: fn(&Metrics) -> f64| {
         m.map_or("-".to_string(), |m| format!("{:.6}", pick(&m)))
     };
-    println!("{:<width$}  {:>16}  {:>16}", "", "train", "validation");
+    out!("{:<width$}  {:>16}  {:>16}", "", "train", "validation");
     for (name, pick) in
         [("mse", (|m: &Metrics| m.mse) as fn(&Metrics) -> f64), ("rmse", |m| m.rmse), ("r2", |m| m.r2)]
     {
-        println!("{name:<width$}  {:>16}  {:>16}", cell(Some(fit.train), pick), cell(fit.valid, pick));
+        out!("{name:<width$}  {:>16}  {:>16}", cell(Some(fit.train), pick), cell(fit.valid, pick));
     }
     if let Some(ols_train) = fit.ols_train {
         let valid =
             fit.ols_valid.map_or(String::new(), |v| format!(", validation mse {:.6} r2 {:.6}", v.mse, v.r2));
-        println!("least squares: train mse {:.6} r2 {:.6}{valid}", ols_train.mse, ols_train.r2);
+        out!("least squares: train mse {:.6} r2 {:.6}{valid}", ols_train.mse, ols_train.r2);
     }
 }

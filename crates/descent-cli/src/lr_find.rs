@@ -98,16 +98,16 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         say!(quiet, "stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
     }
     if let Some(minimum) = finding.minimum {
-        println!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
+        out!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
     }
     if let Some(lr) = finding.steepest {
-        println!("steepest fall of the smoothed loss at lr {lr:.3e}");
+        out!("steepest fall of the smoothed loss at lr {lr:.3e}");
     }
     match finding.suggestion {
-        Some(lr) => println!(
+        Some(lr) => out!(
             "suggested lr: {lr:.3e} (fastai's \"valley\": the middle of the longest fall of the smoothed loss)"
         ),
-        None => println!("no suggestion: the smoothed loss never fell"),
+        None => out!("no suggestion: the smoothed loss never fell"),
     }
     let curve = |value: fn(&descent::train::LrPoint) -> f64| -> Vec<(f64, f64)> {
         finding.points.iter().map(|p| (p.lr, value(p))).collect()

@@ -5,12 +5,37 @@
 //! input or usage; 3 training diverged (the loss or a parameter became NaN or infinite); 130
 //! interrupted by Ctrl-C or SIGTERM (a checkpoint was written: `descent train --resume DIR`).
 
-/// `println!` unless the first argument (`--quiet`) is true.
+/// A line on standard output unless the first argument (`--quiet`) is true; see [`out!`].
 macro_rules! say {
     ($quiet:expr, $($arguments:tt)*) => {
         if !$quiet {
-            println!($($arguments)*);
+            $crate::output::line(format_args!($($arguments)*));
         }
+    };
+}
+
+/// `println!` that never panics: a failed write is remembered and ends the command as an error
+/// (see [`output`]).
+macro_rules! out {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arguments:tt)*) => {
+        $crate::output::line(format_args!($($arguments)*))
+    };
+}
+
+/// `print!` that never panics (see [`out!`]).
+macro_rules! out_text {
+    ($($arguments:tt)*) => {
+        $crate::output::text(format_args!($($arguments)*))
+    };
+}
+
+/// `eprintln!` that never panics: a failure to write to standard error is ignored.
+macro_rules! err {
+    ($($arguments:tt)*) => {
+        $crate::output::error_line(format_args!($($arguments)*))
     };
 }
 
@@ -22,6 +47,7 @@ mod figures;
 mod fit;
 mod interrupt;
 mod lr_find;
+mod output;
 mod predict;
 mod progress;
 mod run;
@@ -140,10 +166,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
     };
-    match outcome {
+    // A command that finished with its output lost ends as an error all the same.
+    match outcome.and_then(|()| output::check()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            err!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }

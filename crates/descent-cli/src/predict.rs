@@ -114,7 +114,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
             if let Some((name, truth)) = target {
                 let table = descent::data::Table::new(y.clone(), truth, 1);
                 let metrics = descent::regression::Metrics::of(&table, &[1.0]);
-                eprintln!(
+                err!(
                     "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
                     metrics.mse, metrics.rmse, metrics.r2
                 );
@@ -139,7 +139,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
                 let _ = if labeled { writeln!(text, ",{}", p.label) } else { writeln!(text) };
             }
             if labeled {
-                eprintln!(
+                err!(
                     "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
                     set.len(),
                     evaluation.accuracy,
@@ -153,7 +153,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
             write_atomic(path, text.as_bytes()).map_err(|e| Failure::input(format!("--output: {e}")))
         }
         None => {
-            print!("{text}");
+            out_text!("{text}");
             Ok(())
         }
     }
@@ -178,14 +178,14 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     let bytes = safetensors(&tensors, metadata).map_err(Failure::internal)?;
     let output = args.output.clone().unwrap_or_else(|| args.model.join("model.safetensors"));
     write_atomic(&output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
-    println!(
+    out!(
         "wrote {} ({} model, {} tensors in PyTorch layout):",
         output.display(),
         saved.kind(),
         tensors.len()
     );
     for tensor in &tensors {
-        println!("  {:<28} {:?}", tensor.name, tensor.shape);
+        out!("  {:<28} {:?}", tensor.name, tensor.shape);
     }
     Ok(())
 }

@@ -50,10 +50,14 @@ impl Progress {
     }
 
     /// The training commands' per-update hook: move the bar, and stop the run (with a
-    /// checkpoint) once Ctrl-C or SIGTERM has arrived.
+    /// checkpoint) once Ctrl-C or SIGTERM has arrived, or standard output has failed.
     pub fn after_update(&mut self, end: &BatchEnd) -> ControlFlow<()> {
         self.batch(end);
-        if crate::interrupt::requested() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if crate::interrupt::requested() || crate::output::failed().is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 
     /// Remove the bar (before printing a line, or at the end).

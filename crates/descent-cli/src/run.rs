@@ -275,11 +275,11 @@ impl RunArgs {
 /// `descent config show`: print the effective configuration as TOML.
 pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
     let config = match &args.common.resume {
-        Some(dir) => resumed_config(&args.common, dir)?.0,
+        Some(dir) => resumed_config(&args.common, dir, false)?.0,
         None => args.config()?,
     };
-    println!("# descent run configuration: run it with `descent train --config FILE`");
-    print!("{}", config.to_toml());
+    out!("# descent run configuration: run it with `descent train --config FILE`");
+    out_text!("{}", config.to_toml());
     Ok(())
 }
 
@@ -304,13 +304,15 @@ pub struct Resumed {
 /// resumed run accepts (--epochs, --steps, --checkpoint-every, --device) and continue. Nothing
 /// in DIR changes unless the run starts.
 pub fn resume(command: &str, common: &CommonArgs, dir: &Path, animate: bool) -> Result<(), Failure> {
-    let (config, resumed) = resumed_config(common, dir)?;
+    let (config, resumed) = resumed_config(common, dir, true)?;
     run_config(command, config, common, Some(resumed), animate)
 }
 
-/// The configuration a `--resume DIR` run continues with, and its folder and checkpoint.
-fn resumed_config(common: &CommonArgs, dir: &Path) -> Result<(RunConfig, Resumed), Failure> {
-    let folder = RunFolder::open(dir).map_err(|e| Failure::input(format!("--resume: {e}")))?;
+/// The configuration a `--resume DIR` run continues with, and its folder and checkpoint. To
+/// train (`lock`), the folder is locked first: a run still going in it is refused.
+fn resumed_config(common: &CommonArgs, dir: &Path, lock: bool) -> Result<(RunConfig, Resumed), Failure> {
+    let folder = if lock { RunFolder::open(dir) } else { RunFolder::open_unlocked(dir) };
+    let folder = folder.map_err(|e| Failure::input(format!("--resume: {e}")))?;
     let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
         .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
     let origin = format!("the configuration in {}", checkpoint.path.display());
@@ -344,6 +346,8 @@ pub fn run_folder(
     plan: &Plan,
     resumed: Option<Resumed>,
 ) -> Result<(RunFolder, Option<Checkpoint>), Failure> {
+    // Output already lost (`> /dev/full`): end before the folder is created or changed.
+    crate::output::check()?;
     match resumed {
         Some(resumed) => {
             check_remaining(plan, &resumed)?;
@@ -392,10 +396,14 @@ pub fn run_config(
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
-    let (folder, checkpoint) = run_folder(common, command, &experiment.config, &experiment.plan(), resumed)?;
+    // The lesson compares with the closed form: data that has none is refused before the run
+    // folder exists (`fit` reports a table's degenerate columns itself).
     if experiment.regression.is_some() {
+        let (folder, checkpoint) =
+            run_folder(common, command, &experiment.config, &experiment.plan(), resumed)?;
         return crate::fit::report(command, &experiment, &folder, checkpoint.as_ref(), common);
     }
+    let ols = closed_form(&experiment)?;
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
 
     let quiet = common.quiet;
@@ -433,6 +441,9 @@ pub fn run_config(
         .map(f64::from)
         .map_err(|error| Failure::internal(format!("{error:?}")))?;
     say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
+    // The folder is created once the first lines are out: a run whose output is lost already
+    // (`> /dev/full`) writes nothing.
+    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
 
     let trained = train_linear(&experiment, &folder, checkpoint.as_ref(), common)?;
     let lr = config.optimizer.lr();
@@ -440,15 +451,12 @@ pub fn run_config(
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
     let loss = table.mse(&a);
-    let ols = least_squares(table).map_err(|error| {
-        Failure::input(format!("cannot compare with least squares: {error} (all x values are equal?)"))
-    })?;
     let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
     let gap_loss = loss - ols.mse;
 
-    println!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
-    println!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
-    println!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
+    out!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
+    out!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
+    out!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
     say_trained(&experiment, &trained);
 
     let losses = losses_json(&trained.losses);
@@ -496,6 +504,28 @@ pub fn run_config(
     }
     let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
     finish(&folder, &summary, Some(&rows), common.json)
+}
+
+/// The least-squares fit of the lesson's points, or why they have none, naming where the points
+/// came from: one point, or points that all share one x, fit no unique line.
+fn closed_form(experiment: &Experiment) -> Result<descent::ols::LeastSquares, Failure> {
+    let table = &experiment.table;
+    least_squares(table).map_err(|_| {
+        let first_x = table.row(0)[0];
+        let why = if table.len() == 1 {
+            "one point fits no unique line".to_string()
+        } else {
+            format!("all {} points have x = {first_x}, and no unique line passes through them", table.len())
+        };
+        let source = match &experiment.config.data {
+            DataConfig::Points { path } => format!("{}", path.display()),
+            DataConfig::Lesson { n, .. } => format!("--n {n} (data.n)"),
+            _ => "the data".to_string(),
+        };
+        Failure::input(format!(
+            "{source}: {why}: the lesson needs at least two points with different x values (nothing was written)"
+        ))
+    })
 }
 
 /// Train a prepared linear experiment into `folder` (continuing `checkpoint` when resumed):
@@ -560,7 +590,7 @@ pub fn train_linear(
 pub fn say_trained(experiment: &Experiment, trained: &descent::train::Trained<descent::model::LinearModel>) {
     let epochs =
         if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
-    println!(
+    out!(
         "trained {} steps{epochs} in {:.2} ms on {}",
         trained.steps,
         trained.seconds * 1e3,
@@ -591,7 +621,13 @@ pub fn train_failure(error: RunError) -> Failure {
 pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) -> Failure {
     if let RunError::Interrupted { step, epoch, metrics } = &error {
         if let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes()) {
-            eprintln!("warning: {write}");
+            err!("warning: {write}");
+        }
+        if let Some(output) = crate::output::failed() {
+            return Failure::input(format!(
+                "cannot write to standard output ({output}): training stopped at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
+                dir = folder.path().display()
+            ));
         }
         return Failure::interrupted(format!(
             "interrupted at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
@@ -601,7 +637,7 @@ pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) 
     if let RunError::Diverged { metrics, .. } = &error
         && let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes())
     {
-        eprintln!("warning: {write}");
+        err!("warning: {write}");
     }
     let mut failure = train_failure(error);
     let dir = folder.path().display();
@@ -665,9 +701,9 @@ pub fn finish(
         .unwrap_or_default();
     files.retain(|name| !name.starts_with('.'));
     files.sort();
-    println!("outputs: {} ({})", folder.path().display(), files.join(", "));
+    out!("outputs: {} ({})", folder.path().display(), files.join(", "));
     if json {
-        println!("{summary}");
+        out!("{summary}");
     }
     Ok(())
 }

@@ -50,26 +50,26 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
     let server = BoundServer::bind(args.listen).map_err(|e| Failure::input(format!("--listen: {e}")))?;
     let address = server.address();
     if !address.ip().is_loopback() {
-        eprintln!(
+        err!(
             "warning: listening on {address}, not a loopback address: any machine that reaches it can try the token, and WebSocket traffic (the token included) is not encrypted; prefer an SSH tunnel or a private network"
         );
     }
-    println!("descent serve: {} on ws://{address}", device.describe());
+    out!("descent serve: {} on ws://{address}", device.describe());
     if generated {
-        println!("token: {token}");
+        out!("token: {token}");
     }
-    println!(
+    out!(
         "train from another machine: descent train --device remote:ws://{address} --token-file FILE (or {}=TOKEN); Ctrl-C stops the server",
         descent::device::REMOTE_TOKEN_VARIABLE
     );
     let _ = std::io::stdout().flush();
     server
         .serve(std::slice::from_ref(&device), &token, |event| {
-            println!("{event}");
+            out!("{event}");
             let _ = std::io::stdout().flush();
         })
         .map_err(Failure::internal)?;
-    println!("descent serve: stopped");
+    out!("descent serve: stopped");
     Ok(())
 }
 

@@ -554,6 +554,17 @@ impl ImageExperiment {
                     None => parse_digits(SHIPPED_DIGITS, Path::new("data/digits.csv"))?,
                 });
                 let Split { train, valid } = split(set.len(), *valid_fraction, config.seed);
+                if valid.is_empty() || train.is_empty() {
+                    let (part, advice) =
+                        if valid.is_empty() { ("validation", "raise") } else { ("training", "lower") };
+                    return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                        field: "data.valid_fraction".into(),
+                        message: format!(
+                            "{valid_fraction} of {} images leaves no {part} images: {advice} it (--valid-fraction)",
+                            set.len()
+                        ),
+                    })));
+                }
                 (set.clone(), train, set, valid)
             }
             DataConfig::Mnist { dir, train_limit } => {

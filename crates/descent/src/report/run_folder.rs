@@ -1,18 +1,27 @@
 //! The run folder: every training command writes its effective configuration and its summary
 //! into one folder (`--out DIR`, default `runs/<command>-<UTC time>`), and nothing outside it.
 //! Files are written atomically: to a temporary file in the same folder, then renamed.
+//!
+//! A run holds an exclusive lock on its folder for its whole life (`flock` on the folder itself:
+//! an OS lock that dies with the process, so a killed run leaves no stale lock). A second run
+//! with the same `--out`, or a `--resume` of a folder whose run is still going, is refused before
+//! it writes anything.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use burn::module::Module;
 
-/// A folder that holds one run's outputs.
+/// A folder that holds one run's outputs, locked for as long as any clone of it lives.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
     path: PathBuf,
+    /// The open folder (or lock file) holding the exclusive lock; `None` for a folder written
+    /// into without being a run's (the parent of `--output FILE`).
+    lock: Option<Arc<fs::File>>,
 }
 
 /// Why the run folder cannot be used. Every variant names the path.
@@ -21,6 +30,12 @@ pub enum RunFolderError {
     /// The folder exists and holds files: a run is never written over another.
     #[error("{} already holds files: choose another --out folder (nothing was changed in it)", path.display())]
     NotEmpty {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Another process's run holds the folder's lock.
+    #[error("{} is in use by another descent run that is still going (it holds the folder's lock): wait for it to end, or choose another folder (nothing was changed in it)", path.display())]
+    InUse {
         /// The folder.
         path: PathBuf,
     },
@@ -41,30 +56,43 @@ pub enum RunFolderError {
 }
 
 impl RunFolder {
-    /// Create `out`, or `runs/<command>-<UTC time>` when `out` is `None`. An existing empty
-    /// folder is used; one with files in it is refused.
+    /// Create `out`, or `runs/<command>-<UTC time>` when `out` is `None`, and lock it. An
+    /// existing empty folder is used; one with files in it, or locked by a run that is still
+    /// going, is refused.
     pub fn create(out: Option<&Path>, command: &str) -> Result<Self, RunFolderError> {
         let path = match out {
-            Some(path) => path.to_path_buf(),
-            None => unique(Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now())))),
-        };
-        let write_error = |message: String| RunFolderError::Write { path: path.clone(), message };
-        if path.exists() {
-            let mut entries = fs::read_dir(&path).map_err(|e| write_error(e.to_string()))?;
-            if entries.next().is_some() {
-                return Err(RunFolderError::NotEmpty { path });
+            Some(path) => {
+                check_empty(path)?;
+                fs::create_dir_all(path).map_err(|e| write_error(path, e))?;
+                path.to_path_buf()
             }
-        }
-        fs::create_dir_all(&path).map_err(|e| write_error(e.to_string()))?;
-        Ok(Self { path })
+            None => create_unique(&Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now()))))?,
+        };
+        let lock = lock(&path)?;
+        // Another run may have written here between the check above and the lock.
+        check_empty(&path)?;
+        Ok(Self { path, lock: Some(lock) })
     }
 
-    /// An existing run folder, to continue its run (`--resume DIR`).
+    /// An existing run folder, locked, to continue its run (`--resume DIR`).
     pub fn open(path: &Path) -> Result<Self, RunFolderError> {
+        let folder = Self::open_unlocked(path)?;
+        let lock = lock(path)?;
+        Ok(Self { lock: Some(lock), ..folder })
+    }
+
+    /// An existing run folder, to read only (`descent config show --resume DIR`): not locked,
+    /// so it works while the run goes on.
+    pub fn open_unlocked(path: &Path) -> Result<Self, RunFolderError> {
         if !path.is_dir() {
             return Err(RunFolderError::Missing { path: path.into() });
         }
-        Ok(Self { path: path.into() })
+        Ok(Self { path: path.into(), lock: None })
+    }
+
+    /// Whether this value holds the folder's lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The folder.
@@ -136,18 +164,68 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> 
     if !parent.is_dir() {
         return Err(RunFolderError::Missing { path: parent.into() });
     }
-    RunFolder { path: parent.into() }.write(name, contents).map(|_| ())
+    RunFolder { path: parent.into(), lock: None }.write(name, contents).map(|_| ())
 }
 
-/// `path`, or `path-2`, `path-3`, ... when it exists already.
-fn unique(path: PathBuf) -> PathBuf {
+fn write_error(path: &Path, error: std::io::Error) -> RunFolderError {
+    RunFolderError::Write { path: path.into(), message: error.to_string() }
+}
+
+/// The name of the lock file where a folder cannot be locked itself (not Unix).
+#[cfg(not(unix))]
+const LOCK_FILE: &str = ".descent.lock";
+
+/// Refuse a folder that holds files (the lock file aside).
+fn check_empty(path: &Path) -> Result<(), RunFolderError> {
     if !path.exists() {
-        return path;
+        return Ok(());
     }
-    (2..)
-        .map(|i| PathBuf::from(format!("{}-{i}", path.display())))
-        .find(|p| !p.exists())
-        .expect("a free name")
+    let entries = fs::read_dir(path).map_err(|e| write_error(path, e))?;
+    #[cfg(not(unix))]
+    let entries = entries.filter(|entry| entry.as_ref().map_or(true, |e| e.file_name() != LOCK_FILE));
+    if entries.into_iter().next().is_some() {
+        return Err(RunFolderError::NotEmpty { path: path.into() });
+    }
+    Ok(())
+}
+
+/// Take the folder's exclusive lock, without waiting: `flock` on the folder itself on Unix, on a
+/// lock file in it elsewhere. The lock is released when the file closes, at the latest when the
+/// process ends, however it ends.
+fn lock(path: &Path) -> Result<Arc<fs::File>, RunFolderError> {
+    #[cfg(unix)]
+    let file = fs::File::open(path);
+    #[cfg(not(unix))]
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK_FILE));
+    let file = file.map_err(|e| write_error(path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Arc::new(file)),
+        Err(fs::TryLockError::WouldBlock) => Err(RunFolderError::InUse { path: path.into() }),
+        Err(fs::TryLockError::Error(error)) => Err(RunFolderError::Write {
+            path: path.into(),
+            message: format!("cannot lock it for this run: {error}"),
+        }),
+    }
+}
+
+/// Create a new folder at `path`, or `path-2`, `path-3`, ... when that exists already (two runs
+/// started in the same second get one each: creating a folder is atomic).
+fn create_unique(path: &Path) -> Result<PathBuf, RunFolderError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+    }
+    let mut candidate = path.to_path_buf();
+    let mut suffix = 1u64;
+    loop {
+        match fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                suffix += 1;
+                candidate = PathBuf::from(format!("{}-{suffix}", path.display()));
+            }
+            Err(error) => return Err(write_error(&candidate, error)),
+        }
+    }
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.
