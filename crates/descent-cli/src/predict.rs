@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
@@ -14,7 +14,7 @@ use descent::device;
 use descent::metrics::evaluate;
 use descent::regression::CsvSource;
 use descent::report::export::{named_tensors, pytorch_layout, safetensors};
-use descent::report::{SavedModel, load_saved, write_atomic};
+use descent::report::{SavedModel, load_saved, load_saved_unverified, write_atomic};
 
 use crate::Failure;
 
@@ -40,6 +40,11 @@ pub struct PredictArgs {
     /// Device: auto or a backend, as for training [default: auto].
     #[arg(long, default_value = "auto")]
     pub device: String,
+
+    /// Use model.bpk without checking it against model.sha256 (when the checksum file was lost
+    /// and you vouch for the model); by default a missing or different checksum is an error.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// Write a trained model's weights for another framework.
@@ -53,9 +58,14 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub format: ExportFormat,
 
-    /// The file to write [default: DIR/model.safetensors].
+    /// The file to write [default: DIR/model.safetensors]. It cannot be one of the run's own
+    /// files (config.toml, model.bpk, checkpoint.bin, ...).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Use model.bpk without checking it against model.sha256 (see `descent predict`).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// File formats of `descent export`.
@@ -66,17 +76,17 @@ pub enum ExportFormat {
 }
 
 pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
-    let selected = device::select(&args.device).map_err(Failure::input)?;
-    let (config, saved) =
-        load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
-    if let Some(output) = &args.output
-        && same_file(output, &args.input)
-    {
-        return Err(Failure::input(format!(
-            "--output {} is the input file: choose another file (the input was not changed)",
-            output.display()
-        )));
+    if let Some(output) = &args.output {
+        if same_file(output, &args.input) {
+            return Err(Failure::input(format!(
+                "--output {} is the input file: choose another file (the input was not changed)",
+                output.display()
+            )));
+        }
+        check_not_run_file(output, &args.model, None)?;
     }
+    let selected = device::select(&args.device).map_err(Failure::input)?;
+    let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
     let input_error = |e: descent::data::DataError| Failure::input(format!("--input: {e}"));
     let mut text = String::new();
     match saved {
@@ -161,9 +171,10 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     let ExportFormat::Safetensors = args.format;
+    let output = args.output.clone().unwrap_or_else(|| args.model.join(EXPORT_FILE));
+    check_not_run_file(&output, &args.model, Some(EXPORT_FILE))?;
     let selected = device::select("auto").map_err(Failure::input)?;
-    let (_, saved) =
-        load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
+    let (_, saved) = load(&args.model, &selected.device, args.no_verify)?;
     let tensors = match &saved {
         SavedModel::Linear(model) => named_tensors(model),
         SavedModel::Cnn { model, .. } => named_tensors(model),
@@ -176,7 +187,6 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         ("producer".to_string(), format!("descent {}", env!("CARGO_PKG_VERSION"))),
     ]);
     let bytes = safetensors(&tensors, metadata).map_err(Failure::internal)?;
-    let output = args.output.clone().unwrap_or_else(|| args.model.join("model.safetensors"));
     write_atomic(&output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
     out!(
         "wrote {} ({} model, {} tensors in PyTorch layout):",
@@ -186,6 +196,60 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     );
     for tensor in &tensors {
         out!("  {:<28} {:?}", tensor.name, tensor.shape);
+    }
+    Ok(())
+}
+
+/// The file `descent export` writes into the run folder by default.
+const EXPORT_FILE: &str = "model.safetensors";
+
+/// The files a run writes into its folder (besides those that exist there already).
+const RUN_FILES: [&str; 13] = [
+    "config.toml",
+    "model.bpk",
+    "model.sha256",
+    "checkpoint.bin",
+    "metrics.csv",
+    "summary.json",
+    "fit.png",
+    "loss.png",
+    "lr.png",
+    "accuracy.png",
+    "results.png",
+    "predictions.png",
+    "animation.gif",
+];
+
+/// Load the run's model, checked against its checksum unless `--no-verify`.
+fn load(dir: &Path, device: &Device, no_verify: bool) -> Result<(descent::config::RunConfig, SavedModel), Failure> {
+    let loaded = if no_verify { load_saved_unverified(dir, device) } else { load_saved(dir, device) };
+    loaded.map_err(|e| Failure::input(format!("--model: {e}")))
+}
+
+/// Refuse an `--output` that is one of the run folder's own files: any file already in it (but
+/// `allowed`, the file a previous export wrote) or one a run writes. Writing there would replace
+/// the run being read.
+fn check_not_run_file(output: &Path, run: &Path, allowed: Option<&str>) -> Result<(), Failure> {
+    let parent = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let (Ok(parent), Ok(run)) = (parent.canonicalize(), run.canonicalize()) else { return Ok(()) };
+    let name = output.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+    if parent != run || Some(name) == allowed {
+        return Ok(());
+    }
+    let own = RUN_FILES.contains(&name)
+        || name.ends_with(".svg")
+        || output.exists()
+        || std::path::Path::new(name).extension().is_some_and(|e| e == "png");
+    if own {
+        return Err(Failure::input(format!(
+            "--output {} is one of the files of the run it reads ({}): choose a file outside it{} (nothing was written)",
+            output.display(),
+            run.display(),
+            allowed.map(|a| format!(" or {a}")).unwrap_or_default()
+        )));
     }
     Ok(())
 }

@@ -8,4 +8,4 @@ pub mod saved_model;
 
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
 pub use run_folder::{RunFolder, RunFolderError, write_atomic};
-pub use saved_model::{MODEL_FILE, SavedModel, SavedModelError, load_saved};
+pub use saved_model::{MODEL_FILE, SavedModel, SavedModelError, load_saved, load_saved_unverified};

@@ -66,8 +66,23 @@ pub enum SavedModelError {
     },
 }
 
-/// Load the model of the run folder `dir` on `device` (a plain device: no autodiff needed).
+/// Load the model of the run folder `dir` on `device` (a plain device: no autodiff needed),
+/// after checking `model.bpk` against its SHA-256 in `model.sha256`: a missing or different
+/// checksum is an error.
 pub fn load_saved(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel), SavedModelError> {
+    load(dir, device, true)
+}
+
+/// [`load_saved`] without the checksum (`--no-verify`): for a model whose `model.sha256` was
+/// lost, when the user vouches for the file.
+pub fn load_saved_unverified(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel), SavedModelError> {
+    load(dir, device, false)
+}
+
+/// The largest `model.sha256` read: one line of 64 hex digits and a file name.
+const MAX_CHECKSUM_BYTES: u64 = 4096;
+
+fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedModel), SavedModelError> {
     let config_path = dir.join("config.toml");
     let model_path = dir.join(MODEL_FILE);
     for path in [dir, &config_path, &model_path] {
@@ -77,8 +92,20 @@ pub fn load_saved(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel)
     }
     let config = RunConfig::load(&config_path)?;
     let model_error = |message: String| SavedModelError::Model { path: model_path.clone(), message };
+    let size = std::fs::metadata(&model_path).map_err(|e| model_error(e.to_string()))?.len();
+    crate::limits::check_memory(Some(size))
+        .map_err(|message| model_error(format!("the file holds {}, and reading it {message}", crate::limits::Bytes(size))))?;
     let bytes = std::fs::read(&model_path).map_err(|e| model_error(e.to_string()))?;
-    if let Ok(line) = std::fs::read_to_string(dir.join(CHECKSUM_FILE)) {
+    if verify {
+        let checksum_path = dir.join(CHECKSUM_FILE);
+        if !checksum_path.exists() {
+            return Err(model_error(format!(
+                "its checksum {} is missing, so the file cannot be verified: restore it, or pass --no-verify to use the model unchecked",
+                checksum_path.display()
+            )));
+        }
+        let line = crate::limits::read_text(&checksum_path, MAX_CHECKSUM_BYTES)
+            .map_err(|message| model_error(format!("cannot read its checksum {}: {message}", checksum_path.display())))?;
         let expected = line.split_whitespace().next().unwrap_or_default();
         if expected != sha256_hex(&bytes) {
             return Err(model_error(format!(
