@@ -40,7 +40,7 @@ pub struct BenchArgs {
     pub devices: Vec<String>,
 
     /// Runs of each measurement; the median is reported.
-    #[arg(long, default_value_t = 3, value_parser = positive_count)]
+    #[arg(long, default_value_t = 3, value_parser = positive_count, allow_hyphen_values = true)]
     pub repeats: usize,
 
     /// Smaller sizes for a quick look: 100,000 rows for minibatch, 1,000,000 for fullbatch, one
@@ -115,6 +115,10 @@ impl Measurement {
 
 /// `descent bench`.
 pub fn run(args: &BenchArgs) -> Result<(), Failure> {
+    if let Some(path) = &args.out {
+        // Before the benchmark, not after minutes of it.
+        descent::report::check_writable(path).map_err(|e| Failure::input(format!("--out: {e}")))?;
+    }
     let fashion_there = descent::data::images::mnist_files_present(&args.fashion);
     let workloads: Vec<Workload> = if args.workloads.is_empty() {
         Workload::ALL.into_iter().filter(|w| *w != Workload::Fashion || fashion_there).collect()

@@ -43,11 +43,11 @@ pub struct CnnArgs {
 
     /// With --mnist: train on the first N training images only (validation still uses the
     /// whole test set) [default: all].
-    #[arg(long, value_name = "N", requires = "mnist", value_parser = crate::args::positive_count)]
+    #[arg(long, value_name = "N", requires = "mnist", value_parser = crate::args::positive_count, allow_hyphen_values = true)]
     pub train_limit: Option<usize>,
 
     /// Fraction of the digits held out for validation [default: 0.2].
-    #[arg(long, value_parser = positive_finite, conflicts_with = "resume")]
+    #[arg(long, value_parser = positive_finite, allow_hyphen_values = true, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
 }
 

@@ -57,7 +57,7 @@ pub struct FitArgs {
 
     /// Fraction of the rows held out for validation, chosen at random from the seed; 0 trains
     /// on every row [default: 0.2].
-    #[arg(long, value_parser = fraction, conflicts_with = "resume")]
+    #[arg(long, value_parser = fraction, allow_hyphen_values = true, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
 
     /// Skip rows that are ragged or hold a bad value (not a number, NaN, infinity, empty) in a

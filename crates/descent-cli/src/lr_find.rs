@@ -23,15 +23,15 @@ pub struct LrFindArgs {
     pub run: RunArgs,
 
     /// The first learning rate of the sweep.
-    #[arg(long, default_value = "1e-7", value_parser = positive_finite)]
+    #[arg(long, default_value = "1e-7", value_parser = positive_finite, allow_hyphen_values = true)]
     pub start_lr: f64,
 
     /// The last learning rate of the sweep.
-    #[arg(long, default_value = "10", value_parser = positive_finite)]
+    #[arg(long, default_value = "10", value_parser = positive_finite, allow_hyphen_values = true)]
     pub end_lr: f64,
 
     /// Number of updates in the sweep.
-    #[arg(long, default_value = "100", value_parser = positive_count)]
+    #[arg(long, default_value = "100", value_parser = positive_count, allow_hyphen_values = true)]
     pub sweep_steps: usize,
 }
 

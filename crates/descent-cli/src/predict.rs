@@ -84,6 +84,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
             )));
         }
         check_not_run_file(output, &args.model, None)?;
+        descent::report::check_writable(output).map_err(|e| Failure::input(format!("--output: {e}")))?;
     }
     let selected = device::select(&args.device).map_err(Failure::input)?;
     let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
@@ -173,6 +174,9 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     let ExportFormat::Safetensors = args.format;
     let output = args.output.clone().unwrap_or_else(|| args.model.join(EXPORT_FILE));
     check_not_run_file(&output, &args.model, Some(EXPORT_FILE))?;
+    if args.output.is_some() {
+        descent::report::check_writable(&output).map_err(|e| Failure::input(format!("--output: {e}")))?;
+    }
     let selected = device::select("auto").map_err(Failure::input)?;
     let (_, saved) = load(&args.model, &selected.device, args.no_verify)?;
     let tensors = match &saved {

@@ -48,11 +48,11 @@ pub struct CommonArgs {
 
     /// Learning rate: the gradient is multiplied by it before being subtracted from the
     /// parameters; with a schedule, its peak [default: the optimizer's].
-    #[arg(long, value_parser = positive_finite, allow_negative_numbers = true)]
+    #[arg(long, value_parser = positive_finite, allow_hyphen_values = true)]
     pub lr: Option<f64>,
 
     /// Momentum of the sgd or rmsprop optimizer, in [0, 1) [default: 0].
-    #[arg(long, value_parser = non_negative_finite)]
+    #[arg(long, value_parser = non_negative_finite, allow_hyphen_values = true)]
     pub momentum: Option<f64>,
 
     /// Set any field of the configuration: KEY=VALUE with a dotted KEY, e.g.
@@ -61,7 +61,7 @@ pub struct CommonArgs {
     pub sets: Vec<String>,
 
     /// Seed of the data, the shuffle, the initial weights and the backend [default: 42].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::seed, allow_hyphen_values = true)]
     pub seed: Option<u64>,
 
     /// Device: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm), a GPU adapter
@@ -78,21 +78,21 @@ pub struct CommonArgs {
 
     /// Examples per mini-batch; without it every step uses all the rows (the lesson) [default:
     /// 64 for the cnn].
-    #[arg(long, value_parser = positive_count)]
+    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
     pub batch_size: Option<usize>,
 
     /// Number of updates [default: 100 with full batches (1,000 for fit); with mini-batches,
     /// --epochs decides].
-    #[arg(long, value_parser = positive_count, conflicts_with = "epochs")]
+    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with = "epochs")]
     pub steps: Option<usize>,
 
     /// Passes over the data [default: 10 with mini-batches; a full-batch epoch is one step].
-    #[arg(long, value_parser = positive_count)]
+    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
     pub epochs: Option<usize>,
 
     /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
     /// steps with full batches (100 for fit), 1 epoch with mini-batches].
-    #[arg(long, value_parser = positive_count)]
+    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
     pub print_every: Option<usize>,
 
     /// Folder for the run's outputs: its effective configuration (config.toml), metrics.csv,
@@ -103,7 +103,7 @@ pub struct CommonArgs {
 
     /// Also write a checkpoint (model, optimizer and schedule state, position, metrics) every
     /// this many epochs; one is always written at the end. A full-batch epoch is one step.
-    #[arg(long, value_parser = positive_count, value_name = "N")]
+    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, value_name = "N")]
     pub checkpoint_every: Option<usize>,
 
     /// Continue the run in DIR from its checkpoint, writing into DIR. With --epochs (or
@@ -216,11 +216,11 @@ pub struct RunArgs {
     pub common: CommonArgs,
 
     /// Number of generated points [default: 100].
-    #[arg(long, value_parser = positive_count, conflicts_with_all = ["data", "resume"])]
+    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with_all = ["data", "resume"])]
     pub n: Option<usize>,
 
     /// Standard deviation of the noise added to y [default: 0.25].
-    #[arg(long, value_parser = non_negative_finite, allow_negative_numbers = true,
+    #[arg(long, value_parser = non_negative_finite, allow_hyphen_values = true,
           conflicts_with_all = ["data", "resume"])]
     pub noise: Option<f64>,
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::within_f32;
 use crate::model::CnnConfig;
 use crate::optim::{Adam, InvalidValue, OptimizerConfig, ScheduleConfig};
 use crate::regression::CsvSource;
@@ -367,6 +368,11 @@ pub fn schedule_from(name_or_path: &str) -> Result<ScheduleConfig, ConfigError> 
     Ok(file.schedule)
 }
 
+/// The sections whose kind is chosen by a tag field, and that field: setting it with `--set`
+/// starts the section over from the new kind's defaults.
+const TAGS: [(&str, &str); 4] =
+    [("optimizer", "name"), ("schedule", "name"), ("model", "name"), ("data", "source")];
+
 impl RunConfig {
     /// The CNN on the digits: batches of 64, 10 epochs, Adam at 1e-3 (the PyTorch reference's
     /// settings), seed 42.
@@ -419,7 +425,13 @@ impl RunConfig {
                 .as_table_mut()
                 .ok_or_else(|| fail(format!("`{part}` is a value, not a section")))?;
         }
-        table.insert(path[path.len() - 1].to_string(), value);
+        let last = path[path.len() - 1];
+        if TAGS.contains(&(path[..path.len() - 1].join(".").as_str(), last)) {
+            // A new kind (`optimizer.name=adam`): the section starts over from that kind's
+            // defaults, since the old kind's fields (sgd's `dampening`) mean nothing to it.
+            table.clear();
+        }
+        table.insert(last.to_string(), value);
         let updated: RunConfig =
             document.try_into().map_err(|error: toml::de::Error| fail(error.message().to_string()))?;
         updated.validate()?;
@@ -482,14 +494,17 @@ impl RunConfig {
                 if *n == 0 {
                     return invalid("data.n", "must be at least 1, got 0".into());
                 }
-                if !(noise.is_finite() && *noise >= 0.0) {
+                if !(within_f32(*noise) && *noise >= 0.0) {
                     return invalid(
                         "data.noise",
-                        format!("must be a finite number of at least 0, got {noise}"),
+                        format!("must be a number from 0 to 3.4e38 (the f32 range), got {noise} (--noise)"),
                     );
                 }
-                if !true_a.iter().all(|v| v.is_finite()) {
-                    return invalid("data.true_a", format!("must be finite, got {true_a:?}"));
+                if !true_a.iter().all(|v| within_f32(*v)) {
+                    return invalid(
+                        "data.true_a",
+                        format!("must be finite and within the f32 range (±3.4e38), got {true_a:?} (--true-a)"),
+                    );
                 }
             }
             DataConfig::Points { .. } | DataConfig::Mnist { train_limit: None, .. } => {}
@@ -551,8 +566,11 @@ impl RunConfig {
         match &self.model {
             ModelConfig::Linear { init } => {
                 if let Some(init) = init {
-                    if !init.iter().all(|v| v.is_finite()) {
-                        return invalid("model.init", format!("must be finite, got {init:?}"));
+                    if !init.iter().all(|v| within_f32(*v)) {
+                        return invalid(
+                            "model.init",
+                            format!("must be finite and within the f32 range (±3.4e38), got {init:?} (--init)"),
+                        );
                     }
                     if let Some(count) = self.linear_parameters()
                         && init.len() != count
@@ -636,6 +654,18 @@ mod tests {
         let error = config.set("optimizer.lr=fast").unwrap_err().to_string();
         assert!(error.contains("optimizer.lr") || error.contains("invalid type"), "{error}");
         assert!(config.set("momentum").unwrap_err().to_string().contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn setting_a_kind_starts_its_section_over() {
+        let mut config = RunConfig::default();
+        config.set("optimizer.name=adam").unwrap();
+        assert_eq!(config.optimizer, OptimizerConfig::Adam(Adam::default()));
+        config.set("optimizer.lr=0.01").unwrap();
+        config.set("schedule.name=cosine").unwrap();
+        assert_eq!(config.schedule.name(), "cosine");
+        let error = config.set("optimizer.name=adamx").unwrap_err().to_string();
+        assert!(error.contains("unknown variant `adamx`"), "{error}");
     }
 
     #[test]

@@ -256,12 +256,44 @@ fn plan_of(config: &RunConfig) -> Plan {
     Plan { seed: Some(config.seed), ..Plan::new(length, report) }
 }
 
-/// The number of updates `config` makes with `batches_per_epoch` batches per epoch.
+/// The number of updates `config` makes with `batches_per_epoch` batches per epoch (saturating:
+/// [`check_length`] refuses a length that overflows).
 fn total_steps_of(config: &RunConfig, batches_per_epoch: usize) -> usize {
     match plan_of(config).length {
         Length::Steps(steps) => steps,
-        Length::Epochs(epochs) => epochs * batches_per_epoch,
+        Length::Epochs(epochs) => epochs.saturating_mul(batches_per_epoch),
     }
+}
+
+/// Refuse a number of epochs whose updates overflow a count.
+fn check_length(config: &RunConfig, batches_per_epoch: usize) -> Result<(), RunError> {
+    if let Length::Epochs(epochs) = plan_of(config).length
+        && epochs.checked_mul(batches_per_epoch).is_none()
+    {
+        return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+            field: "training.epochs".into(),
+            message: format!(
+                "{epochs} epochs of {batches_per_epoch} batches are more updates than can be counted (--epochs)"
+            ),
+        })));
+    }
+    Ok(())
+}
+
+/// About how many bytes a lesson run needs per row: the generated rows and their noise on the
+/// host, the rows on the device, and the step's intermediate values (10 million rows peak at
+/// about 380 MB; see BENCHMARKS.md).
+pub const LESSON_BYTES_PER_ROW: u64 = 48;
+
+/// Refuse a size from the configuration that needs more memory than the process may allocate,
+/// naming the field and what asked for it (`what`), before anything is allocated.
+fn check_memory_for(field: &str, what: impl FnOnce() -> String, bytes: Option<u64>) -> Result<(), RunError> {
+    crate::limits::check_memory(bytes).map_err(|message| {
+        RunError::Config(ConfigError::Invalid(InvalidValue {
+            field: field.into(),
+            message: format!("{} {message}", what()),
+        }))
+    })
 }
 
 /// Burn's optimizer and scheduler for a run of `total_steps` updates.
@@ -303,6 +335,8 @@ impl Experiment {
         let device = devices[0].clone();
         let (table, regression) = match &mut config.data {
             DataConfig::Lesson { n, true_a, noise } => {
+                let bytes = (*n as u64).checked_mul(LESSON_BYTES_PER_ROW);
+                check_memory_for("data.n", || format!("{n} rows (--n)"), bytes)?;
                 let data = LessonData { n: *n, true_a: *true_a, noise: *noise, seed: config.seed };
                 (Arc::new(data.generate()), None)
             }
@@ -326,6 +360,7 @@ impl Experiment {
             })));
         }
         let experiment = Self { config, device, devices, table, regression };
+        check_length(&experiment.config, experiment.batches_per_epoch())?;
         // Build the schedule once now, so that a value Burn rejects is reported before training.
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
@@ -578,7 +613,20 @@ impl ImageExperiment {
             }
         };
         cnn.validate(train_set.side())?;
+        let batch = config.training.batch_size.unwrap_or(train.len()).clamp(1, train.len().max(1));
+        let side = train_set.side();
+        check_memory_for(
+            "model",
+            || {
+                format!(
+                    "a cnn with channels {:?} and kernel {} on {side}x{side} images in batches of {batch}",
+                    cnn.channels, cnn.kernel
+                )
+            },
+            cnn.memory_bytes(side, batch),
+        )?;
         let experiment = Self { config, device, devices, cnn, train_set, train, valid_set, valid };
+        check_length(&experiment.config, experiment.train.len().div_ceil(experiment.batch_size()))?;
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
     }

@@ -14,6 +14,15 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
+/// The largest finite `f32`, as `f64`: real values from input must lie within ±this, or they
+/// become infinite on the device.
+pub const F32_MAX: f64 = f32::MAX as f64;
+
+/// Whether `value` is finite and within the f32 range.
+pub fn within_f32(value: f64) -> bool {
+    value.is_finite() && value.abs() <= F32_MAX
+}
+
 /// The largest configuration file read: 1 MiB (the built-in ones are under 1 KiB).
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -70,14 +79,14 @@ pub fn memory_budget() -> Option<u64> {
 }
 
 /// Check that `bytes` (or an overflow, `None`) fits in [`memory_budget`]; the error is the
-/// sentence "needs about X of memory; this machine has Y available", for the caller to prefix
+/// sentence "would need about X of memory; this process can allocate about Y more", for the caller to prefix
 /// with what asked for it. Where the budget is unknown only an overflow is refused.
 pub fn check_memory(bytes: Option<u64>) -> Result<(), String> {
     let budget = memory_budget();
     match (bytes, budget) {
-        (None, _) => Err("needs more memory than any machine has (the size overflows 64 bits)".into()),
+        (None, _) => Err("would need more memory than any machine has (the size overflows 64 bits)".into()),
         (Some(bytes), Some(budget)) if bytes > budget => Err(format!(
-            "needs about {} of memory; this process can allocate about {} more",
+            "would need about {} of memory; this process can allocate about {} more",
             Bytes(bytes),
             Bytes(budget)
         )),
@@ -174,7 +183,7 @@ mod tests {
         if cfg!(target_os = "linux") {
             let budget = memory_budget().expect("Linux reports available memory");
             assert!(budget > 1 << 20, "{budget}");
-            assert!(check_memory(Some(budget + 1)).unwrap_err().contains("needs about"));
+            assert!(check_memory(Some(budget + 1)).unwrap_err().contains("would need about"));
         }
         assert!(check_memory(Some(1024)).is_ok());
         assert!(check_memory(None).unwrap_err().contains("overflows"));

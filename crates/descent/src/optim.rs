@@ -36,18 +36,24 @@ fn invalid(field: &str, message: String) -> InvalidValue {
 }
 
 fn check_positive(field: &str, value: f64) -> Result<(), InvalidValue> {
-    if value.is_finite() && value > 0.0 {
+    if crate::limits::within_f32(value) && value > 0.0 {
         Ok(())
     } else {
-        Err(invalid(field, format!("must be a finite number greater than 0, got {value}")))
+        Err(invalid(
+            field,
+            format!("must be a number greater than 0 and at most 3.4e38 (the f32 range), got {value}"),
+        ))
     }
 }
 
 fn check_non_negative(field: &str, value: f64) -> Result<(), InvalidValue> {
-    if value.is_finite() && value >= 0.0 {
+    if crate::limits::within_f32(value) && value >= 0.0 {
         Ok(())
     } else {
-        Err(invalid(field, format!("must be a finite number of at least 0, got {value}")))
+        Err(invalid(
+            field,
+            format!("must be a number from 0 to 3.4e38 (the f32 range), got {value}"),
+        ))
     }
 }
 

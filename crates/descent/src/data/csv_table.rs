@@ -522,15 +522,15 @@ pub fn parse_delimiter(text: &str) -> Result<u8, String> {
         _ => {}
     }
     match text.as_bytes() {
-        [byte]
-            if byte.is_ascii()
-                && !byte.is_ascii_alphanumeric()
-                && !matches!(byte, b'"' | b'\n' | b'\r' | b'.' | b'-' | b'+') =>
-        {
-            Ok(*byte)
-        }
+        [byte @ (b'.' | b'-' | b'+')] => Err(format!(
+            "`{}` is written inside numbers (1.5, -2, 1e+3), so it cannot separate them: choose another delimiter such as , ; | tab or space",
+            char::from(*byte)
+        )),
+        [b'"'] => Err("`\"` quotes fields, so it cannot separate them: choose another delimiter such as , ; | tab or space".into()),
+        [byte] if byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'\n' | b'\r') => Ok(*byte),
         _ => Err(format!(
-            "expected one ASCII punctuation character such as , ; | or the names tab and space, got `{text}`"
+            "expected one ASCII punctuation character such as , ; | or the names tab and space, got `{}`",
+            crate::limits::printable(text, 20)
         )),
     }
 }

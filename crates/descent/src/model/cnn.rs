@@ -85,6 +85,29 @@ impl CnnConfig {
         Ok(())
     }
 
+    /// About how many bytes training needs for images of `side` pixels in batches of `batch`:
+    /// the parameters four times (weights, gradients and two optimizer moments) and, per image,
+    /// each block's unfolded input (kept for the weight gradient) and three copies of its output
+    /// (convolution, batch norm, and their gradients), all `f32`. `None` when the sizes overflow.
+    pub fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
+        let (mut inputs, mut side, kernel) = (1u64, side as u64, self.kernel as u64);
+        let (mut parameters, mut activations) = (0u64, 0u64);
+        for &outputs in &self.channels {
+            let outputs = outputs as u64;
+            let weights = crate::limits::product(&[inputs, outputs, kernel, kernel])?.checked_add(5 * outputs)?;
+            parameters = parameters.checked_add(weights)?;
+            let unfolded = crate::limits::product(&[inputs, kernel, kernel, side, side])?;
+            let outputs_held = crate::limits::product(&[3, outputs, side, side])?;
+            activations = activations.checked_add(unfolded)?.checked_add(outputs_held)?;
+            (inputs, side) = (outputs, side / 2);
+        }
+        let head = crate::limits::product(&[inputs, side, side, CLASSES as u64])?.checked_add(CLASSES as u64)?;
+        parameters = parameters.checked_add(head)?;
+        let values = crate::limits::product(&[parameters, 4])?
+            .checked_add(crate::limits::product(&[activations, batch as u64])?)?;
+        values.checked_mul(4)
+    }
+
     /// The network for images of `side` pixels, on `device`.
     pub fn init(&self, side: usize, device: &Device) -> Cnn {
         let mut blocks = Vec::with_capacity(self.channels.len());

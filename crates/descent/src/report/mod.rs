@@ -7,5 +7,5 @@ pub mod run_folder;
 pub mod saved_model;
 
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
-pub use run_folder::{RunFolder, RunFolderError, write_atomic};
+pub use run_folder::{RunFolder, RunFolderError, check_writable, write_atomic};
 pub use saved_model::{MODEL_FILE, SavedModel, SavedModelError, load_saved, load_saved_unverified};

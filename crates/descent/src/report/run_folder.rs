@@ -167,6 +167,30 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> 
     RunFolder { path: parent.into(), lock: None }.write(name, contents).map(|_| ())
 }
 
+/// Check, before the work that produces it, that [`write_atomic`] can write `path`: a file name
+/// in an existing folder where a file can be created, and not a folder itself. Nothing is left
+/// behind.
+pub fn check_writable(path: &Path) -> Result<(), RunFolderError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| RunFolderError::Write { path: path.into(), message: "not a file name".into() })?;
+    if path.is_dir() {
+        return Err(RunFolderError::Write { path: path.into(), message: "it is a folder, not a file".into() });
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(RunFolderError::Write { path: path.into(), message: format!("{} is not a folder", parent.display()) });
+    }
+    let probe = parent.join(format!(".{name}.probe-{}", std::process::id()));
+    fs::File::create(&probe).map_err(|e| write_error(path, e))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 fn write_error(path: &Path, error: std::io::Error) -> RunFolderError {
     RunFolderError::Write { path: path.into(), message: error.to_string() }
 }
