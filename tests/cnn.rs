@@ -241,7 +241,7 @@ fn run_from_file(command: &str, config: &RunConfig) -> serde_json::Value {
 fn a_cnn_configuration_round_trips_and_runs_through_train() {
     let mut config = RunConfig::cnn();
     config.training.epochs = Some(1);
-    config.data = DataConfig::Digits { path: None, valid_fraction: 0.25 };
+    config.data = DataConfig::Digits { path: None, valid_fraction: 0.25, sha256: None };
     let json = run_from_file("train", &config);
     assert_eq!(json["n_valid"], 449);
     assert_eq!(json["epochs"].as_array().unwrap().len(), 1);

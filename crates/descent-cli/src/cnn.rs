@@ -57,11 +57,11 @@ pub fn run(args: &CnnArgs) -> Result<(), Failure> {
     }
     let mut config = args.common.base(RunConfig::cnn())?;
     if let Some(dir) = &args.mnist {
-        config.data = DataConfig::Mnist { dir: dir.clone(), train_limit: args.train_limit };
+        config.data = DataConfig::Mnist { dir: dir.clone(), train_limit: args.train_limit, sha256: None };
     }
     if args.data.is_some() || args.valid_fraction.is_some() {
         let (path, valid_fraction) = match &config.data {
-            DataConfig::Digits { path, valid_fraction } => (path.clone(), *valid_fraction),
+            DataConfig::Digits { path, valid_fraction, .. } => (path.clone(), *valid_fraction),
             _ => (None, 0.2),
         };
         let path = match args.data.as_deref() {
@@ -70,7 +70,7 @@ pub fn run(args: &CnnArgs) -> Result<(), Failure> {
             None => path,
         };
         config.data =
-            DataConfig::Digits { path, valid_fraction: args.valid_fraction.unwrap_or(valid_fraction) };
+            DataConfig::Digits { path, valid_fraction: args.valid_fraction.unwrap_or(valid_fraction), sha256: None };
     }
     let config = args.common.finish(config)?;
     run_config("cnn", config, &args.common, None)
@@ -94,7 +94,7 @@ pub fn run_config(
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     let side = experiment.train_set.side();
     match &config.data {
-        DataConfig::Mnist { dir, train_limit } => say!(
+        DataConfig::Mnist { dir, train_limit, .. } => say!(
             quiet,
             "data: MNIST from {} ({side}x{side}): {} training images{}, {} test images for validation",
             dir.display(),

@@ -251,7 +251,7 @@ impl RunArgs {
     pub fn config(&self) -> Result<RunConfig, Failure> {
         let mut config = self.common.base(RunConfig::default())?;
         if let Some(path) = &self.data {
-            config.data = DataConfig::Points { path: path.clone() };
+            config.data = DataConfig::Points { path: path.clone(), sha256: None };
         }
         if self.n.is_some() || self.noise.is_some() || self.true_a.is_some() {
             let DataConfig::Lesson { n, true_a, noise } = config.data else {
@@ -409,7 +409,7 @@ pub fn run_config(
     let quiet = common.quiet;
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     match &config.data {
-        DataConfig::Points { path } => {
+        DataConfig::Points { path, .. } => {
             say!(quiet, "data: {} points from {}", table.len(), path.display())
         }
         DataConfig::Lesson { true_a, noise, .. } => say!(
@@ -518,7 +518,7 @@ fn closed_form(experiment: &Experiment) -> Result<descent::ols::LeastSquares, Fa
             format!("all {} points have x = {first_x}, and no unique line passes through them", table.len())
         };
         let source = match &experiment.config.data {
-            DataConfig::Points { path } => format!("{}", path.display()),
+            DataConfig::Points { path, .. } => format!("{}", path.display()),
             DataConfig::Lesson { n, .. } => format!("--n {n} (data.n)"),
             _ => "the data".to_string(),
         };

@@ -33,8 +33,13 @@ pub enum DataConfig {
     },
     /// Points from a CSV file with the columns `x,y`.
     Points {
-        /// The file.
+        /// The file (made absolute when a run starts, so the saved configuration finds it from
+        /// any folder).
         path: PathBuf,
+        /// SHA-256 of the data as it was first trained on, recorded by the run: a resumed run, or
+        /// a run of this configuration, refuses data that has changed since. Absent: not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
     /// The UCI handwritten digits (8x8), split into training and validation images at random
     /// from the run's seed.
@@ -46,6 +51,10 @@ pub enum DataConfig {
         /// Fraction of the images held out for validation.
         #[serde(default = "default_valid_fraction")]
         valid_fraction: f64,
+        /// SHA-256 of the data as it was first trained on, recorded by the run: a resumed run, or
+        /// a run of this configuration, refuses data that has changed since. Absent: not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
     /// Your own table (`descent fit`): numeric columns of a CSV file with a header, split into
     /// training and validation rows at random from the run's seed.
@@ -58,6 +67,10 @@ pub enum DataConfig {
         /// Train on the first this many training images only (all of them when absent).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         train_limit: Option<usize>,
+        /// SHA-256 of the four files as they was first trained on, recorded by the run: a resumed run, or
+        /// a run of this configuration, refuses data that has changed since. Absent: not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
 }
 
@@ -378,7 +391,7 @@ impl RunConfig {
     /// settings), seed 42.
     pub fn cnn() -> Self {
         Self {
-            data: DataConfig::Digits { path: None, valid_fraction: default_valid_fraction() },
+            data: DataConfig::Digits { path: None, valid_fraction: default_valid_fraction(), sha256: None },
             model: ModelConfig::Cnn(CnnConfig::default()),
             training: TrainingConfig { batch_size: Some(64), epochs: Some(10), ..TrainingConfig::default() },
             optimizer: OptimizerConfig::Adam(Adam::default()),

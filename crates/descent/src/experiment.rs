@@ -265,6 +265,60 @@ fn total_steps_of(config: &RunConfig, batches_per_epoch: usize) -> usize {
     }
 }
 
+/// Pin the data a run reads: make its paths absolute (the saved configuration then finds them
+/// from any folder), and record the SHA-256 of the files, or, when the configuration recorded one
+/// (a resumed run, or a rerun of a saved configuration), refuse files that have changed since.
+fn pin_data(data: &mut DataConfig) -> Result<(), DataError> {
+    let (path, sha256, files) = match data {
+        DataConfig::Points { path, sha256 } | DataConfig::Digits { path: Some(path), sha256, .. } => {
+            let files = vec![path.clone()];
+            (path, sha256, files)
+        }
+        DataConfig::Csv(source) => {
+            let files = vec![source.path.clone()];
+            (&mut source.path, &mut source.sha256, files)
+        }
+        DataConfig::Mnist { dir, sha256, .. } => {
+            let files = crate::data::images::mnist_paths(dir);
+            (dir, sha256, files)
+        }
+        DataConfig::Lesson { .. } | DataConfig::Digits { path: None, .. } => return Ok(()),
+    };
+    if let Ok(absolute) = std::path::absolute(&*path) {
+        *path = absolute;
+    }
+    let Some(files) = files.into_iter().map(|file| file.is_file().then_some(file)).collect::<Option<Vec<_>>>()
+    else {
+        return Ok(()); // the reader reports the missing file
+    };
+    let found = sha256_of_files(&files)?;
+    match sha256 {
+        Some(recorded) if *recorded != found => Err(DataError::Rows {
+            path: path.clone(),
+            message: format!(
+                "the data changed since this run's configuration was written (its SHA-256 is {found}, the configuration recorded {recorded}): a resumed run must read the same data; to train on it as it is now, start a new run (or remove data.sha256 from the configuration file)"
+            ),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            *sha256 = Some(found);
+            Ok(())
+        }
+    }
+}
+
+/// The SHA-256 of the files' bytes, one after another, read in blocks.
+fn sha256_of_files(files: &[std::path::PathBuf]) -> Result<String, DataError> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for file in files {
+        std::fs::File::open(file)
+            .and_then(|mut reader| std::io::copy(&mut reader, &mut hasher))
+            .map_err(|source| DataError::Open { path: file.clone(), source })?;
+    }
+    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 /// Refuse a number of epochs whose updates overflow a count.
 fn check_length(config: &RunConfig, batches_per_epoch: usize) -> Result<(), RunError> {
     if let Length::Epochs(epochs) = plan_of(config).length
@@ -333,6 +387,7 @@ impl Experiment {
         let mut config = config;
         let devices = open_devices(&config)?;
         let device = devices[0].clone();
+        pin_data(&mut config.data)?;
         let (table, regression) = match &mut config.data {
             DataConfig::Lesson { n, true_a, noise } => {
                 let bytes = (*n as u64).checked_mul(LESSON_BYTES_PER_ROW);
@@ -340,7 +395,7 @@ impl Experiment {
                 let data = LessonData { n: *n, true_a: *true_a, noise: *noise, seed: config.seed };
                 (Arc::new(data.generate()), None)
             }
-            DataConfig::Points { path } => (Arc::new(read_points(path)?), None),
+            DataConfig::Points { path, .. } => (Arc::new(read_points(path)?), None),
             DataConfig::Csv(source) => {
                 let regression = RegressionData::prepare(source, config.seed)?;
                 // The saved configuration names the columns it used, whatever the file gains later.
@@ -580,10 +635,12 @@ impl ImageExperiment {
             ));
         };
         let cnn = cnn.clone();
+        let mut config = config;
         let devices = open_devices(&config)?;
         let device = devices[0].clone();
+        pin_data(&mut config.data)?;
         let (train_set, train, valid_set, valid) = match &config.data {
-            DataConfig::Digits { path, valid_fraction } => {
+            DataConfig::Digits { path, valid_fraction, .. } => {
                 let set = Arc::new(match path {
                     Some(path) => read_digits(path)?,
                     None => parse_digits(SHIPPED_DIGITS, Path::new("data/digits.csv"))?,
@@ -602,7 +659,7 @@ impl ImageExperiment {
                 }
                 (set.clone(), train, set, valid)
             }
-            DataConfig::Mnist { dir, train_limit } => {
+            DataConfig::Mnist { dir, train_limit, .. } => {
                 let mnist = read_mnist(dir)?;
                 let train = (0..mnist.train.len().min(train_limit.unwrap_or(usize::MAX))).collect();
                 let valid = (0..mnist.test.len()).collect();

@@ -44,6 +44,10 @@ pub struct CsvSource {
     /// of stopping at the first.
     #[serde(default)]
     pub skip_bad_rows: bool,
+    /// SHA-256 of the file as it was first trained on, recorded by the run: a resumed run, or a
+    /// run of this configuration, refuses a file that has changed since. Absent: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl CsvSource {
@@ -58,6 +62,7 @@ impl CsvSource {
             standardize: true,
             valid_fraction: crate::config::default_valid_fraction(),
             skip_bad_rows: false,
+            sha256: None,
         }
     }
 }

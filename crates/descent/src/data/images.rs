@@ -208,6 +208,18 @@ pub fn mnist_files_present(dir: &Path) -> bool {
     MNIST_FILES.iter().all(|name| dir.join(name).is_file() || dir.join(format!("{name}.gz")).is_file())
 }
 
+/// The four files [`read_mnist`] reads from `dir`: each standard name, or the name with `.gz`
+/// when only that exists.
+pub fn mnist_paths(dir: &Path) -> Vec<PathBuf> {
+    MNIST_FILES
+        .iter()
+        .map(|name| {
+            let plain = dir.join(name);
+            if plain.exists() { plain } else { dir.join(format!("{name}.gz")) }
+        })
+        .collect()
+}
+
 /// Read MNIST from `dir`: the four standard files, each plain or gzipped (`NAME` or `NAME.gz`).
 /// Nothing is downloaded. Errors name the file and the byte offset. The headers are checked
 /// before the pixels are read: a header whose sizes overflow, or ask for more memory than the
