@@ -1,5 +1,5 @@
-//! Property-based fuzzing of the two parsers that read what users write: the CSV reader and the
-//! run configuration (TOML files and `--set KEY=VALUE`).
+//! Property-based fuzzing of the parsers that read what users write: the CSV reader, the run
+//! configuration (TOML files and `--set KEY=VALUE`) and the IDX image reader.
 //!
 //! In the test suite each property runs a short smoke run from a fixed seed (256 cases, seconds).
 //! For a long run, raise the case count:
@@ -7,13 +7,15 @@
 //!     PROPTEST_CASES=200000 cargo test --release --test fuzz
 //!
 //! Properties: no input makes a parser panic; every error names its origin (and, for CSV, the
-//! line); tables written in any accepted dialect read back exactly; one bad cell is reported at
+//! line; for IDX, the file and byte); an IDX header's sizes, whatever they claim, cost no more
+//! memory than the bytes that are there; tables written in any accepted dialect read back exactly; one bad cell is reported at
 //! its own line and column, or skipped and counted; configurations round-trip through TOML.
 
 use std::path::Path;
 
 use descent::config::{DataConfig, RunConfig, parse_toml};
 use descent::data::DataError;
+use descent::data::images::parse_idx;
 use descent::data::csv_table::{Columns, CsvOptions, CsvTable, Target, parse_csv};
 use descent::regression::CsvSource;
 use proptest::prelude::*;
@@ -223,6 +225,34 @@ proptest! {
     }
 
     #[test]
+    fn the_idx_reader_never_panics_on_arbitrary_bytes(
+        images in prop::collection::vec(any::<u8>(), 0..64),
+        labels in prop::collection::vec(any::<u8>(), 0..32),
+    ) {
+        check_idx(&images, &labels, None)?;
+    }
+
+    #[test]
+    fn the_idx_reader_checks_any_header_before_reading(
+        count in idx_size(),
+        rows in idx_size(),
+        columns in idx_size(),
+        label_count in idx_size(),
+        pixels in prop::collection::vec(any::<u8>(), 0..200),
+        label_bytes in prop::collection::vec(0u8..12, 0..20),
+    ) {
+        let mut images = vec![0, 0, 8, 3];
+        for size in [count, rows, columns] {
+            images.extend_from_slice(&size.to_be_bytes());
+        }
+        images.extend_from_slice(&pixels);
+        let mut labels = vec![0, 0, 8, 1];
+        labels.extend_from_slice(&label_count.to_be_bytes());
+        labels.extend_from_slice(&label_bytes);
+        check_idx(&images, &labels, Some((count, rows, columns, label_count)))?;
+    }
+
+    #[test]
     fn the_config_parser_never_panics_on_arbitrary_text(text in ".{0,300}") {
         config_outcome(&text)?;
     }
@@ -274,6 +304,46 @@ proptest! {
             Err(_) => prop_assert_eq!(config, base),
         }
     }
+}
+
+/// An IDX size field: small, at the edges of the arithmetic, or anything.
+fn idx_size() -> impl Strategy<Value = u32> {
+    prop_oneof![0u32..6, Just(1 << 16), Just(1 << 31), Just(u32::MAX), any::<u32>()]
+}
+
+/// Read an IDX pair from bytes: it never panics; an error names one of the two files and a byte
+/// within (or at the end of) what was there; a success holds exactly the images the header
+/// claims (`header`: count, rows, columns, labels), each label a digit.
+fn check_idx(images: &[u8], labels: &[u8], header: Option<(u32, u32, u32, u32)>) -> Result<(), TestCaseError> {
+    let (images_path, labels_path) = (Path::new("images.idx"), Path::new("labels.idx"));
+    match parse_idx(images, images_path, labels, labels_path) {
+        Ok(set) => {
+            prop_assert!(!set.is_empty());
+            if let Some((count, rows, columns, label_count)) = header {
+                prop_assert_eq!(set.len() as u64, u64::from(count));
+                prop_assert_eq!(count, label_count);
+                prop_assert_eq!((set.side() as u64, set.side() as u64), (u64::from(rows), u64::from(columns)));
+            }
+            for i in 0..set.len() {
+                prop_assert!(set.label(i) < 10);
+                prop_assert!(set.image(i).iter().all(|p| (0.0..=1.0).contains(p)));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            prop_assert!(
+                message.starts_with("images.idx, byte") || message.starts_with("labels.idx, byte"),
+                "{}",
+                message
+            );
+            let DataError::Binary { path, offset, .. } = &error else {
+                return Err(TestCaseError::fail(format!("not a binary-file error: {message}")));
+            };
+            let length = if path == images_path { images.len() } else { labels.len() };
+            prop_assert!(*offset <= length.max(16), "byte {} of a {}-byte file: {}", offset, length, message);
+        }
+    }
+    Ok(())
 }
 
 /// Configurations of every kind of run, to mutate.

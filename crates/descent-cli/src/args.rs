@@ -38,7 +38,7 @@ pub fn positive_finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value > 0.0 && value <= F32_MAX => Ok(value),
         Ok(value) => Err(format!(
-            "must be a number greater than 0 and at most 3.4e38 (the f32 range), got {}",
+            "must be a finite number greater than 0 and at most 3.4e38 (the f32 range), got {}",
             number(value)
         )),
         Err(_) => Err(format!("expected a number greater than 0, got `{text}`")),
@@ -49,7 +49,7 @@ pub fn positive_finite(text: &str) -> Result<f64, String> {
 pub fn non_negative_finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 && value <= F32_MAX => Ok(value),
-        Ok(value) => Err(format!("must be a number from 0 to 3.4e38 (the f32 range), got {}", number(value))),
+        Ok(value) => Err(format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {}", number(value))),
         Err(_) => Err(format!("expected a number of at least 0, got `{text}`")),
     }
 }

@@ -678,6 +678,7 @@ pub fn write_config(folder: &RunFolder, config: &RunConfig) -> Result<(), Failur
 
 /// Create the run folder and write the effective configuration into it, before training.
 pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<RunFolder, Failure> {
+    crate::output::check()?;
     let folder =
         RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;
     write_config(&folder, config)?;

@@ -510,7 +510,7 @@ impl RunConfig {
                 if !(within_f32(*noise) && *noise >= 0.0) {
                     return invalid(
                         "data.noise",
-                        format!("must be a number from 0 to 3.4e38 (the f32 range), got {noise} (--noise)"),
+                        format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {noise} (--noise)"),
                     );
                 }
                 if !true_a.iter().all(|v| within_f32(*v)) {

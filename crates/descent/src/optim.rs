@@ -41,7 +41,7 @@ fn check_positive(field: &str, value: f64) -> Result<(), InvalidValue> {
     } else {
         Err(invalid(
             field,
-            format!("must be a number greater than 0 and at most 3.4e38 (the f32 range), got {value}"),
+            format!("must be a finite number greater than 0 and at most 3.4e38 (the f32 range), got {value}"),
         ))
     }
 }
@@ -52,7 +52,7 @@ fn check_non_negative(field: &str, value: f64) -> Result<(), InvalidValue> {
     } else {
         Err(invalid(
             field,
-            format!("must be a number from 0 to 3.4e38 (the f32 range), got {value}"),
+            format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {value}"),
         ))
     }
 }

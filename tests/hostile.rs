@@ -1,0 +1,472 @@
+//! The `descent` binary against hostile input and concurrent jobs: every case here failed before
+//! (a panic, an abort, a crash out of memory, a folder holding two runs, a wrong answer) and now
+//! ends with one sentence naming the flag, field or file, exit code 2, and nothing half-written.
+//!
+//! Memory-bound cases run the binary under an address-space limit (`ulimit -v`), so that a
+//! regression is an abort or a kill, never a machine that swaps. This file runs the binary only:
+//! it links no Burn.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The address-space limit of the memory-bound cases, in KiB (`ulimit -v`): 3 GiB, far below
+/// what the endless inputs would take, far above what a run needs.
+const ADDRESS_SPACE_KIB: u64 = 3 << 20;
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_descent")
+}
+
+/// Run `descent args` in `dir`.
+fn descent_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(binary()).args(args).current_dir(dir).output().expect("run descent")
+}
+
+/// Run `descent args` in `dir` under the address-space limit.
+fn descent_limited(dir: &Path, args: &[&str]) -> Output {
+    let mut shell = format!("ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\"");
+    for i in 1..=args.len() {
+        shell.push_str(&format!(" \"${i}\""));
+    }
+    Command::new("sh")
+        .arg("-c")
+        .arg(shell)
+        .arg(binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run descent under ulimit")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit 2, no panic, one `error:` line holding every `expected` piece.
+fn assert_refused(output: &Output, args: &[&str], expected: &[&str]) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+    assert!(!text.contains("panicked") && !text.contains("RUST_BACKTRACE"), "{args:?}: {text}");
+    let errors: Vec<&str> = text.lines().filter(|line| line.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{args:?}: one error line expected: {text}");
+    for piece in expected {
+        assert!(text.contains(piece), "{args:?}: expected `{piece}` in: {text}");
+    }
+}
+
+fn refused(dir: &Path, args: &[&str], expected: &[&str]) -> Output {
+    let output = descent_in(dir, args);
+    assert_refused(&output, args, expected);
+    output
+}
+
+fn refused_limited(dir: &Path, args: &[&str], expected: &[&str]) {
+    let output = descent_limited(dir, args);
+    assert_refused(&output, args, expected);
+}
+
+fn write(path: &Path, bytes: &[u8]) -> String {
+    std::fs::write(path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A finished lesson run in `dir/name`.
+fn lesson_run(dir: &Path, name: &str) -> PathBuf {
+    let output = descent_in(dir, &["lesson2", "--out", name, "--quiet", "--steps", "20"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    dir.join(name)
+}
+
+// 1. Memory is bounded by the input.
+
+#[test]
+fn endless_configuration_files_are_refused_after_one_mebibyte() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--optim", "--schedule", "--config"] {
+        refused_limited(dir.path(), &["lesson2", flag, "/dev/zero"], &[flag, "/dev/zero", "larger than 1.0 MiB"]);
+    }
+    assert!(!dir.path().join("runs").exists(), "no run folder for a refused configuration");
+    let big = dir.path().join("big.toml");
+    let mut text = String::from("[optimizer]\nname = \"sgd\"\n");
+    text.push_str(&"# padding\n".repeat(120_000));
+    let big = write(&big, text.as_bytes());
+    refused(dir.path(), &["lesson2", "--optim", &big], &["--optim", "big.toml", "larger than 1.0 MiB"]);
+}
+
+#[test]
+fn endless_csv_lines_are_refused_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["fit", "--data", "/dev/zero", "--target", "y"][..],
+        &["lesson2", "--data", "/dev/zero"],
+        &["cnn", "--data", "/dev/zero"],
+    ] {
+        refused_limited(dir.path(), args, &["/dev/zero", "line 1", "longer than 1.0 MiB"]);
+    }
+    let run = lesson_run(dir.path(), "run");
+    refused_limited(
+        dir.path(),
+        &["predict", "--model", run.to_str().unwrap(), "--input", "/dev/zero"],
+        &["--input", "/dev/zero", "line 1", "longer than 1.0 MiB"],
+    );
+    // A quoted field that never closes: line breaks inside it do not end the record.
+    let mut text = b"x,y\n1,2\n\"".to_vec();
+    text.extend(std::iter::repeat_n(b'\n', 2 << 20));
+    let quoted = write(&dir.path().join("quoted.csv"), &text);
+    refused_limited(dir.path(), &["lesson2", "--data", &quoted], &["quoted.csv", "line 3", "longer than 1.0 MiB"]);
+}
+
+#[test]
+fn sizes_beyond_memory_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    refused_limited(dir.path(), &["lesson2", "--n", "10000000000"], &["data.n", "--n", "would need about"]);
+    refused_limited(
+        dir.path(),
+        &["cnn", "--set", "model.kernel=100001"],
+        &["model", "kernel 100001", "would need about"],
+    );
+    refused_limited(
+        dir.path(),
+        &["cnn", "--set", "model.channels=[100000000, 2]"],
+        &["model", "channels [100000000, 2]", "would need about"],
+    );
+    refused_limited(
+        dir.path(),
+        &["cnn", "--set", "model.kernel=9223372036854775807"],
+        &["model", "overflows"],
+    );
+    refused(
+        dir.path(),
+        &["cnn", "--epochs", "18446744073709551615"],
+        &["training.epochs", "more updates than can be counted"],
+    );
+    assert!(!dir.path().join("runs").exists(), "nothing written for a refused size");
+}
+
+// 2. IDX headers.
+
+/// An IDX images file: the header `[count, rows, columns]`, then `pixels` bytes.
+fn idx_images(count: u32, rows: u32, columns: u32, pixels: usize) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 8, 3];
+    for value in [count, rows, columns] {
+        bytes.extend_from_slice(&value.to_be_bytes());
+    }
+    bytes.resize(bytes.len() + pixels, 0);
+    bytes
+}
+
+fn idx_labels(count: u32) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 8, 1];
+    bytes.extend_from_slice(&count.to_be_bytes());
+    bytes.extend((0..count).map(|i| (i % 10) as u8));
+    bytes
+}
+
+/// An IDX labels header claiming `count` labels, and no labels.
+fn labels_header(count: u32) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 8, 1];
+    bytes.extend_from_slice(&count.to_be_bytes());
+    bytes
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A folder of the four MNIST files: training images and labels as given, a small valid test set.
+fn mnist_folder(train_images: &[u8], train_labels: &[u8], gzipped: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        if gzipped {
+            std::fs::write(dir.path().join(format!("{name}.gz")), gzip(bytes)).unwrap();
+        } else {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+    };
+    put("train-images-idx3-ubyte", train_images);
+    put("train-labels-idx1-ubyte", train_labels);
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx_images(4, 28, 28, 4 * 784)).unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx_labels(4)).unwrap();
+    dir
+}
+
+#[test]
+fn idx_headers_that_overflow_or_lie_are_refused_before_reading() {
+    let work = tempfile::tempdir().unwrap();
+    let cnn = |dir: &Path, expected: &[&str]| {
+        refused_limited(work.path(), &["cnn", "--mnist", dir.to_str().unwrap(), "--epochs", "1"], expected)
+    };
+    // 4 images of 2^31 x 2^31 pixels: the product overflows.
+    let dir = mnist_folder(&idx_images(4, 1 << 31, 1 << 31, 64), &idx_labels(4), false);
+    cnn(dir.path(), &["train-images-idx3-ubyte", "byte 4", "2147483648x2147483648", "overflows"]);
+    // Every size field all ones, in both files.
+    let dir = mnist_folder(&idx_images(u32::MAX, u32::MAX, u32::MAX, 64), &labels_header(u32::MAX), false);
+    cnn(dir.path(), &["train-images-idx3-ubyte", "4294967295 images of 4294967295x4294967295", "overflows"]);
+    // A count that disagrees with the labels' count.
+    let dir = mnist_folder(&idx_images(8, 28, 28, 8 * 784), &idx_labels(4), false);
+    cnn(dir.path(), &["train-labels-idx1-ubyte", "4 labels for 8 images"]);
+    // A gzip bomb: a small file whose header claims 2^31 images: refused at the header.
+    let dir = mnist_folder(&idx_images(1 << 31, 28, 28, 1 << 20), &idx_labels(4), true);
+    std::fs::write(dir.path().join("train-labels-idx1-ubyte.gz"), gzip(&labels_header(1 << 31))).unwrap();
+    cnn(dir.path(), &["train-images-idx3-ubyte.gz", "2147483648 images of 28x28", "would need about"]);
+    // A plausible claim (200,000 images) over 1 MiB of pixels: read as far as the data goes.
+    let dir = mnist_folder(&idx_images(200_000, 28, 28, 1 << 20), &idx_labels(200_000), true);
+    cnn(dir.path(), &["train-images-idx3-ubyte.gz", "truncated", "200000 images of 28x28"]);
+}
+
+#[test]
+fn idx_sets_of_different_sides_or_no_images_are_refused_naming_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let cnn = |dir: &Path, expected: &[&str]| {
+        refused(work.path(), &["cnn", "--mnist", dir.to_str().unwrap(), "--epochs", "1"], expected)
+    };
+    let dir = mnist_folder(&idx_images(4, 20, 20, 4 * 400), &idx_labels(4), false);
+    cnn(dir.path(), &["t10k-images-idx3-ubyte", "28x28", "20x20", "one size"]);
+    let dir = mnist_folder(&idx_images(0, 28, 28, 0), &idx_labels(0), false);
+    cnn(dir.path(), &["train-images-idx3-ubyte", "0 images"]);
+    assert!(!work.path().join("runs").exists(), "nothing written for refused images");
+}
+
+// 3. One run per folder.
+
+#[test]
+fn two_runs_started_on_one_folder_never_share_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for trial in 0..12 {
+        let out = format!("run-{trial}");
+        let start = |seed: &str| {
+            Command::new(binary())
+                .args(["lesson2", "--out", &out, "--seed", seed, "--steps", "30", "--quiet", "--json"])
+                .current_dir(dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (first, second) = (start("1"), start("2"));
+        let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+        let codes: Vec<Option<i32>> = outputs.iter().map(|o| o.status.code()).collect();
+        let winners = codes.iter().filter(|&&code| code == Some(0)).count();
+        assert_eq!(winners, 1, "trial {trial}: exactly one run owns the folder: {codes:?}");
+        let loser = outputs.iter().find(|o| o.status.code() != Some(0)).unwrap();
+        let text = stderr(loser);
+        assert_eq!(loser.status.code(), Some(2), "{text}");
+        assert!(text.contains("in use by another descent run") || text.contains("already holds files"), "{text}");
+        // The folder holds one run: its configuration's seed is its summary's, and it resumes.
+        let folder = dir.path().join(&out);
+        let config = std::fs::read_to_string(folder.join("config.toml")).unwrap();
+        let summary = std::fs::read_to_string(folder.join("summary.json")).unwrap();
+        let seed = config.lines().find(|l| l.starts_with("seed = ")).unwrap().trim_start_matches("seed = ");
+        assert!(summary.contains(&format!("\"seed\": {seed}")), "{config}\n{summary}");
+    }
+    let resumed = descent_in(dir.path(), &["train", "--resume", "run-0", "--steps", "40", "--quiet"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+}
+
+#[test]
+fn a_resume_of_a_running_run_is_refused_and_a_killed_run_leaves_no_lock() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let run = lesson_run(dir.path(), "run");
+    let before = std::fs::read(run.join("checkpoint.bin")).unwrap();
+    let mut long = Command::new(binary())
+        .args(["train", "--resume", "run", "--steps", "1000000000"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once it says it is resuming, it holds the folder.
+    let mut lines = BufReader::new(long.stdout.as_mut().unwrap()).lines();
+    assert!(lines.any(|line| line.unwrap().starts_with("resuming")), "the long run started");
+    refused(dir.path(), &["train", "--resume", "run", "--steps", "50"], &["run", "in use by another descent run"]);
+    refused(dir.path(), &["lesson2", "--out", "run"], &["run"]);
+    long.kill().unwrap(); // SIGKILL: the lock dies with the process
+    long.wait().unwrap();
+    assert_eq!(std::fs::read(run.join("checkpoint.bin")).unwrap(), before, "the killed run wrote no checkpoint");
+    let output = descent_in(dir.path(), &["train", "--resume", "run", "--steps", "50", "--quiet"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+// 4. Failures that leave half a run.
+
+#[test]
+fn degenerate_data_is_refused_before_the_run_folder_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    refused(dir.path(), &["lesson2", "--n", "1", "--out", "one"], &["--n 1", "at least two points"]);
+    assert!(!dir.path().join("one").exists());
+    for (name, text) in [
+        ("one-row.csv", "x,y\n1,2\n"),
+        ("same-rows.csv", "x,y\n1,2\n1,2\n"),
+        ("same-x.csv", "x,y\n1,2\n1,3\n1,4\n"),
+    ] {
+        let path = write(&dir.path().join(name), text.as_bytes());
+        refused(dir.path(), &["lesson2", "--data", &path, "--out", "points"], &[name, "different x values"]);
+        assert!(!dir.path().join("points").exists(), "{name}: no folder left behind");
+    }
+    // An empty validation set is refused, not reported as 0/0 wrong.
+    refused(
+        dir.path(),
+        &["cnn", "--valid-fraction", "0.0001", "--out", "cnn"],
+        &["data.valid_fraction", "no validation images"],
+    );
+    assert!(!dir.path().join("cnn").exists());
+}
+
+// 5. Standard output.
+
+#[test]
+fn output_to_a_full_device_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let output = Command::new(binary())
+        .args(["lesson2", "--out", "full"])
+        .current_dir(dir.path())
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_refused(&output, &["lesson2 > /dev/full"], &["cannot write to standard output", "No space left"]);
+    assert!(!dir.path().join("full").exists(), "nothing written once the output is lost");
+    // stderr full as well: still no panic.
+    let output = Command::new(binary())
+        .args(["lesson2", "--n", "0"])
+        .current_dir(dir.path())
+        .stdout(full())
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+// 6. The model's integrity.
+
+#[test]
+fn a_missing_checksum_is_an_error_unless_verification_is_waived() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(&dir.path().join("x.csv"), b"x\n0.5\n");
+    // The checksum lost, the model intact: refused unless the user waives the check.
+    let run = lesson_run(dir.path(), "intact");
+    std::fs::remove_file(run.join("model.sha256")).unwrap();
+    refused(dir.path(), &["predict", "--model", "intact", "--input", &input], &["model.sha256", "missing", "--no-verify"]);
+    let waived = descent_in(dir.path(), &["predict", "--model", "intact", "--input", &input, "--no-verify"]);
+    assert_eq!(waived.status.code(), Some(0), "{}", stderr(&waived));
+    // A flipped byte: refused with the checksum, and still refused once the checksum is deleted.
+    let run = lesson_run(dir.path(), "run");
+    let model = run.join("model.bpk");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&model, &bytes).unwrap();
+    refused(dir.path(), &["predict", "--model", "run", "--input", &input], &["model.bpk", "SHA-256"]);
+    std::fs::remove_file(run.join("model.sha256")).unwrap();
+    refused(dir.path(), &["predict", "--model", "run", "--input", &input], &["model.sha256", "missing", "--no-verify"]);
+    refused(dir.path(), &["export", "--model", "run", "--format", "safetensors"], &["missing", "--no-verify"]);
+}
+
+#[test]
+fn export_and_predict_refuse_to_write_over_the_run_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = lesson_run(dir.path(), "run");
+    let snapshot = |name: &str| std::fs::read(run.join(name)).unwrap();
+    let input = write(&dir.path().join("x.csv"), b"x\n0.5\n");
+    for name in ["model.bpk", "config.toml", "checkpoint.bin", "model.sha256", "summary.json"] {
+        let before = snapshot(name);
+        let output = format!("run/{name}");
+        refused(
+            dir.path(),
+            &["export", "--model", "run", "--format", "safetensors", "--output", &output],
+            &[&output, "one of the files of the run"],
+        );
+        refused(dir.path(), &["predict", "--model", "run", "--input", &input, "--output", &output], &[&output]);
+        assert_eq!(snapshot(name), before, "{name} unchanged");
+    }
+    // Through another spelling of the same folder, too.
+    refused(
+        dir.path(),
+        &["export", "--model", "run", "--format", "safetensors", "--output", "./run/../run/model.bpk"],
+        &["one of the files of the run"],
+    );
+    let exported = descent_in(dir.path(), &["export", "--model", "run", "--format", "safetensors"]);
+    assert_eq!(exported.status.code(), Some(0), "{}", stderr(&exported));
+}
+
+// 7. Values beyond f32, and negative values.
+
+#[test]
+fn values_beyond_f32_and_negative_values_name_the_flag_and_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &[&str]); 10] = [
+        (&["lesson2", "--init", "1e39,1"], &["--init", "1e39", "f32 range"]),
+        (&["lesson2", "--true-a", "1,-1e39"], &["--true-a", "f32 range"]),
+        (&["lesson2", "--noise", "1e39"], &["--noise", "1e39", "f32 range"]),
+        (&["lesson2", "--lr", "1e39"], &["--lr", "f32 range"]),
+        (&["lesson2", "--set", "data.noise=1e39"], &["data.noise", "f32 range"]),
+        (&["lesson2", "--set", "model.init=[1e39, 1]"], &["model.init", "f32 range"]),
+        (&["lesson2", "--set", "optimizer.lr=1e39"], &["optimizer.lr", "f32 range"]),
+        (&["lesson2", "--lr", "-inf"], &["--lr", "greater than 0", "-inf"]),
+        (&["lesson2", "--n", "-5"], &["--n", "at least 1", "got -5"]),
+        (&["lesson2", "--seed", "-1"], &["--seed", "from 0 to 18446744073709551615", "got -1"]),
+    ];
+    for (args, expected) in cases {
+        let output = refused(dir.path(), args, expected);
+        assert!(!stderr(&output).contains("unexpected argument"), "{args:?}");
+    }
+    assert!(!dir.path().join("runs").exists(), "nothing written");
+}
+
+// Also mended.
+
+#[test]
+fn csv_header_names_are_escaped_and_cut_in_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = b"x,\x1b[31mred\x1b[0m,".to_vec();
+    text.extend(std::iter::repeat_n(b'h', 100_000));
+    text.extend_from_slice(b"\n1,2,3\n");
+    let path = write(&dir.path().join("header.csv"), &text);
+    let output = refused(dir.path(), &["fit", "--data", &path, "--target", "y"], &["no column `y`", "\\u{1b}[31mred"]);
+    let message = stderr(&output);
+    assert!(!message.contains('\x1b'), "no raw escape reaches the terminal: {message:?}");
+    assert!(message.len() < 2000, "a cut message, not the 100 kB header: {} bytes", message.len());
+}
+
+#[test]
+fn a_resume_reads_the_data_it_started_on_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(&dir.path().join("points.csv"), b"x,y\n0,1\n1,3\n2,5.5\n3,7\n");
+    let output = descent_in(dir.path(), &["lesson2", "--data", "points.csv", "--out", "run", "--steps", "20", "-q"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let config = std::fs::read_to_string(dir.path().join("run/config.toml")).unwrap();
+    let absolute = std::path::absolute(&data).unwrap();
+    assert!(config.contains(&format!("path = \"{}\"", absolute.display())), "{config}");
+    assert!(config.contains("sha256 = \""), "{config}");
+    // From another folder, with the relative path the run was started with.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let resumed = descent_in(&elsewhere, &["train", "--resume", "../run", "--steps", "30", "-q"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    // An edited file is not trained on silently.
+    std::fs::write(&data, b"x,y\n0,1\n1,3\n2,5.5\n3,9\n").unwrap();
+    let before = std::fs::read(dir.path().join("run/checkpoint.bin")).unwrap();
+    refused(&elsewhere, &["train", "--resume", "../run", "--steps", "40"], &["points.csv", "the data changed", "SHA-256"]);
+    assert_eq!(std::fs::read(dir.path().join("run/checkpoint.bin")).unwrap(), before);
+}
+
+#[test]
+fn small_mends_delimiter_bench_out_and_setting_a_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir.path().join("t.csv"), b"a,y\n1,2\n2,3\n3,5\n");
+    refused(
+        dir.path(),
+        &["fit", "--data", &path, "--target", "y", "--delimiter", "."],
+        &["--delimiter", "written inside numbers"],
+    );
+    let output = refused(dir.path(), &["bench", "--out", "/no/such/folder/bench.json"], &["--out", "/no/such/folder"]);
+    assert!(String::from_utf8_lossy(&output.stdout).is_empty(), "refused before any benchmark ran");
+    let output = descent_in(dir.path(), &["lesson2", "--set", "optimizer.name=adam", "--out", "adam", "-q"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let config = std::fs::read_to_string(dir.path().join("adam/config.toml")).unwrap();
+    assert!(config.contains("name = \"adam\"") && !config.contains("dampening"), "{config}");
+}
