@@ -15,8 +15,8 @@ use std::path::Path;
 
 use descent::config::{DataConfig, RunConfig, parse_toml};
 use descent::data::DataError;
-use descent::data::images::parse_idx;
 use descent::data::csv_table::{Columns, CsvOptions, CsvTable, Target, parse_csv};
+use descent::data::images::parse_idx;
 use descent::regression::CsvSource;
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -314,7 +314,11 @@ fn idx_size() -> impl Strategy<Value = u32> {
 /// Read an IDX pair from bytes: it never panics; an error names one of the two files and a byte
 /// within (or at the end of) what was there; a success holds exactly the images the header
 /// claims (`header`: count, rows, columns, labels), each label a digit.
-fn check_idx(images: &[u8], labels: &[u8], header: Option<(u32, u32, u32, u32)>) -> Result<(), TestCaseError> {
+fn check_idx(
+    images: &[u8],
+    labels: &[u8],
+    header: Option<(u32, u32, u32, u32)>,
+) -> Result<(), TestCaseError> {
     let (images_path, labels_path) = (Path::new("images.idx"), Path::new("labels.idx"));
     match parse_idx(images, images_path, labels, labels_path) {
         Ok(set) => {
@@ -322,7 +326,10 @@ fn check_idx(images: &[u8], labels: &[u8], header: Option<(u32, u32, u32, u32)>)
             if let Some((count, rows, columns, label_count)) = header {
                 prop_assert_eq!(set.len() as u64, u64::from(count));
                 prop_assert_eq!(count, label_count);
-                prop_assert_eq!((set.side() as u64, set.side() as u64), (u64::from(rows), u64::from(columns)));
+                prop_assert_eq!(
+                    (set.side() as u64, set.side() as u64),
+                    (u64::from(rows), u64::from(columns))
+                );
             }
             for i in 0..set.len() {
                 prop_assert!(set.label(i) < 10);

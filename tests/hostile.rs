@@ -14,8 +14,10 @@ use std::process::{Command, Output, Stdio};
 /// what the endless inputs would take, far above what a run needs.
 const ADDRESS_SPACE_KIB: u64 = 3 << 20;
 
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_descent")
+/// The binary under test: this build's, or `DESCENT_HOSTILE_BINARY` (to show that an older build
+/// fails these tests).
+fn binary() -> String {
+    std::env::var("DESCENT_HOSTILE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_descent").to_string())
 }
 
 /// Run `descent args` in `dir`.
@@ -84,7 +86,11 @@ fn lesson_run(dir: &Path, name: &str) -> PathBuf {
 fn endless_configuration_files_are_refused_after_one_mebibyte() {
     let dir = tempfile::tempdir().unwrap();
     for flag in ["--optim", "--schedule", "--config"] {
-        refused_limited(dir.path(), &["lesson2", flag, "/dev/zero"], &[flag, "/dev/zero", "larger than 1.0 MiB"]);
+        refused_limited(
+            dir.path(),
+            &["lesson2", flag, "/dev/zero"],
+            &[flag, "/dev/zero", "larger than 1.0 MiB"],
+        );
     }
     assert!(!dir.path().join("runs").exists(), "no run folder for a refused configuration");
     let big = dir.path().join("big.toml");
@@ -114,7 +120,11 @@ fn endless_csv_lines_are_refused_naming_the_file_and_line() {
     let mut text = b"x,y\n1,2\n\"".to_vec();
     text.extend(std::iter::repeat_n(b'\n', 2 << 20));
     let quoted = write(&dir.path().join("quoted.csv"), &text);
-    refused_limited(dir.path(), &["lesson2", "--data", &quoted], &["quoted.csv", "line 3", "longer than 1.0 MiB"]);
+    refused_limited(
+        dir.path(),
+        &["lesson2", "--data", &quoted],
+        &["quoted.csv", "line 3", "longer than 1.0 MiB"],
+    );
 }
 
 #[test]
@@ -135,6 +145,11 @@ fn sizes_beyond_memory_are_refused_naming_the_field() {
         dir.path(),
         &["cnn", "--set", "model.kernel=9223372036854775807"],
         &["model", "overflows"],
+    );
+    refused_limited(
+        dir.path(),
+        &["lr-find", "--sweep-steps", "1000000000000"],
+        &["--sweep-steps 1000000000000", "would need about"],
     );
     refused(
         dir.path(),
@@ -235,7 +250,7 @@ fn idx_sets_of_different_sides_or_no_images_are_refused_naming_the_file() {
 #[test]
 fn two_runs_started_on_one_folder_never_share_it() {
     let dir = tempfile::tempdir().unwrap();
-    for trial in 0..12 {
+    for trial in 0..60 {
         let out = format!("run-{trial}");
         let start = |seed: &str| {
             Command::new(binary())
@@ -254,7 +269,10 @@ fn two_runs_started_on_one_folder_never_share_it() {
         let loser = outputs.iter().find(|o| o.status.code() != Some(0)).unwrap();
         let text = stderr(loser);
         assert_eq!(loser.status.code(), Some(2), "{text}");
-        assert!(text.contains("in use by another descent run") || text.contains("already holds files"), "{text}");
+        assert!(
+            text.contains("in use by another descent run") || text.contains("already holds files"),
+            "{text}"
+        );
         // The folder holds one run: its configuration's seed is its summary's, and it resumes.
         let folder = dir.path().join(&out);
         let config = std::fs::read_to_string(folder.join("config.toml")).unwrap();
@@ -282,11 +300,19 @@ fn a_resume_of_a_running_run_is_refused_and_a_killed_run_leaves_no_lock() {
     // Once it says it is resuming, it holds the folder.
     let mut lines = BufReader::new(long.stdout.as_mut().unwrap()).lines();
     assert!(lines.any(|line| line.unwrap().starts_with("resuming")), "the long run started");
-    refused(dir.path(), &["train", "--resume", "run", "--steps", "50"], &["run", "in use by another descent run"]);
+    refused(
+        dir.path(),
+        &["train", "--resume", "run", "--steps", "50"],
+        &["run", "in use by another descent run"],
+    );
     refused(dir.path(), &["lesson2", "--out", "run"], &["run"]);
     long.kill().unwrap(); // SIGKILL: the lock dies with the process
     long.wait().unwrap();
-    assert_eq!(std::fs::read(run.join("checkpoint.bin")).unwrap(), before, "the killed run wrote no checkpoint");
+    assert_eq!(
+        std::fs::read(run.join("checkpoint.bin")).unwrap(),
+        before,
+        "the killed run wrote no checkpoint"
+    );
     let output = descent_in(dir.path(), &["train", "--resume", "run", "--steps", "50", "--quiet"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
@@ -350,7 +376,11 @@ fn a_missing_checksum_is_an_error_unless_verification_is_waived() {
     // The checksum lost, the model intact: refused unless the user waives the check.
     let run = lesson_run(dir.path(), "intact");
     std::fs::remove_file(run.join("model.sha256")).unwrap();
-    refused(dir.path(), &["predict", "--model", "intact", "--input", &input], &["model.sha256", "missing", "--no-verify"]);
+    refused(
+        dir.path(),
+        &["predict", "--model", "intact", "--input", &input],
+        &["model.sha256", "missing", "--no-verify"],
+    );
     let waived = descent_in(dir.path(), &["predict", "--model", "intact", "--input", &input, "--no-verify"]);
     assert_eq!(waived.status.code(), Some(0), "{}", stderr(&waived));
     // A flipped byte: refused with the checksum, and still refused once the checksum is deleted.
@@ -362,8 +392,16 @@ fn a_missing_checksum_is_an_error_unless_verification_is_waived() {
     std::fs::write(&model, &bytes).unwrap();
     refused(dir.path(), &["predict", "--model", "run", "--input", &input], &["model.bpk", "SHA-256"]);
     std::fs::remove_file(run.join("model.sha256")).unwrap();
-    refused(dir.path(), &["predict", "--model", "run", "--input", &input], &["model.sha256", "missing", "--no-verify"]);
-    refused(dir.path(), &["export", "--model", "run", "--format", "safetensors"], &["missing", "--no-verify"]);
+    refused(
+        dir.path(),
+        &["predict", "--model", "run", "--input", &input],
+        &["model.sha256", "missing", "--no-verify"],
+    );
+    refused(
+        dir.path(),
+        &["export", "--model", "run", "--format", "safetensors"],
+        &["missing", "--no-verify"],
+    );
 }
 
 #[test]
@@ -380,7 +418,11 @@ fn export_and_predict_refuse_to_write_over_the_run_they_read() {
             &["export", "--model", "run", "--format", "safetensors", "--output", &output],
             &[&output, "one of the files of the run"],
         );
-        refused(dir.path(), &["predict", "--model", "run", "--input", &input, "--output", &output], &[&output]);
+        refused(
+            dir.path(),
+            &["predict", "--model", "run", "--input", &input, "--output", &output],
+            &[&output],
+        );
         assert_eq!(snapshot(name), before, "{name} unchanged");
     }
     // Through another spelling of the same folder, too.
@@ -426,7 +468,8 @@ fn csv_header_names_are_escaped_and_cut_in_messages() {
     text.extend(std::iter::repeat_n(b'h', 100_000));
     text.extend_from_slice(b"\n1,2,3\n");
     let path = write(&dir.path().join("header.csv"), &text);
-    let output = refused(dir.path(), &["fit", "--data", &path, "--target", "y"], &["no column `y`", "\\u{1b}[31mred"]);
+    let output =
+        refused(dir.path(), &["fit", "--data", &path, "--target", "y"], &["no column `y`", "\\u{1b}[31mred"]);
     let message = stderr(&output);
     assert!(!message.contains('\x1b'), "no raw escape reaches the terminal: {message:?}");
     assert!(message.len() < 2000, "a cut message, not the 100 kB header: {} bytes", message.len());
@@ -436,7 +479,8 @@ fn csv_header_names_are_escaped_and_cut_in_messages() {
 fn a_resume_reads_the_data_it_started_on_from_any_folder() {
     let dir = tempfile::tempdir().unwrap();
     let data = write(&dir.path().join("points.csv"), b"x,y\n0,1\n1,3\n2,5.5\n3,7\n");
-    let output = descent_in(dir.path(), &["lesson2", "--data", "points.csv", "--out", "run", "--steps", "20", "-q"]);
+    let output =
+        descent_in(dir.path(), &["lesson2", "--data", "points.csv", "--out", "run", "--steps", "20", "-q"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let config = std::fs::read_to_string(dir.path().join("run/config.toml")).unwrap();
     let absolute = std::path::absolute(&data).unwrap();
@@ -450,7 +494,11 @@ fn a_resume_reads_the_data_it_started_on_from_any_folder() {
     // An edited file is not trained on silently.
     std::fs::write(&data, b"x,y\n0,1\n1,3\n2,5.5\n3,9\n").unwrap();
     let before = std::fs::read(dir.path().join("run/checkpoint.bin")).unwrap();
-    refused(&elsewhere, &["train", "--resume", "../run", "--steps", "40"], &["points.csv", "the data changed", "SHA-256"]);
+    refused(
+        &elsewhere,
+        &["train", "--resume", "../run", "--steps", "40"],
+        &["points.csv", "the data changed", "SHA-256"],
+    );
     assert_eq!(std::fs::read(dir.path().join("run/checkpoint.bin")).unwrap(), before);
 }
 
@@ -463,7 +511,8 @@ fn small_mends_delimiter_bench_out_and_setting_a_kind() {
         &["fit", "--data", &path, "--target", "y", "--delimiter", "."],
         &["--delimiter", "written inside numbers"],
     );
-    let output = refused(dir.path(), &["bench", "--out", "/no/such/folder/bench.json"], &["--out", "/no/such/folder"]);
+    let output =
+        refused(dir.path(), &["bench", "--out", "/no/such/folder/bench.json"], &["--out", "/no/such/folder"]);
     assert!(String::from_utf8_lossy(&output.stdout).is_empty(), "refused before any benchmark ran");
     let output = descent_in(dir.path(), &["lesson2", "--set", "optimizer.name=adam", "--out", "adam", "-q"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));

@@ -14,7 +14,9 @@ pub fn positive_count(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1, got 0".into()),
         Ok(value) => Ok(value),
-        Err(_) if is_negative(text) => Err(format!("must be a whole number of at least 1, got {}", text.trim())),
+        Err(_) if is_negative(text) => {
+            Err(format!("must be a whole number of at least 1, got {}", text.trim()))
+        }
         Err(_) if is_whole(text) => {
             Err(format!("must be a whole number from 1 to {}, got {}", usize::MAX, text.trim()))
         }
@@ -49,7 +51,9 @@ pub fn positive_finite(text: &str) -> Result<f64, String> {
 pub fn non_negative_finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 && value <= F32_MAX => Ok(value),
-        Ok(value) => Err(format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {}", number(value))),
+        Ok(value) => {
+            Err(format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {}", number(value)))
+        }
         Err(_) => Err(format!("expected a number of at least 0, got `{text}`")),
     }
 }
@@ -67,9 +71,9 @@ pub fn pair(text: &str) -> Result<[f64; 2], String> {
     }
     let number = |part: &str| match part.parse::<f64>() {
         Ok(value) if value.is_finite() && value.abs() <= F32_MAX => Ok(value),
-        Ok(value) if value.is_finite() => Err(format!(
-            "`{part}` is beyond the f32 range (±3.4e38): each number must be within it"
-        )),
+        Ok(value) if value.is_finite() => {
+            Err(format!("`{part}` is beyond the f32 range (±3.4e38): each number must be within it"))
+        }
         _ => Err(format!("expected 2 comma-separated finite numbers (slope,intercept), `{part}` is not one")),
     };
     Ok([number(parts[0])?, number(parts[1])?])

@@ -69,8 +69,11 @@ pub fn run(args: &CnnArgs) -> Result<(), Failure> {
             Some(file) => Some(PathBuf::from(file)),
             None => path,
         };
-        config.data =
-            DataConfig::Digits { path, valid_fraction: args.valid_fraction.unwrap_or(valid_fraction), sha256: None };
+        config.data = DataConfig::Digits {
+            path,
+            valid_fraction: args.valid_fraction.unwrap_or(valid_fraction),
+            sha256: None,
+        };
     }
     let config = args.common.finish(config)?;
     run_config("cnn", config, &args.common, None)

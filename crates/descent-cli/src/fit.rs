@@ -6,19 +6,19 @@ use std::path::PathBuf;
 
 use clap::Args;
 use descent::config::{DataConfig, ModelConfig, RunConfig};
-use descent::data::csv_table::parse_delimiter;
+use descent::data::csv_table::{parse_delimiter, shown};
 use descent::experiment::Experiment;
 use descent::model::LinearModel;
 use descent::regression::{CsvSource, FitReport, Metrics};
+use descent::report::MetricsRow;
 use descent::report::plots;
-use descent::report::{MetricsRow, RunFolder};
-use descent::train::Checkpoint;
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
 use crate::figures::Figures;
 use crate::run::{
-    CommonArgs, finish, losses_json, resume, run_config, say_trained, train_linear, write_config,
+    CommonArgs, Resumed, finish, losses_json, resume, run_config, run_folder, say_trained, train_linear,
+    write_config,
 };
 
 /// Full-batch steps of a fit that sets no length.
@@ -147,8 +147,7 @@ pub fn run(args: &FitArgs) -> Result<(), Failure> {
 pub fn report(
     command: &str,
     experiment: &Experiment,
-    folder: &RunFolder,
-    checkpoint: Option<&Checkpoint>,
+    resumed: Option<Resumed>,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let regression = experiment.regression.as_ref().expect("CSV data was prepared as a regression");
@@ -172,10 +171,10 @@ pub fn report(
     say!(
         quiet,
         "target `{}`, {} feature{}: {}",
-        regression.target,
+        shown(&regression.target),
         regression.features.len(),
         if regression.features.len() == 1 { "" } else { "s" },
-        regression.features.join(", ")
+        regression.features.iter().map(|name| shown(name)).collect::<Vec<_>>().join(", ")
     );
     if *standardize {
         say!(
@@ -185,12 +184,17 @@ pub fn report(
     } else {
         say!(quiet, "features used as they are (--no-standardize)");
     }
+    // The folder is created once the first lines are out: a run whose output is lost already
+    // (`> /dev/full`) writes nothing.
+    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
+    let (folder, checkpoint) = (&folder, checkpoint.as_ref());
 
     let trained = train_linear(experiment, folder, checkpoint, common)?;
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
     let fit = regression.report(&a);
-    print_fit(&regression.features, &fit);
+    let names: Vec<String> = regression.features.iter().map(|name| shown(name)).collect();
+    print_fit(&names, &fit);
     match (&regression.ols, fit.gap_relative) {
         (Err(error), _) => out!("least squares: none to compare with: {error}"),
         (Ok(_), Some(gap)) => {

@@ -42,6 +42,10 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
             args.end_lr, args.start_lr
         )));
     }
+    // Every step's point is kept, printed, plotted and written to the summary: about 256 bytes.
+    descent::limits::check_memory((args.sweep_steps as u64).checked_mul(256)).map_err(|message| {
+        Failure::input(format!("--sweep-steps {}: the sweep {message}", args.sweep_steps))
+    })?;
     let config = args.run.config()?;
     let settings = LrFindSettings {
         start_lr: args.start_lr,
@@ -77,8 +81,8 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
         (experiment.config, place, finding)
     };
-    let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
     let finding = finding.map_err(Failure::internal)?;
+    let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
 
     let quiet = args.run.common.quiet;
     say!(

@@ -28,7 +28,8 @@ fn write_stdout(text: fmt::Arguments<'_>, newline: bool) {
         return;
     }
     let mut stdout = std::io::stdout().lock();
-    let written = stdout.write_fmt(text).and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) });
+    let written =
+        stdout.write_fmt(text).and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) });
     if let Err(error) = written {
         let _ = FAILED.set(error.to_string());
     }

@@ -127,7 +127,9 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
                 let metrics = descent::regression::Metrics::of(&table, &[1.0]);
                 err!(
                     "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
-                    metrics.mse, metrics.rmse, metrics.r2
+                    metrics.mse,
+                    metrics.rmse,
+                    metrics.r2
                 );
             }
         }
@@ -192,12 +194,7 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     ]);
     let bytes = safetensors(&tensors, metadata).map_err(Failure::internal)?;
     write_atomic(&output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
-    out!(
-        "wrote {} ({} model, {} tensors in PyTorch layout):",
-        output.display(),
-        saved.kind(),
-        tensors.len()
-    );
+    out!("wrote {} ({} model, {} tensors in PyTorch layout):", output.display(), saved.kind(), tensors.len());
     for tensor in &tensors {
         out!("  {:<28} {:?}", tensor.name, tensor.shape);
     }
@@ -225,7 +222,11 @@ const RUN_FILES: [&str; 13] = [
 ];
 
 /// Load the run's model, checked against its checksum unless `--no-verify`.
-fn load(dir: &Path, device: &Device, no_verify: bool) -> Result<(descent::config::RunConfig, SavedModel), Failure> {
+fn load(
+    dir: &Path,
+    device: &Device,
+    no_verify: bool,
+) -> Result<(descent::config::RunConfig, SavedModel), Failure> {
     let loaded = if no_verify { load_saved_unverified(dir, device) } else { load_saved(dir, device) };
     loaded.map_err(|e| Failure::input(format!("--model: {e}")))
 }

@@ -399,9 +399,7 @@ pub fn run_config(
     // The lesson compares with the closed form: data that has none is refused before the run
     // folder exists (`fit` reports a table's degenerate columns itself).
     if experiment.regression.is_some() {
-        let (folder, checkpoint) =
-            run_folder(common, command, &experiment.config, &experiment.plan(), resumed)?;
-        return crate::fit::report(command, &experiment, &folder, checkpoint.as_ref(), common);
+        return crate::fit::report(command, &experiment, resumed, common);
     }
     let ols = closed_form(&experiment)?;
     let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);

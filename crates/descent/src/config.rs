@@ -510,13 +510,17 @@ impl RunConfig {
                 if !(within_f32(*noise) && *noise >= 0.0) {
                     return invalid(
                         "data.noise",
-                        format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {noise} (--noise)"),
+                        format!(
+                            "must be a finite number from 0 to 3.4e38 (the f32 range), got {noise} (--noise)"
+                        ),
                     );
                 }
                 if !true_a.iter().all(|v| within_f32(*v)) {
                     return invalid(
                         "data.true_a",
-                        format!("must be finite and within the f32 range (±3.4e38), got {true_a:?} (--true-a)"),
+                        format!(
+                            "must be finite and within the f32 range (±3.4e38), got {true_a:?} (--true-a)"
+                        ),
                     );
                 }
             }
@@ -582,7 +586,9 @@ impl RunConfig {
                     if !init.iter().all(|v| within_f32(*v)) {
                         return invalid(
                             "model.init",
-                            format!("must be finite and within the f32 range (±3.4e38), got {init:?} (--init)"),
+                            format!(
+                                "must be finite and within the f32 range (±3.4e38), got {init:?} (--init)"
+                            ),
                         );
                     }
                     if let Some(count) = self.linear_parameters()

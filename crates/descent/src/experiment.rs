@@ -287,7 +287,8 @@ fn pin_data(data: &mut DataConfig) -> Result<(), DataError> {
     if let Ok(absolute) = std::path::absolute(&*path) {
         *path = absolute;
     }
-    let Some(files) = files.into_iter().map(|file| file.is_file().then_some(file)).collect::<Option<Vec<_>>>()
+    let Some(files) =
+        files.into_iter().map(|file| file.is_file().then_some(file)).collect::<Option<Vec<_>>>()
     else {
         return Ok(()); // the reader reports the missing file
     };

@@ -50,10 +50,7 @@ fn check_non_negative(field: &str, value: f64) -> Result<(), InvalidValue> {
     if crate::limits::within_f32(value) && value >= 0.0 {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {value}"),
-        ))
+        Err(invalid(field, format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {value}")))
     }
 }
 

@@ -468,7 +468,10 @@ impl<R: Read> Read for BoundedRecords<R> {
             }
             self.record_bytes += 1;
             if self.record_bytes > self.limit {
-                return Err(std::io::Error::other(RecordTooLong { line: self.record_line, limit: self.limit }));
+                return Err(std::io::Error::other(RecordTooLong {
+                    line: self.record_line,
+                    limit: self.limit,
+                }));
             }
         }
         Ok(read)
@@ -655,5 +658,56 @@ mod tests {
         assert!(parse_delimiter("a").is_err());
         assert!(parse_delimiter(".").is_err());
         assert!(parse_delimiter("é").is_err());
+    }
+
+    /// Where [`BoundedRecords`] stops `text` with a record limit of `limit` bytes: the line the
+    /// long record starts at, or `None` when it reads through.
+    fn stops_at(text: &[u8], limit: u64) -> Option<u64> {
+        let mut reader = BoundedRecords::new(text, b',', limit);
+        let mut sink = Vec::new();
+        match reader.read_to_end(&mut sink) {
+            Ok(_) => None,
+            Err(error) => Some(error.get_ref().unwrap().downcast_ref::<RecordTooLong>().unwrap().line),
+        }
+    }
+
+    #[test]
+    fn records_are_measured_as_the_parser_sees_them() {
+        assert_eq!(stops_at(b"a,b\n1,2\n", 3), None, "3 bytes a line, line breaks not counted");
+        assert_eq!(stops_at(b"a,b\n1,22\n", 3), Some(2));
+        assert_eq!(stops_at(b"a,b\r\n1,2\r\n", 4), None);
+        assert_eq!(stops_at(b"a,b\r\n1,2\r\n", 3), Some(1), "CRLF: the \\r counts");
+        // Line breaks inside a quoted field do not end the record; the record starts at line 2.
+        assert_eq!(stops_at(b"a,b\n\"1\n\n\n\n\",2\n", 6), Some(2));
+        assert_eq!(stops_at(b"a,b\n\"1\n\",2\n3,4\n", 8), None);
+        // An escaped quote stays inside the field; a closing quote ends it.
+        assert_eq!(stops_at(b"\"a\"\"\nb\",c\nd\n", 9), None);
+        assert_eq!(
+            stops_at(b"\"a\"\"\nb\",c\nd\n", 8),
+            Some(1),
+            "the 9 bytes up to the comma are one record"
+        );
+        // A quote inside an unquoted field is a plain character: the line break ends the record.
+        assert_eq!(stops_at(b"a\"b,c\nd,e\nf,g\n", 5), None);
+        // A file that is one endless line costs the limit, not the file.
+        let mut reader = BoundedRecords::new(std::io::repeat(b'0'), b',', 1 << 16);
+        let mut sink = Vec::new();
+        assert!(reader.read_to_end(&mut sink).is_err());
+        assert!(sink.len() < 1 << 17, "{}", sink.len());
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error_at_its_line() {
+        let mut text = b"x,y\n1,2\n".to_vec();
+        text.extend(std::iter::repeat_n(b'9', (MAX_CSV_RECORD_BYTES + 10) as usize));
+        let error = parse_csv(
+            text.as_slice(),
+            Path::new("t.csv"),
+            &Columns { features: None, target: Target::Required("y".into()) },
+            &CsvOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("t.csv, line 3: ") && error.contains("longer than 1.0 MiB"), "{error}");
     }
 }

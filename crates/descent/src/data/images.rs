@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::DataError;
 use super::csv_table::{BoundedRecords, RowBudget, record_too_long, shown};
-use crate::limits::{Bytes, MAX_CSV_RECORD_BYTES, check_memory, product};
 use super::random::SeededRng;
+use crate::limits::{Bytes, MAX_CSV_RECORD_BYTES, check_memory, product};
 
 /// Number of classes: the digits 0..9.
 pub const CLASSES: usize = 10;
@@ -294,7 +294,11 @@ pub fn parse_idx(
     // Each pixel is held as a byte while reading and as an f32 after: 5 bytes.
     let pixel_count = product(&[count, rows, columns]);
     check_memory(pixel_count.and_then(|pixels| pixels.checked_mul(5))).map_err(|message| {
-        bad(images_path, 4, format!("the header claims {count} images of {rows}x{columns} pixels, which {message}"))
+        bad(
+            images_path,
+            4,
+            format!("the header claims {count} images of {rows}x{columns} pixels, which {message}"),
+        )
     })?;
     let pixel_count = pixel_count.expect("checked above");
     let pixels = read_body(&mut images, images_path, 16, pixel_count, || {
@@ -317,8 +321,11 @@ pub fn parse_idx(
 fn read_header(input: &mut impl Read, path: &Path, magic: u32, dims: usize) -> Result<Vec<u64>, DataError> {
     let length = 4 + 4 * dims;
     let mut header = vec![0u8; length];
-    let read = read_full(input, &mut header)
-        .map_err(|error| DataError::Binary { path: path.into(), offset: 0, message: format!("cannot read it: {error}") })?;
+    let read = read_full(input, &mut header).map_err(|error| DataError::Binary {
+        path: path.into(),
+        offset: 0,
+        message: format!("cannot read it: {error}"),
+    })?;
     if read < length {
         return Err(DataError::Binary {
             path: path.into(),
@@ -413,7 +420,9 @@ struct GzipErrors<R>(R);
 
 impl<R: Read> Read for GzipErrors<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buffer).map_err(|error| std::io::Error::new(error.kind(), format!("bad gzip data: {error}")))
+        self.0
+            .read(buffer)
+            .map_err(|error| std::io::Error::new(error.kind(), format!("bad gzip data: {error}")))
     }
 }
 

@@ -94,14 +94,16 @@ impl CnnConfig {
         let (mut parameters, mut activations) = (0u64, 0u64);
         for &outputs in &self.channels {
             let outputs = outputs as u64;
-            let weights = crate::limits::product(&[inputs, outputs, kernel, kernel])?.checked_add(5 * outputs)?;
+            let weights =
+                crate::limits::product(&[inputs, outputs, kernel, kernel])?.checked_add(5 * outputs)?;
             parameters = parameters.checked_add(weights)?;
             let unfolded = crate::limits::product(&[inputs, kernel, kernel, side, side])?;
             let outputs_held = crate::limits::product(&[3, outputs, side, side])?;
             activations = activations.checked_add(unfolded)?.checked_add(outputs_held)?;
             (inputs, side) = (outputs, side / 2);
         }
-        let head = crate::limits::product(&[inputs, side, side, CLASSES as u64])?.checked_add(CLASSES as u64)?;
+        let head =
+            crate::limits::product(&[inputs, side, side, CLASSES as u64])?.checked_add(CLASSES as u64)?;
         parameters = parameters.checked_add(head)?;
         let values = crate::limits::product(&[parameters, 4])?
             .checked_add(crate::limits::product(&[activations, batch as u64])?)?;

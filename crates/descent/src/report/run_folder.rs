@@ -19,9 +19,10 @@ use burn::module::Module;
 #[derive(Clone, Debug)]
 pub struct RunFolder {
     path: PathBuf,
-    /// The open folder (or lock file) holding the exclusive lock; `None` for a folder written
-    /// into without being a run's (the parent of `--output FILE`).
-    lock: Option<Arc<fs::File>>,
+    /// The open folder (or lock file) holding the exclusive lock until the last clone is
+    /// dropped; `None` for a folder written into without being a run's (the parent of
+    /// `--output FILE`).
+    _lock: Option<Arc<fs::File>>,
 }
 
 /// Why the run folder cannot be used. Every variant names the path.
@@ -66,19 +67,21 @@ impl RunFolder {
                 fs::create_dir_all(path).map_err(|e| write_error(path, e))?;
                 path.to_path_buf()
             }
-            None => create_unique(&Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now()))))?,
+            None => {
+                create_unique(&Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now()))))?
+            }
         };
         let lock = lock(&path)?;
         // Another run may have written here between the check above and the lock.
         check_empty(&path)?;
-        Ok(Self { path, lock: Some(lock) })
+        Ok(Self { path, _lock: Some(lock) })
     }
 
     /// An existing run folder, locked, to continue its run (`--resume DIR`).
     pub fn open(path: &Path) -> Result<Self, RunFolderError> {
         let folder = Self::open_unlocked(path)?;
         let lock = lock(path)?;
-        Ok(Self { lock: Some(lock), ..folder })
+        Ok(Self { _lock: Some(lock), ..folder })
     }
 
     /// An existing run folder, to read only (`descent config show --resume DIR`): not locked,
@@ -87,12 +90,7 @@ impl RunFolder {
         if !path.is_dir() {
             return Err(RunFolderError::Missing { path: path.into() });
         }
-        Ok(Self { path: path.into(), lock: None })
-    }
-
-    /// Whether this value holds the folder's lock.
-    pub fn is_locked(&self) -> bool {
-        self.lock.is_some()
+        Ok(Self { path: path.into(), _lock: None })
     }
 
     /// The folder.
@@ -164,7 +162,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> 
     if !parent.is_dir() {
         return Err(RunFolderError::Missing { path: parent.into() });
     }
-    RunFolder { path: parent.into(), lock: None }.write(name, contents).map(|_| ())
+    RunFolder { path: parent.into(), _lock: None }.write(name, contents).map(|_| ())
 }
 
 /// Check, before the work that produces it, that [`write_atomic`] can write `path`: a file name
@@ -176,14 +174,20 @@ pub fn check_writable(path: &Path) -> Result<(), RunFolderError> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| RunFolderError::Write { path: path.into(), message: "not a file name".into() })?;
     if path.is_dir() {
-        return Err(RunFolderError::Write { path: path.into(), message: "it is a folder, not a file".into() });
+        return Err(RunFolderError::Write {
+            path: path.into(),
+            message: "it is a folder, not a file".into(),
+        });
     }
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(RunFolderError::Write { path: path.into(), message: format!("{} is not a folder", parent.display()) });
+        return Err(RunFolderError::Write {
+            path: path.into(),
+            message: format!("{} is not a folder", parent.display()),
+        });
     }
     let probe = parent.join(format!(".{name}.probe-{}", std::process::id()));
     fs::File::create(&probe).map_err(|e| write_error(path, e))?;
@@ -292,6 +296,43 @@ mod tests {
             Err(RunFolderError::NotEmpty { .. })
         ));
         assert_eq!(fs::read_to_string(folder.path().join("summary.json")).unwrap(), "{}");
+    }
+
+    #[test]
+    fn a_folder_is_locked_while_its_run_lives() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("run");
+        let run = RunFolder::create(Some(&path), "test").unwrap();
+        // Another open file description (another process, or another open here) cannot take it.
+        assert!(matches!(RunFolder::create(Some(&path), "test"), Err(RunFolderError::InUse { .. })));
+        assert!(matches!(RunFolder::open(&path), Err(RunFolderError::InUse { .. })));
+        // Reading without the lock still works.
+        RunFolder::open_unlocked(&path).unwrap();
+        let clone = run.clone();
+        drop(run);
+        assert!(matches!(RunFolder::open(&path), Err(RunFolderError::InUse { .. })), "a clone holds it");
+        drop(clone);
+        RunFolder::open(&path).expect("released when the last clone goes");
+    }
+
+    #[test]
+    fn default_folders_of_one_second_are_distinct() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("lesson2-20260101-000000");
+        let first = create_unique(&base).unwrap();
+        let second = create_unique(&base).unwrap();
+        assert_eq!(first, base);
+        assert_eq!(second, root.path().join("lesson2-20260101-000000-2"));
+    }
+
+    #[test]
+    fn check_writable_refuses_folders_and_missing_parents_and_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        check_writable(&root.path().join("out.json")).unwrap();
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0, "the probe is removed");
+        assert!(check_writable(root.path()).unwrap_err().to_string().contains("a folder"));
+        let missing = root.path().join("no/such/out.json");
+        assert!(check_writable(&missing).unwrap_err().to_string().contains("is not a folder"));
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub fn load_saved(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel)
 
 /// [`load_saved`] without the checksum (`--no-verify`): for a model whose `model.sha256` was
 /// lost, when the user vouches for the file.
-pub fn load_saved_unverified(dir: &Path, device: &Device) -> Result<(RunConfig, SavedModel), SavedModelError> {
+pub fn load_saved_unverified(
+    dir: &Path,
+    device: &Device,
+) -> Result<(RunConfig, SavedModel), SavedModelError> {
     load(dir, device, false)
 }
 
@@ -93,8 +96,9 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
     let config = RunConfig::load(&config_path)?;
     let model_error = |message: String| SavedModelError::Model { path: model_path.clone(), message };
     let size = std::fs::metadata(&model_path).map_err(|e| model_error(e.to_string()))?.len();
-    crate::limits::check_memory(Some(size))
-        .map_err(|message| model_error(format!("the file holds {}, and reading it {message}", crate::limits::Bytes(size))))?;
+    crate::limits::check_memory(Some(size)).map_err(|message| {
+        model_error(format!("the file holds {}, and reading it {message}", crate::limits::Bytes(size)))
+    })?;
     let bytes = std::fs::read(&model_path).map_err(|e| model_error(e.to_string()))?;
     if verify {
         let checksum_path = dir.join(CHECKSUM_FILE);
@@ -104,8 +108,9 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
                 checksum_path.display()
             )));
         }
-        let line = crate::limits::read_text(&checksum_path, MAX_CHECKSUM_BYTES)
-            .map_err(|message| model_error(format!("cannot read its checksum {}: {message}", checksum_path.display())))?;
+        let line = crate::limits::read_text(&checksum_path, MAX_CHECKSUM_BYTES).map_err(|message| {
+            model_error(format!("cannot read its checksum {}: {message}", checksum_path.display()))
+        })?;
         let expected = line.split_whitespace().next().unwrap_or_default();
         if expected != sha256_hex(&bytes) {
             return Err(model_error(format!(

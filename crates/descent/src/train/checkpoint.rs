@@ -200,8 +200,20 @@ impl Checkpoint {
         })
     }
 
-    /// Read `path`.
+    /// Read `path`, after checking that its size fits in memory (it is read whole, and its
+    /// sections copied once).
     pub fn read(path: &Path) -> Result<Self, CheckpointError> {
+        if let Ok(metadata) = std::fs::metadata(path) {
+            crate::limits::check_memory(metadata.len().checked_mul(2)).map_err(|message| {
+                CheckpointError::Read {
+                    path: path.into(),
+                    message: format!(
+                        "it holds {}, and reading it {message}",
+                        crate::limits::Bytes(metadata.len())
+                    ),
+                }
+            })?;
+        }
         let bytes = std::fs::read(path).map_err(|error| match error.kind() {
             std::io::ErrorKind::NotFound => CheckpointError::Missing { path: path.into() },
             _ => CheckpointError::Read { path: path.into(), message: error.to_string() },

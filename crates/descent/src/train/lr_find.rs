@@ -118,7 +118,7 @@ where
         replicas: replicas.to_vec(),
         ..Plan::new(Length::Steps(settings.steps), Report::EverySteps(1))
     };
-    let mut points: Vec<LrPoint> = Vec::with_capacity(settings.steps);
+    let mut points: Vec<LrPoint> = Vec::with_capacity(settings.steps.min(1 << 12));
     let mut average = 0.0;
     let mut best = f64::INFINITY;
     let mut blew_up = false;
