@@ -243,6 +243,15 @@ fn idx_sets_of_different_sides_or_no_images_are_refused_naming_the_file() {
     let dir = mnist_folder(&idx_images(0, 28, 28, 0), &idx_labels(0), false);
     cnn(dir.path(), &["train-images-idx3-ubyte", "0 images"]);
     assert!(!work.path().join("runs").exists(), "nothing written for refused images");
+    // Sets of one other side (20x20) train, and their model loads at that side.
+    let dir = mnist_folder(&idx_images(8, 20, 20, 8 * 400), &idx_labels(8), false);
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx_images(4, 20, 20, 4 * 400)).unwrap();
+    let mnist = dir.path().to_str().unwrap();
+    let trained =
+        descent_in(work.path(), &["cnn", "--mnist", mnist, "--epochs", "1", "--out", "side20", "-q"]);
+    assert_eq!(trained.status.code(), Some(0), "{}", stderr(&trained));
+    let exported = descent_in(work.path(), &["export", "--model", "side20", "--format", "safetensors"]);
+    assert_eq!(exported.status.code(), Some(0), "{}", stderr(&exported));
 }
 
 // 3. One run per folder.

@@ -276,7 +276,8 @@ fn cases(
         Workload::Fashion => {
             let mut config = cnn;
             let train_limit = quick.then_some(10_000);
-            config.data = DataConfig::Mnist { dir: args.fashion.clone(), train_limit, sha256: None };
+            config.data =
+                DataConfig::Mnist { dir: args.fashion.clone(), train_limit, side: None, sha256: None };
             config.training.epochs = Some(1);
             let images = if quick { "10,000" } else { "60,000" };
             vec![(format!("28x28, batch 64, {images} images"), config, "images/s", Figure::ImagesPerSecond)]

@@ -57,7 +57,8 @@ pub fn run(args: &CnnArgs) -> Result<(), Failure> {
     }
     let mut config = args.common.base(RunConfig::cnn())?;
     if let Some(dir) = &args.mnist {
-        config.data = DataConfig::Mnist { dir: dir.clone(), train_limit: args.train_limit, sha256: None };
+        config.data =
+            DataConfig::Mnist { dir: dir.clone(), train_limit: args.train_limit, side: None, sha256: None };
     }
     if args.data.is_some() || args.valid_fraction.is_some() {
         let (path, valid_fraction) = match &config.data {

@@ -67,6 +67,10 @@ pub enum DataConfig {
         /// Train on the first this many training images only (all of them when absent).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         train_limit: Option<usize>,
+        /// The images' side in pixels, recorded by the run from the files (28 for MNIST and
+        /// Fashion-MNIST); absent: 28.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        side: Option<usize>,
         /// SHA-256 of the four files as they was first trained on, recorded by the run: a resumed run, or
         /// a run of this configuration, refuses data that has changed since. Absent: not checked.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +90,23 @@ fn default_true_a() -> [f64; 2] {
 }
 fn default_noise() -> f64 {
     0.25
+}
+
+/// The side of the UCI digits, in pixels.
+pub const DIGITS_SIDE: usize = 8;
+/// The side of MNIST-format images when the configuration records none, in pixels.
+pub const MNIST_SIDE: usize = 28;
+
+impl DataConfig {
+    /// The side of the images in pixels, for image data: 8 for the digits, the recorded side (or
+    /// 28) for MNIST-format files.
+    pub fn image_side(&self) -> Option<usize> {
+        match self {
+            DataConfig::Digits { .. } => Some(DIGITS_SIDE),
+            DataConfig::Mnist { side, .. } => Some(side.unwrap_or(MNIST_SIDE)),
+            DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => None,
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -605,8 +626,7 @@ impl RunConfig {
                 }
             }
             ModelConfig::Cnn(cnn) => {
-                let side = if matches!(self.data, DataConfig::Mnist { .. }) { 28 } else { 8 };
-                cnn.validate(side)?;
+                cnn.validate(self.data.image_side().unwrap_or(DIGITS_SIDE))?;
                 if !images {
                     return invalid("data.source", "the cnn model needs images: `digits` or `mnist`".into());
                 }

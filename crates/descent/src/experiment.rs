@@ -671,6 +671,10 @@ impl ImageExperiment {
             }
         };
         cnn.validate(train_set.side())?;
+        if let DataConfig::Mnist { side, .. } = &mut config.data {
+            // Recorded, so that the saved model is rebuilt at the size it was trained at.
+            *side = Some(train_set.side());
+        }
         let batch = config.training.batch_size.unwrap_or(train.len()).clamp(1, train.len().max(1));
         let side = train_set.side();
         check_memory_for(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::*;
 
-use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
+use crate::config::{ConfigError, ModelConfig, RunConfig};
 use crate::model::{Cnn, LinearModel};
 
 /// The model file in a run folder.
@@ -135,7 +135,7 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
             SavedModel::Linear(model)
         }
         ModelConfig::Cnn(cnn) => {
-            let side = if matches!(config.data, DataConfig::Mnist { .. }) { 28 } else { 8 };
+            let side = config.data.image_side().unwrap_or(crate::config::DIGITS_SIDE);
             let model = cnn.init(side, device).try_load_record(record).map_err(|e| {
                 model_error(format!("it does not hold the cnn config.toml describes ({})", brief(&e)))
             })?;
