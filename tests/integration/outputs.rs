@@ -1,14 +1,12 @@
 //! What a run leaves behind: the run folder's files, checkpoints and resume, predictions from the
 //! saved model, and the refusals that leave an existing run folder as it was.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use common::{descent, reference_device, rejects, summary};
+use crate::common::{descent, reference_device, rejects, summary};
 use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment, TrainOptions};
 use descent::report::export::{NamedTensor, named_tensors};
@@ -252,7 +250,7 @@ fn descent_train_resume_extends_a_finished_run_as_if_it_had_been_asked_for_all_e
     run_ok(&["cnn", "--device", "flex", "--epochs", "2", "--out", twice.to_str().unwrap(), "-q"]);
     // Burn restores optimizer state on its default device: descent points that at a CPU backend,
     // so neither a GPU build on a machine without a GPU nor a stray BURN_DEVICE can break resume.
-    let resumed = common::descent_with_env(
+    let resumed = crate::common::descent_with_env(
         &["train", "--resume", twice.to_str().unwrap(), "--epochs", "3", "--json"],
         &[("BURN_DEVICE", "nonsense")],
     );
@@ -294,7 +292,7 @@ fn descent_predict_gives_y_for_x_and_classes_for_digits() {
     let out = scratch("predict-cli");
     let summary =
         summary(&run_ok(&["lesson2", "--device", "flex", "--out", out.to_str().unwrap(), "-q", "--json"]));
-    let a = common::numbers(&summary["a"]);
+    let a = crate::common::numbers(&summary["a"]);
     let input = out.with_extension("csv");
     std::fs::write(&input, "id,x\n1,0\n2,1\n3,-2.5\n").unwrap();
     let predicted = String::from_utf8(

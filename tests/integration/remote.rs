@@ -3,15 +3,13 @@
 //! serving, and a server that dies mid-run ending the client with a clear message in bounded time.
 #![cfg(all(unix, feature = "remote"))]
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{descent, descent_with_env, numbers, summary};
+use crate::common::{descent, descent_with_env, numbers, summary};
 
 /// Far longer than any step here takes when it works: only a hang reaches it.
 const HANG_LIMIT: Duration = Duration::from_secs(120);

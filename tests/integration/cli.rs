@@ -1,13 +1,11 @@
 //! The `descent` binary as users run it: the lesson's output, its JSON summary, reproducibility,
 //! and clear errors with exit code 2 for bad input.
 
-mod common;
-
 use std::io::Write;
 
 use burn::module::Module;
 
-use common::{descent, descent_with_env, numbers, rejects, summary};
+use crate::common::{descent, descent_with_env, numbers, rejects, summary};
 
 #[test]
 fn the_lesson_fits_the_line_and_matches_least_squares() {

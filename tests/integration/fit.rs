@@ -2,12 +2,10 @@
 //! out here; divergence without standardisation; every bad input refused with its file, line and
 //! column and nothing written; `--skip-bad-rows` counts; a fit model predicts and resumes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{descent, summary};
+use crate::common::{descent, summary};
 use descent::data::random::SeededRng;
 
 /// A fresh folder under the test's temporary directory.

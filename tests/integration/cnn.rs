@@ -2,16 +2,14 @@
 //! reproducible metrics, a disjoint split, MNIST IDX files (plain and gzipped) and their
 //! corruptions, and a model added in one file through the same engine.
 
-mod common;
-
-#[path = "../examples/custom_model.rs"]
+#[path = "../../examples/custom_model.rs"]
 mod custom_model;
 
 use std::io::Write;
 use std::path::Path;
 
 use burn::module::Module;
-use common::{descent, rejects, summary};
+use crate::common::{descent, rejects, summary};
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::{MNIST_FILES, read_digits, read_mnist, split};
 use descent::experiment::ImageExperiment;

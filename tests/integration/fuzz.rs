@@ -4,7 +4,7 @@
 //! In the test suite each property runs a short smoke run from a fixed seed (256 cases, seconds).
 //! For a long run, raise the case count:
 //!
-//!     PROPTEST_CASES=200000 cargo test --release --test fuzz
+//!     PROPTEST_CASES=200000 cargo test --release --test integration fuzz::
 //!
 //! Properties: no input makes a parser panic; every error names its origin (and, for CSV, the
 //! line; for IDX, the file and byte); an IDX header's sizes, whatever they claim, cost no more

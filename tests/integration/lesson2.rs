@@ -1,13 +1,11 @@
 //! The lesson end to end, checked against oracles: closed-form least squares, the analytic
 //! gradient, an independent f64 trajectory, and the by-hand update of the notebook.
 
-mod common;
-
 use std::sync::Arc;
 
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
-use common::{devices, full_batch, train_sgd};
+use crate::common::{devices, full_batch, train_sgd};
 use descent::data::{LessonData, MiniBatches, RegressionBatch, Table};
 use descent::model::{LinearModel, mse};
 use descent::ols::least_squares;

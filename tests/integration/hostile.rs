@@ -3,8 +3,8 @@
 //! ends with one sentence naming the flag, field or file, exit code 2, and nothing half-written.
 //!
 //! Memory-bound cases run the binary under an address-space limit (`ulimit -v`), so that a
-//! regression is an abort or a kill, never a machine that swaps. This file runs the binary only:
-//! it links no Burn.
+//! regression is an abort or a kill, never a machine that swaps. These tests run the binary
+//! only, with helpers of their own (`DESCENT_HOSTILE_BINARY` points them at another build).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,13 +2,11 @@
 //! rules agree with independent f64 implementations, configurations round-trip, and bad input is
 //! refused with the field named.
 
-mod common;
-
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use common::{descent, rejects, summary};
+use crate::common::{descent, rejects, summary};
 use descent::config::{RunConfig, optimizer_from, parse_toml, schedule_from};
 use descent::data::{LessonData, Table};
 use descent::experiment::Experiment;

@@ -3,12 +3,10 @@
 //! batch statistics follow the one-device trajectory; the CNN with batch norm and dropout lands
 //! in the one-device accuracy band; checkpoints move between device sets; bad lists are refused.
 
-mod common;
-
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use common::{descent, numbers, rejects, summary};
+use crate::common::{descent, numbers, rejects, summary};
 use descent::config::RunConfig;
 use descent::experiment::Experiment;
 

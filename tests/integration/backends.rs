@@ -3,12 +3,10 @@
 //!
 //! CI runs these on ndarray, flex and wgpu (Mesa's llvmpipe, a software Vulkan driver).
 
-mod common;
-
 use std::sync::Arc;
 
 use burn::prelude::*;
-use common::{devices, full_batch, reference_device, train_sgd};
+use crate::common::{devices, full_batch, reference_device, train_sgd};
 use descent::data::{LessonData, MiniBatches, RegressionBatch, Table};
 use descent::model::LinearModel;
 use descent::train::{Length, Objective, Report};
