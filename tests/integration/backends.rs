@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use burn::prelude::*;
 use crate::common::{devices, full_batch, reference_device, train_sgd};
+use burn::prelude::*;
 use descent::data::{LessonData, MiniBatches, RegressionBatch, Table};
 use descent::model::LinearModel;
 use descent::train::{Length, Objective, Report};

@@ -8,8 +8,8 @@ mod custom_model;
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::Module;
 use crate::common::{descent, rejects, summary};
+use burn::module::Module;
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::{MNIST_FILES, read_digits, read_mnist, split};
 use descent::experiment::ImageExperiment;

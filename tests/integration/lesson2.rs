@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::common::{devices, full_batch, train_sgd};
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
-use crate::common::{devices, full_batch, train_sgd};
 use descent::data::{LessonData, MiniBatches, RegressionBatch, Table};
 use descent::model::{LinearModel, mse};
 use descent::ols::least_squares;

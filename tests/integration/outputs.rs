@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
 use crate::common::{descent, reference_device, rejects, summary};
+use burn::prelude::*;
 use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment, TrainOptions};
 use descent::report::export::{NamedTensor, named_tensors};

@@ -50,7 +50,7 @@ pub fn positive_finite(text: &str) -> Result<f64, String> {
 /// A finite number of at least 0, within the f32 range.
 pub fn non_negative_finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 && value <= F32_MAX => Ok(value),
+        Ok(value) if (0.0..=F32_MAX).contains(&value) => Ok(value),
         Ok(value) => {
             Err(format!("must be a finite number from 0 to 3.4e38 (the f32 range), got {}", number(value)))
         }

@@ -67,7 +67,7 @@ pub struct FitArgs {
 }
 
 fn delimiter(text: &str) -> Result<String, String> {
-    parse_delimiter(text).map(|_| text.to_string())
+    parse_delimiter(text).map(|_| text.to_string()).map_err(|error| error.to_string())
 }
 
 fn fraction(text: &str) -> Result<f64, String> {

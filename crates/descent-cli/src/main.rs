@@ -117,34 +117,60 @@ enum ConfigCommand {
     Show(run::RunArgs),
 }
 
-/// An error that ends the program, with the exit code it maps to.
+/// Why the program ended without success; each kind is one exit code, the same for every
+/// command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A failure of the machine rather than of the input (a device error): exit code 1.
+    Device,
+    /// Bad input or usage: exit code 2.
+    Input,
+    /// Training diverged: exit code 3.
+    Diverged,
+    /// Interrupted by a signal: exit code 130 (128 + SIGINT), as shells report it.
+    Interrupted,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Device => 1,
+            Exit::Input => 2,
+            Exit::Diverged => 3,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+/// An error that ends the program, with the kind of exit it maps to.
 #[derive(Debug)]
 pub struct Failure {
     /// The one sentence printed after `error: `.
     pub message: String,
-    /// The process exit code.
-    pub code: u8,
+    /// The kind of exit, which decides the exit code.
+    pub exit: Exit,
 }
 
 impl Failure {
     /// Bad input or usage: exit code 2.
     pub fn input(message: impl ToString) -> Self {
-        Self { message: message.to_string(), code: 2 }
+        Self { message: message.to_string(), exit: Exit::Input }
     }
 
     /// Interrupted by a signal: exit code 130 (128 + SIGINT), as shells report it.
     pub fn interrupted(message: impl ToString) -> Self {
-        Self { message: message.to_string(), code: 130 }
+        Self { message: message.to_string(), exit: Exit::Interrupted }
     }
 
     /// Training diverged: exit code 3.
     pub fn diverged(message: impl ToString) -> Self {
-        Self { message: message.to_string(), code: 3 }
+        Self { message: message.to_string(), exit: Exit::Diverged }
     }
 
     /// A failure of the machine rather than of the input (a device error): exit code 1.
     pub fn internal(message: impl ToString) -> Self {
-        Self { message: message.to_string(), code: 1 }
+        Self { message: message.to_string(), exit: Exit::Device }
     }
 }
 
@@ -171,7 +197,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             err!("error: {}", failure.message);
-            ExitCode::from(failure.code)
+            ExitCode::from(failure.exit.code())
         }
     }
 }

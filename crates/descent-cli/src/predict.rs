@@ -14,7 +14,7 @@ use descent::device;
 use descent::metrics::evaluate;
 use descent::regression::CsvSource;
 use descent::report::export::{named_tensors, pytorch_layout, safetensors};
-use descent::report::{SavedModel, load_saved, load_saved_unverified, write_atomic};
+use descent::report::{EXPORT_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
 
 use crate::Failure;
 
@@ -201,26 +201,6 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The file `descent export` writes into the run folder by default.
-const EXPORT_FILE: &str = "model.safetensors";
-
-/// The files a run writes into its folder (besides those that exist there already).
-const RUN_FILES: [&str; 13] = [
-    "config.toml",
-    "model.bpk",
-    "model.sha256",
-    "checkpoint.bin",
-    "metrics.csv",
-    "summary.json",
-    "fit.png",
-    "loss.png",
-    "lr.png",
-    "accuracy.png",
-    "results.png",
-    "predictions.png",
-    "animation.gif",
-];
-
 /// Load the run's model, checked against its checksum unless `--no-verify`.
 fn load(
     dir: &Path,
@@ -244,10 +224,7 @@ fn check_not_run_file(output: &Path, run: &Path, allowed: Option<&str>) -> Resul
     if parent != run || Some(name) == allowed {
         return Ok(());
     }
-    let own = RUN_FILES.contains(&name)
-        || name.ends_with(".svg")
-        || output.exists()
-        || std::path::Path::new(name).extension().is_some_and(|e| e == "png");
+    let own = descent::report::files::is_run_file(name) || output.exists();
     if own {
         return Err(Failure::input(format!(
             "--output {} is one of the files of the run it reads ({}): choose a file outside it{} (nothing was written)",

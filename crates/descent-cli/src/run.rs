@@ -12,7 +12,9 @@ use descent::experiment::{Experiment, RunError, TrainOptions};
 use descent::ols::least_squares;
 use descent::optim::ScheduleConfig;
 use descent::report::plots;
-use descent::report::{MetricsRow, RunFolder, metrics_csv};
+use descent::report::{
+    ANIMATION_FILE, CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, SUMMARY_FILE, metrics_csv,
+};
 use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
 use serde_json::json;
 
@@ -166,9 +168,8 @@ impl CommonArgs {
         }
         if !self.devices.is_empty() {
             let devices: Vec<String> = self.devices.iter().map(|name| name.trim().to_string()).collect();
-            descent::config::check_devices(&devices).map_err(|message| {
-                Failure::input(format!("--devices {}: {message}", self.devices.join(",")))
-            })?;
+            descent::config::check_devices(&devices)
+                .map_err(|error| Failure::input(format!("--devices {}: {error}", self.devices.join(","))))?;
             (config.device, config.devices) = (devices[0].clone(), devices);
         }
         let training = &mut config.training;
@@ -319,7 +320,7 @@ fn resumed_config(common: &CommonArgs, dir: &Path, lock: bool) -> Result<(RunCon
     let config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
     // The folder's own configuration must describe the checkpoint's run: a checkpoint copied in
     // from another run would otherwise write over this run's model.
-    let folder_config = dir.join("config.toml");
+    let folder_config = dir.join(CONFIG_FILE);
     if folder_config.exists() {
         let described =
             RunConfig::load(&folder_config).map_err(|e| Failure::input(format!("--resume: {e}")))?;
@@ -498,7 +499,7 @@ pub fn run_config(
     if animate {
         let frames = experiment.trajectory(ANIMATION_STEPS).map_err(train_failure)?;
         let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(Failure::internal)?;
-        folder.write("animation.gif", &gif).map_err(Failure::input)?;
+        folder.write(ANIMATION_FILE, &gif).map_err(Failure::input)?;
     }
     let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
     finish(&folder, &summary, Some(&rows), common.json)
@@ -618,7 +619,7 @@ pub fn train_failure(error: RunError) -> Failure {
 /// checkpoint can be resumed, and names the server when one of the run's devices is remote.
 pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) -> Failure {
     if let RunError::Interrupted { step, epoch, metrics } = &error {
-        if let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes()) {
+        if let Err(write) = folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes()) {
             err!("warning: {write}");
         }
         if let Some(output) = crate::output::failed() {
@@ -633,16 +634,16 @@ pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) 
         ));
     }
     if let RunError::Diverged { metrics, .. } = &error
-        && let Err(write) = folder.write("metrics.csv", metrics_csv(metrics).as_bytes())
+        && let Err(write) = folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes())
     {
         err!("warning: {write}");
     }
     let mut failure = train_failure(error);
     let dir = folder.path().display();
-    if failure.code == 3 {
+    if failure.exit == crate::Exit::Diverged {
         failure.message.push_str(&format!(" (metrics up to then are in {dir})"));
     }
-    if failure.code == 1 {
+    if failure.exit == crate::Exit::Device {
         let mut servers: Vec<&str> = std::iter::once(&config.device)
             .chain(&config.devices)
             .filter_map(|device| device.trim().strip_prefix("remote:"))
@@ -670,7 +671,7 @@ pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) 
 
 /// Write the effective configuration into the run folder.
 pub fn write_config(folder: &RunFolder, config: &RunConfig) -> Result<(), Failure> {
-    folder.write("config.toml", config.to_toml().as_bytes()).map_err(Failure::input)?;
+    folder.write(CONFIG_FILE, config.to_toml().as_bytes()).map_err(Failure::input)?;
     Ok(())
 }
 
@@ -692,9 +693,9 @@ pub fn finish(
     json: bool,
 ) -> Result<(), Failure> {
     if let Some(rows) = metrics {
-        folder.write("metrics.csv", metrics_csv(rows).as_bytes()).map_err(Failure::input)?;
+        folder.write(METRICS_FILE, metrics_csv(rows).as_bytes()).map_err(Failure::input)?;
     }
-    folder.write("summary.json", format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
+    folder.write(SUMMARY_FILE, format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
     let mut files: Vec<String> = std::fs::read_dir(folder.path())
         .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();

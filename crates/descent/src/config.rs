@@ -302,21 +302,41 @@ struct ScheduleFile {
 
 /// Check a data-parallel device list: no empty name, and no device named twice (names compare
 /// without case and surrounding spaces). Whether each device exists is checked when it opens.
-pub fn check_devices(devices: &[String]) -> Result<(), String> {
+pub fn check_devices(devices: &[String]) -> Result<(), DeviceListError> {
     if let Some(position) = devices.iter().position(|name| name.trim().is_empty()) {
-        return Err(format!("entry {} is empty: name a device, e.g. flex,ndarray", position + 1));
+        return Err(DeviceListError::Empty { entry: position + 1 });
     }
     for (i, name) in devices.iter().enumerate() {
         if let Some(j) = devices[..i].iter().position(|other| same_device_name(other, name)) {
-            return Err(format!(
-                "names `{}` twice (entries {} and {}): each device holds one replica",
-                name.trim(),
-                j + 1,
-                i + 1
-            ));
+            return Err(DeviceListError::Repeated {
+                name: name.trim().to_string(),
+                first: j + 1,
+                second: i + 1,
+            });
         }
     }
     Ok(())
+}
+
+/// Why a data-parallel device list cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceListError {
+    /// An entry names no device.
+    #[error("entry {entry} is empty: name a device, e.g. flex,ndarray")]
+    Empty {
+        /// The 1-based entry.
+        entry: usize,
+    },
+    /// A device is named twice.
+    #[error("names `{name}` twice (entries {first} and {second}): each device holds one replica")]
+    Repeated {
+        /// The device.
+        name: String,
+        /// The 1-based entries naming it.
+        first: usize,
+        /// The second of them.
+        second: usize,
+    },
 }
 
 /// Whether two device names are the same name (without case and surrounding spaces).
@@ -361,7 +381,7 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 /// Read a configuration file through [`crate::limits::MAX_CONFIG_BYTES`].
 fn read(path: &Path) -> Result<String, ConfigError> {
     crate::limits::read_text(path, crate::limits::MAX_CONFIG_BYTES)
-        .map_err(|message| ConfigError::Read { path: path.into(), message })
+        .map_err(|error| ConfigError::Read { path: path.into(), message: error.to_string() })
 }
 
 /// A built-in name or a file path: the text and where it came from.
@@ -508,8 +528,8 @@ impl RunConfig {
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
-        if let Err(message) = check_devices(&self.devices) {
-            return invalid("devices", message);
+        if let Err(error) = check_devices(&self.devices) {
+            return invalid("devices", error.to_string());
         }
         if let Some(first) = self.devices.first()
             && !same_device_name(&self.device, "auto")
@@ -581,8 +601,8 @@ impl RunConfig {
                         );
                     }
                 }
-                if let Err(message) = crate::data::csv_table::parse_delimiter(delimiter) {
-                    return invalid("data.delimiter", message);
+                if let Err(error) = crate::data::csv_table::parse_delimiter(delimiter) {
+                    return invalid("data.delimiter", error.to_string());
                 }
                 if !(*valid_fraction >= 0.0 && *valid_fraction < 1.0) {
                     return invalid(

@@ -253,14 +253,33 @@ pub fn set_remote_token(token: String) {
 
 /// Read a token file: its first line without surrounding spaces. An unreadable file or an empty
 /// first line is an error that says which.
-pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+pub fn read_token_file(path: &std::path::Path) -> Result<String, TokenFileError> {
     let text = crate::limits::read_text(path, crate::limits::MAX_CONFIG_BYTES)
-        .map_err(|error| format!("{}: cannot read it: {error}", path.display()))?;
+        .map_err(|source| TokenFileError::Read { path: path.into(), source })?;
     let token = text.lines().next().unwrap_or_default().trim().to_string();
     if token.is_empty() {
-        return Err(format!("{}: the file holds no token (its first line is empty)", path.display()));
+        return Err(TokenFileError::Empty { path: path.into() });
     }
     Ok(token)
+}
+
+/// Why a token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// It cannot be read.
+    #[error("{}: cannot read it: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: crate::limits::ReadError,
+    },
+    /// Its first line is empty.
+    #[error("{}: the file holds no token (its first line is empty)", path.display())]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// The token for remote devices: the one set, else `DESCENT_REMOTE_TOKEN`, else none.

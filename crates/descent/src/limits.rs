@@ -31,19 +31,51 @@ pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
 
 /// Read the text file at `path`, refusing one larger than `limit` bytes without reading past it
 /// (so `/dev/zero` or an endless pipe costs `limit` bytes, not all the memory).
-pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
+    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(|error| error.to_string())?;
+    file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(format!(
-            "the file is larger than {}; a configuration file is at most that",
-            Bytes(limit)
-        ));
+        return Err(ReadError::TooLarge { limit });
     }
-    String::from_utf8(bytes).map_err(|error| {
-        format!("the file is not UTF-8 text (byte {} is not valid UTF-8)", error.utf8_error().valid_up_to())
-    })
+    String::from_utf8(bytes)
+        .map_err(|error| ReadError::NotUtf8 { valid_up_to: error.utf8_error().valid_up_to() })
+}
+
+/// Why [`read_text`] could not read a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The operating system could not open or read it.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// It is larger than the limit.
+    #[error("the file is larger than {}; a configuration file is at most that", Bytes(*limit))]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// It is not UTF-8 text.
+    #[error("the file is not UTF-8 text (byte {valid_up_to} is not valid UTF-8)")]
+    NotUtf8 {
+        /// The offset of the first byte that is not.
+        valid_up_to: usize,
+    },
+}
+
+/// Why [`check_memory`] refused a size: the sentence after what asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    /// The size overflows 64 bits.
+    #[error("would need more memory than any machine has (the size overflows 64 bits)")]
+    Overflow,
+    /// The size is beyond what the process may allocate.
+    #[error("would need about {} of memory; this process can allocate about {} more", Bytes(*needed), Bytes(*available))]
+    Exceeds {
+        /// Bytes asked for.
+        needed: u64,
+        /// Bytes the process may still allocate.
+        available: u64,
+    },
 }
 
 /// A byte count written for people: `512 bytes`, `1.0 MiB`, `23.4 GiB`.
@@ -81,15 +113,12 @@ pub fn memory_budget() -> Option<u64> {
 /// Check that `bytes` (or an overflow, `None`) fits in [`memory_budget`]; the error is the
 /// sentence "would need about X of memory; this process can allocate about Y more", for the caller to prefix
 /// with what asked for it. Where the budget is unknown only an overflow is refused.
-pub fn check_memory(bytes: Option<u64>) -> Result<(), String> {
-    let budget = memory_budget();
-    match (bytes, budget) {
-        (None, _) => Err("would need more memory than any machine has (the size overflows 64 bits)".into()),
-        (Some(bytes), Some(budget)) if bytes > budget => Err(format!(
-            "would need about {} of memory; this process can allocate about {} more",
-            Bytes(bytes),
-            Bytes(budget)
-        )),
+pub fn check_memory(bytes: Option<u64>) -> Result<(), MemoryError> {
+    match (bytes, memory_budget()) {
+        (None, _) => Err(MemoryError::Overflow),
+        (Some(needed), Some(available)) if needed > available => {
+            Err(MemoryError::Exceeds { needed, available })
+        }
         _ => Ok(()),
     }
 }
@@ -170,11 +199,11 @@ mod tests {
     fn a_file_over_the_limit_is_refused_after_reading_only_the_limit() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(&[b'a'; 2000]).unwrap();
-        let error = read_text(file.path(), 1024).unwrap_err();
+        let error = read_text(file.path(), 1024).unwrap_err().to_string();
         assert!(error.contains("larger than 1.0 KiB"), "{error}");
         assert_eq!(read_text(file.path(), 2000).unwrap().len(), 2000);
         // An endless file: read up to the limit, then refused.
-        let error = read_text(Path::new("/dev/zero"), MAX_CONFIG_BYTES).unwrap_err();
+        let error = read_text(Path::new("/dev/zero"), MAX_CONFIG_BYTES).unwrap_err().to_string();
         assert!(error.contains("larger than 1.0 MiB"), "{error}");
     }
 
@@ -183,10 +212,10 @@ mod tests {
         if cfg!(target_os = "linux") {
             let budget = memory_budget().expect("Linux reports available memory");
             assert!(budget > 1 << 20, "{budget}");
-            assert!(check_memory(Some(budget + 1)).unwrap_err().contains("would need about"));
+            assert!(check_memory(Some(budget + 1)).unwrap_err().to_string().contains("would need about"));
         }
         assert!(check_memory(Some(1024)).is_ok());
-        assert!(check_memory(None).unwrap_err().contains("overflows"));
+        assert_eq!(check_memory(None), Err(MemoryError::Overflow));
     }
 
     #[test]

@@ -518,24 +518,38 @@ fn number(field: &[u8]) -> Result<f32, Problem> {
 }
 
 /// A delimiter given by name or as one character: `,` `;` `|` `tab` or `\t`, `space`.
-pub fn parse_delimiter(text: &str) -> Result<u8, String> {
+pub fn parse_delimiter(text: &str) -> Result<u8, DelimiterError> {
     match text {
         "tab" | "\\t" | "\t" => return Ok(b'\t'),
         "space" | " " => return Ok(b' '),
         _ => {}
     }
     match text.as_bytes() {
-        [byte @ (b'.' | b'-' | b'+')] => Err(format!(
-            "`{}` is written inside numbers (1.5, -2, 1e+3), so it cannot separate them: choose another delimiter such as , ; | tab or space",
-            char::from(*byte)
-        )),
-        [b'"'] => Err("`\"` quotes fields, so it cannot separate them: choose another delimiter such as , ; | tab or space".into()),
-        [byte] if byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'\n' | b'\r') => Ok(*byte),
-        _ => Err(format!(
-            "expected one ASCII punctuation character such as , ; | or the names tab and space, got `{}`",
-            crate::limits::printable(text, 20)
-        )),
+        [byte @ (b'.' | b'-' | b'+')] => Err(DelimiterError::InNumbers(char::from(*byte))),
+        [b'"'] => Err(DelimiterError::Quote),
+        [byte] if byte.is_ascii() && !byte.is_ascii_alphanumeric() && !matches!(byte, b'\n' | b'\r') => {
+            Ok(*byte)
+        }
+        _ => Err(DelimiterError::NotPunctuation(crate::limits::printable(text, 20))),
     }
+}
+
+/// Why a delimiter cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DelimiterError {
+    /// A character numbers are written with.
+    #[error(
+        "`{0}` is written inside numbers (1.5, -2, 1e+3), so it cannot separate them: choose another delimiter such as , ; | tab or space"
+    )]
+    InNumbers(char),
+    /// The quote character.
+    #[error(
+        "`\"` quotes fields, so it cannot separate them: choose another delimiter such as , ; | tab or space"
+    )]
+    Quote,
+    /// Not one ASCII punctuation character (what was given, escaped and cut).
+    #[error("expected one ASCII punctuation character such as , ; | or the names tab and space, got `{0}`")]
+    NotPunctuation(String),
 }
 
 #[cfg(test)]

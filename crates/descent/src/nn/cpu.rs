@@ -389,7 +389,7 @@ pub fn conv2d_backward(
         recycle(dyc);
         (dwt, db)
     };
-    let (parts, dx): (Vec<(Vec<f32>, Vec<f32>)>, Option<Vec<f32>>) = if want_x {
+    let (parts, dx): (Vec<GroupGrads>, Option<Vec<f32>>) = if want_x {
         let mut dx = vec![0.0f32; shape.batch * shape.in_image()];
         let parts = if dx.is_empty() {
             Vec::new()
@@ -414,6 +414,10 @@ pub fn conv2d_backward(
     let weight = (0..c_out * taps).map(|i| weight_grad_t[(i % taps) * c_out + i / taps]).collect();
     ConvGrads { x: dx, weight, bias: bias_grad }
 }
+
+/// One group of images' share of the weight gradient (in the products' `[taps, c_out]` layout)
+/// and of the bias gradient.
+type GroupGrads = (Vec<f32>, Vec<f32>);
 
 /// Marks a pooled output that ReLU set to zero: no input receives its gradient.
 const CLIPPED: u8 = 4;

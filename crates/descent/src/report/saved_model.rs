@@ -9,10 +9,7 @@ use burn::prelude::*;
 use crate::config::{ConfigError, ModelConfig, RunConfig};
 use crate::model::{Cnn, LinearModel};
 
-/// The model file in a run folder.
-pub const MODEL_FILE: &str = "model.bpk";
-/// The model file's SHA-256, in `sha256sum`'s format.
-pub const CHECKSUM_FILE: &str = "model.sha256";
+pub use super::files::{CHECKSUM_FILE, MODEL_FILE};
 
 /// The SHA-256 of `bytes`, in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -86,7 +83,7 @@ pub fn load_saved_unverified(
 const MAX_CHECKSUM_BYTES: u64 = 4096;
 
 fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedModel), SavedModelError> {
-    let config_path = dir.join("config.toml");
+    let config_path = dir.join(super::files::CONFIG_FILE);
     let model_path = dir.join(MODEL_FILE);
     for path in [dir, &config_path, &model_path] {
         if !path.exists() {
@@ -108,8 +105,8 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
                 checksum_path.display()
             )));
         }
-        let line = crate::limits::read_text(&checksum_path, MAX_CHECKSUM_BYTES).map_err(|message| {
-            model_error(format!("cannot read its checksum {}: {message}", checksum_path.display()))
+        let line = crate::limits::read_text(&checksum_path, MAX_CHECKSUM_BYTES).map_err(|error| {
+            model_error(format!("cannot read its checksum {}: {error}", checksum_path.display()))
         })?;
         let expected = line.split_whitespace().next().unwrap_or_default();
         if expected != sha256_hex(&bytes) {

@@ -30,8 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::MetricsRow;
 
-/// The name of the checkpoint file in a run folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
+pub use crate::report::files::CHECKPOINT_FILE;
 
 const MAGIC: &[u8] = b"descent-checkpoint-v1\n";
 const SECTIONS: [&str; 4] = ["state", "model", "optimizer", "schedule"];

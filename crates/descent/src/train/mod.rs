@@ -4,6 +4,8 @@ pub mod checkpoint;
 mod engine;
 mod lr_find;
 mod parallel;
+#[cfg(test)]
+mod tests;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
 pub use engine::{
