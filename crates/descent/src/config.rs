@@ -78,9 +78,7 @@ pub enum DataConfig {
     },
 }
 
-pub(crate) fn default_valid_fraction() -> f64 {
-    0.2
-}
+pub(crate) use crate::data::default_valid_fraction;
 
 fn default_n() -> usize {
     100

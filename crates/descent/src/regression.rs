@@ -38,7 +38,7 @@ pub struct CsvSource {
     #[serde(default = "default_true")]
     pub standardize: bool,
     /// Fraction of the rows held out for validation, in [0, 1); 0 trains on every row.
-    #[serde(default = "crate::config::default_valid_fraction")]
+    #[serde(default = "crate::data::default_valid_fraction")]
     pub valid_fraction: f64,
     /// Skip rows that are ragged or hold a bad value in a chosen column, and count them, instead
     /// of stopping at the first.
@@ -60,7 +60,7 @@ impl CsvSource {
             features: None,
             delimiter: default_delimiter(),
             standardize: true,
-            valid_fraction: crate::config::default_valid_fraction(),
+            valid_fraction: crate::data::default_valid_fraction(),
             skip_bad_rows: false,
             sha256: None,
         }

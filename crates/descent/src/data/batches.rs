@@ -11,7 +11,7 @@ use burn::prelude::*;
 
 use super::random::SeededRng;
 use super::{ImageSet, Table};
-use crate::train::{BatchSource, Batches};
+use crate::train::{BatchRows, BatchSource, Batches};
 
 /// Features `x` (`[b, d]`) and targets `y` (`[b, 1]`) of `b` rows, on one device.
 #[derive(Clone, Debug)]
@@ -244,6 +244,34 @@ struct ImageBatcher {
 impl Batcher<usize, ImageBatch> for ImageBatcher {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> ImageBatch {
         ImageBatch::gather(&self.set, &indices, device)
+    }
+}
+
+// What the engine needs of a batch: its rows, and a range of them on another device.
+
+impl BatchRows for RegressionBatch {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
+        Self {
+            x: self.x.clone().slice(rows.clone()).to_device(device),
+            y: self.y.clone().slice(rows).to_device(device),
+        }
+    }
+}
+
+impl BatchRows for ImageBatch {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
+        Self {
+            images: self.images.clone().slice(rows.clone()).to_device(device),
+            labels: self.labels.clone().slice(rows).to_device(device),
+        }
     }
 }
 

@@ -14,6 +14,12 @@ pub use synthetic::LessonData;
 
 use burn::prelude::*;
 
+/// The fraction of the rows or images held out for validation when a configuration sets none
+/// (fastai's `valid_pct=0.2`).
+pub(crate) fn default_valid_fraction() -> f64 {
+    0.2
+}
+
 /// A regression table held on the host: `n` rows of `d` features (row-major) and one target each.
 ///
 /// For the lesson `d = 2` and the second feature is the column of ones, so the model `x·a` has an

@@ -48,7 +48,7 @@ pub fn mse(y_hat: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
 /// `mean()` over 4,000,000 squared residuals was off by 3.3e-3 (relative) on Flex and wgpu and
 /// by 1.5e-4 on NdArray, and the gradient's `Xᵀr` by up to 7e-4. Summing blocks of this many rows
 /// first, then the block sums, keeps both errors near 1e-6.
-pub const BLOCK_ROWS: usize = 4096;
+pub const BLOCK_ROWS: usize = crate::nn::LOSS_BLOCK_ROWS;
 
 impl Objective<RegressionBatch> for LinearModel {
     /// The mean squared error of the batch. Up to [`BLOCK_ROWS`] rows this is exactly the

@@ -668,7 +668,7 @@ fn norm_input_grad(x: &[f32], dy: &[f32], terms: [f32; 5], dx: &mut [f32]) {
 }
 
 /// Rows per block of the fused loss; the same blocks as [`crate::model::linear::BLOCK_ROWS`].
-const LOSS_BLOCK: usize = crate::model::linear::BLOCK_ROWS;
+const LOSS_BLOCK: usize = super::LOSS_BLOCK_ROWS;
 
 /// The sum of squared residuals `Σ (x·a − y)²` and `Xᵀr` (`r = x·a − y`) over `x [n, d]`,
 /// `y [n]`, in one parallel pass: each block of rows sums in `f64` (from `f32` partial sums of a

@@ -27,6 +27,10 @@ pub mod flex;
 #[cfg(all(test, feature = "flex", feature = "ndarray"))]
 mod tests;
 
+/// Rows per block of the linear model's mean squared error on large batches (see
+/// `model::linear::BLOCK_ROWS`, which is this): the fused CPU loss sums its blocks the same way.
+pub const LOSS_BLOCK_ROWS: usize = 4096;
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};

@@ -11,8 +11,8 @@ pub const SUMMARY_FILE: &str = "summary.json";
 pub const MODEL_FILE: &str = "model.bpk";
 /// `model.bpk`'s SHA-256, as `sha256sum` writes it.
 pub const CHECKSUM_FILE: &str = "model.sha256";
-/// The state a resumed run continues from.
-pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
+/// The state a resumed run continues from (the engine's checkpoints name it).
+pub use crate::train::CHECKPOINT_FILE;
 /// `lesson2 --animate`'s animation.
 pub const ANIMATION_FILE: &str = "animation.gif";
 /// `descent export`'s default output.

@@ -1,36 +1,6 @@
 //! `metrics.csv`: one row per reported step or epoch, for spreadsheets and plotting scripts.
 
-/// One reported step or epoch. Validation columns are empty for models without validation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MetricsRow {
-    /// Updates made (the step the loss was computed at, with full batches).
-    pub step: usize,
-    /// The epoch, 1-based.
-    pub epoch: usize,
-    /// The learning rate of the step.
-    pub lr: f64,
-    /// The training loss.
-    pub train_loss: f64,
-    /// The validation loss.
-    pub valid_loss: Option<f64>,
-    /// The validation accuracy.
-    pub accuracy: Option<f64>,
-    /// The validation error rate (1 - accuracy).
-    pub error_rate: Option<f64>,
-}
-
-impl From<&crate::train::LossRecord> for MetricsRow {
-    /// The row of a reported training loss (no validation figures).
-    fn from(record: &crate::train::LossRecord) -> Self {
-        Self {
-            step: record.step,
-            epoch: record.epoch,
-            lr: record.lr,
-            train_loss: record.loss,
-            ..Self::default()
-        }
-    }
-}
+pub use crate::train::MetricsRow;
 
 /// The header of `metrics.csv`.
 pub const METRICS_HEADER: &str = "step,epoch,lr,train_loss,valid_loss,accuracy,error_rate";

@@ -28,9 +28,10 @@ use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::report::MetricsRow;
+use super::MetricsRow;
 
-pub use crate::report::files::CHECKPOINT_FILE;
+/// The name of the checkpoint file in a run folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 
 const MAGIC: &[u8] = b"descent-checkpoint-v1\n";
 const SECTIONS: [&str; 4] = ["state", "model", "optimizer", "schedule"];

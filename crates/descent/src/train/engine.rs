@@ -143,6 +143,39 @@ pub struct LossRecord {
     pub loss: f64,
 }
 
+/// One reported step or epoch, as `metrics.csv` and checkpoints hold it. Validation columns are
+/// empty for models without validation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsRow {
+    /// Updates made (the step the loss was computed at, with full batches).
+    pub step: usize,
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// The learning rate of the step.
+    pub lr: f64,
+    /// The training loss.
+    pub train_loss: f64,
+    /// The validation loss.
+    pub valid_loss: Option<f64>,
+    /// The validation accuracy.
+    pub accuracy: Option<f64>,
+    /// The validation error rate (1 - accuracy).
+    pub error_rate: Option<f64>,
+}
+
+impl From<&LossRecord> for MetricsRow {
+    /// The row of a reported training loss (no validation figures).
+    fn from(record: &LossRecord) -> Self {
+        Self {
+            step: record.step,
+            epoch: record.epoch,
+            lr: record.lr,
+            train_loss: record.loss,
+            ..Self::default()
+        }
+    }
+}
+
 /// A trained model and what happened on the way.
 #[derive(Debug)]
 pub struct Trained<M> {
@@ -488,32 +521,6 @@ pub trait BatchRows {
 
     /// The examples `rows` (a range within `0..self.rows()`) as a batch on `device`.
     fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self;
-}
-
-impl BatchRows for crate::data::RegressionBatch {
-    fn rows(&self) -> usize {
-        self.len()
-    }
-
-    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
-        Self {
-            x: self.x.clone().slice(rows.clone()).to_device(device),
-            y: self.y.clone().slice(rows).to_device(device),
-        }
-    }
-}
-
-impl BatchRows for crate::data::ImageBatch {
-    fn rows(&self) -> usize {
-        self.len()
-    }
-
-    fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
-        Self {
-            images: self.images.clone().slice(rows.clone()).to_device(device),
-            labels: self.labels.clone().slice(rows).to_device(device),
-        }
-    }
 }
 
 fn read_scalar(tensor: Tensor<1>) -> Result<f64, TrainError> {
