@@ -293,11 +293,11 @@ fn measure(workload: Workload, config: RunConfig, figure: Figure) -> Result<f64,
         let epochs = experiment.plan().length.epochs().unwrap_or(1);
         let trained = experiment
             .train(experiment.model(), &mut |_| ControlFlow::Continue(()))
-            .map_err(crate::run::train_failure)?;
+            .map_err(crate::session::train_failure)?;
         (trained.trained.seconds, trained.trained.steps, epochs * experiment.train.len())
     } else {
         let experiment = Experiment::prepare(config).map_err(Failure::input)?;
-        let trained = experiment.train(quiet).map_err(crate::run::train_failure)?;
+        let trained = experiment.train(quiet).map_err(crate::session::train_failure)?;
         (trained.seconds, trained.steps, 0)
     };
     Ok(match figure {

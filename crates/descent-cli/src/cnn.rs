@@ -17,7 +17,7 @@ use crate::Failure;
 use crate::args::positive_finite;
 use crate::figures::Figures;
 use crate::progress::Progress;
-use crate::run::{CommonArgs, Resumed, finish, run_folder, say_resuming, training_failed, write_config};
+use crate::session::{CommonArgs, Resumed, finish, run_folder, say_resuming, training_failed, write_config};
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
 const RESULTS_SHOWN: usize = 20;
@@ -51,33 +51,38 @@ pub struct CnnArgs {
     pub valid_fraction: Option<f64>,
 }
 
-pub fn run(args: &CnnArgs) -> Result<(), Failure> {
-    if let Some(dir) = &args.common.resume {
-        return crate::run::resume("cnn", &args.common, dir, false);
+impl CnnArgs {
+    /// The effective configuration: the cnn's defaults, then `--config`, `--optim`,
+    /// `--schedule`, the data flags, the single flags, and `--set`.
+    pub fn config(&self) -> Result<RunConfig, Failure> {
+        let args = self;
+        let mut config = args.common.base(RunConfig::cnn())?;
+        if let Some(dir) = &args.mnist {
+            config.data = DataConfig::Mnist {
+                dir: dir.clone(),
+                train_limit: args.train_limit,
+                side: None,
+                sha256: None,
+            };
+        }
+        if args.data.is_some() || args.valid_fraction.is_some() {
+            let (path, valid_fraction) = match &config.data {
+                DataConfig::Digits { path, valid_fraction, .. } => (path.clone(), *valid_fraction),
+                _ => (None, 0.2),
+            };
+            let path = match args.data.as_deref() {
+                Some("digits") => None,
+                Some(file) => Some(PathBuf::from(file)),
+                None => path,
+            };
+            config.data = DataConfig::Digits {
+                path,
+                valid_fraction: args.valid_fraction.unwrap_or(valid_fraction),
+                sha256: None,
+            };
+        }
+        args.common.finish(config)
     }
-    let mut config = args.common.base(RunConfig::cnn())?;
-    if let Some(dir) = &args.mnist {
-        config.data =
-            DataConfig::Mnist { dir: dir.clone(), train_limit: args.train_limit, side: None, sha256: None };
-    }
-    if args.data.is_some() || args.valid_fraction.is_some() {
-        let (path, valid_fraction) = match &config.data {
-            DataConfig::Digits { path, valid_fraction, .. } => (path.clone(), *valid_fraction),
-            _ => (None, 0.2),
-        };
-        let path = match args.data.as_deref() {
-            Some("digits") => None,
-            Some(file) => Some(PathBuf::from(file)),
-            None => path,
-        };
-        config.data = DataConfig::Digits {
-            path,
-            valid_fraction: args.valid_fraction.unwrap_or(valid_fraction),
-            sha256: None,
-        };
-    }
-    let config = args.common.finish(config)?;
-    run_config("cnn", config, &args.common, None)
 }
 
 /// Train a cnn configuration (from `descent cnn`, or `descent train --config` with a cnn file),

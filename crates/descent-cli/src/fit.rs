@@ -16,9 +16,8 @@ use serde_json::{Map, Value, json};
 
 use crate::Failure;
 use crate::figures::Figures;
-use crate::run::{
-    CommonArgs, Resumed, finish, losses_json, resume, run_config, run_folder, say_trained, train_linear,
-    write_config,
+use crate::session::{
+    CommonArgs, Resumed, finish, losses_json, run_folder, say_trained, train_linear, write_config,
 };
 
 /// Full-batch steps of a fit that sets no length.
@@ -132,14 +131,6 @@ impl FitArgs {
         }
         Ok(config)
     }
-}
-
-/// `descent fit`.
-pub fn run(args: &FitArgs) -> Result<(), Failure> {
-    if let Some(dir) = &args.common.resume {
-        return resume("fit", &args.common, dir, false);
-    }
-    run_config("fit", args.config()?, &args.common, None, false)
 }
 
 /// Train a prepared regression (CSV data) and report it: the linear runner hands every CSV

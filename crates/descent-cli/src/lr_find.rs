@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::Failure;
 use crate::args::{positive_count, positive_finite};
 use crate::figures::Figures;
-use crate::run::{RunArgs, finish, open_run_folder};
+use crate::run::RunArgs;
+use crate::session::{finish, open_run_folder};
 use descent::report::plots::{LineChart, Series};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps

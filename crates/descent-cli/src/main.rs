@@ -52,6 +52,7 @@ mod predict;
 mod progress;
 mod run;
 mod serve;
+mod session;
 
 use std::process::ExitCode;
 
@@ -180,10 +181,10 @@ fn main() -> ExitCode {
     pin_burn_default_device();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Lesson2(args) => run::run("lesson2", &args),
-        Command::Train(args) => run::run("train", &args),
-        Command::Fit(args) => fit::run(&args),
-        Command::Cnn(args) => cnn::run(&args),
+        Command::Lesson2(args) => run::start("lesson2", &args.common, args.animate, || args.config()),
+        Command::Train(args) => run::start("train", &args.common, args.animate, || args.config()),
+        Command::Fit(args) => run::start("fit", &args.common, false, || args.config()),
+        Command::Cnn(args) => run::start("cnn", &args.common, false, || args.config()),
         Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
         Command::LrFind(args) => lr_find::run(&args),
         Command::Devices(args) => devices::run(&args),

@@ -1,214 +1,31 @@
 //! The training commands: `descent lesson2`, `descent train` and `descent config show` share one
 //! set of flags that builds a [`RunConfig`]; `lesson2` and `train` run it.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 
 use clap::Args;
-use descent::config::{DataConfig, ModelConfig, RunConfig, optimizer_from, parse_toml, schedule_from};
-use descent::experiment::{Experiment, RunError, TrainOptions};
+use descent::config::{DataConfig, ModelConfig, RunConfig};
+use descent::experiment::Experiment;
 use descent::ols::least_squares;
-use descent::optim::ScheduleConfig;
 use descent::report::plots;
-use descent::report::{
-    ANIMATION_FILE, CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, SUMMARY_FILE, metrics_csv,
-};
-use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Objective, Plan, Report};
+use descent::report::{ANIMATION_FILE, MetricsRow};
+use descent::train::Objective;
 use serde_json::json;
 
 use crate::Failure;
-use crate::args::{non_negative_finite, pair, positive_count, positive_finite};
+use crate::args::{non_negative_finite, pair, positive_count};
 use crate::figures::Figures;
-use crate::progress::Progress;
+use crate::session::{
+    CommonArgs, Resumed, finish, losses_json, resumed_config, run_folder, say_trained, train_failure,
+    train_linear, write_config,
+};
 
 /// Frames of `--animate`, one gradient step each (the notebook's `np.arange(0, 100)`).
 const ANIMATION_STEPS: usize = 100;
 /// Milliseconds per frame (the notebook's `interval=20`).
 const ANIMATION_FRAME_MS: u16 = 20;
-
-/// Flags shared by every training command. Each one overrides the configuration file
-/// (`--config`), which overrides the command's defaults; `--set` is applied last.
-#[derive(Args, Debug, Default)]
-pub struct CommonArgs {
-    /// A run configuration file (TOML, as `descent config show` prints it) [default: the
-    /// command's own defaults].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a
-    /// TOML file with an [optimizer] table [default: sgd at lr 0.1 for the lesson, adam at 1e-3
-    /// for the cnn].
-    #[arg(long, value_name = "NAME|FILE")]
-    pub optim: Option<String>,
-
-    /// Learning-rate schedule: a built-in name (constant, step, exponential, cosine,
-    /// warmup-cosine, one-cycle) or a TOML file with a [schedule] table [default: constant].
-    #[arg(long, value_name = "NAME|FILE")]
-    pub schedule: Option<String>,
-
-    /// Learning rate: the gradient is multiplied by it before being subtracted from the
-    /// parameters; with a schedule, its peak [default: the optimizer's].
-    #[arg(long, value_parser = positive_finite, allow_hyphen_values = true)]
-    pub lr: Option<f64>,
-
-    /// Momentum of the sgd or rmsprop optimizer, in [0, 1) [default: 0].
-    #[arg(long, value_parser = non_negative_finite, allow_hyphen_values = true)]
-    pub momentum: Option<f64>,
-
-    /// Set any field of the configuration: KEY=VALUE with a dotted KEY, e.g.
-    /// optimizer.beta_2=0.99 or training.epochs=5 (repeatable; applied last).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
-
-    /// Seed of the data, the shuffle, the initial weights and the backend [default: 42].
-    #[arg(long, value_parser = crate::args::seed, allow_hyphen_values = true)]
-    pub seed: Option<u64>,
-
-    /// Device: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm), a GPU adapter
-    /// such as wgpu:discrete or cuda:1, or remote:ws://HOST:PORT (a `descent serve`, with
-    /// --features remote); `descent devices` lists them [default: auto].
-    #[arg(long)]
-    pub device: Option<String>,
-
-    /// Data-parallel training over several devices, comma-separated, e.g. flex,ndarray or
-    /// cuda:0,cuda:1: each batch is split across them, the gradients are summed on the first
-    /// (which holds the model and the optimizer), and one update is made, as on one device.
-    #[arg(long, value_name = "A,B,...", value_delimiter = ',', conflicts_with = "device")]
-    pub devices: Vec<String>,
-
-    /// Examples per mini-batch; without it every step uses all the rows (the lesson) [default:
-    /// 64 for the cnn].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
-    pub batch_size: Option<usize>,
-
-    /// Number of updates [default: 100 with full batches (1,000 for fit); with mini-batches,
-    /// --epochs decides].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with = "epochs")]
-    pub steps: Option<usize>,
-
-    /// Passes over the data [default: 10 with mini-batches; a full-batch epoch is one step].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
-    pub epochs: Option<usize>,
-
-    /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
-    /// steps with full batches (100 for fit), 1 epoch with mini-batches].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
-    pub print_every: Option<usize>,
-
-    /// Folder for the run's outputs: its effective configuration (config.toml), metrics.csv,
-    /// summary.json, the model, the plots and the checkpoint [default: runs/<command>-<UTC
-    /// time>]. A folder with files in it is refused.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-
-    /// Also write a checkpoint (model, optimizer and schedule state, position, metrics) every
-    /// this many epochs; one is always written at the end. A full-batch epoch is one step.
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, value_name = "N")]
-    pub checkpoint_every: Option<usize>,
-
-    /// Continue the run in DIR from its checkpoint, writing into DIR. With --epochs (or
-    /// --steps) N, train to N in total: that also extends a finished run. The configuration
-    /// comes from the checkpoint: flags that would change it are refused.
-    #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
-    ])]
-    pub resume: Option<PathBuf>,
-
-    /// Also write every figure as SVG (PNG is always written).
-    #[arg(long)]
-    pub svg: bool,
-
-    /// With --device remote:ws://HOST:PORT: a file whose first line is the server's token
-    /// [default: the environment variable DESCENT_REMOTE_TOKEN].
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-
-    /// Print only the summary: no header, no progress lines.
-    #[arg(long, short)]
-    pub quiet: bool,
-
-    /// Also print a one-line JSON summary as the last line of stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl CommonArgs {
-    /// The configuration file, or `defaults` when there is none, with `--optim` and `--schedule`
-    /// applied.
-    pub fn base(&self, defaults: RunConfig) -> Result<RunConfig, Failure> {
-        let mut config = match &self.config {
-            Some(path) => RunConfig::load(path).map_err(|e| Failure::input(format!("--config: {e}")))?,
-            None => defaults,
-        };
-        if let Some(optim) = &self.optim {
-            config.optimizer = optimizer_from(optim).map_err(|e| Failure::input(format!("--optim: {e}")))?;
-        }
-        if let Some(schedule) = &self.schedule {
-            config.schedule =
-                schedule_from(schedule).map_err(|e| Failure::input(format!("--schedule: {e}")))?;
-        }
-        Ok(config)
-    }
-
-    /// Apply the single flags and `--set`, then check the result.
-    pub fn finish(&self, mut config: RunConfig) -> Result<RunConfig, Failure> {
-        if let Some(path) = &self.token_file {
-            // The token reaches the device module only: it is never part of the configuration.
-            let token = descent::device::read_token_file(path)
-                .map_err(|e| Failure::input(format!("--token-file {e}")))?;
-            descent::device::set_remote_token(token);
-        }
-        if let Some(seed) = self.seed {
-            config.seed = seed;
-        }
-        if let Some(device) = &self.device {
-            (config.device, config.devices) = (device.clone(), Vec::new());
-        }
-        if !self.devices.is_empty() {
-            let devices: Vec<String> = self.devices.iter().map(|name| name.trim().to_string()).collect();
-            descent::config::check_devices(&devices)
-                .map_err(|error| Failure::input(format!("--devices {}: {error}", self.devices.join(","))))?;
-            (config.device, config.devices) = (devices[0].clone(), devices);
-        }
-        let training = &mut config.training;
-        if self.batch_size.is_some() {
-            training.batch_size = self.batch_size;
-        }
-        if self.steps.is_some() {
-            (training.steps, training.epochs) = (self.steps, None);
-        }
-        if self.epochs.is_some() {
-            (training.steps, training.epochs) = (None, self.epochs);
-        }
-        if self.print_every.is_some() {
-            training.print_every = self.print_every;
-        }
-        if self.checkpoint_every.is_some() {
-            training.checkpoint_every = self.checkpoint_every;
-        }
-        if let Some(lr) = self.lr {
-            config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
-        }
-        if let Some(momentum) = self.momentum {
-            let name = config.optimizer.name();
-            if !matches!(name, "sgd" | "rmsprop") {
-                return Err(Failure::input(format!(
-                    "--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)"
-                )));
-            }
-            config
-                .set(&format!("optimizer.momentum={momentum:e}"))
-                .map_err(|e| Failure::input(format!("--momentum: {e}")))?;
-        }
-        for assignment in &self.sets {
-            config.set(assignment).map_err(Failure::input)?;
-        }
-        config.validate().map_err(Failure::input)?;
-        Ok(config)
-    }
-}
 
 /// The lesson's flags: the shared ones, and the data and initial guess of the linear model.
 #[derive(Args, Debug, Default)]
@@ -284,21 +101,18 @@ pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `descent lesson2` and `descent train`: run the configuration and compare with least squares.
-/// A configuration of the cnn model goes to `descent cnn`'s runner.
-pub fn run(command: &str, args: &RunArgs) -> Result<(), Failure> {
-    if let Some(dir) = &args.common.resume {
-        return resume(command, &args.common, dir, args.animate);
+/// A training command (`lesson2`, `train`, `fit`, `cnn`): continue `--resume DIR`, or run the
+/// configuration that `config` builds from the command's flags.
+pub fn start(
+    command: &str,
+    common: &CommonArgs,
+    animate: bool,
+    config: impl FnOnce() -> Result<RunConfig, Failure>,
+) -> Result<(), Failure> {
+    match &common.resume {
+        Some(dir) => resume(command, common, dir, animate),
+        None => run_config(command, config()?, common, None, animate),
     }
-    run_config(command, args.config()?, &args.common, None, args.animate)
-}
-
-/// A run folder and the checkpoint in it, to continue (`--resume DIR`).
-pub struct Resumed {
-    /// The folder, written into again.
-    pub folder: RunFolder,
-    /// Its checkpoint.
-    pub checkpoint: Checkpoint,
 }
 
 /// `--resume DIR`: read the checkpoint, take the run's configuration from it, apply the flags a
@@ -307,79 +121,6 @@ pub struct Resumed {
 pub fn resume(command: &str, common: &CommonArgs, dir: &Path, animate: bool) -> Result<(), Failure> {
     let (config, resumed) = resumed_config(common, dir, true)?;
     run_config(command, config, common, Some(resumed), animate)
-}
-
-/// The configuration a `--resume DIR` run continues with, and its folder and checkpoint. To
-/// train (`lock`), the folder is locked first: a run still going in it is refused.
-fn resumed_config(common: &CommonArgs, dir: &Path, lock: bool) -> Result<(RunConfig, Resumed), Failure> {
-    let folder = if lock { RunFolder::open(dir) } else { RunFolder::open_unlocked(dir) };
-    let folder = folder.map_err(|e| Failure::input(format!("--resume: {e}")))?;
-    let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
-        .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
-    let origin = format!("the configuration in {}", checkpoint.path.display());
-    let config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
-    // The folder's own configuration must describe the checkpoint's run: a checkpoint copied in
-    // from another run would otherwise write over this run's model.
-    let folder_config = dir.join(CONFIG_FILE);
-    if folder_config.exists() {
-        let described =
-            RunConfig::load(&folder_config).map_err(|e| Failure::input(format!("--resume: {e}")))?;
-        if described.model != config.model || described.data != config.data || described.seed != config.seed {
-            return Err(Failure::input(format!(
-                "--resume: {} is from another run than {} (its model, data or seed differ): nothing was changed",
-                checkpoint.path.display(),
-                folder_config.display()
-            )));
-        }
-    }
-    // The flags that would change the run conflict with --resume, so `finish` applies only those
-    // a resumed run accepts: --epochs, --steps, --checkpoint-every, --device.
-    let config = common.finish(config)?;
-    Ok((config, Resumed { folder, checkpoint }))
-}
-
-/// The folder a run writes into: a new one (`--out`, with the configuration written first), or
-/// the resumed run's own, with its checkpoint, once it is clear that `plan` has steps left.
-pub fn run_folder(
-    common: &CommonArgs,
-    command: &str,
-    config: &RunConfig,
-    plan: &Plan,
-    resumed: Option<Resumed>,
-) -> Result<(RunFolder, Option<Checkpoint>), Failure> {
-    // Output already lost (`> /dev/full`): end before the folder is created or changed.
-    crate::output::check()?;
-    match resumed {
-        Some(resumed) => {
-            check_remaining(plan, &resumed)?;
-            Ok((resumed.folder, Some(resumed.checkpoint)))
-        }
-        None => Ok((open_run_folder(common, command, config)?, None)),
-    }
-}
-
-/// Refuse to resume a run that has nothing left to train under `plan`.
-fn check_remaining(plan: &Plan, resumed: &Resumed) -> Result<(), Failure> {
-    let state = &resumed.checkpoint.state;
-    let dir = resumed.folder.path().display();
-    let (done, total, unit, flag) = match plan.length {
-        Length::Epochs(total) => (state.epoch, total, "epochs", "--epochs"),
-        Length::Steps(total) => (state.step, total, "steps", "--steps"),
-    };
-    if done >= total {
-        return Err(Failure::input(format!(
-            "--resume {dir}: the run has trained {done} {unit} already and its plan is {total}: pass {flag} N with N > {done} to train further"
-        )));
-    }
-    Ok(())
-}
-
-/// Say where a resumed run continues from.
-pub fn say_resuming(quiet: bool, folder: &RunFolder, checkpoint: Option<&Checkpoint>) {
-    if let Some(checkpoint) = checkpoint {
-        let state = &checkpoint.state;
-        say!(quiet, "resuming {} after epoch {} (step {})", folder.path().display(), state.epoch, state.step);
-    }
 }
 
 /// Train a linear configuration, from the start into a new run folder, or resumed into its own.
@@ -525,195 +266,4 @@ fn closed_form(experiment: &Experiment) -> Result<descent::ols::LeastSquares, Fa
             "{source}: {why}: the lesson needs at least two points with different x values (nothing was written)"
         ))
     })
-}
-
-/// Train a prepared linear experiment into `folder` (continuing `checkpoint` when resumed):
-/// say how it trains, print the loss at the configured cadence, show progress on a terminal, and
-/// turn Ctrl-C and divergence into their exits, with the metrics so far in the folder.
-pub fn train_linear(
-    experiment: &Experiment,
-    folder: &RunFolder,
-    checkpoint: Option<&Checkpoint>,
-    common: &CommonArgs,
-) -> Result<descent::train::Trained<descent::model::LinearModel>, Failure> {
-    let (config, quiet) = (&experiment.config, common.quiet);
-    let plan = experiment.plan();
-    let batches = experiment.batches();
-    let lr = config.optimizer.lr();
-    let schedule = match config.schedule {
-        ScheduleConfig::Constant => String::new(),
-        ref other => format!(", {} schedule", other.name()),
-    };
-    match config.training.batch_size {
-        None => say!(
-            quiet,
-            "full-batch gradient descent: {} lr {lr}{schedule}, {}",
-            config.optimizer.name(),
-            length(experiment)
-        ),
-        Some(size) => say!(
-            quiet,
-            "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
-            batches.batches_per_epoch(),
-            config.seed,
-            config.optimizer.name(),
-            length(experiment)
-        ),
-    }
-    let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
-    let mut print = |record: &LossRecord| {
-        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
-        match plan.report {
-            Report::EverySteps(_) => {
-                say!(quiet, "step {:>5}  loss {:.6}{lr}", record.step, record.loss)
-            }
-            Report::EveryEpochs(_) => {
-                say!(quiet, "epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
-            }
-        }
-        ControlFlow::Continue(())
-    };
-    say_resuming(quiet, folder, checkpoint);
-    let mut progress = Progress::new(quiet, plan.length.epochs());
-    crate::interrupt::install();
-    let mut on_batch = |end: &BatchEnd| progress.after_update(end);
-    let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
-    let trained = experiment
-        .train_with(batches.as_ref(), options, &mut print)
-        .map_err(|e| training_failed(folder, config, e));
-    progress.clear();
-    trained
-}
-
-/// The last line about training: how many steps (and epochs), how long, on which device.
-pub fn say_trained(experiment: &Experiment, trained: &descent::train::Trained<descent::model::LinearModel>) {
-    let epochs =
-        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
-    out!(
-        "trained {} steps{epochs} in {:.2} ms on {}",
-        trained.steps,
-        trained.seconds * 1e3,
-        experiment.describe_device()
-    );
-}
-
-/// The reported losses as the `losses` list of a `--json` summary.
-pub fn losses_json(losses: &[LossRecord]) -> Vec<serde_json::Value> {
-    losses.iter().map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss})).collect()
-}
-
-/// A training failure as an exit: a checkpoint that does not fit is bad input (2), anything
-/// else is the device (1).
-pub fn train_failure(error: RunError) -> Failure {
-    match error {
-        RunError::Checkpoint(_) | RunError::Folder(_) => Failure::input(error),
-        RunError::Diverged { .. } | RunError::Train(descent::train::TrainError::Diverged { .. }) => {
-            Failure::diverged(error)
-        }
-        other => Failure::internal(other),
-    }
-}
-
-/// [`train_failure`], and on a divergence the metrics up to it written into the run folder
-/// (its last checkpoint, if any, stays: it was finite); a device failure says whether the last
-/// checkpoint can be resumed, and names the server when one of the run's devices is remote.
-pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) -> Failure {
-    if let RunError::Interrupted { step, epoch, metrics } = &error {
-        if let Err(write) = folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes()) {
-            err!("warning: {write}");
-        }
-        if let Some(output) = crate::output::failed() {
-            return Failure::input(format!(
-                "cannot write to standard output ({output}): training stopped at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
-                dir = folder.path().display()
-            ));
-        }
-        return Failure::interrupted(format!(
-            "interrupted at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
-            dir = folder.path().display()
-        ));
-    }
-    if let RunError::Diverged { metrics, .. } = &error
-        && let Err(write) = folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes())
-    {
-        err!("warning: {write}");
-    }
-    let mut failure = train_failure(error);
-    let dir = folder.path().display();
-    if failure.exit == crate::Exit::Diverged {
-        failure.message.push_str(&format!(" (metrics up to then are in {dir})"));
-    }
-    if failure.exit == crate::Exit::Device {
-        let mut servers: Vec<&str> = std::iter::once(&config.device)
-            .chain(&config.devices)
-            .filter_map(|device| device.trim().strip_prefix("remote:"))
-            .collect();
-        servers.dedup();
-        match servers.as_slice() {
-            [] => {}
-            [url] => {
-                failure.message =
-                    format!("the remote device at {url} stopped answering ({})", failure.message)
-            }
-            urls => {
-                failure.message =
-                    format!("a remote device ({}) stopped answering ({})", urls.join(", "), failure.message)
-            }
-        }
-        if folder.path().join(CHECKPOINT_FILE).exists() {
-            failure.message.push_str(&format!(
-                "; the last checkpoint in {dir} is whole: `descent train --resume {dir}` continues from it"
-            ));
-        }
-    }
-    failure
-}
-
-/// Write the effective configuration into the run folder.
-pub fn write_config(folder: &RunFolder, config: &RunConfig) -> Result<(), Failure> {
-    folder.write(CONFIG_FILE, config.to_toml().as_bytes()).map_err(Failure::input)?;
-    Ok(())
-}
-
-/// Create the run folder and write the effective configuration into it, before training.
-pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<RunFolder, Failure> {
-    crate::output::check()?;
-    let folder =
-        RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;
-    write_config(&folder, config)?;
-    Ok(folder)
-}
-
-/// Write the metrics (one row per reported step or epoch) and the summary into the run folder,
-/// say where the outputs are, and print the summary as the last line of stdout with `--json`.
-pub fn finish(
-    folder: &RunFolder,
-    summary: &serde_json::Value,
-    metrics: Option<&[MetricsRow]>,
-    json: bool,
-) -> Result<(), Failure> {
-    if let Some(rows) = metrics {
-        folder.write(METRICS_FILE, metrics_csv(rows).as_bytes()).map_err(Failure::input)?;
-    }
-    folder.write(SUMMARY_FILE, format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
-    let mut files: Vec<String> = std::fs::read_dir(folder.path())
-        .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    files.retain(|name| !name.starts_with('.'));
-    files.sort();
-    out!("outputs: {} ({})", folder.path().display(), files.join(", "));
-    if json {
-        out!("{summary}");
-    }
-    Ok(())
-}
-
-fn length(experiment: &Experiment) -> String {
-    match (experiment.plan().length, experiment.full_batch()) {
-        (descent::train::Length::Steps(steps), _) => format!("{steps} steps"),
-        (descent::train::Length::Epochs(epochs), true) => {
-            format!("{epochs} epochs (one step each)")
-        }
-        (descent::train::Length::Epochs(epochs), false) => format!("{epochs} epochs"),
-    }
 }
