@@ -9,8 +9,12 @@ use clap::Args;
 use descent::config::{DataConfig, RunConfig};
 use descent::data::images::CLASSES;
 use descent::experiment::{EpochResult, ImageExperiment, TrainOptions, TrainedClassifier};
+use descent::metrics::{Evaluation, Prediction};
+use descent::model::Cnn;
 use descent::report::MetricsRow;
+use descent::report::RunFolder;
 use descent::report::plots::{GridImage, LineChart, Series, image_grid};
+use descent::train::Checkpoint;
 use serde_json::json;
 
 use crate::Failure;
@@ -95,11 +99,51 @@ pub fn run_config(
 ) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
     let plan = experiment.plan();
-    let (config, selected) = (&experiment.config, &experiment.device);
     let model = experiment.model();
     let parameters = model.num_params();
-
     let quiet = common.quiet;
+    say_setup(command, &experiment, parameters, quiet);
+
+    // The folder is created once the first lines are out: a run whose output is lost already
+    // (`> /dev/full`) writes nothing.
+    let (folder, checkpoint) = run_folder(common, command, &experiment.config, &plan, resumed)?;
+    say_resuming(quiet, &folder, checkpoint.as_ref());
+    let classifier = train(&experiment, model, &folder, checkpoint.as_ref(), quiet)?;
+    let TrainedClassifier { trained, evaluation, metrics: rows } = &classifier;
+    let worst = evaluation.worst(8);
+    say_evaluation(evaluation, &worst, quiet);
+    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
+    if checkpoint.is_some() {
+        write_config(&folder, &experiment.config)?;
+    }
+    // Over every epoch of the run, resumed or not: `trained.seconds` includes the checkpoint's.
+    let images = experiment.train.len() as f64 * trained.epochs as f64;
+    let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
+    let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
+    out!(
+        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({images_per_second:.0} images/s) on {}",
+        evaluation.error_rate,
+        evaluation.predictions.len(),
+        evaluation.accuracy,
+        trained.epochs,
+        trained.seconds,
+        experiment.describe_device()
+    );
+    write_figures(&Figures::new(&folder, common.svg), &experiment, rows, evaluation)?;
+    let run = RunFacts {
+        command,
+        parameters,
+        images_per_second,
+        folder: &folder,
+        resumed_from_epoch: checkpoint.as_ref().map(|c| c.state.epoch),
+    };
+    let summary = summary(&run, &experiment, &classifier, &worst);
+    finish(&folder, &summary, Some(rows), common.json)
+}
+
+/// The lines before training: the device, the data and its classes, the model, the settings.
+fn say_setup(command: &str, experiment: &ImageExperiment, parameters: usize, quiet: bool) {
+    let config = &experiment.config;
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     let side = experiment.train_set.side();
     match &config.data {
@@ -137,7 +181,7 @@ pub fn run_config(
         experiment.cnn.batch_norm,
         experiment.cnn.dropout
     );
-    let epochs_text = match plan.length {
+    let epochs_text = match experiment.plan().length {
         descent::train::Length::Epochs(e) => format!("{e} epochs"),
         descent::train::Length::Steps(s) => format!("{s} steps"),
     };
@@ -149,13 +193,20 @@ pub fn run_config(
         config.schedule.name(),
         experiment.batch_size()
     );
+}
 
-    // The folder is created once the first lines are out: a run whose output is lost already
-    // (`> /dev/full`) writes nothing.
-    let (folder, checkpoint) = run_folder(common, command, config, &plan, resumed)?;
+/// Train through the engine, one line per printed epoch, a progress bar on a terminal, Ctrl-C
+/// and divergence turned into their exits with the outputs so far in `folder`.
+fn train(
+    experiment: &ImageExperiment,
+    model: Cnn,
+    folder: &RunFolder,
+    checkpoint: Option<&Checkpoint>,
+    quiet: bool,
+) -> Result<TrainedClassifier<Cnn>, Failure> {
+    let plan = experiment.plan();
     let total_epochs = plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string());
-    say_resuming(quiet, &folder, checkpoint.as_ref());
-    let print_every = config.training.print_every.unwrap_or(1);
+    let print_every = experiment.config.training.print_every.unwrap_or(1);
     let mut on_epoch = |result: &EpochResult<'_>| {
         let evaluation = result.evaluation;
         if result.epoch.is_multiple_of(print_every) {
@@ -174,56 +225,35 @@ pub fn run_config(
     let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
     let mut on_batch = |end: &descent::train::BatchEnd| progress.after_update(end);
-    let options =
-        TrainOptions { folder: Some(&folder), resume: checkpoint.as_ref(), on_batch: Some(&mut on_batch) };
-    let result =
-        experiment.train_with(model, options, &mut on_epoch).map_err(|e| training_failed(&folder, config, e));
+    let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
+    let result = experiment
+        .train_with(model, options, &mut on_epoch)
+        .map_err(|e| training_failed(folder, &experiment.config, e));
     progress.clear();
-    let TrainedClassifier { trained, evaluation, metrics: rows } = result?;
-    let history: Vec<_> = rows
-        .iter()
-        .map(|row| {
-            json!({
-                "epoch": row.epoch,
-                "step": row.step,
-                "train_loss": row.train_loss,
-                "valid_loss": row.valid_loss,
-                "accuracy": row.accuracy,
-                "error_rate": row.error_rate,
-            })
-        })
-        .collect();
+    result
+}
 
+/// The confusion matrix and the worst predictions.
+fn say_evaluation(evaluation: &Evaluation, worst: &[Prediction], quiet: bool) {
     say!(quiet, "confusion matrix (rows: true class, columns: predicted class):");
     say!(quiet, "      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
     for (label, row) in evaluation.confusion.iter().enumerate() {
         say!(quiet, "  {label:>2}: {}", row.iter().map(|n| format!("{n:>4}")).collect::<String>());
     }
-    let worst = evaluation.worst(8);
     say!(quiet, "worst predictions (lowest probability given to the true class):");
     say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10}", "index", "true", "predicted", "confidence");
-    for p in &worst {
+    for p in worst {
         say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
     }
-    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
-    if checkpoint.is_some() {
-        write_config(&folder, config)?;
-    }
-    // Over every epoch of the run, resumed or not: `trained.seconds` includes the checkpoint's.
-    let images = experiment.train.len() as f64 * trained.epochs as f64;
-    let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
-    let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
-    out!(
-        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({images_per_second:.0} images/s) on {}",
-        evaluation.error_rate,
-        evaluation.predictions.len(),
-        evaluation.accuracy,
-        trained.epochs,
-        trained.seconds,
-        experiment.describe_device()
-    );
+}
 
-    let figures = Figures::new(&folder, common.svg);
+/// `loss.png`, `accuracy.png`, `results.png` and `lr.png`.
+fn write_figures(
+    figures: &Figures,
+    experiment: &ImageExperiment,
+    rows: &[MetricsRow],
+    evaluation: &Evaluation,
+) -> Result<(), Failure> {
     let by_epoch = |value: fn(&MetricsRow) -> Option<f64>| -> Vec<(f64, f64)> {
         rows.iter().filter_map(|row| Some((row.epoch as f64, value(row)?))).collect()
     };
@@ -255,6 +285,7 @@ pub fn run_config(
             vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }],
         ),
     )?;
+    let side = experiment.train_set.side();
     let grid: Vec<GridImage> = evaluation
         .predictions
         .iter()
@@ -269,24 +300,56 @@ pub fn run_config(
     figures.save("results", |format| {
         image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
     })?;
-    figures.schedule(config, experiment.total_steps())?;
+    figures.schedule(&experiment.config, experiment.total_steps())
+}
 
+/// What the summary says of the run beyond the experiment and its result.
+struct RunFacts<'a> {
+    command: &'a str,
+    parameters: usize,
+    images_per_second: f64,
+    folder: &'a RunFolder,
+    resumed_from_epoch: Option<usize>,
+}
+
+/// The `--json` summary (and `summary.json`) of a cnn run.
+fn summary(
+    run: &RunFacts<'_>,
+    experiment: &ImageExperiment,
+    classifier: &TrainedClassifier<Cnn>,
+    worst: &[Prediction],
+) -> serde_json::Value {
+    let TrainedClassifier { trained, evaluation, metrics: rows } = classifier;
+    let (config, selected) = (&experiment.config, &experiment.device);
+    let history: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "epoch": row.epoch,
+                "step": row.step,
+                "train_loss": row.train_loss,
+                "valid_loss": row.valid_loss,
+                "accuracy": row.accuracy,
+                "error_rate": row.error_rate,
+            })
+        })
+        .collect();
     let worst_json: Vec<_> = worst
         .iter()
         .map(|p| json!({"index": p.index, "true": p.label, "predicted": p.predicted, "confidence": p.confidence}))
         .collect();
-    let summary = json!({
-        "command": command,
+    json!({
+        "command": run.command,
         "epochs": history,
         "error_rate": evaluation.error_rate,
         "accuracy": evaluation.accuracy,
         "valid_loss": evaluation.loss,
         "confusion": evaluation.confusion,
         "worst": worst_json,
-        "images_per_second": images_per_second,
+        "images_per_second": run.images_per_second,
         "n_train": experiment.train.len(),
         "n_valid": experiment.valid.len(),
-        "parameters": parameters,
+        "parameters": run.parameters,
         "steps": trained.steps,
         "optimizer": config.optimizer.name(),
         "schedule": config.schedule.name(),
@@ -296,8 +359,7 @@ pub fn run_config(
         "devices": experiment.device_names(),
         "backend": selected.backend.name(),
         "seconds": trained.seconds,
-        "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
-        "run_folder": folder.path(),
-    });
-    finish(&folder, &summary, Some(&rows), common.json)
+        "resumed_from_epoch": run.resumed_from_epoch,
+        "run_folder": run.folder.path(),
+    })
 }

@@ -9,9 +9,10 @@ use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::data::csv_table::{parse_delimiter, shown};
 use descent::experiment::Experiment;
 use descent::model::LinearModel;
-use descent::regression::{CsvSource, FitReport, Metrics};
-use descent::report::MetricsRow;
+use descent::regression::{CsvSource, FitReport, Metrics, RegressionData};
 use descent::report::plots;
+use descent::report::{MetricsRow, RunFolder};
+use descent::train::{Checkpoint, Trained};
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
@@ -133,16 +134,53 @@ impl FitArgs {
     }
 }
 
-/// Train a prepared regression (CSV data) and report it: the linear runner hands every CSV
-/// configuration here, from `descent fit`, `descent train --config` or `--resume`.
-pub fn report(
+/// Train a prepared regression (CSV data) and report it beside the closed form: the linear
+/// runner hands every CSV configuration here, from `descent fit`, `descent train --config` or
+/// `--resume`.
+pub fn train_and_report(
     command: &str,
     experiment: &Experiment,
     resumed: Option<Resumed>,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let regression = experiment.regression.as_ref().expect("CSV data was prepared as a regression");
-    let (config, selected, quiet) = (&experiment.config, &experiment.device, common.quiet);
+    let (config, selected) = (&experiment.config, &experiment.device);
+    say_setup(command, experiment, regression, common.quiet);
+    // The folder is created once the first lines are out: a run whose output is lost already
+    // (`> /dev/full`) writes nothing.
+    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
+    let (folder, checkpoint) = (&folder, checkpoint.as_ref());
+
+    let trained = train_linear(experiment, folder, checkpoint, common)?;
+    let a: Vec<f64> =
+        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
+    let fit = regression.report(&a);
+    say_fit(regression, &fit);
+    say_trained(experiment, &trained);
+    let outcome = Outcome { command, a: &a, fit: &fit, trained: &trained, folder, checkpoint };
+    let summary = summary(experiment, regression, &outcome);
+
+    // The saved model works on the original columns: its parameters are the coefficients and the
+    // intercept on the original scale, so `descent predict` and `descent export` need no scaling.
+    let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
+    folder.save_model(LinearModel::new(&original, &selected.device)).map_err(Failure::input)?;
+    if checkpoint.is_some() {
+        write_config(folder, config)?;
+    }
+    let figures = Figures::new(folder, common.svg);
+    figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
+    write_predictions_figure(&figures, regression, &fit, &a)?;
+
+    let mut rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
+    if let (Some(last), Some(valid)) = (rows.last_mut(), fit.valid) {
+        last.valid_loss = Some(valid.mse);
+    }
+    finish(folder, &summary, Some(&rows), common.json)
+}
+
+/// The lines before training: the device, the table, its columns and their scaling.
+fn say_setup(command: &str, experiment: &Experiment, regression: &RegressionData, quiet: bool) {
+    let config = &experiment.config;
     let DataConfig::Csv(CsvSource { path, standardize, .. }) = &config.data else {
         unreachable!("a regression reads CSV data")
     };
@@ -175,17 +213,12 @@ pub fn report(
     } else {
         say!(quiet, "features used as they are (--no-standardize)");
     }
-    // The folder is created once the first lines are out: a run whose output is lost already
-    // (`> /dev/full`) writes nothing.
-    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
-    let (folder, checkpoint) = (&folder, checkpoint.as_ref());
+}
 
-    let trained = train_linear(experiment, folder, checkpoint, common)?;
-    let a: Vec<f64> =
-        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
-    let fit = regression.report(&a);
+/// The fitted table beside the closed form, and how far apart they are.
+fn say_fit(regression: &RegressionData, fit: &FitReport) {
     let names: Vec<String> = regression.features.iter().map(|name| shown(name)).collect();
-    print_fit(&names, &fit);
+    print_fit(&names, fit);
     match (&regression.ols, fit.gap_relative) {
         (Err(error), _) => out!("least squares: none to compare with: {error}"),
         (Ok(_), Some(gap)) => {
@@ -201,8 +234,25 @@ pub fn report(
         }
         (Ok(_), None) => {}
     }
-    say_trained(experiment, &trained);
+}
 
+/// What training gave, for the summary.
+struct Outcome<'a> {
+    command: &'a str,
+    a: &'a [f64],
+    fit: &'a FitReport,
+    trained: &'a Trained<LinearModel>,
+    folder: &'a RunFolder,
+    checkpoint: Option<&'a Checkpoint>,
+}
+
+/// The `--json` summary (and `summary.json`) of a fit.
+fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outcome<'_>) -> Value {
+    let Outcome { command, a, fit, trained, folder, checkpoint } = outcome;
+    let (config, selected) = (&experiment.config, &experiment.device);
+    let DataConfig::Csv(CsvSource { path, standardize, .. }) = &config.data else {
+        unreachable!("a regression reads CSV data")
+    };
     let named = |values: &[f64]| -> Value {
         Value::Object(
             regression
@@ -215,7 +265,7 @@ pub fn report(
     };
     let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
     let losses = losses_json(&trained.losses);
-    let summary = json!({
+    json!({
         "command": command,
         "data": path,
         "target": regression.target,
@@ -256,21 +306,20 @@ pub fn report(
         "seconds": trained.seconds,
         "resumed_from_epoch": checkpoint.map(|c| c.state.epoch),
         "run_folder": folder.path(),
-    });
+    })
+}
 
-    // The saved model works on the original columns: its parameters are the coefficients and the
-    // intercept on the original scale, so `descent predict` and `descent export` need no scaling.
-    let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
-    folder.save_model(LinearModel::new(&original, &selected.device)).map_err(Failure::input)?;
-    if checkpoint.is_some() {
-        write_config(folder, config)?;
-    }
-    let figures = Figures::new(folder, common.svg);
-    figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
+/// `predictions.png`: predicted against actual, training and validation rows.
+fn write_predictions_figure(
+    figures: &Figures,
+    regression: &RegressionData,
+    fit: &FitReport,
+    a: &[f64],
+) -> Result<(), Failure> {
     let pairs = |table: &descent::data::Table| -> Vec<(f64, f64)> {
         plots::scatter_rows(table.len())
             .map(|i| {
-                let prediction: f64 = table.row(i).iter().zip(&a).map(|(&x, a)| f64::from(x) * a).sum();
+                let prediction: f64 = table.row(i).iter().zip(a).map(|(&x, a)| f64::from(x) * a).sum();
                 (f64::from(table.y()[i]), prediction)
             })
             .collect()
@@ -283,14 +332,7 @@ pub fn report(
         None => format!("Predicted {}: R² {:.4} on the training rows", regression.target, fit.train.r2),
     };
     let (train_points, valid_points) = (pairs(&regression.train), pairs(&regression.valid));
-    figures
-        .save("predictions", |format| plots::prediction_plot(&title, &train_points, &valid_points, format))?;
-
-    let mut rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
-    if let (Some(last), Some(valid)) = (rows.last_mut(), fit.valid) {
-        last.valid_loss = Some(valid.mse);
-    }
-    finish(folder, &summary, Some(&rows), common.json)
+    figures.save("predictions", |format| plots::prediction_plot(&title, &train_points, &valid_points, format))
 }
 
 /// The coefficients beside the closed form's, then the metrics on both splits.

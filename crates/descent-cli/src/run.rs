@@ -10,8 +10,8 @@ use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::experiment::Experiment;
 use descent::ols::least_squares;
 use descent::report::plots;
-use descent::report::{ANIMATION_FILE, MetricsRow};
-use descent::train::Objective;
+use descent::report::{ANIMATION_FILE, MetricsRow, RunFolder};
+use descent::train::{LossRecord, Objective};
 use serde_json::json;
 
 use crate::Failure;
@@ -138,15 +138,83 @@ pub fn run_config(
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+    if experiment.regression.is_some() {
+        return crate::fit::train_and_report(command, &experiment, resumed, common);
+    }
+    run_lesson(command, &experiment, common, resumed, animate)
+}
+
+/// The lesson on its points: the notebook's first lines, training, the fit beside the closed
+/// form, the figures (and the animation), the summary.
+fn run_lesson(
+    command: &str,
+    experiment: &Experiment,
+    common: &CommonArgs,
+    resumed: Option<Resumed>,
+    animate: bool,
+) -> Result<(), Failure> {
     // The lesson compares with the closed form: data that has none is refused before the run
     // folder exists (`fit` reports a table's degenerate columns itself).
-    if experiment.regression.is_some() {
-        return crate::fit::report(command, &experiment, resumed, common);
-    }
-    let ols = closed_form(&experiment)?;
-    let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
+    let ols = closed_form(experiment)?;
+    let (config, table) = (&experiment.config, &experiment.table);
+    let initial_loss = say_lesson_setup(command, experiment, common.quiet)?;
+    // The folder is created once the first lines are out: a run whose output is lost already
+    // (`> /dev/full`) writes nothing.
+    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
 
-    let quiet = common.quiet;
+    let trained = train_linear(experiment, &folder, checkpoint.as_ref(), common)?;
+    let lr = config.optimizer.lr();
+    let a: Vec<f64> =
+        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
+    let loss = table.mse(&a);
+    let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    let gap_loss = loss - ols.mse;
+
+    out!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
+    out!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
+    out!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
+    say_trained(experiment, &trained);
+
+    let selected = &experiment.device;
+    let losses = losses_json(&trained.losses);
+    let summary = json!({
+        "command": command,
+        "losses": losses,
+        "a": a,
+        "a_ols": ols.a,
+        "loss": loss,
+        "loss_ols": ols.mse,
+        "initial_loss": initial_loss,
+        "gap_a": gap_a,
+        "gap_loss": gap_loss,
+        "steps": trained.steps,
+        "epochs": trained.epochs,
+        "n": table.len(),
+        "lr": lr,
+        "optimizer": config.optimizer.name(),
+        "schedule": config.schedule.name(),
+        "batch_size": config.training.batch_size.unwrap_or(table.len()),
+        "seed": config.seed,
+        "device": selected.describe(),
+        "devices": experiment.device_names(),
+        "backend": selected.backend.name(),
+        "seconds": trained.seconds,
+        "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
+        "run_folder": folder.path(),
+    });
+    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
+    if checkpoint.is_some() {
+        write_config(&folder, config)?;
+    }
+    write_lesson_figures(&folder, common.svg, experiment, &trained.losses, [a[0], a[1]], animate)?;
+    let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
+    finish(&folder, &summary, Some(&rows), common.json)
+}
+
+/// The notebook's first cells: the device, the data, the first rows of x, and the loss of the
+/// guess (returned).
+fn say_lesson_setup(command: &str, experiment: &Experiment, quiet: bool) -> Result<f64, Failure> {
+    let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     match &config.data {
         DataConfig::Points { path, .. } => {
@@ -181,69 +249,34 @@ pub fn run_config(
         .map(f64::from)
         .map_err(|error| Failure::internal(format!("{error:?}")))?;
     say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
-    // The folder is created once the first lines are out: a run whose output is lost already
-    // (`> /dev/full`) writes nothing.
-    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
+    Ok(initial_loss)
+}
 
-    let trained = train_linear(&experiment, &folder, checkpoint.as_ref(), common)?;
-    let lr = config.optimizer.lr();
-
-    let a: Vec<f64> =
-        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
-    let loss = table.mse(&a);
-    let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
-    let gap_loss = loss - ols.mse;
-
-    out!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
-    out!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
-    out!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
-    say_trained(&experiment, &trained);
-
-    let losses = losses_json(&trained.losses);
-    let summary = json!({
-        "command": command,
-        "losses": losses,
-        "a": a,
-        "a_ols": ols.a,
-        "loss": loss,
-        "loss_ols": ols.mse,
-        "initial_loss": initial_loss,
-        "gap_a": gap_a,
-        "gap_loss": gap_loss,
-        "steps": trained.steps,
-        "epochs": trained.epochs,
-        "n": table.len(),
-        "lr": lr,
-        "optimizer": config.optimizer.name(),
-        "schedule": config.schedule.name(),
-        "batch_size": config.training.batch_size.unwrap_or(table.len()),
-        "seed": config.seed,
-        "device": selected.describe(),
-        "devices": experiment.device_names(),
-        "backend": selected.backend.name(),
-        "seconds": trained.seconds,
-        "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
-        "run_folder": folder.path(),
-    });
-    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
-    if checkpoint.is_some() {
-        write_config(&folder, config)?;
-    }
-    let figures = Figures::new(&folder, common.svg);
+/// `fit.png` (the points, the guess and the fitted line), `loss.png`, `lr.png`, and with
+/// `--animate` the notebook's animation.
+fn write_lesson_figures(
+    folder: &RunFolder,
+    svg: bool,
+    experiment: &Experiment,
+    losses: &[LossRecord],
+    a: [f64; 2],
+    animate: bool,
+) -> Result<(), Failure> {
+    let (config, table) = (&experiment.config, &experiment.table);
+    let figures = Figures::new(folder, svg);
     let points: Vec<(f64, f64)> = plots::scatter_rows(table.len())
         .map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i])))
         .collect();
     let guess = config.linear_init(2);
     let guess = [guess[0], guess[1]];
-    figures.save("fit", |format| plots::fit_plot(&points, guess, [a[0], a[1]], format))?;
-    figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
+    figures.save("fit", |format| plots::fit_plot(&points, guess, a, format))?;
+    figures.loss_and_schedule(config, losses, experiment.total_steps())?;
     if animate {
         let frames = experiment.trajectory(ANIMATION_STEPS).map_err(train_failure)?;
         let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(Failure::internal)?;
         folder.write(ANIMATION_FILE, &gif).map_err(Failure::input)?;
     }
-    let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
-    finish(&folder, &summary, Some(&rows), common.json)
+    Ok(())
 }
 
 /// The least-squares fit of the lesson's points, or why they have none, naming where the points
