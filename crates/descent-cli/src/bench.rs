@@ -161,9 +161,28 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         if args.quick { ", quick sizes" } else { "" }
     );
     out!("{:<10} {:<26} {:<8} {:>14}  {:<10} runs", "workload", "case", "device", "median", "unit");
+    let results = measure_all(&workloads, &devices, args)?;
+    let summary = summary(&results, args);
+    if let Some(path) = &args.out {
+        write_atomic(path, format!("{summary:#}\n").as_bytes())
+            .map_err(|e| Failure::input(format!("--out: {e}")))?;
+        out!("wrote {}", path.display());
+    }
+    if args.json {
+        out!("{summary}");
+    }
+    Ok(())
+}
+
+/// Every case of every workload on every device, `--repeats` times each, a line per case.
+fn measure_all(
+    workloads: &[Workload],
+    devices: &[String],
+    args: &BenchArgs,
+) -> Result<Vec<Measurement>, Failure> {
     let mut results = Vec::new();
-    for &workload in &workloads {
-        for device in &devices {
+    for &workload in workloads {
+        for device in devices {
             for (case, config, unit, figure) in cases(workload, device, args) {
                 let mut runs = Vec::with_capacity(args.repeats);
                 for _ in 0..args.repeats {
@@ -184,7 +203,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             }
         }
     }
-    let summary = json!({
+    Ok(results)
+}
+
+/// The `--json` object (and `--out` file) of a benchmark.
+fn summary(results: &[Measurement], args: &BenchArgs) -> Value {
+    json!({
         "command": "bench",
         "version": env!("CARGO_PKG_VERSION"),
         "machine": {"cores": cores(), "cpu": descent::device::cpu_name(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
@@ -199,16 +223,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             "median": m.median(),
             "runs": m.runs,
         })).collect::<Vec<Value>>(),
-    });
-    if let Some(path) = &args.out {
-        write_atomic(path, format!("{summary:#}\n").as_bytes())
-            .map_err(|e| Failure::input(format!("--out: {e}")))?;
-        out!("wrote {}", path.display());
-    }
-    if args.json {
-        out!("{summary}");
-    }
-    Ok(())
+    })
 }
 
 /// How a run's timing becomes the figure.

@@ -2,8 +2,9 @@
 
 use clap::Args;
 use descent::config::ModelConfig;
+use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment};
-use descent::train::{LrFindSettings, lr_find};
+use descent::train::{LrFindSettings, LrFinding, lr_find};
 use serde_json::json;
 
 use crate::Failure;
@@ -54,35 +55,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         steps: args.sweep_steps,
         ..LrFindSettings::default()
     };
-    // The same sweep for every model the trainer supports: the lesson's linear model, the CNN.
-    // Where it ran: (the main device, every device described, the line that names them).
-    let (config, (device, devices, described), finding) = if let ModelConfig::Cnn(_) = config.model {
-        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-        let mut optimizer = experiment.config.optimizer.build();
-        let finding = lr_find(
-            experiment.model(),
-            &mut optimizer,
-            &experiment.batches(),
-            &settings,
-            &experiment.plan().replicas,
-        );
-        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-        (experiment.config, place, finding)
-    } else {
-        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
-        let mut optimizer = experiment.config.optimizer.build();
-        let source = experiment.batches();
-        let finding = lr_find(
-            experiment.model(),
-            &mut optimizer,
-            source.as_ref(),
-            &settings,
-            &experiment.plan().replicas,
-        );
-        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-        (experiment.config, place, finding)
-    };
-    let finding = finding.map_err(Failure::internal)?;
+    let (config, (device, devices, described), finding) = sweep(config, &settings)?;
     let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
 
     let quiet = args.run.common.quiet;
@@ -95,25 +68,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         settings.steps,
         described
     );
-    say!(quiet, "{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
-    for point in &finding.points {
-        say!(quiet, "{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
-    }
-    if finding.stopped_early {
-        say!(quiet, "stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
-    }
-    if let Some(minimum) = finding.minimum {
-        out!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
-    }
-    if let Some(lr) = finding.steepest {
-        out!("steepest fall of the smoothed loss at lr {lr:.3e}");
-    }
-    match finding.suggestion {
-        Some(lr) => out!(
-            "suggested lr: {lr:.3e} (fastai's \"valley\": the middle of the longest fall of the smoothed loss)"
-        ),
-        None => out!("no suggestion: the smoothed loss never fell"),
-    }
+    say_finding(&finding, quiet);
     let curve = |value: fn(&descent::train::LrPoint) -> f64| -> Vec<(f64, f64)> {
         finding.points.iter().map(|p| (p.lr, value(p))).collect()
     };
@@ -147,4 +102,62 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "run_folder": folder.path(),
     });
     finish(&folder, &summary, None, args.run.common.json)
+}
+
+/// Where a sweep ran: the main device, every device described, and the line that names them.
+type Place = (String, Vec<String>, String);
+
+/// Prepare the run and sweep: the same sweep for every model the trainer supports, the lesson's
+/// linear model and the CNN.
+fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Place, LrFinding), Failure> {
+    let (config, place, finding) = if let ModelConfig::Cnn(_) = config.model {
+        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+        let mut optimizer = experiment.config.optimizer.build();
+        let finding = lr_find(
+            experiment.model(),
+            &mut optimizer,
+            &experiment.batches(),
+            &settings,
+            &experiment.plan().replicas,
+        );
+        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
+        (experiment.config, place, finding)
+    } else {
+        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        let mut optimizer = experiment.config.optimizer.build();
+        let source = experiment.batches();
+        let finding = lr_find(
+            experiment.model(),
+            &mut optimizer,
+            source.as_ref(),
+            &settings,
+            &experiment.plan().replicas,
+        );
+        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
+        (experiment.config, place, finding)
+    };
+    Ok((config, place, finding.map_err(Failure::internal)?))
+}
+
+/// The curve, a line per step, and what it suggests.
+fn say_finding(finding: &LrFinding, quiet: bool) {
+    say!(quiet, "{:>5}  {:>11}  {:>12}  {:>12}", "step", "lr", "loss", "smoothed");
+    for point in &finding.points {
+        say!(quiet, "{:>5}  {:>11.3e}  {:>12.6}  {:>12.6}", point.step, point.lr, point.loss, point.smoothed);
+    }
+    if finding.stopped_early {
+        say!(quiet, "stopped at step {}: the smoothed loss passed 4x its minimum", finding.points.len() - 1);
+    }
+    if let Some(minimum) = finding.minimum {
+        out!("minimum smoothed loss {:.6} at lr {:.3e}", minimum.smoothed, minimum.lr);
+    }
+    if let Some(lr) = finding.steepest {
+        out!("steepest fall of the smoothed loss at lr {lr:.3e}");
+    }
+    match finding.suggestion {
+        Some(lr) => out!(
+            "suggested lr: {lr:.3e} (fastai's \"valley\": the middle of the longest fall of the smoothed loss)"
+        ),
+        None => out!("no suggestion: the smoothed loss never fell"),
+    }
 }

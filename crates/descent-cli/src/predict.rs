@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
-use descent::config::DataConfig;
+use descent::config::{DataConfig, RunConfig};
 use descent::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
 use descent::data::images::read_digit_rows;
 use descent::data::read_x;
 use descent::device;
 use descent::metrics::evaluate;
+use descent::model::{Cnn, LinearModel};
 use descent::regression::CsvSource;
 use descent::report::export::{named_tensors, pytorch_layout, safetensors};
 use descent::report::{EXPORT_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
@@ -88,79 +89,10 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     }
     let selected = device::select(&args.device).map_err(Failure::input)?;
     let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
-    let input_error = |e: descent::data::DataError| Failure::input(format!("--input: {e}"));
-    let mut text = String::new();
-    match saved {
-        SavedModel::Linear(model) => {
-            let (names, x, features, target) = match &config.data {
-                DataConfig::Csv(CsvSource { features: Some(names), target, delimiter, .. }) => {
-                    let columns =
-                        Columns { features: Some(names.clone()), target: Target::Optional(target.clone()) };
-                    let options = CsvOptions {
-                        delimiter: parse_delimiter(delimiter).map_err(Failure::input)?,
-                        skip_bad_rows: false,
-                    };
-                    let table = read_csv(&args.input, &columns, &options).map_err(input_error)?;
-                    let target = table.y.map(|y| (target.clone(), y));
-                    (names.clone(), table.x, names.len(), target)
-                }
-                _ => (vec!["x".to_string()], read_x(&args.input).map_err(input_error)?, 1, None),
-            };
-            let n = x.len() / features;
-            let rows: Vec<f32> =
-                x.chunks(features).flat_map(|row| row.iter().copied().chain([1.0])).collect();
-            let inputs = Tensor::from_data(TensorData::new(rows, [n, features + 1]), &selected.device);
-            let y = model
-                .forward(inputs)
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| Failure::internal(format!("{e:?}")))?;
-            let _ = writeln!(text, "{},prediction", names.join(","));
-            for (row, y) in x.chunks(features).zip(&y) {
-                for value in row {
-                    let _ = write!(text, "{value},");
-                }
-                let _ = writeln!(text, "{y}");
-            }
-            if let Some((name, truth)) = target {
-                let table = descent::data::Table::new(y.clone(), truth, 1);
-                let metrics = descent::regression::Metrics::of(&table, &[1.0]);
-                err!(
-                    "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
-                    metrics.mse,
-                    metrics.rmse,
-                    metrics.r2
-                );
-            }
-        }
-        SavedModel::Cnn { model, side } => {
-            if side != 8 {
-                return Err(Failure::input(format!(
-                    "--model: this cnn takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
-                )));
-            }
-            let (set, labeled) = read_digit_rows(&args.input).map_err(input_error)?;
-            let indices: Vec<usize> = (0..set.len()).collect();
-            let evaluation = evaluate(&model, &set, &indices, &selected.device).map_err(Failure::internal)?;
-            text.push_str(if labeled {
-                "row,predicted,confidence,label\n"
-            } else {
-                "row,predicted,confidence\n"
-            });
-            for p in &evaluation.predictions {
-                let _ = write!(text, "{},{},{}", p.index + 1, p.predicted, p.confidence);
-                let _ = if labeled { writeln!(text, ",{}", p.label) } else { writeln!(text) };
-            }
-            if labeled {
-                err!(
-                    "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
-                    set.len(),
-                    evaluation.accuracy,
-                    evaluation.error_rate
-                );
-            }
-        }
-    }
+    let text = match saved {
+        SavedModel::Linear(model) => predict_linear(&model, &config, args, &selected.device)?,
+        SavedModel::Cnn { model, side } => predict_cnn(&model, side, args, &selected.device)?,
+    };
     match &args.output {
         Some(path) => {
             write_atomic(path, text.as_bytes()).map_err(|e| Failure::input(format!("--output: {e}")))
@@ -170,6 +102,88 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn input_error(error: descent::data::DataError) -> Failure {
+    Failure::input(format!("--input: {error}"))
+}
+
+/// The linear model's predictions on `--input` as CSV text (`x,prediction`, or the features and
+/// the prediction); with the target column, its error goes to stderr.
+fn predict_linear(
+    model: &LinearModel,
+    config: &RunConfig,
+    args: &PredictArgs,
+    device: &Device,
+) -> Result<String, Failure> {
+    let mut text = String::new();
+    let (names, x, features, target) = match &config.data {
+        DataConfig::Csv(CsvSource { features: Some(names), target, delimiter, .. }) => {
+            let columns = Columns { features: Some(names.clone()), target: Target::Optional(target.clone()) };
+            let options = CsvOptions {
+                delimiter: parse_delimiter(delimiter).map_err(Failure::input)?,
+                skip_bad_rows: false,
+            };
+            let table = read_csv(&args.input, &columns, &options).map_err(input_error)?;
+            let target = table.y.map(|y| (target.clone(), y));
+            (names.clone(), table.x, names.len(), target)
+        }
+        _ => (vec!["x".to_string()], read_x(&args.input).map_err(input_error)?, 1, None),
+    };
+    let n = x.len() / features;
+    let rows: Vec<f32> = x.chunks(features).flat_map(|row| row.iter().copied().chain([1.0])).collect();
+    let inputs = Tensor::from_data(TensorData::new(rows, [n, features + 1]), device);
+    let y = model
+        .forward(inputs)
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| Failure::internal(format!("{e:?}")))?;
+    let _ = writeln!(text, "{},prediction", names.join(","));
+    for (row, y) in x.chunks(features).zip(&y) {
+        for value in row {
+            let _ = write!(text, "{value},");
+        }
+        let _ = writeln!(text, "{y}");
+    }
+    if let Some((name, truth)) = target {
+        let table = descent::data::Table::new(y.clone(), truth, 1);
+        let metrics = descent::regression::Metrics::of(&table, &[1.0]);
+        err!(
+            "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
+            metrics.mse,
+            metrics.rmse,
+            metrics.r2
+        );
+    }
+    Ok(text)
+}
+
+/// The cnn's classes on `--input` digit rows as CSV text; with labels, the accuracy goes to
+/// stderr.
+fn predict_cnn(model: &Cnn, side: usize, args: &PredictArgs, device: &Device) -> Result<String, Failure> {
+    let mut text = String::new();
+    if side != 8 {
+        return Err(Failure::input(format!(
+            "--model: this cnn takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
+        )));
+    }
+    let (set, labeled) = read_digit_rows(&args.input).map_err(input_error)?;
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let evaluation = evaluate(model, &set, &indices, device).map_err(Failure::internal)?;
+    text.push_str(if labeled { "row,predicted,confidence,label\n" } else { "row,predicted,confidence\n" });
+    for p in &evaluation.predictions {
+        let _ = write!(text, "{},{},{}", p.index + 1, p.predicted, p.confidence);
+        let _ = if labeled { writeln!(text, ",{}", p.label) } else { writeln!(text) };
+    }
+    if labeled {
+        err!(
+            "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
+            set.len(),
+            evaluation.accuracy,
+            evaluation.error_rate
+        );
+    }
+    Ok(text)
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
