@@ -420,6 +420,11 @@ pub fn schedule_from(name_or_path: &str) -> Result<ScheduleConfig, ConfigError> 
     Ok(file.schedule)
 }
 
+/// An out-of-range value of `field`, as the error of a check.
+fn invalid(field: &str, message: String) -> Result<(), InvalidValue> {
+    Err(InvalidValue { field: field.into(), message })
+}
+
 /// The sections whose kind is chosen by a tag field, and that field: setting it with `--set`
 /// starts the section over from the new kind's defaults.
 const TAGS: [(&str, &str); 4] =
@@ -525,7 +530,15 @@ impl RunConfig {
 
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
-        let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
+        self.validate_devices()?;
+        self.validate_data()?;
+        self.validate_model()?;
+        self.validate_training()?;
+        self.optimizer.validate()?;
+        self.schedule.validate()
+    }
+
+    fn validate_devices(&self) -> Result<(), InvalidValue> {
         if let Err(error) = check_devices(&self.devices) {
             return invalid("devices", error.to_string());
         }
@@ -541,6 +554,10 @@ impl RunConfig {
                 ),
             );
         }
+        Ok(())
+    }
+
+    fn validate_data(&self) -> Result<(), InvalidValue> {
         match &self.data {
             DataConfig::Lesson { n, true_a, noise } => {
                 if *n == 0 {
@@ -618,6 +635,10 @@ impl RunConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn validate_model(&self) -> Result<(), InvalidValue> {
         let images = matches!(self.data, DataConfig::Digits { .. } | DataConfig::Mnist { .. });
         match &self.model {
             ModelConfig::Linear { init } => {
@@ -650,6 +671,10 @@ impl RunConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn validate_training(&self) -> Result<(), InvalidValue> {
         let training = &self.training;
         for (field, value) in [
             ("training.batch_size", training.batch_size),
@@ -665,8 +690,7 @@ impl RunConfig {
         if training.steps.is_some() && training.epochs.is_some() {
             return invalid("training.steps", "set steps or epochs, not both".into());
         }
-        self.optimizer.validate()?;
-        self.schedule.validate()
+        Ok(())
     }
 }
 
