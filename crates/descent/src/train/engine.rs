@@ -349,24 +349,7 @@ where
     source.skip_epochs(epoch);
     let mut skip = plan.start.batch;
     let mut interrupted = false;
-    let replicas = match plan.replicas.len() {
-        0 | 1 => None,
-        _ => {
-            if let Some(seed) = plan.seed {
-                for device in model.devices() {
-                    device.seed(step_seed(seed, plan.start.step));
-                }
-            }
-            parallel::initialize(&model);
-            Some(Replicas::<M, B>::start(&plan.replicas)?)
-        }
-    };
-    let mut devices = model.devices();
-    for device in replicas.iter().flat_map(|r| r.devices()) {
-        if !devices.contains(device) {
-            devices.push(device.clone());
-        }
-    }
+    let (replicas, devices) = start_replicas(&model, plan)?;
 
     'training: while !done(step, epoch) {
         epoch += 1;
@@ -385,22 +368,7 @@ where
             let rows = batch.rows();
             // One device computes the loss now and its gradients after the checks below; several
             // compute both at once, each on its share of the rows.
-            let pending = match &replicas {
-                None => {
-                    if let Some(seed) = plan.seed {
-                        for device in &devices {
-                            device.seed(step_seed(seed, step));
-                        }
-                    }
-                    Pending::Loss(model.loss(batch))
-                }
-                Some(replicas) => {
-                    // Device i draws from its own stream; device 0 from the one-device stream.
-                    let seed = |i: usize| plan.seed.map(|seed| step_seed(seed.wrapping_add(i as u64), step));
-                    let (loss, gradients) = replicas.step(&model, batch, seed)?;
-                    Pending::Gradients(loss, gradients)
-                }
-            };
+            let pending = forward(&model, batch, replicas.as_ref(), &devices, plan.seed, step)?;
             let step_lr = schedule.step();
             lr = step_lr.base();
 
@@ -434,6 +402,7 @@ where
                 None => ControlFlow::Continue(()),
             };
             if flow.is_break() && !done(step, epoch - 1) && index + 1 < batches {
+                // Interrupted part-way through the epoch: the hook may checkpoint this position.
                 let position = Position {
                     step,
                     epoch: epoch - 1,
@@ -459,11 +428,9 @@ where
                 (stopped, interrupted) = (true, true);
                 break 'training;
             }
-            if flow.is_break() {
-                // The interruption came with the epoch's last batch: end the epoch normally
-                // (its report and checkpoint), then stop.
-                interrupted = true;
-            }
+            // An interruption with the epoch's last batch ends the epoch normally (its report and
+            // checkpoint), then stops.
+            interrupted |= flow.is_break();
         }
         if report_epoch
             && epoch_rows > 0
@@ -476,19 +443,16 @@ where
             return Err(TrainError::NoBatches);
         }
         let hook = Instant::now();
-        let last = done(step, epoch);
-        let seconds = (hook - start - outside).as_secs_f64();
-        let position = Position { step, epoch, ..Position::default() };
         let end = EpochEnd {
             epoch,
             step,
-            last: last || interrupted,
+            last: done(step, epoch) || interrupted,
             model: &model,
             optimizer,
             schedule,
-            seconds,
+            seconds: (hook - start - outside).as_secs_f64(),
             interrupted: false,
-            position,
+            position: Position { step, epoch, ..Position::default() },
         };
         let flow = on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
         outside += hook.elapsed();
@@ -502,6 +466,66 @@ where
     }
     let seconds = (start.elapsed() - outside).as_secs_f64();
     Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped, interrupted })
+}
+
+/// The replicas of a data-parallel plan (none for one device), their generators seeded for the
+/// plan's first step, and every device taking part: the model's, then the replicas'.
+fn start_replicas<M, B>(model: &M, plan: &Plan) -> Result<(Option<Replicas<M, B>>, Vec<Device>), TrainError>
+where
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
+{
+    let replicas = match plan.replicas.len() {
+        0 | 1 => None,
+        _ => {
+            if let Some(seed) = plan.seed {
+                for device in model.devices() {
+                    device.seed(step_seed(seed, plan.start.step));
+                }
+            }
+            parallel::initialize(model);
+            Some(Replicas::<M, B>::start(&plan.replicas)?)
+        }
+    };
+    let mut devices = model.devices();
+    for device in replicas.iter().flat_map(|r| r.devices()) {
+        if !devices.contains(device) {
+            devices.push(device.clone());
+        }
+    }
+    Ok((replicas, devices))
+}
+
+/// Step `step`'s loss: on one device, whose generators are seeded from the step first; or on the
+/// replicas, each drawing from its own stream (device 0 from the one-device stream), with the
+/// gradients already summed.
+fn forward<M, B>(
+    model: &M,
+    batch: B,
+    replicas: Option<&Replicas<M, B>>,
+    devices: &[Device],
+    seed: Option<u64>,
+    step: usize,
+) -> Result<Pending, TrainError>
+where
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
+{
+    match replicas {
+        None => {
+            if let Some(seed) = seed {
+                for device in devices {
+                    device.seed(step_seed(seed, step));
+                }
+            }
+            Ok(Pending::Loss(model.loss(batch)))
+        }
+        Some(replicas) => {
+            let seed = |i: usize| seed.map(|seed| step_seed(seed.wrapping_add(i as u64), step));
+            let (loss, gradients) = replicas.step(model, batch, seed)?;
+            Ok(Pending::Gradients(loss, gradients))
+        }
+    }
 }
 
 /// A step's loss before its gradients: the loss tensor (one device), or the loss already read
