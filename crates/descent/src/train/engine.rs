@@ -8,7 +8,7 @@
 //! (`parallel.rs`); the rest of the loop is the same.
 
 use std::ops::ControlFlow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
@@ -329,49 +329,141 @@ where
     if source.batches_per_epoch() == 0 {
         return Err(TrainError::NoBatches);
     }
-    let start = Instant::now();
-    let mut outside = std::time::Duration::ZERO;
-    let mut losses = Vec::new();
-    let mut stopped = false;
-    let Hooks { mut on_loss, mut on_batch, mut on_epoch } = hooks;
-    let batches = source.batches_per_epoch();
-    let mut record = |record: LossRecord| {
-        let flow = on_loss.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&record));
-        losses.push(record);
-        flow.is_break()
-    };
-    let (mut step, mut epoch) = (plan.start.step, plan.start.epoch);
-    let done = |step: usize, epoch: usize| match plan.length {
-        Length::Steps(total) => step >= total,
-        Length::Epochs(total) => epoch >= total,
+    let (replicas, devices) = start_replicas(&model, plan)?;
+    let mut session = Session {
+        optimizer,
+        schedule,
+        source,
+        plan,
+        hooks,
+        replicas,
+        devices,
+        losses: Vec::new(),
+        step: plan.start.step,
+        epoch: plan.start.epoch,
+        start: Instant::now(),
+        outside: Duration::ZERO,
+        stopped: false,
+        interrupted: false,
     };
     // A resumed run continues the shuffle where the interrupted one left it.
-    source.skip_epochs(epoch);
+    source.skip_epochs(session.epoch);
     let mut skip = plan.start.batch;
-    let mut interrupted = false;
-    let (replicas, devices) = start_replicas(&model, plan)?;
+    while !session.done() {
+        session.epoch += 1;
+        let (trained, epoch) = session.train_epoch(model, std::mem::take(&mut skip))?;
+        model = trained;
+        if session.stopped {
+            break;
+        }
+        let epoch_number = session.epoch;
+        let report_epoch =
+            matches!(plan.report, Report::EveryEpochs(k) if epoch_number.is_multiple_of(k.max(1)));
+        if report_epoch
+            && epoch.rows > 0
+            && session.record(LossRecord {
+                step: session.step,
+                epoch: epoch_number,
+                lr: epoch.lr,
+                loss: epoch.loss_sum / epoch.rows as f64,
+            })
+        {
+            session.stopped = true;
+            break;
+        }
+        if session.step == plan.start.step {
+            return Err(TrainError::NoBatches);
+        }
+        if session.end_epoch(&model).is_break() || session.interrupted {
+            session.stopped = true;
+            break;
+        }
+    }
+    session.finish(model)
+}
 
-    'training: while !done(step, epoch) {
-        epoch += 1;
-        let report_epoch = matches!(plan.report, Report::EveryEpochs(k) if epoch.is_multiple_of(k.max(1)));
-        // The epoch's example-weighted loss sum, from the losses read every step; a run resumed
-        // part-way through the epoch starts from the sum the interrupted run had reached.
-        let first = std::mem::take(&mut skip);
-        let (mut epoch_sum, mut epoch_rows) =
-            if first > 0 { (plan.start.partial_loss, plan.start.partial_rows) } else { (0.0, 0) };
-        let mut lr = 0.0;
-        for (index, batch) in source.epoch().enumerate().skip(first) {
-            if matches!(plan.length, Length::Steps(total) if step >= total) {
+/// One call of the engine between its epochs: what it trains with, where it is, and what it has
+/// recorded.
+struct Session<'a, 'h, M, B> {
+    optimizer: &'a mut ModuleOptimizer,
+    schedule: &'a mut ModuleLrScheduler,
+    source: &'a dyn BatchSource<B>,
+    plan: &'a Plan,
+    hooks: Hooks<'h, M>,
+    replicas: Option<Replicas<M, B>>,
+    /// Every device taking part (the model's, then the replicas').
+    devices: Vec<Device>,
+    losses: Vec<LossRecord>,
+    /// Updates made.
+    step: usize,
+    /// The epoch in progress (1-based), or the last one finished between epochs.
+    epoch: usize,
+    start: Instant,
+    /// Time spent in `on_epoch`, which the training time leaves out.
+    outside: Duration,
+    stopped: bool,
+    interrupted: bool,
+}
+
+/// An epoch's example-weighted loss sum, its examples and its last learning rate.
+struct EpochLoss {
+    loss_sum: f64,
+    rows: usize,
+    lr: f64,
+}
+
+impl<M, B> Session<'_, '_, M, B>
+where
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
+{
+    /// Whether the plan's length is reached.
+    fn done(&self) -> bool {
+        self.reached(self.step, self.epoch)
+    }
+
+    fn reached(&self, step: usize, epoch: usize) -> bool {
+        match self.plan.length {
+            Length::Steps(total) => step >= total,
+            Length::Epochs(total) => epoch >= total,
+        }
+    }
+
+    /// Keep a reported loss and show it to `on_loss`; whether that asks to stop.
+    fn record(&mut self, record: LossRecord) -> bool {
+        let flow = self.hooks.on_loss.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&record));
+        self.losses.push(record);
+        flow.is_break()
+    }
+
+    /// Training time so far, without the time spent in `on_epoch`.
+    fn seconds(&self) -> f64 {
+        (Instant::now() - self.start - self.outside).as_secs_f64()
+    }
+
+    /// Train epoch `self.epoch` from its batch `first` (0, or where a resumed run stopped): each
+    /// batch's loss read and checked, reported at the plan's cadence, the update made, `on_batch`
+    /// told. Sets `stopped` (and `interrupted`) when a hook stops the run part-way.
+    fn train_epoch(&mut self, mut model: M, first: usize) -> Result<(M, EpochLoss), TrainError> {
+        let (plan, epoch, batches) = (self.plan, self.epoch, self.source.batches_per_epoch());
+        // A run resumed part-way through the epoch starts from the sum the interrupted run had
+        // reached.
+        let mut sums = match first {
+            0 => EpochLoss { loss_sum: 0.0, rows: 0, lr: 0.0 },
+            _ => EpochLoss { loss_sum: plan.start.partial_loss, rows: plan.start.partial_rows, lr: 0.0 },
+        };
+        for (index, batch) in self.source.epoch().enumerate().skip(first) {
+            if matches!(plan.length, Length::Steps(total) if self.step >= total) {
                 break;
             }
             let batch = batch.map_err(|message| TrainError::Batch { epoch, batch: index + 1, message })?;
             let rows = batch.rows();
             // One device computes the loss now and its gradients after the checks below; several
             // compute both at once, each on its share of the rows.
-            let pending = forward(&model, batch, replicas.as_ref(), &devices, plan.seed, step)?;
-            let step_lr = schedule.step();
-            lr = step_lr.base();
-
+            let pending =
+                forward(&model, batch, self.replicas.as_ref(), &self.devices, plan.seed, self.step)?;
+            let step_lr = self.schedule.step();
+            sums.lr = step_lr.base();
             // Every step's loss is read to stop at once when it stops being a number: a run that
             // diverged has nothing left to learn, and its NaN parameters must not be saved.
             let value = match &pending {
@@ -379,93 +471,106 @@ where
                 Pending::Gradients(loss, _) => *loss,
             };
             if !value.is_finite() {
-                return Err(TrainError::Diverged { step, epoch, lr, loss: value });
+                return Err(TrainError::Diverged { step: self.step, epoch, lr: sums.lr, loss: value });
             }
             if let Report::EverySteps(k) = plan.report
-                && step.is_multiple_of(k.max(1))
-                && record(LossRecord { step, epoch, lr, loss: value })
+                && self.step.is_multiple_of(k.max(1))
+                && self.record(LossRecord { step: self.step, epoch, lr: sums.lr, loss: value })
             {
-                stopped = true;
-                break 'training;
+                self.stopped = true;
+                return Ok((model, sums));
             }
-            epoch_sum += value * rows as f64;
-            epoch_rows += rows;
+            sums.loss_sum += value * rows as f64;
+            sums.rows += rows;
 
             let gradients = match pending {
                 Pending::Loss(loss) => GradientsParams::from_grads(loss.backward(), &model),
                 Pending::Gradients(_, gradients) => gradients,
             };
-            model = optimizer.step(step_lr, model, gradients);
-            step += 1;
-            let flow = match on_batch.as_mut() {
-                Some(hook) => hook(&BatchEnd { epoch, batch: index + 1, batches, step, loss: value }),
-                None => ControlFlow::Continue(()),
-            };
-            if flow.is_break() && !done(step, epoch - 1) && index + 1 < batches {
-                // Interrupted part-way through the epoch: the hook may checkpoint this position.
-                let position = Position {
-                    step,
-                    epoch: epoch - 1,
-                    batch: index + 1,
-                    partial_loss: epoch_sum,
-                    partial_rows: epoch_rows,
-                };
-                let seconds = (Instant::now() - start - outside).as_secs_f64();
-                let end = EpochEnd {
-                    epoch,
-                    step,
-                    last: false,
-                    model: &model,
-                    optimizer,
-                    schedule,
-                    seconds,
-                    interrupted: true,
-                    position,
-                };
-                if let Some(hook) = on_epoch.as_mut() {
-                    let _ = hook(&end);
-                }
-                (stopped, interrupted) = (true, true);
-                break 'training;
+            model = self.optimizer.step(step_lr, model, gradients);
+            self.step += 1;
+            let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value };
+            let flow = self.hooks.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
+            if flow.is_break() && !self.reached(self.step, epoch - 1) && index + 1 < batches {
+                self.stop_part_way(&model, index + 1, &sums);
+                return Ok((model, sums));
             }
             // An interruption with the epoch's last batch ends the epoch normally (its report and
             // checkpoint), then stops.
-            interrupted |= flow.is_break();
+            self.interrupted |= flow.is_break();
         }
-        if report_epoch
-            && epoch_rows > 0
-            && record(LossRecord { step, epoch, lr, loss: epoch_sum / epoch_rows as f64 })
-        {
-            stopped = true;
-            break;
+        Ok((model, sums))
+    }
+
+    /// Interrupted after `batch` batches of the epoch: `on_epoch` sees where a continuing run
+    /// starts, to checkpoint there.
+    fn stop_part_way(&mut self, model: &M, batch: usize, sums: &EpochLoss) {
+        let position = Position {
+            step: self.step,
+            epoch: self.epoch - 1,
+            batch,
+            partial_loss: sums.loss_sum,
+            partial_rows: sums.rows,
+        };
+        let seconds = self.seconds();
+        let Session { hooks, optimizer, schedule, .. } = self;
+        let end = EpochEnd {
+            epoch: self.epoch,
+            step: self.step,
+            last: false,
+            model,
+            optimizer,
+            schedule,
+            seconds,
+            interrupted: true,
+            position,
+        };
+        if let Some(hook) = hooks.on_epoch.as_mut() {
+            let _ = hook(&end);
         }
-        if step == plan.start.step {
-            return Err(TrainError::NoBatches);
-        }
-        let hook = Instant::now();
+        (self.stopped, self.interrupted) = (true, true);
+    }
+
+    /// The end of an epoch: `on_epoch` sees the model and the state to evaluate or checkpoint;
+    /// its time is left out of the training time.
+    fn end_epoch(&mut self, model: &M) -> ControlFlow<()> {
+        let hook_start = Instant::now();
+        let last = self.done() || self.interrupted;
+        let (step, epoch) = (self.step, self.epoch);
+        let seconds = (hook_start - self.start - self.outside).as_secs_f64();
+        let Session { hooks, optimizer, schedule, .. } = self;
         let end = EpochEnd {
             epoch,
             step,
-            last: done(step, epoch) || interrupted,
-            model: &model,
+            last,
+            model,
             optimizer,
             schedule,
-            seconds: (hook - start - outside).as_secs_f64(),
+            seconds,
             interrupted: false,
             position: Position { step, epoch, ..Position::default() },
         };
-        let flow = on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
-        outside += hook.elapsed();
-        if flow.is_break() || interrupted {
-            stopped = true;
-            break;
+        let flow = hooks.on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
+        self.outside += hook_start.elapsed();
+        flow
+    }
+
+    /// Wait for every device, and what the run did.
+    fn finish(self, model: M) -> Result<Trained<M>, TrainError> {
+        for device in &self.devices {
+            device.sync().map_err(|error| TrainError::Device(format!("{error:?}")))?;
         }
+        let seconds = (self.start.elapsed() - self.outside).as_secs_f64();
+        Ok(Trained {
+            model,
+            steps: self.step,
+            epochs: self.epoch,
+            losses: self.losses,
+            seconds,
+            stopped: self.stopped,
+            interrupted: self.interrupted,
+        })
     }
-    for device in &devices {
-        device.sync().map_err(|error| TrainError::Device(format!("{error:?}")))?;
-    }
-    let seconds = (start.elapsed() - outside).as_secs_f64();
-    Ok(Trained { model, steps: step, epochs: epoch, losses, seconds, stopped, interrupted })
 }
 
 /// The replicas of a data-parallel plan (none for one device), their generators seeded for the
