@@ -265,6 +265,19 @@ fn total_steps_of(config: &RunConfig, batches_per_epoch: usize) -> usize {
     }
 }
 
+/// The `metrics.csv` row of an epoch with its validation figures.
+fn validated_row(result: &EpochResult<'_>) -> MetricsRow {
+    MetricsRow {
+        step: result.step,
+        epoch: result.epoch,
+        lr: result.lr,
+        train_loss: result.train_loss,
+        valid_loss: Some(result.evaluation.loss),
+        accuracy: Some(result.evaluation.accuracy),
+        error_rate: Some(result.evaluation.error_rate),
+    }
+}
+
 /// Pin the data a run reads: make its paths absolute (the saved configuration then finds them
 /// from any folder), and record the SHA-256 of the files, or, when the configuration recorded one
 /// (a resumed run, or a rerun of a saved configuration), refuse files that have changed since.
@@ -801,15 +814,7 @@ impl ImageExperiment {
                         train_loss,
                         evaluation: &evaluation,
                     };
-                    metrics.push(MetricsRow {
-                        step: end.step,
-                        epoch: end.epoch,
-                        lr,
-                        train_loss,
-                        valid_loss: Some(evaluation.loss),
-                        accuracy: Some(evaluation.accuracy),
-                        error_rate: Some(evaluation.error_rate),
-                    });
+                    metrics.push(validated_row(&result));
                     if let Err(error) = checkpointer.epoch_end(end, &metrics) {
                         failure = Some(error);
                         return ControlFlow::Break(());

@@ -219,27 +219,8 @@ struct Selection {
 
 impl Selection {
     fn new(headers: &[String], columns: &Columns, delimiter: u8) -> Result<Self, String> {
-        let found = || {
-            let shown: Vec<String> = headers.iter().take(8).map(|name| shown(name)).collect();
-            let more = if headers.len() > 8 {
-                format!(", ... {} columns in all", headers.len())
-            } else {
-                String::new()
-            };
-            format!("found: {}{more}", shown.join(","))
-        };
-        let delimiter_hint = || {
-            if headers.len() == 1 && delimiter == b',' {
-                let only = &headers[0];
-                let only = only.get(..only.len().min(4096)).unwrap_or(only);
-                if let Some(other) = [';', '\t', '|'].iter().find(|c| only.contains(**c)) {
-                    return format!(
-                        " (the header has one column: is the delimiter {other:?}? pass --delimiter)"
-                    );
-                }
-            }
-            String::new()
-        };
+        let found = || found_columns(headers);
+        let delimiter_hint = || delimiter_hint(headers, delimiter);
         let index_of = |name: &str| -> Result<usize, String> {
             let mut matches = headers.iter().enumerate().filter(|(_, h)| *h == name).map(|(i, _)| i);
             let first = matches.next().ok_or_else(|| {
@@ -337,6 +318,27 @@ impl Selection {
         }
         Ok(())
     }
+}
+
+/// The header's first names, for a message: `found: a,b,c` (and how many in all).
+fn found_columns(headers: &[String]) -> String {
+    let shown: Vec<String> = headers.iter().take(8).map(|name| shown(name)).collect();
+    let more =
+        if headers.len() > 8 { format!(", ... {} columns in all", headers.len()) } else { String::new() };
+    format!("found: {}{more}", shown.join(","))
+}
+
+/// When a comma-delimited header has one column holding another delimiter, a hint to pass
+/// `--delimiter`; else nothing.
+fn delimiter_hint(headers: &[String], delimiter: u8) -> String {
+    if headers.len() == 1 && delimiter == b',' {
+        let only = &headers[0];
+        let only = only.get(..only.len().min(4096)).unwrap_or(only);
+        if let Some(other) = [';', '\t', '|'].iter().find(|c| only.contains(**c)) {
+            return format!(" (the header has one column: is the delimiter {other:?}? pass --delimiter)");
+        }
+    }
+    String::new()
 }
 
 /// A column name from a file as it is printed: control characters escaped, at most 40
