@@ -117,7 +117,7 @@ fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Pla
             experiment.model(),
             &mut optimizer,
             &experiment.batches(),
-            &settings,
+            settings,
             &experiment.plan().replicas,
         );
         let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
@@ -130,7 +130,7 @@ fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Pla
             experiment.model(),
             &mut optimizer,
             source.as_ref(),
-            &settings,
+            settings,
             &experiment.plan().replicas,
         );
         let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());

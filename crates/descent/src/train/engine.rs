@@ -573,9 +573,12 @@ where
     }
 }
 
+/// The replicas of a data-parallel plan (none for one device), and every device taking part.
+type Taking<M, B> = (Option<Replicas<M, B>>, Vec<Device>);
+
 /// The replicas of a data-parallel plan (none for one device), their generators seeded for the
 /// plan's first step, and every device taking part: the model's, then the replicas'.
-fn start_replicas<M, B>(model: &M, plan: &Plan) -> Result<(Option<Replicas<M, B>>, Vec<Device>), TrainError>
+fn start_replicas<M, B>(model: &M, plan: &Plan) -> Result<Taking<M, B>, TrainError>
 where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
