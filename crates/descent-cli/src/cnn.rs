@@ -12,9 +12,10 @@ use descent::experiment::{EpochResult, ImageExperiment, TrainOptions, TrainedCla
 use descent::metrics::{Evaluation, Prediction};
 use descent::model::Cnn;
 use descent::report::MetricsRow;
-use descent::report::RunFolder;
 use descent::report::plots::{GridImage, LineChart, Series, image_grid};
+use descent::report::{RunFolder, RunPlace, RunSummary};
 use descent::train::Checkpoint;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::Failure;
@@ -312,6 +313,21 @@ struct RunFacts<'a> {
     resumed_from_epoch: Option<usize>,
 }
 
+/// A cnn run's own fields of its summary.
+#[derive(Serialize)]
+struct CnnSummary {
+    epochs: Vec<serde_json::Value>,
+    error_rate: f64,
+    accuracy: f64,
+    valid_loss: f64,
+    confusion: serde_json::Value,
+    worst: Vec<serde_json::Value>,
+    images_per_second: f64,
+    n_train: usize,
+    n_valid: usize,
+    parameters: usize,
+}
+
 /// The `--json` summary (and `summary.json`) of a cnn run.
 fn summary(
     run: &RunFacts<'_>,
@@ -338,28 +354,25 @@ fn summary(
         .iter()
         .map(|p| json!({"index": p.index, "true": p.label, "predicted": p.predicted, "confidence": p.confidence}))
         .collect();
-    json!({
-        "command": run.command,
-        "epochs": history,
-        "error_rate": evaluation.error_rate,
-        "accuracy": evaluation.accuracy,
-        "valid_loss": evaluation.loss,
-        "confusion": evaluation.confusion,
-        "worst": worst_json,
-        "images_per_second": run.images_per_second,
-        "n_train": experiment.train.len(),
-        "n_valid": experiment.valid.len(),
-        "parameters": run.parameters,
-        "steps": trained.steps,
-        "optimizer": config.optimizer.name(),
-        "schedule": config.schedule.name(),
-        "batch_size": experiment.batch_size(),
-        "seed": config.seed,
-        "device": selected.describe(),
-        "devices": experiment.device_names(),
-        "backend": selected.backend.name(),
-        "seconds": trained.seconds,
-        "resumed_from_epoch": run.resumed_from_epoch,
-        "run_folder": run.folder.path(),
-    })
+    let task = CnnSummary {
+        epochs: history,
+        error_rate: evaluation.error_rate,
+        accuracy: evaluation.accuracy,
+        valid_loss: evaluation.loss,
+        confusion: json!(evaluation.confusion),
+        worst: worst_json,
+        images_per_second: run.images_per_second,
+        n_train: experiment.train.len(),
+        n_valid: experiment.valid.len(),
+        parameters: run.parameters,
+    };
+    let place = RunPlace {
+        command: run.command,
+        config,
+        device: selected,
+        devices: experiment.device_names(),
+        folder: run.folder.path().to_path_buf(),
+        resumed_from_epoch: run.resumed_from_epoch,
+    };
+    RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
 }

@@ -11,14 +11,15 @@ use descent::experiment::Experiment;
 use descent::model::LinearModel;
 use descent::regression::{CsvSource, FitReport, Metrics, RegressionData};
 use descent::report::plots;
-use descent::report::{MetricsRow, RunFolder};
+use descent::report::{MetricsRow, RunFolder, RunSummary};
 use descent::train::{Checkpoint, Trained};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
 use crate::figures::Figures;
 use crate::session::{
-    CommonArgs, Resumed, finish, losses_json, run_folder, say_trained, train_linear, write_config,
+    CommonArgs, Resumed, finish, losses_json, place, run_folder, say_trained, train_linear, write_config,
 };
 
 /// Full-batch steps of a fit that sets no length.
@@ -265,48 +266,72 @@ fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outco
     };
     let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
     let losses = losses_json(&trained.losses);
-    json!({
-        "command": command,
-        "data": path,
-        "target": regression.target,
-        "features": regression.features,
-        "coefficients": named(&fit.coefficients),
-        "intercept": fit.intercept,
-        "ols_coefficients": fit.ols_coefficients.as_deref().map(named),
-        "ols_intercept": fit.ols_intercept,
-        "gap_relative": fit.gap_relative,
-        "mse_train": fit.train.mse,
-        "rmse_train": fit.train.rmse,
-        "r2_train": fit.train.r2,
-        "mse_valid": fit.valid.map(|m| m.mse),
-        "rmse_valid": fit.valid.map(|m| m.rmse),
-        "r2_valid": fit.valid.map(|m| m.r2),
-        "ols_train": metrics(fit.ols_train),
-        "ols_valid": metrics(fit.ols_valid),
-        "standardized": standardize,
-        "scaling": {"mean": regression.scaling.mean, "scale": regression.scaling.scale},
-        "rows": regression.rows,
-        "rows_train": regression.train.len(),
-        "rows_valid": regression.valid.len(),
-        "skipped_rows": regression.skipped.count,
-        "skipped_lines": regression.skipped.first_lines,
-        "losses": losses,
-        "a": a,
-        "loss": fit.train.mse,
-        "steps": trained.steps,
-        "epochs": trained.epochs,
-        "lr": config.optimizer.lr(),
-        "optimizer": config.optimizer.name(),
-        "schedule": config.schedule.name(),
-        "batch_size": config.training.batch_size.unwrap_or(regression.train.len()),
-        "seed": config.seed,
-        "device": selected.describe(),
-        "devices": experiment.device_names(),
-        "backend": selected.backend.name(),
-        "seconds": trained.seconds,
-        "resumed_from_epoch": checkpoint.map(|c| c.state.epoch),
-        "run_folder": folder.path(),
-    })
+    let task = FitSummary {
+        data: path.clone(),
+        target: regression.target.clone(),
+        features: regression.features.clone(),
+        coefficients: named(&fit.coefficients),
+        intercept: fit.intercept,
+        ols_coefficients: fit.ols_coefficients.as_deref().map(named),
+        ols_intercept: fit.ols_intercept,
+        gap_relative: fit.gap_relative,
+        mse_train: fit.train.mse,
+        rmse_train: fit.train.rmse,
+        r2_train: fit.train.r2,
+        mse_valid: fit.valid.map(|m| m.mse),
+        rmse_valid: fit.valid.map(|m| m.rmse),
+        r2_valid: fit.valid.map(|m| m.r2),
+        ols_train: metrics(fit.ols_train),
+        ols_valid: metrics(fit.ols_valid),
+        standardized: *standardize,
+        scaling: json!({"mean": regression.scaling.mean, "scale": regression.scaling.scale}),
+        rows: regression.rows,
+        rows_train: regression.train.len(),
+        rows_valid: regression.valid.len(),
+        skipped_rows: regression.skipped.count,
+        skipped_lines: regression.skipped.first_lines.clone(),
+        losses,
+        a: a.to_vec(),
+        loss: fit.train.mse,
+        epochs: trained.epochs,
+        lr: config.optimizer.lr(),
+    };
+    let place = place(command, config, selected, experiment.device_names(), folder, *checkpoint);
+    let batch_size = config.training.batch_size.unwrap_or(regression.train.len());
+    RunSummary::new(place, trained.steps, batch_size, trained.seconds, task).to_json()
+}
+
+/// A fit's own fields of its summary.
+#[derive(Serialize)]
+struct FitSummary {
+    data: PathBuf,
+    target: String,
+    features: Vec<String>,
+    coefficients: Value,
+    intercept: f64,
+    ols_coefficients: Option<Value>,
+    ols_intercept: Option<f64>,
+    gap_relative: Option<f64>,
+    mse_train: f64,
+    rmse_train: f64,
+    r2_train: f64,
+    mse_valid: Option<f64>,
+    rmse_valid: Option<f64>,
+    r2_valid: Option<f64>,
+    ols_train: Option<Value>,
+    ols_valid: Option<Value>,
+    standardized: bool,
+    scaling: Value,
+    rows: usize,
+    rows_train: usize,
+    rows_valid: usize,
+    skipped_rows: u64,
+    skipped_lines: Vec<u64>,
+    losses: Vec<Value>,
+    a: Vec<f64>,
+    loss: f64,
+    epochs: usize,
+    lr: f64,
 }
 
 /// `predictions.png`: predicted against actual, training and validation rows.

@@ -10,15 +10,15 @@ use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::experiment::Experiment;
 use descent::ols::least_squares;
 use descent::report::plots;
-use descent::report::{ANIMATION_FILE, MetricsRow, RunFolder};
+use descent::report::{ANIMATION_FILE, MetricsRow, RunFolder, RunSummary};
 use descent::train::{LossRecord, Objective};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count};
 use crate::figures::Figures;
 use crate::session::{
-    CommonArgs, Resumed, finish, losses_json, resumed_config, run_folder, say_trained, train_failure,
+    CommonArgs, Resumed, finish, losses_json, place, resumed_config, run_folder, say_trained, train_failure,
     train_linear, write_config,
 };
 
@@ -177,31 +177,22 @@ fn run_lesson(
 
     let selected = &experiment.device;
     let losses = losses_json(&trained.losses);
-    let summary = json!({
-        "command": command,
-        "losses": losses,
-        "a": a,
-        "a_ols": ols.a,
-        "loss": loss,
-        "loss_ols": ols.mse,
-        "initial_loss": initial_loss,
-        "gap_a": gap_a,
-        "gap_loss": gap_loss,
-        "steps": trained.steps,
-        "epochs": trained.epochs,
-        "n": table.len(),
-        "lr": lr,
-        "optimizer": config.optimizer.name(),
-        "schedule": config.schedule.name(),
-        "batch_size": config.training.batch_size.unwrap_or(table.len()),
-        "seed": config.seed,
-        "device": selected.describe(),
-        "devices": experiment.device_names(),
-        "backend": selected.backend.name(),
-        "seconds": trained.seconds,
-        "resumed_from_epoch": checkpoint.as_ref().map(|c| c.state.epoch),
-        "run_folder": folder.path(),
-    });
+    let lesson = LessonSummary {
+        losses,
+        a: a.clone(),
+        a_ols: ols.a.clone(),
+        loss,
+        loss_ols: ols.mse,
+        initial_loss,
+        gap_a,
+        gap_loss,
+        epochs: trained.epochs,
+        n: table.len(),
+        lr,
+    };
+    let place = place(command, config, selected, experiment.device_names(), &folder, checkpoint.as_ref());
+    let batch_size = config.training.batch_size.unwrap_or(table.len());
+    let summary = RunSummary::new(place, trained.steps, batch_size, trained.seconds, lesson).to_json();
     folder.save_model(trained.model.valid()).map_err(Failure::input)?;
     if checkpoint.is_some() {
         write_config(&folder, config)?;
@@ -209,6 +200,22 @@ fn run_lesson(
     write_lesson_figures(&folder, common.svg, experiment, &trained.losses, [a[0], a[1]], animate)?;
     let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
     finish(&folder, &summary, Some(&rows), common.json)
+}
+
+/// The lesson's own fields of its summary.
+#[derive(Serialize)]
+struct LessonSummary {
+    losses: Vec<serde_json::Value>,
+    a: Vec<f64>,
+    a_ols: Vec<f64>,
+    loss: f64,
+    loss_ols: f64,
+    initial_loss: f64,
+    gap_a: f64,
+    gap_loss: f64,
+    epochs: usize,
+    n: usize,
+    lr: f64,
 }
 
 /// The notebook's first cells: the device, the data, the first rows of x, and the loss of the

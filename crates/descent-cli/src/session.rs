@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use descent::config::{RunConfig, optimizer_from, parse_toml, schedule_from};
+use descent::device::SelectedDevice;
 use descent::experiment::{Experiment, RunError, TrainOptions};
 use descent::optim::ScheduleConfig;
-use descent::report::{CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, SUMMARY_FILE, metrics_csv};
+use descent::report::{
+    CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunPlace, SUMMARY_FILE, metrics_csv,
+};
 use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Plan, Report};
 use serde_json::json;
 
@@ -435,6 +438,25 @@ pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> 
         RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;
     write_config(&folder, config)?;
     Ok(folder)
+}
+
+/// Where a run in `folder` trained, for its summary.
+pub fn place<'a>(
+    command: &'a str,
+    config: &'a RunConfig,
+    device: &'a SelectedDevice,
+    devices: Vec<String>,
+    folder: &RunFolder,
+    checkpoint: Option<&Checkpoint>,
+) -> RunPlace<'a> {
+    RunPlace {
+        command,
+        config,
+        device,
+        devices,
+        folder: folder.path().to_path_buf(),
+        resumed_from_epoch: checkpoint.map(|c| c.state.epoch),
+    }
 }
 
 /// Write the metrics (one row per reported step or epoch) and the summary into the run folder,

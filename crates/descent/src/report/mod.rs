@@ -6,6 +6,7 @@ pub mod metrics_csv;
 pub mod plots;
 pub mod run_folder;
 pub mod saved_model;
+pub mod summary;
 
 pub use files::{
     ANIMATION_FILE, CHECKSUM_FILE, CONFIG_FILE, EXPORT_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE,
@@ -13,3 +14,4 @@ pub use files::{
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
 pub use run_folder::{RunFolder, RunFolderError, check_writable, write_atomic};
 pub use saved_model::{SavedModel, SavedModelError, load_saved, load_saved_unverified};
+pub use summary::{RunPlace, RunSummary};
