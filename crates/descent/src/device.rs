@@ -239,6 +239,19 @@ pub fn valid_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// A value could not be read back from a device: the device failed, or a remote one went away.
+/// The text is the backend's own account of it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadBackError(pub String);
+
+impl ReadBackError {
+    /// The error of a failed read, from the backend's error.
+    pub fn from_debug(error: &dyn std::fmt::Debug) -> Self {
+        Self(format!("{error:?}"))
+    }
+}
+
 /// The token `--device remote:...` presents to the server, when the command line gave one
 /// (`--token-file`); else the environment variable [`REMOTE_TOKEN_VARIABLE`] is read.
 static REMOTE_TOKEN: OnceLock<String> = OnceLock::new();

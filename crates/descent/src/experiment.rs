@@ -139,7 +139,8 @@ impl<'a> Checkpointer<'a> {
             config: self.config.clone(),
         };
         // A checkpoint is the point to come back to: never save parameters that are not numbers.
-        let tensors = crate::report::export::named_tensors(end.model).map_err(TrainError::Device)?;
+        let tensors = crate::report::export::named_tensors(end.model)
+            .map_err(|error| TrainError::Device(error.to_string()))?;
         if let Some(tensor) = tensors.iter().find(|t| t.values.iter().any(|v| !v.is_finite())) {
             return Err(RunError::Diverged {
                 message: format!(
@@ -589,7 +590,7 @@ impl Experiment {
         let hooks = Hooks { on_epoch: Some(&mut on_epoch), ..Hooks::default() };
         let trained = train_observed(self.model(), &mut optimizer, &mut schedule, &source, &plan, hooks)?;
         if let Some(error) = failure {
-            return Err(TrainError::Device(error).into());
+            return Err(TrainError::Device(error.to_string()).into());
         }
         Ok(parameters.into_iter().zip(trained.losses.iter().map(|r| r.loss)).collect())
     }

@@ -70,7 +70,7 @@ pub fn evaluate<M: Classifier>(
     set: &ImageSet,
     indices: &[usize],
     device: &Device,
-) -> Result<Evaluation, String> {
+) -> Result<Evaluation, crate::device::ReadBackError> {
     let mut predictions = Vec::with_capacity(indices.len());
     let mut confusion = [[0usize; CLASSES]; CLASSES];
     let mut total_loss = 0.0;
@@ -79,7 +79,7 @@ pub fn evaluate<M: Classifier>(
         let log_probabilities = log_softmax(model.logits(batch.images), 1)
             .into_data()
             .try_into_vec::<f32>()
-            .map_err(|error| format!("{error:?}"))?;
+            .map_err(|error| crate::device::ReadBackError::from_debug(&error))?;
         for (row, &index) in log_probabilities.chunks(CLASSES).zip(chunk) {
             let label = set.label(index);
             let (predicted, best) = row

@@ -11,7 +11,7 @@ use burn::prelude::*;
 
 use super::random::SeededRng;
 use super::{ImageSet, Table};
-use crate::train::{BatchRows, BatchSource, Batches};
+use crate::train::{BatchError, BatchRows, BatchSource, Batches};
 
 /// Features `x` (`[b, d]`) and targets `y` (`[b, 1]`) of `b` rows, on one device.
 #[derive(Clone, Debug)]
@@ -101,7 +101,7 @@ impl<B> BatchSource<B> for LoaderBatches<B> {
     }
 
     fn epoch(&self) -> Batches<'_, B> {
-        Box::new(self.loader.iter().map(|batch| batch.map_err(|error| error.to_string())))
+        Box::new(self.loader.iter().map(|batch| batch.map_err(|error| BatchError(error.to_string()))))
     }
 }
 

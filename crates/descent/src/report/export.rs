@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 
+use crate::device::ReadBackError;
+
 /// One float tensor of a model, on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
@@ -24,7 +26,7 @@ pub struct NamedTensor {
 
 /// Every float tensor of `model` (parameters and batch norm's running statistics), in the
 /// module's order, read back from the device.
-pub fn named_tensors<M: Module>(model: &M) -> Result<Vec<NamedTensor>, String> {
+pub fn named_tensors<M: Module>(model: &M) -> Result<Vec<NamedTensor>, ReadBackError> {
     struct Collector {
         path: Vec<String>,
         tensors: Vec<NamedTensor>,
@@ -49,7 +51,7 @@ pub fn named_tensors<M: Module>(model: &M) -> Result<Vec<NamedTensor>, String> {
     let mut collector = Collector { path: Vec::new(), tensors: Vec::new(), error: None };
     model.visit(&mut collector);
     match collector.error {
-        Some(error) => Err(error),
+        Some(error) => Err(ReadBackError(error)),
         None => Ok(collector.tensors),
     }
 }
@@ -89,7 +91,10 @@ fn transpose(values: &[f32], rows: usize, columns: usize) -> Vec<f32> {
 }
 
 /// The tensors as a safetensors file (f32, little-endian), with `metadata` in its header.
-pub fn safetensors(tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<Vec<u8>, String> {
+pub fn safetensors(
+    tensors: &[NamedTensor],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, ExportError> {
     let bytes: Vec<Vec<u8>> =
         tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views = tensors
@@ -98,11 +103,16 @@ pub fn safetensors(tensors: &[NamedTensor], metadata: HashMap<String, String>) -
         .map(|(tensor, data)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, tensor.shape.clone(), data)
                 .map(|view| (tensor.name.clone(), view))
-                .map_err(|error| format!("{}: {error}", tensor.name))
+                .map_err(|error| ExportError(format!("{}: {error}", tensor.name)))
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    safetensors::tensor::serialize(views, Some(metadata)).map_err(|error| error.to_string())
+        .collect::<Result<Vec<_>, ExportError>>()?;
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|error| ExportError(error.to_string()))
 }
+
+/// Why the safetensors file could not be written (a tensor the format refuses).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExportError(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,12 @@ pub trait Objective<B>: Module + Sized {
 }
 
 /// The batches of one epoch, in order; an error says why a batch could not be made.
-pub type Batches<'a, B> = Box<dyn Iterator<Item = Result<B, String>> + 'a>;
+pub type Batches<'a, B> = Box<dyn Iterator<Item = Result<B, BatchError>> + 'a>;
+
+/// Why a batch could not be made (Burn's data loader failed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BatchError(pub String);
 
 /// Where batches come from: every call to [`BatchSource::epoch`] starts a new epoch.
 pub trait BatchSource<B> {
@@ -456,7 +461,11 @@ where
             if matches!(plan.length, Length::Steps(total) if self.step >= total) {
                 break;
             }
-            let batch = batch.map_err(|message| TrainError::Batch { epoch, batch: index + 1, message })?;
+            let batch = batch.map_err(|error| TrainError::Batch {
+                epoch,
+                batch: index + 1,
+                message: error.to_string(),
+            })?;
             let rows = batch.rows();
             // One device computes the loss now and its gradients after the checks below; several
             // compute both at once, each on its share of the rows.

@@ -9,7 +9,7 @@ mod tests;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
 pub use engine::{
-    BatchEnd, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord, MetricsRow,
-    Objective, Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed,
+    BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord,
+    MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed,
 };
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
