@@ -523,6 +523,10 @@ fn small_mends_delimiter_bench_out_and_setting_a_kind() {
     let output =
         refused(dir.path(), &["bench", "--out", "/no/such/folder/bench.json"], &["--out", "/no/such/folder"]);
     assert!(String::from_utf8_lossy(&output.stdout).is_empty(), "refused before any benchmark ran");
+    // A 100 kB `--set` value nested 50,000 deep: one short sentence, not the value echoed.
+    let deep = format!("seed={}{}", "[".repeat(50_000), "]".repeat(50_000));
+    let output = refused(dir.path(), &["lesson2", "--set", &deep], &["--set seed=[[[", "…"]);
+    assert!(output.stderr.len() < 2000, "{} bytes", output.stderr.len());
     let output = descent_in(dir.path(), &["lesson2", "--set", "optimizer.name=adam", "--out", "adam", "-q"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let config = std::fs::read_to_string(dir.path().join("adam/config.toml")).unwrap();

@@ -240,7 +240,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A name that is neither a built-in configuration nor a file.
-    #[error("unknown {kind} `{name}`: not a file, and not one of the built-in names {}", valid.join(", "))]
+    #[error("unknown {kind} `{}`: not a file, and not one of the built-in names {}", crate::limits::printable(name, 80), valid.join(", "))]
     UnknownName {
         /// `optimizer` or `schedule`.
         kind: &'static str,
@@ -250,7 +250,7 @@ pub enum ConfigError {
         valid: Vec<&'static str>,
     },
     /// A `--set` that is not `KEY=VALUE` or names no field.
-    #[error("--set {assignment}: {message}")]
+    #[error("--set {}: {}", crate::limits::printable(assignment, 80), crate::limits::printable(message, 400))]
     Set {
         /// What was given.
         assignment: String,
