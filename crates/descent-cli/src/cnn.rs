@@ -13,7 +13,7 @@ use descent::metrics::{Evaluation, Prediction};
 use descent::model::Cnn;
 use descent::report::MetricsRow;
 use descent::report::plots::{GridImage, LineChart, Series, image_grid};
-use descent::report::{RunFolder, RunPlace, RunSummary};
+use descent::report::{RunFolder, RunSummary};
 use descent::train::Checkpoint;
 use serde::Serialize;
 use serde_json::json;
@@ -22,7 +22,9 @@ use crate::Failure;
 use crate::args::positive_finite;
 use crate::figures::Figures;
 use crate::progress::Progress;
-use crate::session::{CommonArgs, Resumed, finish, run_folder, say_resuming, training_failed, write_config};
+use crate::session::{
+    CommonArgs, Resumed, finish, place, run_folder, say_resuming, training_failed, write_config,
+};
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
 const RESULTS_SHOWN: usize = 20;
@@ -131,13 +133,8 @@ pub fn run_config(
         experiment.describe_device()
     );
     write_figures(&Figures::new(&folder, common.svg), &experiment, rows, evaluation)?;
-    let run = RunFacts {
-        command,
-        parameters,
-        images_per_second,
-        folder: &folder,
-        resumed_from_epoch: checkpoint.as_ref().map(|c| c.state.epoch),
-    };
+    let run =
+        RunFacts { command, parameters, images_per_second, folder: &folder, checkpoint: checkpoint.as_ref() };
     let summary = summary(&run, &experiment, &classifier, &worst);
     finish(&folder, &summary, Some(rows), common.json)
 }
@@ -310,7 +307,7 @@ struct RunFacts<'a> {
     parameters: usize,
     images_per_second: f64,
     folder: &'a RunFolder,
-    resumed_from_epoch: Option<usize>,
+    checkpoint: Option<&'a Checkpoint>,
 }
 
 /// A cnn run's own fields of its summary.
@@ -366,13 +363,6 @@ fn summary(
         n_valid: experiment.valid.len(),
         parameters: run.parameters,
     };
-    let place = RunPlace {
-        command: run.command,
-        config,
-        device: selected,
-        devices: experiment.device_names(),
-        folder: run.folder.path().to_path_buf(),
-        resumed_from_epoch: run.resumed_from_epoch,
-    };
+    let place = place(run.command, config, selected, experiment.device_names(), run.folder, run.checkpoint);
     RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
 }

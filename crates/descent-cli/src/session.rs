@@ -248,10 +248,10 @@ pub fn run_folder(
     plan: &Plan,
     resumed: Option<Resumed>,
 ) -> Result<(RunFolder, Option<Checkpoint>), Failure> {
-    // Output already lost (`> /dev/full`): end before the folder is created or changed.
-    crate::output::check()?;
     match resumed {
         Some(resumed) => {
+            // Output already lost (`> /dev/full`): end before the folder changes.
+            crate::output::check()?;
             check_remaining(plan, &resumed)?;
             Ok((resumed.folder, Some(resumed.checkpoint)))
         }
@@ -433,6 +433,7 @@ pub fn write_config(folder: &RunFolder, config: &RunConfig) -> Result<(), Failur
 
 /// Create the run folder and write the effective configuration into it, before training.
 pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<RunFolder, Failure> {
+    // Output already lost (`> /dev/full`): end before the folder is created.
     crate::output::check()?;
     let folder =
         RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;

@@ -331,7 +331,7 @@ fn sha256_of_files(files: &[std::path::PathBuf]) -> Result<String, DataError> {
             .and_then(|mut reader| std::io::copy(&mut reader, &mut hasher))
             .map_err(|source| DataError::Open { path: file.clone(), source })?;
     }
-    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(crate::report::saved_model::hex(&hasher.finalize()))
 }
 
 /// Refuse a number of epochs whose updates overflow a count.
@@ -689,8 +689,9 @@ impl ImageExperiment {
             // Recorded, so that the saved model is rebuilt at the size it was trained at.
             *side = Some(train_set.side());
         }
-        let batch = config.training.batch_size.unwrap_or(train.len()).clamp(1, train.len().max(1));
-        let side = train_set.side();
+        let experiment = Self { config, device, devices, cnn, train_set, train, valid_set, valid };
+        let (cnn, side) = (&experiment.cnn, experiment.train_set.side());
+        let batch = experiment.batch_size().min(experiment.train.len().max(1));
         check_memory_for(
             "model",
             || {
@@ -701,7 +702,6 @@ impl ImageExperiment {
             },
             cnn.memory_bytes(side, batch),
         )?;
-        let experiment = Self { config, device, devices, cnn, train_set, train, valid_set, valid };
         check_length(&experiment.config, experiment.train.len().div_ceil(experiment.batch_size()))?;
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)

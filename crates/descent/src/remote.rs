@@ -49,7 +49,7 @@ pub fn generate_token() -> Result<String, ServeError> {
             message: format!("cannot draw a token ({error}): pass --token-file FILE"),
         },
     )?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::report::saved_model::hex(&bytes))
 }
 
 /// A server bound to its address, not yet serving.

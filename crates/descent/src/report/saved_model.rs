@@ -11,10 +11,15 @@ use crate::model::{Cnn, LinearModel};
 
 pub use super::files::{CHECKSUM_FILE, MODEL_FILE};
 
+/// `bytes` in lowercase hex, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The SHA-256 of `bytes`, in lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+    hex(&sha2::Sha256::digest(bytes))
 }
 
 /// A trained model.
