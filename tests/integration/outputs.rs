@@ -49,10 +49,7 @@ fn run_ok(args: &[&str]) -> std::process::Output {
 /// The parameters of the model saved in a run folder.
 fn saved_tensors(dir: &Path) -> Vec<NamedTensor> {
     let device = reference_device();
-    match load_saved(dir, &device.device).unwrap().1 {
-        SavedModel::Linear(model) => named_tensors(&model).unwrap(),
-        SavedModel::Cnn { model, .. } => named_tensors(&model).unwrap(),
-    }
+    load_saved(dir, &device.device).unwrap().1.named_tensors().unwrap()
 }
 
 fn same_bits(a: &[NamedTensor], b: &[NamedTensor]) -> bool {

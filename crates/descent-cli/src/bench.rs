@@ -9,6 +9,8 @@
 //! | `cnn` | the CNN of `bench/pytorch/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
 //! | `fashion` | the default CNN (batch norm and dropout on) on Fashion-MNIST, 28x28, as `bench/pytorch/fashion.py` (Adam 1e-3, batch 64, one epoch of 60,000 images) | training images per second |
 //!
+//! | `--config FILE` | that run configuration's training, any model (your own included) | images per second (image models), rows per second (mini-batches), µs per step (full batch) |
+//!
 //! Each figure is the median of `--repeats` runs, each timed by the engine around the training
 //! loop only (data generation, device set-up and validation are outside it), as the PyTorch
 //! scripts time theirs.
@@ -20,7 +22,7 @@ use clap::{Args, ValueEnum};
 use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::device::{Backend, select};
 use descent::experiment::{Experiment, ImageExperiment};
-use descent::model::CnnConfig;
+use descent::model::{CnnConfig, ImageModel, ImageModelVisitor};
 use descent::report::write_atomic;
 use serde_json::{Value, json};
 
@@ -53,6 +55,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR", default_value = FASHION_DIR)]
     pub fashion: PathBuf,
 
+    /// Time the training of this run configuration (any model, your own included) instead of
+    /// the built-in workloads: images per second for image models, rows per second with
+    /// mini-batches, µs per step with full batches. Its device is replaced by --devices'.
+    #[arg(long, value_name = "FILE", conflicts_with = "workloads")]
+    pub config: Option<PathBuf>,
+
     /// Also write the results as JSON to FILE (atomically).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -75,6 +83,9 @@ pub enum Workload {
     Cnn,
     /// The default CNN on Fashion-MNIST: training images per second.
     Fashion,
+    /// The configuration of `--config`.
+    #[value(skip)]
+    Config,
 }
 
 /// Where Debian's `dataset-fashion-mnist` puts the IDX files.
@@ -91,6 +102,7 @@ impl Workload {
             Workload::Fullbatch => "fullbatch",
             Workload::Cnn => "cnn",
             Workload::Fashion => "fashion",
+            Workload::Config => "config",
         }
     }
 }
@@ -120,7 +132,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         descent::report::check_writable(path).map_err(|e| Failure::input(format!("--out: {e}")))?;
     }
     let fashion_there = descent::data::images::mnist_files_present(&args.fashion);
-    let workloads: Vec<Workload> = if args.workloads.is_empty() {
+    let workloads: Vec<Workload> = if args.config.is_some() {
+        vec![Workload::Config]
+    } else if args.workloads.is_empty() {
         Workload::ALL.into_iter().filter(|w| *w != Workload::Fashion || fashion_there).collect()
     } else {
         args.workloads.clone()
@@ -133,7 +147,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             args.fashion.display()
         )));
     }
-    if args.workloads.is_empty() && !fashion_there {
+    if args.workloads.is_empty() && args.config.is_none() && !fashion_there {
         out!(
             "(fashion skipped: no Fashion-MNIST files in {}; apt-get install dataset-fashion-mnist)",
             args.fashion.display()
@@ -161,7 +175,11 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         if args.quick { ", quick sizes" } else { "" }
     );
     out!("{:<10} {:<26} {:<8} {:>14}  {:<10} runs", "workload", "case", "device", "median", "unit");
-    let results = measure_all(&workloads, &devices, args)?;
+    let configured = match &args.config {
+        Some(path) => Some(RunConfig::load(path).map_err(|e| Failure::input(format!("--config: {e}")))?),
+        None => None,
+    };
+    let results = measure_all(&workloads, &devices, configured.as_ref(), args)?;
     let summary = summary(&results, args);
     if let Some(path) = &args.out {
         write_atomic(path, format!("{summary:#}\n").as_bytes())
@@ -178,15 +196,20 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
 fn measure_all(
     workloads: &[Workload],
     devices: &[String],
+    configured: Option<&RunConfig>,
     args: &BenchArgs,
 ) -> Result<Vec<Measurement>, Failure> {
     let mut results = Vec::new();
     for &workload in workloads {
         for device in devices {
-            for (case, config, unit, figure) in cases(workload, device, args) {
+            let cases = match configured {
+                Some(config) => vec![configured_case(config, device)],
+                None => cases(workload, device, args),
+            };
+            for (case, config, unit, figure) in cases {
                 let mut runs = Vec::with_capacity(args.repeats);
                 for _ in 0..args.repeats {
-                    runs.push(measure(workload, config.clone(), figure)?);
+                    runs.push(measure(config.clone(), figure)?);
                 }
                 let measurement = Measurement { workload, case, device: device.clone(), unit, runs };
                 let shown: Vec<String> = measurement.runs.iter().map(|v| format_figure(*v)).collect();
@@ -297,19 +320,52 @@ fn cases(
             let images = if quick { "10,000" } else { "60,000" };
             vec![(format!("28x28, batch 64, {images} images"), config, "images/s", Figure::ImagesPerSecond)]
         }
+        // Measured through `configured_case`.
+        Workload::Config => Vec::new(),
+    }
+}
+
+/// The case of a `--config` file on `device`: its model and length, and its figure.
+fn configured_case(config: &RunConfig, device: &str) -> (String, RunConfig, &'static str, Figure) {
+    let config = RunConfig { device: device.to_string(), devices: Vec::new(), ..config.clone() };
+    let training = &config.training;
+    let length = match (training.steps, training.epochs) {
+        (Some(steps), _) => format!("{steps} steps"),
+        (None, Some(epochs)) => format!("{epochs} epochs"),
+        (None, None) => "default length".to_string(),
+    };
+    let case = format!("{}, {length}", config.model.name());
+    let (unit, figure) = match (config.model.is_image_model(), training.batch_size, &config.data) {
+        (true, _, _) => ("images/s", Figure::ImagesPerSecond),
+        (false, Some(_), DataConfig::Lesson { n, .. }) => ("samples/s", Figure::RowsPerSecond(*n)),
+        (false, _, _) => ("µs/step", Figure::MicrosPerStep),
+    };
+    (case, config, unit, figure)
+}
+
+/// Times an image model's training, its type known: (seconds, steps, training images seen).
+struct TimeImageModel<'a>(&'a ImageExperiment);
+
+impl ImageModelVisitor for TimeImageModel<'_> {
+    type Output = Result<(f64, usize, usize), Failure>;
+
+    fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
+        let experiment = self.0;
+        let trained = experiment
+            .train(experiment.network(model), &mut |_| ControlFlow::Continue(()))
+            .map_err(crate::session::train_failure)?;
+        let seen = trained.trained.epochs * experiment.train.len();
+        Ok((trained.trained.seconds, trained.trained.steps, seen))
     }
 }
 
 /// Run one configuration and return its figure.
-fn measure(workload: Workload, config: RunConfig, figure: Figure) -> Result<f64, Failure> {
+fn measure(config: RunConfig, figure: Figure) -> Result<f64, Failure> {
     let quiet = &mut |_: &_| ControlFlow::Continue(());
-    let (seconds, steps, items) = if matches!(workload, Workload::Cnn | Workload::Fashion) {
+    let (seconds, steps, items) = if config.model.is_image_model() {
         let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-        let epochs = experiment.plan().length.epochs().unwrap_or(1);
-        let trained = experiment
-            .train(experiment.model(), &mut |_| ControlFlow::Continue(()))
-            .map_err(crate::session::train_failure)?;
-        (trained.trained.seconds, trained.trained.steps, epochs * experiment.train.len())
+        let model = experiment.config.model.clone();
+        model.visit_image_model(TimeImageModel(&experiment)).unwrap_or(Ok((0.0, 0, 0)))?
     } else {
         let experiment = Experiment::prepare(config).map_err(Failure::input)?;
         let trained = experiment.train(quiet).map_err(crate::session::train_failure)?;

@@ -10,7 +10,10 @@ use descent::config::{DataConfig, RunConfig};
 use descent::data::images::CLASSES;
 use descent::experiment::{EpochResult, ImageExperiment, TrainOptions, TrainedClassifier};
 use descent::metrics::{Evaluation, Prediction};
-use descent::model::Cnn;
+use descent::data::ImageBatch;
+use descent::metrics::Classifier;
+use descent::model::{ImageModel, ImageModelVisitor};
+use descent::train::Objective;
 use descent::report::MetricsRow;
 use descent::report::plots::{GridImage, LineChart, Series, image_grid};
 use descent::report::{RunFolder, RunSummary};
@@ -92,8 +95,9 @@ impl CnnArgs {
     }
 }
 
-/// Train a cnn configuration (from `descent cnn`, or `descent train --config` with a cnn file),
-/// from the start into a new run folder, or resumed into its own.
+/// Train an image configuration (from `descent cnn`, or `descent train --config` with a file
+/// naming an image model: the cnn, the mlp, ...), from the start into a new run folder, or
+/// resumed into its own.
 pub fn run_config(
     command: &str,
     config: RunConfig,
@@ -101,17 +105,42 @@ pub fn run_config(
     resumed: Option<Resumed>,
 ) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+    let model = experiment.config.model.clone();
+    let run = RunImage { command, experiment: &experiment, common, resumed };
+    model.visit_image_model(run).unwrap_or_else(|| Err(Failure::input("the configuration names no image model")))
+}
+
+/// A prepared image experiment, and how the command runs it.
+struct RunImage<'a> {
+    command: &'a str,
+    experiment: &'a ImageExperiment,
+    common: &'a CommonArgs,
+    resumed: Option<Resumed>,
+}
+
+impl ImageModelVisitor for RunImage<'_> {
+    type Output = Result<(), Failure>;
+
+    fn visit<T: ImageModel>(self, settings: &T) -> Self::Output {
+        run_image(self, settings)
+    }
+}
+
+/// The first lines, training, the confusion matrix and worst predictions, the figures and the
+/// summary of an image classifier's run.
+fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failure> {
+    let RunImage { command, experiment, common, resumed } = run;
     let plan = experiment.plan();
-    let model = experiment.model();
+    let model = experiment.network(settings);
     let parameters = model.num_params();
     let quiet = common.quiet;
-    say_setup(command, &experiment, parameters, quiet);
+    say_setup(command, experiment, (T::NAME, settings.describe()), parameters, quiet);
 
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let (folder, checkpoint) = run_folder(common, command, &experiment.config, &plan, resumed)?;
     say_resuming(quiet, &folder, checkpoint.as_ref());
-    let classifier = train(&experiment, model, &folder, checkpoint.as_ref(), quiet)?;
+    let classifier = train(experiment, model, &folder, checkpoint.as_ref(), quiet)?;
     let TrainedClassifier { trained, evaluation, metrics: rows } = &classifier;
     let worst = evaluation.worst(8);
     say_evaluation(evaluation, &worst, quiet);
@@ -132,15 +161,21 @@ pub fn run_config(
         trained.seconds,
         experiment.describe_device()
     );
-    write_figures(&Figures::new(&folder, common.svg), &experiment, rows, evaluation)?;
+    write_figures(&Figures::new(&folder, common.svg), experiment, rows, evaluation)?;
     let run =
         RunFacts { command, parameters, images_per_second, folder: &folder, checkpoint: checkpoint.as_ref() };
-    let summary = summary(&run, &experiment, &classifier, &worst);
+    let summary = summary(&run, experiment, &classifier, &worst);
     finish(&folder, &summary, Some(rows), common.json)
 }
 
 /// The lines before training: the device, the data and its classes, the model, the settings.
-fn say_setup(command: &str, experiment: &ImageExperiment, parameters: usize, quiet: bool) {
+fn say_setup(
+    command: &str,
+    experiment: &ImageExperiment,
+    (name, settings): (&str, String),
+    parameters: usize,
+    quiet: bool,
+) {
     let config = &experiment.config;
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     let side = experiment.train_set.side();
@@ -171,14 +206,7 @@ fn say_setup(command: &str, experiment: &ImageExperiment, parameters: usize, qui
     };
     say!(quiet, "  train classes {}", counts(experiment.train_set.class_counts(&experiment.train)));
     say!(quiet, "  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid)));
-    say!(
-        quiet,
-        "model: cnn, channels {:?}, kernel {}, batch norm {}, dropout {}: {parameters} parameters",
-        experiment.cnn.channels,
-        experiment.cnn.kernel,
-        experiment.cnn.batch_norm,
-        experiment.cnn.dropout
-    );
+    say!(quiet, "model: {name}, {settings}: {parameters} parameters");
     let epochs_text = match experiment.plan().length {
         descent::train::Length::Epochs(e) => format!("{e} epochs"),
         descent::train::Length::Steps(s) => format!("{s} steps"),
@@ -195,13 +223,16 @@ fn say_setup(command: &str, experiment: &ImageExperiment, parameters: usize, qui
 
 /// Train through the engine, one line per printed epoch, a progress bar on a terminal, Ctrl-C
 /// and divergence turned into their exits with the outputs so far in `folder`.
-fn train(
+fn train<M>(
     experiment: &ImageExperiment,
-    model: Cnn,
+    model: M,
     folder: &RunFolder,
     checkpoint: Option<&Checkpoint>,
     quiet: bool,
-) -> Result<TrainedClassifier<Cnn>, Failure> {
+) -> Result<TrainedClassifier<M>, Failure>
+where
+    M: Objective<ImageBatch> + Classifier + 'static,
+{
     let plan = experiment.plan();
     let total_epochs = plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string());
     let print_every = experiment.config.training.print_every.unwrap_or(1);
@@ -326,10 +357,10 @@ struct CnnSummary {
 }
 
 /// The `--json` summary (and `summary.json`) of a cnn run.
-fn summary(
+fn summary<M>(
     run: &RunFacts<'_>,
     experiment: &ImageExperiment,
-    classifier: &TrainedClassifier<Cnn>,
+    classifier: &TrainedClassifier<M>,
     worst: &[Prediction],
 ) -> serde_json::Value {
     let TrainedClassifier { trained, evaluation, metrics: rows } = classifier;

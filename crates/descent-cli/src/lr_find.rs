@@ -1,10 +1,10 @@
 //! `descent lr-find`: fastai's learning-rate finder on any run configuration.
 
 use clap::Args;
-use descent::config::ModelConfig;
 use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment};
-use descent::train::{LrFindSettings, LrFinding, lr_find};
+use descent::model::{ImageModel, ImageModelVisitor};
+use descent::train::{LrFindSettings, LrFinding, TrainError, lr_find};
 use serde_json::json;
 
 use crate::Failure;
@@ -108,35 +108,40 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
 type Place = (String, Vec<String>, String);
 
 /// Prepare the run and sweep: the same sweep for every model the trainer supports, the lesson's
-/// linear model and the CNN.
+/// linear model and every image model.
 fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Place, LrFinding), Failure> {
-    let (config, place, finding) = if let ModelConfig::Cnn(_) = config.model {
+    if config.model.is_image_model() {
         let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-        let mut optimizer = experiment.config.optimizer.build();
-        let finding = lr_find(
-            experiment.model(),
-            &mut optimizer,
-            &experiment.batches(),
-            settings,
-            &experiment.plan().replicas,
-        );
+        let model = experiment.config.model.clone();
+        let sweep = ImageSweep { experiment: &experiment, settings };
+        let finding = model.visit_image_model(sweep).unwrap_or(Err(TrainError::NoBatches));
         let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-        (experiment.config, place, finding)
-    } else {
-        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        return Ok((experiment.config, place, finding.map_err(Failure::internal)?));
+    }
+    let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+    let mut optimizer = experiment.config.optimizer.build();
+    let source = experiment.batches();
+    let finding =
+        lr_find(experiment.model(), &mut optimizer, source.as_ref(), settings, &experiment.plan().replicas);
+    let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
+    Ok((experiment.config, place, finding.map_err(Failure::internal)?))
+}
+
+/// The sweep of an image model, its type known.
+struct ImageSweep<'a> {
+    experiment: &'a ImageExperiment,
+    settings: &'a LrFindSettings,
+}
+
+impl ImageModelVisitor for ImageSweep<'_> {
+    type Output = Result<LrFinding, TrainError>;
+
+    fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
+        let experiment = self.experiment;
         let mut optimizer = experiment.config.optimizer.build();
-        let source = experiment.batches();
-        let finding = lr_find(
-            experiment.model(),
-            &mut optimizer,
-            source.as_ref(),
-            settings,
-            &experiment.plan().replicas,
-        );
-        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-        (experiment.config, place, finding)
-    };
-    Ok((config, place, finding.map_err(Failure::internal)?))
+        let network = experiment.network(model);
+        lr_find(network, &mut optimizer, &experiment.batches(), self.settings, &experiment.plan().replicas)
+    }
 }
 
 /// The curve, a line per step, and what it suggests.

@@ -11,11 +11,10 @@ use descent::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, rea
 use descent::data::images::read_digit_rows;
 use descent::data::read_x;
 use descent::device;
-use descent::metrics::evaluate;
-use descent::model::{Cnn, LinearModel};
+use descent::model::LinearModel;
 use descent::regression::CsvSource;
-use descent::report::export::{named_tensors, pytorch_layout, safetensors};
-use descent::report::{EXPORT_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
+use descent::report::export::{pytorch_layout, safetensors};
+use descent::report::{EXPORT_FILE, SavedClassifier, SavedModel, load_saved, load_saved_unverified, write_atomic};
 
 use crate::Failure;
 
@@ -91,7 +90,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
     let text = match saved {
         SavedModel::Linear(model) => predict_linear(&model, &config, args, &selected.device)?,
-        SavedModel::Cnn { model, side } => predict_cnn(&model, side, args, &selected.device)?,
+        SavedModel::Classifier(classifier) => predict_classes(&classifier, args, &selected.device)?,
     };
     match &args.output {
         Some(path) => {
@@ -158,18 +157,19 @@ fn predict_linear(
     Ok(text)
 }
 
-/// The cnn's classes on `--input` digit rows as CSV text; with labels, the accuracy goes to
-/// stderr.
-fn predict_cnn(model: &Cnn, side: usize, args: &PredictArgs, device: &Device) -> Result<String, Failure> {
+/// An image classifier's classes on `--input` digit rows as CSV text; with labels, the accuracy
+/// goes to stderr.
+fn predict_classes(classifier: &SavedClassifier, args: &PredictArgs, device: &Device) -> Result<String, Failure> {
     let mut text = String::new();
+    let (kind, side) = (classifier.kind(), classifier.side());
     if side != 8 {
         return Err(Failure::input(format!(
-            "--model: this cnn takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
+            "--model: this {kind} takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
         )));
     }
     let (set, labeled) = read_digit_rows(&args.input).map_err(input_error)?;
     let indices: Vec<usize> = (0..set.len()).collect();
-    let evaluation = evaluate(model, &set, &indices, device).map_err(Failure::internal)?;
+    let evaluation = classifier.evaluate(&set, &indices, device).map_err(Failure::internal)?;
     text.push_str(if labeled { "row,predicted,confidence,label\n" } else { "row,predicted,confidence\n" });
     for p in &evaluation.predictions {
         let _ = write!(text, "{},{},{}", p.index + 1, p.predicted, p.confidence);
@@ -195,11 +195,7 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
     }
     let selected = device::select("auto").map_err(Failure::input)?;
     let (_, saved) = load(&args.model, &selected.device, args.no_verify)?;
-    let tensors = match &saved {
-        SavedModel::Linear(model) => named_tensors(model),
-        SavedModel::Cnn { model, .. } => named_tensors(model),
-    }
-    .map_err(Failure::internal)?;
+    let tensors = saved.named_tensors().map_err(Failure::internal)?;
     let tensors = pytorch_layout(tensors);
     let metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),

@@ -131,9 +131,12 @@ pub fn run_config(
     resumed: Option<Resumed>,
     animate: bool,
 ) -> Result<(), Failure> {
-    if let ModelConfig::Cnn(_) = config.model {
+    if config.model.is_image_model() {
         if animate {
-            return Err(Failure::input("--animate draws the linear model's line: the cnn has none"));
+            return Err(Failure::input(format!(
+                "--animate draws the linear model's line: the {} has none",
+                config.model.name()
+            )));
         }
         return crate::cnn::run_config(command, config, common, resumed);
     }

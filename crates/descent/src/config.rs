@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::within_f32;
-use crate::model::CnnConfig;
+use crate::model::{CnnConfig, ImageModel, ImageModelVisitor};
 use crate::optim::{Adam, InvalidValue, OptimizerConfig, ScheduleConfig};
 use crate::regression::CsvSource;
 
@@ -113,21 +113,69 @@ impl Default for DataConfig {
     }
 }
 
-/// The model to fit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum ModelConfig {
-    /// The lesson's `y_hat = x·a`; with CSV data, one parameter per feature and the intercept
-    /// last.
-    Linear {
-        /// The initial parameters: (slope, intercept) for the lesson's points; for CSV data one
-        /// per feature (on the scale trained on, standardised by default), then the intercept.
-        /// Absent: (-1, 1) for points, zeros for CSV data.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        init: Option<Vec<f64>>,
-    },
+/// The model registry: the image classifiers a configuration can name, one line each. The
+/// macro writes [`ModelConfig`] (the linear model and one variant per line, named in kebab case
+/// in `[model] name = "..."`) and [`ModelConfig::visit_image_model`], the one place where a
+/// model's type is chosen from its name.
+macro_rules! models {
+    ($($(#[$doc:meta])* $variant:ident($settings:ty),)+) => {
+        /// The model to fit.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
+        pub enum ModelConfig {
+            /// The lesson's `y_hat = x·a`; with CSV data, one parameter per feature and the
+            /// intercept last.
+            Linear {
+                /// The initial parameters: (slope, intercept) for the lesson's points; for CSV
+                /// data one per feature (on the scale trained on, standardised by default), then
+                /// the intercept. Absent: (-1, 1) for points, zeros for CSV data.
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                init: Option<Vec<f64>>,
+            },
+            $($(#[$doc])* $variant($settings),)+
+        }
+
+        impl ModelConfig {
+            /// The names of the image models, as `[model] name` spells them.
+            pub const IMAGE_MODELS: &[&str] = &[$(<$settings as ImageModel>::NAME),+];
+
+            /// Call `visitor` with the image model's settings, its type known; `None` for the
+            /// linear model.
+            pub fn visit_image_model<V: ImageModelVisitor>(&self, visitor: V) -> Option<V::Output> {
+                match self {
+                    ModelConfig::Linear { .. } => None,
+                    $(ModelConfig::$variant(settings) => Some(visitor.visit(settings)),)+
+                }
+            }
+        }
+    };
+}
+
+models! {
     /// A small convolutional network for digit images.
     Cnn(CnnConfig),
+    /// A two-layer perceptron: the model of `examples/custom_model.rs`, one file
+    /// (`model/mlp.rs`) and this line.
+    Mlp(crate::model::MlpConfig),
+}
+
+impl ModelConfig {
+    /// The model's name, as `[model] name` spells it.
+    pub fn name(&self) -> &'static str {
+        struct Name;
+        impl ImageModelVisitor for Name {
+            type Output = &'static str;
+            fn visit<T: ImageModel>(self, _: &T) -> &'static str {
+                T::NAME
+            }
+        }
+        self.visit_image_model(Name).unwrap_or("linear")
+    }
+
+    /// Whether the model classifies images.
+    pub fn is_image_model(&self) -> bool {
+        !matches!(self, ModelConfig::Linear { .. })
+    }
 }
 
 /// The lesson's initial guess, `a = (-1, 1)`.
@@ -640,36 +688,42 @@ impl RunConfig {
 
     fn validate_model(&self) -> Result<(), InvalidValue> {
         let images = matches!(self.data, DataConfig::Digits { .. } | DataConfig::Mnist { .. });
-        match &self.model {
-            ModelConfig::Linear { init } => {
-                if let Some(init) = init {
-                    if !init.iter().all(|v| within_f32(*v)) {
-                        return invalid(
-                            "model.init",
-                            format!(
-                                "must be finite and within the f32 range (±3.4e38), got {init:?} (--init)"
-                            ),
-                        );
-                    }
-                    if let Some(count) = self.linear_parameters()
-                        && init.len() != count
-                    {
-                        return invalid("model.init", self.init_length_message(init.len(), count));
-                    }
-                }
-                if images {
+        if let ModelConfig::Linear { init } = &self.model {
+            if let Some(init) = init {
+                if !init.iter().all(|v| within_f32(*v)) {
                     return invalid(
-                        "model.name",
-                        "the linear model fits points or tables; images need `cnn`".into(),
+                        "model.init",
+                        format!("must be finite and within the f32 range (±3.4e38), got {init:?} (--init)"),
                     );
                 }
-            }
-            ModelConfig::Cnn(cnn) => {
-                cnn.validate(self.data.image_side().unwrap_or(DIGITS_SIDE))?;
-                if !images {
-                    return invalid("data.source", "the cnn model needs images: `digits` or `mnist`".into());
+                if let Some(count) = self.linear_parameters()
+                    && init.len() != count
+                {
+                    return invalid("model.init", self.init_length_message(init.len(), count));
                 }
             }
+            if images {
+                return invalid(
+                    "model.name",
+                    "the linear model fits points or tables; images need `cnn`".into(),
+                );
+            }
+            return Ok(());
+        }
+        struct Check(usize);
+        impl ImageModelVisitor for Check {
+            type Output = Result<(), InvalidValue>;
+            fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
+                model.validate(self.0)
+            }
+        }
+        let side = self.data.image_side().unwrap_or(DIGITS_SIDE);
+        self.model.visit_image_model(Check(side)).unwrap_or(Ok(()))?;
+        if !images {
+            return invalid(
+                "data.source",
+                format!("the {} model needs images: `digits` or `mnist`", self.model.name()),
+            );
         }
         Ok(())
     }
@@ -764,6 +818,22 @@ mod tests {
         assert!(error.contains("unknown variant `sdg`") && error.contains("adam"), "{error}");
         let error = parse_toml::<RunConfig>("seed = [", "run.toml").unwrap_err().to_string();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn every_registered_model_is_named_as_its_section_spells_it() {
+        for name in ModelConfig::IMAGE_MODELS {
+            let text = format!("[data]\nsource = \"digits\"\n[model]\nname = \"{name}\"\n");
+            let config: RunConfig = parse_toml(&text, "test").unwrap();
+            assert_eq!(config.model.name(), *name);
+            assert!(config.model.is_image_model());
+            config.validate().unwrap();
+            assert_eq!(parse_toml::<RunConfig>(&config.to_toml(), "again").unwrap(), config);
+        }
+        assert_eq!(ModelConfig::default().name(), "linear");
+        let mut config = RunConfig::cnn();
+        config.set("model.name=mlp").unwrap();
+        assert_eq!(config.model, ModelConfig::Mlp(crate::model::MlpConfig::default()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::data::{
 };
 use crate::device::{self, DeviceError, SelectedDevice};
 use crate::metrics::{Classifier, Evaluation, evaluate};
-use crate::model::{Cnn, CnnConfig, LinearModel};
+use crate::model::{Cnn, CnnConfig, ImageModel, ImageModelVisitor, LinearModel};
 use crate::optim::InvalidValue;
 use crate::regression::RegressionData;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
@@ -375,6 +375,67 @@ fn optimization_of(
     Ok((optimizer, schedule))
 }
 
+/// The training and validation images of an image configuration, and which of each to use.
+type ImageSplit = (Arc<ImageSet>, Vec<usize>, Arc<ImageSet>, Vec<usize>);
+
+/// Read (and for the digits, split) the images a configuration names.
+fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
+    match &config.data {
+        DataConfig::Digits { path, valid_fraction, .. } => {
+            let set = Arc::new(match path {
+                Some(path) => read_digits(path)?,
+                None => parse_digits(SHIPPED_DIGITS, Path::new("data/digits.csv"))?,
+            });
+            let Split { train, valid } = split(set.len(), *valid_fraction, config.seed);
+            if valid.is_empty() || train.is_empty() {
+                let (part, advice) =
+                    if valid.is_empty() { ("validation", "raise") } else { ("training", "lower") };
+                return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                    field: "data.valid_fraction".into(),
+                    message: format!(
+                        "{valid_fraction} of {} images leaves no {part} images: {advice} it (--valid-fraction)",
+                        set.len()
+                    ),
+                })));
+            }
+            Ok((set.clone(), train, set, valid))
+        }
+        DataConfig::Mnist { dir, train_limit, .. } => {
+            let mnist = read_mnist(dir)?;
+            let train = (0..mnist.train.len().min(train_limit.unwrap_or(usize::MAX))).collect();
+            let valid = (0..mnist.test.len()).collect();
+            Ok((Arc::new(mnist.train), train, Arc::new(mnist.test), valid))
+        }
+        DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => {
+            Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                field: "data.source".into(),
+                message: format!("the {} model needs images: `digits` or `mnist`", config.model.name()),
+            })))
+        }
+    }
+}
+
+/// An image model's settings checked against the images' side, and its memory against what the
+/// process may allocate.
+struct SizeCheck {
+    side: usize,
+    batch: usize,
+}
+
+impl ImageModelVisitor for SizeCheck {
+    type Output = Result<(), RunError>;
+
+    fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
+        let SizeCheck { side, batch } = self;
+        model.validate(side)?;
+        check_memory_for(
+            "model",
+            || format!("a {} with {} on {side}x{side} images in batches of {batch}", T::NAME, model.size()),
+            model.memory_bytes(side, batch),
+        )
+    }
+}
+
 /// A run of the linear model, ready to train: its configuration checked, its device open, its
 /// data loaded.
 pub struct Experiment {
@@ -394,10 +455,11 @@ pub struct Experiment {
 impl Experiment {
     /// Check the configuration, open the device, load or generate the data, seed the backend.
     pub fn prepare(config: RunConfig) -> Result<Self, RunError> {
-        if let ModelConfig::Cnn(_) = config.model {
-            return Err(RunError::WrongModel(
-                "this configuration trains the cnn model: run it with `descent cnn --config FILE`".into(),
-            ));
+        if config.model.is_image_model() {
+            return Err(RunError::WrongModel(format!(
+                "this configuration trains the {} model: run it with `descent cnn --config FILE`",
+                config.model.name()
+            )));
         }
         let mut config = config;
         let devices = open_devices(&config)?;
@@ -629,8 +691,6 @@ pub struct ImageExperiment {
     pub device: SelectedDevice,
     /// Every device it trains on, main first: one, or several for data-parallel training.
     pub devices: Vec<SelectedDevice>,
-    /// The network's sizes.
-    pub cnn: CnnConfig,
     /// The images trained on (the digits, or MNIST's training set).
     pub train_set: Arc<ImageSet>,
     /// Which of `train_set` to train on.
@@ -644,64 +704,24 @@ pub struct ImageExperiment {
 impl ImageExperiment {
     /// Check the configuration, open the device, read and split the images.
     pub fn prepare(config: RunConfig) -> Result<Self, RunError> {
-        let ModelConfig::Cnn(cnn) = &config.model else {
+        if !config.model.is_image_model() {
             return Err(RunError::WrongModel(
                 "this configuration fits the linear model: run it with `descent train --config FILE`".into(),
             ));
-        };
-        let cnn = cnn.clone();
+        }
         let mut config = config;
         let devices = open_devices(&config)?;
         let device = devices[0].clone();
         pin_data(&mut config.data)?;
-        let (train_set, train, valid_set, valid) = match &config.data {
-            DataConfig::Digits { path, valid_fraction, .. } => {
-                let set = Arc::new(match path {
-                    Some(path) => read_digits(path)?,
-                    None => parse_digits(SHIPPED_DIGITS, Path::new("data/digits.csv"))?,
-                });
-                let Split { train, valid } = split(set.len(), *valid_fraction, config.seed);
-                if valid.is_empty() || train.is_empty() {
-                    let (part, advice) =
-                        if valid.is_empty() { ("validation", "raise") } else { ("training", "lower") };
-                    return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
-                        field: "data.valid_fraction".into(),
-                        message: format!(
-                            "{valid_fraction} of {} images leaves no {part} images: {advice} it (--valid-fraction)",
-                            set.len()
-                        ),
-                    })));
-                }
-                (set.clone(), train, set, valid)
-            }
-            DataConfig::Mnist { dir, train_limit, .. } => {
-                let mnist = read_mnist(dir)?;
-                let train = (0..mnist.train.len().min(train_limit.unwrap_or(usize::MAX))).collect();
-                let valid = (0..mnist.test.len()).collect();
-                (Arc::new(mnist.train), train, Arc::new(mnist.test), valid)
-            }
-            DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => {
-                unreachable!("validation pairs the cnn model with image data")
-            }
-        };
-        cnn.validate(train_set.side())?;
+        let (train_set, train, valid_set, valid) = read_images(&config)?;
         if let DataConfig::Mnist { side, .. } = &mut config.data {
             // Recorded, so that the saved model is rebuilt at the size it was trained at.
             *side = Some(train_set.side());
         }
-        let experiment = Self { config, device, devices, cnn, train_set, train, valid_set, valid };
-        let (cnn, side) = (&experiment.cnn, experiment.train_set.side());
+        let experiment = Self { config, device, devices, train_set, train, valid_set, valid };
+        let side = experiment.train_set.side();
         let batch = experiment.batch_size().min(experiment.train.len().max(1));
-        check_memory_for(
-            "model",
-            || {
-                format!(
-                    "a cnn with channels {:?} and kernel {} on {side}x{side} images in batches of {batch}",
-                    cnn.channels, cnn.kernel
-                )
-            },
-            cnn.memory_bytes(side, batch),
-        )?;
+        experiment.config.model.visit_image_model(SizeCheck { side, batch }).unwrap_or(Ok(()))?;
         check_length(&experiment.config, experiment.train.len().div_ceil(experiment.batch_size()))?;
         experiment.optimization(experiment.total_steps())?;
         Ok(experiment)
@@ -712,9 +732,21 @@ impl ImageExperiment {
         self.config.training.batch_size.unwrap_or(self.train.len()).max(1)
     }
 
-    /// The network at its seeded initial weights, on the autodiff device.
+    /// The CNN of the configuration (the default CNN when it names another model) at its seeded
+    /// initial weights, on the autodiff device. [`Self::network`] makes any image model.
     pub fn model(&self) -> Cnn {
-        self.cnn.init(self.train_set.side(), &self.device.device.clone().autodiff())
+        let default = CnnConfig::default();
+        let settings = match &self.config.model {
+            ModelConfig::Cnn(cnn) => cnn,
+            _ => &default,
+        };
+        self.network(settings)
+    }
+
+    /// The network of `settings` for this run's images at its seeded initial weights, on the
+    /// autodiff device.
+    pub fn network<T: ImageModel>(&self, settings: &T) -> T::Network {
+        settings.init(self.train_set.side(), &self.device.device.clone().autodiff())
     }
 
     /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch.
@@ -783,8 +815,8 @@ impl ImageExperiment {
         // Every epoch's mean training loss is needed, whatever is printed.
         let mut plan = Plan { report: Report::EveryEpochs(1), ..self.plan() };
         let (model, mut optimizer, mut schedule) =
-            starting_point(model, optimizer, schedule, &mut plan, options.resume, "cnn")?;
-        let checkpointer = Checkpointer::new(&self.config, &options, "cnn");
+            starting_point(model, optimizer, schedule, &mut plan, options.resume, self.config.model.name())?;
+        let checkpointer = Checkpointer::new(&self.config, &options, self.config.model.name());
         let mut on_batch = options.on_batch;
         let mut metrics: Vec<MetricsRow> =
             options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();

@@ -6,18 +6,11 @@ use burn::tensor::activation::log_softmax;
 
 use crate::data::images::CLASSES;
 use crate::data::{ImageBatch, ImageSet};
-use crate::model::Cnn;
 
 /// A model that scores the classes of images.
 pub trait Classifier {
     /// Class scores (logits), `[b, classes]`, for images `[b, 1, side, side]`.
     fn logits(&self, images: Tensor<4>) -> Tensor<2>;
-}
-
-impl Classifier for Cnn {
-    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward(images)
-    }
 }
 
 /// What the model said about one image.

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::ImageBatch;
 use crate::data::images::CLASSES;
+use crate::metrics::Classifier;
+use crate::model::ImageModel;
 use crate::nn::{ConvBlock, ConvBlockConfig};
+use crate::optim::InvalidValue;
 use crate::train::Objective;
 
 /// The network's sizes. The default is the PyTorch reference's LeNet-like layout (two 5x5
@@ -57,9 +60,9 @@ impl Default for CnnConfig {
 
 impl CnnConfig {
     /// Check the sizes for images of `side` pixels, naming the field of the first problem.
-    pub fn validate(&self, side: usize) -> Result<(), crate::optim::InvalidValue> {
+    pub fn validate(&self, side: usize) -> Result<(), InvalidValue> {
         let invalid =
-            |field: &str, message: String| Err(crate::optim::InvalidValue { field: field.into(), message });
+            |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
         if self.channels.is_empty() || self.channels.contains(&0) {
             return invalid(
                 "model.channels",
@@ -142,6 +145,40 @@ impl Cnn {
         let x = self.blocks.iter().fold(images, |x, block| block.forward(x));
         let x: Tensor<2> = x.flatten(1, 3);
         self.head.forward(self.dropout.forward(x))
+    }
+}
+
+impl Classifier for Cnn {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
+impl ImageModel for CnnConfig {
+    const NAME: &'static str = "cnn";
+    type Network = Cnn;
+
+    fn validate(&self, side: usize) -> Result<(), InvalidValue> {
+        CnnConfig::validate(self, side)
+    }
+
+    fn init(&self, side: usize, device: &Device) -> Cnn {
+        CnnConfig::init(self, side, device)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "channels {:?}, kernel {}, batch norm {}, dropout {}",
+            self.channels, self.kernel, self.batch_norm, self.dropout
+        )
+    }
+
+    fn size(&self) -> String {
+        format!("channels {:?} and kernel {}", self.channels, self.kernel)
+    }
+
+    fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
+        CnnConfig::memory_bytes(self, side, batch)
     }
 }
 

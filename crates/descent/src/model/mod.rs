@@ -1,7 +1,71 @@
 //! Models the trainer fits. Each implements [`crate::train::Objective`] for its batches.
+//!
+//! Image classifiers are known to descent by name through [`ImageModel`]: the built-in
+//! [`cnn`], and [`mlp`], the model of `examples/custom_model.rs` and the pattern for your own.
+//! A new classifier is one file here that implements [`ImageModel`] on its settings, and one
+//! line in the model registry (`models!` in [`crate::config`]); it then gets what the CNN gets:
+//! `descent train --config`, the run folder, checkpoints and resume, Ctrl-C, lr-find, predict,
+//! export and bench.
 
 pub mod cnn;
 pub mod linear;
+pub mod mlp;
 
 pub use cnn::{Cnn, CnnConfig};
 pub use linear::{LinearModel, mse};
+pub use mlp::{Mlp, MlpConfig};
+
+use burn::prelude::Device;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::data::ImageBatch;
+use crate::metrics::Classifier;
+use crate::optim::InvalidValue;
+use crate::train::Objective;
+
+/// An image classifier descent trains by name. Implement it on the model's settings, the
+/// fields of the configuration's `[model]` section besides `name` (serde, with
+/// `deny_unknown_fields` and a default for each field), and register the settings in
+/// `models!` (`crate::config`).
+pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned {
+    /// The model's name: `[model] name = "..."`, the checkpoint's model kind, the export's
+    /// `model` metadata. The registry's variant name in kebab case.
+    const NAME: &'static str;
+
+    /// The network: a Burn module with its loss on a batch of images and its class scores.
+    type Network: Objective<ImageBatch> + Classifier + std::fmt::Debug + 'static;
+
+    /// Check the settings for images of `side` pixels, naming the field (`model.FIELD`) of the
+    /// first value out of range.
+    fn validate(&self, side: usize) -> Result<(), InvalidValue>;
+
+    /// The network for images of `side` pixels at its seeded initial weights, on `device`.
+    fn init(&self, side: usize, device: &Device) -> Self::Network;
+
+    /// The settings in a few words, for the line that introduces a run (`channels [32, 64],
+    /// kernel 5, ...`).
+    fn describe(&self) -> String;
+
+    /// What decides the model's size, for a refusal when it does not fit in memory; by default
+    /// [`Self::describe`].
+    fn size(&self) -> String {
+        self.describe()
+    }
+
+    /// About how many bytes training takes for images of `side` pixels in batches of `batch`
+    /// (the parameters, their gradients and optimizer state, and a batch's activations); `None`
+    /// when the count overflows. A run that would not fit in memory is refused before it starts.
+    fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64>;
+}
+
+/// Something done with an image model of any registered kind: the one place where the model's
+/// type is chosen from its name is [`crate::config::ModelConfig::visit_image_model`], which
+/// calls [`ImageModelVisitor::visit`] with the configured settings.
+pub trait ImageModelVisitor {
+    /// What the visit returns.
+    type Output;
+
+    /// Do it with `model`'s settings, its type known.
+    fn visit<T: ImageModel>(self, model: &T) -> Self::Output;
+}

@@ -13,5 +13,5 @@ pub use files::{
 };
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
 pub use run_folder::{RunFolder, RunFolderError, check_writable, write_atomic};
-pub use saved_model::{SavedModel, SavedModelError, load_saved, load_saved_unverified};
+pub use saved_model::{SavedClassifier, SavedModel, SavedModelError, load_saved, load_saved_unverified};
 pub use summary::{RunPlace, RunSummary};

@@ -7,7 +7,11 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use crate::config::{ConfigError, ModelConfig, RunConfig};
-use crate::model::{Cnn, LinearModel};
+use crate::data::ImageSet;
+use crate::device::ReadBackError;
+use crate::metrics::{Classifier, Evaluation};
+use crate::model::{ImageModel, ImageModelVisitor, LinearModel};
+use crate::report::export::{NamedTensor, named_tensors};
 
 pub use super::files::{CHECKSUM_FILE, MODEL_FILE};
 
@@ -27,22 +31,90 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub enum SavedModel {
     /// The lesson's linear model.
     Linear(LinearModel),
-    /// The CNN, for square images of side `side`.
-    Cnn {
-        /// The network.
-        model: Cnn,
-        /// The side of the images it takes.
-        side: usize,
-    },
+    /// An image classifier of any registered kind (the CNN, the MLP, ...).
+    Classifier(SavedClassifier),
 }
 
 impl SavedModel {
-    /// `linear` or `cnn`.
+    /// The model's name: `linear`, or the classifier's (`cnn`, `mlp`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
             SavedModel::Linear(_) => "linear",
-            SavedModel::Cnn { .. } => "cnn",
+            SavedModel::Classifier(classifier) => classifier.kind,
         }
+    }
+
+    /// Every parameter tensor, named by its path in the module.
+    pub fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError> {
+        match self {
+            SavedModel::Linear(model) => named_tensors(model),
+            SavedModel::Classifier(classifier) => classifier.network.named_tensors(),
+        }
+    }
+}
+
+/// A trained image classifier, whatever its type: what predict and export need of it.
+#[derive(Debug)]
+pub struct SavedClassifier {
+    kind: &'static str,
+    side: usize,
+    network: Box<dyn LoadedNetwork>,
+}
+
+impl SavedClassifier {
+    /// The model's name (`cnn`, `mlp`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The side of the square images it takes, in pixels.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// Its results on `indices` of `set` (see [`crate::metrics::evaluate`]).
+    pub fn evaluate(
+        &self,
+        set: &ImageSet,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<Evaluation, ReadBackError> {
+        self.network.evaluate(set, indices, device)
+    }
+}
+
+/// A loaded network behind a box: the generic functions predict and export call on it.
+trait LoadedNetwork: std::fmt::Debug {
+    fn evaluate(&self, set: &ImageSet, indices: &[usize], device: &Device) -> Result<Evaluation, ReadBackError>;
+    fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError>;
+}
+
+impl<M: Classifier + Module + std::fmt::Debug> LoadedNetwork for M {
+    fn evaluate(&self, set: &ImageSet, indices: &[usize], device: &Device) -> Result<Evaluation, ReadBackError> {
+        crate::metrics::evaluate(self, set, indices, device)
+    }
+
+    fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError> {
+        named_tensors(self)
+    }
+}
+
+/// Loads a classifier's parameters into a network of its configured kind and size.
+struct LoadClassifier<'a> {
+    record: burn::store::ModuleRecord,
+    side: usize,
+    device: &'a Device,
+}
+
+impl ImageModelVisitor for LoadClassifier<'_> {
+    /// The classifier, or why the record does not fit it.
+    type Output = Result<SavedClassifier, String>;
+
+    fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
+        let network = model.init(self.side, self.device).try_load_record(self.record).map_err(|e| {
+            format!("it does not hold the {} config.toml describes ({})", T::NAME, brief(&e))
+        })?;
+        Ok(SavedClassifier { kind: T::NAME, side: self.side, network: Box::new(network) })
     }
 }
 
@@ -136,12 +208,13 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
             })?;
             SavedModel::Linear(model)
         }
-        ModelConfig::Cnn(cnn) => {
+        image_model => {
             let side = config.data.image_side().unwrap_or(crate::config::DIGITS_SIDE);
-            let model = cnn.init(side, device).try_load_record(record).map_err(|e| {
-                model_error(format!("it does not hold the cnn config.toml describes ({})", brief(&e)))
-            })?;
-            SavedModel::Cnn { model, side }
+            let load = LoadClassifier { record, side, device };
+            let loaded = image_model
+                .visit_image_model(load)
+                .unwrap_or_else(|| Err("config.toml names no image model".into()));
+            SavedModel::Classifier(loaded.map_err(model_error)?)
         }
     };
     Ok((config, model))

@@ -1,0 +1,113 @@
+//! A model of your own, in one file: a two-layer perceptron on the flattened image.
+//!
+//! This is the pattern `examples/custom_model.rs` and the README's "Add your own model" follow.
+//! The file holds the network (a Burn module), its loss and class scores, and its settings with
+//! [`ImageModel`]; one line in the registry (`models!` in `crate::config`) names it, and then
+//!
+//! ```toml
+//! [model]
+//! name = "mlp"
+//! hidden = 128
+//! ```
+//!
+//! trains with `descent train --config`, with the run folder, checkpoints and resume, Ctrl-C,
+//! lr-find, predict, export and bench, as the built-in CNN does.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig, Relu};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::ImageBatch;
+use crate::data::images::CLASSES;
+use crate::metrics::Classifier;
+use crate::model::ImageModel;
+use crate::optim::InvalidValue;
+use crate::train::Objective;
+
+/// The settings of [`Mlp`]: the `[model]` section of `name = "mlp"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Units of the hidden layer.
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+}
+
+fn default_hidden() -> usize {
+    128
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self { hidden: default_hidden() }
+    }
+}
+
+/// Two linear layers with a ReLU between them, on the flattened image.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    hidden: Linear,
+    activation: Relu,
+    output: Linear,
+}
+
+impl Mlp {
+    /// An MLP for images of `pixels` pixels with `hidden` hidden units, on `device`.
+    pub fn new(pixels: usize, hidden: usize, device: &Device) -> Self {
+        Self {
+            hidden: LinearConfig::new(pixels, hidden).init(device),
+            activation: Relu::new(),
+            output: LinearConfig::new(hidden, CLASSES).init(device),
+        }
+    }
+}
+
+impl Classifier for Mlp {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let x: Tensor<2> = images.flatten(1, 3);
+        self.output.forward(self.activation.forward(self.hidden.forward(x)))
+    }
+}
+
+impl Objective<ImageBatch> for Mlp {
+    fn loss(&self, batch: ImageBatch) -> Tensor<1> {
+        let logits = self.logits(batch.images);
+        CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.labels)
+    }
+}
+
+impl ImageModel for MlpConfig {
+    const NAME: &'static str = "mlp";
+    type Network = Mlp;
+
+    fn validate(&self, _side: usize) -> Result<(), InvalidValue> {
+        if self.hidden == 0 {
+            return Err(InvalidValue {
+                field: "model.hidden".into(),
+                message: "must be at least 1 unit, got 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn init(&self, side: usize, device: &Device) -> Mlp {
+        Mlp::new(side * side, self.hidden, device)
+    }
+
+    fn describe(&self) -> String {
+        format!("hidden {}", self.hidden)
+    }
+
+    fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
+        let (pixels, hidden, classes) = ((side as u64).checked_mul(side as u64)?, self.hidden as u64, CLASSES as u64);
+        let parameters = crate::limits::product(&[pixels.checked_add(1)?, hidden])?
+            .checked_add(crate::limits::product(&[hidden.checked_add(1)?, classes])?)?;
+        // Each parameter with its gradient and two optimizer moments; per image, its pixels and
+        // the hidden layer before and after the ReLU.
+        let per_image = pixels.checked_add(crate::limits::product(&[3, hidden])?)?.checked_add(classes)?;
+        let values =
+            crate::limits::product(&[parameters, 4])?.checked_add(crate::limits::product(&[per_image, batch as u64])?)?;
+        values.checked_mul(4)
+    }
+}
