@@ -13,7 +13,7 @@ mod fuzz;
 mod hostile;
 mod lesson2;
 mod optimizers;
-mod own_model;
 mod outputs;
+mod own_model;
 mod parallel;
 mod remote;

@@ -50,7 +50,8 @@ fn same_bits(a: &[NamedTensor], b: &[NamedTensor]) -> bool {
 fn the_mlp_trains_from_its_configuration_into_a_run_folder_and_predicts_and_exports() {
     let out = scratch("train");
     let dir = out.to_str().unwrap();
-    let output = run_ok(&["train", "--config", MLP_TOML, "--device", "flex", "--epochs", "5", "--json", "--out", dir]);
+    let output =
+        run_ok(&["train", "--config", MLP_TOML, "--device", "flex", "--epochs", "5", "--json", "--out", dir]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     // 64 pixels → 128 hidden units → 10 classes, each layer with its bias.
     let parameters = 64 * 128 + 128 + 128 * 10 + 10;
@@ -62,7 +63,8 @@ fn the_mlp_trains_from_its_configuration_into_a_run_folder_and_predicts_and_expo
     assert_eq!(epochs.len(), 5);
     let accuracy = summary["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.8, "MLP accuracy after 5 epochs: {accuracy} (chance is 0.1)");
-    for file in ["config.toml", "model.bpk", "model.sha256", "checkpoint.bin", "metrics.csv", "summary.json"] {
+    for file in ["config.toml", "model.bpk", "model.sha256", "checkpoint.bin", "metrics.csv", "summary.json"]
+    {
         assert!(out.join(file).is_file(), "{file} is missing");
     }
     for figure in ["loss", "accuracy", "results", "lr"] {
@@ -161,7 +163,15 @@ fn ctrl_c_then_resume_equals_the_uninterrupted_run_bit_for_bit() {
 fn lr_find_and_bench_take_the_model_from_the_configuration() {
     let out = scratch("lr-find");
     let output = run_ok(&[
-        "lr-find", "--config", MLP_TOML, "--device", "flex", "--sweep-steps", "30", "--json", "--out",
+        "lr-find",
+        "--config",
+        MLP_TOML,
+        "--device",
+        "flex",
+        "--sweep-steps",
+        "30",
+        "--json",
+        "--out",
         out.to_str().unwrap(),
     ]);
     let summary = summary(&output);

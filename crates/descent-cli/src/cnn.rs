@@ -7,17 +7,17 @@ use std::path::PathBuf;
 use burn::module::Module;
 use clap::Args;
 use descent::config::{DataConfig, RunConfig};
-use descent::data::images::CLASSES;
-use descent::experiment::{EpochResult, ImageExperiment, TrainOptions, TrainedClassifier};
-use descent::metrics::{Evaluation, Prediction};
 use descent::data::ImageBatch;
+use descent::data::images::CLASSES;
+use descent::experiment::{ImageExperiment, TrainedClassifier};
 use descent::metrics::Classifier;
+use descent::metrics::{Evaluation, Prediction};
 use descent::model::{ImageModel, ImageModelVisitor};
-use descent::train::Objective;
+use descent::observe::Observer;
 use descent::report::MetricsRow;
+use descent::report::RunSummary;
 use descent::report::plots::{GridImage, LineChart, Series, image_grid};
-use descent::report::{RunFolder, RunSummary};
-use descent::train::Checkpoint;
+use descent::train::Objective;
 use serde::Serialize;
 use serde_json::json;
 
@@ -25,9 +25,8 @@ use crate::Failure;
 use crate::args::positive_finite;
 use crate::figures::Figures;
 use crate::progress::Progress;
-use crate::session::{
-    CommonArgs, Resumed, finish, place, run_folder, say_resuming, training_failed, write_config,
-};
+use crate::session::{CommonArgs, finish, say_resuming, start_run, training_failed};
+use descent::run::{Resumable, Run};
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
 const RESULTS_SHOWN: usize = 20;
@@ -102,12 +101,14 @@ pub fn run_config(
     command: &str,
     config: RunConfig,
     common: &CommonArgs,
-    resumed: Option<Resumed>,
+    resumed: Option<Resumable>,
 ) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
     let model = experiment.config.model.clone();
     let run = RunImage { command, experiment: &experiment, common, resumed };
-    model.visit_image_model(run).unwrap_or_else(|| Err(Failure::input("the configuration names no image model")))
+    model
+        .visit_image_model(run)
+        .unwrap_or_else(|| Err(Failure::input("the configuration names no image model")))
 }
 
 /// A prepared image experiment, and how the command runs it.
@@ -115,7 +116,7 @@ struct RunImage<'a> {
     command: &'a str,
     experiment: &'a ImageExperiment,
     common: &'a CommonArgs,
-    resumed: Option<Resumed>,
+    resumed: Option<Resumable>,
 }
 
 impl ImageModelVisitor for RunImage<'_> {
@@ -138,16 +139,13 @@ fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failu
 
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let (folder, checkpoint) = run_folder(common, command, &experiment.config, &plan, resumed)?;
-    say_resuming(quiet, &folder, checkpoint.as_ref());
-    let classifier = train(experiment, model, &folder, checkpoint.as_ref(), quiet)?;
+    let run = start_run(common, command, &experiment.config, &plan, resumed)?;
+    say_resuming(quiet, &run);
+    let classifier = train(experiment, model, &run, quiet)?;
     let TrainedClassifier { trained, evaluation, metrics: rows } = &classifier;
     let worst = evaluation.worst(8);
     say_evaluation(evaluation, &worst, quiet);
-    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
-    if checkpoint.is_some() {
-        write_config(&folder, &experiment.config)?;
-    }
+    run.save_model(trained.model.valid(), &experiment.config).map_err(Failure::input)?;
     // Over every epoch of the run, resumed or not: `trained.seconds` includes the checkpoint's.
     let images = experiment.train.len() as f64 * trained.epochs as f64;
     let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
@@ -161,11 +159,10 @@ fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failu
         trained.seconds,
         experiment.describe_device()
     );
-    write_figures(&Figures::new(&folder, common.svg), experiment, rows, evaluation)?;
-    let run =
-        RunFacts { command, parameters, images_per_second, folder: &folder, checkpoint: checkpoint.as_ref() };
-    let summary = summary(&run, experiment, &classifier, &worst);
-    finish(&folder, &summary, Some(rows), common.json)
+    write_figures(&Figures::new(run.folder(), common.svg), experiment, rows, evaluation)?;
+    let facts = RunFacts { command, parameters, images_per_second, run: &run };
+    let summary = summary(&facts, experiment, &classifier, &worst);
+    finish(&run, &summary, Some(rows), common.json)
 }
 
 /// The lines before training: the device, the data and its classes, the model, the settings.
@@ -226,40 +223,49 @@ fn say_setup(
 fn train<M>(
     experiment: &ImageExperiment,
     model: M,
-    folder: &RunFolder,
-    checkpoint: Option<&Checkpoint>,
+    run: &Run,
     quiet: bool,
 ) -> Result<TrainedClassifier<M>, Failure>
 where
     M: Objective<ImageBatch> + Classifier + 'static,
 {
     let plan = experiment.plan();
-    let total_epochs = plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string());
-    let print_every = experiment.config.training.print_every.unwrap_or(1);
-    let mut on_epoch = |result: &EpochResult<'_>| {
-        let evaluation = result.evaluation;
-        if result.epoch.is_multiple_of(print_every) {
-            say!(
-                quiet,
-                "epoch {}/{total_epochs}  train_loss {:.4}  valid_loss {:.4}  accuracy {:.4}  error_rate {:.4}",
-                result.epoch,
-                result.train_loss,
-                evaluation.loss,
-                evaluation.accuracy,
-                evaluation.error_rate
-            );
-        }
-        ControlFlow::Continue(())
+    let mut lines = EpochLines {
+        quiet,
+        total_epochs: plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string()),
+        print_every: experiment.config.training.print_every.unwrap_or(1),
     };
     let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
-    let mut on_batch = |end: &descent::train::BatchEnd| progress.after_update(end);
-    let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
+    let options = run.train_options(vec![&mut lines, &mut progress]);
     let result = experiment
-        .train_with(model, options, &mut on_epoch)
-        .map_err(|e| training_failed(folder, &experiment.config, e));
+        .train_with(model, options, &mut |_| ControlFlow::Continue(()))
+        .map_err(|e| training_failed(run, &experiment.config, e));
     progress.clear();
     result
+}
+
+/// A classifier's line per printed epoch: its training loss and validation figures.
+struct EpochLines {
+    quiet: bool,
+    total_epochs: String,
+    print_every: usize,
+}
+
+impl Observer for EpochLines {
+    fn epoch(&mut self, epoch: usize, rows: &[MetricsRow]) {
+        let Some(row) = rows.last().filter(|_| epoch.is_multiple_of(self.print_every)) else { return };
+        let figure = |value: Option<f64>| value.unwrap_or(f64::NAN);
+        say!(
+            self.quiet,
+            "epoch {epoch}/{}  train_loss {:.4}  valid_loss {:.4}  accuracy {:.4}  error_rate {:.4}",
+            self.total_epochs,
+            row.train_loss,
+            figure(row.valid_loss),
+            figure(row.accuracy),
+            figure(row.error_rate)
+        );
+    }
 }
 
 /// The confusion matrix and the worst predictions.
@@ -337,8 +343,7 @@ struct RunFacts<'a> {
     command: &'a str,
     parameters: usize,
     images_per_second: f64,
-    folder: &'a RunFolder,
-    checkpoint: Option<&'a Checkpoint>,
+    run: &'a Run,
 }
 
 /// A cnn run's own fields of its summary.
@@ -394,6 +399,6 @@ fn summary<M>(
         n_valid: experiment.valid.len(),
         parameters: run.parameters,
     };
-    let place = place(run.command, config, selected, experiment.device_names(), run.folder, run.checkpoint);
+    let place = run.run.place(run.command, config, selected, experiment.device_names());
     RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
 }

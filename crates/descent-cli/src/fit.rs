@@ -11,16 +11,15 @@ use descent::experiment::Experiment;
 use descent::model::LinearModel;
 use descent::regression::{CsvSource, FitReport, Metrics, RegressionData};
 use descent::report::plots;
-use descent::report::{MetricsRow, RunFolder, RunSummary};
-use descent::train::{Checkpoint, Trained};
+use descent::report::{MetricsRow, RunSummary};
+use descent::train::Trained;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
 use crate::figures::Figures;
-use crate::session::{
-    CommonArgs, Resumed, finish, losses_json, place, run_folder, say_trained, train_linear, write_config,
-};
+use crate::session::{CommonArgs, finish, losses_json, say_trained, start_run, train_linear};
+use descent::run::{Resumable, Run};
 
 /// Full-batch steps of a fit that sets no length.
 pub const FIT_STEPS: usize = 1000;
@@ -141,7 +140,7 @@ impl FitArgs {
 pub fn train_and_report(
     command: &str,
     experiment: &Experiment,
-    resumed: Option<Resumed>,
+    resumed: Option<Resumable>,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let regression = experiment.regression.as_ref().expect("CSV data was prepared as a regression");
@@ -149,26 +148,22 @@ pub fn train_and_report(
     say_setup(command, experiment, regression, common.quiet);
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
-    let (folder, checkpoint) = (&folder, checkpoint.as_ref());
+    let run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
-    let trained = train_linear(experiment, folder, checkpoint, common)?;
+    let trained = train_linear(experiment, &run, common)?;
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
     let fit = regression.report(&a);
     say_fit(regression, &fit);
     say_trained(experiment, &trained);
-    let outcome = Outcome { command, a: &a, fit: &fit, trained: &trained, folder, checkpoint };
+    let outcome = Outcome { command, a: &a, fit: &fit, trained: &trained, run: &run };
     let summary = summary(experiment, regression, &outcome);
 
     // The saved model works on the original columns: its parameters are the coefficients and the
     // intercept on the original scale, so `descent predict` and `descent export` need no scaling.
     let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
-    folder.save_model(LinearModel::new(&original, &selected.device)).map_err(Failure::input)?;
-    if checkpoint.is_some() {
-        write_config(folder, config)?;
-    }
-    let figures = Figures::new(folder, common.svg);
+    run.save_model(LinearModel::new(&original, &selected.device), config).map_err(Failure::input)?;
+    let figures = Figures::new(run.folder(), common.svg);
     figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
     write_predictions_figure(&figures, regression, &fit, &a)?;
 
@@ -176,15 +171,12 @@ pub fn train_and_report(
     if let (Some(last), Some(valid)) = (rows.last_mut(), fit.valid) {
         last.valid_loss = Some(valid.mse);
     }
-    finish(folder, &summary, Some(&rows), common.json)
+    finish(&run, &summary, Some(&rows), common.json)
 }
 
 /// The lines before training: the device, the table, its columns and their scaling.
 fn say_setup(command: &str, experiment: &Experiment, regression: &RegressionData, quiet: bool) {
-    let config = &experiment.config;
-    let DataConfig::Csv(CsvSource { path, standardize, .. }) = &config.data else {
-        unreachable!("a regression reads CSV data")
-    };
+    let (config, path, standardize) = (&experiment.config, &regression.path, regression.standardized);
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     say!(
         quiet,
@@ -206,7 +198,7 @@ fn say_setup(command: &str, experiment: &Experiment, regression: &RegressionData
         if regression.features.len() == 1 { "" } else { "s" },
         regression.features.iter().map(|name| shown(name)).collect::<Vec<_>>().join(", ")
     );
-    if *standardize {
+    if standardize {
         say!(
             quiet,
             "features standardised with the training rows' mean and standard deviation; coefficients are reported on the original scale"
@@ -243,17 +235,13 @@ struct Outcome<'a> {
     a: &'a [f64],
     fit: &'a FitReport,
     trained: &'a Trained<LinearModel>,
-    folder: &'a RunFolder,
-    checkpoint: Option<&'a Checkpoint>,
+    run: &'a Run,
 }
 
 /// The `--json` summary (and `summary.json`) of a fit.
 fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outcome<'_>) -> Value {
-    let Outcome { command, a, fit, trained, folder, checkpoint } = outcome;
+    let Outcome { command, a, fit, trained, run } = outcome;
     let (config, selected) = (&experiment.config, &experiment.device);
-    let DataConfig::Csv(CsvSource { path, standardize, .. }) = &config.data else {
-        unreachable!("a regression reads CSV data")
-    };
     let named = |values: &[f64]| -> Value {
         Value::Object(
             regression
@@ -267,7 +255,7 @@ fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outco
     let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
     let losses = losses_json(&trained.losses);
     let task = FitSummary {
-        data: path.clone(),
+        data: regression.path.clone(),
         target: regression.target.clone(),
         features: regression.features.clone(),
         coefficients: named(&fit.coefficients),
@@ -283,7 +271,7 @@ fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outco
         r2_valid: fit.valid.map(|m| m.r2),
         ols_train: metrics(fit.ols_train),
         ols_valid: metrics(fit.ols_valid),
-        standardized: *standardize,
+        standardized: regression.standardized,
         scaling: json!({"mean": regression.scaling.mean, "scale": regression.scaling.scale}),
         rows: regression.rows,
         rows_train: regression.train.len(),
@@ -296,7 +284,7 @@ fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outco
         epochs: trained.epochs,
         lr: config.optimizer.lr(),
     };
-    let place = place(command, config, selected, experiment.device_names(), folder, *checkpoint);
+    let place = run.place(command, config, selected, experiment.device_names());
     let batch_size = config.training.batch_size.unwrap_or(regression.train.len());
     RunSummary::new(place, trained.steps, batch_size, trained.seconds, task).to_json()
 }

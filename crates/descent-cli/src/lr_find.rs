@@ -11,7 +11,7 @@ use crate::Failure;
 use crate::args::{positive_count, positive_finite};
 use crate::figures::Figures;
 use crate::run::RunArgs;
-use crate::session::{finish, open_run_folder};
+use crate::session::{finish, new_run};
 use descent::report::plots::{LineChart, Series};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
@@ -56,7 +56,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         ..LrFindSettings::default()
     };
     let (config, (device, devices, described), finding) = sweep(config, &settings)?;
-    let folder = open_run_folder(&args.run.common, "lr-find", &config)?;
+    let run = new_run(&args.run.common, "lr-find", &config)?;
 
     let quiet = args.run.common.quiet;
     say!(
@@ -83,7 +83,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         log_y: false,
         marker: finding.suggestion.map(|lr| (format!("suggested {lr:.2e}"), lr)),
     };
-    Figures::new(&folder, args.run.common.svg).chart("lr_find", &chart)?;
+    Figures::new(run.folder(), args.run.common.svg).chart("lr_find", &chart)?;
     let points: Vec<_> = finding
         .points
         .iter()
@@ -99,9 +99,9 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "optimizer": config.optimizer.name(),
         "device": device,
         "devices": devices,
-        "run_folder": folder.path(),
+        "run_folder": run.folder().path(),
     });
-    finish(&folder, &summary, None, args.run.common.json)
+    finish(&run, &summary, None, args.run.common.json)
 }
 
 /// Where a sweep ran: the main device, every device described, and the line that names them.
@@ -116,7 +116,7 @@ fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Pla
         let sweep = ImageSweep { experiment: &experiment, settings };
         let finding = model.visit_image_model(sweep).unwrap_or(Err(TrainError::NoBatches));
         let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-        return Ok((experiment.config, place, finding.map_err(Failure::internal)?));
+        return Ok((experiment.config.clone(), place, finding.map_err(Failure::internal)?));
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
     let mut optimizer = experiment.config.optimizer.build();
@@ -124,7 +124,7 @@ fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Pla
     let finding =
         lr_find(experiment.model(), &mut optimizer, source.as_ref(), settings, &experiment.plan().replicas);
     let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-    Ok((experiment.config, place, finding.map_err(Failure::internal)?))
+    Ok((experiment.config.clone(), place, finding.map_err(Failure::internal)?))
 }
 
 /// The sweep of an image model, its type known.

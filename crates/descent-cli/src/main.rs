@@ -144,6 +144,18 @@ impl Exit {
     }
 }
 
+impl From<descent::run::FailureKind> for Exit {
+    fn from(kind: descent::run::FailureKind) -> Self {
+        use descent::run::FailureKind;
+        match kind {
+            FailureKind::Input => Exit::Input,
+            FailureKind::Device => Exit::Device,
+            FailureKind::Diverged => Exit::Diverged,
+            FailureKind::Interrupted => Exit::Interrupted,
+        }
+    }
+}
+
 /// An error that ends the program, with the kind of exit it maps to.
 #[derive(Debug)]
 pub struct Failure {

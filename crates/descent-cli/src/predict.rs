@@ -14,7 +14,9 @@ use descent::device;
 use descent::model::LinearModel;
 use descent::regression::CsvSource;
 use descent::report::export::{pytorch_layout, safetensors};
-use descent::report::{EXPORT_FILE, SavedClassifier, SavedModel, load_saved, load_saved_unverified, write_atomic};
+use descent::report::{
+    EXPORT_FILE, SavedClassifier, SavedModel, load_saved, load_saved_unverified, write_atomic,
+};
 
 use crate::Failure;
 
@@ -159,7 +161,11 @@ fn predict_linear(
 
 /// An image classifier's classes on `--input` digit rows as CSV text; with labels, the accuracy
 /// goes to stderr.
-fn predict_classes(classifier: &SavedClassifier, args: &PredictArgs, device: &Device) -> Result<String, Failure> {
+fn predict_classes(
+    classifier: &SavedClassifier,
+    args: &PredictArgs,
+    device: &Device,
+) -> Result<String, Failure> {
     let mut text = String::new();
     let (kind, side) = (classifier.kind(), classifier.side());
     if side != 8 {

@@ -5,6 +5,7 @@
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 
+use descent::observe::Observer;
 use descent::train::BatchEnd;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -77,5 +78,11 @@ impl Progress {
         let total = self.total_epochs.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
         bar.set_prefix(format!("epoch {epoch}/{total}"));
         self.bar = Some(bar);
+    }
+}
+
+impl Observer for Progress {
+    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+        self.after_update(end)
     }
 }

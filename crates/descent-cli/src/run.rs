@@ -18,9 +18,9 @@ use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count};
 use crate::figures::Figures;
 use crate::session::{
-    CommonArgs, Resumed, finish, losses_json, place, resumed_config, run_folder, say_trained, train_failure,
-    train_linear, write_config,
+    CommonArgs, finish, losses_json, resumed_config, say_trained, start_run, train_failure, train_linear,
 };
+use descent::run::Resumable;
 
 /// Frames of `--animate`, one gradient step each (the notebook's `np.arange(0, 100)`).
 const ANIMATION_STEPS: usize = 100;
@@ -128,7 +128,7 @@ pub fn run_config(
     command: &str,
     config: RunConfig,
     common: &CommonArgs,
-    resumed: Option<Resumed>,
+    resumed: Option<Resumable>,
     animate: bool,
 ) -> Result<(), Failure> {
     if config.model.is_image_model() {
@@ -153,7 +153,7 @@ fn run_lesson(
     command: &str,
     experiment: &Experiment,
     common: &CommonArgs,
-    resumed: Option<Resumed>,
+    resumed: Option<Resumable>,
     animate: bool,
 ) -> Result<(), Failure> {
     // The lesson compares with the closed form: data that has none is refused before the run
@@ -163,9 +163,9 @@ fn run_lesson(
     let initial_loss = say_lesson_setup(command, experiment, common.quiet)?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let (folder, checkpoint) = run_folder(common, command, config, &experiment.plan(), resumed)?;
+    let run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
-    let trained = train_linear(experiment, &folder, checkpoint.as_ref(), common)?;
+    let trained = train_linear(experiment, &run, common)?;
     let lr = config.optimizer.lr();
     let a: Vec<f64> =
         trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
@@ -193,16 +193,13 @@ fn run_lesson(
         n: table.len(),
         lr,
     };
-    let place = place(command, config, selected, experiment.device_names(), &folder, checkpoint.as_ref());
+    let place = run.place(command, config, selected, experiment.device_names());
     let batch_size = config.training.batch_size.unwrap_or(table.len());
     let summary = RunSummary::new(place, trained.steps, batch_size, trained.seconds, lesson).to_json();
-    folder.save_model(trained.model.valid()).map_err(Failure::input)?;
-    if checkpoint.is_some() {
-        write_config(&folder, config)?;
-    }
-    write_lesson_figures(&folder, common.svg, experiment, &trained.losses, [a[0], a[1]], animate)?;
+    run.save_model(trained.model.valid(), config).map_err(Failure::input)?;
+    write_lesson_figures(run.folder(), common.svg, experiment, &trained.losses, [a[0], a[1]], animate)?;
     let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
-    finish(&folder, &summary, Some(&rows), common.json)
+    finish(&run, &summary, Some(&rows), common.json)
 }
 
 /// The lesson's own fields of its summary.
@@ -239,8 +236,8 @@ fn say_lesson_setup(command: &str, experiment: &Experiment, quiet: bool) -> Resu
             noise,
             config.seed
         ),
-        DataConfig::Digits { .. } | DataConfig::Mnist { .. } => unreachable!("images go to the cnn runner"),
-        DataConfig::Csv(_) => unreachable!("tables go to the fit report"),
+        // Images go to the image runner, tables to `fit`: the lesson reads points.
+        _ => say!(quiet, "data: {} rows", table.len()),
     }
     say!(quiet, "first rows of x:");
     for i in 0..table.len().min(5) {

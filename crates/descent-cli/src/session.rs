@@ -6,14 +6,13 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use descent::config::{RunConfig, optimizer_from, parse_toml, schedule_from};
-use descent::device::SelectedDevice;
-use descent::experiment::{Experiment, RunError, TrainOptions};
+use descent::config::{RunConfig, optimizer_from, schedule_from};
+use descent::experiment::{Experiment, RunError};
+use descent::observe::Observer;
 use descent::optim::ScheduleConfig;
-use descent::report::{
-    CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunPlace, SUMMARY_FILE, metrics_csv,
-};
-use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Length, LossRecord, Plan, Report};
+use descent::report::MetricsRow;
+use descent::run::{FailureKind, Resumable, Run};
+use descent::train::{LossRecord, Plan, Report};
 use serde_json::json;
 
 use crate::Failure;
@@ -202,94 +201,61 @@ impl CommonArgs {
     }
 }
 
-/// A run folder and the checkpoint in it, to continue (`--resume DIR`).
-pub struct Resumed {
-    /// The folder, written into again.
-    pub folder: RunFolder,
-    /// Its checkpoint.
-    pub checkpoint: Checkpoint,
-}
-
-/// The configuration a `--resume DIR` run continues with, and its folder and checkpoint. To
-/// train (`lock`), the folder is locked first: a run still going in it is refused.
-pub fn resumed_config(common: &CommonArgs, dir: &Path, lock: bool) -> Result<(RunConfig, Resumed), Failure> {
-    let folder = if lock { RunFolder::open(dir) } else { RunFolder::open_unlocked(dir) };
-    let folder = folder.map_err(|e| Failure::input(format!("--resume: {e}")))?;
-    let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
-        .map_err(|e| Failure::input(format!("--resume {}: {e}", dir.display())))?;
-    let origin = format!("the configuration in {}", checkpoint.path.display());
-    let config: RunConfig = parse_toml(&checkpoint.state.config, &origin).map_err(Failure::input)?;
-    // The folder's own configuration must describe the checkpoint's run: a checkpoint copied in
-    // from another run would otherwise write over this run's model.
-    let folder_config = dir.join(CONFIG_FILE);
-    if folder_config.exists() {
-        let described =
-            RunConfig::load(&folder_config).map_err(|e| Failure::input(format!("--resume: {e}")))?;
-        if described.model != config.model || described.data != config.data || described.seed != config.seed {
-            return Err(Failure::input(format!(
-                "--resume: {} is from another run than {} (its model, data or seed differ): nothing was changed",
-                checkpoint.path.display(),
-                folder_config.display()
-            )));
-        }
-    }
+/// The configuration a `--resume DIR` run continues with, and the run to continue. To train
+/// (`lock`), the folder is locked first: a run still going in it is refused.
+pub fn resumed_config(
+    common: &CommonArgs,
+    dir: &Path,
+    lock: bool,
+) -> Result<(RunConfig, Resumable), Failure> {
+    let resumable = Resumable::open(dir, lock).map_err(Failure::input)?;
     // The flags that would change the run conflict with --resume, so `finish` applies only those
     // a resumed run accepts: --epochs, --steps, --checkpoint-every, --device.
-    let config = common.finish(config)?;
-    Ok((config, Resumed { folder, checkpoint }))
+    let config = common.finish(resumable.config.clone())?;
+    Ok((config, resumable))
 }
 
-/// The folder a run writes into: a new one (`--out`, with the configuration written first), or
-/// the resumed run's own, with its checkpoint, once it is clear that `plan` has steps left.
-pub fn run_folder(
+/// The run a command trains: a new one (`--out`, with the configuration written first), or the
+/// resumed run, once it is clear that `plan` has steps left.
+pub fn start_run(
     common: &CommonArgs,
     command: &str,
     config: &RunConfig,
     plan: &Plan,
-    resumed: Option<Resumed>,
-) -> Result<(RunFolder, Option<Checkpoint>), Failure> {
+    resumed: Option<Resumable>,
+) -> Result<Run, Failure> {
     match resumed {
         Some(resumed) => {
             // Output already lost (`> /dev/full`): end before the folder changes.
             crate::output::check()?;
-            check_remaining(plan, &resumed)?;
-            Ok((resumed.folder, Some(resumed.checkpoint)))
+            Run::resume(resumed, plan).map_err(Failure::input)
         }
-        None => Ok((open_run_folder(common, command, config)?, None)),
+        None => new_run(common, command, config),
     }
 }
 
-/// Refuse to resume a run that has nothing left to train under `plan`.
-fn check_remaining(plan: &Plan, resumed: &Resumed) -> Result<(), Failure> {
-    let state = &resumed.checkpoint.state;
-    let dir = resumed.folder.path().display();
-    let (done, total, unit, flag) = match plan.length {
-        Length::Epochs(total) => (state.epoch, total, "epochs", "--epochs"),
-        Length::Steps(total) => (state.step, total, "steps", "--steps"),
-    };
-    if done >= total {
-        return Err(Failure::input(format!(
-            "--resume {dir}: the run has trained {done} {unit} already and its plan is {total}: pass {flag} N with N > {done} to train further"
-        )));
-    }
-    Ok(())
+/// Create the run folder and write the effective configuration into it, before training.
+pub fn new_run(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<Run, Failure> {
+    // Output already lost (`> /dev/full`): end before the folder is created.
+    crate::output::check()?;
+    Run::create(args.out.as_deref(), command, config).map_err(Failure::input)
 }
 
 /// Say where a resumed run continues from.
-pub fn say_resuming(quiet: bool, folder: &RunFolder, checkpoint: Option<&Checkpoint>) {
-    if let Some(checkpoint) = checkpoint {
+pub fn say_resuming(quiet: bool, run: &Run) {
+    if let Some(checkpoint) = run.checkpoint() {
         let state = &checkpoint.state;
-        say!(quiet, "resuming {} after epoch {} (step {})", folder.path().display(), state.epoch, state.step);
+        let dir = run.folder().path().display();
+        say!(quiet, "resuming {dir} after epoch {} (step {})", state.epoch, state.step);
     }
 }
 
-/// Train a prepared linear experiment into `folder` (continuing `checkpoint` when resumed):
-/// say how it trains, print the loss at the configured cadence, show progress on a terminal, and
-/// turn Ctrl-C and divergence into their exits, with the metrics so far in the folder.
+/// Train a prepared linear experiment as `run` (a new run, or a resumed one): say how it
+/// trains, print the loss at the configured cadence, show progress on a terminal, and turn
+/// Ctrl-C and divergence into their exits, with the metrics so far in the run folder.
 pub fn train_linear(
     experiment: &Experiment,
-    folder: &RunFolder,
-    checkpoint: Option<&Checkpoint>,
+    run: &Run,
     common: &CommonArgs,
 ) -> Result<descent::train::Trained<descent::model::LinearModel>, Failure> {
     let (config, quiet) = (&experiment.config, common.quiet);
@@ -316,29 +282,46 @@ pub fn train_linear(
             length(experiment)
         ),
     }
-    let show_lr = !matches!(config.schedule, ScheduleConfig::Constant);
-    let mut print = |record: &LossRecord| {
-        let lr = if show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
-        match plan.report {
-            Report::EverySteps(_) => {
-                say!(quiet, "step {:>5}  loss {:.6}{lr}", record.step, record.loss)
-            }
-            Report::EveryEpochs(_) => {
-                say!(quiet, "epoch {:>4}  step {:>6}  loss {:.6}{lr}", record.epoch, record.step, record.loss)
-            }
-        }
-        ControlFlow::Continue(())
+    let mut lines = LossLines {
+        quiet,
+        report: plan.report,
+        show_lr: !matches!(config.schedule, ScheduleConfig::Constant),
     };
-    say_resuming(quiet, folder, checkpoint);
+    say_resuming(quiet, run);
     let mut progress = Progress::new(quiet, plan.length.epochs());
     crate::interrupt::install();
-    let mut on_batch = |end: &BatchEnd| progress.after_update(end);
-    let options = TrainOptions { folder: Some(folder), resume: checkpoint, on_batch: Some(&mut on_batch) };
+    let options = run.train_options(vec![&mut lines, &mut progress]);
     let trained = experiment
-        .train_with(batches.as_ref(), options, &mut print)
-        .map_err(|e| training_failed(folder, config, e));
+        .train_with(batches.as_ref(), options, &mut |_| ControlFlow::Continue(()))
+        .map_err(|e| training_failed(run, config, e));
     progress.clear();
     trained
+}
+
+/// The linear model's line per reported loss: the step (and epoch), the loss, and the learning
+/// rate when a schedule changes it.
+struct LossLines {
+    quiet: bool,
+    report: Report,
+    show_lr: bool,
+}
+
+impl Observer for LossLines {
+    fn loss(&mut self, record: &LossRecord) {
+        let lr = if self.show_lr { format!("  lr {:.3e}", record.lr) } else { String::new() };
+        match self.report {
+            Report::EverySteps(_) => {
+                say!(self.quiet, "step {:>5}  loss {:.6}{lr}", record.step, record.loss)
+            }
+            Report::EveryEpochs(_) => say!(
+                self.quiet,
+                "epoch {:>4}  step {:>6}  loss {:.6}{lr}",
+                record.epoch,
+                record.step,
+                record.loss
+            ),
+        }
+    }
 }
 
 /// The last line about training: how many steps (and epochs), how long, on which device.
@@ -358,126 +341,41 @@ pub fn losses_json(losses: &[LossRecord]) -> Vec<serde_json::Value> {
     losses.iter().map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss})).collect()
 }
 
-/// A training failure as an exit: a checkpoint that does not fit is bad input (2), anything
-/// else is the device (1).
+/// A training failure as an exit, of the kind the library gives it.
 pub fn train_failure(error: RunError) -> Failure {
-    match error {
-        RunError::Checkpoint(_) | RunError::Folder(_) => Failure::input(error),
-        RunError::Diverged { .. } | RunError::Train(descent::train::TrainError::Diverged { .. }) => {
-            Failure::diverged(error)
-        }
-        other => Failure::internal(other),
-    }
+    Failure { exit: FailureKind::of(&error).into(), message: error.to_string() }
 }
 
-/// [`train_failure`], and on a divergence the metrics up to it written into the run folder
-/// (its last checkpoint, if any, stays: it was finite); a device failure says whether the last
-/// checkpoint can be resumed, and names the server when one of the run's devices is remote.
-pub fn training_failed(folder: &RunFolder, config: &RunConfig, error: RunError) -> Failure {
-    if let RunError::Interrupted { step, epoch, metrics } = &error {
-        if let Err(write) = folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes()) {
-            err!("warning: {write}");
-        }
-        if let Some(output) = crate::output::failed() {
-            return Failure::input(format!(
-                "cannot write to standard output ({output}): training stopped at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
-                dir = folder.path().display()
-            ));
-        }
-        return Failure::interrupted(format!(
-            "interrupted at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
-            dir = folder.path().display()
+/// A failed run as an exit, its outputs up to the failure written (see [`Run::failed`]). When
+/// standard output failed, the interruption that followed is said as such (exit 2).
+pub fn training_failed(run: &Run, config: &RunConfig, error: RunError) -> Failure {
+    let stopped = match &error {
+        RunError::Interrupted { step, epoch, .. } => Some((*step, *epoch)),
+        _ => None,
+    };
+    let failure = run.failed(config, error);
+    for warning in &failure.warnings {
+        err!("warning: {warning}");
+    }
+    if let (Some((step, epoch)), Some(output)) = (stopped, crate::output::failed()) {
+        return Failure::input(format!(
+            "cannot write to standard output ({output}): training stopped at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
+            dir = run.folder().path().display()
         ));
     }
-    if let RunError::Diverged { metrics, .. } = &error
-        && let Err(write) = folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes())
-    {
-        err!("warning: {write}");
-    }
-    let mut failure = train_failure(error);
-    let dir = folder.path().display();
-    if failure.exit == crate::Exit::Diverged {
-        failure.message.push_str(&format!(" (metrics up to then are in {dir})"));
-    }
-    if failure.exit == crate::Exit::Device {
-        let mut servers: Vec<&str> = std::iter::once(&config.device)
-            .chain(&config.devices)
-            .filter_map(|device| device.trim().strip_prefix("remote:"))
-            .collect();
-        servers.dedup();
-        match servers.as_slice() {
-            [] => {}
-            [url] => {
-                failure.message =
-                    format!("the remote device at {url} stopped answering ({})", failure.message)
-            }
-            urls => {
-                failure.message =
-                    format!("a remote device ({}) stopped answering ({})", urls.join(", "), failure.message)
-            }
-        }
-        if folder.path().join(CHECKPOINT_FILE).exists() {
-            failure.message.push_str(&format!(
-                "; the last checkpoint in {dir} is whole: `descent train --resume {dir}` continues from it"
-            ));
-        }
-    }
-    failure
-}
-
-/// Write the effective configuration into the run folder.
-pub fn write_config(folder: &RunFolder, config: &RunConfig) -> Result<(), Failure> {
-    folder.write(CONFIG_FILE, config.to_toml().as_bytes()).map_err(Failure::input)?;
-    Ok(())
-}
-
-/// Create the run folder and write the effective configuration into it, before training.
-pub fn open_run_folder(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<RunFolder, Failure> {
-    // Output already lost (`> /dev/full`): end before the folder is created.
-    crate::output::check()?;
-    let folder =
-        RunFolder::create(args.out.as_deref(), command).map_err(|e| Failure::input(format!("--out: {e}")))?;
-    write_config(&folder, config)?;
-    Ok(folder)
-}
-
-/// Where a run in `folder` trained, for its summary.
-pub fn place<'a>(
-    command: &'a str,
-    config: &'a RunConfig,
-    device: &'a SelectedDevice,
-    devices: Vec<String>,
-    folder: &RunFolder,
-    checkpoint: Option<&Checkpoint>,
-) -> RunPlace<'a> {
-    RunPlace {
-        command,
-        config,
-        device,
-        devices,
-        folder: folder.path().to_path_buf(),
-        resumed_from_epoch: checkpoint.map(|c| c.state.epoch),
-    }
+    Failure { exit: failure.kind.into(), message: failure.message }
 }
 
 /// Write the metrics (one row per reported step or epoch) and the summary into the run folder,
 /// say where the outputs are, and print the summary as the last line of stdout with `--json`.
 pub fn finish(
-    folder: &RunFolder,
+    run: &Run,
     summary: &serde_json::Value,
     metrics: Option<&[MetricsRow]>,
     json: bool,
 ) -> Result<(), Failure> {
-    if let Some(rows) = metrics {
-        folder.write(METRICS_FILE, metrics_csv(rows).as_bytes()).map_err(Failure::input)?;
-    }
-    folder.write(SUMMARY_FILE, format!("{summary:#}\n").as_bytes()).map_err(Failure::input)?;
-    let mut files: Vec<String> = std::fs::read_dir(folder.path())
-        .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    files.retain(|name| !name.starts_with('.'));
-    files.sort();
-    out!("outputs: {} ({})", folder.path().display(), files.join(", "));
+    let files = run.finish(summary, metrics).map_err(Failure::input)?;
+    out!("outputs: {} ({})", run.folder().path().display(), files.join(", "));
     if json {
         out!("{summary}");
     }

@@ -13,6 +13,9 @@
 //! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against;
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
 //! - [`experiment`]: a run prepared from its configuration, ready for the engine;
+//! - [`observe`]: the outputs of a run as observers of the engine's events;
+//! - [`run`]: a run's lifecycle: its folder (new or resumed), its end (the model, metrics and
+//!   summary) and its failures (the outputs so far, and what to do next);
 //! - [`limits`]: the bounds every input is read and sized through.
 
 pub mod config;
@@ -23,10 +26,12 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod observe;
 pub mod ols;
 pub mod optim;
 pub mod regression;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod report;
+pub mod run;
 pub mod train;

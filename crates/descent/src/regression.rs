@@ -149,6 +149,10 @@ impl Scaling {
 /// The regression's rows, read, split and scaled.
 #[derive(Clone, Debug)]
 pub struct RegressionData {
+    /// The file the rows were read from.
+    pub path: std::path::PathBuf,
+    /// Whether the features were standardised (`standardize`).
+    pub standardized: bool,
     /// The feature columns' names, in the model's order.
     pub features: Vec<String>,
     /// The target column's name.
@@ -225,6 +229,8 @@ impl RegressionData {
             scaling.table(&table.x, &y, &parts.valid)
         };
         Ok(Self {
+            path: source.path.clone(),
+            standardized: source.standardize,
             features: table.features,
             target: source.target.clone(),
             scaling,

@@ -61,8 +61,7 @@ impl Default for CnnConfig {
 impl CnnConfig {
     /// Check the sizes for images of `side` pixels, naming the field of the first problem.
     pub fn validate(&self, side: usize) -> Result<(), InvalidValue> {
-        let invalid =
-            |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
+        let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
         if self.channels.is_empty() || self.channels.contains(&0) {
             return invalid(
                 "model.channels",

@@ -100,14 +100,15 @@ impl ImageModel for MlpConfig {
     }
 
     fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
-        let (pixels, hidden, classes) = ((side as u64).checked_mul(side as u64)?, self.hidden as u64, CLASSES as u64);
+        let (pixels, hidden, classes) =
+            ((side as u64).checked_mul(side as u64)?, self.hidden as u64, CLASSES as u64);
         let parameters = crate::limits::product(&[pixels.checked_add(1)?, hidden])?
             .checked_add(crate::limits::product(&[hidden.checked_add(1)?, classes])?)?;
         // Each parameter with its gradient and two optimizer moments; per image, its pixels and
         // the hidden layer before and after the ReLU.
         let per_image = pixels.checked_add(crate::limits::product(&[3, hidden])?)?.checked_add(classes)?;
-        let values =
-            crate::limits::product(&[parameters, 4])?.checked_add(crate::limits::product(&[per_image, batch as u64])?)?;
+        let values = crate::limits::product(&[parameters, 4])?
+            .checked_add(crate::limits::product(&[per_image, batch as u64])?)?;
         values.checked_mul(4)
     }
 }

@@ -85,12 +85,22 @@ impl SavedClassifier {
 
 /// A loaded network behind a box: the generic functions predict and export call on it.
 trait LoadedNetwork: std::fmt::Debug {
-    fn evaluate(&self, set: &ImageSet, indices: &[usize], device: &Device) -> Result<Evaluation, ReadBackError>;
+    fn evaluate(
+        &self,
+        set: &ImageSet,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<Evaluation, ReadBackError>;
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError>;
 }
 
 impl<M: Classifier + Module + std::fmt::Debug> LoadedNetwork for M {
-    fn evaluate(&self, set: &ImageSet, indices: &[usize], device: &Device) -> Result<Evaluation, ReadBackError> {
+    fn evaluate(
+        &self,
+        set: &ImageSet,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<Evaluation, ReadBackError> {
         crate::metrics::evaluate(self, set, indices, device)
     }
 
@@ -111,9 +121,10 @@ impl ImageModelVisitor for LoadClassifier<'_> {
     type Output = Result<SavedClassifier, String>;
 
     fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
-        let network = model.init(self.side, self.device).try_load_record(self.record).map_err(|e| {
-            format!("it does not hold the {} config.toml describes ({})", T::NAME, brief(&e))
-        })?;
+        let network = model
+            .init(self.side, self.device)
+            .try_load_record(self.record)
+            .map_err(|e| format!("it does not hold the {} config.toml describes ({})", T::NAME, brief(&e)))?;
         Ok(SavedClassifier { kind: T::NAME, side: self.side, network: Box::new(network) })
     }
 }

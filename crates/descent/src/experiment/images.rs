@@ -1,0 +1,261 @@
+//! Image classification: the digits or MNIST-format files, split or paired, and any image
+//! model of the registry (`crate::model::ImageModel`), validated after every epoch.
+
+use std::ops::{ControlFlow, Deref};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
+use crate::data::images::{Split, parse_digits, read_digits, read_mnist, split};
+use crate::data::{ImageBatch, ImageBatches, ImageSet};
+use crate::metrics::{Classifier, Evaluation, evaluate};
+use crate::model::{Cnn, CnnConfig, ImageModel, ImageModelVisitor};
+use crate::optim::InvalidValue;
+use crate::report::MetricsRow;
+use crate::train::{EpochEnd, LossRecord, Objective, Report, TrainError, Trained};
+
+use super::{Prepared, RunError, TaskHooks, TrainOptions, check_memory_for, total_steps_of};
+
+/// The shipped digits (`data/digits.csv`), compiled in so that `descent cnn` works anywhere.
+const SHIPPED_DIGITS: &str = include_str!("../../../../data/digits.csv");
+
+/// The end of an epoch of a classifier's training, with its validation results.
+pub struct EpochResult<'a> {
+    /// The epoch that ended (1-based).
+    pub epoch: usize,
+    /// Updates made so far.
+    pub step: usize,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// The mean training loss over the epoch's examples.
+    pub train_loss: f64,
+    /// The model on the validation images.
+    pub evaluation: &'a Evaluation,
+}
+
+/// A classifier trained by [`ImageExperiment::train`], and its results after the last epoch.
+pub struct TrainedClassifier<M> {
+    /// The model and what happened on the way.
+    pub trained: Trained<M>,
+    /// The validation results after the last epoch.
+    pub evaluation: Evaluation,
+    /// One row per epoch, from the first (a resumed run's include the checkpoint's).
+    pub metrics: Vec<MetricsRow>,
+}
+
+/// A classification run on images, ready to train: configuration checked, device open, images
+/// loaded and split. It trains any image model (the CNN, the MLP, one of your own), and
+/// dereferences to [`Prepared`]: `config`, `device`, `devices`, `plan()`, ...
+pub struct ImageExperiment {
+    prepared: Prepared,
+    /// The images trained on (the digits, or MNIST's training set).
+    pub train_set: Arc<ImageSet>,
+    /// Which of `train_set` to train on.
+    pub train: Vec<usize>,
+    /// The images validated on (the digits again, or MNIST's test set).
+    pub valid_set: Arc<ImageSet>,
+    /// Which of `valid_set` to validate on.
+    pub valid: Vec<usize>,
+}
+
+impl Deref for ImageExperiment {
+    type Target = Prepared;
+
+    fn deref(&self) -> &Prepared {
+        &self.prepared
+    }
+}
+
+impl ImageExperiment {
+    /// Check the configuration, open the device, read and split the images.
+    pub fn prepare(config: RunConfig) -> Result<Self, RunError> {
+        if !config.model.is_image_model() {
+            return Err(RunError::WrongModel(
+                "this configuration fits the linear model: run it with `descent train --config FILE`".into(),
+            ));
+        }
+        let mut prepared = Prepared::open(config)?;
+        let (train_set, train, valid_set, valid) = read_images(&prepared.config)?;
+        if let DataConfig::Mnist { side, .. } = &mut prepared.config.data {
+            // Recorded, so that the saved model is rebuilt at the size it was trained at.
+            *side = Some(train_set.side());
+        }
+        let experiment = Self { prepared, train_set, train, valid_set, valid };
+        let side = experiment.train_set.side();
+        let batch = experiment.batch_size().min(experiment.train.len().max(1));
+        experiment.config.model.visit_image_model(SizeCheck { side, batch }).unwrap_or(Ok(()))?;
+        experiment.check_plan(experiment.batches_per_epoch())?;
+        Ok(experiment)
+    }
+
+    /// Batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.batch_size())
+    }
+
+    /// Images per batch (all training images when the configuration sets none).
+    pub fn batch_size(&self) -> usize {
+        self.config.training.batch_size.unwrap_or(self.train.len()).max(1)
+    }
+
+    /// The CNN of the configuration (the default CNN when it names another model) at its seeded
+    /// initial weights, on the autodiff device. [`Self::network`] makes any image model.
+    pub fn model(&self) -> Cnn {
+        let default = CnnConfig::default();
+        let settings = match &self.config.model {
+            ModelConfig::Cnn(cnn) => cnn,
+            _ => &default,
+        };
+        self.network(settings)
+    }
+
+    /// The network of `settings` for this run's images at its seeded initial weights, on the
+    /// autodiff device.
+    pub fn network<T: ImageModel>(&self, settings: &T) -> T::Network {
+        settings.init(self.train_set.side(), &self.device.device.clone().autodiff())
+    }
+
+    /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch.
+    pub fn batches(&self) -> ImageBatches {
+        ImageBatches::new(
+            self.train_set.clone(),
+            self.train.clone(),
+            self.batch_size(),
+            self.config.seed,
+            &self.device.device,
+        )
+    }
+
+    /// The number of updates the plan makes.
+    pub fn total_steps(&self) -> usize {
+        total_steps_of(&self.config, self.batches_per_epoch())
+    }
+
+    /// Train `model` (the CNN from [`Self::model`], or a model of your own) and validate it on
+    /// the validation images after every epoch; `on_epoch` sees each epoch's results and may
+    /// stop the run. Validation time is not counted in [`Trained::seconds`].
+    pub fn train<M>(
+        &self,
+        model: M,
+        on_epoch: &mut dyn FnMut(&EpochResult<'_>) -> ControlFlow<()>,
+    ) -> Result<TrainedClassifier<M>, RunError>
+    where
+        M: Objective<ImageBatch> + Classifier + 'static,
+    {
+        self.train_with(model, TrainOptions::default(), on_epoch)
+    }
+
+    /// [`Self::train`] with checkpoints, or resumed from one (`model` is then a freshly made
+    /// model of the same configuration, whose parameters the checkpoint replaces). `on_epoch`
+    /// sees the epochs this call trains; the returned metrics start with the checkpoint's.
+    pub fn train_with<M>(
+        &self,
+        model: M,
+        options: TrainOptions<'_>,
+        on_epoch: &mut dyn FnMut(&EpochResult<'_>) -> ControlFlow<()>,
+    ) -> Result<TrainedClassifier<M>, RunError>
+    where
+        M: Objective<ImageBatch> + Classifier + 'static,
+    {
+        // The last reported (train loss, lr): every epoch's mean training loss is reported.
+        let last_loss = std::cell::Cell::new((f64::NAN, f64::NAN));
+        let mut last: Option<Evaluation> = None;
+        let mut on_end = |end: &EpochEnd<'_, M>, metrics: &mut Vec<MetricsRow>| {
+            // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
+            let evaluation = evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device)
+                .map_err(|error| TrainError::Device(format!("validation failed: {error}")))?;
+            let (train_loss, lr) = last_loss.get();
+            let result =
+                EpochResult { epoch: end.epoch, step: end.step, lr, train_loss, evaluation: &evaluation };
+            metrics.push(validated_row(&result));
+            let flow = on_epoch(&result);
+            last = Some(evaluation);
+            Ok(flow)
+        };
+        let hooks = TaskHooks {
+            on_loss: &mut |record: &LossRecord, _: &mut Vec<MetricsRow>| {
+                last_loss.set((record.loss, record.lr));
+                ControlFlow::Continue(())
+            },
+            on_epoch: &mut on_end,
+        };
+        let length = (self.config.model.name(), self.total_steps(), Some(Report::EveryEpochs(1)));
+        let (trained, metrics) = self.train_run(model, &self.batches(), length, options, hooks)?;
+        let evaluation = last.ok_or(TrainError::NoBatches)?;
+        Ok(TrainedClassifier { trained, evaluation, metrics })
+    }
+}
+
+/// The training and validation images of an image configuration, and which of each to use.
+type ImageSplit = (Arc<ImageSet>, Vec<usize>, Arc<ImageSet>, Vec<usize>);
+
+/// Read (and for the digits, split) the images a configuration names.
+fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
+    match &config.data {
+        DataConfig::Digits { path, valid_fraction, .. } => {
+            let set = Arc::new(match path {
+                Some(path) => read_digits(path)?,
+                None => parse_digits(SHIPPED_DIGITS, Path::new("data/digits.csv"))?,
+            });
+            let Split { train, valid } = split(set.len(), *valid_fraction, config.seed);
+            if valid.is_empty() || train.is_empty() {
+                let (part, advice) =
+                    if valid.is_empty() { ("validation", "raise") } else { ("training", "lower") };
+                return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                    field: "data.valid_fraction".into(),
+                    message: format!(
+                        "{valid_fraction} of {} images leaves no {part} images: {advice} it (--valid-fraction)",
+                        set.len()
+                    ),
+                })));
+            }
+            Ok((set.clone(), train, set, valid))
+        }
+        DataConfig::Mnist { dir, train_limit, .. } => {
+            let mnist = read_mnist(dir)?;
+            let train = (0..mnist.train.len().min(train_limit.unwrap_or(usize::MAX))).collect();
+            let valid = (0..mnist.test.len()).collect();
+            Ok((Arc::new(mnist.train), train, Arc::new(mnist.test), valid))
+        }
+        DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => {
+            Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                field: "data.source".into(),
+                message: format!("the {} model needs images: `digits` or `mnist`", config.model.name()),
+            })))
+        }
+    }
+}
+
+/// An image model's settings checked against the images' side, and its memory against what the
+/// process may allocate.
+struct SizeCheck {
+    side: usize,
+    batch: usize,
+}
+
+impl ImageModelVisitor for SizeCheck {
+    type Output = Result<(), RunError>;
+
+    fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
+        let SizeCheck { side, batch } = self;
+        model.validate(side)?;
+        check_memory_for(
+            "model",
+            || format!("a {} with {} on {side}x{side} images in batches of {batch}", T::NAME, model.size()),
+            model.memory_bytes(side, batch),
+        )
+    }
+}
+
+/// The `metrics.csv` row of an epoch with its validation figures.
+fn validated_row(result: &EpochResult<'_>) -> MetricsRow {
+    MetricsRow {
+        step: result.step,
+        epoch: result.epoch,
+        lr: result.lr,
+        train_loss: result.train_loss,
+        valid_loss: Some(result.evaluation.loss),
+        accuracy: Some(result.evaluation.accuracy),
+        error_rate: Some(result.evaluation.error_rate),
+    }
+}

@@ -1,0 +1,202 @@
+//! The linear model's task: the lesson's points (generated or from a file) or a CSV table
+//! (`descent fit`), full-batch or in mini-batches, with every reported loss a metrics row.
+
+use std::ops::{ControlFlow, Deref};
+use std::sync::Arc;
+
+use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
+use crate::data::{FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
+use crate::model::LinearModel;
+use crate::optim::InvalidValue;
+use crate::regression::RegressionData;
+use crate::report::MetricsRow;
+use crate::train::{
+    BatchSource, EpochEnd, Hooks, Length, LossRecord, Plan, Report, TrainError, Trained, train_observed,
+};
+
+use super::{
+    LESSON_BYTES_PER_ROW, Prepared, RunError, TaskHooks, TrainOptions, check_memory_for, total_steps_of,
+};
+
+/// A run of the linear model, ready to train: its configuration checked, its device open, its
+/// data loaded. It dereferences to [`Prepared`]: `config`, `device`, `devices`, `plan()`, ...
+pub struct Experiment {
+    prepared: Prepared,
+    /// The rows trained on.
+    pub table: Arc<Table>,
+    /// With CSV data (`descent fit`): the table's columns, its scaling, the validation rows and
+    /// the closed-form solution.
+    pub regression: Option<RegressionData>,
+}
+
+impl Deref for Experiment {
+    type Target = Prepared;
+
+    fn deref(&self) -> &Prepared {
+        &self.prepared
+    }
+}
+
+impl Experiment {
+    /// Check the configuration, open the device, load or generate the data, seed the backend.
+    pub fn prepare(config: RunConfig) -> Result<Self, RunError> {
+        if config.model.is_image_model() {
+            return Err(RunError::WrongModel(format!(
+                "this configuration trains the {} model: run it with `descent cnn --config FILE`",
+                config.model.name()
+            )));
+        }
+        let mut prepared = Prepared::open(config)?;
+        let (table, regression) = read_rows(&mut prepared.config)?;
+        let config = &prepared.config;
+        if let ModelConfig::Linear { init: Some(init) } = &config.model
+            && init.len() != table.features()
+        {
+            return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                field: "model.init".into(),
+                message: config.init_length_message(init.len(), table.features()),
+            })));
+        }
+        let experiment = Self { prepared, table, regression };
+        experiment.check_plan(experiment.batches_per_epoch())?;
+        Ok(experiment)
+    }
+
+    /// Batches per epoch: 1 with full batches.
+    pub fn batches_per_epoch(&self) -> usize {
+        match self.config.training.batch_size {
+            None => 1,
+            Some(size) => self.table.len().div_ceil(size),
+        }
+    }
+
+    /// Whether every step uses all the rows.
+    pub fn full_batch(&self) -> bool {
+        self.config.training.batch_size.is_none()
+    }
+
+    /// The model at its initial parameters, on the autodiff device.
+    pub fn model(&self) -> LinearModel {
+        let init: Vec<f32> =
+            self.config.linear_init(self.table.features()).into_iter().map(|v| v as f32).collect();
+        LinearModel::new(&init, &self.device.device.clone().autodiff())
+    }
+
+    /// The batches: the whole table once on the device, or Burn's `DataLoader` over shuffled
+    /// mini-batches.
+    pub fn batches(&self) -> Box<dyn BatchSource<RegressionBatch>> {
+        match self.config.training.batch_size {
+            None => Box::new(FullBatch::new(&self.table, &self.device.device)),
+            Some(size) => {
+                Box::new(MiniBatches::new(self.table.clone(), size, self.config.seed, &self.device.device))
+            }
+        }
+    }
+
+    /// The number of updates the plan makes.
+    pub fn total_steps(&self) -> usize {
+        total_steps_of(&self.config, self.batches_per_epoch())
+    }
+
+    /// Train from the initial parameters; `on_loss` sees each reported loss.
+    pub fn train(
+        &self,
+        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    ) -> Result<Trained<LinearModel>, RunError> {
+        self.train_on(self.batches().as_ref(), on_loss)
+    }
+
+    /// [`Self::train`] on batches already made with [`Self::batches`] (so that a caller who
+    /// needs the source too does not put the data on the device twice).
+    pub fn train_on(
+        &self,
+        source: &dyn BatchSource<RegressionBatch>,
+        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    ) -> Result<Trained<LinearModel>, RunError> {
+        self.train_with(source, TrainOptions::default(), on_loss)
+    }
+
+    /// [`Self::train_on`] with checkpoints, or resumed from one. The returned losses start with
+    /// the checkpoint's; its seconds include the checkpoint's.
+    pub fn train_with(
+        &self,
+        source: &dyn BatchSource<RegressionBatch>,
+        options: TrainOptions<'_>,
+        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    ) -> Result<Trained<LinearModel>, RunError> {
+        let earlier = options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
+        let hooks = TaskHooks {
+            on_loss: &mut |record: &LossRecord, metrics: &mut Vec<MetricsRow>| {
+                metrics.push(MetricsRow::from(record));
+                on_loss(record)
+            },
+            // Every reported loss is a row already: an epoch's end adds nothing.
+            on_epoch: &mut |_: &EpochEnd<'_, LinearModel>, _: &mut Vec<MetricsRow>| {
+                Ok(ControlFlow::Continue(()))
+            },
+        };
+        let length = ("linear", self.total_steps(), None);
+        let (mut trained, _) = self.train_run(self.model(), source, length, options, hooks)?;
+        let mut losses: Vec<LossRecord> = earlier
+            .iter()
+            .map(|row| LossRecord { step: row.step, epoch: row.epoch, lr: row.lr, loss: row.train_loss })
+            .collect();
+        losses.append(&mut trained.losses);
+        trained.losses = losses;
+        Ok(trained)
+    }
+
+    /// The notebook's animation: from the initial parameters, `steps` full-batch updates with the
+    /// run's optimizer (its schedule spread over `steps`); after each update, the parameters
+    /// (slope, intercept) and the loss computed before it.
+    pub fn trajectory(&self, steps: usize) -> Result<Vec<([f64; 2], f64)>, RunError> {
+        let source = FullBatch::new(&self.table, &self.device.device);
+        let (mut optimizer, mut schedule) = self.optimization(steps)?;
+        let plan = Plan::new(Length::Steps(steps), Report::EverySteps(1));
+        let mut parameters = Vec::with_capacity(steps);
+        let mut failure = None;
+        let mut on_epoch = |end: &EpochEnd<'_, LinearModel>| match end.model.parameters() {
+            Ok(a) => {
+                parameters.push([f64::from(a[0]), a.get(1).copied().map_or(0.0, f64::from)]);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        };
+        let hooks = Hooks { on_epoch: Some(&mut on_epoch), ..Hooks::default() };
+        let trained = train_observed(self.model(), &mut optimizer, &mut schedule, &source, &plan, hooks)?;
+        if let Some(error) = failure {
+            return Err(TrainError::Device(error.to_string()).into());
+        }
+        Ok(parameters.into_iter().zip(trained.losses.iter().map(|r| r.loss)).collect())
+    }
+}
+
+/// The rows of a linear configuration: generated, read from a points file, or a CSV table
+/// prepared as a regression (whose columns the configuration then names).
+fn read_rows(config: &mut RunConfig) -> Result<(Arc<Table>, Option<RegressionData>), RunError> {
+    let seed = config.seed;
+    match &mut config.data {
+        DataConfig::Lesson { n, true_a, noise } => {
+            let bytes = (*n as u64).checked_mul(LESSON_BYTES_PER_ROW);
+            check_memory_for("data.n", || format!("{n} rows (--n)"), bytes)?;
+            let data = LessonData { n: *n, true_a: *true_a, noise: *noise, seed };
+            Ok((Arc::new(data.generate()), None))
+        }
+        DataConfig::Points { path, .. } => Ok((Arc::new(read_points(path)?), None)),
+        DataConfig::Csv(source) => {
+            let regression = RegressionData::prepare(source, seed)?;
+            // The saved configuration names the columns it used, whatever the file gains later.
+            source.features = Some(regression.features.clone());
+            Ok((regression.train.clone(), Some(regression)))
+        }
+        DataConfig::Digits { .. } | DataConfig::Mnist { .. } => {
+            Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+                field: "model.name".into(),
+                message: "the linear model fits points or tables; images need `cnn`".into(),
+            })))
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! A run, from its configuration: the device, the data, the model, the batches, the optimizer
+//! and the schedule, ready for the training engine. Every training command goes through here.
+//!
+//! [`Prepared`] is what every run has, whatever it trains: the effective configuration, its
+//! devices, its plan and optimizer, and [`Prepared::train_run`], the one way a model goes
+//! through the engine with checkpoints, resumption, Ctrl-C and divergence handled. The tasks
+//! add their data and what they do at the end of an epoch: [`Experiment`] for the linear model
+//! on points or a table (`linear.rs`), [`ImageExperiment`] for any image model (`images.rs`).
+
+mod images;
+mod linear;
+
+pub use images::{EpochResult, ImageExperiment, TrainedClassifier};
+pub use linear::Experiment;
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::ModuleOptimizer;
+
+use crate::config::{ConfigError, DataConfig, RunConfig};
+use crate::data::DataError;
+use crate::device::{self, DeviceError, SelectedDevice};
+use crate::observe::Observer;
+use crate::optim::InvalidValue;
+use crate::report::{MetricsRow, RunFolder, RunFolderError};
+use crate::train::{
+    BatchEnd, BatchRows, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState,
+    EpochEnd, Hooks, Length, LossRecord, Objective, Plan, Position, Report, TrainError, Trained,
+    train_observed,
+};
+
+/// Steps of full-batch descent when the configuration sets no length (the notebook's 100).
+pub const DEFAULT_STEPS: usize = 100;
+/// Epochs of mini-batch training when the configuration sets no length.
+pub const DEFAULT_EPOCHS: usize = 10;
+/// Steps between printed losses with full batches (the notebook's 10).
+pub const DEFAULT_PRINT_EVERY_STEPS: usize = 10;
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The device cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The data cannot be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The configuration is for another kind of model than the command trains.
+    #[error("{0}")]
+    WrongModel(String),
+    /// An `on_batch` hook interrupted the run (Ctrl-C); its checkpoint is written when a folder
+    /// was given.
+    #[error("interrupted at step {step} (epoch {epoch})")]
+    Interrupted {
+        /// Updates made.
+        step: usize,
+        /// The epoch that was in progress (1-based).
+        epoch: usize,
+        /// The metrics rows so far.
+        metrics: Vec<MetricsRow>,
+    },
+    /// The loss or a parameter became NaN or infinite; `metrics` are the rows up to then.
+    #[error("{message}")]
+    Diverged {
+        /// What became non-finite, where, and what to try.
+        message: String,
+        /// The metrics rows before the divergence.
+        metrics: Vec<MetricsRow>,
+    },
+    /// A checkpoint cannot be written or used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A checkpoint cannot be written into the run folder.
+    #[error(transparent)]
+    Folder(#[from] RunFolderError),
+}
+
+/// Checkpoints and resumption of one training call.
+#[derive(Default)]
+pub struct TrainOptions<'a> {
+    /// Write `checkpoint.bin` here after every `training.checkpoint_every` epochs and after the
+    /// last epoch.
+    pub folder: Option<&'a RunFolder>,
+    /// Continue from this checkpoint (its parameters, optimizer and schedule state, position and
+    /// metrics) instead of starting from the initial parameters.
+    pub resume: Option<&'a Checkpoint>,
+    /// The run's outputs (a progress bar, printed lines, logs), told of every event in order; a
+    /// `Break` after an update interrupts the run there (Ctrl-C), writing a checkpoint to
+    /// continue from.
+    pub observers: Vec<&'a mut dyn Observer>,
+}
+
+/// Writes checkpoints at the end of epochs, as the configuration and [`TrainOptions`] say.
+struct Checkpointer<'a> {
+    folder: Option<&'a RunFolder>,
+    every: Option<usize>,
+    model: &'static str,
+    config: String,
+    earlier_seconds: f64,
+}
+
+impl<'a> Checkpointer<'a> {
+    fn new(config: &RunConfig, options: &TrainOptions<'a>, model: &'static str) -> Self {
+        Self {
+            folder: options.folder,
+            every: config.training.checkpoint_every,
+            model,
+            config: config.to_toml(),
+            earlier_seconds: options.resume.map_or(0.0, |c| c.state.seconds),
+        }
+    }
+
+    /// Write a checkpoint if this epoch is due one.
+    fn epoch_end<M: burn::module::Module>(
+        &self,
+        end: &EpochEnd<'_, M>,
+        metrics: &[MetricsRow],
+    ) -> Result<(), RunError> {
+        let Some(folder) = self.folder else { return Ok(()) };
+        let due =
+            end.last || end.interrupted || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
+        if !due {
+            return Ok(());
+        }
+        let state = CheckpointState {
+            model: self.model.into(),
+            epoch: end.position.epoch,
+            step: end.position.step,
+            batch: end.position.batch,
+            partial_loss: end.position.partial_loss,
+            partial_rows: end.position.partial_rows,
+            seconds: self.earlier_seconds + end.seconds,
+            metrics: metrics.to_vec(),
+            config: self.config.clone(),
+        };
+        // A checkpoint is the point to come back to: never save parameters that are not numbers.
+        let tensors = crate::report::export::named_tensors(end.model)
+            .map_err(|error| TrainError::Device(error.to_string()))?;
+        if let Some(tensor) = tensors.iter().find(|t| t.values.iter().any(|v| !v.is_finite())) {
+            return Err(RunError::Diverged {
+                message: format!(
+                    "parameter `{}` became NaN or infinite by step {} (epoch {}): try a smaller --lr, or `descent lr-find`",
+                    tensor.name, end.step, end.epoch
+                ),
+                metrics: metrics.to_vec(),
+            });
+        }
+        let checkpoint = Checkpoint::capture(state, end.model, end.optimizer, end.schedule)?;
+        folder.write(CHECKPOINT_FILE, &checkpoint.to_bytes()?)?;
+        Ok(())
+    }
+}
+
+/// The engine's result, with a divergence carrying the metrics rows up to it.
+fn diverged_with<M>(
+    result: Result<Trained<M>, TrainError>,
+    metrics: impl FnOnce() -> Vec<MetricsRow>,
+) -> Result<Trained<M>, RunError> {
+    match result {
+        Err(error @ TrainError::Diverged { .. }) => {
+            Err(RunError::Diverged { message: error.to_string(), metrics: metrics() })
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The model, optimizer and schedule to start from, and where: the checkpoint's, or as given.
+fn starting_point<M: burn::module::Module>(
+    model: M,
+    optimizer: ModuleOptimizer,
+    schedule: ModuleLrScheduler,
+    plan: &mut Plan,
+    resume: Option<&Checkpoint>,
+    kind: &str,
+) -> Result<(M, ModuleOptimizer, ModuleLrScheduler), RunError> {
+    let Some(checkpoint) = resume else { return Ok((model, optimizer, schedule)) };
+    if checkpoint.state.model != kind {
+        return Err(CheckpointError::Mismatch {
+            path: checkpoint.path.clone(),
+            message: format!("it holds a {} model, this run trains a {kind} model", checkpoint.state.model),
+        }
+        .into());
+    }
+    let state = &checkpoint.state;
+    plan.start = Position {
+        step: state.step,
+        epoch: state.epoch,
+        batch: state.batch,
+        partial_loss: state.partial_loss,
+        partial_rows: state.partial_rows,
+    };
+    Ok(checkpoint.restore(model, optimizer, schedule)?)
+}
+
+impl From<InvalidValue> for RunError {
+    fn from(error: InvalidValue) -> Self {
+        RunError::Config(ConfigError::Invalid(error))
+    }
+}
+
+/// Check the configuration, open every device the run trains on (`devices`, or `device` alone),
+/// main first, and seed the main one's generator.
+fn open_devices(config: &RunConfig) -> Result<Vec<SelectedDevice>, RunError> {
+    config.validate()?;
+    let names =
+        if config.devices.is_empty() { std::slice::from_ref(&config.device) } else { &config.devices };
+    let devices = names.iter().map(|name| device::select(name)).collect::<Result<Vec<_>, _>>()?;
+    // Two names can open one device (`auto` and `flex`): a device holds one replica.
+    for (i, device) in devices.iter().enumerate() {
+        if let Some(j) = devices[..i].iter().position(|other| other.device == device.device) {
+            return Err(InvalidValue {
+                field: "devices".into(),
+                message: format!(
+                    "`{}` and `{}` are the same device ({}): each device holds one replica",
+                    names[j].trim(),
+                    names[i].trim(),
+                    device.describe()
+                ),
+            }
+            .into());
+        }
+    }
+    // Seed the backend's own generator too (initial weights, dropout), so that nothing on the
+    // device is left unseeded; a data-parallel step reseeds every device.
+    devices[0].device.seed(config.seed);
+    Ok(devices)
+}
+
+/// Length and reporting cadence, with the defaults filled in.
+fn plan_of(config: &RunConfig) -> Plan {
+    let training = &config.training;
+    let full_batch = training.batch_size.is_none();
+    let length = match (training.steps, training.epochs) {
+        (Some(steps), _) => Length::Steps(steps),
+        (None, Some(epochs)) => Length::Epochs(epochs),
+        (None, None) if full_batch => Length::Steps(DEFAULT_STEPS),
+        (None, None) => Length::Epochs(DEFAULT_EPOCHS),
+    };
+    let report = if full_batch {
+        Report::EverySteps(training.print_every.unwrap_or(DEFAULT_PRINT_EVERY_STEPS))
+    } else {
+        Report::EveryEpochs(training.print_every.unwrap_or(1))
+    };
+    Plan { seed: Some(config.seed), ..Plan::new(length, report) }
+}
+
+/// The number of updates `config` makes with `batches_per_epoch` batches per epoch (saturating:
+/// [`check_length`] refuses a length that overflows).
+fn total_steps_of(config: &RunConfig, batches_per_epoch: usize) -> usize {
+    match plan_of(config).length {
+        Length::Steps(steps) => steps,
+        Length::Epochs(epochs) => epochs.saturating_mul(batches_per_epoch),
+    }
+}
+
+/// Pin the data a run reads: make its paths absolute (the saved configuration then finds them
+/// from any folder), and record the SHA-256 of the files, or, when the configuration recorded one
+/// (a resumed run, or a rerun of a saved configuration), refuse files that have changed since.
+fn pin_data(data: &mut DataConfig) -> Result<(), DataError> {
+    let (path, sha256, files) = match data {
+        DataConfig::Points { path, sha256 } | DataConfig::Digits { path: Some(path), sha256, .. } => {
+            let files = vec![path.clone()];
+            (path, sha256, files)
+        }
+        DataConfig::Csv(source) => {
+            let files = vec![source.path.clone()];
+            (&mut source.path, &mut source.sha256, files)
+        }
+        DataConfig::Mnist { dir, sha256, .. } => {
+            let files = crate::data::images::mnist_paths(dir);
+            (dir, sha256, files)
+        }
+        DataConfig::Lesson { .. } | DataConfig::Digits { path: None, .. } => return Ok(()),
+    };
+    if let Ok(absolute) = std::path::absolute(&*path) {
+        *path = absolute;
+    }
+    let Some(files) =
+        files.into_iter().map(|file| file.is_file().then_some(file)).collect::<Option<Vec<_>>>()
+    else {
+        return Ok(()); // the reader reports the missing file
+    };
+    let found = sha256_of_files(&files)?;
+    match sha256 {
+        Some(recorded) if *recorded != found => Err(DataError::Rows {
+            path: path.clone(),
+            message: format!(
+                "the data changed since this run's configuration was written (its SHA-256 is {found}, the configuration recorded {recorded}): a resumed run must read the same data; to train on it as it is now, start a new run (or remove data.sha256 from the configuration file)"
+            ),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            *sha256 = Some(found);
+            Ok(())
+        }
+    }
+}
+
+/// The SHA-256 of the files' bytes, one after another, read in blocks.
+fn sha256_of_files(files: &[std::path::PathBuf]) -> Result<String, DataError> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for file in files {
+        std::fs::File::open(file)
+            .and_then(|mut reader| std::io::copy(&mut reader, &mut hasher))
+            .map_err(|source| DataError::Open { path: file.clone(), source })?;
+    }
+    Ok(crate::report::saved_model::hex(&hasher.finalize()))
+}
+
+/// Refuse a number of epochs whose updates overflow a count.
+fn check_length(config: &RunConfig, batches_per_epoch: usize) -> Result<(), RunError> {
+    if let Length::Epochs(epochs) = plan_of(config).length
+        && epochs.checked_mul(batches_per_epoch).is_none()
+    {
+        return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+            field: "training.epochs".into(),
+            message: format!(
+                "{epochs} epochs of {batches_per_epoch} batches are more updates than can be counted (--epochs)"
+            ),
+        })));
+    }
+    Ok(())
+}
+
+/// About how many bytes a lesson run needs per row: the generated rows and their noise on the
+/// host, the rows on the device, and the step's intermediate values (10 million rows peak at
+/// about 380 MB; see BENCHMARKS.md).
+pub const LESSON_BYTES_PER_ROW: u64 = 48;
+
+/// Refuse a size from the configuration that needs more memory than the process may allocate,
+/// naming the field and what asked for it (`what`), before anything is allocated.
+fn check_memory_for(field: &str, what: impl FnOnce() -> String, bytes: Option<u64>) -> Result<(), RunError> {
+    crate::limits::check_memory(bytes).map_err(|message| {
+        RunError::Config(ConfigError::Invalid(InvalidValue {
+            field: field.into(),
+            message: format!("{} {message}", what()),
+        }))
+    })
+}
+
+/// Burn's optimizer and scheduler for a run of `total_steps` updates.
+fn optimization_of(
+    config: &RunConfig,
+    total_steps: usize,
+) -> Result<(ModuleOptimizer, ModuleLrScheduler), RunError> {
+    let optimizer = config.optimizer.build();
+    let schedule = config.schedule.build(config.optimizer.lr(), total_steps)?;
+    Ok((optimizer, schedule))
+}
+
+/// What every prepared run has, whatever it trains: the effective configuration (its data
+/// pinned) and the devices it trains on. The experiments dereference to it.
+pub struct Prepared {
+    /// The effective configuration.
+    pub config: RunConfig,
+    /// The device it runs on: the first of `devices`, which holds the model.
+    pub device: SelectedDevice,
+    /// Every device it trains on, main first: one, or several for data-parallel training.
+    pub devices: Vec<SelectedDevice>,
+}
+
+/// What a task does at the engine's events, beside the checkpoints [`Prepared::train_run`]
+/// writes. Both see the metrics rows so far (a resumed run's start with its checkpoint's).
+pub struct TaskHooks<'a, M> {
+    /// Each reported loss.
+    pub on_loss: &'a mut dyn FnMut(&LossRecord, &mut Vec<MetricsRow>) -> ControlFlow<()>,
+    /// The end of a whole epoch, before its checkpoint: evaluate, add the epoch's row, and say
+    /// whether to go on.
+    pub on_epoch: TaskEpochHook<'a, M>,
+}
+
+/// [`TaskHooks::on_epoch`]: an epoch's end and the rows so far; whether to go on, or why not.
+pub type TaskEpochHook<'a, M> =
+    &'a mut dyn FnMut(&EpochEnd<'_, M>, &mut Vec<MetricsRow>) -> Result<ControlFlow<()>, RunError>;
+
+impl Prepared {
+    /// Check the configuration, open the devices (the main one seeded), pin the data.
+    fn open(config: RunConfig) -> Result<Self, RunError> {
+        let mut config = config;
+        let devices = open_devices(&config)?;
+        pin_data(&mut config.data)?;
+        Ok(Self { device: devices[0].clone(), devices, config })
+    }
+
+    /// Length, reporting cadence and devices, with the defaults filled in.
+    pub fn plan(&self) -> Plan {
+        Plan { replicas: self.devices.iter().map(|d| d.device.clone()).collect(), ..plan_of(&self.config) }
+    }
+
+    /// Where the run trains, for summaries: the device, or every device of a data-parallel run.
+    pub fn describe_device(&self) -> String {
+        device::describe_all(&self.devices)
+    }
+
+    /// Every device the run trains on, described, main first (one for a one-device run).
+    pub fn device_names(&self) -> Vec<String> {
+        self.devices.iter().map(SelectedDevice::describe).collect()
+    }
+
+    /// Burn's optimizer and scheduler for a run of `total_steps` updates.
+    pub fn optimization(&self, total_steps: usize) -> Result<(ModuleOptimizer, ModuleLrScheduler), RunError> {
+        optimization_of(&self.config, total_steps)
+    }
+
+    /// Refuse a length that overflows, and build the schedule once, so that a value Burn
+    /// rejects is reported before training.
+    fn check_plan(&self, batches_per_epoch: usize) -> Result<(), RunError> {
+        check_length(&self.config, batches_per_epoch)?;
+        self.optimization(total_steps_of(&self.config, batches_per_epoch))?;
+        Ok(())
+    }
+
+    /// Train `model` (a `kind` model: `linear`, `cnn`, ...) on `source` through the engine for
+    /// `total_steps` updates, reporting as `report` says (the plan's cadence when `None`):
+    /// from its initial parameters or from `options.resume`, with checkpoints into
+    /// `options.folder`, and `hooks` at each loss and epoch. Returns the model and the metrics
+    /// rows of the whole run; an interruption or a divergence comes back as its error, with the
+    /// rows up to it. The seconds include the checkpoint's.
+    pub fn train_run<M, B>(
+        &self,
+        model: M,
+        source: &dyn BatchSource<B>,
+        (kind, total_steps, report): (&'static str, usize, Option<Report>),
+        options: TrainOptions<'_>,
+        hooks: TaskHooks<'_, M>,
+    ) -> Result<(Trained<M>, Vec<MetricsRow>), RunError>
+    where
+        M: Objective<B> + 'static,
+        B: BatchRows + Send + 'static,
+    {
+        let (optimizer, schedule) = self.optimization(total_steps)?;
+        let mut plan = self.plan();
+        if let Some(report) = report {
+            plan.report = report;
+        }
+        let (model, mut optimizer, mut schedule) =
+            starting_point(model, optimizer, schedule, &mut plan, options.resume, kind)?;
+        let checkpointer = Checkpointer::new(&self.config, &options, kind);
+        let observers = RefCell::new(options.observers);
+        let metrics = RefCell::new(options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default());
+        let mut failure = None;
+        let TaskHooks { on_loss: task_loss, on_epoch: task_epoch } = hooks;
+        let mut on_loss = |record: &LossRecord| {
+            observers.borrow_mut().iter_mut().for_each(|observer| observer.loss(record));
+            task_loss(record, &mut metrics.borrow_mut())
+        };
+        let mut on_batch = |end: &BatchEnd| {
+            // Every observer hears of the update, whichever of them interrupts.
+            let mut flow = ControlFlow::Continue(());
+            for observer in observers.borrow_mut().iter_mut() {
+                if observer.batch(end).is_break() {
+                    flow = ControlFlow::Break(());
+                }
+            }
+            flow
+        };
+        let mut on_epoch = |end: &EpochEnd<'_, M>| {
+            // Part-way through an epoch (Ctrl-C): nothing to evaluate, only a checkpoint to write.
+            let flow = if end.interrupted {
+                Ok(ControlFlow::Break(()))
+            } else {
+                task_epoch(end, &mut metrics.borrow_mut())
+            };
+            match flow.and_then(|flow| checkpointer.epoch_end(end, &metrics.borrow()).map(|()| flow)) {
+                Ok(flow) => {
+                    if !end.interrupted {
+                        let rows = metrics.borrow();
+                        observers
+                            .borrow_mut()
+                            .iter_mut()
+                            .for_each(|observer| observer.epoch(end.epoch, &rows));
+                    }
+                    flow
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    ControlFlow::Break(())
+                }
+            }
+        };
+        let hooks = Hooks {
+            on_loss: Some(&mut on_loss),
+            on_batch: Some(&mut on_batch),
+            on_epoch: Some(&mut on_epoch),
+        };
+        let trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, hooks);
+        let mut trained = diverged_with(trained, || metrics.take())?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        if trained.interrupted {
+            return Err(RunError::Interrupted {
+                step: trained.steps,
+                epoch: trained.epochs,
+                metrics: metrics.take(),
+            });
+        }
+        trained.seconds += checkpointer.earlier_seconds;
+        Ok((trained, metrics.into_inner()))
+    }
+}

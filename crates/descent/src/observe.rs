@@ -1,0 +1,34 @@
+//! The outputs of a run as observers of the engine's events.
+//!
+//! A training run tells each [`Observer`] of every update, every reported loss and every epoch's
+//! end, in order; a progress bar, the printed lines, a log file or an experiment viewer is each
+//! one observer, passed in [`crate::experiment::TrainOptions::observers`]. The checkpoints and
+//! the metrics rows are the run's own (see [`crate::experiment::Prepared::train_run`]).
+
+use std::ops::ControlFlow;
+
+use crate::report::MetricsRow;
+use crate::train::{BatchEnd, LossRecord};
+
+/// Something that watches a run. Every method has a default that does nothing.
+pub trait Observer {
+    /// After each update, with the batch's loss. `Break` interrupts the run there (Ctrl-C): the
+    /// run writes a checkpoint to continue from and ends as interrupted.
+    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+        let _ = end;
+        ControlFlow::Continue(())
+    }
+
+    /// Each reported loss: every `print_every` steps with full batches, each epoch's mean with
+    /// mini-batches.
+    fn loss(&mut self, record: &LossRecord) {
+        let _ = record;
+    }
+
+    /// The end of a whole epoch (not of one interrupted part-way), once its checkpoint, if due,
+    /// is written: `rows` are the run's metrics rows so far (a resumed run's start with its
+    /// checkpoint's), the last one the epoch's (with its validation figures for a classifier).
+    fn epoch(&mut self, epoch: usize, rows: &[MetricsRow]) {
+        let _ = (epoch, rows);
+    }
+}

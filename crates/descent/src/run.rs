@@ -1,0 +1,314 @@
+//! A run's lifecycle, from its configuration to the files it leaves behind.
+//!
+//! - **Start.** [`Run::create`] makes a new run folder and writes the configuration into it
+//!   before anything trains. [`Resumable::open`] reads a run folder to continue: its checkpoint,
+//!   and the configuration it was trained with, checked to belong to the folder. [`Run::resume`]
+//!   then continues it once the plan has steps left.
+//! - **Training.** [`Run::train_options`] points the engine at the folder (checkpoints) and the
+//!   checkpoint (where to continue).
+//! - **End.** [`Run::save_model`] and [`Run::finish`] write what a finished run leaves: the
+//!   model and its checksum, `metrics.csv` and `summary.json`. [`Run::failed`] writes what a
+//!   failed run leaves (the metrics up to the failure; the last checkpoint stays) and says what
+//!   happened and what to do next, with the [`FailureKind`] that decides the exit code.
+//!
+//! Nothing here prints: the command line says what the run tells it.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+
+use crate::config::{ConfigError, RunConfig, parse_toml};
+use crate::device::SelectedDevice;
+use crate::experiment::{RunError, TrainOptions};
+use crate::observe::Observer;
+use crate::report::{
+    CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, SUMMARY_FILE, metrics_csv,
+};
+use crate::train::{CHECKPOINT_FILE, Checkpoint, CheckpointError, Length, Plan, TrainError};
+
+/// A run under way: the folder it writes into, and the checkpoint it continues from when it
+/// was resumed.
+pub struct Run {
+    folder: RunFolder,
+    checkpoint: Option<Checkpoint>,
+}
+
+/// A run folder to continue (`--resume DIR`): its checkpoint, locked folder and the
+/// configuration the checkpoint was trained with.
+pub struct Resumable {
+    /// The configuration the run was trained with (from its checkpoint).
+    pub config: RunConfig,
+    folder: RunFolder,
+    checkpoint: Checkpoint,
+}
+
+/// Why a run cannot start. Each message names the flag or file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStartError {
+    /// The new run folder cannot be made.
+    #[error("--out: {0}")]
+    Out(RunFolderError),
+    /// A file of the run folder cannot be written.
+    #[error(transparent)]
+    Write(RunFolderError),
+    /// The folder to resume cannot be opened (missing, or another run is using it).
+    #[error("--resume: {0}")]
+    ResumeFolder(RunFolderError),
+    /// The folder's checkpoint cannot be read.
+    #[error("--resume {}: {error}", dir.display())]
+    Checkpoint {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong with its checkpoint.
+        error: CheckpointError,
+    },
+    /// The configuration inside the checkpoint does not parse.
+    #[error(transparent)]
+    Config(ConfigError),
+    /// The folder's own `config.toml` cannot be read.
+    #[error("--resume: {0}")]
+    FolderConfig(ConfigError),
+    /// The checkpoint is another run's (copied in): resuming would write over this run's model.
+    #[error("--resume: {} is from another run than {} (its model, data or seed differ): nothing was changed", checkpoint.display(), config.display())]
+    OtherRun {
+        /// The checkpoint.
+        checkpoint: PathBuf,
+        /// The folder's configuration.
+        config: PathBuf,
+    },
+    /// The run has trained as long as its plan says.
+    #[error("--resume {}: the run has trained {done} {unit} already and its plan is {total}: pass {flag} N with N > {done} to train further", dir.display())]
+    NothingLeft {
+        /// The folder.
+        dir: PathBuf,
+        /// Epochs or steps trained.
+        done: usize,
+        /// The plan's length.
+        total: usize,
+        /// `epochs` or `steps`.
+        unit: &'static str,
+        /// The flag that sets the length.
+        flag: &'static str,
+    },
+}
+
+impl Resumable {
+    /// Read the run in `dir` to continue it. To train (`lock`), the folder is locked first: a
+    /// run still going in it is refused; `descent config show --resume` reads without locking.
+    pub fn open(dir: &Path, lock: bool) -> Result<Self, RunStartError> {
+        let folder = if lock { RunFolder::open(dir) } else { RunFolder::open_unlocked(dir) };
+        let folder = folder.map_err(RunStartError::ResumeFolder)?;
+        let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
+            .map_err(|error| RunStartError::Checkpoint { dir: dir.into(), error })?;
+        let origin = format!("the configuration in {}", checkpoint.path.display());
+        let config: RunConfig =
+            parse_toml(&checkpoint.state.config, &origin).map_err(RunStartError::Config)?;
+        // The folder's own configuration must describe the checkpoint's run: a checkpoint copied
+        // in from another run would otherwise write over this run's model.
+        let folder_config = dir.join(CONFIG_FILE);
+        if folder_config.exists() {
+            let described = RunConfig::load(&folder_config).map_err(RunStartError::FolderConfig)?;
+            if described.model != config.model
+                || described.data != config.data
+                || described.seed != config.seed
+            {
+                return Err(RunStartError::OtherRun {
+                    checkpoint: checkpoint.path.clone(),
+                    config: folder_config,
+                });
+            }
+        }
+        Ok(Self { config, folder, checkpoint })
+    }
+
+    /// The folder.
+    pub fn folder(&self) -> &RunFolder {
+        &self.folder
+    }
+}
+
+impl Run {
+    /// A new run folder (`out`, or `runs/<command>-<UTC time>`), with `config` written into it
+    /// before anything trains.
+    pub fn create(out: Option<&Path>, command: &str, config: &RunConfig) -> Result<Self, RunStartError> {
+        let folder = RunFolder::create(out, command).map_err(RunStartError::Out)?;
+        let run = Self { folder, checkpoint: None };
+        run.write_config(config).map_err(RunStartError::Write)?;
+        Ok(run)
+    }
+
+    /// Continue `resumable` under `plan`, once it is clear that the plan has steps left.
+    pub fn resume(resumable: Resumable, plan: &Plan) -> Result<Self, RunStartError> {
+        let Resumable { folder, checkpoint, .. } = resumable;
+        let state = &checkpoint.state;
+        let (done, total, unit, flag) = match plan.length {
+            Length::Epochs(total) => (state.epoch, total, "epochs", "--epochs"),
+            Length::Steps(total) => (state.step, total, "steps", "--steps"),
+        };
+        if done >= total {
+            return Err(RunStartError::NothingLeft { dir: folder.path().into(), done, total, unit, flag });
+        }
+        Ok(Self { folder, checkpoint: Some(checkpoint) })
+    }
+
+    /// The folder the run writes into.
+    pub fn folder(&self) -> &RunFolder {
+        &self.folder
+    }
+
+    /// The checkpoint a resumed run continues from.
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// What the engine needs of the run: the folder for checkpoints, the checkpoint to continue
+    /// from, and the outputs that observe it (progress, printed lines, logs; Ctrl-C).
+    pub fn train_options<'a>(&'a self, observers: Vec<&'a mut dyn Observer>) -> TrainOptions<'a> {
+        TrainOptions { folder: Some(&self.folder), resume: self.checkpoint.as_ref(), observers }
+    }
+
+    /// Where the run trained, for its summary.
+    pub fn place<'a>(
+        &self,
+        command: &'a str,
+        config: &'a RunConfig,
+        device: &'a SelectedDevice,
+        devices: Vec<String>,
+    ) -> RunPlace<'a> {
+        RunPlace {
+            command,
+            config,
+            device,
+            devices,
+            folder: self.folder.path().to_path_buf(),
+            resumed_from_epoch: self.checkpoint.as_ref().map(|c| c.state.epoch),
+        }
+    }
+
+    /// Save the trained model (`model.bpk` and its checksum); a resumed run also writes its
+    /// effective configuration again (a longer plan).
+    pub fn save_model<M: Module>(&self, model: M, config: &RunConfig) -> Result<(), RunFolderError> {
+        self.folder.save_model(model)?;
+        if self.checkpoint.is_some() {
+            self.write_config(config)?;
+        }
+        Ok(())
+    }
+
+    /// Write the effective configuration into the folder.
+    fn write_config(&self, config: &RunConfig) -> Result<(), RunFolderError> {
+        self.folder.write(CONFIG_FILE, config.to_toml().as_bytes()).map(drop)
+    }
+
+    /// Write the metrics (one row per reported step or epoch) and the summary; the names of
+    /// the files now in the folder, sorted.
+    pub fn finish(
+        &self,
+        summary: &serde_json::Value,
+        metrics: Option<&[MetricsRow]>,
+    ) -> Result<Vec<String>, RunFolderError> {
+        if let Some(rows) = metrics {
+            self.folder.write(METRICS_FILE, metrics_csv(rows).as_bytes())?;
+        }
+        self.folder.write(SUMMARY_FILE, format!("{summary:#}\n").as_bytes())?;
+        let mut files: Vec<String> = std::fs::read_dir(self.folder.path())
+            .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        files.retain(|name| !name.starts_with('.'));
+        files.sort();
+        Ok(files)
+    }
+
+    /// A run that failed: the metrics up to the failure written into the folder (its last
+    /// checkpoint, if any, stays: it was finite), and what to tell the user. A device failure
+    /// says whether the last checkpoint can be resumed, and names the server when one of the
+    /// run's devices is remote.
+    pub fn failed(&self, config: &RunConfig, error: RunError) -> RunFailure {
+        let mut warnings = Vec::new();
+        if let RunError::Interrupted { metrics, .. } | RunError::Diverged { metrics, .. } = &error
+            && let Err(write) = self.folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes())
+        {
+            warnings.push(write.to_string());
+        }
+        let dir = self.folder.path().display();
+        if let RunError::Interrupted { step, epoch, .. } = &error {
+            return RunFailure {
+                kind: FailureKind::Interrupted,
+                message: format!(
+                    "interrupted at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`"
+                ),
+                warnings,
+            };
+        }
+        let kind = FailureKind::of(&error);
+        let mut message = error.to_string();
+        match kind {
+            FailureKind::Diverged => message.push_str(&format!(" (metrics up to then are in {dir})")),
+            FailureKind::Device => {
+                message = on_remote_device(config, message);
+                if self.folder.path().join(CHECKPOINT_FILE).exists() {
+                    message.push_str(&format!(
+                        "; the last checkpoint in {dir} is whole: `descent train --resume {dir}` continues from it"
+                    ));
+                }
+            }
+            FailureKind::Input | FailureKind::Interrupted => {}
+        }
+        RunFailure { kind, message, warnings }
+    }
+}
+
+/// `message` of a device failure, saying which server stopped answering when the run trains on
+/// remote devices.
+fn on_remote_device(config: &RunConfig, message: String) -> String {
+    let mut servers: Vec<&str> = std::iter::once(&config.device)
+        .chain(&config.devices)
+        .filter_map(|device| device.trim().strip_prefix("remote:"))
+        .collect();
+    servers.dedup();
+    match servers.as_slice() {
+        [] => message,
+        [url] => format!("the remote device at {url} stopped answering ({message})"),
+        urls => format!("a remote device ({}) stopped answering ({message})", urls.join(", ")),
+    }
+}
+
+/// How a run ended without success; each kind is one exit code of the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Bad input or usage (a checkpoint or folder that does not fit, a wrong value).
+    Input,
+    /// A failure of the machine rather than of the input (a device error).
+    Device,
+    /// The loss or a parameter became NaN or infinite.
+    Diverged,
+    /// Stopped by a signal (Ctrl-C) or a hook, with a checkpoint to continue from.
+    Interrupted,
+}
+
+impl FailureKind {
+    /// The kind of a training error: a checkpoint or folder that does not fit is input, a
+    /// divergence is a divergence, an interruption an interruption, anything else the device.
+    pub fn of(error: &RunError) -> Self {
+        match error {
+            RunError::Checkpoint(_) | RunError::Folder(_) | RunError::Config(_) | RunError::Data(_) => {
+                FailureKind::Input
+            }
+            RunError::WrongModel(_) => FailureKind::Input,
+            RunError::Diverged { .. } | RunError::Train(TrainError::Diverged { .. }) => FailureKind::Diverged,
+            RunError::Interrupted { .. } => FailureKind::Interrupted,
+            RunError::Device(_) | RunError::Train(_) => FailureKind::Device,
+        }
+    }
+}
+
+/// What a failed run tells the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFailure {
+    /// Which kind of failure: it decides the exit code.
+    pub kind: FailureKind,
+    /// One sentence: what happened, where the outputs are, how to continue.
+    pub message: String,
+    /// Outputs that could not be written on the way (the metrics so far).
+    pub warnings: Vec<String>,
+}
