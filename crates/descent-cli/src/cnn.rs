@@ -4,7 +4,6 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use burn::module::Module;
 use clap::Args;
 use descent::config::{DataConfig, RunConfig};
 use descent::data::ImageBatch;
@@ -15,22 +14,14 @@ use descent::metrics::{Evaluation, Prediction};
 use descent::model::{ImageModel, ImageModelVisitor};
 use descent::observe::Observer;
 use descent::report::MetricsRow;
-use descent::report::RunSummary;
-use descent::report::plots::{GridImage, LineChart, Series, image_grid};
 use descent::train::Objective;
-use serde::Serialize;
-use serde_json::json;
 
 use crate::Failure;
 use crate::args::positive_finite;
-use crate::figures::Figures;
 use crate::progress::Progress;
-use crate::session::{CommonArgs, finish, say_resuming, start_run, training_failed};
+use crate::session::{CommonArgs, complete, say_resuming, start_run, training_failed};
 use descent::run::{Resumable, Run};
-
-/// Validation images in `results.png` (fastai's `show_results`), and its columns.
-const RESULTS_SHOWN: usize = 20;
-const RESULTS_COLUMNS: usize = 5;
+use descent::task::classify::Classification;
 
 /// Train a small CNN (convolutions, batch norm, max pooling, ReLU, dropout, a linear head) to
 /// classify handwritten digits, printing train loss, validation loss, accuracy and error_rate
@@ -127,42 +118,36 @@ impl ImageModelVisitor for RunImage<'_> {
     }
 }
 
-/// The first lines, training, the confusion matrix and worst predictions, the figures and the
-/// summary of an image classifier's run.
+/// The first lines, training, the confusion matrix and worst predictions, and what the run
+/// leaves (the model, the figures, the summary) of an image classifier's run.
 fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failure> {
     let RunImage { command, experiment, common, resumed } = run;
     let plan = experiment.plan();
     let model = experiment.network(settings);
-    let parameters = model.num_params();
+    let task = Classification::new(experiment, &model);
     let quiet = common.quiet;
-    say_setup(command, experiment, (T::NAME, settings.describe()), parameters, quiet);
+    say_setup(command, experiment, (T::NAME, settings.describe()), task.parameters, quiet);
 
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let run = start_run(common, command, &experiment.config, &plan, resumed)?;
     say_resuming(quiet, &run);
-    let classifier = train(experiment, model, &run, quiet)?;
-    let TrainedClassifier { trained, evaluation, metrics: rows } = &classifier;
-    let worst = evaluation.worst(8);
-    say_evaluation(evaluation, &worst, quiet);
-    run.save_model(trained.model.valid(), &experiment.config).map_err(Failure::input)?;
-    // Over every epoch of the run, resumed or not: `trained.seconds` includes the checkpoint's.
-    let images = experiment.train.len() as f64 * trained.epochs as f64;
-    let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
+    let outcome = task.outcome(train(experiment, model, &run, quiet)?);
+    let (trained, evaluation) = (&outcome.classifier.trained, &outcome.classifier.evaluation);
+    say_evaluation(evaluation, &outcome.worst, quiet);
     let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
     out!(
-        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({images_per_second:.0} images/s) on {}",
+        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({:.0} images/s) on {}",
         evaluation.error_rate,
         evaluation.predictions.len(),
         evaluation.accuracy,
         trained.epochs,
         trained.seconds,
+        outcome.images_per_second,
         experiment.describe_device()
     );
-    write_figures(&Figures::new(run.folder(), common.svg), experiment, rows, evaluation)?;
-    let facts = RunFacts { command, parameters, images_per_second, run: &run };
-    let summary = summary(&facts, experiment, &classifier, &worst);
-    finish(&run, &summary, Some(rows), common.json)
+    let place = run.place(command, &experiment.config, &experiment.device, experiment.device_names());
+    complete(&run, &task, &outcome, place, &experiment.config, common)
 }
 
 /// The lines before training: the device, the data and its classes, the model, the settings.
@@ -280,125 +265,4 @@ fn say_evaluation(evaluation: &Evaluation, worst: &[Prediction], quiet: bool) {
     for p in worst {
         say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
     }
-}
-
-/// `loss.png`, `accuracy.png`, `results.png` and `lr.png`.
-fn write_figures(
-    figures: &Figures,
-    experiment: &ImageExperiment,
-    rows: &[MetricsRow],
-    evaluation: &Evaluation,
-) -> Result<(), Failure> {
-    let by_epoch = |value: fn(&MetricsRow) -> Option<f64>| -> Vec<(f64, f64)> {
-        rows.iter().filter_map(|row| Some((row.epoch as f64, value(row)?))).collect()
-    };
-    let chart = |title: &str, y_label: &str, series: Vec<Series>| LineChart {
-        title: title.into(),
-        x_label: "epoch".into(),
-        y_label: y_label.into(),
-        series,
-        log_x: false,
-        log_y: false,
-        marker: None,
-    };
-    figures.chart(
-        "loss",
-        &chart(
-            "Loss (cross-entropy)",
-            "loss",
-            vec![
-                Series { name: "train".into(), points: by_epoch(|r| Some(r.train_loss)) },
-                Series { name: "validation".into(), points: by_epoch(|r| r.valid_loss) },
-            ],
-        ),
-    )?;
-    figures.chart(
-        "accuracy",
-        &chart(
-            "Validation accuracy",
-            "accuracy",
-            vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }],
-        ),
-    )?;
-    let side = experiment.train_set.side();
-    let grid: Vec<GridImage> = evaluation
-        .predictions
-        .iter()
-        .take(RESULTS_SHOWN)
-        .map(|p| GridImage {
-            pixels: experiment.valid_set.image(p.index).to_vec(),
-            side,
-            caption: format!("{} / {}", p.label, p.predicted),
-            wrong: p.label != p.predicted,
-        })
-        .collect();
-    figures.save("results", |format| {
-        image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
-    })?;
-    figures.schedule(&experiment.config, experiment.total_steps())
-}
-
-/// What the summary says of the run beyond the experiment and its result.
-struct RunFacts<'a> {
-    command: &'a str,
-    parameters: usize,
-    images_per_second: f64,
-    run: &'a Run,
-}
-
-/// A cnn run's own fields of its summary.
-#[derive(Serialize)]
-struct CnnSummary {
-    epochs: Vec<serde_json::Value>,
-    error_rate: f64,
-    accuracy: f64,
-    valid_loss: f64,
-    confusion: serde_json::Value,
-    worst: Vec<serde_json::Value>,
-    images_per_second: f64,
-    n_train: usize,
-    n_valid: usize,
-    parameters: usize,
-}
-
-/// The `--json` summary (and `summary.json`) of a cnn run.
-fn summary<M>(
-    run: &RunFacts<'_>,
-    experiment: &ImageExperiment,
-    classifier: &TrainedClassifier<M>,
-    worst: &[Prediction],
-) -> serde_json::Value {
-    let TrainedClassifier { trained, evaluation, metrics: rows } = classifier;
-    let (config, selected) = (&experiment.config, &experiment.device);
-    let history: Vec<_> = rows
-        .iter()
-        .map(|row| {
-            json!({
-                "epoch": row.epoch,
-                "step": row.step,
-                "train_loss": row.train_loss,
-                "valid_loss": row.valid_loss,
-                "accuracy": row.accuracy,
-                "error_rate": row.error_rate,
-            })
-        })
-        .collect();
-    let worst_json: Vec<_> = worst
-        .iter()
-        .map(|p| json!({"index": p.index, "true": p.label, "predicted": p.predicted, "confidence": p.confidence}))
-        .collect();
-    let task = CnnSummary {
-        epochs: history,
-        error_rate: evaluation.error_rate,
-        accuracy: evaluation.accuracy,
-        valid_loss: evaluation.loss,
-        confusion: json!(evaluation.confusion),
-        worst: worst_json,
-        images_per_second: run.images_per_second,
-        n_train: experiment.train.len(),
-        n_valid: experiment.valid.len(),
-        parameters: run.parameters,
-    };
-    let place = run.run.place(run.command, config, selected, experiment.device_names());
-    RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
 }

@@ -8,18 +8,12 @@ use clap::Args;
 use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::data::csv_table::{parse_delimiter, shown};
 use descent::experiment::Experiment;
-use descent::model::LinearModel;
 use descent::regression::{CsvSource, FitReport, Metrics, RegressionData};
-use descent::report::plots;
-use descent::report::{MetricsRow, RunSummary};
-use descent::train::Trained;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
 
 use crate::Failure;
-use crate::figures::Figures;
-use crate::session::{CommonArgs, finish, losses_json, say_trained, start_run, train_linear};
-use descent::run::{Resumable, Run};
+use crate::session::{CommonArgs, complete, say_trained, start_run, train_failure, train_linear};
+use descent::run::Resumable;
+use descent::task::table::TableRegression;
 
 /// Full-batch steps of a fit that sets no length.
 pub const FIT_STEPS: usize = 1000;
@@ -139,39 +133,23 @@ impl FitArgs {
 /// `--resume`.
 pub fn train_and_report(
     command: &str,
-    experiment: &Experiment,
+    table: TableRegression<'_>,
     resumed: Option<Resumable>,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
-    let regression = experiment.regression.as_ref().expect("CSV data was prepared as a regression");
-    let (config, selected) = (&experiment.config, &experiment.device);
+    let (experiment, regression) = (table.experiment, table.regression);
+    let config = &experiment.config;
     say_setup(command, experiment, regression, common.quiet);
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
     let trained = train_linear(experiment, &run, common)?;
-    let a: Vec<f64> =
-        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
-    let fit = regression.report(&a);
-    say_fit(regression, &fit);
-    say_trained(experiment, &trained);
-    let outcome = Outcome { command, a: &a, fit: &fit, trained: &trained, run: &run };
-    let summary = summary(experiment, regression, &outcome);
-
-    // The saved model works on the original columns: its parameters are the coefficients and the
-    // intercept on the original scale, so `descent predict` and `descent export` need no scaling.
-    let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
-    run.save_model(LinearModel::new(&original, &selected.device), config).map_err(Failure::input)?;
-    let figures = Figures::new(run.folder(), common.svg);
-    figures.loss_and_schedule(config, &trained.losses, experiment.total_steps())?;
-    write_predictions_figure(&figures, regression, &fit, &a)?;
-
-    let mut rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
-    if let (Some(last), Some(valid)) = (rows.last_mut(), fit.valid) {
-        last.valid_loss = Some(valid.mse);
-    }
-    finish(&run, &summary, Some(&rows), common.json)
+    let outcome = table.outcome(trained).map_err(train_failure)?;
+    say_fit(regression, &outcome.fit);
+    say_trained(experiment, &outcome.trained);
+    let place = run.place(command, config, &experiment.device, experiment.device_names());
+    complete(&run, &table, &outcome, place, config, common)
 }
 
 /// The lines before training: the device, the table, its columns and their scaling.
@@ -227,125 +205,6 @@ fn say_fit(regression: &RegressionData, fit: &FitReport) {
         }
         (Ok(_), None) => {}
     }
-}
-
-/// What training gave, for the summary.
-struct Outcome<'a> {
-    command: &'a str,
-    a: &'a [f64],
-    fit: &'a FitReport,
-    trained: &'a Trained<LinearModel>,
-    run: &'a Run,
-}
-
-/// The `--json` summary (and `summary.json`) of a fit.
-fn summary(experiment: &Experiment, regression: &RegressionData, outcome: &Outcome<'_>) -> Value {
-    let Outcome { command, a, fit, trained, run } = outcome;
-    let (config, selected) = (&experiment.config, &experiment.device);
-    let named = |values: &[f64]| -> Value {
-        Value::Object(
-            regression
-                .features
-                .iter()
-                .zip(values)
-                .map(|(name, &value)| (name.clone(), json!(value)))
-                .collect::<Map<_, _>>(),
-        )
-    };
-    let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
-    let losses = losses_json(&trained.losses);
-    let task = FitSummary {
-        data: regression.path.clone(),
-        target: regression.target.clone(),
-        features: regression.features.clone(),
-        coefficients: named(&fit.coefficients),
-        intercept: fit.intercept,
-        ols_coefficients: fit.ols_coefficients.as_deref().map(named),
-        ols_intercept: fit.ols_intercept,
-        gap_relative: fit.gap_relative,
-        mse_train: fit.train.mse,
-        rmse_train: fit.train.rmse,
-        r2_train: fit.train.r2,
-        mse_valid: fit.valid.map(|m| m.mse),
-        rmse_valid: fit.valid.map(|m| m.rmse),
-        r2_valid: fit.valid.map(|m| m.r2),
-        ols_train: metrics(fit.ols_train),
-        ols_valid: metrics(fit.ols_valid),
-        standardized: regression.standardized,
-        scaling: json!({"mean": regression.scaling.mean, "scale": regression.scaling.scale}),
-        rows: regression.rows,
-        rows_train: regression.train.len(),
-        rows_valid: regression.valid.len(),
-        skipped_rows: regression.skipped.count,
-        skipped_lines: regression.skipped.first_lines.clone(),
-        losses,
-        a: a.to_vec(),
-        loss: fit.train.mse,
-        epochs: trained.epochs,
-        lr: config.optimizer.lr(),
-    };
-    let place = run.place(command, config, selected, experiment.device_names());
-    let batch_size = config.training.batch_size.unwrap_or(regression.train.len());
-    RunSummary::new(place, trained.steps, batch_size, trained.seconds, task).to_json()
-}
-
-/// A fit's own fields of its summary.
-#[derive(Serialize)]
-struct FitSummary {
-    data: PathBuf,
-    target: String,
-    features: Vec<String>,
-    coefficients: Value,
-    intercept: f64,
-    ols_coefficients: Option<Value>,
-    ols_intercept: Option<f64>,
-    gap_relative: Option<f64>,
-    mse_train: f64,
-    rmse_train: f64,
-    r2_train: f64,
-    mse_valid: Option<f64>,
-    rmse_valid: Option<f64>,
-    r2_valid: Option<f64>,
-    ols_train: Option<Value>,
-    ols_valid: Option<Value>,
-    standardized: bool,
-    scaling: Value,
-    rows: usize,
-    rows_train: usize,
-    rows_valid: usize,
-    skipped_rows: u64,
-    skipped_lines: Vec<u64>,
-    losses: Vec<Value>,
-    a: Vec<f64>,
-    loss: f64,
-    epochs: usize,
-    lr: f64,
-}
-
-/// `predictions.png`: predicted against actual, training and validation rows.
-fn write_predictions_figure(
-    figures: &Figures,
-    regression: &RegressionData,
-    fit: &FitReport,
-    a: &[f64],
-) -> Result<(), Failure> {
-    let pairs = |table: &descent::data::Table| -> Vec<(f64, f64)> {
-        plots::scatter_rows(table.len())
-            .map(|i| {
-                let prediction: f64 = table.row(i).iter().zip(a).map(|(&x, a)| f64::from(x) * a).sum();
-                (f64::from(table.y()[i]), prediction)
-            })
-            .collect()
-    };
-    let title = match fit.valid {
-        Some(valid) => format!(
-            "Predicted {}: R² {:.4} train, {:.4} validation",
-            regression.target, fit.train.r2, valid.r2
-        ),
-        None => format!("Predicted {}: R² {:.4} on the training rows", regression.target, fit.train.r2),
-    };
-    let (train_points, valid_points) = (pairs(&regression.train), pairs(&regression.valid));
-    figures.save("predictions", |format| plots::prediction_plot(&title, &train_points, &valid_points, format))
 }
 
 /// The coefficients beside the closed form's, then the metrics on both splits.

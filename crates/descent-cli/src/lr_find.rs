@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::Failure;
 use crate::args::{positive_count, positive_finite};
-use crate::figures::Figures;
 use crate::run::RunArgs;
 use crate::session::{finish, new_run};
+use descent::report::figures::Figures;
 use descent::report::plots::{LineChart, Series};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
@@ -83,7 +83,11 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         log_y: false,
         marker: finding.suggestion.map(|lr| (format!("suggested {lr:.2e}"), lr)),
     };
-    Figures::new(run.folder(), args.run.common.svg).chart("lr_find", &chart)?;
+    let figures = Figures::new(run.folder(), args.run.common.svg);
+    figures.chart("lr_find", &chart).map_err(|error| {
+        let error = descent::run::OutputError::from(error);
+        Failure { exit: error.kind().into(), message: error.to_string() }
+    })?;
     let points: Vec<_> = finding
         .points
         .iter()

@@ -43,7 +43,6 @@ mod args;
 mod bench;
 mod cnn;
 mod devices;
-mod figures;
 mod fit;
 mod interrupt;
 mod lr_find;

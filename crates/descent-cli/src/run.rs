@@ -3,29 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-
 use clap::Args;
 use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::experiment::Experiment;
-use descent::ols::least_squares;
-use descent::report::plots;
-use descent::report::{ANIMATION_FILE, MetricsRow, RunFolder, RunSummary};
-use descent::train::{LossRecord, Objective};
-use serde::Serialize;
+use descent::run::Resumable;
+use descent::task::lesson::Lesson;
+use descent::task::table::TableRegression;
 
 use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count};
-use crate::figures::Figures;
 use crate::session::{
-    CommonArgs, finish, losses_json, resumed_config, say_trained, start_run, train_failure, train_linear,
+    CommonArgs, complete, resumed_config, say_trained, start_run, train_failure, train_linear,
 };
-use descent::run::Resumable;
-
-/// Frames of `--animate`, one gradient step each (the notebook's `np.arange(0, 100)`).
-const ANIMATION_STEPS: usize = 100;
-/// Milliseconds per frame (the notebook's `interval=20`).
-const ANIMATION_FRAME_MS: u16 = 20;
 
 /// The lesson's flags: the shared ones, and the data and initial guess of the linear model.
 #[derive(Args, Debug, Default)]
@@ -141,14 +130,14 @@ pub fn run_config(
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare(config).map_err(Failure::input)?;
-    if experiment.regression.is_some() {
-        return crate::fit::train_and_report(command, &experiment, resumed, common);
+    if let Some(table) = TableRegression::of(&experiment) {
+        return crate::fit::train_and_report(command, table, resumed, common);
     }
     run_lesson(command, &experiment, common, resumed, animate)
 }
 
 /// The lesson on its points: the notebook's first lines, training, the fit beside the closed
-/// form, the figures (and the animation), the summary.
+/// form, and what the run leaves (the model, the figures and the animation, the summary).
 fn run_lesson(
     command: &str,
     experiment: &Experiment,
@@ -158,70 +147,29 @@ fn run_lesson(
 ) -> Result<(), Failure> {
     // The lesson compares with the closed form: data that has none is refused before the run
     // folder exists (`fit` reports a table's degenerate columns itself).
-    let ols = closed_form(experiment)?;
-    let (config, table) = (&experiment.config, &experiment.table);
-    let initial_loss = say_lesson_setup(command, experiment, common.quiet)?;
+    let lesson = Lesson::new(experiment, animate).map_err(Failure::input)?;
+    let config = &experiment.config;
+    let initial_loss = say_lesson_setup(command, &lesson, common.quiet)?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
     let trained = train_linear(experiment, &run, common)?;
-    let lr = config.optimizer.lr();
-    let a: Vec<f64> =
-        trained.model.parameters().map_err(Failure::internal)?.into_iter().map(f64::from).collect();
-    let loss = table.mse(&a);
-    let gap_a = a.iter().zip(&ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
-    let gap_loss = loss - ols.mse;
-
-    out!("fitted a:             ({:.6}, {:.6})   mse {loss:.6}", a[0], a[1]);
+    let outcome = lesson.outcome(trained, initial_loss).map_err(train_failure)?;
+    let (a, ols) = (&outcome.a, &lesson.ols);
+    out!("fitted a:             ({:.6}, {:.6})   mse {:.6}", a[0], a[1], outcome.loss);
     out!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
-    out!("gap: max |a - a_ols| = {gap_a:.6}, loss - loss_ols = {gap_loss:.3e}");
-    say_trained(experiment, &trained);
-
-    let selected = &experiment.device;
-    let losses = losses_json(&trained.losses);
-    let lesson = LessonSummary {
-        losses,
-        a: a.clone(),
-        a_ols: ols.a.clone(),
-        loss,
-        loss_ols: ols.mse,
-        initial_loss,
-        gap_a,
-        gap_loss,
-        epochs: trained.epochs,
-        n: table.len(),
-        lr,
-    };
-    let place = run.place(command, config, selected, experiment.device_names());
-    let batch_size = config.training.batch_size.unwrap_or(table.len());
-    let summary = RunSummary::new(place, trained.steps, batch_size, trained.seconds, lesson).to_json();
-    run.save_model(trained.model.valid(), config).map_err(Failure::input)?;
-    write_lesson_figures(run.folder(), common.svg, experiment, &trained.losses, [a[0], a[1]], animate)?;
-    let rows: Vec<MetricsRow> = trained.losses.iter().map(MetricsRow::from).collect();
-    finish(&run, &summary, Some(&rows), common.json)
-}
-
-/// The lesson's own fields of its summary.
-#[derive(Serialize)]
-struct LessonSummary {
-    losses: Vec<serde_json::Value>,
-    a: Vec<f64>,
-    a_ols: Vec<f64>,
-    loss: f64,
-    loss_ols: f64,
-    initial_loss: f64,
-    gap_a: f64,
-    gap_loss: f64,
-    epochs: usize,
-    n: usize,
-    lr: f64,
+    out!("gap: max |a - a_ols| = {:.6}, loss - loss_ols = {:.3e}", outcome.gap_a, outcome.gap_loss);
+    say_trained(experiment, &outcome.trained);
+    let place = run.place(command, config, &experiment.device, experiment.device_names());
+    complete(&run, &lesson, &outcome, place, config, common)
 }
 
 /// The notebook's first cells: the device, the data, the first rows of x, and the loss of the
 /// guess (returned).
-fn say_lesson_setup(command: &str, experiment: &Experiment, quiet: bool) -> Result<f64, Failure> {
-    let (config, table, selected) = (&experiment.config, &experiment.table, &experiment.device);
+fn say_lesson_setup(command: &str, lesson: &Lesson<'_>, quiet: bool) -> Result<f64, Failure> {
+    let experiment = lesson.experiment;
+    let (config, table) = (&experiment.config, &experiment.table);
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     match &config.data {
         DataConfig::Points { path, .. } => {
@@ -244,66 +192,9 @@ fn say_lesson_setup(command: &str, experiment: &Experiment, quiet: bool) -> Resu
         let row = table.row(i);
         say!(quiet, "  [{:>8.4}, {:>6.4}]", row[0], row[1]);
     }
-
     // The notebook's cell 7: the loss of the guess.
-    let model = experiment.model();
-    let guess = model.parameters().map_err(Failure::internal)?;
-    let whole = descent::data::RegressionBatch::from_table(table, &selected.device);
-    let initial_loss = model
-        .loss(whole)
-        .inner()
-        .try_into_scalar::<f32>()
-        .map(f64::from)
-        .map_err(|error| Failure::internal(format!("{error:?}")))?;
-    say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0], guess[1]);
-    Ok(initial_loss)
-}
-
-/// `fit.png` (the points, the guess and the fitted line), `loss.png`, `lr.png`, and with
-/// `--animate` the notebook's animation.
-fn write_lesson_figures(
-    folder: &RunFolder,
-    svg: bool,
-    experiment: &Experiment,
-    losses: &[LossRecord],
-    a: [f64; 2],
-    animate: bool,
-) -> Result<(), Failure> {
-    let (config, table) = (&experiment.config, &experiment.table);
-    let figures = Figures::new(folder, svg);
-    let points: Vec<(f64, f64)> = plots::scatter_rows(table.len())
-        .map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i])))
-        .collect();
     let guess = config.linear_init(2);
-    let guess = [guess[0], guess[1]];
-    figures.save("fit", |format| plots::fit_plot(&points, guess, a, format))?;
-    figures.loss_and_schedule(config, losses, experiment.total_steps())?;
-    if animate {
-        let frames = experiment.trajectory(ANIMATION_STEPS).map_err(train_failure)?;
-        let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(Failure::internal)?;
-        folder.write(ANIMATION_FILE, &gif).map_err(Failure::input)?;
-    }
-    Ok(())
-}
-
-/// The least-squares fit of the lesson's points, or why they have none, naming where the points
-/// came from: one point, or points that all share one x, fit no unique line.
-fn closed_form(experiment: &Experiment) -> Result<descent::ols::LeastSquares, Failure> {
-    let table = &experiment.table;
-    least_squares(table).map_err(|_| {
-        let first_x = table.row(0)[0];
-        let why = if table.len() == 1 {
-            "one point fits no unique line".to_string()
-        } else {
-            format!("all {} points have x = {first_x}, and no unique line passes through them", table.len())
-        };
-        let source = match &experiment.config.data {
-            DataConfig::Points { path, .. } => format!("{}", path.display()),
-            DataConfig::Lesson { n, .. } => format!("--n {n} (data.n)"),
-            _ => "the data".to_string(),
-        };
-        Failure::input(format!(
-            "{source}: {why}: the lesson needs at least two points with different x values (nothing was written)"
-        ))
-    })
+    let initial_loss = lesson.initial_loss().map_err(Failure::internal)?;
+    say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0] as f32, guess[1] as f32);
+    Ok(initial_loss)
 }

@@ -10,10 +10,9 @@ use descent::config::{RunConfig, optimizer_from, schedule_from};
 use descent::experiment::{Experiment, RunError};
 use descent::observe::Observer;
 use descent::optim::ScheduleConfig;
-use descent::report::MetricsRow;
-use descent::run::{FailureKind, Resumable, Run};
+use descent::report::{MetricsRow, RunPlace};
+use descent::run::{FailureKind, Resumable, Run, Task};
 use descent::train::{LossRecord, Plan, Report};
-use serde_json::json;
 
 use crate::Failure;
 use crate::args::{non_negative_finite, positive_count, positive_finite};
@@ -336,11 +335,6 @@ pub fn say_trained(experiment: &Experiment, trained: &descent::train::Trained<de
     );
 }
 
-/// The reported losses as the `losses` list of a `--json` summary.
-pub fn losses_json(losses: &[LossRecord]) -> Vec<serde_json::Value> {
-    losses.iter().map(|r| json!({"step": r.step, "epoch": r.epoch, "lr": r.lr, "loss": r.loss})).collect()
-}
-
 /// A training failure as an exit, of the kind the library gives it.
 pub fn train_failure(error: RunError) -> Failure {
     Failure { exit: FailureKind::of(&error).into(), message: error.to_string() }
@@ -364,6 +358,26 @@ pub fn training_failed(run: &Run, config: &RunConfig, error: RunError) -> Failur
         ));
     }
     Failure { exit: failure.kind.into(), message: failure.message }
+}
+
+/// Write what a finished `task` leaves in the run folder (see [`Run::complete`]), say where the
+/// outputs are, and print the summary as the last line of stdout with `--json`.
+pub fn complete<T: Task>(
+    run: &Run,
+    task: &T,
+    outcome: &T::Outcome,
+    place: RunPlace<'_>,
+    config: &RunConfig,
+    common: &CommonArgs,
+) -> Result<(), Failure> {
+    let (summary, files) = run
+        .complete(task, outcome, (place, config, common.svg))
+        .map_err(|error| Failure { exit: error.kind().into(), message: error.to_string() })?;
+    out!("outputs: {} ({})", run.folder().path().display(), files.join(", "));
+    if common.json {
+        out!("{summary}");
+    }
+    Ok(())
 }
 
 /// Write the metrics (one row per reported step or epoch) and the summary into the run folder,

@@ -16,6 +16,7 @@
 //! - [`observe`]: the outputs of a run as observers of the engine's events;
 //! - [`run`]: a run's lifecycle: its folder (new or resumed), its end (the model, metrics and
 //!   summary) and its failures (the outputs so far, and what to do next);
+//! - [`task`]: the lesson, a table regression and an image classifier: what each leaves behind;
 //! - [`limits`]: the bounds every input is read and sized through.
 
 pub mod config;
@@ -34,4 +35,5 @@ pub mod regression;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod task;
 pub mod train;

@@ -21,6 +21,7 @@ use crate::config::{ConfigError, RunConfig, parse_toml};
 use crate::device::SelectedDevice;
 use crate::experiment::{RunError, TrainOptions};
 use crate::observe::Observer;
+use crate::report::figures::{FigureError, Figures};
 use crate::report::{
     CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, SUMMARY_FILE, metrics_csv,
 };
@@ -195,6 +196,25 @@ impl Run {
         Ok(())
     }
 
+    /// Write what a finished `task` leaves: its model (and a resumed run's configuration), its
+    /// figures (SVG too when `svg`), `metrics.csv`, and `summary.json` with `place`'s fields and
+    /// the task's. Returns the summary and the names of the files in the folder.
+    pub fn complete<T: Task>(
+        &self,
+        task: &T,
+        outcome: &T::Outcome,
+        (place, config, svg): (RunPlace<'_>, &RunConfig, bool),
+    ) -> Result<(serde_json::Value, Vec<String>), OutputError> {
+        task.save_model(outcome, &self.folder)?;
+        if self.checkpoint.is_some() {
+            self.write_config(config)?;
+        }
+        task.figures(outcome, &Figures::new(&self.folder, svg))?;
+        let summary = task.summary(outcome, place);
+        let files = self.finish(&summary, Some(&task.metrics(outcome)))?;
+        Ok((summary, files))
+    }
+
     /// Write the effective configuration into the folder.
     fn write_config(&self, config: &RunConfig) -> Result<(), RunFolderError> {
         self.folder.write(CONFIG_FILE, config.to_toml().as_bytes()).map(drop)
@@ -270,6 +290,52 @@ fn on_remote_device(config: &RunConfig, message: String) -> String {
         [] => message,
         [url] => format!("the remote device at {url} stopped answering ({message})"),
         urls => format!("a remote device ({}) stopped answering ({message})", urls.join(", ")),
+    }
+}
+
+/// A kind of training, as the run sees it once the training is done: what it leaves in the run
+/// folder. The lesson, a table regression and an image classifier are tasks
+/// (`crate::task`); [`Run::complete`] writes what they give.
+pub trait Task {
+    /// What training gave: the trained model and its results.
+    type Outcome;
+
+    /// Save the trained model (`model.bpk` and its checksum).
+    fn save_model(&self, outcome: &Self::Outcome, folder: &RunFolder) -> Result<(), RunFolderError>;
+
+    /// Draw the task's figures.
+    fn figures(&self, outcome: &Self::Outcome, figures: &Figures) -> Result<(), OutputError>;
+
+    /// The rows of `metrics.csv`.
+    fn metrics(&self, outcome: &Self::Outcome) -> Vec<MetricsRow>;
+
+    /// The summary: the fields every run has (`place`) and the task's own.
+    fn summary(&self, outcome: &Self::Outcome, place: RunPlace<'_>) -> serde_json::Value;
+}
+
+/// Why a finished run's outputs could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A figure could not be drawn or written.
+    #[error(transparent)]
+    Figure(#[from] FigureError),
+    /// A file could not be written.
+    #[error(transparent)]
+    Write(#[from] RunFolderError),
+    /// Training for an output failed (the lesson's animation trains its own 100 steps).
+    #[error(transparent)]
+    Training(#[from] RunError),
+}
+
+impl OutputError {
+    /// The kind of failure: a figure that cannot be drawn is the machine's, a file that cannot
+    /// be written the input's (the folder), training as [`FailureKind::of`] says.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            OutputError::Figure(FigureError::Draw(_)) => FailureKind::Device,
+            OutputError::Figure(_) | OutputError::Write(_) => FailureKind::Input,
+            OutputError::Training(error) => FailureKind::of(error),
+        }
     }
 }
 

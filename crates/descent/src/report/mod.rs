@@ -1,6 +1,7 @@
 //! What a run leaves behind. Observers of the engine write here; the engine knows nothing of it.
 
 pub mod export;
+pub mod figures;
 pub mod files;
 pub mod metrics_csv;
 pub mod plots;

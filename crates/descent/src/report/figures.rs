@@ -1,19 +1,34 @@
-//! The figures each command leaves in its run folder: PNG always, SVG too with `--svg`.
+//! The figures a run leaves in its folder: PNG always, SVG too when asked.
 //!
-//! | command | figures |
+//! | task | figures |
 //! |---|---|
-//! | lesson2, train (linear) | `fit` (the data, the initial guess, the fitted line), `loss` (log scale), `lr`; `animation.gif` with `--animate` |
-//! | cnn | `loss` (train and validation), `accuracy`, `results` (validation images, true / predicted), `lr` |
+//! | the lesson (linear model on points) | `fit` (the data, the initial guess, the fitted line), `loss` (log scale), `lr`; `animation.gif` when asked |
+//! | a table (`descent fit`) | `loss`, `lr`, `predictions` (predicted against actual) |
+//! | an image classifier | `loss` (train and validation), `accuracy`, `results` (validation images, true / predicted), `lr` |
 //! | lr-find | `lr_find` (loss against the learning rate, log scale, the suggestion marked) |
 
-use descent::config::RunConfig;
-use descent::report::RunFolder;
-use descent::report::plots::{Format, LineChart, PlotError, Series};
-
-use crate::Failure;
+use crate::config::RunConfig;
+use crate::optim::InvalidValue;
+use crate::report::plots::{Format, LineChart, PlotError, Series, line_chart};
+use crate::report::{RunFolder, RunFolderError};
+use crate::train::LossRecord;
 
 /// Most points drawn of the schedule's learning rate (longer runs are subsampled).
 const LR_POINTS: usize = 2000;
+
+/// Why a figure could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum FigureError {
+    /// It could not be drawn.
+    #[error(transparent)]
+    Draw(#[from] PlotError),
+    /// It could not be written into the run folder.
+    #[error(transparent)]
+    Write(#[from] RunFolderError),
+    /// The schedule to draw cannot be built.
+    #[error(transparent)]
+    Schedule(#[from] InvalidValue),
+}
 
 /// Where figures go, and in which formats.
 pub struct Figures<'a> {
@@ -27,23 +42,28 @@ impl<'a> Figures<'a> {
         Self { folder, svg }
     }
 
+    /// The folder the figures go into.
+    pub fn folder(&self) -> &RunFolder {
+        self.folder
+    }
+
     /// Draw `name` in every format asked for and write it into the folder.
     pub fn save(
         &self,
         name: &str,
         draw: impl Fn(Format) -> Result<Vec<u8>, PlotError>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), FigureError> {
         let formats: &[Format] = if self.svg { &[Format::Png, Format::Svg] } else { &[Format::Png] };
         for &format in formats {
-            let bytes = draw(format).map_err(Failure::internal)?;
-            self.folder.write(&format!("{name}.{}", format.extension()), &bytes).map_err(Failure::input)?;
+            let bytes = draw(format)?;
+            self.folder.write(&format!("{name}.{}", format.extension()), &bytes)?;
         }
         Ok(())
     }
 
     /// A line chart.
-    pub fn chart(&self, name: &str, chart: &LineChart) -> Result<(), Failure> {
-        self.save(name, |format| descent::report::plots::line_chart(chart, format))
+    pub fn chart(&self, name: &str, chart: &LineChart) -> Result<(), FigureError> {
+        self.save(name, |format| line_chart(chart, format))
     }
 
     /// The linear model's figures of its training: `loss` (the reported losses, log scale) and
@@ -51,9 +71,9 @@ impl<'a> Figures<'a> {
     pub fn loss_and_schedule(
         &self,
         config: &RunConfig,
-        losses: &[descent::train::LossRecord],
+        losses: &[LossRecord],
         total_steps: usize,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), FigureError> {
         self.chart(
             "loss",
             &LineChart {
@@ -73,9 +93,8 @@ impl<'a> Figures<'a> {
     }
 
     /// The schedule's learning rate at every step of a run of `total_steps` updates.
-    pub fn schedule(&self, config: &RunConfig, total_steps: usize) -> Result<(), Failure> {
-        let mut schedule =
-            config.schedule.build(config.optimizer.lr(), total_steps).map_err(Failure::input)?;
+    pub fn schedule(&self, config: &RunConfig, total_steps: usize) -> Result<(), FigureError> {
+        let mut schedule = config.schedule.build(config.optimizer.lr(), total_steps)?;
         let stride = total_steps.div_ceil(LR_POINTS).max(1);
         let points: Vec<(f64, f64)> = (0..total_steps)
             .map(|step| (step as f64, schedule.step().base()))

@@ -1,0 +1,168 @@
+//! Image classification with any registered image model: validated after every epoch, with the
+//! confusion matrix, the worst predictions and fastai's `show_results` grid.
+
+use std::marker::PhantomData;
+
+use burn::module::Module;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::data::ImageBatch;
+use crate::experiment::{ImageExperiment, TrainedClassifier};
+use crate::metrics::{Classifier, Prediction};
+use crate::report::figures::Figures;
+use crate::report::plots::{GridImage, LineChart, Series, image_grid};
+use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary};
+use crate::run::{OutputError, Task};
+use crate::train::Objective;
+
+/// Validation images in `results.png` (fastai's `show_results`), and its columns.
+const RESULTS_SHOWN: usize = 20;
+const RESULTS_COLUMNS: usize = 5;
+/// The worst predictions listed.
+pub const WORST_SHOWN: usize = 8;
+
+/// The classification of a prepared image experiment, with a network of `parameters`
+/// parameters.
+pub struct Classification<'a, M> {
+    /// The experiment: the images, the optimizer, the devices.
+    pub experiment: &'a ImageExperiment,
+    /// The network's parameter count.
+    pub parameters: usize,
+    network: PhantomData<fn() -> M>,
+}
+
+/// What a classifier's training gave.
+pub struct ClassifierOutcome<M> {
+    /// The trained network, its last validation and every epoch's metrics.
+    pub classifier: TrainedClassifier<M>,
+    /// The validation images the network got most wrong, worst first.
+    pub worst: Vec<Prediction>,
+    /// Training images per second over every epoch of the run (resumed ones included).
+    pub images_per_second: f64,
+}
+
+impl<'a, M: Module> Classification<'a, M> {
+    /// The classification of `experiment` with `network` (its parameters are counted).
+    pub fn new(experiment: &'a ImageExperiment, network: &M) -> Self {
+        Self { experiment, parameters: network.num_params(), network: PhantomData }
+    }
+
+    /// The trained classifier with its worst predictions and speed.
+    pub fn outcome(&self, classifier: TrainedClassifier<M>) -> ClassifierOutcome<M> {
+        let trained = &classifier.trained;
+        // Over every epoch of the run, resumed or not: `trained.seconds` includes the checkpoint's.
+        let images = self.experiment.train.len() as f64 * trained.epochs as f64;
+        let images_per_second = if trained.seconds > 0.0 { images / trained.seconds } else { 0.0 };
+        let worst = classifier.evaluation.worst(WORST_SHOWN);
+        ClassifierOutcome { classifier, worst, images_per_second }
+    }
+}
+
+/// A classifier's own fields of its summary.
+#[derive(Serialize)]
+struct ClassifierSummary {
+    epochs: Vec<Value>,
+    error_rate: f64,
+    accuracy: f64,
+    valid_loss: f64,
+    confusion: Value,
+    worst: Vec<Value>,
+    images_per_second: f64,
+    n_train: usize,
+    n_valid: usize,
+    parameters: usize,
+}
+
+impl<M> Task for Classification<'_, M>
+where
+    M: Objective<ImageBatch> + Classifier,
+{
+    type Outcome = ClassifierOutcome<M>;
+
+    fn save_model(&self, outcome: &ClassifierOutcome<M>, folder: &RunFolder) -> Result<(), RunFolderError> {
+        folder.save_model(outcome.classifier.trained.model.valid()).map(drop)
+    }
+
+    /// `loss` (train and validation), `accuracy`, `results` and `lr`.
+    fn figures(&self, outcome: &ClassifierOutcome<M>, figures: &Figures) -> Result<(), OutputError> {
+        let experiment = self.experiment;
+        let (rows, evaluation) = (&outcome.classifier.metrics, &outcome.classifier.evaluation);
+        let by_epoch = |value: fn(&MetricsRow) -> Option<f64>| -> Vec<(f64, f64)> {
+            rows.iter().filter_map(|row| Some((row.epoch as f64, value(row)?))).collect()
+        };
+        let chart = |title: &str, y_label: &str, series: Vec<Series>| LineChart {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: y_label.into(),
+            series,
+            log_x: false,
+            log_y: false,
+            marker: None,
+        };
+        let losses = vec![
+            Series { name: "train".into(), points: by_epoch(|r| Some(r.train_loss)) },
+            Series { name: "validation".into(), points: by_epoch(|r| r.valid_loss) },
+        ];
+        figures.chart("loss", &chart("Loss (cross-entropy)", "loss", losses))?;
+        let accuracy = vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }];
+        figures.chart("accuracy", &chart("Validation accuracy", "accuracy", accuracy))?;
+        let side = experiment.train_set.side();
+        let grid: Vec<GridImage> = evaluation
+            .predictions
+            .iter()
+            .take(RESULTS_SHOWN)
+            .map(|p| GridImage {
+                pixels: experiment.valid_set.image(p.index).to_vec(),
+                side,
+                caption: format!("{} / {}", p.label, p.predicted),
+                wrong: p.label != p.predicted,
+            })
+            .collect();
+        figures.save("results", |format| {
+            image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
+        })?;
+        figures.schedule(&experiment.config, experiment.total_steps())?;
+        Ok(())
+    }
+
+    fn metrics(&self, outcome: &ClassifierOutcome<M>) -> Vec<MetricsRow> {
+        outcome.classifier.metrics.clone()
+    }
+
+    fn summary(&self, outcome: &ClassifierOutcome<M>, place: RunPlace<'_>) -> Value {
+        let experiment = self.experiment;
+        let TrainedClassifier { trained, evaluation, metrics: rows } = &outcome.classifier;
+        let history: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                json!({
+                    "epoch": row.epoch,
+                    "step": row.step,
+                    "train_loss": row.train_loss,
+                    "valid_loss": row.valid_loss,
+                    "accuracy": row.accuracy,
+                    "error_rate": row.error_rate,
+                })
+            })
+            .collect();
+        let worst: Vec<_> = outcome
+            .worst
+            .iter()
+            .map(|p| json!({"index": p.index, "true": p.label, "predicted": p.predicted, "confidence": p.confidence}))
+            .collect();
+        let task = ClassifierSummary {
+            epochs: history,
+            error_rate: evaluation.error_rate,
+            accuracy: evaluation.accuracy,
+            valid_loss: evaluation.loss,
+            confusion: json!(evaluation.confusion),
+            worst,
+            images_per_second: outcome.images_per_second,
+            n_train: experiment.train.len(),
+            n_valid: experiment.valid.len(),
+            parameters: self.parameters,
+        };
+        RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
+    }
+}

@@ -1,0 +1,177 @@
+//! The lesson: the linear model `y = x·a` fitted to points by gradient descent, compared with
+//! the closed-form least squares, with the notebook's figures.
+
+use burn::module::Module;
+use serde::Serialize;
+
+use crate::config::DataConfig;
+use crate::data::RegressionBatch;
+use crate::device::ReadBackError;
+use crate::experiment::{Experiment, RunError};
+use crate::model::LinearModel;
+use crate::ols::{LeastSquares, least_squares};
+use crate::report::figures::{FigureError, Figures};
+use crate::report::{ANIMATION_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary, plots};
+use crate::run::{OutputError, Task};
+use crate::train::{Objective, TrainError, Trained};
+
+use super::{LossEntry, loss_entries};
+
+/// Frames of the animation, one gradient step each (the notebook's `np.arange(0, 100)`).
+pub const ANIMATION_STEPS: usize = 100;
+/// Milliseconds per frame (the notebook's `interval=20`).
+pub const ANIMATION_FRAME_MS: u16 = 20;
+
+/// The lesson on a prepared linear experiment, and its closed-form solution.
+pub struct Lesson<'a> {
+    /// The experiment: the points, the model, the optimizer.
+    pub experiment: &'a Experiment,
+    /// The least-squares fit of the points.
+    pub ols: LeastSquares,
+    /// Also draw the notebook's animation (`animation.gif`).
+    pub animate: bool,
+}
+
+/// Why the lesson cannot run on its points.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{source_name}: {why}: the lesson needs at least two points with different x values (nothing was written)"
+)]
+pub struct NoUniqueLine {
+    /// Where the points came from (the file, or `--n N (data.n)`).
+    pub source_name: String,
+    /// Why they fit no unique line.
+    pub why: String,
+}
+
+/// What the lesson's training gave.
+pub struct LessonOutcome {
+    /// The trained model and what happened on the way.
+    pub trained: Trained<LinearModel>,
+    /// The fitted parameters (slope, intercept).
+    pub a: Vec<f64>,
+    /// The mean squared error at `a`.
+    pub loss: f64,
+    /// The mean squared error of the initial guess.
+    pub initial_loss: f64,
+    /// The largest difference of a parameter from the closed form's.
+    pub gap_a: f64,
+    /// `loss` minus the closed form's.
+    pub gap_loss: f64,
+}
+
+impl<'a> Lesson<'a> {
+    /// The lesson on `experiment`'s points. Points that fit no unique line (one point, or all
+    /// with one x) are refused, naming where they came from, before anything is written.
+    pub fn new(experiment: &'a Experiment, animate: bool) -> Result<Self, NoUniqueLine> {
+        let table = &experiment.table;
+        let ols = least_squares(table).map_err(|_| {
+            let first_x = table.row(0)[0];
+            let why = if table.len() == 1 {
+                "one point fits no unique line".to_string()
+            } else {
+                format!(
+                    "all {} points have x = {first_x}, and no unique line passes through them",
+                    table.len()
+                )
+            };
+            let source_name = match &experiment.config.data {
+                DataConfig::Points { path, .. } => format!("{}", path.display()),
+                DataConfig::Lesson { n, .. } => format!("--n {n} (data.n)"),
+                _ => "the data".to_string(),
+            };
+            NoUniqueLine { source_name, why }
+        })?;
+        Ok(Self { experiment, ols, animate })
+    }
+
+    /// The notebook's cell 7: the mean squared error of the initial guess on every point.
+    pub fn initial_loss(&self) -> Result<f64, ReadBackError> {
+        let experiment = self.experiment;
+        let whole = RegressionBatch::from_table(&experiment.table, &experiment.device.device);
+        let loss = experiment.model().loss(whole).inner().try_into_scalar::<f32>();
+        let loss = loss.map_err(|error| ReadBackError::from_debug(&error))?;
+        Ok(f64::from(loss))
+    }
+
+    /// The trained model's parameters beside the closed form.
+    pub fn outcome(
+        &self,
+        trained: Trained<LinearModel>,
+        initial_loss: f64,
+    ) -> Result<LessonOutcome, RunError> {
+        let a = trained.model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
+        let a: Vec<f64> = a.into_iter().map(f64::from).collect();
+        let loss = self.experiment.table.mse(&a);
+        let gap_a = a.iter().zip(&self.ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        let gap_loss = loss - self.ols.mse;
+        Ok(LessonOutcome { trained, a, loss, initial_loss, gap_a, gap_loss })
+    }
+}
+
+/// The lesson's own fields of its summary.
+#[derive(Serialize)]
+struct LessonSummary {
+    losses: Vec<LossEntry>,
+    a: Vec<f64>,
+    a_ols: Vec<f64>,
+    loss: f64,
+    loss_ols: f64,
+    initial_loss: f64,
+    gap_a: f64,
+    gap_loss: f64,
+    epochs: usize,
+    n: usize,
+    lr: f64,
+}
+
+impl Task for Lesson<'_> {
+    type Outcome = LessonOutcome;
+
+    fn save_model(&self, outcome: &LessonOutcome, folder: &RunFolder) -> Result<(), RunFolderError> {
+        folder.save_model(outcome.trained.model.valid()).map(drop)
+    }
+
+    /// `fit` (the points, the guess and the fitted line), `loss`, `lr`, and when asked the
+    /// notebook's animation.
+    fn figures(&self, outcome: &LessonOutcome, figures: &Figures) -> Result<(), OutputError> {
+        let (experiment, a) = (self.experiment, [outcome.a[0], outcome.a[1]]);
+        let (config, table) = (&experiment.config, &experiment.table);
+        let points: Vec<(f64, f64)> = plots::scatter_rows(table.len())
+            .map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i])))
+            .collect();
+        let guess = config.linear_init(2);
+        let guess = [guess[0], guess[1]];
+        figures.save("fit", |format| plots::fit_plot(&points, guess, a, format))?;
+        figures.loss_and_schedule(config, &outcome.trained.losses, experiment.total_steps())?;
+        if self.animate {
+            let frames = experiment.trajectory(ANIMATION_STEPS)?;
+            let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(FigureError::from)?;
+            figures.folder().write(ANIMATION_FILE, &gif)?;
+        }
+        Ok(())
+    }
+
+    fn metrics(&self, outcome: &LessonOutcome) -> Vec<MetricsRow> {
+        outcome.trained.losses.iter().map(MetricsRow::from).collect()
+    }
+
+    fn summary(&self, outcome: &LessonOutcome, place: RunPlace<'_>) -> serde_json::Value {
+        let (experiment, trained) = (self.experiment, &outcome.trained);
+        let lesson = LessonSummary {
+            losses: loss_entries(&trained.losses),
+            a: outcome.a.clone(),
+            a_ols: self.ols.a.clone(),
+            loss: outcome.loss,
+            loss_ols: self.ols.mse,
+            initial_loss: outcome.initial_loss,
+            gap_a: outcome.gap_a,
+            gap_loss: outcome.gap_loss,
+            epochs: trained.epochs,
+            n: experiment.table.len(),
+            lr: experiment.config.optimizer.lr(),
+        };
+        let batch_size = experiment.config.training.batch_size.unwrap_or(experiment.table.len());
+        RunSummary::new(place, trained.steps, batch_size, trained.seconds, lesson).to_json()
+    }
+}

@@ -1,0 +1,178 @@
+//! Linear regression on a CSV table of your own (`descent fit`): the linear model with an
+//! intercept on the (standardised) features, reported on the original scale beside the
+//! closed-form least squares, on the training and validation rows.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::experiment::{Experiment, RunError};
+use crate::model::LinearModel;
+use crate::regression::{FitReport, Metrics, RegressionData};
+use crate::report::figures::Figures;
+use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary, plots};
+use crate::run::{OutputError, Task};
+use crate::train::{TrainError, Trained};
+
+use super::{LossEntry, loss_entries};
+
+/// A regression on a prepared linear experiment with CSV data.
+pub struct TableRegression<'a> {
+    /// The experiment: the rows, the model, the optimizer.
+    pub experiment: &'a Experiment,
+    /// The table: its columns, scaling, validation rows and closed form.
+    pub regression: &'a RegressionData,
+}
+
+/// What the regression's training gave.
+pub struct TableOutcome {
+    /// The trained model and what happened on the way.
+    pub trained: Trained<LinearModel>,
+    /// The parameters as trained: one per (scaled) feature, then the intercept.
+    pub a: Vec<f64>,
+    /// The coefficients on the original scale, the metrics and the closed form.
+    pub fit: FitReport,
+}
+
+impl<'a> TableRegression<'a> {
+    /// The regression of `experiment`, when its data is a table.
+    pub fn of(experiment: &'a Experiment) -> Option<Self> {
+        Some(Self { experiment, regression: experiment.regression.as_ref()? })
+    }
+
+    /// The trained model's coefficients and metrics beside the closed form.
+    pub fn outcome(&self, trained: Trained<LinearModel>) -> Result<TableOutcome, RunError> {
+        let a = trained.model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
+        let a: Vec<f64> = a.into_iter().map(f64::from).collect();
+        let fit = self.regression.report(&a);
+        Ok(TableOutcome { trained, a, fit })
+    }
+}
+
+/// A fit's own fields of its summary.
+#[derive(Serialize)]
+struct FitSummary {
+    data: std::path::PathBuf,
+    target: String,
+    features: Vec<String>,
+    coefficients: Value,
+    intercept: f64,
+    ols_coefficients: Option<Value>,
+    ols_intercept: Option<f64>,
+    gap_relative: Option<f64>,
+    mse_train: f64,
+    rmse_train: f64,
+    r2_train: f64,
+    mse_valid: Option<f64>,
+    rmse_valid: Option<f64>,
+    r2_valid: Option<f64>,
+    ols_train: Option<Value>,
+    ols_valid: Option<Value>,
+    standardized: bool,
+    scaling: Value,
+    rows: usize,
+    rows_train: usize,
+    rows_valid: usize,
+    skipped_rows: u64,
+    skipped_lines: Vec<u64>,
+    losses: Vec<LossEntry>,
+    a: Vec<f64>,
+    loss: f64,
+    epochs: usize,
+    lr: f64,
+}
+
+impl Task for TableRegression<'_> {
+    type Outcome = TableOutcome;
+
+    /// The saved model works on the original columns: its parameters are the coefficients and
+    /// the intercept on the original scale, so `descent predict` and `descent export` need no
+    /// scaling.
+    fn save_model(&self, outcome: &TableOutcome, folder: &RunFolder) -> Result<(), RunFolderError> {
+        let fit = &outcome.fit;
+        let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
+        folder.save_model(LinearModel::new(&original, &self.experiment.device.device)).map(drop)
+    }
+
+    /// `loss`, `lr` and `predictions` (predicted against actual, training and validation rows).
+    fn figures(&self, outcome: &TableOutcome, figures: &Figures) -> Result<(), OutputError> {
+        let (experiment, regression, fit, a) = (self.experiment, self.regression, &outcome.fit, &outcome.a);
+        figures.loss_and_schedule(&experiment.config, &outcome.trained.losses, experiment.total_steps())?;
+        let pairs = |table: &crate::data::Table| -> Vec<(f64, f64)> {
+            plots::scatter_rows(table.len())
+                .map(|i| {
+                    let prediction: f64 = table.row(i).iter().zip(a).map(|(&x, a)| f64::from(x) * a).sum();
+                    (f64::from(table.y()[i]), prediction)
+                })
+                .collect()
+        };
+        let title = match fit.valid {
+            Some(valid) => format!(
+                "Predicted {}: R² {:.4} train, {:.4} validation",
+                regression.target, fit.train.r2, valid.r2
+            ),
+            None => format!("Predicted {}: R² {:.4} on the training rows", regression.target, fit.train.r2),
+        };
+        let (train_points, valid_points) = (pairs(&regression.train), pairs(&regression.valid));
+        figures.save("predictions", |format| {
+            plots::prediction_plot(&title, &train_points, &valid_points, format)
+        })?;
+        Ok(())
+    }
+
+    /// The reported losses, the last with the validation rows' mean squared error.
+    fn metrics(&self, outcome: &TableOutcome) -> Vec<MetricsRow> {
+        let mut rows: Vec<MetricsRow> = outcome.trained.losses.iter().map(MetricsRow::from).collect();
+        if let (Some(last), Some(valid)) = (rows.last_mut(), outcome.fit.valid) {
+            last.valid_loss = Some(valid.mse);
+        }
+        rows
+    }
+
+    fn summary(&self, outcome: &TableOutcome, place: RunPlace<'_>) -> Value {
+        let (experiment, regression) = (self.experiment, self.regression);
+        let TableOutcome { trained, a, fit } = outcome;
+        let named = |values: &[f64]| -> Value {
+            Value::Object(
+                regression
+                    .features
+                    .iter()
+                    .zip(values)
+                    .map(|(name, &value)| (name.clone(), json!(value)))
+                    .collect::<Map<_, _>>(),
+            )
+        };
+        let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
+        let task = FitSummary {
+            data: regression.path.clone(),
+            target: regression.target.clone(),
+            features: regression.features.clone(),
+            coefficients: named(&fit.coefficients),
+            intercept: fit.intercept,
+            ols_coefficients: fit.ols_coefficients.as_deref().map(named),
+            ols_intercept: fit.ols_intercept,
+            gap_relative: fit.gap_relative,
+            mse_train: fit.train.mse,
+            rmse_train: fit.train.rmse,
+            r2_train: fit.train.r2,
+            mse_valid: fit.valid.map(|m| m.mse),
+            rmse_valid: fit.valid.map(|m| m.rmse),
+            r2_valid: fit.valid.map(|m| m.r2),
+            ols_train: metrics(fit.ols_train),
+            ols_valid: metrics(fit.ols_valid),
+            standardized: regression.standardized,
+            scaling: json!({"mean": regression.scaling.mean, "scale": regression.scaling.scale}),
+            rows: regression.rows,
+            rows_train: regression.train.len(),
+            rows_valid: regression.valid.len(),
+            skipped_rows: regression.skipped.count,
+            skipped_lines: regression.skipped.first_lines.clone(),
+            losses: loss_entries(&trained.losses),
+            a: a.clone(),
+            loss: fit.train.mse,
+            epochs: trained.epochs,
+            lr: experiment.config.optimizer.lr(),
+        };
+        let batch_size = experiment.config.training.batch_size.unwrap_or(regression.train.len());
+        RunSummary::new(place, trained.steps, batch_size, trained.seconds, task).to_json()
+    }
+}
