@@ -12,14 +12,19 @@
 //! From then on a configuration with `[model] name = "mlp"` (`examples/mlp.toml`) trains with
 //! `descent train --config examples/mlp.toml`, with the run folder, checkpoints and resume,
 //! Ctrl-C, lr-find, predict, export and bench, as the built-in CNN does. This example does the
-//! same from Rust: the library's experiment, engine and validation, with the model in hand.
+//! same from Rust: the library's experiment, engine and validation, with the model in hand, and
+//! then the whole run (its folder, checkpoint, model, figures, metrics and summary) through the
+//! library's `Run` and the classification task.
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 
 use descent::config::{ModelConfig, RunConfig};
 use descent::experiment::{EpochResult, ImageExperiment};
 use descent::metrics::Evaluation;
 use descent::model::MlpConfig;
+use descent::run::Run;
+use descent::task::classify::Classification;
 
 /// Train the MLP on the digits for `epochs` epochs (the CNN's data, split, optimizer and seed)
 /// and return its validation results after each epoch.
@@ -40,12 +45,36 @@ pub fn train_mlp(epochs: usize) -> Result<Vec<Evaluation>, Box<dyn std::error::E
     Ok(history)
 }
 
+/// Train the MLP as `descent train --config examples/mlp.toml` does, from Rust: into a run
+/// folder (`runs/custom_model-<time>`) with its checkpoint, model, figures, metrics and summary,
+/// through the library's `Run`. Returns the folder.
+#[allow(dead_code)] // the integration tests use `train_mlp` alone
+pub fn train_mlp_into_a_run_folder(epochs: usize) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let settings = MlpConfig { hidden: 128 };
+    let mut config = RunConfig::cnn();
+    config.model = ModelConfig::Mlp(settings.clone());
+    config.training.epochs = Some(epochs);
+    let experiment = ImageExperiment::prepare(config)?;
+    let network = experiment.network(&settings);
+    let task = Classification::new(&experiment, &network);
+    let run = Run::create(None, "custom_model", &experiment.config)?;
+    let classifier =
+        experiment.train_with(network, run.train_options(Vec::new()), &mut |_| ControlFlow::Continue(()))?;
+    let outcome = task.outcome(classifier);
+    let place = run.place("custom_model", &experiment.config, &experiment.device, experiment.device_names());
+    let (_, files) = run.complete(&task, &outcome, (place, &experiment.config, false))?;
+    println!("error_rate {:.4}; wrote {}", outcome.classifier.evaluation.error_rate, files.join(", "));
+    Ok(run.folder().path().to_path_buf())
+}
+
 #[allow(dead_code)] // the integration tests include this file for `train_mlp` alone
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let history = train_mlp(10)?;
     if let Some(last) = history.last() {
         println!("MLP on the digits: error_rate {:.4} after {} epochs", last.error_rate, history.len());
     }
-    println!("the same from the command line: descent train --config examples/mlp.toml");
+    let folder = train_mlp_into_a_run_folder(10)?;
+    println!("the same with a run folder: {}", folder.display());
+    println!("and from the command line: descent train --config examples/mlp.toml");
     Ok(())
 }
