@@ -313,3 +313,33 @@ fn bench_prints_a_table_and_its_json() {
     rejects(&["bench", "--devices", "nonsense"], &["--devices", "nonsense"]);
     rejects(&["bench", "--workloads", "everything"], &["--workloads"]);
 }
+
+#[test]
+fn help_quotes_the_defaults_the_configuration_uses() {
+    use descent::config::{DataConfig, RunConfig};
+    use descent::defaults::{CNN_BATCH_SIZE, CNN_EPOCHS, EPOCHS, N, NOISE, SEED, STEPS, VALID_FRACTION};
+
+    let help = |command: &str| {
+        let output = descent(&[command, "--help"]);
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let lesson = help("lesson2");
+    for quoted in [
+        format!("[default: {N}]"),
+        format!("[default: {NOISE}]"),
+        format!("[default: {SEED}]"),
+        format!("[default: {STEPS} with full batches"),
+        format!("[default: {EPOCHS} with mini-batches"),
+        format!("[default: {CNN_BATCH_SIZE} for the cnn]"),
+    ] {
+        assert!(lesson.contains(&quoted), "lesson2 --help lacks {quoted}: {lesson}");
+    }
+    assert!(help("cnn").contains(&format!("held out for validation [default: {VALID_FRACTION}]")));
+    // The values quoted are the ones the configuration takes.
+    let config = RunConfig::default();
+    assert_eq!(config.seed, SEED);
+    assert_eq!(config.data, DataConfig::Lesson { n: N, true_a: [3.0, 2.0], noise: NOISE });
+    let cnn = RunConfig::cnn();
+    assert_eq!((cnn.training.batch_size, cnn.training.epochs), (Some(CNN_BATCH_SIZE), Some(CNN_EPOCHS)));
+}

@@ -46,8 +46,7 @@ pub struct CnnArgs {
     #[arg(long, value_name = "N", requires = "mnist", value_parser = crate::args::positive_count, allow_hyphen_values = true)]
     pub train_limit: Option<usize>,
 
-    /// Fraction of the digits held out for validation [default: 0.2].
-    #[arg(long, value_parser = positive_finite, allow_hyphen_values = true, conflicts_with = "resume")]
+    #[arg(help = crate::help::digits_valid_fraction(), long, value_parser = positive_finite, allow_hyphen_values = true, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
 }
 

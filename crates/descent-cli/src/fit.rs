@@ -15,10 +15,7 @@ use crate::session::{CommonArgs, complete, say_trained, start_run, train_failure
 use descent::run::Resumable;
 use descent::task::table::TableRegression;
 
-/// Full-batch steps of a fit that sets no length.
-pub const FIT_STEPS: usize = 1000;
-/// Steps between printed losses of such a fit.
-pub const FIT_PRINT_EVERY: usize = 100;
+use descent::config::defaults::{FIT_PRINT_EVERY, FIT_STEPS};
 
 /// A relative gap to the closed form above which `fit` suggests training longer.
 const GAP_HINT: f64 = 1e-3;
@@ -49,9 +46,7 @@ pub struct FitArgs {
     #[arg(long, conflicts_with = "resume")]
     pub no_standardize: bool,
 
-    /// Fraction of the rows held out for validation, chosen at random from the seed; 0 trains
-    /// on every row [default: 0.2].
-    #[arg(long, value_parser = fraction, allow_hyphen_values = true, conflicts_with = "resume")]
+    #[arg(help = crate::help::fit_valid_fraction(), long, value_parser = fraction, allow_hyphen_values = true, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
 
     /// Skip rows that are ragged or hold a bad value (not a number, NaN, infinity, empty) in a

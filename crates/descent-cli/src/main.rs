@@ -44,6 +44,7 @@ mod bench;
 mod cnn;
 mod devices;
 mod fit;
+mod help;
 mod interrupt;
 mod lr_find;
 mod output;

@@ -22,22 +22,18 @@ pub struct RunArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Number of generated points [default: 100].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with_all = ["data", "resume"])]
+    #[arg(help = crate::help::n(), long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with_all = ["data", "resume"])]
     pub n: Option<usize>,
 
-    /// Standard deviation of the noise added to y [default: 0.25].
-    #[arg(long, value_parser = non_negative_finite, allow_hyphen_values = true,
+    #[arg(help = crate::help::noise(), long, value_parser = non_negative_finite, allow_hyphen_values = true,
           conflicts_with_all = ["data", "resume"])]
     pub noise: Option<f64>,
 
-    /// True slope and intercept of the generated data [default: 3,2].
-    #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
+    #[arg(help = crate::help::true_a(), long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
           conflicts_with_all = ["data", "resume"])]
     pub true_a: Option<[f64; 2]>,
 
-    /// Initial guess of the parameters a (slope, intercept) [default: -1,1].
-    #[arg(long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
+    #[arg(help = crate::help::init(), long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
           conflicts_with = "resume")]
     pub init: Option<[f64; 2]>,
 

@@ -27,10 +27,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a
-    /// TOML file with an [optimizer] table [default: sgd at lr 0.1 for the lesson, adam at 1e-3
-    /// for the cnn].
-    #[arg(long, value_name = "NAME|FILE")]
+    #[arg(help = crate::help::optim(), long, value_name = "NAME|FILE")]
     pub optim: Option<String>,
 
     /// Learning-rate schedule: a built-in name (constant, step, exponential, cosine,
@@ -52,8 +49,7 @@ pub struct CommonArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
 
-    /// Seed of the data, the shuffle, the initial weights and the backend [default: 42].
-    #[arg(long, value_parser = crate::args::seed, allow_hyphen_values = true)]
+    #[arg(help = crate::help::seed(), long, value_parser = crate::args::seed, allow_hyphen_values = true)]
     pub seed: Option<u64>,
 
     /// Device: auto, a backend (flex, ndarray, wgpu, vulkan, metal, cuda, rocm), a GPU adapter
@@ -68,23 +64,16 @@ pub struct CommonArgs {
     #[arg(long, value_name = "A,B,...", value_delimiter = ',', conflicts_with = "device")]
     pub devices: Vec<String>,
 
-    /// Examples per mini-batch; without it every step uses all the rows (the lesson) [default:
-    /// 64 for the cnn].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
+    #[arg(help = crate::help::batch_size(), long, value_parser = positive_count, allow_hyphen_values = true)]
     pub batch_size: Option<usize>,
 
-    /// Number of updates [default: 100 with full batches (1,000 for fit); with mini-batches,
-    /// --epochs decides].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with = "epochs")]
+    #[arg(help = crate::help::steps(), long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with = "epochs")]
     pub steps: Option<usize>,
 
-    /// Passes over the data [default: 10 with mini-batches; a full-batch epoch is one step].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
+    #[arg(help = crate::help::epochs(), long, value_parser = positive_count, allow_hyphen_values = true)]
     pub epochs: Option<usize>,
 
-    /// Print the loss every this many steps (full batch) or epochs (mini-batches) [default: 10
-    /// steps with full batches (100 for fit), 1 epoch with mini-batches].
-    #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
+    #[arg(help = crate::help::print_every(), long, value_parser = positive_count, allow_hyphen_values = true)]
     pub print_every: Option<usize>,
 
     /// Folder for the run's outputs: its effective configuration (config.toml), metrics.csv,

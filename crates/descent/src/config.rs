@@ -79,15 +79,16 @@ pub enum DataConfig {
 }
 
 pub(crate) use crate::data::default_valid_fraction;
+pub use crate::defaults;
 
 fn default_n() -> usize {
-    100
+    defaults::N
 }
 fn default_true_a() -> [f64; 2] {
-    [3.0, 2.0]
+    defaults::TRUE_A
 }
 fn default_noise() -> f64 {
-    0.25
+    defaults::NOISE
 }
 
 /// The side of the UCI digits, in pixels.
@@ -179,7 +180,7 @@ impl ModelConfig {
 }
 
 /// The lesson's initial guess, `a = (-1, 1)`.
-pub const LESSON_INIT: [f64; 2] = [-1.0, 1.0];
+pub const LESSON_INIT: [f64; 2] = defaults::LESSON_INIT;
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -245,7 +246,7 @@ pub struct RunConfig {
 }
 
 fn default_seed() -> u64 {
-    42
+    defaults::SEED
 }
 fn default_device() -> String {
     "auto".into()
@@ -485,7 +486,11 @@ impl RunConfig {
         Self {
             data: DataConfig::Digits { path: None, valid_fraction: default_valid_fraction(), sha256: None },
             model: ModelConfig::Cnn(CnnConfig::default()),
-            training: TrainingConfig { batch_size: Some(64), epochs: Some(10), ..TrainingConfig::default() },
+            training: TrainingConfig {
+                batch_size: Some(defaults::CNN_BATCH_SIZE),
+                epochs: Some(defaults::CNN_EPOCHS),
+                ..TrainingConfig::default()
+            },
             optimizer: OptimizerConfig::Adam(Adam::default()),
             ..Self::default()
         }

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod data;
+pub mod defaults;
 pub mod device;
 pub mod experiment;
 pub mod limits;

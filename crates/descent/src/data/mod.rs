@@ -14,10 +14,9 @@ pub use synthetic::LessonData;
 
 use burn::prelude::*;
 
-/// The fraction of the rows or images held out for validation when a configuration sets none
-/// (fastai's `valid_pct=0.2`).
+/// The fraction of the rows or images held out for validation when a configuration sets none.
 pub(crate) fn default_valid_fraction() -> f64 {
-    0.2
+    crate::defaults::VALID_FRACTION
 }
 
 /// A regression table held on the host: `n` rows of `d` features (row-major) and one target each.

@@ -31,12 +31,9 @@ use crate::train::{
     train_observed,
 };
 
-/// Steps of full-batch descent when the configuration sets no length (the notebook's 100).
-pub const DEFAULT_STEPS: usize = 100;
-/// Epochs of mini-batch training when the configuration sets no length.
-pub const DEFAULT_EPOCHS: usize = 10;
-/// Steps between printed losses with full batches (the notebook's 10).
-pub const DEFAULT_PRINT_EVERY_STEPS: usize = 10;
+pub use crate::defaults::{
+    EPOCHS as DEFAULT_EPOCHS, PRINT_EVERY_STEPS as DEFAULT_PRINT_EVERY_STEPS, STEPS as DEFAULT_STEPS,
+};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
