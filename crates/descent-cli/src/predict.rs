@@ -1,27 +1,19 @@
 //! `descent predict` and `descent export`: use a trained model from its run folder.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
-use descent::config::{DataConfig, RunConfig};
-use descent::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
-use descent::data::images::read_digit_rows;
-use descent::data::read_x;
 use descent::device;
-use descent::model::LinearModel;
-use descent::regression::CsvSource;
 use descent::report::export::{pytorch_layout, safetensors};
-use descent::report::{
-    EXPORT_FILE, SavedClassifier, SavedModel, load_saved, load_saved_unverified, write_atomic,
-};
+use descent::report::predict::PredictError;
+use descent::report::{EXPORT_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
 
 use crate::Failure;
 
 /// Predict with a trained model: `y` for each `x` (linear), or the class and its probability for
-/// each digit row (cnn).
+/// each digit row (an image classifier: the cnn, the mlp, ...).
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// The run folder of a finished run (it holds config.toml and model.bpk).
@@ -30,7 +22,7 @@ pub struct PredictArgs {
 
     /// A CSV file with a header: a column `x` for the lesson's model; the feature columns of a
     /// `descent fit` model, by name, with its delimiter (with the target column too, the error
-    /// is reported); 64 pixel columns (0..16) and optionally `label` for the cnn
+    /// is reported); 64 pixel columns (0..16) and optionally `label` for an image classifier
     /// (data/digits.csv's format). Other columns are ignored.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
@@ -90,10 +82,14 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     }
     let selected = device::select(&args.device).map_err(Failure::input)?;
     let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
-    let text = match saved {
-        SavedModel::Linear(model) => predict_linear(&model, &config, args, &selected.device)?,
-        SavedModel::Classifier(classifier) => predict_classes(&classifier, args, &selected.device)?,
-    };
+    let predictions = saved.predict(&config, &args.input, &selected.device).map_err(|error| match error {
+        PredictError::Device(_) => Failure::internal(error),
+        _ => Failure::input(error),
+    })?;
+    if let Some(score) = &predictions.score {
+        err!("{score}");
+    }
+    let text = predictions.csv;
     match &args.output {
         Some(path) => {
             write_atomic(path, text.as_bytes()).map_err(|e| Failure::input(format!("--output: {e}")))
@@ -103,93 +99,6 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
-}
-
-fn input_error(error: descent::data::DataError) -> Failure {
-    Failure::input(format!("--input: {error}"))
-}
-
-/// The linear model's predictions on `--input` as CSV text (`x,prediction`, or the features and
-/// the prediction); with the target column, its error goes to stderr.
-fn predict_linear(
-    model: &LinearModel,
-    config: &RunConfig,
-    args: &PredictArgs,
-    device: &Device,
-) -> Result<String, Failure> {
-    let mut text = String::new();
-    let (names, x, features, target) = match &config.data {
-        DataConfig::Csv(CsvSource { features: Some(names), target, delimiter, .. }) => {
-            let columns = Columns { features: Some(names.clone()), target: Target::Optional(target.clone()) };
-            let options = CsvOptions {
-                delimiter: parse_delimiter(delimiter).map_err(Failure::input)?,
-                skip_bad_rows: false,
-            };
-            let table = read_csv(&args.input, &columns, &options).map_err(input_error)?;
-            let target = table.y.map(|y| (target.clone(), y));
-            (names.clone(), table.x, names.len(), target)
-        }
-        _ => (vec!["x".to_string()], read_x(&args.input).map_err(input_error)?, 1, None),
-    };
-    let n = x.len() / features;
-    let rows: Vec<f32> = x.chunks(features).flat_map(|row| row.iter().copied().chain([1.0])).collect();
-    let inputs = Tensor::from_data(TensorData::new(rows, [n, features + 1]), device);
-    let y = model
-        .forward(inputs)
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| Failure::internal(format!("{e:?}")))?;
-    let _ = writeln!(text, "{},prediction", names.join(","));
-    for (row, y) in x.chunks(features).zip(&y) {
-        for value in row {
-            let _ = write!(text, "{value},");
-        }
-        let _ = writeln!(text, "{y}");
-    }
-    if let Some((name, truth)) = target {
-        let table = descent::data::Table::new(y.clone(), truth, 1);
-        let metrics = descent::regression::Metrics::of(&table, &[1.0]);
-        err!(
-            "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
-            metrics.mse,
-            metrics.rmse,
-            metrics.r2
-        );
-    }
-    Ok(text)
-}
-
-/// An image classifier's classes on `--input` digit rows as CSV text; with labels, the accuracy
-/// goes to stderr.
-fn predict_classes(
-    classifier: &SavedClassifier,
-    args: &PredictArgs,
-    device: &Device,
-) -> Result<String, Failure> {
-    let mut text = String::new();
-    let (kind, side) = (classifier.kind(), classifier.side());
-    if side != 8 {
-        return Err(Failure::input(format!(
-            "--model: this {kind} takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
-        )));
-    }
-    let (set, labeled) = read_digit_rows(&args.input).map_err(input_error)?;
-    let indices: Vec<usize> = (0..set.len()).collect();
-    let evaluation = classifier.evaluate(&set, &indices, device).map_err(Failure::internal)?;
-    text.push_str(if labeled { "row,predicted,confidence,label\n" } else { "row,predicted,confidence\n" });
-    for p in &evaluation.predictions {
-        let _ = write!(text, "{},{},{}", p.index + 1, p.predicted, p.confidence);
-        let _ = if labeled { writeln!(text, ",{}", p.label) } else { writeln!(text) };
-    }
-    if labeled {
-        err!(
-            "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
-            set.len(),
-            evaluation.accuracy,
-            evaluation.error_rate
-        );
-    }
-    Ok(text)
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {

@@ -5,6 +5,7 @@ pub mod figures;
 pub mod files;
 pub mod metrics_csv;
 pub mod plots;
+pub mod predict;
 pub mod run_folder;
 pub mod saved_model;
 pub mod summary;

@@ -1,0 +1,142 @@
+//! Prediction on rows with a saved model: `y` for each `x` (the lesson's model), for each row of
+//! a table (a `descent fit` model, by its column names), or the class and its probability for
+//! each image row (any image classifier). `descent predict` prints what this returns.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use burn::prelude::*;
+
+use crate::config::{DataConfig, RunConfig};
+use crate::data::DataError;
+use crate::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
+use crate::data::images::read_digit_rows;
+use crate::data::read_x;
+use crate::device::ReadBackError;
+use crate::model::LinearModel;
+use crate::regression::CsvSource;
+use crate::report::{SavedClassifier, SavedModel};
+
+/// A model's predictions on the rows of a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predictions {
+    /// The predictions as CSV text with a header: the inputs and `prediction`, or `row`,
+    /// `predicted`, `confidence` (and `label` when the rows carry one).
+    pub csv: String,
+    /// How good they are, when the rows carry the truth (the target column, or labels): one
+    /// line, such as the accuracy.
+    pub score: Option<String>,
+}
+
+/// Why rows could not be predicted.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The input file cannot be read as rows for this model.
+    #[error("--input: {0}")]
+    Input(#[from] DataError),
+    /// The model takes images of another size than the rows hold.
+    #[error(
+        "--model: this {kind} takes {side}x{side} images (MNIST); predict reads 8x8 digit rows (data/digits.csv's format)"
+    )]
+    ImageSide {
+        /// The model's name.
+        kind: &'static str,
+        /// The side of the images it takes.
+        side: usize,
+    },
+    /// The saved configuration's delimiter is not one.
+    #[error("{0}")]
+    Delimiter(String),
+    /// The predictions could not be read back from the device.
+    #[error(transparent)]
+    Device(#[from] ReadBackError),
+}
+
+impl SavedModel {
+    /// Predict the rows of `input` (see the module's documentation) with the model of a run
+    /// whose configuration is `config`, on `device`.
+    pub fn predict(
+        &self,
+        config: &RunConfig,
+        input: &Path,
+        device: &Device,
+    ) -> Result<Predictions, PredictError> {
+        match self {
+            SavedModel::Linear(model) => predict_linear(model, config, input, device),
+            SavedModel::Classifier(classifier) => predict_classes(classifier, input, device),
+        }
+    }
+}
+
+/// The linear model's predictions as CSV text (`x,prediction`, or the features and the
+/// prediction); with the target column, its error.
+fn predict_linear(
+    model: &LinearModel,
+    config: &RunConfig,
+    input: &Path,
+    device: &Device,
+) -> Result<Predictions, PredictError> {
+    let (names, x, features, target) = match &config.data {
+        DataConfig::Csv(CsvSource { features: Some(names), target, delimiter, .. }) => {
+            let columns = Columns { features: Some(names.clone()), target: Target::Optional(target.clone()) };
+            let delimiter = parse_delimiter(delimiter).map_err(|e| PredictError::Delimiter(e.to_string()))?;
+            let options = CsvOptions { delimiter, skip_bad_rows: false };
+            let table = read_csv(input, &columns, &options)?;
+            let target = table.y.map(|y| (target.clone(), y));
+            (names.clone(), table.x, names.len(), target)
+        }
+        _ => (vec!["x".to_string()], read_x(input)?, 1, None),
+    };
+    let n = x.len() / features;
+    let rows: Vec<f32> = x.chunks(features).flat_map(|row| row.iter().copied().chain([1.0])).collect();
+    let inputs = Tensor::from_data(TensorData::new(rows, [n, features + 1]), device);
+    let y =
+        model.forward(inputs).into_data().try_into_vec::<f32>().map_err(|e| ReadBackError::from_debug(&e))?;
+    let mut csv = String::new();
+    let _ = writeln!(csv, "{},prediction", names.join(","));
+    for (row, y) in x.chunks(features).zip(&y) {
+        for value in row {
+            let _ = write!(csv, "{value},");
+        }
+        let _ = writeln!(csv, "{y}");
+    }
+    let score = target.map(|(name, truth)| {
+        let table = crate::data::Table::new(y.clone(), truth, 1);
+        let metrics = crate::regression::Metrics::of(&table, &[1.0]);
+        format!(
+            "on the {n} rows with `{name}`: mse {:.6}, rmse {:.6}, r2 {:.6}",
+            metrics.mse, metrics.rmse, metrics.r2
+        )
+    });
+    Ok(Predictions { csv, score })
+}
+
+/// An image classifier's classes on digit rows as CSV text; with labels, the accuracy.
+fn predict_classes(
+    classifier: &SavedClassifier,
+    input: &Path,
+    device: &Device,
+) -> Result<Predictions, PredictError> {
+    let (kind, side) = (classifier.kind(), classifier.side());
+    if side != 8 {
+        return Err(PredictError::ImageSide { kind, side });
+    }
+    let (set, labeled) = read_digit_rows(input)?;
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let evaluation = classifier.evaluate(&set, &indices, device)?;
+    let mut csv =
+        String::from(if labeled { "row,predicted,confidence,label\n" } else { "row,predicted,confidence\n" });
+    for p in &evaluation.predictions {
+        let _ = write!(csv, "{},{},{}", p.index + 1, p.predicted, p.confidence);
+        let _ = if labeled { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
+    }
+    let score = labeled.then(|| {
+        format!(
+            "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
+            set.len(),
+            evaluation.accuracy,
+            evaluation.error_rate
+        )
+    });
+    Ok(Predictions { csv, score })
+}
