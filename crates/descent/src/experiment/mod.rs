@@ -354,6 +354,12 @@ fn optimization_of(
     Ok((optimizer, schedule))
 }
 
+/// Tell every observer of an update, whichever of them interrupts the run: `Break` if any does.
+fn after_update(observers: &mut [&mut dyn Observer], end: &BatchEnd) -> ControlFlow<()> {
+    let stops = observers.iter_mut().map(|observer| observer.batch(end).is_break()).fold(false, |a, b| a | b);
+    if stops { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+}
+
 /// What every prepared run has, whatever it trains: the effective configuration (its data
 /// pinned) and the devices it trains on. The experiments dereference to it.
 pub struct Prepared {
@@ -450,16 +456,7 @@ impl Prepared {
             observers.borrow_mut().iter_mut().for_each(|observer| observer.loss(record));
             task_loss(record, &mut metrics.borrow_mut())
         };
-        let mut on_batch = |end: &BatchEnd| {
-            // Every observer hears of the update, whichever of them interrupts.
-            let mut flow = ControlFlow::Continue(());
-            for observer in observers.borrow_mut().iter_mut() {
-                if observer.batch(end).is_break() {
-                    flow = ControlFlow::Break(());
-                }
-            }
-            flow
-        };
+        let mut on_batch = |end: &BatchEnd| after_update(&mut observers.borrow_mut(), end);
         let mut on_epoch = |end: &EpochEnd<'_, M>| {
             // Part-way through an epoch (Ctrl-C): nothing to evaluate, only a checkpoint to write.
             let flow = if end.interrupted {
