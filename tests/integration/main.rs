@@ -8,6 +8,7 @@ mod common;
 mod backends;
 mod cli;
 mod cnn;
+mod controls;
 mod fit;
 mod fuzz;
 mod hostile;

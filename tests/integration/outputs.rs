@@ -17,7 +17,7 @@ use descent::train::{CHECKPOINT_FILE, Checkpoint};
 /// take turns, so that another test's draws (or reseeding) cannot fall between an epoch's.
 static IN_PROCESS_TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn training_turn() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn training_turn() -> std::sync::MutexGuard<'static, ()> {
     IN_PROCESS_TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -89,7 +89,7 @@ pub enum Workload {
 }
 
 /// Where Debian's `dataset-fashion-mnist` puts the IDX files.
-pub const FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
+pub const FASHION_DIR: &str = descent::defaults::FASHION_MNIST_DIR;
 
 impl Workload {
     const ALL: [Workload; 5] =
@@ -315,7 +315,7 @@ fn cases(
             let mut config = cnn;
             let train_limit = quick.then_some(10_000);
             config.data =
-                DataConfig::Mnist { dir: args.fashion.clone(), train_limit, side: None, sha256: None };
+                DataConfig::FashionMnist { dir: args.fashion.clone(), train_limit, side: None, sha256: None };
             config.training.epochs = Some(1);
             let images = if quick { "10,000" } else { "60,000" };
             vec![(format!("28x28, batch 64, {images} images"), config, "images/s", Figure::ImagesPerSecond)]

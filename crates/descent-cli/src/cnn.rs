@@ -19,7 +19,7 @@ use descent::train::Objective;
 use crate::Failure;
 use crate::args::positive_finite;
 use crate::progress::Progress;
-use crate::session::{CommonArgs, complete, say_resuming, start_run, training_failed};
+use crate::session::{CommonArgs, complete, say_early_stop, say_resuming, start_run, training_failed};
 use descent::run::{Resumable, Run};
 use descent::task::classify::Classification;
 
@@ -31,19 +31,21 @@ pub struct CnnArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// The digits CSV (64 pixel columns 0..16 and a label) [default: the UCI digits shipped in
-    /// data/digits.csv, compiled in].
-    #[arg(long, value_name = "digits|FILE", conflicts_with_all = ["mnist", "resume"])]
+    /// The data: `digits` (the UCI digits shipped in data/digits.csv, compiled in), a digits CSV
+    /// file (64 pixel columns 0..16 and a label), or `fashion-mnist` (Fashion-MNIST from Debian's
+    /// package dataset-fashion-mnist, or from --mnist DIR) [default: digits].
+    #[arg(long, value_name = "digits|fashion-mnist|FILE", conflicts_with = "resume")]
     pub data: Option<String>,
 
     /// Train on MNIST from a folder holding the four standard IDX files (plain or .gz); the
-    /// test set is the validation set. Nothing is downloaded.
+    /// test set is the validation set; with --data fashion-mnist, the folder of Fashion-MNIST's
+    /// files. Nothing is downloaded.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub mnist: Option<PathBuf>,
 
-    /// With --mnist: train on the first N training images only (validation still uses the
-    /// whole test set) [default: all].
-    #[arg(long, value_name = "N", requires = "mnist", value_parser = crate::args::positive_count, allow_hyphen_values = true)]
+    /// With --mnist or --data fashion-mnist: train on the first N training images only
+    /// (validation still uses the whole test set) [default: all].
+    #[arg(long, value_name = "N", value_parser = crate::args::positive_count, allow_hyphen_values = true)]
     pub train_limit: Option<usize>,
 
     #[arg(help = crate::help::digits_valid_fraction(), long, value_parser = positive_finite, allow_hyphen_values = true, conflicts_with = "resume")]
@@ -56,18 +58,47 @@ impl CnnArgs {
     pub fn config(&self) -> Result<RunConfig, Failure> {
         let args = self;
         let mut config = args.common.base(RunConfig::cnn())?;
-        if let Some(dir) = &args.mnist {
-            config.data = DataConfig::Mnist {
-                dir: dir.clone(),
-                train_limit: args.train_limit,
-                side: None,
-                sha256: None,
-            };
+        let fashion = args.data.as_deref() == Some(FASHION_MNIST);
+        match (&args.mnist, fashion) {
+            (Some(dir), false) if args.data.is_some() => {
+                return Err(Failure::input(format!(
+                    "--data {} and --mnist {} name two data sets: pass one (--data fashion-mnist --mnist DIR reads Fashion-MNIST from DIR)",
+                    args.data.as_deref().unwrap_or_default(),
+                    dir.display()
+                )));
+            }
+            (dir, true) => {
+                config.data = DataConfig::FashionMnist {
+                    dir: dir.clone().unwrap_or_else(|| PathBuf::from(descent::defaults::FASHION_MNIST_DIR)),
+                    train_limit: args.train_limit,
+                    side: None,
+                    sha256: None,
+                };
+            }
+            (Some(dir), false) => {
+                config.data = DataConfig::Mnist {
+                    dir: dir.clone(),
+                    train_limit: args.train_limit,
+                    side: None,
+                    sha256: None,
+                };
+            }
+            (None, false) => {}
         }
-        if args.data.is_some() || args.valid_fraction.is_some() {
+        if args.valid_fraction.is_some() && (args.mnist.is_some() || fashion) {
+            return Err(Failure::input(
+                "--valid-fraction splits the digits: MNIST-format data sets validate on their own test set",
+            ));
+        }
+        if args.train_limit.is_some() && args.mnist.is_none() && !fashion {
+            return Err(Failure::input(
+                "--train-limit limits MNIST-format training sets: pass --mnist DIR or --data fashion-mnist",
+            ));
+        }
+        if !fashion && (args.data.is_some() || args.valid_fraction.is_some()) {
             let (path, valid_fraction) = match &config.data {
                 DataConfig::Digits { path, valid_fraction, .. } => (path.clone(), *valid_fraction),
-                _ => (None, 0.2),
+                _ => (None, descent::defaults::VALID_FRACTION),
             };
             let path = match args.data.as_deref() {
                 Some("digits") => None,
@@ -83,6 +114,9 @@ impl CnnArgs {
         args.common.finish(config)
     }
 }
+
+/// `--data`'s name for Fashion-MNIST.
+const FASHION_MNIST: &str = "fashion-mnist";
 
 /// Train an image configuration (from `descent cnn`, or `descent train --config` with a file
 /// naming an image model: the cnn, the mlp, ...), from the start into a new run folder, or
@@ -133,7 +167,8 @@ fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failu
     say_resuming(quiet, &run);
     let outcome = task.outcome(train(experiment, model, &run, quiet)?);
     let (trained, evaluation) = (&outcome.classifier.trained, &outcome.classifier.evaluation);
-    say_evaluation(evaluation, &outcome.worst, quiet);
+    say_evaluation(evaluation, &outcome.worst, class_names(experiment), quiet);
+    say_early_stop(outcome.classifier.early_stop.as_ref(), trained.epochs);
     let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
     out!(
         "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({:.0} images/s) on {}",
@@ -161,18 +196,25 @@ fn say_setup(
     say!(quiet, "descent {command} on {}", experiment.describe_device());
     let side = experiment.train_set.side();
     match &config.data {
-        DataConfig::Mnist { dir, train_limit, .. } => say!(
-            quiet,
-            "data: MNIST from {} ({side}x{side}): {} training images{}, {} test images for validation",
-            dir.display(),
-            experiment.train.len(),
-            if train_limit.is_some() {
-                format!(" (the first of {})", experiment.train_set.len())
-            } else {
-                String::new()
-            },
-            experiment.valid.len()
-        ),
+        DataConfig::Mnist { dir, train_limit, .. } | DataConfig::FashionMnist { dir, train_limit, .. } => {
+            say!(
+                quiet,
+                "data: {} from {} ({side}x{side}): {} training images{}, {} test images for validation",
+                if matches!(config.data, DataConfig::FashionMnist { .. }) {
+                    "Fashion-MNIST"
+                } else {
+                    "MNIST"
+                },
+                dir.display(),
+                experiment.train.len(),
+                if train_limit.is_some() {
+                    format!(" (the first of {})", experiment.train_set.len())
+                } else {
+                    String::new()
+                },
+                experiment.valid.len()
+            )
+        }
         _ => say!(
             quiet,
             "data: {} digits ({side}x{side}), split at random with seed {}: {} train, {} valid",
@@ -182,8 +224,9 @@ fn say_setup(
             experiment.valid.len()
         ),
     }
+    let names = class_names(experiment);
     let counts = |counts: [usize; CLASSES]| {
-        counts.iter().enumerate().map(|(c, n)| format!("{c}:{n}")).collect::<Vec<_>>().join(" ")
+        counts.iter().enumerate().map(|(c, n)| format!("{}:{n}", names[c])).collect::<Vec<_>>().join(" ")
     };
     say!(quiet, "  train classes {}", counts(experiment.train_set.class_counts(&experiment.train)));
     say!(quiet, "  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid)));
@@ -192,9 +235,23 @@ fn say_setup(
         descent::train::Length::Epochs(e) => format!("{e} epochs"),
         descent::train::Length::Steps(s) => format!("{s} steps"),
     };
+    let training = &config.training;
+    let mut extras = String::new();
+    if let Some(k) = training.accumulate.filter(|&k| k > 1) {
+        extras.push_str(&format!(", an update every {k} batches"));
+    }
+    if let Some(augment) = &training.augment {
+        let flips = if config.augment_flips() { " and flips" } else { "" };
+        extras.push_str(&format!(", augmented (shifts of up to {} pixels{flips})", augment.shift));
+    }
+    if let Some(patience) = training.early_stop {
+        let monitor = training.monitor.unwrap_or_default().name();
+        extras
+            .push_str(&format!(", early stopping on {monitor} after {patience} epochs without improvement"));
+    }
     say!(
         quiet,
-        "training: {} lr {}, {} schedule, batch size {}, {epochs_text}",
+        "training: {} lr {}, {} schedule, batch size {}, {epochs_text}{extras}",
         config.optimizer.name(),
         config.optimizer.lr(),
         config.schedule.name(),
@@ -252,14 +309,33 @@ impl Observer for EpochLines {
     }
 }
 
-/// The confusion matrix and the worst predictions.
-fn say_evaluation(evaluation: &Evaluation, worst: &[Prediction], quiet: bool) {
+/// The classes' names of the run's data (the digits `0`..`9` unless the data names them).
+fn class_names(experiment: &ImageExperiment) -> &'static [&'static str; CLASSES] {
+    experiment.config.data.class_names().unwrap_or(&descent::data::images::DIGIT_CLASS_NAMES)
+}
+
+/// The confusion matrix and the worst predictions; classes with names other than their number
+/// (Fashion-MNIST's) get a legend, and the worst predictions name them.
+fn say_evaluation(evaluation: &Evaluation, worst: &[Prediction], names: &[&str; CLASSES], quiet: bool) {
+    let named = names.iter().enumerate().any(|(c, name)| *name != c.to_string());
+    if named {
+        let legend: Vec<String> = names.iter().enumerate().map(|(c, name)| format!("{c} {name}")).collect();
+        say!(quiet, "classes: {}", legend.join(", "));
+    }
     say!(quiet, "confusion matrix (rows: true class, columns: predicted class):");
     say!(quiet, "      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
     for (label, row) in evaluation.confusion.iter().enumerate() {
         say!(quiet, "  {label:>2}: {}", row.iter().map(|n| format!("{n:>4}")).collect::<String>());
     }
     say!(quiet, "worst predictions (lowest probability given to the true class):");
+    if named {
+        say!(quiet, "  {:>6}  {:<12}  {:<12}  {:>10}", "index", "true", "predicted", "confidence");
+        for p in worst {
+            let (truth, predicted) = (names[usize::from(p.label)], names[usize::from(p.predicted)]);
+            say!(quiet, "  {:>6}  {truth:<12}  {predicted:<12}  {:>10.4}", p.index, p.confidence);
+        }
+        return;
+    }
     say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10}", "index", "true", "predicted", "confidence");
     for p in worst {
         say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);

@@ -11,7 +11,9 @@ use descent::experiment::Experiment;
 use descent::regression::{CsvSource, FitReport, Metrics, RegressionData};
 
 use crate::Failure;
-use crate::session::{CommonArgs, complete, say_trained, start_run, train_failure, train_linear};
+use crate::session::{
+    CommonArgs, complete, say_early_stop, say_trained, start_run, train_failure, train_linear,
+};
 use descent::run::Resumable;
 use descent::task::table::TableRegression;
 
@@ -142,6 +144,7 @@ pub fn train_and_report(
     let trained = train_linear(experiment, &run, common)?;
     let outcome = table.outcome(trained).map_err(train_failure)?;
     say_fit(regression, &outcome.fit);
+    say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     say_trained(experiment, &outcome.trained);
     let place = run.place(command, config, &experiment.device, experiment.device_names());
     complete(&run, &table, &outcome, place, config, common)

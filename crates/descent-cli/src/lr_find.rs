@@ -144,7 +144,13 @@ impl ImageModelVisitor for ImageSweep<'_> {
         let experiment = self.experiment;
         let mut optimizer = experiment.config.optimizer.build();
         let network = experiment.network(model);
-        lr_find(network, &mut optimizer, &experiment.batches(), self.settings, &experiment.plan().replicas)
+        lr_find(
+            network,
+            &mut optimizer,
+            experiment.batches().as_ref(),
+            self.settings,
+            &experiment.plan().replicas,
+        )
     }
 }
 

@@ -6,8 +6,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use descent::config::{RunConfig, optimizer_from, schedule_from};
-use descent::experiment::{Experiment, RunError};
+use descent::config::{Monitor, RunConfig, optimizer_from, schedule_from};
+use descent::data::augment::AugmentConfig;
+use descent::experiment::{EarlyStopped, Experiment, RunError, TrainedRun};
 use descent::observe::Observer;
 use descent::optim::ScheduleConfig;
 use descent::report::{MetricsRow, RunPlace};
@@ -76,6 +77,29 @@ pub struct CommonArgs {
     #[arg(help = crate::help::print_every(), long, value_parser = positive_count, allow_hyphen_values = true)]
     pub print_every: Option<usize>,
 
+    /// Stop when the monitored validation metric (--monitor) has not improved for PATIENCE
+    /// epochs; model.bpk then holds the best epoch's parameters, and the summary says which
+    /// epoch that was. Needs a validation set (image data, or a table with validation rows).
+    #[arg(long, value_name = "PATIENCE", value_parser = positive_count, allow_hyphen_values = true)]
+    pub early_stop: Option<usize>,
+
+    /// What --early-stop watches: valid_loss (lower is better) or accuracy (classifiers; higher
+    /// is better) [default: valid_loss].
+    #[arg(long, value_name = "METRIC", value_parser = ["valid_loss", "accuracy"])]
+    pub monitor: Option<String>,
+
+    /// Gradient accumulation: one update every K mini-batches, each batch's loss weighted by its
+    /// share of the group's examples, so K batches of B make the update of one batch of K·B (a
+    /// last shorter group by its true size). --steps and schedules count updates.
+    #[arg(long, value_name = "K", value_parser = positive_count, allow_hyphen_values = true)]
+    pub accumulate: Option<usize>,
+
+    /// Augment the training images: seeded random shifts of up to 2 pixels each way, and for
+    /// Fashion-MNIST horizontal flips (training.augment.flip decides elsewhere), drawn per batch
+    /// from the seed, so runs and resumes repeat exactly.
+    #[arg(long)]
+    pub augment: bool,
+
     /// Folder for the run's outputs: its effective configuration (config.toml), metrics.csv,
     /// summary.json, the model, the plots and the checkpoint [default: runs/<command>-<UTC
     /// time>]. A folder with files in it is refused.
@@ -92,6 +116,7 @@ pub struct CommonArgs {
     /// comes from the checkpoint: flags that would change it are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
+        "early_stop", "monitor", "augment", "accumulate",
     ])]
     pub resume: Option<PathBuf>,
 
@@ -166,6 +191,18 @@ impl CommonArgs {
         }
         if self.checkpoint_every.is_some() {
             training.checkpoint_every = self.checkpoint_every;
+        }
+        if self.early_stop.is_some() {
+            training.early_stop = self.early_stop;
+        }
+        if let Some(name) = &self.monitor {
+            training.monitor = Monitor::from_name(name);
+        }
+        if self.accumulate.is_some() {
+            training.accumulate = self.accumulate;
+        }
+        if self.augment && training.augment.is_none() {
+            training.augment = Some(AugmentConfig::default());
         }
         if let Some(lr) = self.lr {
             config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
@@ -245,7 +282,7 @@ pub fn train_linear(
     experiment: &Experiment,
     run: &Run,
     common: &CommonArgs,
-) -> Result<descent::train::Trained<descent::model::LinearModel>, Failure> {
+) -> Result<TrainedRun<descent::model::LinearModel>, Failure> {
     let (config, quiet) = (&experiment.config, common.quiet);
     let plan = experiment.plan();
     let batches = experiment.batches();
@@ -280,7 +317,7 @@ pub fn train_linear(
     crate::interrupt::install();
     let options = run.train_options(vec![&mut lines, &mut progress]);
     let trained = experiment
-        .train_with(batches.as_ref(), options, &mut |_| ControlFlow::Continue(()))
+        .train_run_with(batches.as_ref(), options, &mut |_| ControlFlow::Continue(()))
         .map_err(|e| training_failed(run, config, e));
     progress.clear();
     trained
@@ -310,6 +347,27 @@ impl Observer for LossLines {
             ),
         }
     }
+}
+
+/// Where early stopping ended: the best epoch (the saved model's), and whether it stopped the
+/// run before its plan's end.
+pub fn say_early_stop(stop: Option<&EarlyStopped>, trained_epochs: usize) {
+    let Some(stop) = stop else { return };
+    let (monitor, state) = (stop.monitor.name(), stop.state);
+    let how = if stop.stopped {
+        format!(
+            "stopped after epoch {trained_epochs}: no better {monitor} in the {} epochs since",
+            state.stale
+        )
+    } else {
+        "trained every epoch of the plan".to_string()
+    };
+    out!(
+        "early stopping: best {monitor} {:.6} at epoch {}; {how}; model.bpk holds epoch {}",
+        state.best,
+        state.best_epoch,
+        state.best_epoch
+    );
 }
 
 /// The last line about training: how many steps (and epochs), how long, on which device.

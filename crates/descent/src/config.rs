@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::AugmentConfig;
 use crate::limits::within_f32;
 use crate::model::{CnnConfig, ImageModel, ImageModelVisitor};
 use crate::optim::{Adam, InvalidValue, OptimizerConfig, ScheduleConfig};
@@ -71,11 +72,34 @@ pub enum DataConfig {
         /// Fashion-MNIST); absent: 28.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         side: Option<usize>,
-        /// SHA-256 of the four files as they was first trained on, recorded by the run: a resumed run, or
-        /// a run of this configuration, refuses data that has changed since. Absent: not checked.
+        /// SHA-256 of the four files as they were first trained on, recorded by the run: a resumed
+        /// run, or a run of this configuration, refuses data that has changed since. Absent: not
+        /// checked.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
     },
+    /// Fashion-MNIST (Zalando, MIT licence): 60,000 training and 10,000 test images of clothes,
+    /// 28x28, in ten named classes, from the folder Debian's package `dataset-fashion-mnist`
+    /// installs (or another holding the four IDX files). Trains on the training set, validates
+    /// on the test set. Nothing is downloaded.
+    FashionMnist {
+        /// The folder holding the four IDX files, plain or gzipped.
+        #[serde(default = "default_fashion_dir")]
+        dir: PathBuf,
+        /// Train on the first this many training images only (all of them when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize>,
+        /// The images' side in pixels, recorded by the run from the files; absent: 28.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        side: Option<usize>,
+        /// SHA-256 of the four files as they were first trained on (see `mnist`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+}
+
+fn default_fashion_dir() -> PathBuf {
+    PathBuf::from(defaults::FASHION_MNIST_DIR)
 }
 
 pub(crate) use crate::data::default_valid_fraction;
@@ -102,8 +126,36 @@ impl DataConfig {
     pub fn image_side(&self) -> Option<usize> {
         match self {
             DataConfig::Digits { .. } => Some(DIGITS_SIDE),
-            DataConfig::Mnist { side, .. } => Some(side.unwrap_or(MNIST_SIDE)),
+            DataConfig::Mnist { side, .. } | DataConfig::FashionMnist { side, .. } => {
+                Some(side.unwrap_or(MNIST_SIDE))
+            }
             DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => None,
+        }
+    }
+
+    /// Whether the data are images (for a classifier).
+    pub fn is_images(&self) -> bool {
+        self.image_side().is_some()
+    }
+
+    /// The names of the classes, for image data: the digits `0`..`9`, or Fashion-MNIST's
+    /// clothes.
+    pub fn class_names(&self) -> Option<&'static [&'static str; crate::data::images::CLASSES]> {
+        match self {
+            DataConfig::FashionMnist { .. } => Some(&crate::data::images::FASHION_CLASS_NAMES),
+            DataConfig::Digits { .. } | DataConfig::Mnist { .. } => {
+                Some(&crate::data::images::DIGIT_CLASS_NAMES)
+            }
+            DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => None,
+        }
+    }
+
+    /// The folder of MNIST-format IDX files and the training limit, for MNIST and Fashion-MNIST.
+    pub fn idx_source(&self) -> Option<(&Path, Option<usize>)> {
+        match self {
+            DataConfig::Mnist { dir, train_limit, .. }
+            | DataConfig::FashionMnist { dir, train_limit, .. } => Some((dir, *train_limit)),
+            _ => None,
         }
     }
 }
@@ -210,6 +262,68 @@ pub struct TrainingConfig {
     /// at the end. `descent train --resume DIR` continues from the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// Stop when the monitored metric has not improved for this many epochs (`--early-stop`);
+    /// `model.bpk` then holds the best epoch's parameters, whether or not the run stops early.
+    /// Absent: train the whole plan, and save the last parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<usize>,
+    /// What early stopping watches (`--monitor`); absent: `valid_loss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<Monitor>,
+    /// Gradient accumulation (`--accumulate`): one update every this many mini-batches, each
+    /// weighted by its share of the group's examples, as one batch of them all would. Absent: an
+    /// update per batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accumulate: Option<usize>,
+    /// Augment the training images (`--augment`): seeded random shifts, and flips where they
+    /// make sense. Absent: the images as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentConfig>,
+}
+
+/// A validation metric early stopping can watch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// The validation loss: lower is better.
+    #[default]
+    ValidLoss,
+    /// The validation accuracy (classifiers): higher is better.
+    Accuracy,
+}
+
+impl Monitor {
+    /// The names `--monitor` takes, as `metrics.csv` spells the columns.
+    pub const NAMES: [&str; 2] = ["valid_loss", "accuracy"];
+
+    /// The metric's name, as `metrics.csv` spells its column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::ValidLoss => "valid_loss",
+            Monitor::Accuracy => "accuracy",
+        }
+    }
+
+    /// The monitor of `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Monitor::ValidLoss, Monitor::Accuracy].into_iter().find(|monitor| monitor.name() == name)
+    }
+
+    /// The metric among an epoch's validation figures, when the epoch has it.
+    pub fn pick(self, valid_loss: Option<f64>, accuracy: Option<f64>) -> Option<f64> {
+        match self {
+            Monitor::ValidLoss => valid_loss,
+            Monitor::Accuracy => accuracy,
+        }
+    }
+
+    /// Whether `value` is better than `best`.
+    pub fn improves(self, value: f64, best: f64) -> bool {
+        match self {
+            Monitor::ValidLoss => value < best,
+            Monitor::Accuracy => value > best,
+        }
+    }
 }
 
 /// Everything that decides a run. `descent config show` prints it; `descent train --config`
@@ -556,7 +670,7 @@ impl RunConfig {
         match &self.data {
             DataConfig::Lesson { .. } | DataConfig::Points { .. } => Some(2),
             DataConfig::Csv(csv) => csv.features.as_ref().map(|f| f.len() + 1),
-            DataConfig::Digits { .. } | DataConfig::Mnist { .. } => None,
+            DataConfig::Digits { .. } | DataConfig::Mnist { .. } | DataConfig::FashionMnist { .. } => None,
         }
     }
 
@@ -633,8 +747,11 @@ impl RunConfig {
                     );
                 }
             }
-            DataConfig::Points { .. } | DataConfig::Mnist { train_limit: None, .. } => {}
-            DataConfig::Mnist { train_limit: Some(limit), .. } => {
+            DataConfig::Points { .. }
+            | DataConfig::Mnist { train_limit: None, .. }
+            | DataConfig::FashionMnist { train_limit: None, .. } => {}
+            DataConfig::Mnist { train_limit: Some(limit), .. }
+            | DataConfig::FashionMnist { train_limit: Some(limit), .. } => {
                 if *limit == 0 {
                     return invalid("data.train_limit", "must be at least 1 image, got 0".into());
                 }
@@ -692,7 +809,7 @@ impl RunConfig {
     }
 
     fn validate_model(&self) -> Result<(), InvalidValue> {
-        let images = matches!(self.data, DataConfig::Digits { .. } | DataConfig::Mnist { .. });
+        let images = self.data.is_images();
         if let ModelConfig::Linear { init } = &self.model {
             if let Some(init) = init {
                 if !init.iter().all(|v| within_f32(*v)) {
@@ -727,7 +844,7 @@ impl RunConfig {
         if !images {
             return invalid(
                 "data.source",
-                format!("the {} model needs images: `digits` or `mnist`", self.model.name()),
+                format!("the {} model needs images: `digits`, `mnist` or `fashion-mnist`", self.model.name()),
             );
         }
         Ok(())
@@ -741,6 +858,8 @@ impl RunConfig {
             ("training.epochs", training.epochs),
             ("training.print_every", training.print_every),
             ("training.checkpoint_every", training.checkpoint_every),
+            ("training.early_stop", training.early_stop),
+            ("training.accumulate", training.accumulate),
         ] {
             if value == Some(0) {
                 return invalid(field, "must be at least 1, got 0".into());
@@ -749,7 +868,69 @@ impl RunConfig {
         if training.steps.is_some() && training.epochs.is_some() {
             return invalid("training.steps", "set steps or epochs, not both".into());
         }
+        if training.accumulate.is_some_and(|k| k > 1) && training.batch_size.is_none() {
+            return invalid(
+                "training.accumulate",
+                "groups mini-batches into one update, and this run takes every row in each step: set a batch size (--batch-size)".into(),
+            );
+        }
+        self.validate_early_stop()?;
+        self.validate_augment()
+    }
+
+    /// Augmentation moves images: it needs image data, and shifts smaller than the images.
+    fn validate_augment(&self) -> Result<(), InvalidValue> {
+        let Some(augment) = &self.training.augment else { return Ok(()) };
+        let Some(side) = self.data.image_side() else {
+            return invalid(
+                "training.augment",
+                "shifts and flips images, and this run's data are not images (--augment is for image data: digits, mnist, fashion-mnist)".into(),
+            );
+        };
+        if augment.shift >= side {
+            return invalid(
+                "training.augment.shift",
+                format!("must be less than the images' side ({side} pixels), got {}", augment.shift),
+            );
+        }
         Ok(())
+    }
+
+    /// Whether augmentation flips images: as the configuration says, or by default for
+    /// Fashion-MNIST only.
+    pub fn augment_flips(&self) -> bool {
+        let default = matches!(self.data, DataConfig::FashionMnist { .. });
+        self.training.augment.as_ref().is_some_and(|augment| augment.flip.unwrap_or(default))
+    }
+
+    /// Early stopping needs a validation set to watch, and a metric the task has.
+    fn validate_early_stop(&self) -> Result<(), InvalidValue> {
+        let training = &self.training;
+        if training.early_stop.is_none() {
+            if let Some(monitor) = training.monitor {
+                return invalid(
+                    "training.monitor",
+                    format!("watches `{}` for early stopping: set --early-stop PATIENCE too", monitor.name()),
+                );
+            }
+            return Ok(());
+        }
+        let monitor = training.monitor.unwrap_or_default();
+        match &self.data {
+            DataConfig::Lesson { .. } | DataConfig::Points { .. } => invalid(
+                "training.early_stop",
+                "the lesson has no validation set to watch: early stopping needs one (image data, or a table with data.valid_fraction above 0)".into(),
+            ),
+            DataConfig::Csv(csv) if csv.valid_fraction == 0.0 => invalid(
+                "training.early_stop",
+                "this table holds no rows out for validation (data.valid_fraction is 0): early stopping needs some (--valid-fraction)".into(),
+            ),
+            DataConfig::Csv(_) if monitor == Monitor::Accuracy => invalid(
+                "training.monitor",
+                "a regression has no accuracy: monitor valid_loss".into(),
+            ),
+            _ => Ok(()),
+        }
     }
 }
 

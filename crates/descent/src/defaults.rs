@@ -28,3 +28,7 @@ pub const FIT_PRINT_EVERY: usize = 100;
 pub const CNN_BATCH_SIZE: usize = 64;
 /// The CNN's epochs.
 pub const CNN_EPOCHS: usize = 10;
+/// Where Debian's package `dataset-fashion-mnist` installs Fashion-MNIST's four IDX files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// The largest shift of `--augment`, in pixels.
+pub const AUGMENT_SHIFT: usize = 2;

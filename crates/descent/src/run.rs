@@ -77,6 +77,18 @@ pub enum RunStartError {
         /// The folder's configuration.
         config: PathBuf,
     },
+    /// Early stopping has ended the run: its monitored metric stopped improving.
+    #[error("--resume {}: early stopping ended this run after epoch {epoch}: {monitor} has not improved since epoch {best_epoch} (model.bpk holds it); start a new run to train with another patience", dir.display())]
+    StoppedEarly {
+        /// The folder.
+        dir: PathBuf,
+        /// The metric watched.
+        monitor: &'static str,
+        /// The best epoch.
+        best_epoch: usize,
+        /// The epoch the run stopped after.
+        epoch: usize,
+    },
     /// The run has trained as long as its plan says.
     #[error("--resume {}: the run has trained {done} {unit} already and its plan is {total}: pass {flag} N with N > {done} to train further", dir.display())]
     NothingLeft {
@@ -140,8 +152,18 @@ impl Run {
 
     /// Continue `resumable` under `plan`, once it is clear that the plan has steps left.
     pub fn resume(resumable: Resumable, plan: &Plan) -> Result<Self, RunStartError> {
-        let Resumable { folder, checkpoint, .. } = resumable;
+        let Resumable { folder, checkpoint, config } = resumable;
         let state = &checkpoint.state;
+        if let (Some(patience), Some(watch)) = (config.training.early_stop, state.early_stop)
+            && watch.stale >= patience
+        {
+            return Err(RunStartError::StoppedEarly {
+                dir: folder.path().into(),
+                monitor: config.training.monitor.unwrap_or_default().name(),
+                best_epoch: watch.best_epoch,
+                epoch: state.epoch,
+            });
+        }
         let (done, total, unit, flag) = match plan.length {
             Length::Epochs(total) => (state.epoch, total, "epochs", "--epochs"),
             Length::Steps(total) => (state.step, total, "steps", "--steps"),

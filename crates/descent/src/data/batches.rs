@@ -53,6 +53,10 @@ impl FullBatch {
 }
 
 impl BatchSource<RegressionBatch> for FullBatch {
+    fn rows_of(&self, index: usize) -> Option<usize> {
+        (index == 0).then(|| self.batch.len())
+    }
+
     fn batches_per_epoch(&self) -> usize {
         1
     }
@@ -63,12 +67,21 @@ impl BatchSource<RegressionBatch> for FullBatch {
     }
 }
 
+/// The examples in batch `index` of `items` examples cut into batches of `batch_size` (the last
+/// one may be smaller); `None` past the end.
+fn rows_of_batch(items: usize, batch_size: usize, index: usize) -> Option<usize> {
+    let start = index.checked_mul(batch_size)?;
+    (start < items).then(|| batch_size.min(items - start))
+}
+
 /// Mini-batches through Burn's `DataLoader`: the dataset is a list of indices (rows of a table,
 /// images of a set), shuffled every epoch from a seed; a batcher copies the chosen items into
 /// tensors, one batch at a time. The last batch of an epoch may be smaller.
 pub struct LoaderBatches<B> {
     loader: Arc<dyn DataLoader<B>>,
     batches_per_epoch: usize,
+    items: usize,
+    batch_size: usize,
 }
 
 impl<B: Send + Sync + Clone + std::fmt::Debug + 'static> LoaderBatches<B> {
@@ -85,19 +98,23 @@ impl<B: Send + Sync + Clone + std::fmt::Debug + 'static> LoaderBatches<B> {
         device: &Device,
     ) -> Self {
         assert!(batch_size > 0, "batch size must be positive");
-        let batches_per_epoch = indices.len().div_ceil(batch_size);
+        let (items, batches_per_epoch) = (indices.len(), indices.len().div_ceil(batch_size));
         let loader = DataLoaderBuilder::new(batcher)
             .batch_size(batch_size)
             .shuffle(seed)
             .set_device(device.clone())
             .build(InMemDataset::new(indices));
-        Self { loader, batches_per_epoch }
+        Self { loader, batches_per_epoch, items, batch_size }
     }
 }
 
 impl<B> BatchSource<B> for LoaderBatches<B> {
     fn batches_per_epoch(&self) -> usize {
         self.batches_per_epoch
+    }
+
+    fn rows_of(&self, index: usize) -> Option<usize> {
+        rows_of_batch(self.items, self.batch_size, index)
     }
 
     fn epoch(&self) -> Batches<'_, B> {
@@ -158,6 +175,10 @@ fn epoch_seed(seed: u64, epoch: u64) -> u64 {
 impl BatchSource<RegressionBatch> for MiniBatches {
     fn batches_per_epoch(&self) -> usize {
         self.rows.div_ceil(self.batch_size)
+    }
+
+    fn rows_of(&self, index: usize) -> Option<usize> {
+        rows_of_batch(self.rows, self.batch_size, index)
     }
 
     fn epoch(&self) -> Batches<'_, RegressionBatch> {

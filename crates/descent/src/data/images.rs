@@ -9,8 +9,25 @@ use super::csv_table::{BoundedRecords, RowBudget, record_too_long, shown};
 use super::random::SeededRng;
 use crate::limits::{Bytes, MAX_CSV_RECORD_BYTES, check_memory, product};
 
-/// Number of classes: the digits 0..9.
+/// Number of classes: the digits 0..9, or Fashion-MNIST's ten kinds of clothes.
 pub const CLASSES: usize = 10;
+
+/// The digits' class names.
+pub const DIGIT_CLASS_NAMES: [&str; CLASSES] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+/// Fashion-MNIST's class names, in label order (Zalando's README).
+pub const FASHION_CLASS_NAMES: [&str; CLASSES] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 /// Square grayscale images with a class label each. Pixels are scaled to [0, 1].
 #[derive(Clone, Debug, PartialEq)]
@@ -270,51 +287,113 @@ pub fn parse_idx(
     mut labels: impl Read,
     labels_path: &Path,
 ) -> Result<ImageSet, DataError> {
-    let bad = |path: &Path, offset: u64, message: String| DataError::Binary {
-        path: path.into(),
-        offset: usize::try_from(offset).unwrap_or(usize::MAX),
-        message,
+    let header = images_header(&mut images, images_path)?;
+    labels_header(&mut labels, labels_path, header.count, images_path)?;
+    let pixels = images_body(&mut images, images_path, &header)?;
+    let labels = labels_body(&mut labels, labels_path, header.count)?;
+    Ok(ImageSet::new(pixels, labels, header.side))
+}
+
+/// Read the images of an IDX file for prediction (`NAME` or `NAME.gz`), with their labels when
+/// the matching labels file lies beside it (`...-images-idx3-ubyte` and `...-labels-idx1-ubyte`,
+/// as MNIST names them); without it, every label is 0. Returns the images and whether they
+/// carry labels.
+pub fn read_idx_images(path: &Path) -> Result<(ImageSet, bool), DataError> {
+    let open = |path: &Path| -> Result<Box<dyn Read>, DataError> {
+        let file =
+            BufReader::new(File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?);
+        let gzipped = path.extension().is_some_and(|extension| extension == "gz");
+        Ok(if gzipped { Box::new(GzipErrors(flate2::read::GzDecoder::new(file))) } else { Box::new(file) })
     };
-    let image_dims = read_header(&mut images, images_path, IMAGES_MAGIC, 3)?;
-    let label_dims = read_header(&mut labels, labels_path, LABELS_MAGIC, 1)?;
-    let (count, rows, columns) = (image_dims[0], image_dims[1], image_dims[2]);
+    let mut images = open(path)?;
+    let header = images_header(&mut images, path)?;
+    let labels_path = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .filter(|name| name.contains("images-idx3"))
+        .map(|name| path.with_file_name(name.replace("images-idx3", "labels-idx1")))
+        .filter(|labels| labels.is_file());
+    let labels = match &labels_path {
+        Some(labels_path) => {
+            let mut labels = open(labels_path)?;
+            labels_header(&mut labels, labels_path, header.count, path)?;
+            Some((labels, labels_path))
+        }
+        None => None,
+    };
+    let pixels = images_body(&mut images, path, &header)?;
+    let (labels, labeled) = match labels {
+        Some((mut labels, labels_path)) => (labels_body(&mut labels, labels_path, header.count)?, true),
+        None => (vec![0; usize::try_from(header.count).unwrap_or(0)], false),
+    };
+    Ok((ImageSet::new(pixels, labels, header.side), labeled))
+}
+
+/// An IDX images file's header, checked: how many images, of which side.
+struct ImagesHeader {
+    count: u64,
+    rows: u64,
+    side: usize,
+}
+
+fn bad(path: &Path, offset: u64, message: String) -> DataError {
+    DataError::Binary { path: path.into(), offset: usize::try_from(offset).unwrap_or(usize::MAX), message }
+}
+
+/// Read and check an images header: square images, at least one, and a size that fits in the
+/// memory the process may allocate (checked before any pixel is read).
+fn images_header(images: &mut impl Read, path: &Path) -> Result<ImagesHeader, DataError> {
+    let dims = read_header(images, path, IMAGES_MAGIC, 3)?;
+    let (count, rows, columns) = (dims[0], dims[1], dims[2]);
     if rows != columns || rows == 0 {
-        return Err(bad(images_path, 8, format!("images are {rows}x{columns}; expected square images")));
+        return Err(bad(path, 8, format!("images are {rows}x{columns}; expected square images")));
     }
     if count == 0 {
-        return Err(bad(images_path, 4, "the header says 0 images: the file holds no images".into()));
-    }
-    if label_dims[0] != count {
-        return Err(bad(
-            labels_path,
-            4,
-            format!("{} labels for {count} images in {}", label_dims[0], images_path.display()),
-        ));
+        return Err(bad(path, 4, "the header says 0 images: the file holds no images".into()));
     }
     // Each pixel is held as a byte while reading and as an f32 after: 5 bytes.
     let pixel_count = product(&[count, rows, columns]);
     check_memory(pixel_count.and_then(|pixels| pixels.checked_mul(5))).map_err(|message| {
-        bad(
-            images_path,
-            4,
-            format!("the header claims {count} images of {rows}x{columns} pixels, which {message}"),
-        )
+        bad(path, 4, format!("the header claims {count} images of {rows}x{columns} pixels, which {message}"))
     })?;
-    let pixel_count = pixel_count.expect("checked above");
-    let pixels = read_body(&mut images, images_path, 16, pixel_count, || {
-        format!("{count} images of {rows}x{columns} pixels")
-    })?;
-    let label_bytes = read_body(&mut labels, labels_path, 8, count, || format!("{count} labels"))?;
-    if let Some(position) = label_bytes.iter().position(|&l| usize::from(l) >= CLASSES) {
+    let side = usize::try_from(rows).expect("checked against memory");
+    Ok(ImagesHeader { count, rows, side })
+}
+
+/// Read and check a labels header: as many labels as `count` images in `images_path`.
+fn labels_header(
+    labels: &mut impl Read,
+    path: &Path,
+    count: u64,
+    images_path: &Path,
+) -> Result<(), DataError> {
+    let dims = read_header(labels, path, LABELS_MAGIC, 1)?;
+    if dims[0] != count {
         return Err(bad(
-            labels_path,
-            8 + position as u64,
-            format!("label {} is not a digit 0..9", label_bytes[position]),
+            path,
+            4,
+            format!("{} labels for {count} images in {}", dims[0], images_path.display()),
         ));
     }
-    let pixels = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    let side = usize::try_from(rows).expect("checked against memory");
-    Ok(ImageSet::new(pixels, label_bytes, side))
+    Ok(())
+}
+
+/// The pixels after a checked header, scaled to [0, 1].
+fn images_body(images: &mut impl Read, path: &Path, header: &ImagesHeader) -> Result<Vec<f32>, DataError> {
+    let ImagesHeader { count, rows, .. } = *header;
+    let pixel_count = count * rows * rows; // checked in `images_header`
+    let pixels =
+        read_body(images, path, 16, pixel_count, || format!("{count} images of {rows}x{rows} pixels"))?;
+    Ok(pixels.iter().map(|&p| f32::from(p) / 255.0).collect())
+}
+
+/// The labels after a checked header: each a class 0..9.
+fn labels_body(labels: &mut impl Read, path: &Path, count: u64) -> Result<Vec<u8>, DataError> {
+    let bytes = read_body(labels, path, 8, count, || format!("{count} labels"))?;
+    if let Some(position) = bytes.iter().position(|&l| usize::from(l) >= CLASSES) {
+        return Err(bad(path, 8 + position as u64, format!("label {} is not a digit 0..9", bytes[position])));
+    }
+    Ok(bytes)
 }
 
 /// Read an IDX header: the magic number, then `dims` big-endian sizes.

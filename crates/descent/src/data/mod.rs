@@ -1,8 +1,10 @@
 //! Data: the lesson's generator, CSV tables and point files, images, and batches on a device.
 
+pub mod augment;
 pub mod batches;
 pub mod csv_table;
 pub mod images;
+pub mod pictures;
 pub mod points;
 pub mod random;
 pub mod synthetic;
@@ -114,6 +116,14 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// A line of the file is not what it should be.
+    /// A data set that is not where the configuration says, with what to do.
+    #[error("{}: {message}", path.display())]
+    Missing {
+        /// The folder or file looked in.
+        path: PathBuf,
+        /// What is missing and how to get it.
+        message: String,
+    },
     #[error("{}, line {line}: {message}", path.display())]
     Malformed {
         /// The file.

@@ -1,20 +1,25 @@
 //! Image classification: the digits or MNIST-format files, split or paired, and any image
 //! model of the registry (`crate::model::ImageModel`), validated after every epoch.
 
+use std::cell::RefCell;
 use std::ops::{ControlFlow, Deref};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
-use crate::data::images::{Split, parse_digits, read_digits, read_mnist, split};
-use crate::data::{ImageBatch, ImageBatches, ImageSet};
+use crate::data::augment::Augmented;
+use crate::data::images::{Split, mnist_files_present, parse_digits, read_digits, read_mnist, split};
+use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, CnnConfig, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
-use crate::train::{EpochEnd, LossRecord, Objective, Report, TrainError, Trained};
+use crate::train::{BatchSource, EpochEnd, LossRecord, Objective, Report, TrainError, Trained};
 
-use super::{Prepared, RunError, TaskHooks, TrainOptions, check_memory_for, total_steps_of};
+use super::{
+    EarlyStopped, EpochVerdict, Prepared, RunError, TaskHooks, TrainOptions, TrainedRun, check_memory_for,
+    total_steps_of,
+};
 
 /// The shipped digits (`data/digits.csv`), compiled in so that `descent cnn` works anywhere.
 const SHIPPED_DIGITS: &str = include_str!("../../../../data/digits.csv");
@@ -33,14 +38,22 @@ pub struct EpochResult<'a> {
     pub evaluation: &'a Evaluation,
 }
 
-/// A classifier trained by [`ImageExperiment::train`], and its results after the last epoch.
+/// A classifier trained by [`ImageExperiment::train`], and its results.
 pub struct TrainedClassifier<M> {
     /// The model and what happened on the way.
     pub trained: Trained<M>,
-    /// The validation results after the last epoch.
+    /// The validation results of the run's model: after the last epoch, or with early stopping
+    /// after the best epoch this call trained.
     pub evaluation: Evaluation,
     /// One row per epoch, from the first (a resumed run's include the checkpoint's).
     pub metrics: Vec<MetricsRow>,
+    /// With early stopping: the best epoch's model (off the autodiff device), when this call
+    /// trained it (a resumed run's earlier best is in its folder's `model.bpk`).
+    pub best: Option<M>,
+    /// With early stopping: the best epoch and whether the run stopped early.
+    pub early_stop: Option<EarlyStopped>,
+    /// Every update's loss, as (step, loss), from the first.
+    pub batch_losses: Vec<(usize, f64)>,
 }
 
 /// A classification run on images, ready to train: configuration checked, device open, images
@@ -76,7 +89,9 @@ impl ImageExperiment {
         }
         let mut prepared = Prepared::open(config)?;
         let (train_set, train, valid_set, valid) = read_images(&prepared.config)?;
-        if let DataConfig::Mnist { side, .. } = &mut prepared.config.data {
+        if let DataConfig::Mnist { side, .. } | DataConfig::FashionMnist { side, .. } =
+            &mut prepared.config.data
+        {
             // Recorded, so that the saved model is rebuilt at the size it was trained at.
             *side = Some(train_set.side());
         }
@@ -115,15 +130,25 @@ impl ImageExperiment {
         settings.init(self.train_set.side(), &self.device.device.clone().autodiff())
     }
 
-    /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch.
-    pub fn batches(&self) -> ImageBatches {
-        ImageBatches::new(
+    /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch, and
+    /// augmented on the device when the configuration says so.
+    pub fn batches(&self) -> Box<dyn BatchSource<ImageBatch>> {
+        let batches = ImageBatches::new(
             self.train_set.clone(),
             self.train.clone(),
             self.batch_size(),
             self.config.seed,
             &self.device.device,
-        )
+        );
+        match &self.config.training.augment {
+            Some(augment) => Box::new(Augmented::new(
+                batches,
+                self.config.seed,
+                augment.shift,
+                self.config.augment_flips(),
+            )),
+            None => Box::new(batches),
+        }
     }
 
     /// The number of updates the plan makes.
@@ -159,7 +184,9 @@ impl ImageExperiment {
     {
         // The last reported (train loss, lr): every epoch's mean training loss is reported.
         let last_loss = std::cell::Cell::new((f64::NAN, f64::NAN));
-        let mut last: Option<Evaluation> = None;
+        let last: RefCell<Option<Evaluation>> = RefCell::new(None);
+        let mut best: Option<Evaluation> = None;
+        let folder = options.folder;
         let mut on_end = |end: &EpochEnd<'_, M>, metrics: &mut Vec<MetricsRow>| {
             // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
             let evaluation = evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device)
@@ -169,8 +196,18 @@ impl ImageExperiment {
                 EpochResult { epoch: end.epoch, step: end.step, lr, train_loss, evaluation: &evaluation };
             metrics.push(validated_row(&result));
             let flow = on_epoch(&result);
-            last = Some(evaluation);
-            Ok(flow)
+            let verdict =
+                EpochVerdict { flow, valid_loss: Some(evaluation.loss), accuracy: Some(evaluation.accuracy) };
+            *last.borrow_mut() = Some(evaluation);
+            Ok(verdict)
+        };
+        // The best epoch's model is the run's model: saved as soon as it is the best.
+        let mut on_best = |end: &EpochEnd<'_, M>| {
+            if let Some(folder) = folder {
+                folder.save_model(end.model.valid())?;
+            }
+            best = last.borrow().clone();
+            Ok(())
         };
         let hooks = TaskHooks {
             on_loss: &mut |record: &LossRecord, _: &mut Vec<MetricsRow>| {
@@ -178,11 +215,14 @@ impl ImageExperiment {
                 ControlFlow::Continue(())
             },
             on_epoch: &mut on_end,
+            on_best: &mut on_best,
         };
         let length = (self.config.model.name(), self.total_steps(), Some(Report::EveryEpochs(1)));
-        let (trained, metrics) = self.train_run(model, &self.batches(), length, options, hooks)?;
-        let evaluation = last.ok_or(TrainError::NoBatches)?;
-        Ok(TrainedClassifier { trained, evaluation, metrics })
+        let run = self.train_run(model, self.batches().as_ref(), length, options, hooks)?;
+        let last = last.into_inner().ok_or(TrainError::NoBatches)?;
+        let evaluation = best.unwrap_or(last);
+        let TrainedRun { trained, metrics, early_stop, best, batch_losses } = run;
+        Ok(TrainedClassifier { trained, evaluation, metrics, best, early_stop, batch_losses })
     }
 }
 
@@ -211,7 +251,16 @@ fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
             }
             Ok((set.clone(), train, set, valid))
         }
-        DataConfig::Mnist { dir, train_limit, .. } => {
+        DataConfig::FashionMnist { dir, .. } if !mnist_files_present(dir) => {
+            Err(RunError::Data(DataError::Missing {
+                path: dir.clone(),
+                message: format!(
+                    "Fashion-MNIST is not there: install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), which puts its four IDX files in {}, or pass the folder that holds them (--mnist DIR, or data.dir)",
+                    crate::defaults::FASHION_MNIST_DIR
+                ),
+            }))
+        }
+        DataConfig::Mnist { dir, train_limit, .. } | DataConfig::FashionMnist { dir, train_limit, .. } => {
             let mnist = read_mnist(dir)?;
             let train = (0..mnist.train.len().min(train_limit.unwrap_or(usize::MAX))).collect();
             let valid = (0..mnist.test.len()).collect();
@@ -220,7 +269,10 @@ fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
         DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => {
             Err(RunError::Config(ConfigError::Invalid(InvalidValue {
                 field: "data.source".into(),
-                message: format!("the {} model needs images: `digits` or `mnist`", config.model.name()),
+                message: format!(
+                    "the {} model needs images: `digits`, `mnist` or `fashion-mnist`",
+                    config.model.name()
+                ),
             })))
         }
     }

@@ -15,7 +15,8 @@ use crate::train::{
 };
 
 use super::{
-    LESSON_BYTES_PER_ROW, Prepared, RunError, TaskHooks, TrainOptions, check_memory_for, total_steps_of,
+    EpochVerdict, LESSON_BYTES_PER_ROW, Prepared, RunError, TaskHooks, TrainOptions, TrainedRun,
+    check_memory_for, total_steps_of,
 };
 
 /// A run of the linear model, ready to train: its configuration checked, its device open, its
@@ -124,26 +125,52 @@ impl Experiment {
         options: TrainOptions<'_>,
         on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
     ) -> Result<Trained<LinearModel>, RunError> {
+        Ok(self.train_run_with(source, options, on_loss)?.trained)
+    }
+
+    /// [`Self::train_with`], with the metrics rows and where early stopping ended. With early
+    /// stopping (a table's validation rows), every epoch measures the validation loss, and each
+    /// best epoch's model is saved into `options.folder` on the original scale.
+    pub fn train_run_with(
+        &self,
+        source: &dyn BatchSource<RegressionBatch>,
+        options: TrainOptions<'_>,
+        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+    ) -> Result<TrainedRun<LinearModel>, RunError> {
         let earlier = options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
+        let (folder, watched) = (options.folder, self.config.training.early_stop.is_some());
         let hooks = TaskHooks {
             on_loss: &mut |record: &LossRecord, metrics: &mut Vec<MetricsRow>| {
                 metrics.push(MetricsRow::from(record));
                 on_loss(record)
             },
-            // Every reported loss is a row already: an epoch's end adds nothing.
-            on_epoch: &mut |_: &EpochEnd<'_, LinearModel>, _: &mut Vec<MetricsRow>| {
-                Ok(ControlFlow::Continue(()))
+            // Every reported loss is a row already: an epoch's end adds only what early stopping
+            // watches.
+            on_epoch: &mut |end: &EpochEnd<'_, LinearModel>, _: &mut Vec<MetricsRow>| {
+                let valid_loss = match (&self.regression, watched) {
+                    (Some(regression), true) => Some(regression.valid.mse(&parameters(end.model)?)),
+                    _ => None,
+                };
+                Ok(EpochVerdict { valid_loss, ..EpochVerdict::go_on() })
+            },
+            on_best: &mut |end: &EpochEnd<'_, LinearModel>| {
+                let (Some(folder), Some(regression)) = (folder, &self.regression) else { return Ok(()) };
+                let fit = regression.report(&parameters(end.model)?);
+                let original: Vec<f32> =
+                    fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
+                folder.save_model(LinearModel::new(&original, &self.device.device))?;
+                Ok(())
             },
         };
         let length = ("linear", self.total_steps(), None);
-        let (mut trained, _) = self.train_run(self.model(), source, length, options, hooks)?;
+        let mut run = self.train_run(self.model(), source, length, options, hooks)?;
         let mut losses: Vec<LossRecord> = earlier
             .iter()
             .map(|row| LossRecord { step: row.step, epoch: row.epoch, lr: row.lr, loss: row.train_loss })
             .collect();
-        losses.append(&mut trained.losses);
-        trained.losses = losses;
-        Ok(trained)
+        losses.append(&mut run.trained.losses);
+        run.trained.losses = losses;
+        Ok(run)
     }
 
     /// The notebook's animation: from the initial parameters, `steps` full-batch updates with the
@@ -174,6 +201,12 @@ impl Experiment {
     }
 }
 
+/// The model's parameters as f64, read back from the device.
+fn parameters(model: &LinearModel) -> Result<Vec<f64>, RunError> {
+    let a = model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
+    Ok(a.into_iter().map(f64::from).collect())
+}
+
 /// The rows of a linear configuration: generated, read from a points file, or a CSV table
 /// prepared as a regression (whose columns the configuration then names).
 fn read_rows(config: &mut RunConfig) -> Result<(Arc<Table>, Option<RegressionData>), RunError> {
@@ -192,7 +225,7 @@ fn read_rows(config: &mut RunConfig) -> Result<(Arc<Table>, Option<RegressionDat
             source.features = Some(regression.features.clone());
             Ok((regression.train.clone(), Some(regression)))
         }
-        DataConfig::Digits { .. } | DataConfig::Mnist { .. } => {
+        DataConfig::Digits { .. } | DataConfig::Mnist { .. } | DataConfig::FashionMnist { .. } => {
             Err(RunError::Config(ConfigError::Invalid(InvalidValue {
                 field: "model.name".into(),
                 message: "the linear model fits points or tables; images need `cnn`".into(),

@@ -11,6 +11,7 @@ mod images;
 mod linear;
 
 pub use images::{EpochResult, ImageExperiment, TrainedClassifier};
+
 pub use linear::Experiment;
 
 use std::cell::RefCell;
@@ -19,7 +20,7 @@ use std::ops::ControlFlow;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::ModuleOptimizer;
 
-use crate::config::{ConfigError, DataConfig, RunConfig};
+use crate::config::{ConfigError, DataConfig, Monitor, RunConfig};
 use crate::data::DataError;
 use crate::device::{self, DeviceError, SelectedDevice};
 use crate::observe::Observer;
@@ -27,8 +28,8 @@ use crate::optim::InvalidValue;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
     BatchEnd, BatchRows, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState,
-    EpochEnd, Hooks, Length, LossRecord, Objective, Plan, Position, Report, TrainError, Trained,
-    train_observed,
+    EarlyStopState, EpochEnd, Hooks, Length, LossRecord, Objective, Plan, Position, Report, TrainError,
+    Trained, train_observed,
 };
 
 pub use crate::defaults::{
@@ -115,15 +116,19 @@ impl<'a> Checkpointer<'a> {
         }
     }
 
-    /// Write a checkpoint if this epoch is due one.
+    /// Write a checkpoint if this epoch is due one: the last, an interrupted one, every
+    /// `checkpoint_every`, or the one early stopping ends the run at (`stopping`).
     fn epoch_end<M: burn::module::Module>(
         &self,
         end: &EpochEnd<'_, M>,
-        metrics: &[MetricsRow],
+        (metrics, batch_losses): (&[MetricsRow], &[(usize, f64)]),
+        (early_stop, stopping): (Option<EarlyStopState>, bool),
     ) -> Result<(), RunError> {
         let Some(folder) = self.folder else { return Ok(()) };
-        let due =
-            end.last || end.interrupted || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
+        let due = end.last
+            || end.interrupted
+            || stopping
+            || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
         if !due {
             return Ok(());
         }
@@ -137,6 +142,8 @@ impl<'a> Checkpointer<'a> {
             seconds: self.earlier_seconds + end.seconds,
             metrics: metrics.to_vec(),
             config: self.config.clone(),
+            early_stop,
+            batch_losses: batch_losses.to_vec(),
         };
         // A checkpoint is the point to come back to: never save parameters that are not numbers.
         let tensors = crate::report::export::named_tensors(end.model)
@@ -246,15 +253,20 @@ fn plan_of(config: &RunConfig) -> Plan {
     } else {
         Report::EveryEpochs(training.print_every.unwrap_or(1))
     };
-    Plan { seed: Some(config.seed), ..Plan::new(length, report) }
+    Plan {
+        seed: Some(config.seed),
+        accumulate: training.accumulate.unwrap_or(1),
+        ..Plan::new(length, report)
+    }
 }
 
 /// The number of updates `config` makes with `batches_per_epoch` batches per epoch (saturating:
 /// [`check_length`] refuses a length that overflows).
 fn total_steps_of(config: &RunConfig, batches_per_epoch: usize) -> usize {
-    match plan_of(config).length {
+    let plan = plan_of(config);
+    match plan.length {
         Length::Steps(steps) => steps,
-        Length::Epochs(epochs) => epochs.saturating_mul(batches_per_epoch),
+        Length::Epochs(epochs) => epochs.saturating_mul(batches_per_epoch.div_ceil(plan.accumulate.max(1))),
     }
 }
 
@@ -271,7 +283,7 @@ fn pin_data(data: &mut DataConfig) -> Result<(), DataError> {
             let files = vec![source.path.clone()];
             (&mut source.path, &mut source.sha256, files)
         }
-        DataConfig::Mnist { dir, sha256, .. } => {
+        DataConfig::Mnist { dir, sha256, .. } | DataConfig::FashionMnist { dir, sha256, .. } => {
             let files = crate::data::images::mnist_paths(dir);
             (dir, sha256, files)
         }
@@ -354,6 +366,45 @@ fn optimization_of(
     Ok((optimizer, schedule))
 }
 
+/// Early stopping during a run: its patience, what it watches, where it stands, and whether it
+/// has stopped the run.
+struct Watch {
+    patience: usize,
+    monitor: Monitor,
+    state: Option<EarlyStopState>,
+    stopped: bool,
+}
+
+/// After a task's `verdict` on an epoch: update early stopping (when on), keep the parameters of
+/// a new best epoch (`on_best`), and stop the run once the monitored metric has not improved for
+/// `patience` epochs.
+fn watch_epoch<M>(
+    watch: &mut Option<Watch>,
+    end: &EpochEnd<'_, M>,
+    verdict: EpochVerdict,
+    on_best: &mut dyn FnMut(&EpochEnd<'_, M>) -> Result<(), RunError>,
+    best_model: &mut Option<M>,
+) -> Result<ControlFlow<()>, RunError>
+where
+    M: burn::module::Module,
+{
+    let flow = verdict.flow;
+    let Some(watch) = watch else { return Ok(flow) };
+    let Some(value) = watch.monitor.pick(verdict.valid_loss, verdict.accuracy) else { return Ok(flow) };
+    let monitor = watch.monitor;
+    let (state, best) = EarlyStopState::after(watch.state, end.epoch, value, |v, b| monitor.improves(v, b));
+    watch.state = Some(state);
+    if best {
+        on_best(end)?;
+        *best_model = Some(end.model.valid());
+    }
+    if state.stale >= watch.patience && !end.last {
+        watch.stopped = true;
+        return Ok(ControlFlow::Break(()));
+    }
+    Ok(flow)
+}
+
 /// Tell every observer of an update, whichever of them interrupts the run: `Break` if any does.
 fn after_update(observers: &mut [&mut dyn Observer], end: &BatchEnd) -> ControlFlow<()> {
     let stops = observers.iter_mut().map(|observer| observer.batch(end).is_break()).fold(false, |a, b| a | b);
@@ -379,11 +430,62 @@ pub struct TaskHooks<'a, M> {
     /// The end of a whole epoch, before its checkpoint: evaluate, add the epoch's row, and say
     /// whether to go on.
     pub on_epoch: TaskEpochHook<'a, M>,
+    /// With early stopping: an epoch whose monitored metric is the best so far, to keep its
+    /// parameters (the run's `model.bpk`).
+    pub on_best: &'a mut dyn FnMut(&EpochEnd<'_, M>) -> Result<(), RunError>,
 }
 
-/// [`TaskHooks::on_epoch`]: an epoch's end and the rows so far; whether to go on, or why not.
+/// What [`Prepared::train_run`] gives: the model, the metrics rows of the whole run, and where
+/// early stopping ended.
+pub struct TrainedRun<M> {
+    /// The model and what happened on the way.
+    pub trained: Trained<M>,
+    /// One row per reported loss or epoch, from the first (a resumed run's include the
+    /// checkpoint's).
+    pub metrics: Vec<MetricsRow>,
+    /// With early stopping: the best epoch and whether the run stopped before its plan's end.
+    pub early_stop: Option<EarlyStopped>,
+    /// With early stopping: the best epoch's model (off the autodiff device), when this call
+    /// trained it (a resumed run's earlier best is in its folder's `model.bpk`).
+    pub best: Option<M>,
+    /// Every update's loss, as (step, loss), from the first (a resumed run's include the
+    /// checkpoint's).
+    pub batch_losses: Vec<(usize, f64)>,
+}
+
+/// How early stopping ended a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStopped {
+    /// What it watched.
+    pub monitor: Monitor,
+    /// The best epoch and its value, and the epochs after it without improvement.
+    pub state: EarlyStopState,
+    /// Whether it stopped the run before the plan's end.
+    pub stopped: bool,
+}
+
+/// [`TaskHooks::on_epoch`]: an epoch's end and the rows so far; whether to go on and the epoch's
+/// validation figures, or why not.
 pub type TaskEpochHook<'a, M> =
-    &'a mut dyn FnMut(&EpochEnd<'_, M>, &mut Vec<MetricsRow>) -> Result<ControlFlow<()>, RunError>;
+    &'a mut dyn FnMut(&EpochEnd<'_, M>, &mut Vec<MetricsRow>) -> Result<EpochVerdict, RunError>;
+
+/// What a task says at the end of an epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochVerdict {
+    /// Whether to go on.
+    pub flow: ControlFlow<()>,
+    /// The epoch's validation loss, when the task measured one.
+    pub valid_loss: Option<f64>,
+    /// The epoch's validation accuracy, when the task measured one.
+    pub accuracy: Option<f64>,
+}
+
+impl EpochVerdict {
+    /// Go on, with nothing measured.
+    pub fn go_on() -> Self {
+        Self { flow: ControlFlow::Continue(()), valid_loss: None, accuracy: None }
+    }
+}
 
 impl Prepared {
     /// Check the configuration, open the devices (the main one seeded), pin the data.
@@ -435,7 +537,7 @@ impl Prepared {
         (kind, total_steps, report): (&'static str, usize, Option<Report>),
         options: TrainOptions<'_>,
         hooks: TaskHooks<'_, M>,
-    ) -> Result<(Trained<M>, Vec<MetricsRow>), RunError>
+    ) -> Result<TrainedRun<M>, RunError>
     where
         M: Objective<B> + 'static,
         B: BatchRows + Send + 'static,
@@ -450,21 +552,41 @@ impl Prepared {
         let checkpointer = Checkpointer::new(&self.config, &options, kind);
         let observers = RefCell::new(options.observers);
         let metrics = RefCell::new(options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default());
+        let watch = self.config.training.early_stop.map(|patience| Watch {
+            patience,
+            monitor: self.config.training.monitor.unwrap_or_default(),
+            state: options.resume.and_then(|c| c.state.early_stop),
+            stopped: false,
+        });
+        let watch = RefCell::new(watch);
+        let mut best = None;
         let mut failure = None;
-        let TaskHooks { on_loss: task_loss, on_epoch: task_epoch } = hooks;
+        let TaskHooks { on_loss: task_loss, on_epoch: task_epoch, on_best } = hooks;
         let mut on_loss = |record: &LossRecord| {
             observers.borrow_mut().iter_mut().for_each(|observer| observer.loss(record));
             task_loss(record, &mut metrics.borrow_mut())
         };
-        let mut on_batch = |end: &BatchEnd| after_update(&mut observers.borrow_mut(), end);
+        let batch_losses =
+            RefCell::new(options.resume.map(|c| c.state.batch_losses.clone()).unwrap_or_default());
+        let mut on_batch = |end: &BatchEnd| {
+            batch_losses.borrow_mut().push((end.step, end.loss));
+            after_update(&mut observers.borrow_mut(), end)
+        };
         let mut on_epoch = |end: &EpochEnd<'_, M>| {
             // Part-way through an epoch (Ctrl-C): nothing to evaluate, only a checkpoint to write.
             let flow = if end.interrupted {
                 Ok(ControlFlow::Break(()))
             } else {
-                task_epoch(end, &mut metrics.borrow_mut())
+                task_epoch(end, &mut metrics.borrow_mut()).and_then(|verdict| {
+                    watch_epoch(&mut watch.borrow_mut(), end, verdict, &mut *on_best, &mut best)
+                })
             };
-            match flow.and_then(|flow| checkpointer.epoch_end(end, &metrics.borrow()).map(|()| flow)) {
+            let written = flow.and_then(|flow| {
+                let watched = watch.borrow().as_ref().map_or((None, false), |w| (w.state, w.stopped));
+                let rows = (&metrics.borrow()[..], &batch_losses.borrow()[..]);
+                checkpointer.epoch_end(end, rows, watched).map(|()| flow)
+            });
+            match written {
                 Ok(flow) => {
                     if !end.interrupted {
                         let rows = metrics.borrow();
@@ -499,6 +621,10 @@ impl Prepared {
             });
         }
         trained.seconds += checkpointer.earlier_seconds;
-        Ok((trained, metrics.into_inner()))
+        let early_stop = watch
+            .into_inner()
+            .and_then(|w| Some(EarlyStopped { monitor: w.monitor, state: w.state?, stopped: w.stopped }));
+        let (metrics, batch_losses) = (metrics.into_inner(), batch_losses.into_inner());
+        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses })
     }
 }

@@ -15,6 +15,24 @@ use crate::train::LossRecord;
 
 /// Most points drawn of the schedule's learning rate (longer runs are subsampled).
 const LR_POINTS: usize = 2000;
+/// Most points drawn of the per-update training loss (longer runs are subsampled).
+const LOSS_POINTS: usize = 4000;
+/// The smoothing of the per-update loss, as fastai's recorder does it.
+pub const SMOOTHING: f64 = 0.98;
+
+/// Every update's loss smoothed as fastai's recorder smooths it: an exponential moving average
+/// with `beta`, divided by `1 - beta^n` so that the first values are not pulled toward 0.
+pub fn smoothed(losses: &[(usize, f64)], beta: f64) -> Vec<(usize, f64)> {
+    let mut average = 0.0;
+    losses
+        .iter()
+        .enumerate()
+        .map(|(i, &(step, loss))| {
+            average = beta * average + (1.0 - beta) * loss;
+            (step, average / (1.0 - beta.powi(i as i32 + 1)))
+        })
+        .collect()
+}
 
 /// Why a figure could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +110,39 @@ impl<'a> Figures<'a> {
         self.schedule(config, total_steps)
     }
 
+    /// `loss`: every update's training loss, smoothed, against the step, and the validation
+    /// loss of each epoch (`valid`, as (step, loss)) on the same axes.
+    pub fn batch_losses(
+        &self,
+        y_label: &str,
+        batch_losses: &[(usize, f64)],
+        valid: Vec<(f64, f64)>,
+    ) -> Result<(), FigureError> {
+        let train = smoothed(batch_losses, SMOOTHING);
+        let stride = train.len().div_ceil(LOSS_POINTS).max(1);
+        let last = train.len().saturating_sub(1);
+        let points = train
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i.is_multiple_of(stride) || *i == last)
+            .map(|(_, &(step, loss))| (step as f64, loss))
+            .collect();
+        let mut series = vec![Series { name: format!("train (smoothed, β = {SMOOTHING})"), points }];
+        if !valid.is_empty() {
+            series.push(Series { name: "validation".into(), points: valid });
+        }
+        let chart = LineChart {
+            title: "Loss: every update's, smoothed, and each epoch's validation".into(),
+            x_label: "step".into(),
+            y_label: y_label.into(),
+            series,
+            log_x: false,
+            log_y: false,
+            marker: None,
+        };
+        self.chart("loss", &chart)
+    }
+
     /// The schedule's learning rate at every step of a run of `total_steps` updates.
     pub fn schedule(&self, config: &RunConfig, total_steps: usize) -> Result<(), FigureError> {
         let mut schedule = config.schedule.build(config.optimizer.lr(), total_steps)?;
@@ -110,5 +161,25 @@ impl<'a> Figures<'a> {
             marker: None,
         };
         self.chart("lr", &chart)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoothing_is_fastais_debiased_moving_average() {
+        let losses: Vec<(usize, f64)> =
+            [4.0, 2.0, 3.0].iter().enumerate().map(|(i, &l)| (i + 1, l)).collect();
+        let beta = 0.9;
+        let s = smoothed(&losses, beta);
+        // By hand: averages 0.4, 0.56, 0.804; divided by 1 - 0.9, 1 - 0.81, 1 - 0.729.
+        let expected = [0.4 / 0.1, 0.56 / 0.19, 0.804 / 0.271];
+        for ((step, value), (i, e)) in s.iter().zip(expected.iter().enumerate()) {
+            assert_eq!(*step, i + 1);
+            assert!((value - e).abs() < 1e-12, "{value} vs {e}");
+        }
+        assert_eq!(s[0].1, 4.0, "the first value is the first loss");
     }
 }

@@ -9,8 +9,10 @@ use burn::prelude::*;
 
 use crate::config::{DataConfig, RunConfig};
 use crate::data::DataError;
+use crate::data::ImageSet;
 use crate::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
-use crate::data::images::read_digit_rows;
+use crate::data::images::{CLASSES, DIGIT_CLASS_NAMES, read_digit_rows, read_idx_images};
+use crate::data::pictures::{is_png, png_files, read_png};
 use crate::data::read_x;
 use crate::device::ReadBackError;
 use crate::model::LinearModel;
@@ -44,6 +46,18 @@ pub enum PredictError {
         /// The side of the images it takes.
         side: usize,
     },
+    /// An IDX file's images are not the model's size.
+    #[error("--input {}: its images are {found}x{found}, and this {kind} takes {side}x{side} images", path.display())]
+    IdxSide {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The images' side.
+        found: usize,
+        /// The model's name.
+        kind: &'static str,
+        /// The side the model takes.
+        side: usize,
+    },
     /// The saved configuration's delimiter is not one.
     #[error("{0}")]
     Delimiter(String),
@@ -63,7 +77,16 @@ impl SavedModel {
     ) -> Result<Predictions, PredictError> {
         match self {
             SavedModel::Linear(model) => predict_linear(model, config, input, device),
-            SavedModel::Classifier(classifier) => predict_classes(classifier, input, device),
+            SavedModel::Classifier(classifier) => {
+                let names = config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES);
+                if input.is_dir() || is_png(input) {
+                    predict_pictures(classifier, input, names, device)
+                } else if is_idx(input) {
+                    predict_idx(classifier, input, names, device)
+                } else {
+                    predict_classes(classifier, input, device)
+                }
+            }
         }
     }
 }
@@ -111,6 +134,90 @@ fn predict_linear(
     Ok(Predictions { csv, score })
 }
 
+/// Whether `path` is an IDX images file: its magic number, or a gzipped file named so.
+fn is_idx(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let mut magic = [0u8; 4];
+    let plain =
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+            && magic == [0, 0, 8, 3];
+    plain || (name.ends_with(".gz") && name.contains("idx3"))
+}
+
+/// The classes of PNG pictures (a file, or a folder of them): `file,predicted,name,confidence`.
+fn predict_pictures(
+    classifier: &SavedClassifier,
+    input: &Path,
+    names: &[&str; CLASSES],
+    device: &Device,
+) -> Result<Predictions, PredictError> {
+    let side = classifier.side();
+    let files = png_files(input)?;
+    let mut pixels = Vec::with_capacity(files.len() * side * side);
+    for file in &files {
+        pixels.extend(read_png(file)?.to_input(side));
+    }
+    let set = ImageSet::new(pixels, vec![0; files.len()], side);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let evaluation = classifier.evaluate(&set, &indices, device)?;
+    let mut csv = String::from("file,predicted,name,confidence\n");
+    for (p, file) in evaluation.predictions.iter().zip(&files) {
+        let name = names[usize::from(p.predicted)];
+        let _ = writeln!(
+            csv,
+            "{},{},{},{}",
+            csv_field(&file.display().to_string()),
+            p.predicted,
+            csv_field(name),
+            p.confidence
+        );
+    }
+    Ok(Predictions { csv, score: None })
+}
+
+/// The classes of an IDX file's images: `row,predicted,name,confidence` (and `label` with the
+/// labels file beside it, and the accuracy).
+fn predict_idx(
+    classifier: &SavedClassifier,
+    input: &Path,
+    names: &[&str; CLASSES],
+    device: &Device,
+) -> Result<Predictions, PredictError> {
+    let (kind, side) = (classifier.kind(), classifier.side());
+    let (set, labeled) = read_idx_images(input)?;
+    if set.side() != side {
+        return Err(PredictError::IdxSide { path: input.into(), found: set.side(), kind, side });
+    }
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let evaluation = classifier.evaluate(&set, &indices, device)?;
+    let mut csv = String::from(if labeled {
+        "row,predicted,name,confidence,label\n"
+    } else {
+        "row,predicted,name,confidence\n"
+    });
+    for p in &evaluation.predictions {
+        let name = csv_field(names[usize::from(p.predicted)]);
+        let _ = write!(csv, "{},{},{name},{}", p.index + 1, p.predicted, p.confidence);
+        let _ = if labeled { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
+    }
+    let score = labeled.then(|| accuracy_line(set.len(), evaluation.accuracy, evaluation.error_rate));
+    Ok(Predictions { csv, score })
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The score line of labelled images.
+fn accuracy_line(images: usize, accuracy: f64, error_rate: f64) -> String {
+    format!("accuracy on the {images} labelled rows: {accuracy:.4} (error_rate {error_rate:.4})")
+}
+
 /// An image classifier's classes on digit rows as CSV text; with labels, the accuracy.
 fn predict_classes(
     classifier: &SavedClassifier,
@@ -130,13 +237,6 @@ fn predict_classes(
         let _ = write!(csv, "{},{},{}", p.index + 1, p.predicted, p.confidence);
         let _ = if labeled { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
     }
-    let score = labeled.then(|| {
-        format!(
-            "accuracy on the {} labelled rows: {:.4} (error_rate {:.4})",
-            set.len(),
-            evaluation.accuracy,
-            evaluation.error_rate
-        )
-    });
+    let score = labeled.then(|| accuracy_line(set.len(), evaluation.accuracy, evaluation.error_rate));
     Ok(Predictions { csv, score })
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::data::ImageBatch;
+use crate::data::images::DIGIT_CLASS_NAMES;
 use crate::experiment::{ImageExperiment, TrainedClassifier};
 use crate::metrics::{Classifier, Prediction};
 use crate::report::figures::Figures;
@@ -72,6 +73,9 @@ struct ClassifierSummary {
     n_train: usize,
     n_valid: usize,
     parameters: usize,
+    classes: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    early_stop: Option<Value>,
 }
 
 impl<M> Task for Classification<'_, M>
@@ -80,8 +84,15 @@ where
 {
     type Outcome = ClassifierOutcome<M>;
 
+    /// The last epoch's model; with early stopping the best epoch's (already in the folder when
+    /// that epoch was trained before a resume).
     fn save_model(&self, outcome: &ClassifierOutcome<M>, folder: &RunFolder) -> Result<(), RunFolderError> {
-        folder.save_model(outcome.classifier.trained.model.valid()).map(drop)
+        let classifier = &outcome.classifier;
+        match (&classifier.best, classifier.early_stop) {
+            (Some(best), _) => folder.save_model(best.clone()).map(drop),
+            (None, Some(_)) => Ok(()),
+            (None, None) => folder.save_model(classifier.trained.model.valid()).map(drop),
+        }
     }
 
     /// `loss` (train and validation), `accuracy`, `results` and `lr`.
@@ -100,14 +111,13 @@ where
             log_y: false,
             marker: None,
         };
-        let losses = vec![
-            Series { name: "train".into(), points: by_epoch(|r| Some(r.train_loss)) },
-            Series { name: "validation".into(), points: by_epoch(|r| r.valid_loss) },
-        ];
-        figures.chart("loss", &chart("Loss (cross-entropy)", "loss", losses))?;
+        // Every update's loss, smoothed, with each epoch's validation loss at its last step.
+        let valid = rows.iter().filter_map(|row| Some((row.step as f64, row.valid_loss?))).collect();
+        figures.batch_losses("loss (cross-entropy)", &outcome.classifier.batch_losses, valid)?;
         let accuracy = vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }];
         figures.chart("accuracy", &chart("Validation accuracy", "accuracy", accuracy))?;
         let side = experiment.train_set.side();
+        let names = experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES);
         let grid: Vec<GridImage> = evaluation
             .predictions
             .iter()
@@ -115,7 +125,7 @@ where
             .map(|p| GridImage {
                 pixels: experiment.valid_set.image(p.index).to_vec(),
                 side,
-                caption: format!("{} / {}", p.label, p.predicted),
+                caption: format!("{} / {}", names[usize::from(p.label)], names[usize::from(p.predicted)]),
                 wrong: p.label != p.predicted,
             })
             .collect();
@@ -132,7 +142,7 @@ where
 
     fn summary(&self, outcome: &ClassifierOutcome<M>, place: RunPlace<'_>) -> Value {
         let experiment = self.experiment;
-        let TrainedClassifier { trained, evaluation, metrics: rows } = &outcome.classifier;
+        let TrainedClassifier { trained, evaluation, metrics: rows, early_stop, .. } = &outcome.classifier;
         let history: Vec<_> = rows
             .iter()
             .map(|row| {
@@ -162,6 +172,8 @@ where
             n_train: experiment.train.len(),
             n_valid: experiment.valid.len(),
             parameters: self.parameters,
+            classes: experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES).to_vec(),
+            early_stop: early_stop.map(|stop| super::early_stop_json(&stop, &experiment.config)),
         };
         RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
     }

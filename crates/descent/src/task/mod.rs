@@ -13,7 +13,10 @@ pub mod lesson;
 pub mod table;
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
+use crate::config::RunConfig;
+use crate::experiment::EarlyStopped;
 use crate::train::LossRecord;
 
 /// A reported loss as the summary lists it.
@@ -32,4 +35,16 @@ pub struct LossEntry {
 /// The reported losses as the summary's `losses` list.
 pub fn loss_entries(losses: &[LossRecord]) -> Vec<LossEntry> {
     losses.iter().map(|r| LossEntry { step: r.step, epoch: r.epoch, lr: r.lr, loss: r.loss }).collect()
+}
+
+/// Early stopping in a summary: what it watched, its patience, the best epoch and its value, and
+/// whether it stopped the run.
+pub fn early_stop_json(stop: &EarlyStopped, config: &RunConfig) -> Value {
+    json!({
+        "monitor": stop.monitor.name(),
+        "patience": config.training.early_stop,
+        "best_epoch": stop.state.best_epoch,
+        "best": stop.state.best,
+        "stopped_early": stop.stopped,
+    })
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::experiment::{Experiment, RunError};
+use crate::experiment::{EarlyStopped, Experiment, RunError, TrainedRun};
 use crate::model::LinearModel;
 use crate::regression::{FitReport, Metrics, RegressionData};
 use crate::report::figures::Figures;
@@ -27,8 +27,14 @@ pub struct TableRegression<'a> {
 pub struct TableOutcome {
     /// The trained model and what happened on the way.
     pub trained: Trained<LinearModel>,
-    /// The parameters as trained: one per (scaled) feature, then the intercept.
+    /// The parameters as trained (with early stopping, the best epoch's): one per (scaled)
+    /// feature, then the intercept.
     pub a: Vec<f64>,
+    /// With early stopping: the best epoch and whether the run stopped early.
+    pub early_stop: Option<EarlyStopped>,
+    /// Whether `a` is the best epoch's of this call (else a resumed run's earlier best is the
+    /// folder's `model.bpk`, or there is no early stopping).
+    best_here: bool,
     /// The coefficients on the original scale, the metrics and the closed form.
     pub fit: FitReport,
 }
@@ -39,12 +45,15 @@ impl<'a> TableRegression<'a> {
         Some(Self { experiment, regression: experiment.regression.as_ref()? })
     }
 
-    /// The trained model's coefficients and metrics beside the closed form.
-    pub fn outcome(&self, trained: Trained<LinearModel>) -> Result<TableOutcome, RunError> {
-        let a = trained.model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
+    /// The trained model's coefficients and metrics beside the closed form; with early
+    /// stopping, the best epoch's.
+    pub fn outcome(&self, run: TrainedRun<LinearModel>) -> Result<TableOutcome, RunError> {
+        let TrainedRun { trained, early_stop, best, .. } = run;
+        let model = best.as_ref().unwrap_or(&trained.model);
+        let a = model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
         let a: Vec<f64> = a.into_iter().map(f64::from).collect();
         let fit = self.regression.report(&a);
-        Ok(TableOutcome { trained, a, fit })
+        Ok(TableOutcome { trained, a, fit, early_stop, best_here: best.is_some() })
     }
 }
 
@@ -79,6 +88,8 @@ struct FitSummary {
     loss: f64,
     epochs: usize,
     lr: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    early_stop: Option<Value>,
 }
 
 impl Task for TableRegression<'_> {
@@ -88,6 +99,9 @@ impl Task for TableRegression<'_> {
     /// the intercept on the original scale, so `descent predict` and `descent export` need no
     /// scaling.
     fn save_model(&self, outcome: &TableOutcome, folder: &RunFolder) -> Result<(), RunFolderError> {
+        if outcome.early_stop.is_some() && !outcome.best_here {
+            return Ok(()); // the best epoch was trained before a resume: model.bpk holds it
+        }
         let fit = &outcome.fit;
         let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
         folder.save_model(LinearModel::new(&original, &self.experiment.device.device)).map(drop)
@@ -130,7 +144,7 @@ impl Task for TableRegression<'_> {
 
     fn summary(&self, outcome: &TableOutcome, place: RunPlace<'_>) -> Value {
         let (experiment, regression) = (self.experiment, self.regression);
-        let TableOutcome { trained, a, fit } = outcome;
+        let TableOutcome { trained, a, fit, early_stop, .. } = outcome;
         let named = |values: &[f64]| -> Value {
             Value::Object(
                 regression
@@ -171,6 +185,7 @@ impl Task for TableRegression<'_> {
             loss: fit.train.mse,
             epochs: trained.epochs,
             lr: experiment.config.optimizer.lr(),
+            early_stop: early_stop.map(|stop| super::early_stop_json(&stop, &experiment.config)),
         };
         let batch_size = experiment.config.training.batch_size.unwrap_or(regression.train.len());
         RunSummary::new(place, trained.steps, batch_size, trained.seconds, task).to_json()

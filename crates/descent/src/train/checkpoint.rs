@@ -61,6 +61,43 @@ pub struct CheckpointState {
     pub metrics: Vec<MetricsRow>,
     /// The run's configuration, as TOML.
     pub config: String,
+    /// Early stopping's state (`training.early_stop`): the best epoch so far and how many epochs
+    /// have passed without improving on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStopState>,
+    /// Every update's loss so far, as (step, loss): the curve `loss.png` draws.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch_losses: Vec<(usize, f64)>,
+}
+
+/// Where early stopping stands: the best epoch so far, its monitored value, and the epochs since
+/// without an improvement.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopState {
+    /// The epoch with the best monitored value (1-based).
+    pub best_epoch: usize,
+    /// That value.
+    pub best: f64,
+    /// Epochs after it that did not improve on it.
+    pub stale: usize,
+}
+
+impl EarlyStopState {
+    /// The state after an epoch whose monitored value is `value` (`improves(value, best)` says
+    /// whether it is better), and whether it is the new best.
+    pub fn after(
+        state: Option<Self>,
+        epoch: usize,
+        value: f64,
+        improves: impl Fn(f64, f64) -> bool,
+    ) -> (Self, bool) {
+        match state {
+            Some(state) if !(value.is_finite() && improves(value, state.best)) => {
+                (Self { stale: state.stale + 1, ..state }, false)
+            }
+            _ => (Self { best_epoch: epoch, best: value, stale: 0 }, true),
+        }
+    }
 }
 
 /// A whole checkpoint, in memory.
@@ -275,6 +312,8 @@ mod tests {
             seconds: 0.5,
             metrics: vec![MetricsRow { step: 10, epoch: 1, lr: 0.1, train_loss: 1.5, ..Default::default() }],
             config: "seed = 42\n".into(),
+            early_stop: None,
+            batch_losses: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use super::parallel::{self, Replicas};
@@ -37,6 +37,13 @@ pub struct BatchError(pub String);
 pub trait BatchSource<B> {
     /// How many batches one epoch has.
     fn batches_per_epoch(&self) -> usize;
+
+    /// How many examples batch `index` (0-based) of every epoch holds, when the source knows it
+    /// before making the batch; gradient accumulation needs it to weight a group's batches.
+    fn rows_of(&self, index: usize) -> Option<usize> {
+        let _ = index;
+        None
+    }
     /// The batches of the next epoch.
     fn epoch(&self) -> Batches<'_, B>;
 
@@ -99,12 +106,17 @@ pub struct Plan {
     /// are summed on the first device, which makes the update. Empty or one device: every step
     /// runs on the model's device.
     pub replicas: Vec<Device>,
+    /// Gradient accumulation: one update every this many batches of an epoch (the last group of
+    /// an epoch may be shorter), each batch's loss weighted by its share of the group's
+    /// examples, so that K batches of B examples make the update of one batch of K·B. 1: an
+    /// update per batch. A step is an update.
+    pub accumulate: usize,
 }
 
 impl Plan {
-    /// A plan from the beginning on the model's device, without reseeding.
+    /// A plan from the beginning on the model's device, without reseeding, an update per batch.
     pub fn new(length: Length, report: Report) -> Self {
-        Self { length, report, start: Position::default(), seed: None, replicas: Vec::new() }
+        Self { length, report, start: Position::default(), seed: None, replicas: Vec::new(), accumulate: 1 }
     }
 }
 
@@ -410,6 +422,40 @@ struct Session<'a, 'h, M, B> {
     interrupted: bool,
 }
 
+/// The gradients of an accumulation group so far, and its example-weighted loss.
+struct Group<M: Module> {
+    gradients: Option<GradientsAccumulator<M>>,
+    loss_sum: f64,
+    rows: usize,
+}
+
+impl<M: Module> Default for Group<M> {
+    fn default() -> Self {
+        Self { gradients: None, loss_sum: 0.0, rows: 0 }
+    }
+}
+
+impl<M: Module> Group<M> {
+    /// Add a batch's (weighted) gradients, its mean loss and its examples.
+    fn add(&mut self, model: &M, gradients: GradientsParams, loss: f64, rows: usize) {
+        self.gradients.get_or_insert_with(GradientsAccumulator::new).accumulate(model, gradients);
+        self.loss_sum += loss * rows as f64;
+        self.rows += rows;
+    }
+
+    /// The group's mean loss, with the batch of `rows` examples whose mean is `loss` in it.
+    fn loss(&self, loss: f64, rows: usize) -> f64 {
+        (self.loss_sum + loss * rows as f64) / (self.rows + rows) as f64
+    }
+
+    /// The summed gradients, and a fresh group.
+    fn take(&mut self) -> GradientsParams {
+        let gradients = self.gradients.take().map_or_else(GradientsParams::new, |mut g| g.grads());
+        *self = Self::default();
+        gradients
+    }
+}
+
 /// An epoch's example-weighted loss sum, its examples and its last learning rate.
 struct EpochLoss {
     loss_sum: f64,
@@ -451,14 +497,18 @@ where
     /// told. Sets `stopped` (and `interrupted`) when a hook stops the run part-way.
     fn train_epoch(&mut self, mut model: M, first: usize) -> Result<(M, EpochLoss), TrainError> {
         let (plan, epoch, batches) = (self.plan, self.epoch, self.source.batches_per_epoch());
+        let k = plan.accumulate.max(1);
         // A run resumed part-way through the epoch starts from the sum the interrupted run had
-        // reached.
+        // reached; resumed part-way through a group, it first trains the group's earlier batches
+        // again for their gradients (the model has not changed since the group began).
         let mut sums = match first {
             0 => EpochLoss { loss_sum: 0.0, rows: 0, lr: 0.0 },
             _ => EpochLoss { loss_sum: plan.start.partial_loss, rows: plan.start.partial_rows, lr: 0.0 },
         };
-        for (index, batch) in self.source.epoch().enumerate().skip(first) {
-            if matches!(plan.length, Length::Steps(total) if self.step >= total) {
+        let mut group = Group::default();
+        for (index, batch) in self.source.epoch().enumerate().skip(first - first % k) {
+            let in_group = index % k;
+            if in_group == 0 && matches!(plan.length, Length::Steps(total) if self.step >= total) {
                 break;
             }
             let batch = batch.map_err(|error| TrainError::Batch {
@@ -467,13 +517,26 @@ where
                 message: error.to_string(),
             })?;
             let rows = batch.rows();
+            let scale = if k == 1 { None } else { Some(rows as f32 / self.group_rows(index, k)? as f32) };
             // One device computes the loss now and its gradients after the checks below; several
             // compute both at once, each on its share of the rows.
-            let pending =
-                forward(&model, batch, self.replicas.as_ref(), &self.devices, plan.seed, self.step)?;
-            let step_lr = self.schedule.step();
-            sums.lr = step_lr.base();
-            // Every step's loss is read to stop at once when it stops being a number: a run that
+            // The update's learning rate, one schedule step per update: taken before the batch
+            // with an update per batch; at a group's end with accumulation, so that a checkpoint
+            // part-way through a group holds the schedule as it was before the group's update.
+            let mut update_lr = (k == 1).then(|| self.schedule.step());
+            if let Some(lr) = &update_lr {
+                sums.lr = lr.base();
+            }
+            let pending = forward(
+                &model,
+                batch,
+                self.replicas.as_ref(),
+                &self.devices,
+                plan.seed,
+                (self.step, in_group),
+                scale,
+            )?;
+            // Every batch's loss is read to stop at once when it stops being a number: a run that
             // diverged has nothing left to learn, and its NaN parameters must not be saved.
             let value = match &pending {
                 Pending::Loss(loss) => read_scalar(loss.clone())?,
@@ -482,22 +545,39 @@ where
             if !value.is_finite() {
                 return Err(TrainError::Diverged { step: self.step, epoch, lr: sums.lr, loss: value });
             }
-            if let Report::EverySteps(k) = plan.report
-                && self.step.is_multiple_of(k.max(1))
-                && self.record(LossRecord { step: self.step, epoch, lr: sums.lr, loss: value })
-            {
-                self.stopped = true;
-                return Ok((model, sums));
+            let last_of_group = in_group + 1 == k || index + 1 == batches;
+            if last_of_group {
+                let lr = update_lr.get_or_insert_with(|| self.schedule.step());
+                sums.lr = lr.base();
+                let loss = group.loss(value, rows);
+                if let Report::EverySteps(every) = plan.report
+                    && self.step.is_multiple_of(every.max(1))
+                    && self.record(LossRecord { step: self.step, epoch, lr: sums.lr, loss })
+                {
+                    self.stopped = true;
+                    return Ok((model, sums));
+                }
+            }
+            let gradients = match pending {
+                Pending::Loss(loss) => {
+                    let loss = match scale {
+                        Some(scale) => loss.mul_scalar(scale),
+                        None => loss,
+                    };
+                    GradientsParams::from_grads(loss.backward(), &model)
+                }
+                Pending::Gradients(_, gradients) => gradients,
+            };
+            group.add(&model, gradients, value, rows);
+            if index < first {
+                continue; // a replayed batch: counted, reported and shown before the interruption
             }
             sums.loss_sum += value * rows as f64;
             sums.rows += rows;
-
-            let gradients = match pending {
-                Pending::Loss(loss) => GradientsParams::from_grads(loss.backward(), &model),
-                Pending::Gradients(_, gradients) => gradients,
-            };
-            model = self.optimizer.step(step_lr, model, gradients);
-            self.step += 1;
+            if let (true, Some(lr)) = (last_of_group, update_lr) {
+                model = self.optimizer.step(lr, model, group.take());
+                self.step += 1;
+            }
             let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value };
             let flow = self.hooks.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
             if flow.is_break() && !self.reached(self.step, epoch - 1) && index + 1 < batches {
@@ -509,6 +589,21 @@ where
             self.interrupted |= flow.is_break();
         }
         Ok((model, sums))
+    }
+
+    /// The examples of the accumulation group of batch `index`: every batch of the group, the
+    /// last group of an epoch as long as it is.
+    fn group_rows(&self, index: usize, k: usize) -> Result<usize, TrainError> {
+        let start = index - index % k;
+        let end = (start + k).min(self.source.batches_per_epoch());
+        (start..end).map(|batch| self.source.rows_of(batch)).sum::<Option<usize>>().ok_or_else(|| {
+            TrainError::Batch {
+                epoch: self.epoch,
+                batch: index + 1,
+                message: "gradient accumulation needs batches whose sizes are known before they are made"
+                    .into(),
+            }
+        })
     }
 
     /// Interrupted after `batch` batches of the epoch: `on_epoch` sees where a continuing run
@@ -622,12 +717,16 @@ fn forward<M, B>(
     replicas: Option<&Replicas<M, B>>,
     devices: &[Device],
     seed: Option<u64>,
-    step: usize,
+    (step, in_group): (usize, usize),
+    scale: Option<f32>,
 ) -> Result<Pending, TrainError>
 where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
 {
+    // A group's batches after its first draw from seeds of their own (the first one's is the
+    // step's, as without accumulation).
+    let seed = seed.map(|seed| seed.wrapping_add((in_group as u64) << 32));
     match replicas {
         None => {
             if let Some(seed) = seed {
@@ -639,7 +738,7 @@ where
         }
         Some(replicas) => {
             let seed = |i: usize| seed.map(|seed| step_seed(seed.wrapping_add(i as u64), step));
-            let (loss, gradients) = replicas.step(model, batch, seed)?;
+            let (loss, gradients) = replicas.step(model, batch, seed, scale)?;
             Ok(Pending::Gradients(loss, gradients))
         }
     }

@@ -7,7 +7,7 @@ mod parallel;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState};
+pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EarlyStopState};
 pub use engine::{
     BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord,
     MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed,

@@ -36,6 +36,8 @@ struct Job<M, B> {
     model: M,
     share: B,
     weight: f32,
+    /// A further factor of the gradient only (gradient accumulation's share of the group).
+    scale: Option<f32>,
     seed: Option<u64>,
 }
 
@@ -101,8 +103,9 @@ where
         model: &M,
         batch: B,
         seed: impl Fn(usize) -> Option<u64>,
+        scale: Option<f32>,
     ) -> Result<(f64, GradientsParams), TrainError> {
-        quietly(|| self.step_on_every_device(model, batch, seed))
+        quietly(|| self.step_on_every_device(model, batch, seed, scale))
             .map_err(|message| TrainError::Device(format!("moving a share between devices: {message}")))?
     }
 
@@ -111,6 +114,7 @@ where
         model: &M,
         batch: B,
         seed: impl Fn(usize) -> Option<u64>,
+        scale: Option<f32>,
     ) -> Result<(f64, GradientsParams), TrainError> {
         let rows = batch.rows();
         let count = self.workers.len() + 1;
@@ -123,6 +127,7 @@ where
                 model: model.clone(),
                 share: batch.slice_rows(range.clone(), &worker.device),
                 weight: weight(range),
+                scale,
                 seed: seed(index + 1),
             };
             // A worker whose thread has gone is reported when its result is read.
@@ -130,7 +135,8 @@ where
         }
         let main_share = batch.slice_rows(shares[0].clone(), &self.main);
         drop(batch);
-        let job = Job { model: model.clone(), share: main_share, weight: weight(&shares[0]), seed: seed(0) };
+        let job =
+            Job { model: model.clone(), share: main_share, weight: weight(&shares[0]), scale, seed: seed(0) };
         let mut outcomes = vec![quietly(|| compute(job, &self.main_autodiff)).and_then(|outcome| outcome)];
         // Every sent share's result is read, failed or not, so the next step starts clean.
         for worker in self.workers.iter().take(shares.len() - 1) {
@@ -191,6 +197,10 @@ fn compute<M: Objective<B>, B>(job: Job<M, B>, device: &Device) -> Outcome {
     let loss = model.loss(job.share).mul_scalar(job.weight);
     let value =
         loss.clone().inner().try_into_scalar::<f32>().map(f64::from).map_err(|error| format!("{error:?}"))?;
+    let loss = match job.scale {
+        Some(scale) => loss.mul_scalar(scale),
+        None => loss,
+    };
     Ok((value, GradientsParams::from_grads(loss.backward(), &model)))
 }
 
