@@ -360,3 +360,54 @@ fn a_run_interrupted_part_way_through_a_group_resumes_bit_for_bit() {
     assert_eq!(bits(resumed.model.parameters().unwrap()), bits(whole.model.parameters().unwrap()));
     assert_eq!(resumed.steps, whole.steps);
 }
+
+#[test]
+fn early_stopping_watches_a_tables_validation_rows() {
+    let houses = concat!(env!("CARGO_MANIFEST_DIR"), "/data/houses.csv");
+    let out = scratch("fit-early");
+    let args = ["fit", "--data", houses, "--target", "price_k", "--steps", "300", "--early-stop", "5"];
+    let output = run_ok(&[&args[..], &["--json", "-q", "--out", out.to_str().unwrap()]].concat());
+    let json = summary(&output);
+    let stop = &json["early_stop"];
+    assert_eq!(stop["monitor"], "valid_loss");
+    let best = stop["best_epoch"].as_u64().unwrap();
+    assert!((1..=300).contains(&best), "{stop}");
+    // The reported validation MSE is the best epoch's, the one early stopping kept.
+    assert!((json["mse_valid"].as_f64().unwrap() - stop["best"].as_f64().unwrap()).abs() < 1e-6, "{json}");
+    let dir = out.to_str().unwrap();
+    let refused = scratch("fit-early-refused");
+    let refused = refused.to_str().unwrap();
+    rejects(
+        &[
+            "fit",
+            "--data",
+            houses,
+            "--target",
+            "price_k",
+            "--valid-fraction",
+            "0",
+            "--early-stop",
+            "5",
+            "--out",
+            refused,
+        ],
+        &["training.early_stop", "valid_fraction"],
+    );
+    rejects(
+        &[
+            "fit",
+            "--data",
+            houses,
+            "--target",
+            "price_k",
+            "--early-stop",
+            "5",
+            "--monitor",
+            "accuracy",
+            "--out",
+            refused,
+        ],
+        &["training.monitor", "no accuracy"],
+    );
+    assert!(Path::new(dir).join("model.bpk").is_file());
+}

@@ -57,8 +57,9 @@ impl CnnArgs {
     /// `--schedule`, the data flags, the single flags, and `--set`.
     pub fn config(&self) -> Result<RunConfig, Failure> {
         let args = self;
-        let mut config = args.common.base(RunConfig::cnn())?;
         let fashion = args.data.as_deref() == Some(FASHION_MNIST);
+        let defaults = if fashion { RunConfig::fashion_mnist() } else { RunConfig::cnn() };
+        let mut config = args.common.base(defaults)?;
         match (&args.mnist, fashion) {
             (Some(dir), false) if args.data.is_some() => {
                 return Err(Failure::input(format!(

@@ -2,8 +2,8 @@
 //! (`descent::defaults`, the optimizers' own defaults), so the two cannot drift apart.
 
 use descent::defaults::{
-    CNN_BATCH_SIZE, EPOCHS, FIT_PRINT_EVERY, FIT_STEPS, LESSON_INIT, N, NOISE, PRINT_EVERY_STEPS, SEED,
-    STEPS, TRUE_A, VALID_FRACTION,
+    CNN_BATCH_SIZE, EPOCHS, FASHION_LR, FASHION_SCHEDULE, FIT_PRINT_EVERY, FIT_STEPS, LESSON_INIT, N, NOISE,
+    PRINT_EVERY_STEPS, SEED, STEPS, TRUE_A, VALID_FRACTION,
 };
 use descent::optim::{Adam, OptimizerConfig};
 
@@ -32,9 +32,16 @@ fn pair([a, b]: [f64; 2]) -> String {
 
 pub fn optim() -> String {
     format!(
-        "Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a TOML file with an [optimizer] table [default: sgd at lr {} for the lesson, adam at {} for the cnn]",
+        "Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a TOML file with an [optimizer] table [default: sgd at lr {} for the lesson, adam at {} for the cnn ({} on fashion-mnist)]",
         rate(OptimizerConfig::default().lr()),
-        rate(OptimizerConfig::Adam(Adam::default()).lr())
+        rate(OptimizerConfig::Adam(Adam::default()).lr()),
+        rate(FASHION_LR)
+    )
+}
+
+pub fn schedule() -> String {
+    format!(
+        "Learning-rate schedule: a built-in name (constant, step, exponential, cosine, warmup-cosine, one-cycle) or a TOML file with a [schedule] table [default: constant; {FASHION_SCHEDULE} for the cnn on fashion-mnist]"
     )
 }
 

@@ -150,7 +150,7 @@ fn run_lesson(
     // (`> /dev/full`) writes nothing.
     let run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
-    let trained = train_linear(experiment, &run, common)?.trained;
+    let trained = train_linear(experiment, &run, common)?;
     let outcome = lesson.outcome(trained, initial_loss).map_err(train_failure)?;
     let (a, ols) = (&outcome.a, &lesson.ols);
     out!("fitted a:             ({:.6}, {:.6})   mse {:.6}", a[0], a[1], outcome.loss);

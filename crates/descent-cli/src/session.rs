@@ -31,9 +31,7 @@ pub struct CommonArgs {
     #[arg(help = crate::help::optim(), long, value_name = "NAME|FILE")]
     pub optim: Option<String>,
 
-    /// Learning-rate schedule: a built-in name (constant, step, exponential, cosine,
-    /// warmup-cosine, one-cycle) or a TOML file with a [schedule] table [default: constant].
-    #[arg(long, value_name = "NAME|FILE")]
+    #[arg(help = crate::help::schedule(), long, value_name = "NAME|FILE")]
     pub schedule: Option<String>,
 
     /// Learning rate: the gradient is multiplied by it before being subtracted from the

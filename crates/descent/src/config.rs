@@ -610,6 +610,22 @@ impl RunConfig {
         }
     }
 
+    /// The CNN on Fashion-MNIST (`descent cnn --data fashion-mnist`): the CNN's settings, with
+    /// Adam peaking at 2e-3 on fastai's one-cycle schedule.
+    pub fn fashion_mnist() -> Self {
+        let mut config = Self::cnn();
+        config.data = DataConfig::FashionMnist {
+            dir: default_fashion_dir(),
+            train_limit: None,
+            side: None,
+            sha256: None,
+        };
+        config.optimizer = OptimizerConfig::Adam(Adam { lr: defaults::FASHION_LR, ..Adam::default() });
+        // A built-in name, parsed and checked by the tests: the fallback is never taken.
+        config.schedule = schedule_from(defaults::FASHION_SCHEDULE).unwrap_or_default();
+        config
+    }
+
     /// Read a run configuration file (as `descent config show` writes it). Absent sections take
     /// the lesson's defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -169,7 +169,7 @@ mod tests {
         ] {
             let images =
                 Tensor::<4>::from_data(TensorData::new(original.clone(), [1, 1, side, side]), &device);
-            let moved: Vec<f32> = apply(images, &[m]).into_data().to_vec().unwrap();
+            let moved: Vec<f32> = apply(images, &[m]).into_data().try_to_vec::<f32>().unwrap();
             for r in 0..side as isize {
                 for c in 0..side as isize {
                     // The oracle: out(r, c) = flipped(r - dy, c - dx), flipped(r, c) = in(r, side-1-c).

@@ -48,6 +48,10 @@ pub enum FigureError {
     Schedule(#[from] InvalidValue),
 }
 
+/// A linear run's losses for its figure: the reported ones, every update's as (step, loss), and
+/// the validation loss as (step, loss) points.
+pub type LinearLosses<'a> = (&'a [LossRecord], &'a [(usize, f64)], Vec<(f64, f64)>);
+
 /// Where figures go, and in which formats.
 pub struct Figures<'a> {
     folder: &'a RunFolder,
@@ -84,8 +88,24 @@ impl<'a> Figures<'a> {
         self.save(name, |format| line_chart(chart, format))
     }
 
-    /// The linear model's figures of its training: `loss` (the reported losses, log scale) and
-    /// `lr` (the schedule over `total_steps`).
+    /// The linear model's figures of its training: `loss` and `lr` (the schedule over
+    /// `total_steps`). With mini-batches, `loss` draws every update's loss, smoothed
+    /// (`batch_losses`, with the validation loss at `valid`); with full batches, the reported
+    /// losses on a log scale.
+    pub fn linear_loss_and_schedule(
+        &self,
+        config: &RunConfig,
+        (losses, batch_losses, valid): LinearLosses<'_>,
+        total_steps: usize,
+    ) -> Result<(), FigureError> {
+        if config.training.batch_size.is_some() && !batch_losses.is_empty() {
+            self.batch_losses("MSE", batch_losses, valid)?;
+            return self.schedule(config, total_steps);
+        }
+        self.loss_and_schedule(config, losses, total_steps)
+    }
+
+    /// `loss` (the reported losses, log scale) and `lr` (the schedule over `total_steps`).
     pub fn loss_and_schedule(
         &self,
         config: &RunConfig,

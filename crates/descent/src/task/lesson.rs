@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::config::DataConfig;
 use crate::data::RegressionBatch;
 use crate::device::ReadBackError;
-use crate::experiment::{Experiment, RunError};
+use crate::experiment::{Experiment, RunError, TrainedRun};
 use crate::model::LinearModel;
 use crate::ols::{LeastSquares, least_squares};
 use crate::report::figures::{FigureError, Figures};
@@ -58,6 +58,8 @@ pub struct LessonOutcome {
     pub gap_a: f64,
     /// `loss` minus the closed form's.
     pub gap_loss: f64,
+    /// Every update's loss, as (step, loss).
+    pub batch_losses: Vec<(usize, f64)>,
 }
 
 impl<'a> Lesson<'a> {
@@ -97,15 +99,16 @@ impl<'a> Lesson<'a> {
     /// The trained model's parameters beside the closed form.
     pub fn outcome(
         &self,
-        trained: Trained<LinearModel>,
+        run: TrainedRun<LinearModel>,
         initial_loss: f64,
     ) -> Result<LessonOutcome, RunError> {
+        let TrainedRun { trained, batch_losses, .. } = run;
         let a = trained.model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
         let a: Vec<f64> = a.into_iter().map(f64::from).collect();
         let loss = self.experiment.table.mse(&a);
         let gap_a = a.iter().zip(&self.ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
         let gap_loss = loss - self.ols.mse;
-        Ok(LessonOutcome { trained, a, loss, initial_loss, gap_a, gap_loss })
+        Ok(LessonOutcome { trained, a, loss, initial_loss, gap_a, gap_loss, batch_losses })
     }
 }
 
@@ -143,7 +146,8 @@ impl Task for Lesson<'_> {
         let guess = config.linear_init(2);
         let guess = [guess[0], guess[1]];
         figures.save("fit", |format| plots::fit_plot(&points, guess, a, format))?;
-        figures.loss_and_schedule(config, &outcome.trained.losses, experiment.total_steps())?;
+        let losses = (&outcome.trained.losses[..], &outcome.batch_losses[..], Vec::new());
+        figures.linear_loss_and_schedule(config, losses, experiment.total_steps())?;
         if self.animate {
             let frames = experiment.trajectory(ANIMATION_STEPS)?;
             let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(FigureError::from)?;

@@ -32,6 +32,8 @@ pub struct TableOutcome {
     pub a: Vec<f64>,
     /// With early stopping: the best epoch and whether the run stopped early.
     pub early_stop: Option<EarlyStopped>,
+    /// Every update's loss, as (step, loss).
+    pub batch_losses: Vec<(usize, f64)>,
     /// Whether `a` is the best epoch's of this call (else a resumed run's earlier best is the
     /// folder's `model.bpk`, or there is no early stopping).
     best_here: bool,
@@ -48,12 +50,12 @@ impl<'a> TableRegression<'a> {
     /// The trained model's coefficients and metrics beside the closed form; with early
     /// stopping, the best epoch's.
     pub fn outcome(&self, run: TrainedRun<LinearModel>) -> Result<TableOutcome, RunError> {
-        let TrainedRun { trained, early_stop, best, .. } = run;
+        let TrainedRun { trained, early_stop, best, batch_losses, .. } = run;
         let model = best.as_ref().unwrap_or(&trained.model);
         let a = model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
         let a: Vec<f64> = a.into_iter().map(f64::from).collect();
         let fit = self.regression.report(&a);
-        Ok(TableOutcome { trained, a, fit, early_stop, best_here: best.is_some() })
+        Ok(TableOutcome { trained, a, fit, early_stop, best_here: best.is_some(), batch_losses })
     }
 }
 
@@ -110,7 +112,10 @@ impl Task for TableRegression<'_> {
     /// `loss`, `lr` and `predictions` (predicted against actual, training and validation rows).
     fn figures(&self, outcome: &TableOutcome, figures: &Figures) -> Result<(), OutputError> {
         let (experiment, regression, fit, a) = (self.experiment, self.regression, &outcome.fit, &outcome.a);
-        figures.loss_and_schedule(&experiment.config, &outcome.trained.losses, experiment.total_steps())?;
+        // The validation MSE of the model kept, at the last step.
+        let valid = fit.valid.map(|v| vec![(outcome.trained.steps as f64, v.mse)]).unwrap_or_default();
+        let losses = (&outcome.trained.losses[..], &outcome.batch_losses[..], valid);
+        figures.linear_loss_and_schedule(&experiment.config, losses, experiment.total_steps())?;
         let pairs = |table: &crate::data::Table| -> Vec<(f64, f64)> {
             plots::scatter_rows(table.len())
                 .map(|i| {
