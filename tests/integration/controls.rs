@@ -303,10 +303,18 @@ fn four_batches_of_16_accumulated_make_the_update_of_one_batch_of_64() {
         let (steps_64, whole) = parameters(&["training.batch_size=64", "training.epochs=5"]);
         let (steps_16x4, accumulated) =
             parameters(&["training.batch_size=16", "training.accumulate=4", "training.epochs=5"]);
+        // The same on two devices, each batch split between them.
+        let (_, on_two) = parameters(&[
+            "training.batch_size=16",
+            "training.accumulate=4",
+            "training.epochs=5",
+            "device=flex",
+            "devices=[\"flex\", \"ndarray\"]",
+        ]);
         assert_eq!(steps_64, 10, "two updates an epoch");
         assert_eq!(steps_16x4, steps_64, "a step is an update");
-        for (a, b) in accumulated.iter().zip(&whole) {
-            assert!((a - b).abs() < 1e-5, "{optimizer}: {accumulated:?} vs {whole:?}");
+        for (a, b) in accumulated.iter().chain(&on_two).zip(whole.iter().chain(&whole)) {
+            assert!((a - b).abs() < 1e-5, "{optimizer}: {accumulated:?} and {on_two:?} vs {whole:?}");
         }
     }
 }
