@@ -772,46 +772,7 @@ impl RunConfig {
                     return invalid("data.train_limit", "must be at least 1 image, got 0".into());
                 }
             }
-            DataConfig::Csv(CsvSource { target, features, delimiter, valid_fraction, .. }) => {
-                if target.trim().is_empty() {
-                    return invalid("data.target", "must name a column, got an empty name".into());
-                }
-                if let Some(features) = features {
-                    if features.is_empty() {
-                        return invalid("data.features", "must name at least one column, got none".into());
-                    }
-                    if let Some(name) = features.iter().find(|name| name.trim().is_empty()) {
-                        return invalid("data.features", format!("holds an empty column name ({name:?})"));
-                    }
-                    if let Some((i, name)) =
-                        features.iter().enumerate().find(|(i, name)| features[..*i].contains(name))
-                    {
-                        return invalid(
-                            "data.features",
-                            format!(
-                                "names `{name}` twice (positions {} and {})",
-                                features.iter().position(|f| f == name).unwrap_or(0) + 1,
-                                i + 1
-                            ),
-                        );
-                    }
-                    if features.contains(target) {
-                        return invalid(
-                            "data.features",
-                            format!("holds the target `{target}`: a column cannot predict itself"),
-                        );
-                    }
-                }
-                if let Err(error) = crate::data::csv_table::parse_delimiter(delimiter) {
-                    return invalid("data.delimiter", error.to_string());
-                }
-                if !(*valid_fraction >= 0.0 && *valid_fraction < 1.0) {
-                    return invalid(
-                        "data.valid_fraction",
-                        format!("must be in [0, 1), got {valid_fraction}"),
-                    );
-                }
-            }
+            DataConfig::Csv(csv) => validate_csv(csv)?,
             DataConfig::Digits { valid_fraction, .. } => {
                 if !(*valid_fraction > 0.0 && *valid_fraction < 1.0) {
                     return invalid(
@@ -948,6 +909,45 @@ impl RunConfig {
             _ => Ok(()),
         }
     }
+}
+
+/// Check a table's settings, naming the field of the first value out of range.
+fn validate_csv(csv: &CsvSource) -> Result<(), InvalidValue> {
+    let CsvSource { target, features, delimiter, valid_fraction, .. } = csv;
+    if target.trim().is_empty() {
+        return invalid("data.target", "must name a column, got an empty name".into());
+    }
+    if let Some(features) = features {
+        if features.is_empty() {
+            return invalid("data.features", "must name at least one column, got none".into());
+        }
+        if let Some(name) = features.iter().find(|name| name.trim().is_empty()) {
+            return invalid("data.features", format!("holds an empty column name ({name:?})"));
+        }
+        if let Some((i, name)) = features.iter().enumerate().find(|(i, name)| features[..*i].contains(name)) {
+            return invalid(
+                "data.features",
+                format!(
+                    "names `{name}` twice (positions {} and {})",
+                    features.iter().position(|f| f == name).unwrap_or(0) + 1,
+                    i + 1
+                ),
+            );
+        }
+        if features.contains(target) {
+            return invalid(
+                "data.features",
+                format!("holds the target `{target}`: a column cannot predict itself"),
+            );
+        }
+    }
+    if let Err(error) = crate::data::csv_table::parse_delimiter(delimiter) {
+        return invalid("data.delimiter", error.to_string());
+    }
+    if !(*valid_fraction >= 0.0 && *valid_fraction < 1.0) {
+        return invalid("data.valid_fraction", format!("must be in [0, 1), got {valid_fraction}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -375,6 +375,21 @@ struct Watch {
     stopped: bool,
 }
 
+impl Watch {
+    /// Early stopping as `config` asks (none without `training.early_stop`), continuing a resumed
+    /// run's.
+    fn start(config: &RunConfig, resume: Option<&Checkpoint>) -> Option<Self> {
+        let patience = config.training.early_stop?;
+        let monitor = config.training.monitor.unwrap_or_default();
+        Some(Self { patience, monitor, state: resume.and_then(|c| c.state.early_stop), stopped: false })
+    }
+
+    /// How it ended, once it has watched an epoch.
+    fn ended(self) -> Option<EarlyStopped> {
+        Some(EarlyStopped { monitor: self.monitor, state: self.state?, stopped: self.stopped })
+    }
+}
+
 /// After a task's `verdict` on an epoch: update early stopping (when on), keep the parameters of
 /// a new best epoch (`on_best`), and stop the run once the monitored metric has not improved for
 /// `patience` epochs.
@@ -544,21 +559,13 @@ impl Prepared {
     {
         let (optimizer, schedule) = self.optimization(total_steps)?;
         let mut plan = self.plan();
-        if let Some(report) = report {
-            plan.report = report;
-        }
+        plan.report = report.unwrap_or(plan.report);
         let (model, mut optimizer, mut schedule) =
             starting_point(model, optimizer, schedule, &mut plan, options.resume, kind)?;
         let checkpointer = Checkpointer::new(&self.config, &options, kind);
         let observers = RefCell::new(options.observers);
         let metrics = RefCell::new(options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default());
-        let watch = self.config.training.early_stop.map(|patience| Watch {
-            patience,
-            monitor: self.config.training.monitor.unwrap_or_default(),
-            state: options.resume.and_then(|c| c.state.early_stop),
-            stopped: false,
-        });
-        let watch = RefCell::new(watch);
+        let watch = RefCell::new(Watch::start(&self.config, options.resume));
         let mut best = None;
         let mut failure = None;
         let TaskHooks { on_loss: task_loss, on_epoch: task_epoch, on_best } = hooks;
@@ -590,10 +597,7 @@ impl Prepared {
                 Ok(flow) => {
                     if !end.interrupted {
                         let rows = metrics.borrow();
-                        observers
-                            .borrow_mut()
-                            .iter_mut()
-                            .for_each(|observer| observer.epoch(end.epoch, &rows));
+                        observers.borrow_mut().iter_mut().for_each(|o| o.epoch(end.epoch, &rows));
                     }
                     flow
                 }
@@ -613,18 +617,12 @@ impl Prepared {
         if let Some(error) = failure {
             return Err(error);
         }
+        let metrics = metrics.into_inner();
         if trained.interrupted {
-            return Err(RunError::Interrupted {
-                step: trained.steps,
-                epoch: trained.epochs,
-                metrics: metrics.take(),
-            });
+            return Err(RunError::Interrupted { step: trained.steps, epoch: trained.epochs, metrics });
         }
         trained.seconds += checkpointer.earlier_seconds;
-        let early_stop = watch
-            .into_inner()
-            .and_then(|w| Some(EarlyStopped { monitor: w.monitor, state: w.state?, stopped: w.stopped }));
-        let (metrics, batch_losses) = (metrics.into_inner(), batch_losses.into_inner());
-        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses })
+        let early_stop = watch.into_inner().and_then(Watch::ended);
+        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses: batch_losses.into_inner() })
     }
 }

@@ -518,8 +518,6 @@ where
             })?;
             let rows = batch.rows();
             let scale = if k == 1 { None } else { Some(rows as f32 / self.group_rows(index, k)? as f32) };
-            // One device computes the loss now and its gradients after the checks below; several
-            // compute both at once, each on its share of the rows.
             // The update's learning rate, one schedule step per update: taken before the batch
             // with an update per batch; at a group's end with accumulation, so that a checkpoint
             // part-way through a group holds the schedule as it was before the group's update.
@@ -527,21 +525,9 @@ where
             if let Some(lr) = &update_lr {
                 sums.lr = lr.base();
             }
-            let pending = forward(
-                &model,
-                batch,
-                self.replicas.as_ref(),
-                &self.devices,
-                plan.seed,
-                (self.step, in_group),
-                scale,
-            )?;
-            // Every batch's loss is read to stop at once when it stops being a number: a run that
-            // diverged has nothing left to learn, and its NaN parameters must not be saved.
-            let value = match &pending {
-                Pending::Loss(loss) => read_scalar(loss.clone())?,
-                Pending::Gradients(loss, _) => *loss,
-            };
+            // One device computes the loss now and its gradients after the checks below; several
+            // compute both at once, each on its share of the rows.
+            let (pending, value) = self.forward_and_read(&model, batch, in_group, scale)?;
             if !value.is_finite() {
                 return Err(TrainError::Diverged { step: self.step, epoch, lr: sums.lr, loss: value });
             }
@@ -549,26 +535,17 @@ where
             if last_of_group {
                 let lr = update_lr.get_or_insert_with(|| self.schedule.step());
                 sums.lr = lr.base();
-                let loss = group.loss(value, rows);
-                if let Report::EverySteps(every) = plan.report
-                    && self.step.is_multiple_of(every.max(1))
-                    && self.record(LossRecord { step: self.step, epoch, lr: sums.lr, loss })
-                {
+                if self.report_step(LossRecord {
+                    step: self.step,
+                    epoch,
+                    lr: sums.lr,
+                    loss: group.loss(value, rows),
+                }) {
                     self.stopped = true;
                     return Ok((model, sums));
                 }
             }
-            let gradients = match pending {
-                Pending::Loss(loss) => {
-                    let loss = match scale {
-                        Some(scale) => loss.mul_scalar(scale),
-                        None => loss,
-                    };
-                    GradientsParams::from_grads(loss.backward(), &model)
-                }
-                Pending::Gradients(_, gradients) => gradients,
-            };
-            group.add(&model, gradients, value, rows);
+            group.add(&model, pending.gradients(&model, scale), value, rows);
             if index < first {
                 continue; // a replayed batch: counted, reported and shown before the interruption
             }
@@ -589,6 +566,31 @@ where
             self.interrupted |= flow.is_break();
         }
         Ok((model, sums))
+    }
+
+    /// The batch's forward pass (its gradients too, on several devices), and its loss, read: a
+    /// run that diverged must stop at once, and every batch's loss is checked.
+    fn forward_and_read(
+        &self,
+        model: &M,
+        batch: B,
+        in_group: usize,
+        scale: Option<f32>,
+    ) -> Result<(Pending, f64), TrainError> {
+        let (replicas, seed) = (self.replicas.as_ref(), self.plan.seed);
+        let pending = forward(model, batch, replicas, &self.devices, seed, (self.step, in_group), scale)?;
+        let value = match &pending {
+            Pending::Loss(loss) => read_scalar(loss.clone())?,
+            Pending::Gradients(loss, _) => *loss,
+        };
+        Ok((pending, value))
+    }
+
+    /// Report an update's loss when the plan reports every few steps and this is one of them;
+    /// whether `on_loss` asks to stop.
+    fn report_step(&mut self, record: LossRecord) -> bool {
+        matches!(self.plan.report, Report::EverySteps(every) if record.step.is_multiple_of(every.max(1)))
+            && self.record(record)
     }
 
     /// The examples of the accumulation group of batch `index`: every batch of the group, the
@@ -751,6 +753,23 @@ where
 enum Pending {
     Loss(Tensor<1>),
     Gradients(f64, GradientsParams),
+}
+
+impl Pending {
+    /// The step's gradients: back from the loss (times `scale`, a batch's share of its
+    /// accumulation group), or as the devices summed them.
+    fn gradients<M: Module>(self, model: &M, scale: Option<f32>) -> GradientsParams {
+        match self {
+            Pending::Loss(loss) => {
+                let loss = match scale {
+                    Some(scale) => loss.mul_scalar(scale),
+                    None => loss,
+                };
+                GradientsParams::from_grads(loss.backward(), model)
+            }
+            Pending::Gradients(_, gradients) => gradients,
+        }
+    }
 }
 
 /// What the engine needs of a batch: how many examples it holds (to weight epoch means), and,
