@@ -611,7 +611,7 @@ impl RunConfig {
     }
 
     /// The CNN on Fashion-MNIST (`descent cnn --data fashion-mnist`): the CNN's settings, with
-    /// Adam peaking at 2e-3 on fastai's one-cycle schedule.
+    /// Adam peaking at 3e-3 on fastai's one-cycle schedule.
     pub fn fashion_mnist() -> Self {
         let mut config = Self::cnn();
         config.data = DataConfig::FashionMnist {
