@@ -102,7 +102,8 @@ enum Command {
     LrFind(lr_find::LrFindArgs),
     /// List the backends compiled in, the adapters each finds, and what `--device auto` picks.
     Devices(devices::DevicesArgs),
-    /// Predict with the model of a finished run: y for each x, or the class of each digit row.
+    /// Predict with the model of a finished run: y for each x, or the class of each image (digit
+    /// rows, PNG files, an IDX file).
     Predict(predict::PredictArgs),
     /// Write the model of a finished run for PyTorch (safetensors).
     Export(predict::ExportArgs),

@@ -23,7 +23,10 @@ pub struct PredictArgs {
     /// A CSV file with a header: a column `x` for the lesson's model; the feature columns of a
     /// `descent fit` model, by name, with its delimiter (with the target column too, the error
     /// is reported); 64 pixel columns (0..16) and optionally `label` for an image classifier
-    /// (data/digits.csv's format). Other columns are ignored.
+    /// (data/digits.csv's format); other columns are ignored. For an image classifier also a PNG
+    /// file, a folder of them (any size, gray or colour: resized, and inverted when the
+    /// background is light), or an IDX images file of the model's side (with its labels file
+    /// beside it, the accuracy is reported).
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
 
