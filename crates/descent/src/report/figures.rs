@@ -147,12 +147,17 @@ impl<'a> Figures<'a> {
             .filter(|(i, _)| i.is_multiple_of(stride) || *i == last)
             .map(|(_, &(step, loss))| (step as f64, loss))
             .collect();
+        let title = if valid.is_empty() {
+            "Loss: every update's, smoothed"
+        } else {
+            "Loss: every update's, smoothed, and each epoch's validation"
+        };
         let mut series = vec![Series { name: format!("train (smoothed, β = {SMOOTHING})"), points }];
         if !valid.is_empty() {
             series.push(Series { name: "validation".into(), points: valid });
         }
         let chart = LineChart {
-            title: "Loss: every update's, smoothed, and each epoch's validation".into(),
+            title: title.into(),
             x_label: "step".into(),
             y_label: y_label.into(),
             series,
