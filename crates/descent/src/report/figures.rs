@@ -99,7 +99,7 @@ impl<'a> Figures<'a> {
         total_steps: usize,
     ) -> Result<(), FigureError> {
         if config.training.batch_size.is_some() && !batch_losses.is_empty() {
-            self.batch_losses("MSE", batch_losses, valid)?;
+            self.batch_losses(("MSE (log scale)", true), batch_losses, valid)?;
             return self.schedule(config, total_steps);
         }
         self.loss_and_schedule(config, losses, total_steps)
@@ -134,7 +134,7 @@ impl<'a> Figures<'a> {
     /// loss of each epoch (`valid`, as (step, loss)) on the same axes.
     pub fn batch_losses(
         &self,
-        y_label: &str,
+        (y_label, log_y): (&str, bool),
         batch_losses: &[(usize, f64)],
         valid: Vec<(f64, f64)>,
     ) -> Result<(), FigureError> {
@@ -147,10 +147,10 @@ impl<'a> Figures<'a> {
             .filter(|(i, _)| i.is_multiple_of(stride) || *i == last)
             .map(|(_, &(step, loss))| (step as f64, loss))
             .collect();
-        let title = if valid.is_empty() {
-            "Loss: every update's, smoothed"
-        } else {
-            "Loss: every update's, smoothed, and each epoch's validation"
+        let title = match valid.len() {
+            0 => "Loss: every update's, smoothed",
+            1 => "Loss: every update's, smoothed, and the validation loss",
+            _ => "Loss: every update's, smoothed, and each epoch's validation",
         };
         let mut series = vec![Series { name: format!("train (smoothed, β = {SMOOTHING})"), points }];
         if !valid.is_empty() {
@@ -162,7 +162,7 @@ impl<'a> Figures<'a> {
             y_label: y_label.into(),
             series,
             log_x: false,
-            log_y: false,
+            log_y,
             marker: None,
         };
         self.chart("loss", &chart)

@@ -113,7 +113,7 @@ where
         };
         // Every update's loss, smoothed, with each epoch's validation loss at its last step.
         let valid = rows.iter().filter_map(|row| Some((row.step as f64, row.valid_loss?))).collect();
-        figures.batch_losses("loss (cross-entropy)", &outcome.classifier.batch_losses, valid)?;
+        figures.batch_losses(("loss (cross-entropy)", false), &outcome.classifier.batch_losses, valid)?;
         let accuracy = vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }];
         figures.chart("accuracy", &chart("Validation accuracy", "accuracy", accuracy))?;
         let side = experiment.train_set.side();
