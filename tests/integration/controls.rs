@@ -9,29 +9,14 @@ use descent::data::images::{read_digits, split};
 use descent::experiment::ImageExperiment;
 use descent::report::{SavedModel, load_saved};
 
-use crate::common::{descent, reference_device, rejects, summary};
+use crate::common::{reference_device, rejects, run_ok, same_bits, saved_tensors, summary};
 
 /// Where Debian's `dataset-fashion-mnist` installs the files; `.ci/run` installs it.
 const FASHION: &str = descent::defaults::FASHION_MNIST_DIR;
 const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv");
 
 fn scratch(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("controls").join(name);
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    path
-}
-
-fn run_ok(args: &[&str]) -> std::process::Output {
-    let output = descent(args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-/// Every parameter of a run folder's saved model, by name, as bits.
-fn parameter_bits(dir: &Path) -> Vec<(String, Vec<u32>)> {
-    let tensors = load_saved(dir, &reference_device().device).unwrap().1.named_tensors().unwrap();
-    tensors.into_iter().map(|t| (t.name, t.values.iter().map(|v| v.to_bits()).collect())).collect()
+    crate::common::scratch_in("controls", name)
 }
 
 /// The `valid_loss` column of a run's metrics.csv.
@@ -140,7 +125,7 @@ fn early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_survives_a_r
     run_ok(&[&["cnn", "--epochs", &first, "-q", "--out", resumed.to_str().unwrap()][..], &OVERFIT].concat());
     run_ok(&["train", "--resume", resumed.to_str().unwrap(), "--epochs", "40", "-q"]);
     assert_eq!(valid_losses(&resumed), losses, "the patience count survives the resume");
-    assert_eq!(parameter_bits(&resumed), parameter_bits(&straight), "the same model");
+    assert!(same_bits(&saved_tensors(&resumed), &saved_tensors(&straight)), "the same model");
     // A run early stopping ended is not resumed further.
     rejects(
         &["train", "--resume", straight.to_str().unwrap(), "--epochs", "50"],
@@ -159,7 +144,7 @@ fn augmented_runs_repeat_exactly_and_resume_bit_for_bit() {
     run_ok(&[&["cnn", "--epochs", "1", "--out", resumed.to_str().unwrap()][..], &common].concat());
     run_ok(&["train", "--resume", resumed.to_str().unwrap(), "--epochs", "3", "-q"]);
     assert_eq!(metrics(&resumed), metrics(&a));
-    assert_eq!(parameter_bits(&resumed), parameter_bits(&a), "the same model");
+    assert!(same_bits(&saved_tensors(&resumed), &saved_tensors(&a)), "the same model");
     // Not augmenting trains on other batches.
     let plain = scratch("augment-none");
     run_ok(&["cnn", "--epochs", "3", "--device", "flex", "-q", "--out", plain.to_str().unwrap()]);
@@ -384,38 +369,18 @@ fn early_stopping_watches_a_tables_validation_rows() {
     assert!((json["mse_valid"].as_f64().unwrap() - stop["best"].as_f64().unwrap()).abs() < 1e-6, "{json}");
     let dir = out.to_str().unwrap();
     let refused = scratch("fit-early-refused");
-    let refused = refused.to_str().unwrap();
-    rejects(
-        &[
-            "fit",
-            "--data",
-            houses,
-            "--target",
-            "price_k",
-            "--valid-fraction",
-            "0",
-            "--early-stop",
-            "5",
-            "--out",
-            refused,
-        ],
-        &["training.early_stop", "valid_fraction"],
-    );
-    rejects(
-        &[
-            "fit",
-            "--data",
-            houses,
-            "--target",
-            "price_k",
-            "--early-stop",
-            "5",
-            "--monitor",
-            "accuracy",
-            "--out",
-            refused,
-        ],
-        &["training.monitor", "no accuracy"],
-    );
+    let table = [
+        "fit",
+        "--data",
+        houses,
+        "--target",
+        "price_k",
+        "--early-stop",
+        "5",
+        "--out",
+        refused.to_str().unwrap(),
+    ];
+    rejects(&[&table[..], &["--valid-fraction", "0"]].concat(), &["training.early_stop", "valid_fraction"]);
+    rejects(&[&table[..], &["--monitor", "accuracy"]].concat(), &["training.monitor", "no accuracy"]);
     assert!(Path::new(dir).join("model.bpk").is_file());
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::common::{descent, reference_device, rejects, summary};
+#[cfg(unix)]
+use crate::common::sigint;
+use crate::common::{descent, rejects, run_ok, same_bits, saved_tensors, summary};
 use burn::prelude::*;
 use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment, TrainOptions};
@@ -23,10 +25,7 @@ pub(crate) fn training_turn() -> std::sync::MutexGuard<'static, ()> {
 
 /// A fresh folder under the test's temporary directory.
 fn scratch(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("outputs").join(name);
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    path
+    crate::common::scratch_in("outputs", name)
 }
 
 /// Every file of a folder and its bytes.
@@ -38,27 +37,6 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             (entry.file_name().into_string().unwrap(), std::fs::read(entry.path()).unwrap())
         })
         .collect()
-}
-
-fn run_ok(args: &[&str]) -> std::process::Output {
-    let output = descent(args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-/// The parameters of the model saved in a run folder.
-fn saved_tensors(dir: &Path) -> Vec<NamedTensor> {
-    let device = reference_device();
-    load_saved(dir, &device.device).unwrap().1.named_tensors().unwrap()
-}
-
-fn same_bits(a: &[NamedTensor], b: &[NamedTensor]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(a, b)| {
-            a.name == b.name
-                && a.shape == b.shape
-                && a.values.iter().map(|v| v.to_bits()).eq(b.values.iter().map(|v| v.to_bits()))
-        })
 }
 
 /// Decode a PNG file: its width and height, and how many of its pixels are not white.
@@ -482,31 +460,8 @@ fn a_diverging_run_stops_at_once_with_exit_code_3_and_keeps_its_finite_metrics_a
 fn cnn_after_epoch_2(
     extra: &[&str],
 ) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(["cnn", "--device", "flex", "--epochs", "40"])
-        .args(extra)
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("epoch 2/40") {
-            break;
-        }
-    }
-    (child, lines)
-}
-
-/// Send SIGINT (Ctrl-C) to `child`.
-#[cfg(unix)]
-fn sigint(child: &std::process::Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let args = [&["cnn", "--device", "flex", "--epochs", "40"][..], extra].concat();
+    crate::common::spawn_until(&args, "epoch 2/40")
 }
 
 #[cfg(unix)]

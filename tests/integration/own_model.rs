@@ -8,42 +8,20 @@ use std::path::{Path, PathBuf};
 use descent::config::{ModelConfig, RunConfig};
 use descent::data::images::read_digit_rows;
 use descent::model::MlpConfig;
-use descent::report::export::NamedTensor;
 use descent::report::{SavedModel, load_saved};
 use descent::train::{CHECKPOINT_FILE, Checkpoint};
 
-use crate::common::{descent, reference_device, rejects, summary};
+use crate::common::{reference_device, rejects, run_ok, same_bits, saved_tensors, summary};
+#[cfg(unix)]
+use crate::common::{sigint, spawn_until};
 
 /// The configuration of the example.
 const MLP_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mlp.toml");
 /// The digits shipped with the project, as `descent predict --input` reads them.
 const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv");
 
-/// A fresh folder under the test's temporary directory.
 fn scratch(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("own-model").join(name);
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    path
-}
-
-fn run_ok(args: &[&str]) -> std::process::Output {
-    let output = descent(args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-fn saved_tensors(dir: &Path) -> Vec<NamedTensor> {
-    load_saved(dir, &reference_device().device).unwrap().1.named_tensors().unwrap()
-}
-
-fn same_bits(a: &[NamedTensor], b: &[NamedTensor]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(a, b)| {
-            a.name == b.name
-                && a.shape == b.shape
-                && a.values.iter().zip(&b.values).all(|(x, y)| x.to_bits() == y.to_bits())
-        })
+    crate::common::scratch_in("own-model", name)
 }
 
 #[test]
@@ -115,28 +93,12 @@ fn the_mlp_trains_from_its_configuration_into_a_run_folder_and_predicts_and_expo
 #[cfg(unix)]
 #[test]
 fn ctrl_c_then_resume_equals_the_uninterrupted_run_bit_for_bit() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
     let (interrupted, straight) = (scratch("sigint"), scratch("straight"));
     // Small batches and a wide layer, so that an epoch lasts long enough to be interrupted in.
     let settings = ["--device", "flex", "--batch-size", "16", "--set", "model.hidden=512"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
-        .args(["train", "--config", MLP_TOML, "--epochs", "1000", "--out", interrupted.to_str().unwrap()])
-        .args(settings)
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("epoch 2/1000") {
-            break;
-        }
-    }
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let run = ["train", "--config", MLP_TOML, "--epochs", "1000", "--out", interrupted.to_str().unwrap()];
+    let (child, lines) = spawn_until(&[&run[..], &settings].concat(), "epoch 2/1000");
+    sigint(&child);
     lines.for_each(drop);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::Failure;
 use crate::args::{positive_count, positive_finite};
 use crate::run::RunArgs;
-use crate::session::{finish, new_run};
+use crate::session::{finish, new_run, output_failure};
 use descent::report::figures::Figures;
 use descent::report::plots::{LineChart, Series};
 
@@ -84,10 +84,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         marker: finding.suggestion.map(|lr| (format!("suggested {lr:.2e}"), lr)),
     };
     let figures = Figures::new(run.folder(), args.run.common.svg);
-    figures.chart("lr_find", &chart).map_err(|error| {
-        let error = descent::run::OutputError::from(error);
-        Failure { exit: error.kind().into(), message: error.to_string() }
-    })?;
+    figures.chart("lr_find", &chart).map_err(|error| output_failure(error.into()))?;
     let points: Vec<_> = finding
         .points
         .iter()

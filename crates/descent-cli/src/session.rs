@@ -12,7 +12,7 @@ use descent::experiment::{EarlyStopped, Experiment, RunError, TrainedRun};
 use descent::observe::Observer;
 use descent::optim::ScheduleConfig;
 use descent::report::{MetricsRow, RunPlace};
-use descent::run::{FailureKind, Resumable, Run, Task};
+use descent::run::{FailureKind, OutputError, Resumable, Run, Task};
 use descent::train::{LossRecord, Plan, Report};
 
 use crate::Failure;
@@ -83,7 +83,7 @@ pub struct CommonArgs {
 
     /// What --early-stop watches: valid_loss (lower is better) or accuracy (classifiers; higher
     /// is better) [default: valid_loss].
-    #[arg(long, value_name = "METRIC", value_parser = ["valid_loss", "accuracy"])]
+    #[arg(long, value_name = "METRIC", value_parser = Monitor::NAMES)]
     pub monitor: Option<String>,
 
     /// Gradient accumulation: one update every K mini-batches, each batch's loss weighted by its
@@ -415,14 +415,23 @@ pub fn complete<T: Task>(
     config: &RunConfig,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
-    let (summary, files) = run
-        .complete(task, outcome, (place, config, common.svg))
-        .map_err(|error| Failure { exit: error.kind().into(), message: error.to_string() })?;
+    let (summary, files) =
+        run.complete(task, outcome, (place, config, common.svg)).map_err(output_failure)?;
+    say_outputs(run, &files, &summary, common.json);
+    Ok(())
+}
+
+/// A finished run's output that could not be written, as an exit of its kind.
+pub fn output_failure(error: OutputError) -> Failure {
+    Failure { exit: error.kind().into(), message: error.to_string() }
+}
+
+/// Say where the outputs are, and print the summary as the last line of stdout with `--json`.
+fn say_outputs(run: &Run, files: &[String], summary: &serde_json::Value, json: bool) {
     out!("outputs: {} ({})", run.folder().path().display(), files.join(", "));
-    if common.json {
+    if json {
         out!("{summary}");
     }
-    Ok(())
 }
 
 /// Write the metrics (one row per reported step or epoch) and the summary into the run folder,
@@ -434,10 +443,7 @@ pub fn finish(
     json: bool,
 ) -> Result<(), Failure> {
     let files = run.finish(summary, metrics).map_err(Failure::input)?;
-    out!("outputs: {} ({})", run.folder().path().display(), files.join(", "));
-    if json {
-        out!("{summary}");
-    }
+    say_outputs(run, &files, summary, json);
     Ok(())
 }
 

@@ -149,15 +149,6 @@ impl DataConfig {
             DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => None,
         }
     }
-
-    /// The folder of MNIST-format IDX files and the training limit, for MNIST and Fashion-MNIST.
-    pub fn idx_source(&self) -> Option<(&Path, Option<usize>)> {
-        match self {
-            DataConfig::Mnist { dir, train_limit, .. }
-            | DataConfig::FashionMnist { dir, train_limit, .. } => Some((dir, *train_limit)),
-            _ => None,
-        }
-    }
 }
 
 impl Default for DataConfig {

@@ -133,11 +133,6 @@ impl Resumable {
         }
         Ok(Self { config, folder, checkpoint })
     }
-
-    /// The folder.
-    pub fn folder(&self) -> &RunFolder {
-        &self.folder
-    }
 }
 
 impl Run {

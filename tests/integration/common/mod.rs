@@ -114,3 +114,69 @@ pub fn rejects(args: &[&str], expected: &[&str]) {
         assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
     }
 }
+
+/// A fresh folder `name` under the tests' temporary directory, in `group` (one per module).
+pub fn scratch_in(group: &str, name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(group).join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    path
+}
+
+/// Run the binary and check that it succeeded.
+pub fn run_ok(args: &[&str]) -> Output {
+    let output = descent(args);
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// The parameters of the model saved in a run folder.
+pub fn saved_tensors(dir: &std::path::Path) -> Vec<descent::report::export::NamedTensor> {
+    descent::report::load_saved(dir, &reference_device().device).unwrap().1.named_tensors().unwrap()
+}
+
+/// Whether two sets of parameters are the same, name for name and bit for bit.
+pub fn same_bits(
+    a: &[descent::report::export::NamedTensor],
+    b: &[descent::report::export::NamedTensor],
+) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.name == b.name
+                && a.shape == b.shape
+                && a.values.iter().map(|v| v.to_bits()).eq(b.values.iter().map(|v| v.to_bits()))
+        })
+}
+
+/// The binary with `args`, its stdout read up to the first line that starts with `line`; the
+/// child and the rest of its stdout, line by line.
+#[cfg(unix)]
+pub fn spawn_until(
+    args: &[&str],
+    line: &str,
+) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(args)
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for read in lines.by_ref() {
+        if read.unwrap().starts_with(line) {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// Send SIGINT (Ctrl-C) to `child`.
+#[cfg(unix)]
+pub fn sigint(child: &std::process::Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+}

@@ -92,12 +92,16 @@ impl Picture {
     /// The mean luminance of the outermost pixels.
     fn border_mean(&self) -> f32 {
         let (w, h) = (self.width, self.height);
-        let border: Vec<f32> = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .filter(|&(x, y)| x == 0 || y == 0 || x + 1 == w || y + 1 == h)
-            .map(|(x, y)| self.gray[y * w + x])
-            .collect();
-        border.iter().sum::<f32>() / border.len().max(1) as f32
+        let (mut sum, mut count) = (0.0, 0usize);
+        for y in 0..h {
+            // The whole first and last rows; the first and last pixel of the others.
+            let step = if y == 0 || y + 1 == h { 1 } else { w.saturating_sub(1).max(1) };
+            for x in (0..w).step_by(step) {
+                sum += self.gray[y * w + x];
+                count += 1;
+            }
+        }
+        sum / count.max(1) as f32
     }
 }
 

@@ -202,9 +202,9 @@ impl ImageExperiment {
             Ok(verdict)
         };
         // The best epoch's model is the run's model: saved as soon as it is the best.
-        let mut on_best = |end: &EpochEnd<'_, M>| {
+        let mut on_best = |model: &M| {
             if let Some(folder) = folder {
-                folder.save_model(end.model.valid())?;
+                folder.save_model(model.clone())?;
             }
             best = last.borrow().clone();
             Ok(())

@@ -153,9 +153,9 @@ impl Experiment {
                 };
                 Ok(EpochVerdict { valid_loss, ..EpochVerdict::go_on() })
             },
-            on_best: &mut |end: &EpochEnd<'_, LinearModel>| {
+            on_best: &mut |model: &LinearModel| {
                 let (Some(folder), Some(regression)) = (folder, &self.regression) else { return Ok(()) };
-                let fit = regression.report(&parameters(end.model)?);
+                let fit = regression.report(&parameters(model)?);
                 let original: Vec<f32> =
                     fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
                 folder.save_model(LinearModel::new(&original, &self.device.device))?;

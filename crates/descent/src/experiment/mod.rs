@@ -397,7 +397,7 @@ fn watch_epoch<M>(
     watch: &mut Option<Watch>,
     end: &EpochEnd<'_, M>,
     verdict: EpochVerdict,
-    on_best: &mut dyn FnMut(&EpochEnd<'_, M>) -> Result<(), RunError>,
+    on_best: &mut dyn FnMut(&M) -> Result<(), RunError>,
     best_model: &mut Option<M>,
 ) -> Result<ControlFlow<()>, RunError>
 where
@@ -410,8 +410,9 @@ where
     let (state, best) = EarlyStopState::after(watch.state, end.epoch, value, |v, b| monitor.improves(v, b));
     watch.state = Some(state);
     if best {
-        on_best(end)?;
-        *best_model = Some(end.model.valid());
+        let model = end.model.valid();
+        on_best(&model)?;
+        *best_model = Some(model);
     }
     if state.stale >= watch.patience && !end.last {
         watch.stopped = true;
@@ -445,9 +446,9 @@ pub struct TaskHooks<'a, M> {
     /// The end of a whole epoch, before its checkpoint: evaluate, add the epoch's row, and say
     /// whether to go on.
     pub on_epoch: TaskEpochHook<'a, M>,
-    /// With early stopping: an epoch whose monitored metric is the best so far, to keep its
-    /// parameters (the run's `model.bpk`).
-    pub on_best: &'a mut dyn FnMut(&EpochEnd<'_, M>) -> Result<(), RunError>,
+    /// With early stopping: the model (off the autodiff device) of an epoch whose monitored
+    /// metric is the best so far, to keep (the run's `model.bpk`).
+    pub on_best: &'a mut dyn FnMut(&M) -> Result<(), RunError>,
 }
 
 /// What [`Prepared::train_run`] gives: the model, the metrics rows of the whole run, and where

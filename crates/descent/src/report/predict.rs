@@ -15,6 +15,7 @@ use crate::data::images::{CLASSES, DIGIT_CLASS_NAMES, read_digit_rows, read_idx_
 use crate::data::pictures::{is_png, png_files, read_png};
 use crate::data::read_x;
 use crate::device::ReadBackError;
+use crate::metrics::Evaluation;
 use crate::model::LinearModel;
 use crate::regression::CsvSource;
 use crate::report::{SavedClassifier, SavedModel};
@@ -190,18 +191,7 @@ fn predict_idx(
     }
     let indices: Vec<usize> = (0..set.len()).collect();
     let evaluation = classifier.evaluate(&set, &indices, device)?;
-    let mut csv = String::from(if labeled {
-        "row,predicted,name,confidence,label\n"
-    } else {
-        "row,predicted,name,confidence\n"
-    });
-    for p in &evaluation.predictions {
-        let name = csv_field(names[usize::from(p.predicted)]);
-        let _ = write!(csv, "{},{},{name},{}", p.index + 1, p.predicted, p.confidence);
-        let _ = if labeled { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
-    }
-    let score = labeled.then(|| accuracy_line(set.len(), evaluation.accuracy, evaluation.error_rate));
-    Ok(Predictions { csv, score })
+    Ok(class_rows(&evaluation, labeled, Some(names)))
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
@@ -231,12 +221,24 @@ fn predict_classes(
     let (set, labeled) = read_digit_rows(input)?;
     let indices: Vec<usize> = (0..set.len()).collect();
     let evaluation = classifier.evaluate(&set, &indices, device)?;
-    let mut csv =
-        String::from(if labeled { "row,predicted,confidence,label\n" } else { "row,predicted,confidence\n" });
+    Ok(class_rows(&evaluation, labeled, None))
+}
+
+/// Image rows' predictions as CSV: `row,predicted[,name],confidence[,label]`, with the
+/// accuracy when the rows carry labels.
+fn class_rows(evaluation: &Evaluation, labeled: bool, names: Option<&[&str; CLASSES]>) -> Predictions {
+    let mut csv = String::from("row,predicted");
+    csv.push_str(if names.is_some() { ",name,confidence" } else { ",confidence" });
+    csv.push_str(if labeled { ",label\n" } else { "\n" });
     for p in &evaluation.predictions {
-        let _ = write!(csv, "{},{},{}", p.index + 1, p.predicted, p.confidence);
+        let _ = write!(csv, "{},{}", p.index + 1, p.predicted);
+        if let Some(names) = names {
+            let _ = write!(csv, ",{}", csv_field(names[usize::from(p.predicted)]));
+        }
+        let _ = write!(csv, ",{}", p.confidence);
         let _ = if labeled { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
     }
-    let score = labeled.then(|| accuracy_line(set.len(), evaluation.accuracy, evaluation.error_rate));
-    Ok(Predictions { csv, score })
+    let images = evaluation.predictions.len();
+    let score = labeled.then(|| accuracy_line(images, evaluation.accuracy, evaluation.error_rate));
+    Predictions { csv, score }
 }
