@@ -164,9 +164,9 @@ fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failu
 
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let run = start_run(common, command, &experiment.config, &plan, resumed)?;
+    let mut run = start_run(common, command, &experiment.config, &plan, resumed)?;
     say_resuming(quiet, &run);
-    let outcome = task.outcome(train(experiment, model, &run, quiet)?);
+    let outcome = task.outcome(train(experiment, model, &mut run, quiet)?);
     let (trained, evaluation) = (&outcome.classifier.trained, &outcome.classifier.evaluation);
     say_evaluation(evaluation, &outcome.worst, class_names(experiment), quiet);
     say_early_stop(outcome.classifier.early_stop.as_ref(), trained.epochs);
@@ -182,7 +182,7 @@ fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failu
         experiment.describe_device()
     );
     let place = run.place(command, &experiment.config, &experiment.device, experiment.device_names());
-    complete(&run, &task, &outcome, place, &experiment.config, common)
+    complete(&mut run, &task, &outcome, place, &experiment.config, common)
 }
 
 /// The lines before training: the device, the data and its classes, the model, the settings.
@@ -265,7 +265,7 @@ fn say_setup(
 fn train<M>(
     experiment: &ImageExperiment,
     model: M,
-    run: &Run,
+    run: &mut Run,
     quiet: bool,
 ) -> Result<TrainedClassifier<M>, Failure>
 where

@@ -139,15 +139,15 @@ pub fn train_and_report(
     say_setup(command, experiment, regression, common.quiet);
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let run = start_run(common, command, config, &experiment.plan(), resumed)?;
+    let mut run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
-    let trained = train_linear(experiment, &run, common)?;
+    let trained = train_linear(experiment, &mut run, common)?;
     let outcome = table.outcome(trained).map_err(train_failure)?;
     say_fit(regression, &outcome.fit);
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     say_trained(experiment, &outcome.trained);
     let place = run.place(command, config, &experiment.device, experiment.device_names());
-    complete(&run, &table, &outcome, place, config, common)
+    complete(&mut run, &table, &outcome, place, config, common)
 }
 
 /// The lines before training: the device, the table, its columns and their scaling.

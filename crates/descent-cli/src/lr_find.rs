@@ -56,7 +56,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         ..LrFindSettings::default()
     };
     let (config, (device, devices, described), finding) = sweep(config, &settings)?;
-    let run = new_run(&args.run.common, "lr-find", &config)?;
+    let mut run = new_run(&args.run.common, "lr-find", &config)?;
 
     let quiet = args.run.common.quiet;
     say!(
@@ -102,7 +102,7 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         "devices": devices,
         "run_folder": run.folder().path(),
     });
-    finish(&run, &summary, None, args.run.common.json)
+    finish(&mut run, &summary, None, args.run.common.json)
 }
 
 /// Where a sweep ran: the main device, every device described, and the line that names them.

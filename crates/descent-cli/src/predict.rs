@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
 use descent::device;
-use descent::report::export::{pytorch_layout, safetensors};
+use descent::onnx::OnnxError;
+use descent::report::export::{onnx_model, pytorch_layout, safetensors};
 use descent::report::predict::PredictError;
-use descent::report::{EXPORT_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
+use descent::report::{EXPORT_FILE, ONNX_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
 
 use crate::Failure;
 
@@ -44,7 +45,8 @@ pub struct PredictArgs {
     pub no_verify: bool,
 }
 
-/// Write a trained model's weights for another framework.
+/// Write a trained model for another framework: its weights for PyTorch (safetensors), or the
+/// whole model for onnxruntime (ONNX).
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// The run folder of a finished run (it holds config.toml and model.bpk).
@@ -55,10 +57,15 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub format: ExportFormat,
 
-    /// The file to write [default: DIR/model.safetensors]. It cannot be one of the run's own
-    /// files (config.toml, model.bpk, checkpoint.bin, ...).
+    /// The file to write [default: DIR/model.safetensors, DIR/model.onnx]. It cannot be one of
+    /// the run's own files (config.toml, model.bpk, checkpoint.bin, ...).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// ONNX: end a classifier with a softmax, so that it outputs `probabilities` rather than
+    /// `logits`.
+    #[arg(long)]
+    pub softmax: bool,
 
     /// Use model.bpk without checking it against model.sha256 (see `descent predict`).
     #[arg(long)]
@@ -70,6 +77,20 @@ pub struct ExportArgs {
 pub enum ExportFormat {
     /// safetensors, in PyTorch's names and layout (Linear weights [out, in]).
     Safetensors,
+    /// ONNX (opset 17): the whole model, with named input and output and a free batch size,
+    /// for onnxruntime and other ONNX runtimes. Dropout is left out, batch norm uses its
+    /// running statistics.
+    Onnx,
+}
+
+impl ExportFormat {
+    /// The file written in the run folder when `--output` is not given.
+    fn default_file(self) -> &'static str {
+        match self {
+            ExportFormat::Safetensors => EXPORT_FILE,
+            ExportFormat::Onnx => ONNX_FILE,
+        }
+    }
 }
 
 pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
@@ -105,14 +126,48 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
-    let ExportFormat::Safetensors = args.format;
-    let output = args.output.clone().unwrap_or_else(|| args.model.join(EXPORT_FILE));
-    check_not_run_file(&output, &args.model, Some(EXPORT_FILE))?;
+    let default_file = args.format.default_file();
+    let output = args.output.clone().unwrap_or_else(|| args.model.join(default_file));
+    check_not_run_file(&output, &args.model, Some(default_file))?;
     if args.output.is_some() {
         descent::report::check_writable(&output).map_err(|e| Failure::input(format!("--output: {e}")))?;
     }
+    if args.softmax && !matches!(args.format, ExportFormat::Onnx) {
+        return Err(Failure::input("--softmax: only an ONNX export ends with a softmax (--format onnx)"));
+    }
     let selected = device::select("auto").map_err(Failure::input)?;
-    let (_, saved) = load(&args.model, &selected.device, args.no_verify)?;
+    let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
+    match args.format {
+        ExportFormat::Safetensors => export_safetensors(&saved, &output),
+        ExportFormat::Onnx => export_onnx(&saved, &config, &output, args.softmax),
+    }
+}
+
+/// The ONNX model, checked to be writable as a whole before anything is written.
+fn export_onnx(
+    saved: &SavedModel,
+    config: &descent::config::RunConfig,
+    output: &Path,
+    softmax: bool,
+) -> Result<(), Failure> {
+    if softmax && matches!(saved, SavedModel::Linear(_)) {
+        return Err(Failure::input(
+            "--softmax: the linear model predicts numbers, not class probabilities (leave --softmax out)",
+        ));
+    }
+    let model = onnx_model(saved, config, softmax).map_err(|error| match error {
+        OnnxError::Device(_) => Failure::internal(error),
+        OnnxError::Unsupported { .. } => Failure::input(format!("--model: {error} (nothing was written)")),
+    })?;
+    write_atomic(output, &model.bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
+    out!("wrote {} ({} model, ONNX opset {}):", output.display(), saved.kind(), descent::onnx::OPSET);
+    out!("  input   {}", model.input);
+    out!("  output  {}", model.output);
+    out!("  {}", model.layout);
+    Ok(())
+}
+
+fn export_safetensors(saved: &SavedModel, output: &Path) -> Result<(), Failure> {
     let tensors = saved.named_tensors().map_err(Failure::internal)?;
     let tensors = pytorch_layout(tensors);
     let metadata = HashMap::from([
@@ -121,7 +176,7 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         ("producer".to_string(), format!("descent {}", env!("CARGO_PKG_VERSION"))),
     ]);
     let bytes = safetensors(&tensors, metadata).map_err(Failure::internal)?;
-    write_atomic(&output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
+    write_atomic(output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
     out!("wrote {} ({} model, {} tensors in PyTorch layout):", output.display(), saved.kind(), tensors.len());
     for tensor in &tensors {
         out!("  {:<28} {:?}", tensor.name, tensor.shape);

@@ -148,9 +148,9 @@ fn run_lesson(
     let initial_loss = say_lesson_setup(command, &lesson, common.quiet)?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let run = start_run(common, command, config, &experiment.plan(), resumed)?;
+    let mut run = start_run(common, command, config, &experiment.plan(), resumed)?;
 
-    let trained = train_linear(experiment, &run, common)?;
+    let trained = train_linear(experiment, &mut run, common)?;
     let outcome = lesson.outcome(trained, initial_loss).map_err(train_failure)?;
     let (a, ols) = (&outcome.a, &lesson.ols);
     out!("fitted a:             ({:.6}, {:.6})   mse {:.6}", a[0], a[1], outcome.loss);
@@ -158,7 +158,7 @@ fn run_lesson(
     out!("gap: max |a - a_ols| = {:.6}, loss - loss_ols = {:.3e}", outcome.gap_a, outcome.gap_loss);
     say_trained(experiment, &outcome.trained);
     let place = run.place(command, config, &experiment.device, experiment.device_names());
-    complete(&run, &lesson, &outcome, place, config, common)
+    complete(&mut run, &lesson, &outcome, place, config, common)
 }
 
 /// The notebook's first cells: the device, the data, the first rows of x, and the loss of the

@@ -114,13 +114,19 @@ pub struct CommonArgs {
     /// comes from the checkpoint: flags that would change it are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
-        "early_stop", "monitor", "augment", "accumulate",
+        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard",
     ])]
     pub resume: Option<PathBuf>,
 
     /// Also write every figure as SVG (PNG is always written).
     #[arg(long)]
     pub svg: bool,
+
+    /// Do not write TensorBoard event files (events.out.tfevents.*) into the run folder; by
+    /// default every run logs its metrics.csv columns per step and epoch, and its configuration,
+    /// for `tensorboard --logdir runs` (stored as training.tensorboard = false).
+    #[arg(long)]
+    pub no_tensorboard: bool,
 
     /// With --device remote:ws://HOST:PORT: a file whose first line is the server's token
     /// [default: the environment variable DESCENT_REMOTE_TOKEN].
@@ -202,6 +208,9 @@ impl CommonArgs {
         if self.augment && training.augment.is_none() {
             training.augment = Some(AugmentConfig::default());
         }
+        if self.no_tensorboard {
+            training.tensorboard = Some(false);
+        }
         if let Some(lr) = self.lr {
             config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
         }
@@ -278,7 +287,7 @@ pub fn say_resuming(quiet: bool, run: &Run) {
 /// Ctrl-C and divergence into their exits, with the metrics so far in the run folder.
 pub fn train_linear(
     experiment: &Experiment,
-    run: &Run,
+    run: &mut Run,
     common: &CommonArgs,
 ) -> Result<TrainedRun<descent::model::LinearModel>, Failure> {
     let (config, quiet) = (&experiment.config, common.quiet);
@@ -387,7 +396,7 @@ pub fn train_failure(error: RunError) -> Failure {
 
 /// A failed run as an exit, its outputs up to the failure written (see [`Run::failed`]). When
 /// standard output failed, the interruption that followed is said as such (exit 2).
-pub fn training_failed(run: &Run, config: &RunConfig, error: RunError) -> Failure {
+pub fn training_failed(run: &mut Run, config: &RunConfig, error: RunError) -> Failure {
     let stopped = match &error {
         RunError::Interrupted { step, epoch, .. } => Some((*step, *epoch)),
         _ => None,
@@ -408,7 +417,7 @@ pub fn training_failed(run: &Run, config: &RunConfig, error: RunError) -> Failur
 /// Write what a finished `task` leaves in the run folder (see [`Run::complete`]), say where the
 /// outputs are, and print the summary as the last line of stdout with `--json`.
 pub fn complete<T: Task>(
-    run: &Run,
+    run: &mut Run,
     task: &T,
     outcome: &T::Outcome,
     place: RunPlace<'_>,
@@ -437,7 +446,7 @@ fn say_outputs(run: &Run, files: &[String], summary: &serde_json::Value, json: b
 /// Write the metrics (one row per reported step or epoch) and the summary into the run folder,
 /// say where the outputs are, and print the summary as the last line of stdout with `--json`.
 pub fn finish(
-    run: &Run,
+    run: &mut Run,
     summary: &serde_json::Value,
     metrics: Option<&[MetricsRow]>,
     json: bool,

@@ -270,6 +270,17 @@ pub struct TrainingConfig {
     /// make sense. Absent: the images as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentConfig>,
+    /// Write TensorBoard event files into the run folder (`--no-tensorboard` sets `false`).
+    /// Absent: written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<bool>,
+}
+
+impl TrainingConfig {
+    /// Whether the run writes TensorBoard event files (it does unless `tensorboard = false`).
+    pub fn tensorboard(&self) -> bool {
+        self.tensorboard.unwrap_or(true)
+    }
 }
 
 /// A validation metric early stopping can watch.

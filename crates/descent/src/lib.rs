@@ -14,6 +14,7 @@
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
 //! - [`experiment`]: a run prepared from its configuration, ready for the engine;
 //! - [`observe`]: the outputs of a run as observers of the engine's events;
+//! - [`onnx`]: trained models as ONNX files, layer by layer;
 //! - [`run`]: a run's lifecycle: its folder (new or resumed), its end (the model, metrics and
 //!   summary) and its failures (the outputs so far, and what to do next);
 //! - [`task`]: the lesson, a table regression and an image classifier: what each leaves behind;
@@ -30,6 +31,7 @@ pub mod model;
 pub mod nn;
 pub mod observe;
 pub mod ols;
+pub mod onnx;
 pub mod optim;
 pub mod regression;
 #[cfg(feature = "remote")]

@@ -22,6 +22,7 @@ use crate::device::SelectedDevice;
 use crate::experiment::{RunError, TrainOptions};
 use crate::observe::Observer;
 use crate::report::figures::{FigureError, Figures};
+use crate::report::tensorboard::EventLog;
 use crate::report::{
     CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, SUMMARY_FILE, metrics_csv,
 };
@@ -32,6 +33,8 @@ use crate::train::{CHECKPOINT_FILE, Checkpoint, CheckpointError, Length, Plan, T
 pub struct Run {
     folder: RunFolder,
     checkpoint: Option<Checkpoint>,
+    /// The TensorBoard log, unless the configuration turns it off.
+    events: Option<EventLog>,
 }
 
 /// A run folder to continue (`--resume DIR`): its checkpoint, locked folder and the
@@ -140,8 +143,13 @@ impl Run {
     /// before anything trains.
     pub fn create(out: Option<&Path>, command: &str, config: &RunConfig) -> Result<Self, RunStartError> {
         let folder = RunFolder::create(out, command).map_err(RunStartError::Out)?;
-        let run = Self { folder, checkpoint: None };
+        let mut run = Self { folder, checkpoint: None, events: None };
         run.write_config(config).map_err(RunStartError::Write)?;
+        if config.training.tensorboard() {
+            let full_batch = config.training.batch_size.is_none();
+            let log = EventLog::create(&run.folder, full_batch, &config.to_toml());
+            run.events = Some(log.map_err(RunStartError::Write)?);
+        }
         Ok(run)
     }
 
@@ -166,7 +174,14 @@ impl Run {
         if done >= total {
             return Err(RunStartError::NothingLeft { dir: folder.path().into(), done, total, unit, flag });
         }
-        Ok(Self { folder, checkpoint: Some(checkpoint) })
+        let events = if config.training.tensorboard() {
+            let full_batch = config.training.batch_size.is_none();
+            let at = (state.step, state.metrics.len());
+            Some(EventLog::resume(&folder, full_batch, at, &config.to_toml()).map_err(RunStartError::Write)?)
+        } else {
+            None
+        };
+        Ok(Self { folder, checkpoint: Some(checkpoint), events })
     }
 
     /// The folder the run writes into.
@@ -179,10 +194,19 @@ impl Run {
         self.checkpoint.as_ref()
     }
 
+    /// The run's TensorBoard log, unless the configuration turns it off.
+    pub fn events(&self) -> Option<&EventLog> {
+        self.events.as_ref()
+    }
+
     /// What the engine needs of the run: the folder for checkpoints, the checkpoint to continue
-    /// from, and the outputs that observe it (progress, printed lines, logs; Ctrl-C).
-    pub fn train_options<'a>(&'a self, observers: Vec<&'a mut dyn Observer>) -> TrainOptions<'a> {
-        TrainOptions { folder: Some(&self.folder), resume: self.checkpoint.as_ref(), observers }
+    /// from, and what observes the training: the run's TensorBoard log, then `observers`
+    /// (progress, printed lines; Ctrl-C).
+    pub fn train_options<'a>(&'a mut self, observers: Vec<&'a mut dyn Observer>) -> TrainOptions<'a> {
+        let Self { folder, checkpoint, events } = self;
+        let own = events.as_mut().map(|log| log as &mut dyn Observer);
+        let observers = own.into_iter().chain(observers).collect();
+        TrainOptions { folder: Some(folder), resume: checkpoint.as_ref(), observers }
     }
 
     /// Where the run trained, for its summary.
@@ -217,7 +241,7 @@ impl Run {
     /// figures (SVG too when `svg`), `metrics.csv`, and `summary.json` with `place`'s fields and
     /// the task's. Returns the summary and the names of the files in the folder.
     pub fn complete<T: Task>(
-        &self,
+        &mut self,
         task: &T,
         outcome: &T::Outcome,
         (place, config, svg): (RunPlace<'_>, &RunConfig, bool),
@@ -240,10 +264,13 @@ impl Run {
     /// Write the metrics (one row per reported step or epoch) and the summary; the names of
     /// the files now in the folder, sorted.
     pub fn finish(
-        &self,
+        &mut self,
         summary: &serde_json::Value,
         metrics: Option<&[MetricsRow]>,
     ) -> Result<Vec<String>, RunFolderError> {
+        if let Some(log) = &mut self.events {
+            log.flush()?;
+        }
         if let Some(rows) = metrics {
             self.folder.write(METRICS_FILE, metrics_csv(rows).as_bytes())?;
         }
@@ -260,8 +287,11 @@ impl Run {
     /// checkpoint, if any, stays: it was finite), and what to tell the user. A device failure
     /// says whether the last checkpoint can be resumed, and names the server when one of the
     /// run's devices is remote.
-    pub fn failed(&self, config: &RunConfig, error: RunError) -> RunFailure {
+    pub fn failed(&mut self, config: &RunConfig, error: RunError) -> RunFailure {
         let mut warnings = Vec::new();
+        if let Some(Err(write)) = self.events.as_mut().map(EventLog::flush) {
+            warnings.push(write.to_string());
+        }
         if let RunError::Interrupted { metrics, .. } | RunError::Diverged { metrics, .. } = &error
             && let Err(write) = self.folder.write(METRICS_FILE, metrics_csv(metrics).as_bytes())
         {

@@ -11,6 +11,7 @@ use crate::data::images::CLASSES;
 use crate::metrics::Classifier;
 use crate::model::ImageModel;
 use crate::nn::{ConvBlock, ConvBlockConfig};
+use crate::onnx::{Attribute, Graph, OnnxError, ToOnnx, child};
 use crate::optim::InvalidValue;
 use crate::train::Objective;
 
@@ -178,6 +179,24 @@ impl ImageModel for CnnConfig {
 
     fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
         CnnConfig::memory_bytes(self, side, batch)
+    }
+
+    fn onnx(&self, network: &Cnn, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
+        network.to_onnx(graph, "", input)
+    }
+}
+
+impl ToOnnx for Cnn {
+    /// The blocks, `Flatten` (channel, row, column: Burn's order), and the head; dropout is
+    /// left out (it only acts in training).
+    fn to_onnx(&self, graph: &mut Graph, name: &str, input: &str) -> Result<String, OnnxError> {
+        let mut x = input.to_string();
+        for (index, block) in self.blocks.iter().enumerate() {
+            x = block.to_onnx(graph, &child(name, &format!("blocks.{index}")), &x)?;
+        }
+        let x = graph.node("Flatten", &child(name, "flatten"), &[&x], vec![Attribute::int("axis", 1)]);
+        let x = self.dropout.to_onnx(graph, &child(name, "dropout"), &x)?;
+        self.head.to_onnx(graph, &child(name, "head"), &x)
     }
 }
 

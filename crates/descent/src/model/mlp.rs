@@ -22,6 +22,7 @@ use crate::data::ImageBatch;
 use crate::data::images::CLASSES;
 use crate::metrics::Classifier;
 use crate::model::ImageModel;
+use crate::onnx::{Attribute, Graph, OnnxError, ToOnnx, child};
 use crate::optim::InvalidValue;
 use crate::train::Objective;
 
@@ -77,6 +78,16 @@ impl Objective<ImageBatch> for Mlp {
     }
 }
 
+impl ToOnnx for Mlp {
+    /// `Flatten`, then the layers in `logits`' order.
+    fn to_onnx(&self, graph: &mut Graph, name: &str, input: &str) -> Result<String, OnnxError> {
+        let x = graph.node("Flatten", &child(name, "flatten"), &[input], vec![Attribute::int("axis", 1)]);
+        let x = self.hidden.to_onnx(graph, &child(name, "hidden"), &x)?;
+        let x = self.activation.to_onnx(graph, &child(name, "activation"), &x)?;
+        self.output.to_onnx(graph, &child(name, "output"), &x)
+    }
+}
+
 impl ImageModel for MlpConfig {
     const NAME: &'static str = "mlp";
     type Network = Mlp;
@@ -97,6 +108,10 @@ impl ImageModel for MlpConfig {
 
     fn describe(&self) -> String {
         format!("hidden {}", self.hidden)
+    }
+
+    fn onnx(&self, network: &Mlp, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
+        network.to_onnx(graph, "", input)
     }
 
     fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::data::ImageBatch;
 use crate::metrics::Classifier;
+use crate::onnx::{Graph, OnnxError};
 use crate::optim::InvalidValue;
 use crate::train::Objective;
 
@@ -28,7 +29,7 @@ use crate::train::Objective;
 /// fields of the configuration's `[model]` section besides `name` (serde, with
 /// `deny_unknown_fields` and a default for each field), and register the settings in
 /// `models!` (`crate::config`).
-pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned {
+pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + 'static {
     /// The model's name: `[model] name = "..."`, the checkpoint's model kind, the export's
     /// `model` metadata. The registry's variant name in kebab case.
     const NAME: &'static str;
@@ -57,6 +58,19 @@ pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + Deserial
     /// (the parameters, their gradients and optimizer state, and a batch's activations); `None`
     /// when the count overflows. A run that would not fit in memory is refused before it starts.
     fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64>;
+
+    /// The network as ONNX operations, for `descent export --format onnx`: append to `graph`
+    /// what computes the class scores (`[N, classes]`) from the images named `input`
+    /// (`[N, 1, side, side]`), and return the scores' name. Write it with
+    /// [`crate::onnx::ToOnnx`] on the network's layers, in the order `logits` uses them. By
+    /// default a model has no ONNX form, and export says so.
+    fn onnx(&self, network: &Self::Network, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
+        let _ = (network, graph, input);
+        Err(OnnxError::Unsupported {
+            layer: format!("the {} model", Self::NAME),
+            reason: "it does not implement ImageModel::onnx (see descent::onnx::ToOnnx)".into(),
+        })
+    }
 }
 
 /// Something done with an image model of any registered kind: the one place where the model's

@@ -76,6 +76,23 @@ impl ConvBlockConfig {
     }
 }
 
+impl crate::onnx::ToOnnx for ConvBlock {
+    /// `Conv`, `BatchNormalization` (inference form) when the block has batch norm, `Relu`,
+    /// `MaxPool`: the standard path's operations.
+    fn to_onnx(
+        &self,
+        graph: &mut crate::onnx::Graph,
+        name: &str,
+        input: &str,
+    ) -> Result<String, crate::onnx::OnnxError> {
+        use crate::onnx::child;
+        let x = self.conv.to_onnx(graph, &child(name, "conv"), input)?;
+        let x = self.norm.to_onnx(graph, &child(name, "norm"), &x)?;
+        let x = self.activation.to_onnx(graph, &child(name, "activation"), &x)?;
+        self.pool.to_onnx(graph, &child(name, "pool"), &x)
+    }
+}
+
 /// Convolution (stride 1, same padding, with bias), optional batch norm, ReLU, 2x2 max pooling
 /// (stride 2): `[b, inputs, h, w]` to `[b, outputs, h / 2, w / 2]`.
 #[derive(Module, Debug)]

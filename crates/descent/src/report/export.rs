@@ -1,5 +1,6 @@
-//! Weights for other tools: every float tensor of a model with its name, and a safetensors file
-//! that a PyTorch user loads with `safetensors.torch.load_file`.
+//! Models for other tools: every float tensor of a model with its name, a safetensors file
+//! that a PyTorch user loads with `safetensors.torch.load_file`, and an ONNX model that
+//! onnxruntime runs ([`onnx_model`]).
 //!
 //! Burn and PyTorch name and lay out two things differently, and [`pytorch_layout`] converts
 //! them: a `Linear` layer's weight is `[in, out]` in Burn and `[out, in]` in PyTorch (transposed),
@@ -11,7 +12,10 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 
+use crate::config::{DataConfig, RunConfig};
 use crate::device::ReadBackError;
+use crate::onnx::{Dim, Graph, OnnxError, Signature};
+use crate::report::SavedModel;
 
 /// One float tensor of a model, on the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +111,87 @@ pub fn safetensors(
         })
         .collect::<Result<Vec<_>, ExportError>>()?;
     safetensors::tensor::serialize(views, Some(metadata)).map_err(|error| ExportError(error.to_string()))
+}
+
+/// A trained model as an ONNX file, and what it takes and gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnnxModel {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// The graph's input.
+    pub input: Signature,
+    /// The graph's output.
+    pub output: Signature,
+    /// What the input holds and the output means, in a sentence (also the model's doc string).
+    pub layout: String,
+}
+
+/// The ONNX model of a run's trained model (its configuration `config`), for onnxruntime:
+/// - the linear model: `x` `[N, features]` (the feature columns in the order of
+///   `data.features`, without the column of ones) to `prediction` `[N, 1]`;
+/// - an image classifier: `images` `[N, 1, side, side]` to `logits` `[N, 10]`, or with
+///   `softmax` to `probabilities` `[N, 10]`.
+///
+/// The batch dimension `N` is free.
+pub fn onnx_model(saved: &SavedModel, config: &RunConfig, softmax: bool) -> Result<OnnxModel, OnnxError> {
+    let mut graph = Graph::new();
+    let mut metadata = vec![("model", saved.kind().to_string())];
+    let (input, output, value, layout) = match saved {
+        SavedModel::Linear(model) => {
+            let parameters = model.parameters()?;
+            let features = parameters.len() - 1;
+            let names = match &config.data {
+                DataConfig::Csv(csv) => csv.features.clone().unwrap_or_default(),
+                _ => vec!["x".to_string()],
+            };
+            let weight = graph.constant("a.weight", &[features, 1], &parameters[..features]);
+            let bias = graph.constant("a.intercept", &[1], &parameters[features..]);
+            let product = graph.node("MatMul", "matmul", &["x", &weight], Vec::new());
+            let value = graph.node("Add", "add", &[&product, &bias], Vec::new());
+            let layout = format!(
+                "x: float32 [N, {features}], the feature columns {} in that order (no column of ones); prediction: [N, 1], x·w + intercept",
+                names.join(", ")
+            );
+            metadata.push(("features", names.join(",")));
+            let input = Signature { name: "x".into(), shape: vec![Dim::Batch, Dim::Fixed(features)] };
+            let output = Signature { name: "prediction".into(), shape: vec![Dim::Batch, Dim::Fixed(1)] };
+            (input, output, value, layout)
+        }
+        SavedModel::Classifier(classifier) => {
+            let side = classifier.side();
+            let names = config.data.class_names().unwrap_or(&crate::data::images::DIGIT_CLASS_NAMES);
+            let logits = classifier.onnx(&mut graph, "images")?;
+            let (name, value) = match softmax {
+                true => (
+                    "probabilities",
+                    graph.node(
+                        "Softmax",
+                        "softmax",
+                        &[&logits],
+                        vec![crate::onnx::Attribute::int("axis", 1)],
+                    ),
+                ),
+                false => ("logits", logits),
+            };
+            let layout = format!(
+                "images: float32 [N, 1, {side}, {side}], row-major pixels in [0, 1] (0 the background, 1 the ink, as MNIST: digit rows' 0..16 divided by 16, 8-bit pixels by 255); {name}: [N, {}], one per class ({}){}",
+                names.len(),
+                names.join(", "),
+                if softmax { ", summing to 1" } else { ", before softmax" }
+            );
+            metadata.push(("classes", names.join(",")));
+            let input = Signature {
+                name: "images".into(),
+                shape: vec![Dim::Batch, Dim::Fixed(1), Dim::Fixed(side), Dim::Fixed(side)],
+            };
+            let output = Signature { name: name.into(), shape: vec![Dim::Batch, Dim::Fixed(names.len())] };
+            (input, output, value, layout)
+        }
+    };
+    metadata.push(("layout", layout.clone()));
+    metadata.push(("seed", config.seed.to_string()));
+    let bytes = graph.into_model((&input, &output, &value), &layout, &metadata);
+    Ok(OnnxModel { bytes, input, output, layout })
 }
 
 /// Why the safetensors file could not be written (a tensor the format refuses).

@@ -17,6 +17,8 @@ pub use crate::train::CHECKPOINT_FILE;
 pub const ANIMATION_FILE: &str = "animation.gif";
 /// `descent export`'s default output.
 pub const EXPORT_FILE: &str = "model.safetensors";
+/// `descent export --format onnx`'s default output.
+pub const ONNX_FILE: &str = "model.onnx";
 /// The figures, by stem: each is written as `STEM.png`, and also `STEM.svg` with `--svg`.
 pub const FIGURES: [&str; 7] = ["fit", "loss", "lr", "accuracy", "results", "predictions", "lr_find"];
 
@@ -24,6 +26,7 @@ pub const FIGURES: [&str; 7] = ["fit", "loss", "lr", "accuracy", "results", "pre
 pub fn is_run_file(name: &str) -> bool {
     [CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, MODEL_FILE, CHECKSUM_FILE, CHECKPOINT_FILE, ANIMATION_FILE]
         .contains(&name)
+        || name.starts_with(super::tensorboard::EVENTS_PREFIX)
         || name
             .rsplit_once('.')
             .is_some_and(|(stem, extension)| matches!(extension, "png" | "svg") && FIGURES.contains(&stem))
@@ -35,11 +38,18 @@ mod tests {
 
     #[test]
     fn run_files_are_known_by_name() {
-        for name in ["config.toml", "model.bpk", "checkpoint.bin", "loss.png", "lr_find.svg", "animation.gif"]
-        {
+        for name in [
+            "config.toml",
+            "model.bpk",
+            "checkpoint.bin",
+            "loss.png",
+            "lr_find.svg",
+            "animation.gif",
+            "events.out.tfevents.1796063870.vm",
+        ] {
             assert!(is_run_file(name), "{name}");
         }
-        for name in ["model.safetensors", "notes.txt", "loss.jpg", "mine.png"] {
+        for name in ["model.safetensors", "model.onnx", "notes.txt", "loss.jpg", "mine.png"] {
             assert!(!is_run_file(name), "{name}");
         }
     }

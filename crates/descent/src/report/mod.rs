@@ -9,9 +9,11 @@ pub mod predict;
 pub mod run_folder;
 pub mod saved_model;
 pub mod summary;
+pub mod tensorboard;
 
 pub use files::{
-    ANIMATION_FILE, CHECKSUM_FILE, CONFIG_FILE, EXPORT_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE,
+    ANIMATION_FILE, CHECKSUM_FILE, CONFIG_FILE, EXPORT_FILE, METRICS_FILE, MODEL_FILE, ONNX_FILE,
+    SUMMARY_FILE,
 };
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
 pub use run_folder::{RunFolder, RunFolderError, check_writable, write_atomic};

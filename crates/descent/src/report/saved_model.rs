@@ -9,8 +9,9 @@ use burn::prelude::*;
 use crate::config::{ConfigError, ModelConfig, RunConfig};
 use crate::data::ImageSet;
 use crate::device::ReadBackError;
-use crate::metrics::{Classifier, Evaluation};
+use crate::metrics::Evaluation;
 use crate::model::{ImageModel, ImageModelVisitor, LinearModel};
+use crate::onnx::{Graph, OnnxError};
 use crate::report::export::{NamedTensor, named_tensors};
 
 pub use super::files::{CHECKSUM_FILE, MODEL_FILE};
@@ -72,6 +73,12 @@ impl SavedClassifier {
         self.side
     }
 
+    /// Append the network to an ONNX `graph`, from the images `input` to its class scores,
+    /// whose name it returns (see [`ImageModel::onnx`]).
+    pub fn onnx(&self, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
+        self.network.onnx(graph, input)
+    }
+
     /// Its results on `indices` of `set` (see [`crate::metrics::evaluate`]).
     pub fn evaluate(
         &self,
@@ -92,20 +99,32 @@ trait LoadedNetwork: std::fmt::Debug {
         device: &Device,
     ) -> Result<Evaluation, ReadBackError>;
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError>;
+    fn onnx(&self, graph: &mut Graph, input: &str) -> Result<String, OnnxError>;
 }
 
-impl<M: Classifier + Module + std::fmt::Debug> LoadedNetwork for M {
+/// A network with the settings it was built from.
+#[derive(Debug)]
+struct Loaded<T: ImageModel> {
+    settings: T,
+    network: T::Network,
+}
+
+impl<T: ImageModel> LoadedNetwork for Loaded<T> {
     fn evaluate(
         &self,
         set: &ImageSet,
         indices: &[usize],
         device: &Device,
     ) -> Result<Evaluation, ReadBackError> {
-        crate::metrics::evaluate(self, set, indices, device)
+        crate::metrics::evaluate(&self.network, set, indices, device)
     }
 
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError> {
-        named_tensors(self)
+        named_tensors(&self.network)
+    }
+
+    fn onnx(&self, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
+        self.settings.onnx(&self.network, graph, input)
     }
 }
 
@@ -125,6 +144,7 @@ impl ImageModelVisitor for LoadClassifier<'_> {
             .init(self.side, self.device)
             .try_load_record(self.record)
             .map_err(|e| format!("it does not hold the {} config.toml describes ({})", T::NAME, brief(&e)))?;
+        let network = Loaded { settings: model.clone(), network };
         Ok(SavedClassifier { kind: T::NAME, side: self.side, network: Box::new(network) })
     }
 }

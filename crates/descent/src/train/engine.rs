@@ -301,6 +301,19 @@ pub struct BatchEnd {
     pub step: usize,
     /// The batch's loss, computed before the update (the engine reads every step's loss).
     pub loss: f64,
+    /// The update this batch ended, if it ended one (every batch does, but with gradient
+    /// accumulation only a group's last): its learning rate and loss.
+    pub update: Option<Update>,
+}
+
+/// An update as the batch that ended it reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Update {
+    /// The update's learning rate (the schedule's base rate).
+    pub lr: f64,
+    /// The loss it descended: the mean over its accumulation group's examples (the batch's
+    /// loss without accumulation), computed before the update, at step `BatchEnd::step - 1`.
+    pub loss: f64,
 }
 
 /// A hook that sees each reported loss and may stop the run.
@@ -532,15 +545,13 @@ where
                 return Err(TrainError::Diverged { step: self.step, epoch, lr: sums.lr, loss: value });
             }
             let last_of_group = in_group + 1 == k || index + 1 == batches;
+            let mut update = None;
             if last_of_group {
                 let lr = update_lr.get_or_insert_with(|| self.schedule.step());
                 sums.lr = lr.base();
-                if self.report_step(LossRecord {
-                    step: self.step,
-                    epoch,
-                    lr: sums.lr,
-                    loss: group.loss(value, rows),
-                }) {
+                let made = Update { lr: sums.lr, loss: group.loss(value, rows) };
+                update = Some(made);
+                if self.report_step(LossRecord { step: self.step, epoch, lr: made.lr, loss: made.loss }) {
                     self.stopped = true;
                     return Ok((model, sums));
                 }
@@ -555,7 +566,7 @@ where
                 model = self.optimizer.step(lr, model, group.take());
                 self.step += 1;
             }
-            let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value };
+            let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value, update };
             let flow = self.hooks.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
             if flow.is_break() && !self.reached(self.step, epoch - 1) && index + 1 < batches {
                 self.stop_part_way(&model, index + 1, &sums);

@@ -10,6 +10,7 @@ mod tests;
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EarlyStopState};
 pub use engine::{
     BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord,
-    MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, step_seed, train, train_observed,
+    MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, Update, step_seed, train,
+    train_observed,
 };
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
