@@ -57,7 +57,7 @@ pub fn train_mlp_into_a_run_folder(epochs: usize) -> Result<PathBuf, Box<dyn std
     let experiment = ImageExperiment::prepare(config)?;
     let network = experiment.network(&settings);
     let task = Classification::new(&experiment, &network);
-    let run = Run::create(None, "custom_model", &experiment.config)?;
+    let mut run = Run::create(None, "custom_model", &experiment.config)?;
     let classifier =
         experiment.train_with(network, run.train_options(Vec::new()), &mut |_| ControlFlow::Continue(()))?;
     let outcome = task.outcome(classifier);

@@ -12,6 +12,7 @@ mod controls;
 mod fit;
 mod fuzz;
 mod hostile;
+mod interop;
 mod lesson2;
 mod optimizers;
 mod outputs;

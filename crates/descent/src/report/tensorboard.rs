@@ -8,7 +8,8 @@
 //! - `lr`: every update's learning rate, at the step its loss was measured (an epoch row of
 //!   `metrics.csv` at step `s` gives the rate of the update at `s - 1`, its last);
 //! - `valid_loss`, `accuracy` and `error_rate`: each epoch's, when the run validates;
-//! - `config`: the run's `config.toml`, as text, at the step the run (or its resumption) starts.
+//! - `config`: the run's `config.toml` as text (a Markdown TOML block), at the step the run (or
+//!   its resumption) starts.
 //!
 //! **Written here, not by a crate.** The Rust crates that write event files are stale
 //! (tensorboard-rs 0.5.9 from 2022 on protobuf 2, tfrecord 0.15 from 2023 on prost 0.12) and
@@ -70,7 +71,7 @@ impl EventLog {
             file_version: Some("brain.Event:2".into()),
             ..Event::default()
         });
-        log.text("config", 0, config_toml);
+        log.text("config", 0, &as_markdown(config_toml));
         log.flush()?;
         Ok(log)
     }
@@ -95,7 +96,7 @@ impl EventLog {
         }
         let file = OpenOptions::new().append(true).open(last).map_err(|error| write_error(last, &error))?;
         let mut log = Self::open(last.clone(), file, full_batch, rows);
-        log.text("config", step, config_toml);
+        log.text("config", step, &as_markdown(config_toml));
         log.flush()?;
         Ok(log)
     }
@@ -309,6 +310,11 @@ fn write_error(path: &Path, error: &std::io::Error) -> EventLogError {
     RunFolderError::Write { path: path.into(), message: error.to_string() }
 }
 
+/// The configuration as TensorBoard's Text tab shows it: Markdown, so in a TOML code block.
+fn as_markdown(config_toml: &str) -> String {
+    format!("```toml\n{}\n```", config_toml.trim_end())
+}
+
 /// `DT_STRING` of TensorFlow's `DataType`.
 const DT_STRING: i32 = 7;
 
@@ -421,7 +427,7 @@ mod tests {
         let mut log = EventLog::create(&folder, false, "seed = 1").unwrap();
         // Two epochs of 3 updates each; the run is killed after update 5, its checkpoint at 3.
         for step in 1..=5 {
-            log.batch(&batch(step, step as f64));
+            let _ = log.batch(&batch(step, step as f64));
             if step == 3 {
                 let row = MetricsRow {
                     step: 3,
@@ -440,7 +446,7 @@ mod tests {
 
         let mut log = EventLog::resume(&folder, false, (3, 1), "seed = 1").unwrap();
         for step in 4..=6 {
-            log.batch(&batch(step, 10.0 * step as f64));
+            let _ = log.batch(&batch(step, 10.0 * step as f64));
         }
         drop(log);
         assert_eq!(event_files(folder.path()).len(), 1);
