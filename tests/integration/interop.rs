@@ -167,6 +167,16 @@ fn tensorboard_reads_the_lessons_curves_as_metrics_csv_has_them() {
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert_eq!(log.texts["config"].len(), 1);
     assert!(log.texts["config"][0].1.contains(config.trim_end()), "{:?}", log.texts["config"]);
+
+    // A diverged run keeps what it logged: every step before the one whose loss was not finite.
+    let diverged = scratch("diverged");
+    let output = crate::common::descent(&["lesson2", "--lr", "1.5", "--out", diverged.to_str().unwrap(), "-q"]);
+    assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
+    let log = logged(&python, &diverged);
+    let steps = log.steps("train_loss");
+    assert!(steps.len() > 50, "{steps:?}");
+    assert_eq!(steps, (0..steps.len() as u64).collect::<Vec<_>>());
+    assert_logged_as_metrics(&log, &diverged, true);
 }
 
 #[test]

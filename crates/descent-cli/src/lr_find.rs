@@ -83,6 +83,14 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         log_y: false,
         marker: finding.suggestion.map(|lr| (format!("suggested {lr:.2e}"), lr)),
     };
+    if let Some(log) = run.events_mut() {
+        // TensorBoard's x axis is the step: the rate and the losses of each step of the sweep.
+        for point in &finding.points {
+            log.scalar("lr_find/lr", point.step, point.lr);
+            log.scalar("lr_find/loss", point.step, point.loss);
+            log.scalar("lr_find/smoothed", point.step, point.smoothed);
+        }
+    }
     let figures = Figures::new(run.folder(), args.run.common.svg);
     figures.chart("lr_find", &chart).map_err(|error| output_failure(error.into()))?;
     let points: Vec<_> = finding

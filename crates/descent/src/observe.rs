@@ -2,13 +2,13 @@
 //!
 //! A training run tells each [`Observer`] of every update, every reported loss and every epoch's
 //! end, in order; a progress bar, the printed lines, a log file or an experiment viewer is each
-//! one observer, passed in [`crate::experiment::TrainOptions::observers`]. The checkpoints and
+//! one observer, passed in [`crate::experiment::TrainOptions::observers`]; every run's
+//! TensorBoard log ([`crate::report::tensorboard::EventLog`]) is one. The checkpoints and
 //! the metrics rows are the run's own (see [`crate::experiment::Prepared::train_run`]).
 
 use std::ops::ControlFlow;
 
-use crate::report::MetricsRow;
-use crate::train::{BatchEnd, LossRecord};
+use crate::train::{BatchEnd, LossRecord, MetricsRow};
 
 /// Something that watches a run. Every method has a default that does nothing.
 pub trait Observer {

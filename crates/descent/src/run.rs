@@ -199,6 +199,11 @@ impl Run {
         self.events.as_ref()
     }
 
+    /// The run's TensorBoard log, to log more than training does (lr-find's sweep).
+    pub fn events_mut(&mut self) -> Option<&mut EventLog> {
+        self.events.as_mut()
+    }
+
     /// What the engine needs of the run: the folder for checkpoints, the checkpoint to continue
     /// from, and what observes the training: the run's TensorBoard log, then `observers`
     /// (progress, printed lines; Ctrl-C).

@@ -377,6 +377,42 @@ struct Dimension {
 mod tests {
     use super::*;
 
+    /// A model whose settings leave `ImageModel::onnx` to its default.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Unwritten;
+
+    impl crate::model::ImageModel for Unwritten {
+        const NAME: &'static str = "unwritten";
+        type Network = crate::model::Mlp;
+
+        fn validate(&self, _side: usize) -> Result<(), crate::optim::InvalidValue> {
+            Ok(())
+        }
+
+        fn init(&self, side: usize, device: &Device) -> crate::model::Mlp {
+            crate::model::Mlp::new(side * side, 4, device)
+        }
+
+        fn describe(&self) -> String {
+            String::new()
+        }
+
+        fn memory_bytes(&self, _side: usize, _batch: usize) -> Option<u64> {
+            None
+        }
+    }
+
+    #[cfg(feature = "ndarray")]
+    #[test]
+    fn a_model_without_its_onnx_form_is_refused_by_name() {
+        use crate::model::ImageModel;
+        let network = Unwritten.init(8, &Device::ndarray());
+        let error = Unwritten.onnx(&network, &mut Graph::new(), "images").unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("cannot write the unwritten model as ONNX"), "{message}");
+        assert!(message.contains("ImageModel::onnx"), "{message}");
+    }
+
     #[test]
     fn names_are_unique_c_identifiers() {
         let mut graph = Graph::new();

@@ -18,9 +18,10 @@
 //! (field numbers from TensorBoard's `event.proto`, `summary.proto` and `tensor.proto`), and the
 //! CRC-32C from the maintained `crc32c` crate.
 //!
-//! **Buffered.** Records go through a buffer, flushed at each epoch's end and when the log is
-//! flushed or dropped, so logging costs a step a few hundred nanoseconds. An interrupted or
-//! diverged run keeps what it logged.
+//! **Buffered.** Records go through a buffer, written out at an epoch's end (at most twice a
+//! second: a full-batch epoch is one step) and when the run ends, fails or is interrupted
+//! ([`EventLog::flush`], or dropping the log). An interrupted or diverged run keeps what it
+//! logged.
 //!
 //! **Resumed runs append, without repeating steps.** [`EventLog::resume`] first rewrites the
 //! folder's event file (atomically) without what was logged after the checkpoint it continues
@@ -29,7 +30,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
@@ -54,7 +55,15 @@ pub struct EventLog {
     rows_logged: usize,
     /// The first write that failed; logging stops there, and [`EventLog::flush`] reports it.
     error: Option<std::io::Error>,
+    /// When the buffer was last written out.
+    flushed: Instant,
+    /// The record being encoded.
+    scratch: Vec<u8>,
 }
+
+/// The least time between two flushes at epoch ends: a full-batch epoch is one step, and a
+/// write per step would cost the lesson's 12 µs step about 4%.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why the log could not be written.
 pub type EventLogError = RunFolderError;
@@ -63,8 +72,19 @@ impl EventLog {
     /// A new event file in `folder` for a run trained with full batches or not, starting with
     /// the run's configuration `config_toml`.
     pub fn create(folder: &RunFolder, full_batch: bool, config_toml: &str) -> Result<Self, EventLogError> {
-        let path = folder.path().join(file_name());
-        let file = File::create_new(&path).map_err(|error| write_error(&path, &error))?;
+        // A new name: TensorFlow's, with a count after it when a file of that second exists.
+        let name = file_name();
+        let mut path = folder.path().join(&name);
+        let mut count = 0;
+        let file = loop {
+            match File::create_new(&path) {
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && count < 100 => {
+                    count += 1;
+                    path = folder.path().join(format!("{name}.{count}"));
+                }
+                opened => break opened.map_err(|error| write_error(&path, &error))?,
+            }
+        };
         let mut log = Self::open(path, file, full_batch, 0);
         log.append(&Event {
             wall_time: now(),
@@ -91,8 +111,14 @@ impl EventLog {
             log.rows_logged = rows;
             return Ok(log);
         };
+        let mut appendable = false;
         for path in &existing {
-            truncate_to(folder, path, |tag, at| keeps(tag, at, step as i64, full_batch))?;
+            appendable = truncate_to(folder, path, |tag, at| keeps(tag, at, step as i64, full_batch))?;
+        }
+        if !appendable {
+            let mut log = Self::create(folder, full_batch, config_toml)?;
+            log.rows_logged = rows;
+            return Ok(log);
         }
         let file = OpenOptions::new().append(true).open(last).map_err(|error| write_error(last, &error))?;
         let mut log = Self::open(last.clone(), file, full_batch, rows);
@@ -102,7 +128,16 @@ impl EventLog {
     }
 
     fn open(path: PathBuf, file: File, full_batch: bool, rows_logged: usize) -> Self {
-        Self { path, file: BufWriter::with_capacity(64 * 1024, file), full_batch, rows_logged, error: None }
+        let file = BufWriter::with_capacity(64 * 1024, file);
+        Self {
+            path,
+            file,
+            full_batch,
+            rows_logged,
+            error: None,
+            flushed: Instant::now(),
+            scratch: Vec::new(),
+        }
     }
 
     /// The event file.
@@ -117,6 +152,7 @@ impl EventLog {
         {
             self.error = Some(error);
         }
+        self.flushed = Instant::now();
         match &self.error {
             Some(error) => Err(write_error(&self.path, error)),
             None => Ok(()),
@@ -125,8 +161,37 @@ impl EventLog {
 
     /// Log `value` under `tag` at `step`.
     pub fn scalar(&mut self, tag: &str, step: usize, value: f64) {
-        let value = Value { tag: tag.into(), simple_value: Some(value as f32), ..Value::default() };
-        self.summary(step, value);
+        self.scalar_at(now(), tag, step, value);
+    }
+
+    /// [`Self::scalar`] with its wall time. A scalar's event is encoded by hand (the bytes
+    /// prost writes for `Event { wall_time, step, summary: { value: [{ tag, simple_value }] } }`,
+    /// a test checks), which halves the cost of logging the lesson's steps.
+    fn scalar_at(&mut self, wall_time: f64, tag: &str, step: usize, value: f64) {
+        if self.error.is_some() {
+            return;
+        }
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        let value_len = 1 + varint_len(tag.len() as u64) + tag.len() + 5;
+        let summary_len = 1 + varint_len(value_len as u64) + value_len;
+        let buffer = &mut self.scratch;
+        buffer.clear();
+        buffer.push(0x09); // field 1, 64-bit: wall_time
+        buffer.extend_from_slice(&wall_time.to_le_bytes());
+        if step != 0 {
+            buffer.push(0x10); // field 2, varint: step
+            push_varint(buffer, step as u64);
+        }
+        buffer.push(0x2a); // field 5, length-delimited: summary
+        push_varint(buffer, summary_len as u64);
+        buffer.push(0x0a); // Summary field 1: value
+        push_varint(buffer, value_len as u64);
+        buffer.push(0x0a); // Value field 1: tag
+        push_varint(buffer, tag.len() as u64);
+        buffer.extend_from_slice(tag.as_bytes());
+        buffer.push(0x15); // Value field 2, 32-bit: simple_value
+        buffer.extend_from_slice(&(value as f32).to_le_bytes());
+        self.write_scratch();
     }
 
     /// Log `text` under `tag` at `step` (TensorBoard's Text tab; Markdown).
@@ -154,9 +219,27 @@ impl EventLog {
     }
 
     fn append(&mut self, event: &Event) {
-        if self.error.is_none()
-            && let Err(error) = self.file.write_all(&record(&event.encode_to_vec()))
-        {
+        if self.error.is_some() {
+            return;
+        }
+        // Encoded into a buffer kept between records, framed straight into the file's buffer.
+        self.scratch.clear();
+        event.encode_raw(&mut self.scratch);
+        self.write_scratch();
+    }
+
+    /// Frame the encoded event in `scratch` as a record into the file's buffer.
+    fn write_scratch(&mut self) {
+        let length = (self.scratch.len() as u64).to_le_bytes();
+        let written = [
+            &length[..],
+            &masked_crc(&length).to_le_bytes(),
+            &self.scratch,
+            &masked_crc(&self.scratch).to_le_bytes(),
+        ]
+        .into_iter()
+        .try_for_each(|part| self.file.write_all(part));
+        if let Err(error) = written {
             self.error = Some(error);
         }
     }
@@ -166,9 +249,10 @@ impl Observer for EventLog {
     fn batch(&mut self, end: &BatchEnd) -> std::ops::ControlFlow<()> {
         if let Some(update) = end.update {
             // The loss was measured before the update: after `end.step - 1` updates.
-            let step = end.step.saturating_sub(1);
-            self.scalar(if self.full_batch { "train_loss" } else { "batch_loss" }, step, update.loss);
-            self.scalar("lr", step, update.lr);
+            let (step, wall_time) = (end.step.saturating_sub(1), now());
+            let tag = if self.full_batch { "train_loss" } else { "batch_loss" };
+            self.scalar_at(wall_time, tag, step, update.loss);
+            self.scalar_at(wall_time, "lr", step, update.lr);
         }
         std::ops::ControlFlow::Continue(())
     }
@@ -187,7 +271,9 @@ impl Observer for EventLog {
             }
         }
         self.rows_logged = self.rows_logged.max(rows.len());
-        let _ = self.flush();
+        if self.flushed.elapsed() >= FLUSH_INTERVAL {
+            let _ = self.flush();
+        }
     }
 }
 
@@ -204,6 +290,19 @@ fn keeps(tag: &str, step: i64, resume: i64, full_batch: bool) -> bool {
     let per_epoch =
         matches!(tag, "valid_loss" | "accuracy" | "error_rate") || (tag == "train_loss" && !full_batch);
     step < resume || (step == resume && per_epoch)
+}
+
+/// Protobuf's base-128 varint.
+fn push_varint(buffer: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buffer.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buffer.push(value as u8);
+}
+
+fn varint_len(value: u64) -> usize {
+    (64 - value.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// The event files in `dir`, by name (TensorBoard reads them in that order).
@@ -224,20 +323,27 @@ pub fn event_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Rewrite the event file `path` of `folder` (atomically) with only the values `keep` accepts,
-/// and without anything after its last whole record.
+/// and without a torn last record (one a killed run left half-written). Whether the resumed run
+/// may append to it: a file that is damaged elsewhere (a checksum that does not match, a record
+/// that is not an event) or too large to read is left as it is, and the resumed run logs into a
+/// new file instead, so that nothing is lost.
 fn truncate_to(
     folder: &RunFolder,
     path: &Path,
     keep: impl Fn(&str, i64) -> bool,
-) -> Result<(), EventLogError> {
+) -> Result<bool, EventLogError> {
     let too_large = fs::metadata(path).map(|meta| meta.len() > MAX_RESUMED_BYTES).unwrap_or(true);
     if too_large {
-        return Ok(());
+        return Ok(false);
     }
     let bytes = fs::read(path).map_err(|error| write_error(path, &error))?;
+    let (payloads, tail) = parse(&bytes);
+    if tail == Tail::Damaged {
+        return Ok(false);
+    }
     let mut kept = Vec::with_capacity(bytes.len());
-    for payload in records(&bytes) {
-        let Ok(mut event) = Event::decode(payload) else { break };
+    for payload in payloads {
+        let Ok(mut event) = Event::decode(payload) else { return Ok(false) };
         if let Some(summary) = &mut event.summary {
             summary.value.retain(|value| keep(&value.tag, event.step));
             if summary.value.is_empty() {
@@ -246,30 +352,46 @@ fn truncate_to(
         }
         kept.extend(record(&event.encode_to_vec()));
     }
-    if kept == bytes {
-        return Ok(());
+    if kept != bytes {
+        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        folder.write(name, &kept)?;
     }
-    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
-    folder.write(name, &kept).map(drop)
+    Ok(true)
 }
 
-/// The payloads of the whole, intact records at the start of `bytes`.
-fn records(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let header = bytes.get(..12)?;
+/// How the records of a file end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tail {
+    /// With a whole record.
+    Whole,
+    /// With the start of a record, cut short (a run killed while writing).
+    Torn,
+    /// With a record whose checksum does not match.
+    Damaged,
+}
+
+/// The payloads of the whole, intact records at the start of `bytes`, and what follows them.
+fn parse(mut bytes: &[u8]) -> (Vec<&[u8]>, Tail) {
+    let mut payloads = Vec::new();
+    loop {
+        if bytes.is_empty() {
+            return (payloads, Tail::Whole);
+        }
+        let Some(header) = bytes.get(..12) else { return (payloads, Tail::Torn) };
         let (length, length_crc) = header.split_at(8);
         if masked_crc(length).to_le_bytes() != length_crc {
-            return None;
+            return (payloads, Tail::Damaged);
         }
-        let length = usize::try_from(u64::from_le_bytes(length.try_into().ok()?)).ok()?;
-        let end = length.checked_add(16)?;
-        let (payload, crc) = (bytes.get(12..12 + length)?, bytes.get(12 + length..end)?);
+        let length = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+        let end = usize::try_from(length).ok().and_then(|length| length.checked_add(16));
+        let Some(end) = end.filter(|&end| end <= bytes.len()) else { return (payloads, Tail::Torn) };
+        let (payload, crc) = (&bytes[12..end - 4], &bytes[end - 4..end]);
         if masked_crc(payload).to_le_bytes() != crc {
-            return None;
+            return (payloads, Tail::Damaged);
         }
+        payloads.push(payload);
         bytes = &bytes[end..];
-        Some(payload)
-    })
+    }
 }
 
 /// One TFRecord: the payload's length (u64), its masked CRC, the payload, the payload's masked
@@ -385,7 +507,9 @@ mod tests {
 
     fn scalars(path: &Path) -> Vec<(String, i64, f32)> {
         let bytes = fs::read(path).unwrap();
-        records(&bytes)
+        parse(&bytes)
+            .0
+            .into_iter()
             .map(|payload| Event::decode(payload).unwrap())
             .filter_map(|event| {
                 let value = event.summary?.value.into_iter().next()?;
@@ -407,17 +531,72 @@ mod tests {
     }
 
     #[test]
-    fn records_frame_and_read_back_and_a_torn_tail_is_dropped() {
+    fn a_scalar_is_encoded_as_prost_encodes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = RunFolder::create(Some(&dir.path().join("run")), "test").unwrap();
+        let mut log = EventLog::create(&folder, true, "").unwrap();
+        let long_tag = "t".repeat(200);
+        for (tag, step, value) in
+            [("lr", 0, 0.1), ("train_loss", 1, 6.39), (long_tag.as_str(), 300, -0.0), ("x", usize::MAX, 1e30)]
+        {
+            log.scalar_at(1.5e9, tag, step, value);
+            let step = i64::try_from(step).unwrap_or(i64::MAX);
+            let value = Value { tag: tag.into(), simple_value: Some(value as f32), ..Value::default() };
+            let event = Event {
+                wall_time: 1.5e9,
+                step,
+                summary: Some(Summary { value: vec![value] }),
+                ..Event::default()
+            };
+            assert_eq!(log.scratch, event.encode_to_vec(), "{tag} at {step}");
+        }
+        for value in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut buffer = Vec::new();
+            push_varint(&mut buffer, value);
+            assert_eq!(buffer.len(), varint_len(value), "{value}");
+            assert_eq!(buffer.len(), prost::encoding::encoded_len_varint(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn records_frame_and_read_back_and_a_torn_tail_is_told_from_damage() {
         let mut bytes = record(b"first");
         bytes.extend(record(b""));
         bytes.extend(record(b"third"));
-        let whole: Vec<&[u8]> = records(&bytes).collect();
-        assert_eq!(whole, [&b"first"[..], b"", b"third"]);
-        let torn = &bytes[..bytes.len() - 3];
-        assert_eq!(records(torn).count(), 2);
+        assert_eq!(parse(&bytes), (vec![&b"first"[..], b"", b"third"], Tail::Whole));
+        for cut in [3, 10, 17] {
+            let (payloads, tail) = parse(&bytes[..bytes.len() - cut]);
+            assert_eq!((payloads.len(), tail), (2, Tail::Torn), "cut {cut}");
+        }
         let mut damaged = bytes.clone();
         damaged[13] ^= 1; // a bit of "first"
-        assert_eq!(records(&damaged).count(), 0);
+        assert_eq!(parse(&damaged), (vec![], Tail::Damaged));
+        damaged[13] ^= 1;
+        damaged[22] ^= 1; // a bit of the second record's length
+        assert_eq!(parse(&damaged), (vec![&b"first"[..]], Tail::Damaged));
+    }
+
+    #[test]
+    fn a_damaged_file_is_left_whole_and_the_resumed_run_logs_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = RunFolder::create(Some(&dir.path().join("run")), "test").unwrap();
+        let mut log = EventLog::create(&folder, true, "").unwrap();
+        for step in 1..=4 {
+            let _ = log.batch(&batch(step, 1.0));
+        }
+        drop(log);
+        let first = event_files(folder.path())[0].clone();
+        let mut bytes = fs::read(&first).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&first, &bytes).unwrap();
+        let mut log = EventLog::resume(&folder, true, (2, 0), "").unwrap();
+        let _ = log.batch(&batch(3, 2.0));
+        drop(log);
+        assert_eq!(fs::read(&first).unwrap(), bytes, "the damaged file is left as it was");
+        let files = event_files(folder.path());
+        assert_eq!(files.len(), 2);
+        assert_eq!(scalars(&files[1]).iter().filter(|(tag, ..)| tag == "train_loss").count(), 1);
     }
 
     #[test]
