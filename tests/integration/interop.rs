@@ -170,7 +170,8 @@ fn tensorboard_reads_the_lessons_curves_as_metrics_csv_has_them() {
 
     // A diverged run keeps what it logged: every step before the one whose loss was not finite.
     let diverged = scratch("diverged");
-    let output = crate::common::descent(&["lesson2", "--lr", "1.5", "--out", diverged.to_str().unwrap(), "-q"]);
+    let output =
+        crate::common::descent(&["lesson2", "--lr", "1.5", "--out", diverged.to_str().unwrap(), "-q"]);
     assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stderr));
     let log = logged(&python, &diverged);
     let steps = log.steps("train_loss");
