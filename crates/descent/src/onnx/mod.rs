@@ -402,11 +402,11 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "ndarray")]
+    #[cfg(feature = "flex")]
     #[test]
     fn a_model_without_its_onnx_form_is_refused_by_name() {
         use crate::model::ImageModel;
-        let network = Unwritten.init(8, &Device::ndarray());
+        let network = Unwritten.init(8, &Device::flex());
         let error = Unwritten.onnx(&network, &mut Graph::new(), "images").unwrap_err();
         let message = error.to_string();
         assert!(message.starts_with("cannot write the unwritten model as ONNX"), "{message}");
