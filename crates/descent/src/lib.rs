@@ -13,12 +13,17 @@
 //! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against;
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
 //! - [`experiment`]: a run prepared from its configuration, ready for the engine;
+//! - [`notebook`]: the lesson's figures as images under a Jupyter cell (the evcxr kernel);
 //! - [`observe`]: the outputs of a run as observers of the engine's events;
 //! - [`onnx`]: trained models as ONNX files, layer by layer;
 //! - [`run`]: a run's lifecycle: its folder (new or resumed), its end (the model, metrics and
 //!   summary) and its failures (the outputs so far, and what to do next);
 //! - [`task`]: the lesson, a table regression and an image classifier: what each leaves behind;
 //! - [`limits`]: the bounds every input is read and sized through.
+
+/// The Burn this crate is built on (0.22.1), for code that uses both: `descent::burn::prelude::*`
+/// names the same tensors and devices as descent's API (the notebook does this).
+pub use burn;
 
 pub mod config;
 pub mod data;
@@ -29,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod notebook;
 pub mod observe;
 pub mod ols;
 pub mod onnx;

@@ -133,7 +133,19 @@ pub fn fit_plot(
     fitted: [f64; 2],
     format: Format,
 ) -> Result<Vec<u8>, PlotError> {
-    render(&FitPlot { points, guess, fitted }, format)
+    let title = "Linear fit by gradient descent";
+    render(&FitPlot { points, guess: Some(guess), fitted: Some(fitted), title }, format)
+}
+
+/// [`fit_plot`] drawn with only the lines given, under `title`: the data alone (the notebook's
+/// first scatter), the data and the guess, or all three.
+pub fn lines_plot(
+    points: &[(f64, f64)],
+    (guess, fitted): (Option<[f64; 2]>, Option<[f64; 2]>),
+    title: &str,
+    format: Format,
+) -> Result<Vec<u8>, PlotError> {
+    render(&FitPlot { points, guess, fitted, title }, format)
 }
 
 /// A regression's predictions against the true targets: one scatter per split (training rows
@@ -444,8 +456,9 @@ fn legend_line(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32
 
 struct FitPlot<'a> {
     points: &'a [(f64, f64)],
-    guess: [f64; 2],
-    fitted: [f64; 2],
+    guess: Option<[f64; 2]>,
+    fitted: Option<[f64; 2]>,
+    title: &'a str,
 }
 
 impl Figure for FitPlot<'_> {
@@ -458,26 +471,31 @@ impl Figure for FitPlot<'_> {
         let points: Vec<(f64, f64)> =
             self.points.iter().copied().filter(|p| drawable(p.0, false) && drawable(p.1, false)).collect();
         let x = padded_range(points.iter().map(|p| p.0), false);
-        let (guess, fitted) = (line_points(self.guess, &x), line_points(self.fitted, &x));
+        let line = |a: Option<[f64; 2]>| a.map(|a| line_points(a, &x)).unwrap_or_default();
+        let (guess, fitted) = (line(self.guess), line(self.fitted));
         let y = padded_range(points.iter().chain(&guess).chain(&fitted).map(|p| p.1), false);
         let ranges = (RangedCoordf64::from(x), RangedCoordf64::from(y));
-        let mut chart = styled_chart(root, "Linear fit by gradient descent", ("x", "y"), ranges)?;
+        let mut chart = styled_chart(root, self.title, ("x", "y"), ranges)?;
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, DATA_BLUE.filled())))?
             .label("data")
             .legend(|(x, y)| Circle::new((x + 12, y), 3, DATA_BLUE.filled()));
-        let [g0, g1] = self.guess;
-        chart
-            .draw_series(DashedLineSeries::new(guess, 10, 6, GUESS_GRAY.stroke_width(2)))?
-            .label(format!("initial guess ({g0:.3}, {g1:.3})"))
-            .legend(legend_line(GUESS_GRAY));
-        let [f0, f1] = self.fitted;
-        chart
-            .draw_series(LineSeries::new(fitted, FIT_RED.stroke_width(3)))?
-            .label(format!("fit ({f0:.3}, {f1:.3})"))
-            .legend(legend_line(FIT_RED));
-        // A rising fit leaves the upper-left corner empty.
-        let corner = if f0 > 0.0 { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
+        if let Some([g0, g1]) = self.guess {
+            chart
+                .draw_series(DashedLineSeries::new(guess, 10, 6, GUESS_GRAY.stroke_width(2)))?
+                .label(format!("initial guess ({g0:.3}, {g1:.3})"))
+                .legend(legend_line(GUESS_GRAY));
+        }
+        if let Some([f0, f1]) = self.fitted {
+            chart
+                .draw_series(LineSeries::new(fitted, FIT_RED.stroke_width(3)))?
+                .label(format!("fit ({f0:.3}, {f1:.3})"))
+                .legend(legend_line(FIT_RED));
+        }
+        // A rising line leaves the upper-left corner empty.
+        let slope = self.fitted.or(self.guess).map_or(1.0, |a| a[0]);
+        let corner =
+            if slope > 0.0 { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
         draw_legend(&mut chart, corner)
     }
 }

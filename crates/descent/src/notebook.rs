@@ -1,0 +1,221 @@
+//! What a Jupyter notebook shows under a cell: the lesson's figures as images, for the evcxr
+//! kernel (`notebooks/lesson2.ipynb`).
+//!
+//! evcxr shows a cell's value through its type's `evcxr_display` method, which prints the
+//! content between `EVCXR_BEGIN_CONTENT <mime type>` and `EVCXR_END_CONTENT` (base64 for
+//! images). [`Picture`] has that method, so a cell ending in `notebook::fit(&x, &y, ...)?` draws
+//! the figure under it. The figures are the command line's own (`report::plots`), in memory.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use descent::notebook;
+//!
+//! let device = Device::flex();
+//! let x = Tensor::<2>::from_floats([[0.5, 1.0], [-0.5, 1.0]], &device);
+//! let y = Tensor::<2>::from_floats([[3.5], [0.5]], &device);
+//! let picture = notebook::scatter(&x, &y).unwrap(); // the last expression of a cell: drawn
+//! assert_eq!(picture.mime(), "image/png");
+//! ```
+
+use burn::prelude::*;
+
+use crate::device::ReadBackError;
+use crate::report::plots::{self, Format, LineChart, PlotError, Series};
+
+/// An image a notebook shows: PNG or GIF bytes with their MIME type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Picture {
+    mime: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl Picture {
+    /// A PNG image.
+    pub fn png(bytes: Vec<u8>) -> Self {
+        Self { mime: "image/png", bytes }
+    }
+
+    /// A GIF image (animated or not).
+    pub fn gif(bytes: Vec<u8>) -> Self {
+        Self { mime: "image/gif", bytes }
+    }
+
+    /// The MIME type: `image/png` or `image/gif`.
+    pub fn mime(&self) -> &'static str {
+        self.mime
+    }
+
+    /// The file's bytes (write them to a `.png` or `.gif` file to keep the figure).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// What evcxr reads from a cell's output to show the picture: the bytes in base64 between
+    /// its markers.
+    pub fn evcxr_content(&self) -> String {
+        format!("EVCXR_BEGIN_CONTENT {}\n{}\nEVCXR_END_CONTENT", self.mime, base64(&self.bytes))
+    }
+
+    /// Show the picture under the cell (evcxr calls this on a cell's value).
+    pub fn evcxr_display(&self) {
+        println!("{}", self.evcxr_content());
+    }
+}
+
+/// Why a figure could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NotebookError {
+    /// A tensor could not be read back from its device.
+    #[error(transparent)]
+    Device(#[from] ReadBackError),
+    /// The figure could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    /// The tensors do not have the shapes the lesson's do.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// The points `(x[:,0], y)` of the lesson's data: `x` `[n, 2]` (the feature, then ones), `y`
+/// `[n, 1]`, read back to the host.
+pub fn points(x: &Tensor<2>, y: &Tensor<2>) -> Result<Vec<(f64, f64)>, NotebookError> {
+    let [rows, columns] = x.dims();
+    if columns == 0 || y.dims() != [rows, 1] {
+        return Err(NotebookError::Shape(format!(
+            "expected x [n, 2] and y [n, 1], got x {:?} and y {:?}",
+            x.dims(),
+            y.dims()
+        )));
+    }
+    let read = |t: Tensor<2>| {
+        t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| ReadBackError::from_debug(&e))
+    };
+    let (x, y) = (read(x.clone())?, read(y.clone())?);
+    Ok(x.chunks(columns).zip(y).map(|(row, y)| (f64::from(row[0]), f64::from(y))).collect())
+}
+
+/// The parameters `a` (`[2, 1]` or `[2]`: slope, intercept), read back to the host.
+pub fn parameters<const D: usize>(a: &Tensor<D>) -> Result<[f64; 2], NotebookError> {
+    let values = a
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ReadBackError::from_debug(&e))?;
+    match values[..] {
+        [slope, intercept] => Ok([f64::from(slope), f64::from(intercept)]),
+        _ => Err(NotebookError::Shape(format!("expected two parameters, got {}", values.len()))),
+    }
+}
+
+/// `plt.scatter(x[:,0], y)`: the data.
+pub fn scatter(x: &Tensor<2>, y: &Tensor<2>) -> Result<Picture, NotebookError> {
+    let points = points(x, y)?;
+    Ok(Picture::png(plots::lines_plot(&points, (None, None), "The data: y = 3x + 2 + noise", Format::Png)?))
+}
+
+/// The data and the line of the guess `a`.
+pub fn guess(x: &Tensor<2>, y: &Tensor<2>, a: &Tensor<2>) -> Result<Picture, NotebookError> {
+    let (points, a) = (points(x, y)?, parameters(a)?);
+    Ok(Picture::png(plots::lines_plot(&points, (Some(a), None), "The data and the guess", Format::Png)?))
+}
+
+/// The data, the guess and the fitted line: `descent lesson2`'s `fit.png`.
+pub fn fit(
+    x: &Tensor<2>,
+    y: &Tensor<2>,
+    guess: [f64; 2],
+    fitted: &Tensor<2>,
+) -> Result<Picture, NotebookError> {
+    let (points, fitted) = (points(x, y)?, parameters(fitted)?);
+    Ok(Picture::png(plots::fit_plot(&points, guess, fitted, Format::Png)?))
+}
+
+/// The loss at each step, `(step, loss)`, on a log scale.
+pub fn loss_curve(losses: &[(usize, f64)]) -> Result<Picture, NotebookError> {
+    let chart = LineChart {
+        title: "Training loss".into(),
+        x_label: "step".into(),
+        y_label: "mse (log scale)".into(),
+        series: vec![Series {
+            name: "loss".into(),
+            points: losses.iter().map(|&(s, l)| (s as f64, l)).collect(),
+        }],
+        log_x: false,
+        log_y: true,
+        marker: None,
+    };
+    Ok(Picture::png(plots::line_chart(&chart, Format::Png)?))
+}
+
+/// The notebook's animation: the data in orange and, frame by frame, the line after each step
+/// with its loss (`frames`: the parameters after each step and that step's loss), 20 ms a frame.
+pub fn animation(x: &Tensor<2>, y: &Tensor<2>, frames: &[([f64; 2], f64)]) -> Result<Picture, NotebookError> {
+    let points = points(x, y)?;
+    Ok(Picture::gif(plots::animation(&points, frames, 20)?))
+}
+
+/// Standard base64 (RFC 4648, with padding).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        // The test vectors of RFC 4648, section 10.
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn a_picture_shows_as_evcxr_content() {
+        let picture = Picture::png(b"foo".to_vec());
+        assert_eq!(picture.evcxr_content(), "EVCXR_BEGIN_CONTENT image/png\nZm9v\nEVCXR_END_CONTENT");
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn the_lessons_figures_are_images() {
+        let device = Device::flex();
+        let x = Tensor::<2>::from_floats([[-0.5, 1.0], [0.0, 1.0], [0.5, 1.0]], &device);
+        let y = Tensor::<2>::from_floats([[0.4], [2.1], [3.6]], &device);
+        let a = Tensor::<2>::from_floats([[-1.0], [1.0]], &device);
+        for picture in
+            [scatter(&x, &y).unwrap(), guess(&x, &y, &a).unwrap(), fit(&x, &y, [-1.0, 1.0], &a).unwrap()]
+        {
+            assert_eq!(&picture.bytes()[..8], b"\x89PNG\r\n\x1a\n");
+        }
+        let gif = animation(&x, &y, &[([-1.0, 1.0], 6.0), ([0.0, 1.5], 2.0)]).unwrap();
+        assert_eq!((gif.mime(), &gif.bytes()[..6]), ("image/gif", &b"GIF89a"[..]));
+        assert!(loss_curve(&[(0, 6.4), (1, 5.3)]).is_ok());
+        assert!(matches!(points(&a, &y), Err(NotebookError::Shape(_))));
+    }
+}
