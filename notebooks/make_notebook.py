@@ -37,8 +37,10 @@ let device = descent::device::select("auto").expect("a CPU backend").device;
 let mut rng = SeededRng::new(42);"""),
     ("md", """```python
 n=100
-```"""),
-    ("code", """let n = 100;"""),
+```
+A cell is compiled on its own, so Rust cannot infer `n`'s type from its later use as a size:
+it is written out."""),
+    ("code", """let n: usize = 100;"""),
     ("md", """```python
 x = torch.ones(n,2)
 x[:,0].uniform_(-1.,1)
@@ -133,7 +135,7 @@ The loss printed at step t is the one computed before that step's update."""),
     ("code", """let lr = 1e-1;
 let mut losses: Vec<(usize, f64)> = Vec::new();
 for t in 0..100 {
-    let (next, loss) = update(t, a, &x, &y, lr);
+    let (next, loss) = update(t, a.clone(), &x, &y, lr);
     a = next;
     losses.push((t, f64::from(loss)));
 }
@@ -168,7 +170,7 @@ The same 100 steps from the same guess, one frame each, 20 ms a frame, as an ani
     ("code", """let mut a = Tensor::<2>::from_floats([[-1.0], [1.0]], &autodiff).require_grad();
 let mut frames: Vec<([f64; 2], f64)> = Vec::new();
 for _ in 0..100 {
-    let (next, loss) = step(a, &x, &y, lr);
+    let (next, loss) = step(a.clone(), &x, &y, lr);
     a = next;
     frames.push((notebook::parameters(&a.clone().inner()).expect("a"), f64::from(loss)));
 }
@@ -179,8 +181,8 @@ notebook::animation(&x, &y, &frames).expect("the animation")"""),
 notebook stops there; `descent lesson2 --batch-size 10` goes on. Below, the same rows go through
 descent's data loader (`MiniBatches`: reshuffled every epoch from the seed, batches of 10), and
 the model is a Burn module (`LinearModel`, parameter `a`) updated by Burn's SGD optimizer: one
-update per mini-batch, which is what SGD means. The cell is a block, so that its working
-variables stay inside it. The mean losses are those `descent lesson2 --batch-size 10 --epochs 10`
+update per mini-batch, which is what SGD means. The cell's working variables stay inside a
+block: the kernel keeps only the table for the next cell. The mean losses are those `descent lesson2 --batch-size 10 --epochs 10`
 prints."""),
     ("code", """use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use descent::data::Table;
@@ -210,8 +212,9 @@ let table = Table::new(
         }
         println!("epoch {epoch:>2}  mean loss {:.6}", total / rows as f64);
     }
-    println!("mini-batch a: {:?}", model.valid().parameters().expect("a"));
-}"""),
+    let a = model.valid().parameters().expect("a");
+    println!("mini-batch a: ({:.6}, {:.6})", a[0], a[1]);
+};"""),
     ("md", """## The yardstick
 
 Gradient descent approaches the least-squares solution, the best any method can do on this data

@@ -14,6 +14,7 @@ mod fuzz;
 mod hostile;
 mod interop;
 mod lesson2;
+mod notebook;
 mod optimizers;
 mod outputs;
 mod own_model;

@@ -492,12 +492,19 @@ impl Figure for FitPlot<'_> {
                 .label(format!("fit ({f0:.3}, {f1:.3})"))
                 .legend(legend_line(FIT_RED));
         }
-        // A rising line leaves the upper-left corner empty.
-        let slope = self.fitted.or(self.guess).map_or(1.0, |a| a[0]);
+        // Rising data (or a rising fit) leave the upper-left corner empty.
+        let slope = self.fitted.map_or_else(|| trend(&points), |a| a[0]);
         let corner =
             if slope > 0.0 { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
         draw_legend(&mut chart, corner)
     }
+}
+
+/// The sign of the points' trend: their covariance of x and y.
+fn trend(points: &[(f64, f64)]) -> f64 {
+    let n = points.len().max(1) as f64;
+    let (mx, my) = points.iter().fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum()
 }
 
 struct PredictionPlot<'a> {
