@@ -237,6 +237,8 @@ fn run_from_file(command: &str, config: &RunConfig) -> serde_json::Value {
 
 #[test]
 fn a_cnn_configuration_round_trips_and_runs_through_train() {
+    // In-process training draws from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let mut config = RunConfig::cnn();
     config.training.epochs = Some(1);
     config.data = DataConfig::Digits { path: None, valid_fraction: 0.25, sha256: None };
@@ -260,6 +262,8 @@ fn lr_find_works_for_the_cnn_too() {
 
 #[test]
 fn a_saved_cnn_predicts_exactly_as_the_trained_one() {
+    // In-process training draws from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
     let output = descent(&["cnn", "--epochs", "2", "--json", "--out", run.to_str().unwrap()]);

@@ -91,9 +91,10 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 /// The numbers after `prefix` on the first line that starts with it.
 fn numbers_after(text: &str, prefix: &str) -> Vec<f64> {
-    let line = text.lines().find(|line| line.trim_start().starts_with(prefix)).unwrap_or_else(|| {
-        panic!("no line starting with `{prefix}` in the notebook's output:\n{text}")
-    });
+    let line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with `{prefix}` in the notebook's output:\n{text}"));
     line.trim_start()[prefix.len()..]
         .split(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e')))
         .filter_map(|part| part.parse().ok())
@@ -132,7 +133,11 @@ fn assert_lesson(path: &Path) {
     let steps: Vec<u64> = printed.keys().copied().collect();
     assert_eq!(steps, (0..10).map(|k| k * 10).collect::<Vec<u64>>(), "the printed steps");
     for (step, loss) in &expected {
-        assert!((printed[step] - loss).abs() <= 1e-6, "step {step}: notebook {}, descent {loss}", printed[step]);
+        assert!(
+            (printed[step] - loss).abs() <= 1e-6,
+            "step {step}: notebook {}, descent {loss}",
+            printed[step]
+        );
     }
     let guess = numbers_after(&found.text, "mse of the guess a = (-1, 1):");
     assert!((guess.last().unwrap() - lesson["initial_loss"].as_f64().unwrap()).abs() <= 1e-6, "{guess:?}");
@@ -157,21 +162,27 @@ fn assert_lesson(path: &Path) {
         .filter(|line| line.starts_with("epoch ") && line.contains("mean loss"))
         .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
-    let reported: Vec<f64> = mini["losses"].as_array().unwrap().iter().map(|row| row["loss"].as_f64().unwrap()).collect();
+    let reported: Vec<f64> =
+        mini["losses"].as_array().unwrap().iter().map(|row| row["loss"].as_f64().unwrap()).collect();
     assert_eq!(means.len(), reported.len(), "{means:?}");
     for (notebook, descent) in means.iter().zip(&reported) {
-        assert!((notebook - descent).abs() <= 1e-6, "mini-batch means: notebook {means:?}, descent {reported:?}");
+        assert!(
+            (notebook - descent).abs() <= 1e-6,
+            "mini-batch means: notebook {means:?}, descent {reported:?}"
+        );
     }
 
     // The figures: PNGs that decode to the figures' size, and the animation's 100 frames.
-    let pngs: Vec<&Vec<u8>> = found.images.iter().filter(|(mime, _)| mime == "image/png").map(|(_, b)| b).collect();
+    let pngs: Vec<&Vec<u8>> =
+        found.images.iter().filter(|(mime, _)| mime == "image/png").map(|(_, b)| b).collect();
     assert!(pngs.len() >= 2, "{} PNG outputs", pngs.len());
     for bytes in pngs {
         let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("a PNG that decodes");
         assert_eq!((reader.info().width, reader.info().height), (800, 600));
     }
     let gif = found.images.iter().find(|(mime, _)| mime == "image/gif").expect("the animation");
-    let mut decoder = gif::DecodeOptions::new().read_info(std::io::Cursor::new(&gif.1)).expect("a GIF that decodes");
+    let mut decoder =
+        gif::DecodeOptions::new().read_info(std::io::Cursor::new(&gif.1)).expect("a GIF that decodes");
     let mut frames = 0;
     while decoder.read_next_frame().expect("a frame").is_some() {
         frames += 1;

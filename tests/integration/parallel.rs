@@ -51,6 +51,8 @@ fn uneven_mini_batches(devices: &[&str]) -> RunConfig {
 
 #[test]
 fn two_devices_follow_the_one_device_trajectory_on_uneven_mini_batches() {
+    // In-process training draws from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let train = |devices: &[&str]| {
         let experiment = Experiment::prepare(uneven_mini_batches(devices)).unwrap();
         assert_eq!(experiment.device_names().len(), devices.len());
