@@ -105,7 +105,7 @@ enum Command {
     /// Predict with the model of a finished run: y for each x, or the class of each image (digit
     /// rows, PNG files, an IDX file).
     Predict(predict::PredictArgs),
-    /// Write the model of a finished run for PyTorch (safetensors).
+    /// Write the model of a finished run for another tool: PyTorch (safetensors) or onnxruntime (ONNX).
     Export(predict::ExportArgs),
     /// Time the speed workloads of BENCHMARKS.md on every compiled CPU backend.
     Bench(bench::BenchArgs),
