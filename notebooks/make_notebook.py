@@ -23,8 +23,10 @@ The notebook draws its data without a seed; here the draws are seeded (ChaCha8, 
 every run prints the numbers `descent lesson2` prints.
 
 The first cell compiles `descent` and Burn for the kernel: it takes several minutes the first
-time."""),
-    ("code", """:dep descent = { path = "../crates/descent" }"""),
+time. `:cache 4096` keeps up to 4 GiB of compiled crates in evcxr's cache (`~/.cache/evcxr`),
+so that the next session reuses them."""),
+    ("code", """:cache 4096
+:dep descent = { path = "../crates/descent" }"""),
     ("md", """The notebook imports `fastai.basics`. Here: Burn's prelude (tensors and devices, through
 `descent::burn`, so that the versions match), the seeded generator, and the device:
 `auto` is the fastest CPU backend compiled in."""),
