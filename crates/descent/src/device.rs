@@ -252,6 +252,16 @@ impl ReadBackError {
     }
 }
 
+/// A float tensor's values on the host, as `f32`, row-major (whatever its element type on the
+/// device).
+pub fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ReadBackError> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| ReadBackError::from_debug(&error))
+}
+
 /// The token `--device remote:...` presents to the server, when the command line gave one
 /// (`--token-file`); else the environment variable [`REMOTE_TOKEN_VARIABLE`] is read.
 static REMOTE_TOKEN: OnceLock<String> = OnceLock::new();

@@ -19,7 +19,7 @@
 
 use burn::prelude::*;
 
-use crate::device::ReadBackError;
+use crate::device::{ReadBackError, read_f32};
 use crate::report::plots::{self, Format, LineChart, PlotError, Series};
 
 /// An image a notebook shows: PNG or GIF bytes with their MIME type.
@@ -87,21 +87,13 @@ pub fn points(x: &Tensor<2>, y: &Tensor<2>) -> Result<Vec<(f64, f64)>, NotebookE
             y.dims()
         )));
     }
-    let read = |t: Tensor<2>| {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| ReadBackError::from_debug(&e))
-    };
-    let (x, y) = (read(x.clone())?, read(y.clone())?);
+    let (x, y) = (read_f32(x.clone())?, read_f32(y.clone())?);
     Ok(x.chunks(columns).zip(y).map(|(row, y)| (f64::from(row[0]), f64::from(y))).collect())
 }
 
 /// The parameters `a` (`[2, 1]` or `[2]`: slope, intercept), read back to the host.
 pub fn parameters<const D: usize>(a: &Tensor<D>) -> Result<[f64; 2], NotebookError> {
-    let values = a
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| ReadBackError::from_debug(&e))?;
+    let values = read_f32(a.clone())?;
     match values[..] {
         [slope, intercept] => Ok([f64::from(slope), f64::from(intercept)]),
         _ => Err(NotebookError::Shape(format!("expected two parameters, got {}", values.len()))),

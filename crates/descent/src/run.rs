@@ -146,9 +146,7 @@ impl Run {
         let mut run = Self { folder, checkpoint: None, events: None };
         run.write_config(config).map_err(RunStartError::Write)?;
         if config.training.tensorboard() {
-            let full_batch = config.training.batch_size.is_none();
-            let log = EventLog::create(&run.folder, full_batch, &config.to_toml());
-            run.events = Some(log.map_err(RunStartError::Write)?);
+            run.events = Some(EventLog::create(&run.folder, config).map_err(RunStartError::Write)?);
         }
         Ok(run)
     }
@@ -174,12 +172,10 @@ impl Run {
         if done >= total {
             return Err(RunStartError::NothingLeft { dir: folder.path().into(), done, total, unit, flag });
         }
-        let events = if config.training.tensorboard() {
-            let full_batch = config.training.batch_size.is_none();
-            let at = (state.step, state.metrics.len());
-            Some(EventLog::resume(&folder, full_batch, at, &config.to_toml()).map_err(RunStartError::Write)?)
-        } else {
-            None
+        let at = (state.step, state.metrics.len());
+        let events = match config.training.tensorboard() {
+            true => Some(EventLog::resume(&folder, &config, at).map_err(RunStartError::Write)?),
+            false => None,
         };
         Ok(Self { folder, checkpoint: Some(checkpoint), events })
     }

@@ -33,11 +33,7 @@ impl LinearModel {
     /// # Errors
     /// If the device cannot return the values (a device failure, not a user error).
     pub fn parameters(&self) -> Result<Vec<f32>, crate::device::ReadBackError> {
-        self.a
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|error| crate::device::ReadBackError::from_debug(&error))
+        crate::device::read_f32(self.a.val())
     }
 }
 

@@ -156,11 +156,7 @@ impl Graph {
     /// A tensor of the model read back from its device, as a constant named after `name`.
     pub fn tensor<const D: usize>(&mut self, name: &str, tensor: Tensor<D>) -> Result<String, OnnxError> {
         let shape = tensor.dims();
-        let values = tensor
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|error| ReadBackError::from_debug(&error))?;
+        let values = crate::device::read_f32(tensor)?;
         Ok(self.constant(name, &shape, &values))
     }
 

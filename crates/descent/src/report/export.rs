@@ -46,9 +46,10 @@ pub fn named_tensors<M: Module>(model: &M) -> Result<Vec<NamedTensor>, ReadBackE
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let name = self.path.join(".");
             let tensor = param.val();
-            match tensor.clone().into_data().convert::<f32>().try_into_vec::<f32>() {
-                Ok(values) => self.tensors.push(NamedTensor { name, shape: tensor.dims().to_vec(), values }),
-                Err(error) => self.error = Some(format!("{name}: {error:?}")),
+            let shape = tensor.dims().to_vec();
+            match crate::device::read_f32(tensor) {
+                Ok(values) => self.tensors.push(NamedTensor { name, shape, values }),
+                Err(error) => self.error = Some(format!("{name}: {error}")),
             }
         }
     }

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
+use crate::config::RunConfig;
 use crate::observe::Observer;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::BatchEnd;
@@ -69,10 +70,47 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 pub type EventLogError = RunFolderError;
 
 impl EventLog {
-    /// A new event file in `folder` for a run trained with full batches or not, starting with
-    /// the run's configuration `config_toml`.
-    pub fn create(folder: &RunFolder, full_batch: bool, config_toml: &str) -> Result<Self, EventLogError> {
-        // A new name: TensorFlow's, with a count after it when a file of that second exists.
+    /// A new event file in `folder` for a run of configuration `config`, starting with the
+    /// configuration as text.
+    pub fn create(folder: &RunFolder, config: &RunConfig) -> Result<Self, EventLogError> {
+        Self::new_file(folder, config, (0, 0))
+    }
+
+    /// The event file of `folder` continued at update `step`, with `rows` of `metrics.csv`
+    /// already logged (the checkpoint's): what the earlier run logged from `step` on is removed
+    /// first. A folder without an event file (written before descent logged them), or whose
+    /// last file is damaged, gets a new one.
+    pub fn resume(
+        folder: &RunFolder,
+        config: &RunConfig,
+        (step, rows): (usize, usize),
+    ) -> Result<Self, EventLogError> {
+        let full_batch = full_batch(config);
+        let keep = |tag: &str, at: i64| keeps(tag, at, step as i64, full_batch);
+        let existing = event_files(folder.path());
+        let Some((last, earlier)) = existing.split_last() else {
+            return Self::new_file(folder, config, (step, rows));
+        };
+        for path in earlier {
+            truncate_to(folder, path, keep)?;
+        }
+        if !truncate_to(folder, last, keep)? {
+            return Self::new_file(folder, config, (step, rows));
+        }
+        let file = OpenOptions::new().append(true).open(last).map_err(|error| write_error(last, &error))?;
+        let mut log = Self::open(last.clone(), file, full_batch, rows);
+        log.text("config", step, &as_markdown(&config.to_toml()));
+        log.flush()?;
+        Ok(log)
+    }
+
+    /// A new file, named as TensorFlow names them (with a count after it when a file of that
+    /// second exists), its header written and the configuration logged at `step`.
+    fn new_file(
+        folder: &RunFolder,
+        config: &RunConfig,
+        (step, rows): (usize, usize),
+    ) -> Result<Self, EventLogError> {
         let name = file_name();
         let mut path = folder.path().join(&name);
         let mut count = 0;
@@ -85,44 +123,11 @@ impl EventLog {
                 opened => break opened.map_err(|error| write_error(&path, &error))?,
             }
         };
-        let mut log = Self::open(path, file, full_batch, 0);
-        log.append(&Event {
-            wall_time: now(),
-            file_version: Some("brain.Event:2".into()),
-            ..Event::default()
-        });
-        log.text("config", 0, &as_markdown(config_toml));
-        log.flush()?;
-        Ok(log)
-    }
-
-    /// The event file of `folder` continued at update `step`, with `rows` of `metrics.csv`
-    /// already logged (the checkpoint's): what the earlier run logged from `step` on is removed
-    /// first. A folder without an event file (written before descent logged them) gets a new one.
-    pub fn resume(
-        folder: &RunFolder,
-        full_batch: bool,
-        (step, rows): (usize, usize),
-        config_toml: &str,
-    ) -> Result<Self, EventLogError> {
-        let existing = event_files(folder.path());
-        let Some(last) = existing.last() else {
-            let mut log = Self::create(folder, full_batch, config_toml)?;
-            log.rows_logged = rows;
-            return Ok(log);
-        };
-        let mut appendable = false;
-        for path in &existing {
-            appendable = truncate_to(folder, path, |tag, at| keeps(tag, at, step as i64, full_batch))?;
-        }
-        if !appendable {
-            let mut log = Self::create(folder, full_batch, config_toml)?;
-            log.rows_logged = rows;
-            return Ok(log);
-        }
-        let file = OpenOptions::new().append(true).open(last).map_err(|error| write_error(last, &error))?;
-        let mut log = Self::open(last.clone(), file, full_batch, rows);
-        log.text("config", step, &as_markdown(config_toml));
+        let mut log = Self::open(path, file, full_batch(config), rows);
+        let header =
+            Event { wall_time: now(), file_version: Some("brain.Event:2".into()), ..Event::default() };
+        log.append(&header);
+        log.text("config", step, &as_markdown(&config.to_toml()));
         log.flush()?;
         Ok(log)
     }
@@ -281,6 +286,11 @@ impl Drop for EventLog {
     fn drop(&mut self) {
         let _ = self.flush();
     }
+}
+
+/// Whether `config` trains with full batches: every update's loss is then `train_loss`.
+fn full_batch(config: &RunConfig) -> bool {
+    config.training.batch_size.is_none()
 }
 
 /// Whether a resumed run, continuing at update `resume`, keeps a value `tag` logged at `step`:
@@ -518,6 +528,21 @@ mod tests {
             .collect()
     }
 
+    /// The lesson's configuration, with full batches or in mini-batches of 10.
+    fn config(full_batch: bool) -> RunConfig {
+        let mut config = RunConfig::default();
+        config.training.batch_size = (!full_batch).then_some(10);
+        config
+    }
+
+    /// A new run folder in a temporary directory, and its new log.
+    fn new_log(full_batch: bool) -> (tempfile::TempDir, RunFolder, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = RunFolder::create(Some(&dir.path().join("run")), "test").unwrap();
+        let log = EventLog::create(&folder, &config(full_batch)).unwrap();
+        (dir, folder, log)
+    }
+
     fn batch(step: usize, loss: f64) -> BatchEnd {
         BatchEnd { epoch: 1, batch: step, batches: 10, step, loss, update: Some(Update { lr: 0.1, loss }) }
     }
@@ -532,9 +557,7 @@ mod tests {
 
     #[test]
     fn a_scalar_is_encoded_as_prost_encodes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = RunFolder::create(Some(&dir.path().join("run")), "test").unwrap();
-        let mut log = EventLog::create(&folder, true, "").unwrap();
+        let (_dir, _folder, mut log) = new_log(true);
         let long_tag = "t".repeat(200);
         for (tag, step, value) in
             [("lr", 0, 0.1), ("train_loss", 1, 6.39), (long_tag.as_str(), 300, -0.0), ("x", usize::MAX, 1e30)]
@@ -578,9 +601,7 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_left_whole_and_the_resumed_run_logs_beside_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = RunFolder::create(Some(&dir.path().join("run")), "test").unwrap();
-        let mut log = EventLog::create(&folder, true, "").unwrap();
+        let (_dir, folder, mut log) = new_log(true);
         for step in 1..=4 {
             let _ = log.batch(&batch(step, 1.0));
         }
@@ -590,7 +611,7 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
         fs::write(&first, &bytes).unwrap();
-        let mut log = EventLog::resume(&folder, true, (2, 0), "").unwrap();
+        let mut log = EventLog::resume(&folder, &config(true), (2, 0)).unwrap();
         let _ = log.batch(&batch(3, 2.0));
         drop(log);
         assert_eq!(fs::read(&first).unwrap(), bytes, "the damaged file is left as it was");
@@ -601,9 +622,7 @@ mod tests {
 
     #[test]
     fn a_zero_is_written_and_a_resume_keeps_each_step_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = RunFolder::create(Some(&dir.path().join("run")), "test").unwrap();
-        let mut log = EventLog::create(&folder, false, "seed = 1").unwrap();
+        let (_dir, folder, mut log) = new_log(false);
         // Two epochs of 3 updates each; the run is killed after update 5, its checkpoint at 3.
         for step in 1..=5 {
             let _ = log.batch(&batch(step, step as f64));
@@ -623,7 +642,7 @@ mod tests {
         assert!(before.contains(&("train_loss".into(), 3, 0.0)), "{before:?}");
         assert_eq!(before.iter().filter(|(tag, ..)| tag == "batch_loss").count(), 5);
 
-        let mut log = EventLog::resume(&folder, false, (3, 1), "seed = 1").unwrap();
+        let mut log = EventLog::resume(&folder, &config(false), (3, 1)).unwrap();
         for step in 4..=6 {
             let _ = log.batch(&batch(step, 10.0 * step as f64));
         }
