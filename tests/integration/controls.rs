@@ -87,6 +87,8 @@ const OVERFIT: [&str; 12] = [
 
 #[test]
 fn early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_survives_a_resume() {
+    // In-process training and model building draw from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let straight = scratch("early-straight");
     let output = run_ok(
         &[&["cnn", "--epochs", "40", "--json", "--out", straight.to_str().unwrap()][..], &OVERFIT].concat(),
@@ -135,6 +137,8 @@ fn early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_survives_a_r
 
 #[test]
 fn augmented_runs_repeat_exactly_and_resume_bit_for_bit() {
+    // In-process training and model building draw from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let (a, b, resumed) = (scratch("augment-a"), scratch("augment-b"), scratch("augment-resumed"));
     let common = ["--device", "flex", "--augment", "-q"];
     run_ok(&[&["cnn", "--epochs", "3", "--out", a.to_str().unwrap()][..], &common].concat());

@@ -220,6 +220,8 @@ fn a_resumed_mini_batch_linear_run_equals_the_uninterrupted_run_bit_for_bit() {
 
 #[test]
 fn descent_train_resume_extends_a_finished_run_as_if_it_had_been_asked_for_all_epochs() {
+    // In-process training and model building draw from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let (once, twice) = (scratch("extend-once"), scratch("extend-twice"));
     run_ok(&["cnn", "--device", "flex", "--epochs", "3", "--out", once.to_str().unwrap(), "-q"]);
     run_ok(&["cnn", "--device", "flex", "--epochs", "2", "--out", twice.to_str().unwrap(), "-q"]);
@@ -313,6 +315,8 @@ fn lr_find_draws_its_curve() {
 
 #[test]
 fn descent_export_writes_safetensors_in_pytorch_layout() {
+    // In-process training and model building draw from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let cnn = scratch("export");
     run_ok(&["cnn", "--device", "flex", "--epochs", "1", "--out", cnn.to_str().unwrap(), "-q"]);
     run_ok(&["export", "--model", cnn.to_str().unwrap(), "--format", "safetensors"]);
@@ -467,6 +471,8 @@ fn cnn_after_epoch_2(
 #[cfg(unix)]
 #[test]
 fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
+    // In-process training and model building draw from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let (interrupted, straight) = (scratch("sigint"), scratch("sigint-straight"));
     // Send the signal once training is under way, as a user at the keyboard would.
     let (child, lines) = cnn_after_epoch_2(&["--out", interrupted.to_str().unwrap()]);

@@ -173,6 +173,8 @@ fn a_two_device_checkpoint_resumes_on_one_device() {
 
 #[test]
 fn bad_device_lists_are_refused_before_anything_is_written() {
+    // In-process training and model building draw from the devices' generators: one test at a time.
+    let _turn = crate::outputs::training_turn();
     let out = scratch("refused");
     let out = out.to_str().unwrap();
     rejects(&["lesson2", "--devices", "flex,,ndarray", "--out", out], &["--devices", "entry 2 is empty"]);
