@@ -9,6 +9,7 @@ mod backends;
 mod cli;
 mod cnn;
 mod controls;
+mod docs;
 mod fit;
 mod fuzz;
 mod hostile;
