@@ -89,10 +89,9 @@ fn link_targets(line: &str) -> Vec<String> {
     if trimmed.starts_with('[')
         && let Some(end) = trimmed.find("]:")
         && !trimmed[..end].contains("](")
+        && let Some(target) = trimmed[end + 2..].split_whitespace().next()
     {
-        if let Some(target) = trimmed[end + 2..].split_whitespace().next() {
-            targets.push(target.trim_matches(['<', '>']).to_string());
-        }
+        targets.push(target.trim_matches(['<', '>']).to_string());
     }
     let mut rest = line.as_str();
     while let Some(at) = rest.find("](") {
