@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // RandomSplitter(valid_pct=0.2, seed=42)). The model: two conv blocks and a linear head.
     // The optimizer: Adam at 1e-3, batches of 64, 10 epochs.
     let experiment = ImageExperiment::prepare(RunConfig::cnn())?;
-    let model = experiment.model();
+    let model = experiment.model()?;
     println!(
         "{} parameters, {} training and {} validation images",
         model.num_params(),

@@ -13,8 +13,9 @@
 //! `descent train --config examples/mlp.toml`, with the run folder, checkpoints and resume,
 //! Ctrl-C, lr-find, predict, export and bench, as the built-in CNN does. This example does the
 //! same from Rust: the library's experiment, engine and validation, with the model in hand, and
-//! then the whole run (its folder, checkpoint, model, figures, metrics and summary) through the
-//! library's `Run` and the classification task.
+//! then the whole run (its folder, checkpoint, model, figures, metrics and summary) through
+//! `Run::execute`, with a failure (a divergence, Ctrl-C, a full disk) told as the command line
+//! tells it.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use descent::metrics::Evaluation;
 use descent::model::MlpConfig;
 use descent::run::Run;
 use descent::task::classify::Classification;
+use descent::train::Interrupter;
 
 /// Train the MLP on the digits for `epochs` epochs (the CNN's data, split, optimizer and seed)
 /// and return its validation results after each epoch.
@@ -47,7 +49,8 @@ pub fn train_mlp(epochs: usize) -> Result<Vec<Evaluation>, Box<dyn std::error::E
 
 /// Train the MLP as `descent train --config examples/mlp.toml` does, from Rust: into a run
 /// folder (`runs/custom_model-<time>`) with its checkpoint, model, figures, metrics and summary,
-/// through the library's `Run`. Returns the folder.
+/// through `Run::execute`, the call the command line makes. Ctrl-C is not connected here: a
+/// program that wants it calls `interrupter.stop()` from its handler. Returns the folder.
 #[allow(dead_code)] // the integration tests use `train_mlp` alone
 pub fn train_mlp_into_a_run_folder(epochs: usize) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let settings = MlpConfig { hidden: 128 };
@@ -55,15 +58,14 @@ pub fn train_mlp_into_a_run_folder(epochs: usize) -> Result<PathBuf, Box<dyn std
     config.model = ModelConfig::Mlp(settings.clone());
     config.training.epochs = Some(epochs);
     let experiment = ImageExperiment::prepare(config)?;
-    let network = experiment.network(&settings);
-    let task = Classification::new(&experiment, &network);
+    let mut task = Classification::new(&experiment, experiment.network(&settings));
     let mut run = Run::create(None, "custom_model", &experiment.config)?;
-    let classifier =
-        experiment.train_with(network, run.train_options(Vec::new()), &mut |_| ControlFlow::Continue(()))?;
-    let outcome = task.outcome(classifier);
-    let place = run.place("custom_model", &experiment.config, &experiment.device, experiment.device_names());
-    let (_, files) = run.complete(&task, &outcome, (place, &experiment.config, false))?;
-    println!("error_rate {:.4}; wrote {}", outcome.classifier.evaluation.error_rate, files.join(", "));
+    let done = run.execute(&mut task, Vec::new(), &Interrupter::new()).map_err(|failure| failure.message)?;
+    println!(
+        "error_rate {:.4}; wrote {}",
+        done.outcome.classifier.evaluation.error_rate,
+        done.files.join(", ")
+    );
     Ok(run.folder().path().to_path_buf())
 }
 

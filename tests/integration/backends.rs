@@ -31,8 +31,6 @@ fn relative(value: f64, exact: f64) -> f64 {
 
 #[test]
 fn the_lesson_gives_the_same_losses_on_every_device() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = LessonData::default().generate();
     let reference = reference_device();
     let (reference_a, reference_losses) = full_batch(&table, &reference, [-1.0, 1.0], 0.1, 100);
@@ -57,8 +55,6 @@ fn the_lesson_gives_the_same_losses_on_every_device() {
 
 #[test]
 fn a_sum_of_a_million_ones_is_exact_on_every_device() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     // Mesa 22.3's llvmpipe returned 262,132 here; Mesa 25 is exact.
     for device in devices() {
         let sum = Tensor::<1>::ones([1_000_000], &device.device).sum().into_scalar::<f32>();
@@ -70,8 +66,6 @@ fn a_sum_of_a_million_ones_is_exact_on_every_device() {
 
 #[test]
 fn loss_and_gradient_at_millions_of_rows_match_f64() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     for n in [1_000_000, 4_000_000] {
         let table = LessonData { n, ..LessonData::default() }.generate();
         for point in [[-1.0f32, 1.0], [3.0, 2.0]] {
@@ -111,8 +105,6 @@ fn loss_and_gradient_at_millions_of_rows_match_f64() {
 
 #[test]
 fn training_at_a_million_rows_agrees_across_devices() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = LessonData { n: 1_000_000, ..LessonData::default() }.generate();
     let shared = Arc::new(table.clone());
     let run = |device: &descent::device::SelectedDevice| {

@@ -201,8 +201,6 @@ fn the_device_flag_wins_over_burn_device() {
 
 #[test]
 fn a_run_leaves_its_configuration_and_summary_in_its_folder() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("run");
     let out_text = out.to_str().unwrap();

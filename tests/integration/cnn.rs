@@ -237,15 +237,13 @@ fn run_from_file(command: &str, config: &RunConfig) -> serde_json::Value {
 
 #[test]
 fn a_cnn_configuration_round_trips_and_runs_through_train() {
-    // In-process training draws from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let mut config = RunConfig::cnn();
     config.training.epochs = Some(1);
     config.data = DataConfig::Digits { path: None, valid_fraction: 0.25, sha256: None };
     let json = run_from_file("train", &config);
     assert_eq!(json["n_valid"], 449);
     assert_eq!(json["epochs"].as_array().unwrap().len(), 1);
-    let model = ImageExperiment::prepare(config).unwrap().model();
+    let model = ImageExperiment::prepare(config).unwrap().model().unwrap();
     assert_eq!(json["parameters"], model.num_params());
 }
 
@@ -262,8 +260,6 @@ fn lr_find_works_for_the_cnn_too() {
 
 #[test]
 fn a_saved_cnn_predicts_exactly_as_the_trained_one() {
-    // In-process training draws from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
     let output = descent(&["cnn", "--epochs", "2", "--json", "--out", run.to_str().unwrap()]);
@@ -272,7 +268,7 @@ fn a_saved_cnn_predicts_exactly_as_the_trained_one() {
 
     let config = RunConfig::load(&run.join("config.toml")).unwrap();
     let experiment = ImageExperiment::prepare(config).unwrap();
-    let model = experiment.model().try_load_file(run.join("model.bpk")).expect("model.bpk loads");
+    let model = experiment.model().unwrap().try_load_file(run.join("model.bpk")).expect("model.bpk loads");
     let valid = model.valid();
     let result = descent::metrics::evaluate(
         &valid,
@@ -291,12 +287,7 @@ const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
 #[test]
 fn fashion_mnist_one_epoch_on_10000_images_passes_80_percent() {
-    if !descent::data::images::mnist_files_present(Path::new(FASHION)) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI installs dataset-fashion-mnist, but {FASHION} lacks the files"
-        );
-        eprintln!("skipped: no Fashion-MNIST in {FASHION} (apt-get install dataset-fashion-mnist)");
+    if !crate::common::fashion_mnist(FASHION) {
         return;
     }
     let extra = ["--train-limit", "10000", "--epochs", "1", "--device", "flex", "--quiet"];

@@ -45,12 +45,7 @@ fn fashion_mnist_by_name_trains_names_its_classes_and_says_what_to_install() {
         &["dataset-fashion-mnist", "--mnist DIR"],
     );
     assert!(!out.exists(), "a refused run writes nothing");
-    if !descent::data::images::mnist_files_present(Path::new(FASHION)) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI installs dataset-fashion-mnist, but {FASHION} lacks it"
-        );
-        eprintln!("skipped: no Fashion-MNIST in {FASHION} (apt-get install dataset-fashion-mnist)");
+    if !crate::common::fashion_mnist(FASHION) {
         return;
     }
     let args =
@@ -87,8 +82,6 @@ const OVERFIT: [&str; 12] = [
 
 #[test]
 fn early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_survives_a_resume() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let straight = scratch("early-straight");
     let output = run_ok(
         &[&["cnn", "--epochs", "40", "--json", "--out", straight.to_str().unwrap()][..], &OVERFIT].concat(),
@@ -137,8 +130,6 @@ fn early_stopping_stops_at_the_right_epoch_keeps_the_best_model_and_survives_a_r
 
 #[test]
 fn augmented_runs_repeat_exactly_and_resume_bit_for_bit() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let (a, b, resumed) = (scratch("augment-a"), scratch("augment-b"), scratch("augment-resumed"));
     let common = ["--device", "flex", "--augment", "-q"];
     run_ok(&[&["cnn", "--epochs", "3", "--out", a.to_str().unwrap()][..], &common].concat());
@@ -277,7 +268,6 @@ fn four_batches_of_16_accumulated_make_the_update_of_one_batch_of_64() {
     use descent::experiment::Experiment;
     use std::ops::ControlFlow;
 
-    let _turn = crate::outputs::training_turn();
     // 100 rows: batches of 16 in groups of 4 (64 rows, then 36 in three batches) against
     // batches of 64 (64 rows, then 36): the last group is weighted by its true size.
     for optimizer in ["sgd-momentum", "adam"] {
@@ -313,22 +303,19 @@ fn a_run_interrupted_part_way_through_a_group_resumes_bit_for_bit() {
     use descent::experiment::{Experiment, TrainOptions};
     use descent::observe::Observer;
     use descent::report::RunFolder;
-    use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint};
+    use descent::train::{BatchEnd, CHECKPOINT_FILE, Checkpoint, Interrupter};
     use std::ops::ControlFlow;
 
     /// Ctrl-C after the given update's batch.
-    struct StopAt(usize, usize);
+    struct StopAt(usize, usize, Interrupter);
     impl Observer for StopAt {
-        fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+        fn batch(&mut self, end: &BatchEnd) {
             if (end.epoch, end.batch) == (self.0, self.1) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+                self.2.stop();
             }
         }
     }
 
-    let _turn = crate::outputs::training_turn();
     let settings = ["training.batch_size=16", "training.accumulate=3", "training.epochs=4"];
     let mut config = lesson_config(&settings);
     config.optimizer = descent::config::optimizer_from("adam").unwrap();
@@ -338,9 +325,14 @@ fn a_run_interrupted_part_way_through_a_group_resumes_bit_for_bit() {
     let out = scratch("accumulate-resume");
     let folder = RunFolder::create(Some(&out), "test").unwrap();
     // Epoch 2, batch 5: the second batch of the group of batches 4 to 6.
-    let mut stop = StopAt(2, 5);
-    let options =
-        TrainOptions { folder: Some(&folder), observers: vec![&mut stop], ..TrainOptions::default() };
+    let interrupter = Interrupter::new();
+    let mut stop = StopAt(2, 5, interrupter.clone());
+    let options = TrainOptions {
+        folder: Some(&folder),
+        observers: vec![&mut stop],
+        interrupter: Some(&interrupter),
+        ..TrainOptions::default()
+    };
     let interrupted =
         experiment.train_with(experiment.batches().as_ref(), options, &mut |_| ControlFlow::Continue(()));
     assert!(matches!(interrupted, Err(descent::experiment::RunError::Interrupted { .. })));

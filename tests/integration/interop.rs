@@ -37,17 +37,11 @@ fn python() -> Option<PathBuf> {
             Err(error) => Err(format!("{} cannot run: {error}", python.display())),
         }
     });
-    let strict = std::env::var_os("DESCENT_REQUIRE_INTEROP").is_some_and(|v| !v.is_empty() && v != "0");
-    match found {
-        Ok(python) => Some(python.clone()),
-        Err(why) if strict => panic!("DESCENT_REQUIRE_INTEROP is set and {why}"),
-        Err(why) => {
-            eprintln!(
-                "notice: skipping the TensorBoard/ONNX check: {why} (pip install tensorboard onnx onnxruntime numpy into a virtual environment and set DESCENT_PYTHON to its python; README, \"Use your model and curves elsewhere\")"
-            );
-            None
-        }
-    }
+    crate::common::require(
+        crate::common::Tool::Interop,
+        found.clone(),
+        "pip install tensorboard onnx onnxruntime numpy into a virtual environment and set DESCENT_PYTHON to its python; docs/testing.md",
+    )
 }
 
 /// `check.py`'s JSON answer to `args`.

@@ -37,8 +37,6 @@ fn reference_trajectory(table: &Table, init: [f64; 2], lr: f64, steps: usize) ->
 
 #[test]
 fn full_batch_descent_converges_to_least_squares() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = lesson();
     let ols = least_squares(&table).unwrap();
     for device in devices() {
@@ -50,8 +48,6 @@ fn full_batch_descent_converges_to_least_squares() {
 
 #[test]
 fn the_lesson_follows_the_f64_reference_trajectory() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = lesson();
     let (reference, reference_a) = reference_trajectory(&table, [-1.0, 1.0], 0.1, 100);
     for device in devices() {
@@ -75,8 +71,6 @@ fn the_lesson_follows_the_f64_reference_trajectory() {
 
 #[test]
 fn the_first_printed_loss_is_the_mse_of_the_guess() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = lesson();
     for device in devices() {
         let (_, losses) = full_batch(&table, &device, [-1.0, 1.0], 0.1, 1);
@@ -90,8 +84,6 @@ fn the_first_printed_loss_is_the_mse_of_the_guess() {
 
 #[test]
 fn autodiff_gradient_equals_the_analytic_gradient() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = lesson();
     let n = table.len() as f64;
     for device in devices() {
@@ -125,8 +117,6 @@ fn autodiff_gradient_equals_the_analytic_gradient() {
 
 #[test]
 fn optimizer_step_and_update_by_hand_agree_exactly() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = lesson();
     for device in devices() {
         let batch = RegressionBatch::from_table(&table, &device.device);
@@ -154,8 +144,6 @@ fn optimizer_step_and_update_by_hand_agree_exactly() {
 
 #[test]
 fn one_mini_batch_of_all_rows_is_full_batch_descent() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = lesson();
     for device in devices() {
         let (full_a, full_losses) = full_batch(&table, &device, [-1.0, 1.0], 0.1, 50);
@@ -178,8 +166,6 @@ fn one_mini_batch_of_all_rows_is_full_batch_descent() {
 
 #[test]
 fn mini_batch_sgd_converges_near_least_squares() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     // Small batches leave noise around the optimum: within 0.05 after 30 epochs of batch 10.
     let table = lesson();
     let ols = least_squares(&table).unwrap();
@@ -198,8 +184,6 @@ fn mini_batch_sgd_converges_near_least_squares() {
 
 #[test]
 fn the_shuffle_is_seeded() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let table = Arc::new(lesson());
     for device in devices() {
         let run = |seed: u64| {
@@ -250,8 +234,6 @@ fn reference_mini_batches(
 
 #[test]
 fn mini_batches_follow_the_host_reference_over_the_drawn_order() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     // The fast path (the table on the device, one gather per epoch, slices as batches) against
     // plain SGD in f64 over the same batches: 103 rows in batches of 16, the last one of 7.
     let table = LessonData { n: 103, ..LessonData::default() }.generate();

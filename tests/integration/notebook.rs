@@ -197,14 +197,10 @@ fn the_committed_notebook_shows_what_descent_lesson2_prints() {
 
 #[test]
 fn the_notebook_executes_on_the_evcxr_kernel() {
-    let strict = std::env::var_os("DESCENT_REQUIRE_NOTEBOOK").is_some_and(|v| !v.is_empty() && v != "0");
-    match std::env::var_os("DESCENT_EXECUTED_NOTEBOOK") {
-        Some(path) => assert_lesson(Path::new(&path)),
-        None if strict => panic!(
-            "DESCENT_REQUIRE_NOTEBOOK is set and DESCENT_EXECUTED_NOTEBOOK is not: run notebooks/execute.sh DIR and set it to DIR/lesson2.ipynb"
-        ),
-        None => eprintln!(
-            "notice: skipping the executed notebook: set DESCENT_EXECUTED_NOTEBOOK to the output of `notebooks/execute.sh DIR` (which needs `cargo install evcxr_jupyter && evcxr_jupyter --install` and `pip install jupyter`; README, \"The notebook on a Rust kernel\")"
-        ),
+    let found = std::env::var_os("DESCENT_EXECUTED_NOTEBOOK")
+        .ok_or_else(|| "DESCENT_EXECUTED_NOTEBOOK is not set".to_string());
+    let how = "run `notebooks/execute.sh DIR` (it needs `cargo install evcxr_jupyter && evcxr_jupyter --install` and `pip install jupyter`) and set DESCENT_EXECUTED_NOTEBOOK to DIR/lesson2.ipynb";
+    if let Some(path) = crate::common::require(crate::common::Tool::Notebook, found, how) {
+        assert_lesson(Path::new(&path));
     }
 }

@@ -97,8 +97,6 @@ fn configurations_round_trip_through_toml() {
 
 #[test]
 fn config_show_fed_to_train_reproduces_the_run_bit_for_bit() {
-    // In-process training draws from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let flags = [
         "--optim",
         "adam",
@@ -223,8 +221,6 @@ fn rmsprop_matches_pytorchs_update_rule() {
 
 #[test]
 fn lr_find_suggests_a_stable_learning_rate_for_the_lesson() {
-    // In-process training draws from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     // Gradient descent on the lesson is stable below lr 1.0 (Hessian eigenvalues ~2/3 and 2).
     for batch_size in [None, Some(10), Some(32)] {
         let mut config = RunConfig::default();

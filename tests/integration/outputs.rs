@@ -15,14 +15,6 @@ use descent::report::export::{NamedTensor, named_tensors};
 use descent::report::{RunFolder, SavedModel, load_saved};
 use descent::train::{CHECKPOINT_FILE, Checkpoint};
 
-/// Burn's CPU backends draw from one generator per process: tests that train in this process
-/// take turns, so that another test's draws (or reseeding) cannot fall between an epoch's.
-static IN_PROCESS_TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-pub(crate) fn training_turn() -> std::sync::MutexGuard<'static, ()> {
-    IN_PROCESS_TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// A fresh folder under the test's temporary directory.
 fn scratch(name: &str) -> PathBuf {
     crate::common::scratch_in("outputs", name)
@@ -143,7 +135,7 @@ fn interrupted_then_resumed_cnn(config: &RunConfig, out: &Path, stop_after: usiz
     let folder = RunFolder::create(Some(out), "test").unwrap();
     let options = TrainOptions { folder: Some(&folder), ..TrainOptions::default() };
     let stopped = experiment
-        .train_with(experiment.model(), options, &mut |epoch| {
+        .train_with(experiment.model().unwrap(), options, &mut |epoch| {
             if epoch.epoch == stop_after { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         })
         .unwrap();
@@ -155,15 +147,15 @@ fn interrupted_then_resumed_cnn(config: &RunConfig, out: &Path, stop_after: usiz
     assert_eq!(checkpoint.state.epoch, stop_after);
     let options =
         TrainOptions { folder: Some(&folder), resume: Some(&checkpoint), ..TrainOptions::default() };
-    let resumed =
-        experiment.train_with(experiment.model(), options, &mut |_| ControlFlow::Continue(())).unwrap();
+    let resumed = experiment
+        .train_with(experiment.model().unwrap(), options, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!(resumed.metrics.len(), 4);
     named_tensors(&resumed.trained.model).unwrap()
 }
 
 #[test]
 fn a_resumed_cnn_run_ends_with_the_parameters_of_the_uninterrupted_run_bit_for_bit() {
-    let _turn = training_turn();
     // Adam (moment estimates), a cosine schedule (its position), dropout (the device's
     // generator) and the shuffle: all of them must continue where the interrupted run stopped.
     let mut config = RunConfig::cnn();
@@ -173,7 +165,7 @@ fn a_resumed_cnn_run_ends_with_the_parameters_of_the_uninterrupted_run_bit_for_b
     config.set("schedule.name=cosine").unwrap();
 
     let experiment = ImageExperiment::prepare(config.clone()).unwrap();
-    let whole = experiment.train(experiment.model(), &mut |_| ControlFlow::Continue(())).unwrap();
+    let whole = experiment.train(experiment.model().unwrap(), &mut |_| ControlFlow::Continue(())).unwrap();
     let uninterrupted = named_tensors(&whole.trained.model).unwrap();
 
     let resumed = interrupted_then_resumed_cnn(&config, &scratch("resume-cnn"), 2);
@@ -182,7 +174,6 @@ fn a_resumed_cnn_run_ends_with_the_parameters_of_the_uninterrupted_run_bit_for_b
 
 #[test]
 fn a_resumed_mini_batch_linear_run_equals_the_uninterrupted_run_bit_for_bit() {
-    let _turn = training_turn();
     let mut config = RunConfig { device: "flex".into(), ..RunConfig::default() };
     for setting in ["training.batch_size=16", "training.epochs=6", "training.checkpoint_every=1"] {
         config.set(setting).unwrap();
@@ -220,8 +211,6 @@ fn a_resumed_mini_batch_linear_run_equals_the_uninterrupted_run_bit_for_bit() {
 
 #[test]
 fn descent_train_resume_extends_a_finished_run_as_if_it_had_been_asked_for_all_epochs() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let (once, twice) = (scratch("extend-once"), scratch("extend-twice"));
     run_ok(&["cnn", "--device", "flex", "--epochs", "3", "--out", once.to_str().unwrap(), "-q"]);
     run_ok(&["cnn", "--device", "flex", "--epochs", "2", "--out", twice.to_str().unwrap(), "-q"]);
@@ -248,7 +237,6 @@ fn descent_train_resume_extends_a_finished_run_as_if_it_had_been_asked_for_all_e
 
 #[test]
 fn predictions_of_the_saved_model_equal_those_of_the_model_in_memory() {
-    let _turn = training_turn();
     let config = RunConfig { device: "flex".into(), ..RunConfig::default() };
     let experiment = Experiment::prepare(config).unwrap();
     let trained = experiment.train(&mut |_| ControlFlow::Continue(())).unwrap();
@@ -315,8 +303,6 @@ fn lr_find_draws_its_curve() {
 
 #[test]
 fn descent_export_writes_safetensors_in_pytorch_layout() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let cnn = scratch("export");
     run_ok(&["cnn", "--device", "flex", "--epochs", "1", "--out", cnn.to_str().unwrap(), "-q"]);
     run_ok(&["export", "--model", cnn.to_str().unwrap(), "--format", "safetensors"]);
@@ -471,8 +457,6 @@ fn cnn_after_epoch_2(
 #[cfg(unix)]
 #[test]
 fn ctrl_c_checkpoints_mid_epoch_exits_130_and_the_run_resumes_bit_for_bit() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let (interrupted, straight) = (scratch("sigint"), scratch("sigint-straight"));
     // Send the signal once training is under way, as a user at the keyboard would.
     let (child, lines) = cnn_after_epoch_2(&["--out", interrupted.to_str().unwrap()]);

@@ -26,8 +26,6 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn the_mlp_trains_from_its_configuration_into_a_run_folder_and_predicts_and_exports() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let out = scratch("train");
     let dir = out.to_str().unwrap();
     let output =
@@ -95,8 +93,6 @@ fn the_mlp_trains_from_its_configuration_into_a_run_folder_and_predicts_and_expo
 #[cfg(unix)]
 #[test]
 fn ctrl_c_then_resume_equals_the_uninterrupted_run_bit_for_bit() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let (interrupted, straight) = (scratch("sigint"), scratch("straight"));
     // Small batches and a wide layer, so that an epoch lasts long enough to be interrupted in.
     let settings = ["--device", "flex", "--batch-size", "16", "--set", "model.hidden=512"];

@@ -51,8 +51,6 @@ fn uneven_mini_batches(devices: &[&str]) -> RunConfig {
 
 #[test]
 fn two_devices_follow_the_one_device_trajectory_on_uneven_mini_batches() {
-    // In-process training draws from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let train = |devices: &[&str]| {
         let experiment = Experiment::prepare(uneven_mini_batches(devices)).unwrap();
         assert_eq!(experiment.device_names().len(), devices.len());
@@ -173,8 +171,6 @@ fn a_two_device_checkpoint_resumes_on_one_device() {
 
 #[test]
 fn bad_device_lists_are_refused_before_anything_is_written() {
-    // In-process training and model building draw from the devices' generators: one test at a time.
-    let _turn = crate::outputs::training_turn();
     let out = scratch("refused");
     let out = out.to_str().unwrap();
     rejects(&["lesson2", "--devices", "flex,,ndarray", "--out", out], &["--devices", "entry 2 is empty"]);

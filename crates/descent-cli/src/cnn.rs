@@ -1,27 +1,22 @@
 //! `descent cnn`: the convolutional network on handwritten digits, through the same training
 //! engine, optimizer configurations and devices as the lesson.
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use clap::Args;
 use descent::config::{DataConfig, RunConfig};
-use descent::data::ImageBatch;
 use descent::data::images::CLASSES;
-use descent::experiment::{ImageExperiment, TrainedClassifier};
-use descent::metrics::Classifier;
+use descent::experiment::ImageExperiment;
 use descent::metrics::{Evaluation, Prediction};
-use descent::model::{ImageModel, ImageModelVisitor};
 use descent::observe::Observer;
 use descent::report::MetricsRow;
-use descent::train::Objective;
 
 use crate::Failure;
 use crate::args::positive_finite;
-use crate::progress::Progress;
-use crate::session::{CommonArgs, complete, say_early_stop, say_resuming, start_run, training_failed};
-use descent::run::{Resumable, Run};
-use descent::task::classify::Classification;
+use crate::session::{CommonArgs, execute, say_early_stop, say_outputs, start_run};
+use descent::run::Resumable;
+use descent::task::classify::ImageClassification;
+use descent::task::text;
 
 /// Train a small CNN (convolutions, batch norm, max pooling, ReLU, dropout, a linear head) to
 /// classify handwritten digits, printing train loss, validation loss, accuracy and error_rate
@@ -121,7 +116,8 @@ const FASHION_MNIST: &str = "fashion-mnist";
 
 /// Train an image configuration (from `descent cnn`, or `descent train --config` with a file
 /// naming an image model: the cnn, the mlp, ...), from the start into a new run folder, or
-/// resumed into its own.
+/// resumed into its own: the first lines, training, the confusion matrix and worst predictions,
+/// and what the run leaves (the model, the figures, the summary).
 pub fn run_config(
     command: &str,
     config: RunConfig,
@@ -129,60 +125,35 @@ pub fn run_config(
     resumed: Option<Resumable>,
 ) -> Result<(), Failure> {
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-    let model = experiment.config.model.clone();
-    let run = RunImage { command, experiment: &experiment, common, resumed };
-    model
-        .visit_image_model(run)
-        .unwrap_or_else(|| Err(Failure::input("the configuration names no image model")))
-}
-
-/// A prepared image experiment, and how the command runs it.
-struct RunImage<'a> {
-    command: &'a str,
-    experiment: &'a ImageExperiment,
-    common: &'a CommonArgs,
-    resumed: Option<Resumable>,
-}
-
-impl ImageModelVisitor for RunImage<'_> {
-    type Output = Result<(), Failure>;
-
-    fn visit<T: ImageModel>(self, settings: &T) -> Self::Output {
-        run_image(self, settings)
-    }
-}
-
-/// The first lines, training, the confusion matrix and worst predictions, and what the run
-/// leaves (the model, the figures, the summary) of an image classifier's run.
-fn run_image<T: ImageModel>(run: RunImage<'_>, settings: &T) -> Result<(), Failure> {
-    let RunImage { command, experiment, common, resumed } = run;
-    let plan = experiment.plan();
-    let model = experiment.network(settings);
-    let task = Classification::new(experiment, &model);
-    let quiet = common.quiet;
-    say_setup(command, experiment, (T::NAME, settings.describe()), task.parameters, quiet);
+    let mut task = ImageClassification::of(&experiment).map_err(Failure::input)?;
+    let (plan, quiet) = (experiment.plan(), common.quiet);
+    say_setup(command, &experiment, (task.model, task.settings.clone()), task.parameters, quiet);
 
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &plan, resumed)?;
-    say_resuming(quiet, &run);
-    let outcome = task.outcome(train(experiment, model, &mut run, quiet)?);
-    let (trained, evaluation) = (&outcome.classifier.trained, &outcome.classifier.evaluation);
-    say_evaluation(evaluation, &outcome.worst, class_names(experiment), quiet);
-    say_early_stop(outcome.classifier.early_stop.as_ref(), trained.epochs);
+    let mut lines = EpochLines {
+        quiet,
+        total_epochs: plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string()),
+        print_every: experiment.config.training.print_every.unwrap_or(1),
+    };
+    let done = execute(&mut run, &mut task, &mut lines, common, plan.length.epochs())?;
+    let (outcome, evaluation) = (&done.outcome, &done.outcome.evaluation);
+    say_evaluation(evaluation, &outcome.worst, class_names(&experiment), quiet);
+    say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
     out!(
         "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({:.0} images/s) on {}",
         evaluation.error_rate,
         evaluation.predictions.len(),
         evaluation.accuracy,
-        trained.epochs,
-        trained.seconds,
+        outcome.trained.epochs,
+        outcome.trained.seconds,
         outcome.images_per_second,
         experiment.describe_device()
     );
-    let place = run.place(command, &experiment.config, &experiment.device, experiment.device_names());
-    complete(&mut run, &task, &outcome, place, &experiment.config, common)
+    say_outputs(&run, &done.files, &done.summary, common.json);
+    Ok(())
 }
 
 /// The lines before training: the device, the data and its classes, the model, the settings.
@@ -260,33 +231,6 @@ fn say_setup(
     );
 }
 
-/// Train through the engine, one line per printed epoch, a progress bar on a terminal, Ctrl-C
-/// and divergence turned into their exits with the outputs so far in `folder`.
-fn train<M>(
-    experiment: &ImageExperiment,
-    model: M,
-    run: &mut Run,
-    quiet: bool,
-) -> Result<TrainedClassifier<M>, Failure>
-where
-    M: Objective<ImageBatch> + Classifier + 'static,
-{
-    let plan = experiment.plan();
-    let mut lines = EpochLines {
-        quiet,
-        total_epochs: plan.length.epochs().map_or_else(|| "?".to_string(), |epochs| epochs.to_string()),
-        print_every: experiment.config.training.print_every.unwrap_or(1),
-    };
-    let mut progress = Progress::new(quiet, plan.length.epochs());
-    crate::interrupt::install();
-    let options = run.train_options(vec![&mut lines, &mut progress]);
-    let result = experiment
-        .train_with(model, options, &mut |_| ControlFlow::Continue(()))
-        .map_err(|e| training_failed(run, &experiment.config, e));
-    progress.clear();
-    result
-}
-
 /// A classifier's line per printed epoch: its training loss and validation figures.
 struct EpochLines {
     quiet: bool,
@@ -315,30 +259,9 @@ fn class_names(experiment: &ImageExperiment) -> &'static [&'static str; CLASSES]
     experiment.config.data.class_names().unwrap_or(&descent::data::images::DIGIT_CLASS_NAMES)
 }
 
-/// The confusion matrix and the worst predictions; classes with names other than their number
-/// (Fashion-MNIST's) get a legend, and the worst predictions name them.
+/// The confusion matrix and the worst predictions (by class name where the classes have names).
 fn say_evaluation(evaluation: &Evaluation, worst: &[Prediction], names: &[&str; CLASSES], quiet: bool) {
-    let named = names.iter().enumerate().any(|(c, name)| *name != c.to_string());
-    if named {
-        let legend: Vec<String> = names.iter().enumerate().map(|(c, name)| format!("{c} {name}")).collect();
-        say!(quiet, "classes: {}", legend.join(", "));
-    }
-    say!(quiet, "confusion matrix (rows: true class, columns: predicted class):");
-    say!(quiet, "      {}", (0..CLASSES).map(|c| format!("{c:>4}")).collect::<String>());
-    for (label, row) in evaluation.confusion.iter().enumerate() {
-        say!(quiet, "  {label:>2}: {}", row.iter().map(|n| format!("{n:>4}")).collect::<String>());
-    }
-    say!(quiet, "worst predictions (lowest probability given to the true class):");
-    if named {
-        say!(quiet, "  {:>6}  {:<12}  {:<12}  {:>10}", "index", "true", "predicted", "confidence");
-        for p in worst {
-            let (truth, predicted) = (names[usize::from(p.label)], names[usize::from(p.predicted)]);
-            say!(quiet, "  {:>6}  {truth:<12}  {predicted:<12}  {:>10.4}", p.index, p.confidence);
-        }
-        return;
-    }
-    say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10}", "index", "true", "predicted", "confidence");
-    for p in worst {
-        say!(quiet, "  {:>6}  {:>4}  {:>9}  {:>10.4}", p.index, p.label, p.predicted, p.confidence);
-    }
+    let lines =
+        text::confusion_matrix(evaluation, names).into_iter().chain(text::worst_predictions(worst, names));
+    lines.for_each(|line| say!(quiet, "{line}"));
 }

@@ -8,16 +8,14 @@ use clap::Args;
 use descent::config::{DataConfig, ModelConfig, RunConfig};
 use descent::data::csv_table::{parse_delimiter, shown};
 use descent::experiment::Experiment;
-use descent::regression::{CsvSource, FitReport, Metrics, RegressionData};
+use descent::regression::{CsvSource, FitReport, RegressionData};
 
 use crate::Failure;
 use crate::session::{
-    CommonArgs, complete, say_early_stop, say_trained, start_run, train_failure, train_linear,
+    CommonArgs, execute, linear_training, say_early_stop, say_outputs, say_trained, start_run,
 };
 use descent::run::Resumable;
 use descent::task::table::TableRegression;
-
-use descent::config::defaults::{FIT_PRINT_EVERY, FIT_STEPS};
 
 /// A relative gap to the closed form above which `fit` suggests training longer.
 const GAP_HINT: f64 = 1e-3;
@@ -70,8 +68,9 @@ fn fraction(text: &str) -> Result<f64, String> {
 }
 
 impl FitArgs {
-    /// The effective configuration: `--config` (or full-batch SGD at lr 0.1 as in the lesson, for
-    /// 1,000 steps), the table from the flags, the shared flags, `--set`.
+    /// The effective configuration: `--config` (or full-batch SGD at lr 0.1 as in the lesson; on
+    /// a table the library's plan takes 1,000 steps), the table from the flags, the shared
+    /// flags, `--set`.
     pub fn config(&self) -> Result<RunConfig, Failure> {
         let defaults = RunConfig { model: ModelConfig::Linear { init: None }, ..RunConfig::default() };
         let mut config = self.common.base(defaults)?;
@@ -108,20 +107,12 @@ impl FitArgs {
         if self.skip_bad_rows {
             csv.skip_bad_rows = true;
         }
-        let mut config = self.common.finish(config).map_err(|mut failure| {
+        self.common.finish(config).map_err(|mut failure| {
             if let Some(rest) = failure.message.strip_prefix("data.features: ") {
                 failure.message = format!("--features (data.features): {rest}");
             }
             failure
-        })?;
-        // Real tables have correlated columns, which the lesson's 100 steps do not fit: full-batch
-        // runs that set no length take 1,000 steps, printed every 100.
-        let training = &mut config.training;
-        if training.steps.is_none() && training.epochs.is_none() && training.batch_size.is_none() {
-            training.steps = Some(FIT_STEPS);
-            training.print_every.get_or_insert(FIT_PRINT_EVERY);
-        }
-        Ok(config)
+        })
     }
 }
 
@@ -130,24 +121,24 @@ impl FitArgs {
 /// `--resume`.
 pub fn train_and_report(
     command: &str,
-    table: TableRegression<'_>,
+    mut table: TableRegression<'_>,
     resumed: Option<Resumable>,
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let (experiment, regression) = (table.experiment, table.regression);
-    let config = &experiment.config;
     say_setup(command, experiment, regression, common.quiet);
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let mut run = start_run(common, command, config, &experiment.plan(), resumed)?;
-
-    let trained = train_linear(experiment, &mut run, common)?;
-    let outcome = table.outcome(trained).map_err(train_failure)?;
+    let mut run = start_run(common, command, &experiment.config, &experiment.plan(), resumed)?;
+    let mut lines = linear_training(experiment, common.quiet);
+    let epochs = experiment.plan().length.epochs();
+    let done = execute(&mut run, &mut table, &mut lines, common, epochs)?;
+    let outcome = &done.outcome;
     say_fit(regression, &outcome.fit);
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     say_trained(experiment, &outcome.trained);
-    let place = run.place(command, config, &experiment.device, experiment.device_names());
-    complete(&mut run, &table, &outcome, place, config, common)
+    say_outputs(&run, &done.files, &done.summary, common.json);
+    Ok(())
 }
 
 /// The lines before training: the device, the table, its columns and their scaling.
@@ -187,7 +178,7 @@ fn say_setup(command: &str, experiment: &Experiment, regression: &RegressionData
 /// The fitted table beside the closed form, and how far apart they are.
 fn say_fit(regression: &RegressionData, fit: &FitReport) {
     let names: Vec<String> = regression.features.iter().map(|name| shown(name)).collect();
-    print_fit(&names, fit);
+    descent::task::text::fit_table(&names, fit).iter().for_each(|line| out!("{line}"));
     match (&regression.ols, fit.gap_relative) {
         (Err(error), _) => out!("least squares: none to compare with: {error}"),
         (Ok(_), Some(gap)) => {
@@ -202,31 +193,5 @@ fn say_fit(regression: &RegressionData, fit: &FitReport) {
             }
         }
         (Ok(_), None) => {}
-    }
-}
-
-/// The coefficients beside the closed form's, then the metrics on both splits.
-fn print_fit(features: &[String], fit: &FitReport) {
-    let width = features.iter().map(|name| name.chars().count()).max().unwrap_or(0).max(9);
-    out!("{:<width$}  {:>16}  {:>16}", "", "gradient descent", "least squares");
-    let ols = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.6e}"));
-    for (i, name) in features.iter().enumerate() {
-        let closed = fit.ols_coefficients.as_ref().map(|c| c[i]);
-        out!("{name:<width$}  {:>16.6e}  {:>16}", fit.coefficients[i], ols(closed));
-    }
-    out!("{:<width$}  {:>16.6e}  {:>16}", "intercept", fit.intercept, ols(fit.ols_intercept));
-    let cell = |m: Option<Metrics>, pick: fn(&Metrics) -> f64| {
-        m.map_or("-".to_string(), |m| format!("{:.6}", pick(&m)))
-    };
-    out!("{:<width$}  {:>16}  {:>16}", "", "train", "validation");
-    for (name, pick) in
-        [("mse", (|m: &Metrics| m.mse) as fn(&Metrics) -> f64), ("rmse", |m| m.rmse), ("r2", |m| m.r2)]
-    {
-        out!("{name:<width$}  {:>16}  {:>16}", cell(Some(fit.train), pick), cell(fit.valid, pick));
-    }
-    if let Some(ols_train) = fit.ols_train {
-        let valid =
-            fit.ols_valid.map_or(String::new(), |v| format!(", validation mse {:.6} r2 {:.6}", v.mse, v.r2));
-        out!("least squares: train mse {:.6} r2 {:.6}{valid}", ols_train.mse, ols_train.r2);
     }
 }

@@ -1,18 +1,16 @@
 //! `descent lr-find`: fastai's learning-rate finder on any run configuration.
 
 use clap::Args;
-use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment};
-use descent::model::{ImageModel, ImageModelVisitor};
-use descent::train::{LrFindSettings, LrFinding, TrainError, lr_find};
-use serde_json::json;
+use descent::run::Task;
+use descent::task::classify::ImageClassification;
+use descent::task::lr_find::LrFind;
+use descent::train::{Interrupter, LrFindSettings, LrFinding};
 
 use crate::Failure;
 use crate::args::{positive_count, positive_finite};
 use crate::run::RunArgs;
-use crate::session::{finish, new_run, output_failure};
-use descent::report::figures::Figures;
-use descent::report::plots::{LineChart, Series};
+use crate::session::{new_run, run_failed, say_outputs};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
 /// updates from the initial weights, stop when the smoothed loss exceeds 4x its minimum, print
@@ -55,108 +53,35 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         steps: args.sweep_steps,
         ..LrFindSettings::default()
     };
-    let (config, (device, devices, described), finding) = sweep(config, &settings)?;
-    let mut run = new_run(&args.run.common, "lr-find", &config)?;
+    if config.model.is_image_model() {
+        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+        let classification = ImageClassification::of(&experiment).map_err(Failure::input)?;
+        sweep(args, LrFind::image(classification, settings))
+    } else {
+        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        sweep(args, LrFind::linear(&experiment, settings))
+    }
+}
 
-    let quiet = args.run.common.quiet;
+/// Sweep as a run of its own (`runs/lr-find-<time>`), print the curve and what it suggests.
+fn sweep(args: &LrFindArgs, mut task: LrFind<'_>) -> Result<(), Failure> {
+    let (common, settings) = (&args.run.common, task.settings);
+    let prepared = task.prepared();
+    let mut run = new_run(common, "lr-find", &prepared.config)?;
     say!(
-        quiet,
+        common.quiet,
         "lr-find: {} from {:e} to {:e} over {} steps on {}",
-        config.optimizer.name(),
+        prepared.config.optimizer.name(),
         settings.start_lr,
         settings.end_lr,
         settings.steps,
-        described
+        prepared.describe_device()
     );
-    say_finding(&finding, quiet);
-    let curve = |value: fn(&descent::train::LrPoint) -> f64| -> Vec<(f64, f64)> {
-        finding.points.iter().map(|p| (p.lr, value(p))).collect()
-    };
-    let chart = LineChart {
-        title: format!("Learning-rate finder: {}", config.optimizer.name()),
-        x_label: "learning rate (log scale)".into(),
-        y_label: "loss".into(),
-        // The smoothed loss only, as fastai plots it: the raw loss of the last steps, where the
-        // sweep diverges, would squash the curve that matters.
-        series: vec![Series { name: "smoothed loss".into(), points: curve(|p| p.smoothed) }],
-        log_x: true,
-        log_y: false,
-        marker: finding.suggestion.map(|lr| (format!("suggested {lr:.2e}"), lr)),
-    };
-    if let Some(log) = run.events_mut() {
-        // TensorBoard's x axis is the step: the rate and the losses of each step of the sweep.
-        for point in &finding.points {
-            log.scalar("lr_find/lr", point.step, point.lr);
-            log.scalar("lr_find/loss", point.step, point.loss);
-            log.scalar("lr_find/smoothed", point.step, point.smoothed);
-        }
-    }
-    let figures = Figures::new(run.folder(), args.run.common.svg);
-    figures.chart("lr_find", &chart).map_err(|error| output_failure(error.into()))?;
-    let points: Vec<_> = finding
-        .points
-        .iter()
-        .map(|p| json!({"step": p.step, "lr": p.lr, "loss": p.loss, "smoothed": p.smoothed}))
-        .collect();
-    let summary = json!({
-        "command": "lr-find",
-        "points": points,
-        "suggestion": finding.suggestion,
-        "steepest": finding.steepest,
-        "minimum_lr": finding.minimum.map(|m| m.lr),
-        "stopped_early": finding.stopped_early,
-        "optimizer": config.optimizer.name(),
-        "device": device,
-        "devices": devices,
-        "run_folder": run.folder().path(),
-    });
-    finish(&mut run, &summary, None, args.run.common.json)
-}
-
-/// Where a sweep ran: the main device, every device described, and the line that names them.
-type Place = (String, Vec<String>, String);
-
-/// Prepare the run and sweep: the same sweep for every model the trainer supports, the lesson's
-/// linear model and every image model.
-fn sweep(config: RunConfig, settings: &LrFindSettings) -> Result<(RunConfig, Place, LrFinding), Failure> {
-    if config.model.is_image_model() {
-        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
-        let model = experiment.config.model.clone();
-        let sweep = ImageSweep { experiment: &experiment, settings };
-        let finding = model.visit_image_model(sweep).unwrap_or(Err(TrainError::NoBatches));
-        let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-        return Ok((experiment.config.clone(), place, finding.map_err(Failure::internal)?));
-    }
-    let experiment = Experiment::prepare(config).map_err(Failure::input)?;
-    let mut optimizer = experiment.config.optimizer.build();
-    let source = experiment.batches();
-    let finding =
-        lr_find(experiment.model(), &mut optimizer, source.as_ref(), settings, &experiment.plan().replicas);
-    let place = (experiment.device.describe(), experiment.device_names(), experiment.describe_device());
-    Ok((experiment.config.clone(), place, finding.map_err(Failure::internal)?))
-}
-
-/// The sweep of an image model, its type known.
-struct ImageSweep<'a> {
-    experiment: &'a ImageExperiment,
-    settings: &'a LrFindSettings,
-}
-
-impl ImageModelVisitor for ImageSweep<'_> {
-    type Output = Result<LrFinding, TrainError>;
-
-    fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
-        let experiment = self.experiment;
-        let mut optimizer = experiment.config.optimizer.build();
-        let network = experiment.network(model);
-        lr_find(
-            network,
-            &mut optimizer,
-            experiment.batches().as_ref(),
-            self.settings,
-            &experiment.plan().replicas,
-        )
-    }
+    // The sweep is short and leaves no checkpoint: Ctrl-C ends it as it ends any program.
+    let done = run.execute(&mut task, Vec::new(), &Interrupter::new()).map_err(run_failed)?;
+    say_finding(&done.outcome, common.quiet);
+    say_outputs(&run, &done.files, &done.summary, common.json);
+    Ok(())
 }
 
 /// The curve, a line per step, and what it suggests.

@@ -32,6 +32,7 @@ fn write_stdout(text: fmt::Arguments<'_>, newline: bool) {
         stdout.write_fmt(text).and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) });
     if let Err(error) = written {
         let _ = FAILED.set(error.to_string());
+        crate::interrupt::stop();
     }
 }
 

@@ -3,7 +3,6 @@
 //! lines the commands print at their cadence, with no escape codes.
 
 use std::io::IsTerminal;
-use std::ops::ControlFlow;
 
 use descent::observe::Observer;
 use descent::train::BatchEnd;
@@ -32,7 +31,7 @@ impl Progress {
 
     /// Move the bar after an update. Runs with one batch per epoch (full-batch descent) show no
     /// bar: an epoch is one step, and the printed lines already say where the run is.
-    fn batch(&mut self, end: &BatchEnd) {
+    fn advance(&mut self, end: &BatchEnd) {
         if !self.enabled || end.batches < 2 {
             return;
         }
@@ -47,17 +46,6 @@ impl Progress {
         bar.set_position(end.batch as u64);
         if end.batch == end.batches {
             self.clear();
-        }
-    }
-
-    /// The training commands' per-update hook: move the bar, and stop the run (with a
-    /// checkpoint) once Ctrl-C or SIGTERM has arrived, or standard output has failed.
-    pub fn after_update(&mut self, end: &BatchEnd) -> ControlFlow<()> {
-        self.batch(end);
-        if crate::interrupt::requested() || crate::output::failed().is_some() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
         }
     }
 
@@ -82,7 +70,7 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
-        self.after_update(end)
+    fn batch(&mut self, end: &BatchEnd) {
+        self.advance(end);
     }
 }

@@ -13,7 +13,7 @@ use descent::task::table::TableRegression;
 use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count};
 use crate::session::{
-    CommonArgs, complete, resumed_config, say_trained, start_run, train_failure, train_linear,
+    CommonArgs, execute, linear_training, resumed_config, say_outputs, say_trained, start_run,
 };
 
 /// The lesson's flags: the shared ones, and the data and initial guess of the linear model.
@@ -143,27 +143,27 @@ fn run_lesson(
 ) -> Result<(), Failure> {
     // The lesson compares with the closed form: data that has none is refused before the run
     // folder exists (`fit` reports a table's degenerate columns itself).
-    let lesson = Lesson::new(experiment, animate).map_err(Failure::input)?;
-    let config = &experiment.config;
-    let initial_loss = say_lesson_setup(command, &lesson, common.quiet)?;
+    let mut lesson = Lesson::new(experiment, animate).map_err(Failure::input)?;
+    say_lesson_setup(command, &lesson, common.quiet)?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
-    let mut run = start_run(common, command, config, &experiment.plan(), resumed)?;
-
-    let trained = train_linear(experiment, &mut run, common)?;
-    let outcome = lesson.outcome(trained, initial_loss).map_err(train_failure)?;
-    let (a, ols) = (&outcome.a, &lesson.ols);
+    let mut run = start_run(common, command, &experiment.config, &experiment.plan(), resumed)?;
+    let mut lines = linear_training(experiment, common.quiet);
+    let epochs = experiment.plan().length.epochs();
+    let done = execute(&mut run, &mut lesson, &mut lines, common, epochs)?;
+    let (outcome, ols) = (&done.outcome, &lesson.ols);
+    let a = &outcome.a;
     out!("fitted a:             ({:.6}, {:.6})   mse {:.6}", a[0], a[1], outcome.loss);
     out!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
     out!("gap: max |a - a_ols| = {:.6}, loss - loss_ols = {:.3e}", outcome.gap_a, outcome.gap_loss);
     say_trained(experiment, &outcome.trained);
-    let place = run.place(command, config, &experiment.device, experiment.device_names());
-    complete(&mut run, &lesson, &outcome, place, config, common)
+    say_outputs(&run, &done.files, &done.summary, common.json);
+    Ok(())
 }
 
 /// The notebook's first cells: the device, the data, the first rows of x, and the loss of the
-/// guess (returned).
-fn say_lesson_setup(command: &str, lesson: &Lesson<'_>, quiet: bool) -> Result<f64, Failure> {
+/// guess.
+fn say_lesson_setup(command: &str, lesson: &Lesson<'_>, quiet: bool) -> Result<(), Failure> {
     let experiment = lesson.experiment;
     let (config, table) = (&experiment.config, &experiment.table);
     say!(quiet, "descent {command} on {}", experiment.describe_device());
@@ -192,5 +192,5 @@ fn say_lesson_setup(command: &str, lesson: &Lesson<'_>, quiet: bool) -> Result<f
     let guess = config.linear_init(2);
     let initial_loss = lesson.initial_loss().map_err(Failure::internal)?;
     say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0] as f32, guess[1] as f32);
-    Ok(initial_loss)
+    Ok(())
 }

@@ -2,17 +2,16 @@
 //! one, or a resumed run's own), training the linear model through the engine with progress and
 //! Ctrl-C, turning training failures into exits with their outputs written, and the summary.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use descent::config::{Monitor, RunConfig, optimizer_from, schedule_from};
 use descent::data::augment::AugmentConfig;
-use descent::experiment::{EarlyStopped, Experiment, RunError, TrainedRun};
+use descent::experiment::{EarlyStopped, Experiment, RunError};
 use descent::observe::Observer;
 use descent::optim::ScheduleConfig;
-use descent::report::{MetricsRow, RunPlace};
-use descent::run::{FailureKind, OutputError, Resumable, Run, Task};
+
+use descent::run::{Executed, FailureKind, Resumable, Run, RunFailure, Task};
 use descent::train::{LossRecord, Plan, Report};
 
 use crate::Failure;
@@ -212,18 +211,11 @@ impl CommonArgs {
             training.tensorboard = Some(false);
         }
         if let Some(lr) = self.lr {
-            config.set(&format!("optimizer.lr={lr:e}")).map_err(|e| Failure::input(format!("--lr: {e}")))?;
+            config.optimizer.set_lr(lr);
         }
         if let Some(momentum) = self.momentum {
-            let name = config.optimizer.name();
-            if !matches!(name, "sgd" | "rmsprop") {
-                return Err(Failure::input(format!(
-                    "--momentum: the {name} optimizer has no momentum (sgd and rmsprop do)"
-                )));
-            }
-            config
-                .set(&format!("optimizer.momentum={momentum:e}"))
-                .map_err(|e| Failure::input(format!("--momentum: {e}")))?;
+            let set = config.optimizer.set_momentum(momentum).and_then(|()| config.optimizer.validate());
+            set.map_err(|e| Failure::input(format!("--momentum: {e}")))?;
         }
         for assignment in &self.sets {
             config.set(assignment).map_err(Failure::input)?;
@@ -260,7 +252,7 @@ pub fn start_run(
         Some(resumed) => {
             // Output already lost (`> /dev/full`): end before the folder changes.
             crate::output::check()?;
-            Run::resume(resumed, plan).map_err(Failure::input)
+            Run::resume(resumed, plan, command).map(|run| run.with_svg(common.svg)).map_err(Failure::input)
         }
         None => new_run(common, command, config),
     }
@@ -270,7 +262,9 @@ pub fn start_run(
 pub fn new_run(args: &CommonArgs, command: &str, config: &RunConfig) -> Result<Run, Failure> {
     // Output already lost (`> /dev/full`): end before the folder is created.
     crate::output::check()?;
-    Run::create(args.out.as_deref(), command, config).map_err(Failure::input)
+    Run::create(args.out.as_deref(), command, config)
+        .map(|run| run.with_svg(args.svg))
+        .map_err(Failure::input)
 }
 
 /// Say where a resumed run continues from.
@@ -282,17 +276,10 @@ pub fn say_resuming(quiet: bool, run: &Run) {
     }
 }
 
-/// Train a prepared linear experiment as `run` (a new run, or a resumed one): say how it
-/// trains, print the loss at the configured cadence, show progress on a terminal, and turn
-/// Ctrl-C and divergence into their exits, with the metrics so far in the run folder.
-pub fn train_linear(
-    experiment: &Experiment,
-    run: &mut Run,
-    common: &CommonArgs,
-) -> Result<TrainedRun<descent::model::LinearModel>, Failure> {
-    let (config, quiet) = (&experiment.config, common.quiet);
-    let plan = experiment.plan();
-    let batches = experiment.batches();
+/// Say how a linear experiment trains, and the observer that prints its loss at the
+/// configured cadence.
+pub fn linear_training(experiment: &Experiment, quiet: bool) -> LossLines {
+    let config = &experiment.config;
     let lr = config.optimizer.lr();
     let schedule = match config.schedule {
         ScheduleConfig::Constant => String::new(),
@@ -308,31 +295,40 @@ pub fn train_linear(
         Some(size) => say!(
             quiet,
             "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
-            batches.batches_per_epoch(),
+            experiment.batches_per_epoch(),
             config.seed,
             config.optimizer.name(),
             length(experiment)
         ),
     }
-    let mut lines = LossLines {
+    LossLines {
         quiet,
-        report: plan.report,
+        report: experiment.plan().report,
         show_lr: !matches!(config.schedule, ScheduleConfig::Constant),
-    };
-    say_resuming(quiet, run);
-    let mut progress = Progress::new(quiet, plan.length.epochs());
-    crate::interrupt::install();
-    let options = run.train_options(vec![&mut lines, &mut progress]);
-    let trained = experiment
-        .train_run_with(batches.as_ref(), options, &mut |_| ControlFlow::Continue(()))
-        .map_err(|e| training_failed(run, config, e));
+    }
+}
+
+/// Train `task` as `run` (see [`Run::execute`]): `lines` print what the command shows during
+/// training, a progress bar runs on a terminal, Ctrl-C and a failing standard output stop the
+/// run with a checkpoint. A failure becomes its exit, with the run's outputs so far written.
+pub fn execute<T: Task>(
+    run: &mut Run,
+    task: &mut T,
+    lines: &mut dyn Observer,
+    common: &CommonArgs,
+    epochs: Option<usize>,
+) -> Result<Executed<T::Outcome>, Failure> {
+    say_resuming(common.quiet, run);
+    let mut progress = Progress::new(common.quiet, epochs);
+    let interrupter = crate::interrupt::install();
+    let executed = run.execute(task, vec![lines, &mut progress], &interrupter);
     progress.clear();
-    trained
+    executed.map_err(run_failed)
 }
 
 /// The linear model's line per reported loss: the step (and epoch), the loss, and the learning
 /// rate when a schedule changes it.
-struct LossLines {
+pub struct LossLines {
     quiet: bool,
     report: Report,
     show_lr: bool,
@@ -359,22 +355,9 @@ impl Observer for LossLines {
 /// Where early stopping ended: the best epoch (the saved model's), and whether it stopped the
 /// run before its plan's end.
 pub fn say_early_stop(stop: Option<&EarlyStopped>, trained_epochs: usize) {
-    let Some(stop) = stop else { return };
-    let (monitor, state) = (stop.monitor.name(), stop.state);
-    let how = if stop.stopped {
-        format!(
-            "stopped after epoch {trained_epochs}: no better {monitor} in the {} epochs since",
-            state.stale
-        )
-    } else {
-        "trained every epoch of the plan".to_string()
-    };
-    out!(
-        "early stopping: best {monitor} {:.6} at epoch {}; {how}; model.bpk holds epoch {}",
-        state.best,
-        state.best_epoch,
-        state.best_epoch
-    );
+    if let Some(stop) = stop {
+        out!("{}", descent::task::text::early_stop(stop, trained_epochs));
+    }
 }
 
 /// The last line about training: how many steps (and epochs), how long, on which device.
@@ -394,66 +377,27 @@ pub fn train_failure(error: RunError) -> Failure {
     Failure { exit: FailureKind::of(&error).into(), message: error.to_string() }
 }
 
-/// A failed run as an exit, its outputs up to the failure written (see [`Run::failed`]). When
-/// standard output failed, the interruption that followed is said as such (exit 2).
-pub fn training_failed(run: &mut Run, config: &RunConfig, error: RunError) -> Failure {
-    let stopped = match &error {
-        RunError::Interrupted { step, epoch, .. } => Some((*step, *epoch)),
-        _ => None,
-    };
-    let failure = run.failed(config, error);
+/// A failed run as an exit (its outputs up to the failure are written, see [`Run::failed`]).
+/// When standard output failed, the interruption that followed is said as such (exit 2).
+pub fn run_failed(failure: RunFailure) -> Failure {
     for warning in &failure.warnings {
         err!("warning: {warning}");
     }
-    if let (Some((step, epoch)), Some(output)) = (stopped, crate::output::failed()) {
+    if let (FailureKind::Interrupted, Some(output)) = (failure.kind, crate::output::failed()) {
         return Failure::input(format!(
-            "cannot write to standard output ({output}): training stopped at step {step} (epoch {epoch}); a checkpoint is in {dir}: continue with `descent train --resume {dir}`",
-            dir = run.folder().path().display()
+            "cannot write to standard output ({output}): training stopped: {}",
+            failure.message
         ));
     }
     Failure { exit: failure.kind.into(), message: failure.message }
 }
 
-/// Write what a finished `task` leaves in the run folder (see [`Run::complete`]), say where the
-/// outputs are, and print the summary as the last line of stdout with `--json`.
-pub fn complete<T: Task>(
-    run: &mut Run,
-    task: &T,
-    outcome: &T::Outcome,
-    place: RunPlace<'_>,
-    config: &RunConfig,
-    common: &CommonArgs,
-) -> Result<(), Failure> {
-    let (summary, files) =
-        run.complete(task, outcome, (place, config, common.svg)).map_err(output_failure)?;
-    say_outputs(run, &files, &summary, common.json);
-    Ok(())
-}
-
-/// A finished run's output that could not be written, as an exit of its kind.
-pub fn output_failure(error: OutputError) -> Failure {
-    Failure { exit: error.kind().into(), message: error.to_string() }
-}
-
 /// Say where the outputs are, and print the summary as the last line of stdout with `--json`.
-fn say_outputs(run: &Run, files: &[String], summary: &serde_json::Value, json: bool) {
+pub fn say_outputs(run: &Run, files: &[String], summary: &serde_json::Value, json: bool) {
     out!("outputs: {} ({})", run.folder().path().display(), files.join(", "));
     if json {
         out!("{summary}");
     }
-}
-
-/// Write the metrics (one row per reported step or epoch) and the summary into the run folder,
-/// say where the outputs are, and print the summary as the last line of stdout with `--json`.
-pub fn finish(
-    run: &mut Run,
-    summary: &serde_json::Value,
-    metrics: Option<&[MetricsRow]>,
-    json: bool,
-) -> Result<(), Failure> {
-    let files = run.finish(summary, metrics).map_err(Failure::input)?;
-    say_outputs(run, &files, summary, json);
-    Ok(())
 }
 
 fn length(experiment: &Experiment) -> String {

@@ -262,6 +262,49 @@ pub fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ReadBackE
         .map_err(|error| ReadBackError::from_debug(&error))
 }
 
+/// The one lock descent holds across runs: a model's initial weights are drawn under it.
+///
+/// Burn's CPU backends keep one random generator per backend for the whole process
+/// (`Device::seed` reseeds it for every device of the backend), and a layer's initial weights are
+/// drawn from it, lazily, at the first use of each parameter. [`init_seeded`] seeds the model's
+/// devices for the run and draws every weight before it lets go, so runs that start in one
+/// process at the same time each get the weights they would get alone. Nothing else in descent
+/// draws from a device's generator: dropout masks ([`crate::nn::Dropout`]), shuffles and
+/// augmentation come from seeds the run owns.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// `make` a model with its devices' generators seeded from `seed`, every lazy parameter
+/// initialised before the model is returned (see [`INIT`]). `devices` are the devices `make`
+/// creates the model on; a model already made is initialised the same way with `make` returning
+/// it.
+pub fn init_seeded<M: burn::module::Module>(devices: &[Device], seed: u64, make: impl FnOnce() -> M) -> M {
+    let _turn = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for device in devices {
+        device.seed(seed);
+    }
+    let model = make();
+    materialize(&model);
+    model
+}
+
+/// Initialise every parameter of `model` that Burn has left lazy, here and now.
+fn materialize<M: burn::module::Module>(model: &M) {
+    use burn::module::{ModuleVisitor, Param};
+    struct Initialize;
+    impl ModuleVisitor for Initialize {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
+            let _ = param.val();
+        }
+        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Initialize);
+}
+
 /// The token `--device remote:...` presents to the server, when the command line gave one
 /// (`--token-file`); else the environment variable [`REMOTE_TOKEN_VARIABLE`] is read.
 static REMOTE_TOKEN: OnceLock<String> = OnceLock::new();

@@ -19,12 +19,14 @@
 //! - [`run`]: a run's lifecycle: its folder (new or resumed), its end (the model, metrics and
 //!   summary) and its failures (the outputs so far, and what to do next);
 //! - [`task`]: the lesson, a table regression and an image classifier: what each leaves behind;
-//! - [`limits`]: the bounds every input is read and sized through.
+//! - [`limits`]: the bounds every input is read and sized through;
+//! - [`bench`]: the speed workloads of BENCHMARKS.md (`descent bench`).
 
 /// The Burn this crate is built on (0.22.1), for code that uses both: `descent::burn::prelude::*`
 /// names the same tensors and devices as descent's API (the notebook does this).
 pub use burn;
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod defaults;

@@ -2,21 +2,19 @@
 //!
 //! A training run tells each [`Observer`] of every update, every reported loss and every epoch's
 //! end, in order; a progress bar, the printed lines, a log file or an experiment viewer is each
-//! one observer, passed in [`crate::experiment::TrainOptions::observers`]; every run's
+//! one observer, passed to [`crate::run::Run::execute`] (or in
+//! [`crate::experiment::TrainOptions::observers`]); every run's
 //! TensorBoard log ([`crate::report::tensorboard::EventLog`]) is one. The checkpoints and
 //! the metrics rows are the run's own (see [`crate::experiment::Prepared::train_run`]).
-
-use std::ops::ControlFlow;
 
 use crate::train::{BatchEnd, LossRecord, MetricsRow};
 
 /// Something that watches a run. Every method has a default that does nothing.
 pub trait Observer {
-    /// After each update, with the batch's loss. `Break` interrupts the run there (Ctrl-C): the
-    /// run writes a checkpoint to continue from and ends as interrupted.
-    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+    /// After each update, with the batch's loss. To stop the run there (Ctrl-C), an observer
+    /// holds a clone of the run's [`crate::train::Interrupter`] and stops it.
+    fn batch(&mut self, end: &BatchEnd) {
         let _ = end;
-        ControlFlow::Continue(())
     }
 
     /// Each reported loss: every `print_every` steps with full batches, each epoch's mean with
@@ -30,5 +28,11 @@ pub trait Observer {
     /// checkpoint's), the last one the epoch's (with its validation figures for a classifier).
     fn epoch(&mut self, epoch: usize, rows: &[MetricsRow]) {
         let _ = (epoch, rows);
+    }
+
+    /// A value a task logs beside training (lr-find's sweep: `lr_find/lr` at each step), by
+    /// tag and step.
+    fn scalar(&mut self, tag: &str, step: usize, value: f64) {
+        let _ = (tag, step, value);
     }
 }

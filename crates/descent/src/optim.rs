@@ -6,7 +6,6 @@
 //! set explicitly when the Burn optimizer is built, so Burn's defaults never apply.
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::lr_scheduler::LrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::exponential::ExponentialLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
@@ -359,6 +358,34 @@ impl OptimizerConfig {
         }
     }
 
+    /// Set the learning rate (`--lr`); [`Self::validate`] checks it with the rest.
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr = lr,
+            OptimizerConfig::Adam(c) => c.lr = lr,
+            OptimizerConfig::AdamW(c) => c.lr = lr,
+            OptimizerConfig::RmsProp(c) => c.lr = lr,
+            OptimizerConfig::AdaGrad(c) => c.lr = lr,
+            OptimizerConfig::Lion(c) => c.lr = lr,
+        }
+    }
+
+    /// Set the momentum (`--momentum`) of an optimizer that has one (sgd, rmsprop); the others
+    /// refuse it, naming the optimizer.
+    pub fn set_momentum(&mut self, momentum: f64) -> Result<(), InvalidValue> {
+        match self {
+            OptimizerConfig::Sgd(c) => c.momentum = momentum,
+            OptimizerConfig::RmsProp(c) => c.momentum = momentum,
+            other => {
+                return Err(invalid(
+                    "optimizer.momentum",
+                    format!("the {} optimizer has no momentum (sgd and rmsprop do)", other.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         check_positive("optimizer.lr", self.lr())?;
@@ -617,28 +644,18 @@ impl ScheduleConfig {
                 format!("{message} (the `{}` schedule uses Burn's schedulers)", self.name()),
             )
         };
-        let config: LrSchedulerConfig = match *self {
+        let built = match *self {
             ScheduleConfig::Constant => return Ok(ModuleLrScheduler::new(lr)),
             ScheduleConfig::Step { step_size, gamma } => {
-                StepLrSchedulerConfig::new(lr, step_size).with_gamma(gamma).into()
+                StepLrSchedulerConfig::new(lr, step_size).with_gamma(gamma).init()
             }
-            ScheduleConfig::Exponential { gamma } => ExponentialLrSchedulerConfig::new(lr, gamma).into(),
+            ScheduleConfig::Exponential { gamma } => ExponentialLrSchedulerConfig::new(lr, gamma).init(),
             ScheduleConfig::Cosine { min_lr } => {
-                if min_lr > lr {
-                    return Err(invalid(
-                        "schedule.min_lr",
-                        format!("must not exceed the learning rate {lr}, got {min_lr}"),
-                    ));
-                }
-                CosineAnnealingLrSchedulerConfig::new(lr, total).with_min_lr(min_lr).into()
+                check_min_lr(min_lr, lr)?;
+                CosineAnnealingLrSchedulerConfig::new(lr, total).with_min_lr(min_lr).init()
             }
             ScheduleConfig::WarmupCosine { warmup, min_lr } => {
-                if min_lr > lr {
-                    return Err(invalid(
-                        "schedule.min_lr",
-                        format!("must not exceed the learning rate {lr}, got {min_lr}"),
-                    ));
-                }
+                check_min_lr(min_lr, lr)?;
                 warmup_then_cosine(lr / 25.0, lr, min_lr, warmup, total)
             }
             ScheduleConfig::OneCycle { pct_start, div_factor, final_div_factor } => warmup_then_cosine(
@@ -649,25 +666,23 @@ impl ScheduleConfig {
                 total,
             ),
         };
-        match config {
-            LrSchedulerConfig::Step(c) => c.init(),
-            LrSchedulerConfig::Exponential(c) => c.init(),
-            LrSchedulerConfig::Cosine(c) => c.init(),
-            LrSchedulerConfig::Linear(c) => c.init(),
-            LrSchedulerConfig::Sequential(c) => c.init(),
-            other => unreachable!("no schedule maps to {other:?}"),
-        }
-        .map_err(burn_error)
+        built.map_err(burn_error)
     }
 }
 
 /// A linear warm-up from `start` to `peak` over `fraction` of `total` steps, then cosine
 /// annealing from `peak` to `end` (Burn's `Sequential` of `Linear` and `CosineAnnealing`).
-fn warmup_then_cosine(start: f64, peak: f64, end: f64, fraction: f64, total: usize) -> LrSchedulerConfig {
+fn warmup_then_cosine(
+    start: f64,
+    peak: f64,
+    end: f64,
+    fraction: f64,
+    total: usize,
+) -> Result<ModuleLrScheduler, String> {
     let warmup = ((total as f64 * fraction).round() as usize).clamp(1, total.saturating_sub(1).max(1));
     let anneal = total.saturating_sub(warmup).max(1);
     if total < 2 {
-        return CosineAnnealingLrSchedulerConfig::new(peak, 1).with_min_lr(end.min(peak)).into();
+        return CosineAnnealingLrSchedulerConfig::new(peak, 1).with_min_lr(end.min(peak)).init();
     }
     SequentialLrSchedulerConfig::new(
         vec![
@@ -676,7 +691,17 @@ fn warmup_then_cosine(start: f64, peak: f64, end: f64, fraction: f64, total: usi
         ],
         vec![warmup],
     )
-    .into()
+    .init()
+}
+
+/// A cosine schedule's floor must not exceed the learning rate.
+fn check_min_lr(min_lr: f64, lr: f64) -> Result<(), InvalidValue> {
+    match min_lr > lr {
+        true => {
+            Err(invalid("schedule.min_lr", format!("must not exceed the learning rate {lr}, got {min_lr}")))
+        }
+        false => Ok(()),
+    }
 }
 
 #[cfg(test)]

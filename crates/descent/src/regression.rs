@@ -76,7 +76,7 @@ fn default_true() -> bool {
 }
 
 /// Per-feature affine maps `(x - mean) / scale`: standardisation, or the identity.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Scaling {
     /// What is subtracted from each feature.
     pub mean: Vec<f64>,
@@ -291,7 +291,7 @@ fn constant_column(path: &Path, name: &str, column: usize, value: f64) -> DataEr
 }
 
 /// Mean squared error, its root and R² of some predictions.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Metrics {
     /// Mean squared error.
     pub mse: f64,

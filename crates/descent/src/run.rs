@@ -19,14 +19,14 @@ use burn::module::Module;
 
 use crate::config::{ConfigError, RunConfig, parse_toml};
 use crate::device::SelectedDevice;
-use crate::experiment::{RunError, TrainOptions};
+use crate::experiment::{Prepared, RunError, TrainOptions};
 use crate::observe::Observer;
 use crate::report::figures::{FigureError, Figures};
 use crate::report::tensorboard::EventLog;
 use crate::report::{
     CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, SUMMARY_FILE, metrics_csv,
 };
-use crate::train::{CHECKPOINT_FILE, Checkpoint, CheckpointError, Length, Plan, TrainError};
+use crate::train::{CHECKPOINT_FILE, Checkpoint, CheckpointError, Interrupter, Length, Plan, TrainError};
 
 /// A run under way: the folder it writes into, and the checkpoint it continues from when it
 /// was resumed.
@@ -35,6 +35,22 @@ pub struct Run {
     checkpoint: Option<Checkpoint>,
     /// The TensorBoard log, unless the configuration turns it off.
     events: Option<EventLog>,
+    /// The command that runs it (`lesson2`, `train`, `fit`, `cnn`, or a program's own name), for
+    /// the summary.
+    command: String,
+    /// Also write every figure as SVG.
+    svg: bool,
+}
+
+/// What [`Run::execute`] gives back: the task's outcome, the summary written as `summary.json`,
+/// and the names of the files in the run folder.
+pub struct Executed<O> {
+    /// What training gave (the model, its results).
+    pub outcome: O,
+    /// The summary, as written into the folder.
+    pub summary: serde_json::Value,
+    /// The files in the run folder, sorted.
+    pub files: Vec<String>,
 }
 
 /// A run folder to continue (`--resume DIR`): its checkpoint, locked folder and the
@@ -143,7 +159,7 @@ impl Run {
     /// before anything trains.
     pub fn create(out: Option<&Path>, command: &str, config: &RunConfig) -> Result<Self, RunStartError> {
         let folder = RunFolder::create(out, command).map_err(RunStartError::Out)?;
-        let mut run = Self { folder, checkpoint: None, events: None };
+        let mut run = Self { folder, checkpoint: None, events: None, command: command.into(), svg: false };
         run.write_config(config).map_err(RunStartError::Write)?;
         if config.training.tensorboard() {
             run.events = Some(EventLog::create(&run.folder, config).map_err(RunStartError::Write)?);
@@ -151,8 +167,9 @@ impl Run {
         Ok(run)
     }
 
-    /// Continue `resumable` under `plan`, once it is clear that the plan has steps left.
-    pub fn resume(resumable: Resumable, plan: &Plan) -> Result<Self, RunStartError> {
+    /// Continue `resumable` under `plan`, once it is clear that the plan has steps left, as
+    /// `command`.
+    pub fn resume(resumable: Resumable, plan: &Plan, command: &str) -> Result<Self, RunStartError> {
         let Resumable { folder, checkpoint, config } = resumable;
         let state = &checkpoint.state;
         if let (Some(patience), Some(watch)) = (config.training.early_stop, state.early_stop)
@@ -177,7 +194,48 @@ impl Run {
             true => Some(EventLog::resume(&folder, &config, at).map_err(RunStartError::Write)?),
             false => None,
         };
-        Ok(Self { folder, checkpoint: Some(checkpoint), events })
+        Ok(Self { folder, checkpoint: Some(checkpoint), events, command: command.into(), svg: false })
+    }
+
+    /// Also write every figure as SVG (PNG is always written).
+    pub fn with_svg(mut self, svg: bool) -> Self {
+        self.svg = svg;
+        self
+    }
+
+    /// Train `task` as this run, and write what it leaves: the one way a run goes, from the
+    /// command line and from Rust alike. The run's own observers (the TensorBoard log; the
+    /// checkpoints, metrics rows and early stopping of [`crate::experiment::Prepared::train_run`])
+    /// come first, then `observers` (progress, printed lines, anything); `interrupter` stops the
+    /// run between two updates, with a checkpoint to continue from.
+    ///
+    /// A finished run leaves its model, figures, `metrics.csv` and `summary.json` (see
+    /// [`Run::complete`]); a failed one its metrics so far, with what happened and what to do
+    /// next in the [`RunFailure`] (see [`Run::failed`]).
+    pub fn execute<T: Task>(
+        &mut self,
+        task: &mut T,
+        observers: Vec<&mut dyn Observer>,
+        interrupter: &Interrupter,
+    ) -> Result<Executed<T::Outcome>, RunFailure> {
+        // The run's borrow of the observers ends with the training, not with the caller's.
+        let mut observers = observers;
+        let mut borrowed: Vec<&mut dyn Observer> = Vec::with_capacity(observers.len());
+        for observer in observers.iter_mut() {
+            borrowed.push(&mut **observer);
+        }
+        let mut options = self.train_options(borrowed);
+        options.interrupter = Some(interrupter);
+        let trained = task.train(options);
+        let prepared = task.prepared();
+        let outcome = trained.map_err(|error| self.failed(&prepared.config, error))?;
+        let command = self.command.clone();
+        let place = self.place(&command, &prepared.config, &prepared.device, prepared.device_names());
+        let (summary, files) =
+            self.complete(task, &outcome, (place, &prepared.config, self.svg)).map_err(|error| {
+                RunFailure { kind: error.kind(), message: error.to_string(), warnings: Vec::new() }
+            })?;
+        Ok(Executed { outcome, summary, files })
     }
 
     /// The folder the run writes into.
@@ -204,10 +262,10 @@ impl Run {
     /// from, and what observes the training: the run's TensorBoard log, then `observers`
     /// (progress, printed lines; Ctrl-C).
     pub fn train_options<'a>(&'a mut self, observers: Vec<&'a mut dyn Observer>) -> TrainOptions<'a> {
-        let Self { folder, checkpoint, events } = self;
+        let Self { folder, checkpoint, events, .. } = self;
         let own = events.as_mut().map(|log| log as &mut dyn Observer);
         let observers = own.into_iter().chain(observers).collect();
-        TrainOptions { folder: Some(folder), resume: checkpoint.as_ref(), observers }
+        TrainOptions { folder: Some(folder), resume: checkpoint.as_ref(), observers, interrupter: None }
     }
 
     /// Where the run trained, for its summary.
@@ -253,7 +311,7 @@ impl Run {
         }
         task.figures(outcome, &Figures::new(&self.folder, svg))?;
         let summary = task.summary(outcome, place);
-        let files = self.finish(&summary, Some(&task.metrics(outcome)))?;
+        let files = self.finish(&summary, task.metrics(outcome).as_deref())?;
         Ok((summary, files))
     }
 
@@ -348,14 +406,22 @@ pub trait Task {
     /// What training gave: the trained model and its results.
     type Outcome;
 
+    /// The prepared run: its configuration and devices.
+    fn prepared(&self) -> &Prepared;
+
+    /// Train through the engine with `options` (the run's folder, checkpoint, observers and
+    /// interrupter), and say what it gave; an interruption or a divergence is its error, with
+    /// the metrics rows up to it.
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<Self::Outcome, RunError>;
+
     /// Save the trained model (`model.bpk` and its checksum).
     fn save_model(&self, outcome: &Self::Outcome, folder: &RunFolder) -> Result<(), RunFolderError>;
 
     /// Draw the task's figures.
     fn figures(&self, outcome: &Self::Outcome, figures: &Figures) -> Result<(), OutputError>;
 
-    /// The rows of `metrics.csv`.
-    fn metrics(&self, outcome: &Self::Outcome) -> Vec<MetricsRow>;
+    /// The rows of `metrics.csv`, if the task writes one.
+    fn metrics(&self, outcome: &Self::Outcome) -> Option<Vec<MetricsRow>>;
 
     /// The summary: the fields every run has (`place`) and the task's own.
     fn summary(&self, outcome: &Self::Outcome, place: RunPlace<'_>) -> serde_json::Value;

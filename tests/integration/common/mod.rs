@@ -28,21 +28,63 @@ pub fn train_sgd(
     .expect("training runs")
 }
 
+/// What a test needs from outside the repository, and the variable that makes its absence a
+/// failure instead of a skip (`.ci/run` sets each, so CI never skips silently).
+#[derive(Clone, Copy, Debug)]
+pub enum Tool {
+    /// A GPU adapter for every GPU backend compiled in: `DESCENT_REQUIRE_GPU`.
+    Gpu,
+    /// Python with TensorBoard, onnx and onnxruntime: `DESCENT_REQUIRE_INTEROP`.
+    Interop,
+    /// The notebook executed on the evcxr kernel: `DESCENT_REQUIRE_NOTEBOOK`.
+    Notebook,
+    /// Debian's `dataset-fashion-mnist`: required wherever `CI` is set.
+    FashionMnist,
+}
+
+impl Tool {
+    /// The environment variable that requires the tool.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Tool::Gpu => "DESCENT_REQUIRE_GPU",
+            Tool::Interop => "DESCENT_REQUIRE_INTEROP",
+            Tool::Notebook => "DESCENT_REQUIRE_NOTEBOOK",
+            Tool::FashionMnist => "CI",
+        }
+    }
+}
+
+/// The one skip gate: `found` (what the test needs, or why it is missing). Missing, the test
+/// fails when the tool's variable is set, else prints a notice saying how to get it (`how`)
+/// and returns `None`, so the test returns early.
+pub fn require<T>(tool: Tool, found: Result<T, String>, how: &str) -> Option<T> {
+    let variable = tool.variable();
+    let strict = std::env::var_os(variable).is_some_and(|v| !v.is_empty() && v != "0");
+    match found {
+        Ok(value) => Some(value),
+        Err(why) if strict => panic!("{variable} is set and {why}"),
+        Err(why) => {
+            eprintln!("notice: skipping ({tool:?}): {why} ({how}; set {variable}=1 to make this an error)");
+            None
+        }
+    }
+}
+
 /// Every backend compiled into this build, as devices: the CPU backends, and each GPU backend
-/// that finds an adapter (a software one such as llvmpipe counts).
-///
-/// A GPU backend that finds no adapter is skipped with a printed notice, unless the environment
-/// variable `DESCENT_REQUIRE_GPU` is set (CI sets it), in which case the test fails.
+/// that finds an adapter (a software one such as llvmpipe counts); one that finds none is a skip
+/// or a failure as [`require`] says ([`Tool::Gpu`]).
 pub fn devices() -> Vec<SelectedDevice> {
-    let strict = std::env::var_os("DESCENT_REQUIRE_GPU").is_some_and(|v| !v.is_empty() && v != "0");
     let mut devices = Vec::new();
     for backend in Backend::compiled() {
         match select(backend.name()) {
             Ok(device) => devices.push(device),
-            Err(error) if backend.is_gpu() && !strict => {
-                eprintln!(
-                    "notice: skipping {backend}: {error} (set DESCENT_REQUIRE_GPU=1 to make this an error)"
-                );
+            Err(error) if backend.is_gpu() => {
+                let found = Err(format!("{backend} finds no adapter: {error}"));
+                devices.extend(require(
+                    Tool::Gpu,
+                    found,
+                    "install a Vulkan driver, e.g. mesa-vulkan-drivers",
+                ));
             }
             Err(error) => panic!("{backend}: {error}"),
         }
@@ -179,4 +221,13 @@ pub fn spawn_until(
 pub fn sigint(child: &std::process::Child) {
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+}
+
+/// Whether Fashion-MNIST's files are in `dir` (a skip without them, a failure in CI).
+pub fn fashion_mnist(dir: &str) -> bool {
+    let found = match descent::data::images::mnist_files_present(std::path::Path::new(dir)) {
+        true => Ok(()),
+        false => Err(format!("{dir} lacks Fashion-MNIST's files")),
+    };
+    require(Tool::FashionMnist, found, "apt-get install dataset-fashion-mnist").is_some()
 }

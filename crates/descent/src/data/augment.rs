@@ -143,7 +143,7 @@ impl<S: BatchSource<ImageBatch>> BatchSource<ImageBatch> for Augmented<S> {
         Box::new(self.inner.epoch().enumerate().map(move |(batch, made)| {
             let made = made?;
             let moves = moves(seed, epoch, batch, made.len(), shift, flip);
-            Ok(ImageBatch { images: apply(made.images, &moves), labels: made.labels })
+            Ok(ImageBatch { images: apply(made.images, &moves), ..made })
         }))
     }
 

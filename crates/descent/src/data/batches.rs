@@ -209,6 +209,10 @@ pub struct ImageBatch {
     pub images: Tensor<4>,
     /// Class labels.
     pub labels: Tensor<1, Int>,
+    /// The seed of the batch's random draws (dropout masks: [`crate::nn::Dropout`]): the engine
+    /// sets it from the run's seed and the step before the forward pass, so a run's draws
+    /// depend on its own seed alone, never on a generator another run shares.
+    pub seed: u64,
 }
 
 impl ImageBatch {
@@ -224,6 +228,7 @@ impl ImageBatch {
         ImageBatch {
             images: Tensor::from_data(TensorData::new(pixels, [indices.len(), 1, side, side]), device),
             labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+            seed: 0,
         }
     }
 
@@ -292,7 +297,12 @@ impl BatchRows for ImageBatch {
         Self {
             images: self.images.clone().slice(rows.clone()).to_device(device),
             labels: self.labels.clone().slice(rows).to_device(device),
+            seed: self.seed,
         }
+    }
+
+    fn seeded(self, seed: u64) -> Self {
+        Self { seed, ..self }
     }
 }
 

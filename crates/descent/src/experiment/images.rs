@@ -11,7 +11,7 @@ use crate::data::augment::Augmented;
 use crate::data::images::{Split, mnist_files_present, parse_digits, read_digits, read_mnist, split};
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::metrics::{Classifier, Evaluation, evaluate};
-use crate::model::{Cnn, CnnConfig, ImageModel, ImageModelVisitor};
+use crate::model::{Cnn, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
 use crate::train::{BatchSource, EpochEnd, LossRecord, Objective, Report, TrainError, Trained};
@@ -113,21 +113,27 @@ impl ImageExperiment {
         self.config.training.batch_size.unwrap_or(self.train.len()).max(1)
     }
 
-    /// The CNN of the configuration (the default CNN when it names another model) at its seeded
-    /// initial weights, on the autodiff device. [`Self::network`] makes any image model.
-    pub fn model(&self) -> Cnn {
-        let default = CnnConfig::default();
-        let settings = match &self.config.model {
-            ModelConfig::Cnn(cnn) => cnn,
-            _ => &default,
-        };
-        self.network(settings)
+    /// The CNN of the configuration at its seeded initial weights, on the autodiff device; a
+    /// configuration naming another model is refused ([`Self::network`] makes any image model,
+    /// [`crate::task::classify::ImageClassification::of`] the configured one).
+    pub fn model(&self) -> Result<Cnn, RunError> {
+        match &self.config.model {
+            ModelConfig::Cnn(settings) => Ok(self.network(settings)),
+            other => Err(RunError::WrongModel(format!(
+                "the configuration names the {} model, not the cnn: make it with ImageExperiment::network",
+                other.name()
+            ))),
+        }
     }
 
     /// The network of `settings` for this run's images at its seeded initial weights, on the
     /// autodiff device.
+    /// Its weights are drawn from the run's seed alone (see [`crate::device::init_seeded`]).
     pub fn network<T: ImageModel>(&self, settings: &T) -> T::Network {
-        settings.init(self.train_set.side(), &self.device.device.clone().autodiff())
+        let device = &self.device.device;
+        crate::device::init_seeded(std::slice::from_ref(device), self.config.seed, || {
+            settings.init(self.train_set.side(), &device.clone().autodiff())
+        })
     }
 
     /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch, and

@@ -192,8 +192,9 @@ impl Experiment {
                 ControlFlow::Break(())
             }
         };
-        let hooks = Hooks { on_epoch: Some(&mut on_epoch), ..Hooks::default() };
-        let trained = train_observed(self.model(), &mut optimizer, &mut schedule, &source, &plan, hooks)?;
+        let mut hooks = Hooks { on_epoch: Some(&mut on_epoch), ..Hooks::default() };
+        let trained =
+            train_observed(self.model(), &mut optimizer, &mut schedule, &source, &plan, &mut hooks)?;
         if let Some(error) = failure {
             return Err(TrainError::Device(error.to_string()).into());
         }

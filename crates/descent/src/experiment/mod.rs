@@ -14,7 +14,6 @@ pub use images::{EpochResult, ImageExperiment, TrainedClassifier};
 
 pub use linear::Experiment;
 
-use std::cell::RefCell;
 use std::ops::ControlFlow;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
@@ -28,8 +27,8 @@ use crate::optim::InvalidValue;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
 use crate::train::{
     BatchEnd, BatchRows, BatchSource, CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState,
-    EarlyStopState, EpochEnd, Hooks, Length, LossRecord, Objective, Plan, Position, Report, TrainError,
-    Trained, train_observed,
+    EarlyStopState, EpochEnd, Events, Interrupter, Length, LossRecord, Objective, Plan, Position, Report,
+    TrainError, Trained, train_observed,
 };
 
 pub use crate::defaults::{
@@ -90,10 +89,11 @@ pub struct TrainOptions<'a> {
     /// Continue from this checkpoint (its parameters, optimizer and schedule state, position and
     /// metrics) instead of starting from the initial parameters.
     pub resume: Option<&'a Checkpoint>,
-    /// The run's outputs (a progress bar, printed lines, logs), told of every event in order; a
-    /// `Break` after an update interrupts the run there (Ctrl-C), writing a checkpoint to
-    /// continue from.
+    /// The run's outputs (a progress bar, printed lines, logs), told of every event in order.
     pub observers: Vec<&'a mut dyn Observer>,
+    /// Checked after every update: a stop asked for interrupts the run there, writing a
+    /// checkpoint to continue from (Ctrl-C on the command line).
+    pub interrupter: Option<&'a Interrupter>,
 }
 
 /// Writes checkpoints at the end of epochs, as the configuration and [`TrainOptions`] say.
@@ -211,7 +211,7 @@ impl From<InvalidValue> for RunError {
 }
 
 /// Check the configuration, open every device the run trains on (`devices`, or `device` alone),
-/// main first, and seed the main one's generator.
+/// main first.
 fn open_devices(config: &RunConfig) -> Result<Vec<SelectedDevice>, RunError> {
     config.validate()?;
     let names =
@@ -232,9 +232,6 @@ fn open_devices(config: &RunConfig) -> Result<Vec<SelectedDevice>, RunError> {
             .into());
         }
     }
-    // Seed the backend's own generator too (initial weights, dropout), so that nothing on the
-    // device is left unseeded; a data-parallel step reseeds every device.
-    devices[0].device.seed(config.seed);
     Ok(devices)
 }
 
@@ -242,14 +239,21 @@ fn open_devices(config: &RunConfig) -> Result<Vec<SelectedDevice>, RunError> {
 fn plan_of(config: &RunConfig) -> Plan {
     let training = &config.training;
     let full_batch = training.batch_size.is_none();
+    // Real tables have correlated columns, which the lesson's 100 steps do not fit: full-batch
+    // runs on a table that set no length take 1,000 steps, printed every 100 (`descent fit`,
+    // and `descent train --config` with the same file).
+    let table =
+        matches!(config.data, DataConfig::Csv(_)) && (training.steps, training.epochs) == (None, None);
     let length = match (training.steps, training.epochs) {
         (Some(steps), _) => Length::Steps(steps),
         (None, Some(epochs)) => Length::Epochs(epochs),
+        _ if full_batch && table => Length::Steps(crate::defaults::FIT_STEPS),
         (None, None) if full_batch => Length::Steps(DEFAULT_STEPS),
         (None, None) => Length::Epochs(DEFAULT_EPOCHS),
     };
     let report = if full_batch {
-        Report::EverySteps(training.print_every.unwrap_or(DEFAULT_PRINT_EVERY_STEPS))
+        let every = if table { crate::defaults::FIT_PRINT_EVERY } else { DEFAULT_PRINT_EVERY_STEPS };
+        Report::EverySteps(training.print_every.unwrap_or(every))
     } else {
         Report::EveryEpochs(training.print_every.unwrap_or(1))
     };
@@ -421,12 +425,6 @@ where
     Ok(flow)
 }
 
-/// Tell every observer of an update, whichever of them interrupts the run: `Break` if any does.
-fn after_update(observers: &mut [&mut dyn Observer], end: &BatchEnd) -> ControlFlow<()> {
-    let stops = observers.iter_mut().map(|observer| observer.batch(end).is_break()).fold(false, |a, b| a | b);
-    if stops { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-}
-
 /// What every prepared run has, whatever it trains: the effective configuration (its data
 /// pinned) and the devices it trains on. The experiments dereference to it.
 pub struct Prepared {
@@ -504,7 +502,7 @@ impl EpochVerdict {
 }
 
 impl Prepared {
-    /// Check the configuration, open the devices (the main one seeded), pin the data.
+    /// Check the configuration, open the devices, pin the data.
     fn open(config: RunConfig) -> Result<Self, RunError> {
         let mut config = config;
         let devices = open_devices(&config)?;
@@ -564,66 +562,89 @@ impl Prepared {
         let (model, mut optimizer, mut schedule) =
             starting_point(model, optimizer, schedule, &mut plan, options.resume, kind)?;
         let checkpointer = Checkpointer::new(&self.config, &options, kind);
-        let observers = RefCell::new(options.observers);
-        let metrics = RefCell::new(options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default());
-        let watch = RefCell::new(Watch::start(&self.config, options.resume));
-        let mut best = None;
-        let mut failure = None;
-        let TaskHooks { on_loss: task_loss, on_epoch: task_epoch, on_best } = hooks;
-        let mut on_loss = |record: &LossRecord| {
-            observers.borrow_mut().iter_mut().for_each(|observer| observer.loss(record));
-            task_loss(record, &mut metrics.borrow_mut())
+        let resume = options.resume.map(|checkpoint| &checkpoint.state);
+        let mut events = RunEvents {
+            task: hooks,
+            observers: options.observers,
+            interrupter: options.interrupter,
+            checkpointer,
+            metrics: resume.map(|state| state.metrics.clone()).unwrap_or_default(),
+            batch_losses: resume.map(|state| state.batch_losses.clone()).unwrap_or_default(),
+            watch: Watch::start(&self.config, options.resume),
+            best: None,
+            failure: None,
         };
-        let batch_losses =
-            RefCell::new(options.resume.map(|c| c.state.batch_losses.clone()).unwrap_or_default());
-        let mut on_batch = |end: &BatchEnd| {
-            batch_losses.borrow_mut().push((end.step, end.loss));
-            after_update(&mut observers.borrow_mut(), end)
-        };
-        let mut on_epoch = |end: &EpochEnd<'_, M>| {
-            // Part-way through an epoch (Ctrl-C): nothing to evaluate, only a checkpoint to write.
-            let flow = if end.interrupted {
-                Ok(ControlFlow::Break(()))
-            } else {
-                task_epoch(end, &mut metrics.borrow_mut()).and_then(|verdict| {
-                    watch_epoch(&mut watch.borrow_mut(), end, verdict, &mut *on_best, &mut best)
-                })
-            };
-            let written = flow.and_then(|flow| {
-                let watched = watch.borrow().as_ref().map_or((None, false), |w| (w.state, w.stopped));
-                let rows = (&metrics.borrow()[..], &batch_losses.borrow()[..]);
-                checkpointer.epoch_end(end, rows, watched).map(|()| flow)
-            });
-            match written {
-                Ok(flow) => {
-                    if !end.interrupted {
-                        let rows = metrics.borrow();
-                        observers.borrow_mut().iter_mut().for_each(|o| o.epoch(end.epoch, &rows));
-                    }
-                    flow
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    ControlFlow::Break(())
-                }
-            }
-        };
-        let hooks = Hooks {
-            on_loss: Some(&mut on_loss),
-            on_batch: Some(&mut on_batch),
-            on_epoch: Some(&mut on_epoch),
-        };
-        let trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, hooks);
-        let mut trained = diverged_with(trained, || metrics.take())?;
+        let trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, &mut events);
+        let mut trained = diverged_with(trained, || std::mem::take(&mut events.metrics))?;
+        let RunEvents { metrics, batch_losses, watch, best, failure, checkpointer, .. } = events;
         if let Some(error) = failure {
             return Err(error);
         }
-        let metrics = metrics.into_inner();
         if trained.interrupted {
             return Err(RunError::Interrupted { step: trained.steps, epoch: trained.epochs, metrics });
         }
         trained.seconds += checkpointer.earlier_seconds;
-        let early_stop = watch.into_inner().and_then(Watch::ended);
-        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses: batch_losses.into_inner() })
+        let early_stop = watch.and_then(Watch::ended);
+        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses })
+    }
+}
+
+/// What a run does at the engine's events, with the state it keeps: the task's hooks, the
+/// observers, the interrupter, the checkpoints, the metrics rows and every update's loss, early
+/// stopping and the best model, and the error that stopped the run, if one did.
+struct RunEvents<'a, 'h, M> {
+    task: TaskHooks<'h, M>,
+    observers: Vec<&'a mut dyn Observer>,
+    interrupter: Option<&'a Interrupter>,
+    checkpointer: Checkpointer<'a>,
+    metrics: Vec<MetricsRow>,
+    batch_losses: Vec<(usize, f64)>,
+    watch: Option<Watch>,
+    best: Option<M>,
+    failure: Option<RunError>,
+}
+
+impl<M: burn::module::Module> Events<M> for RunEvents<'_, '_, M> {
+    fn loss(&mut self, record: &LossRecord) -> ControlFlow<()> {
+        self.observers.iter_mut().for_each(|observer| observer.loss(record));
+        (self.task.on_loss)(record, &mut self.metrics)
+    }
+
+    /// Every observer is told; then the interrupter says whether to stop here.
+    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+        self.batch_losses.push((end.step, end.loss));
+        self.observers.iter_mut().for_each(|observer| observer.batch(end));
+        match self.interrupter.is_some_and(Interrupter::should_stop) {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    }
+
+    fn epoch(&mut self, end: &EpochEnd<'_, M>) -> ControlFlow<()> {
+        self.end_epoch(end).unwrap_or_else(|error| {
+            self.failure = Some(error);
+            ControlFlow::Break(())
+        })
+    }
+}
+
+impl<M: burn::module::Module> RunEvents<'_, '_, M> {
+    /// The task's verdict on the epoch, early stopping, the checkpoint, then the observers; part-way
+    /// through an epoch (Ctrl-C), only the checkpoint to continue from.
+    fn end_epoch(&mut self, end: &EpochEnd<'_, M>) -> Result<ControlFlow<()>, RunError> {
+        if end.interrupted {
+            self.checkpoint(end)?;
+            return Ok(ControlFlow::Break(()));
+        }
+        let verdict = (self.task.on_epoch)(end, &mut self.metrics)?;
+        let flow = watch_epoch(&mut self.watch, end, verdict, &mut *self.task.on_best, &mut self.best)?;
+        self.checkpoint(end)?;
+        self.observers.iter_mut().for_each(|observer| observer.epoch(end.epoch, &self.metrics));
+        Ok(flow)
+    }
+
+    fn checkpoint(&self, end: &EpochEnd<'_, M>) -> Result<(), RunError> {
+        let watched = self.watch.as_ref().map_or((None, false), |watch| (watch.state, watch.stopped));
+        self.checkpointer.epoch_end(end, (&self.metrics, &self.batch_losses), watched)
     }
 }

@@ -2,7 +2,7 @@
 //! (`create_cnn(data, ..., metrics=error_rate)`), sized for 8x8 digits and 28x28 MNIST alike.
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use crate::data::ImageBatch;
 use crate::data::images::CLASSES;
 use crate::metrics::Classifier;
 use crate::model::ImageModel;
-use crate::nn::{ConvBlock, ConvBlockConfig};
+use crate::nn::{ConvBlock, ConvBlockConfig, Dropout};
 use crate::onnx::{Attribute, Graph, OnnxError, ToOnnx, child};
 use crate::optim::InvalidValue;
 use crate::train::Objective;
@@ -125,7 +125,7 @@ impl CnnConfig {
         let remaining = side >> self.channels.len();
         Cnn {
             blocks,
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: Dropout::new(self.dropout),
             head: LinearConfig::new(inputs * remaining * remaining, CLASSES).init(device),
         }
     }
@@ -140,17 +140,18 @@ pub struct Cnn {
 }
 
 impl Cnn {
-    /// Class scores (logits), `[b, 10]`, for images `[b, 1, side, side]`.
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    /// Class scores (logits), `[b, 10]`, for images `[b, 1, side, side]`; in training, the
+    /// dropout mask is drawn from `seed`.
+    pub fn forward(&self, images: Tensor<4>, seed: u64) -> Tensor<2> {
         let x = self.blocks.iter().fold(images, |x, block| block.forward(x));
         let x: Tensor<2> = x.flatten(1, 3);
-        self.head.forward(self.dropout.forward(x))
+        self.head.forward(self.dropout.forward(x, seed))
     }
 }
 
 impl Classifier for Cnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward(images)
+        self.forward(images, 0)
     }
 }
 
@@ -203,7 +204,7 @@ impl ToOnnx for Cnn {
 impl Objective<ImageBatch> for Cnn {
     /// Cross-entropy of the class scores, as fastai and PyTorch's `F.cross_entropy`.
     fn loss(&self, batch: ImageBatch) -> Tensor<1> {
-        let logits = self.forward(batch.images);
+        let logits = self.forward(batch.images, batch.seed);
         CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.labels)
     }
 }

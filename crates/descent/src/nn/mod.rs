@@ -21,9 +21,11 @@
 //! ```
 
 #[cfg(feature = "flex")]
-pub mod cpu;
+pub(crate) mod cpu;
+mod dropout;
+pub use dropout::Dropout;
 #[cfg(feature = "flex")]
-pub mod flex;
+pub(crate) mod flex;
 #[cfg(all(test, feature = "flex", feature = "ndarray"))]
 mod tests;
 

@@ -251,7 +251,11 @@ impl EventLog {
 }
 
 impl Observer for EventLog {
-    fn batch(&mut self, end: &BatchEnd) -> std::ops::ControlFlow<()> {
+    fn scalar(&mut self, tag: &str, step: usize, value: f64) {
+        EventLog::scalar(self, tag, step, value);
+    }
+
+    fn batch(&mut self, end: &BatchEnd) {
         if let Some(update) = end.update {
             // The loss was measured before the update: after `end.step - 1` updates.
             let (step, wall_time) = (end.step.saturating_sub(1), now());
@@ -259,7 +263,6 @@ impl Observer for EventLog {
             self.scalar_at(wall_time, tag, step, update.loss);
             self.scalar_at(wall_time, "lr", step, update.lr);
         }
-        std::ops::ControlFlow::Continue(())
     }
 
     fn epoch(&mut self, _epoch: usize, rows: &[MetricsRow]) {

@@ -1,21 +1,22 @@
 //! Image classification with any registered image model: validated after every epoch, with the
 //! confusion matrix, the worst predictions and fastai's `show_results` grid.
 
-use std::marker::PhantomData;
-
 use burn::module::Module;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::EarlyStopSummary;
 use crate::data::ImageBatch;
 use crate::data::images::DIGIT_CLASS_NAMES;
-use crate::experiment::{ImageExperiment, TrainedClassifier};
-use crate::metrics::{Classifier, Prediction};
+use crate::experiment::EarlyStopped;
+use crate::experiment::{ImageExperiment, Prepared, RunError, TrainOptions, TrainedClassifier};
+use crate::metrics::{Classifier, Evaluation, Prediction};
+use crate::model::{ImageModel, ImageModelVisitor};
 use crate::report::figures::Figures;
 use crate::report::plots::{GridImage, LineChart, Series, image_grid};
 use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary};
 use crate::run::{OutputError, Task};
-use crate::train::Objective;
+use crate::train::{LrFindSettings, LrFinding, Objective, Trained, lr_find};
 
 /// Validation images in `results.png` (fastai's `show_results`), and its columns.
 const RESULTS_SHOWN: usize = 20;
@@ -23,14 +24,14 @@ const RESULTS_COLUMNS: usize = 5;
 /// The worst predictions listed.
 pub const WORST_SHOWN: usize = 8;
 
-/// The classification of a prepared image experiment, with a network of `parameters`
-/// parameters.
+/// The classification of a prepared image experiment by a network of `parameters` parameters,
+/// which it holds until it trains it.
 pub struct Classification<'a, M> {
     /// The experiment: the images, the optimizer, the devices.
     pub experiment: &'a ImageExperiment,
     /// The network's parameter count.
     pub parameters: usize,
-    network: PhantomData<fn() -> M>,
+    network: Option<M>,
 }
 
 /// What a classifier's training gave.
@@ -44,9 +45,11 @@ pub struct ClassifierOutcome<M> {
 }
 
 impl<'a, M: Module> Classification<'a, M> {
-    /// The classification of `experiment` with `network` (its parameters are counted).
-    pub fn new(experiment: &'a ImageExperiment, network: &M) -> Self {
-        Self { experiment, parameters: network.num_params(), network: PhantomData }
+    /// The classification of `experiment` by `network` (its parameters are counted): a network
+    /// from [`ImageExperiment::network`], or a checkpoint's to resume (any freshly made one of
+    /// the configuration, whose parameters the checkpoint replaces).
+    pub fn new(experiment: &'a ImageExperiment, network: M) -> Self {
+        Self { experiment, parameters: network.num_params(), network: Some(network) }
     }
 
     /// The trained classifier with its worst predictions and speed.
@@ -63,26 +66,61 @@ impl<'a, M: Module> Classification<'a, M> {
 /// A classifier's own fields of its summary.
 #[derive(Serialize)]
 struct ClassifierSummary {
-    epochs: Vec<Value>,
+    epochs: Vec<EpochEntry>,
     error_rate: f64,
     accuracy: f64,
     valid_loss: f64,
-    confusion: Value,
-    worst: Vec<Value>,
+    confusion: Vec<Vec<usize>>,
+    worst: Vec<WorstEntry>,
     images_per_second: f64,
     n_train: usize,
     n_valid: usize,
     parameters: usize,
     classes: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    early_stop: Option<Value>,
+    early_stop: Option<EarlyStopSummary>,
+}
+
+/// An epoch in a classifier's summary.
+#[derive(Serialize)]
+struct EpochEntry {
+    epoch: usize,
+    step: usize,
+    train_loss: f64,
+    valid_loss: Option<f64>,
+    accuracy: Option<f64>,
+    error_rate: Option<f64>,
+}
+
+/// One of the worst predictions in a classifier's summary.
+#[derive(Serialize)]
+struct WorstEntry {
+    index: usize,
+    #[serde(rename = "true")]
+    label: u8,
+    predicted: u8,
+    confidence: f64,
 }
 
 impl<M> Task for Classification<'_, M>
 where
-    M: Objective<ImageBatch> + Classifier,
+    M: Objective<ImageBatch> + Classifier + 'static,
 {
     type Outcome = ClassifierOutcome<M>;
+
+    fn prepared(&self) -> &Prepared {
+        self.experiment
+    }
+
+    /// Train the network, validated after every epoch; a classification trains once.
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<ClassifierOutcome<M>, RunError> {
+        let network = self.network.take().ok_or_else(|| {
+            RunError::WrongModel("this classification's network has trained already: make another".into())
+        })?;
+        let trained =
+            self.experiment.train_with(network, options, &mut |_| std::ops::ControlFlow::Continue(()))?;
+        Ok(self.outcome(trained))
+    }
 
     /// The last epoch's model; with early stopping the best epoch's (already in the folder when
     /// that epoch was trained before a resume).
@@ -136,45 +174,222 @@ where
         Ok(())
     }
 
-    fn metrics(&self, outcome: &ClassifierOutcome<M>) -> Vec<MetricsRow> {
-        outcome.classifier.metrics.clone()
+    fn metrics(&self, outcome: &ClassifierOutcome<M>) -> Option<Vec<MetricsRow>> {
+        Some(outcome.classifier.metrics.clone())
     }
 
     fn summary(&self, outcome: &ClassifierOutcome<M>, place: RunPlace<'_>) -> Value {
         let experiment = self.experiment;
         let TrainedClassifier { trained, evaluation, metrics: rows, early_stop, .. } = &outcome.classifier;
-        let history: Vec<_> = rows
+        let history = rows
             .iter()
-            .map(|row| {
-                json!({
-                    "epoch": row.epoch,
-                    "step": row.step,
-                    "train_loss": row.train_loss,
-                    "valid_loss": row.valid_loss,
-                    "accuracy": row.accuracy,
-                    "error_rate": row.error_rate,
-                })
+            .map(|row| EpochEntry {
+                epoch: row.epoch,
+                step: row.step,
+                train_loss: row.train_loss,
+                valid_loss: row.valid_loss,
+                accuracy: row.accuracy,
+                error_rate: row.error_rate,
             })
             .collect();
-        let worst: Vec<_> = outcome
+        let worst = outcome
             .worst
             .iter()
-            .map(|p| json!({"index": p.index, "true": p.label, "predicted": p.predicted, "confidence": p.confidence}))
+            .map(|p| WorstEntry {
+                index: p.index,
+                label: p.label,
+                predicted: p.predicted,
+                confidence: p.confidence,
+            })
             .collect();
         let task = ClassifierSummary {
             epochs: history,
             error_rate: evaluation.error_rate,
             accuracy: evaluation.accuracy,
             valid_loss: evaluation.loss,
-            confusion: json!(evaluation.confusion),
+            confusion: evaluation.confusion.iter().map(|row| row.to_vec()).collect(),
             worst,
             images_per_second: outcome.images_per_second,
             n_train: experiment.train.len(),
             n_valid: experiment.valid.len(),
             parameters: self.parameters,
             classes: experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES).to_vec(),
-            early_stop: early_stop.map(|stop| super::early_stop_json(&stop, &experiment.config)),
+            early_stop: early_stop.map(|stop| EarlyStopSummary::of(&stop, &experiment.config)),
         };
         RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
+    }
+}
+
+/// What training an image classifier gave, whatever its model: what the command line prints and
+/// a program reads. The model itself is saved by the run ([`Run::execute`](crate::run::Run::execute)).
+#[derive(Clone, Debug)]
+pub struct ClassifierResults {
+    /// Updates, epochs, the reported losses and the training time (without the model).
+    pub trained: Trained<()>,
+    /// The validation results of the run's model (the best epoch's with early stopping).
+    pub evaluation: Evaluation,
+    /// The validation images the network got most wrong, worst first.
+    pub worst: Vec<Prediction>,
+    /// With early stopping: the best epoch and whether the run stopped early.
+    pub early_stop: Option<EarlyStopped>,
+    /// Training images per second over every epoch of the run.
+    pub images_per_second: f64,
+    /// One row per epoch, from the first.
+    pub metrics: Vec<MetricsRow>,
+}
+
+/// The classification of an image experiment by the model its configuration names: the one
+/// place the model's type is chosen from its name for a run. The command line and a program
+/// alike make it, say what it trains, and hand it to [`Run::execute`](crate::run::Run::execute).
+pub struct ImageClassification<'a> {
+    /// The experiment: the images, the optimizer, the devices.
+    pub experiment: &'a ImageExperiment,
+    /// The model's name (`cnn`, `mlp`, ...).
+    pub model: &'static str,
+    /// Its settings in a few words.
+    pub settings: String,
+    /// Its parameter count.
+    pub parameters: usize,
+    typed: Box<dyn Classify + 'a>,
+}
+
+impl<'a> ImageClassification<'a> {
+    /// The classification by the configured model, at its seeded initial weights; a
+    /// configuration that names no image model is refused.
+    pub fn of(experiment: &'a ImageExperiment) -> Result<Self, RunError> {
+        struct Make<'a>(&'a ImageExperiment);
+        impl<'a> ImageModelVisitor for Make<'a> {
+            type Output = ImageClassification<'a>;
+            fn visit<T: ImageModel>(self, settings: &T) -> ImageClassification<'a> {
+                let task = Classification::new(self.0, self.0.network(settings));
+                ImageClassification {
+                    experiment: self.0,
+                    model: T::NAME,
+                    settings: settings.describe(),
+                    parameters: task.parameters,
+                    typed: Box::new(Typed { task, outcome: None }),
+                }
+            }
+        }
+        let config = &experiment.config;
+        config.model.visit_image_model(Make(experiment)).ok_or_else(|| {
+            RunError::WrongModel(format!(
+                "the configuration names the {} model, not an image model",
+                config.model.name()
+            ))
+        })
+    }
+
+    /// fastai's `lr_find` on the untrained network: the loss as the learning rate sweeps up.
+    pub fn lr_find(&mut self, settings: &LrFindSettings) -> Result<LrFinding, RunError> {
+        self.typed.lr_find(settings)
+    }
+}
+
+impl Task for ImageClassification<'_> {
+    type Outcome = ClassifierResults;
+
+    fn prepared(&self) -> &Prepared {
+        self.experiment
+    }
+
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<ClassifierResults, RunError> {
+        self.typed.train(options)
+    }
+
+    fn save_model(&self, _: &ClassifierResults, folder: &RunFolder) -> Result<(), RunFolderError> {
+        self.typed.save_model(folder)
+    }
+
+    fn figures(&self, _: &ClassifierResults, figures: &Figures) -> Result<(), OutputError> {
+        self.typed.figures(figures)
+    }
+
+    fn metrics(&self, outcome: &ClassifierResults) -> Option<Vec<MetricsRow>> {
+        Some(outcome.metrics.clone())
+    }
+
+    fn summary(&self, _: &ClassifierResults, place: RunPlace<'_>) -> Value {
+        self.typed.summary(place)
+    }
+}
+
+/// A [`Classification`] with its network's type erased, and its outcome once trained.
+trait Classify {
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<ClassifierResults, RunError>;
+    fn lr_find(&mut self, settings: &LrFindSettings) -> Result<LrFinding, RunError>;
+    fn save_model(&self, folder: &RunFolder) -> Result<(), RunFolderError>;
+    fn figures(&self, figures: &Figures) -> Result<(), OutputError>;
+    fn summary(&self, place: RunPlace<'_>) -> Value;
+}
+
+struct Typed<'a, M> {
+    task: Classification<'a, M>,
+    outcome: Option<ClassifierOutcome<M>>,
+}
+
+impl<M> Typed<'_, M> {
+    /// The outcome; the run calls for the outputs only after training succeeded.
+    fn outcome(&self) -> Result<&ClassifierOutcome<M>, RunError> {
+        self.outcome
+            .as_ref()
+            .ok_or_else(|| RunError::WrongModel("the classification has not trained yet".into()))
+    }
+}
+
+impl<M> Classify for Typed<'_, M>
+where
+    M: Objective<ImageBatch> + Classifier + 'static,
+{
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<ClassifierResults, RunError> {
+        let outcome = self.task.train(options)?;
+        let classifier = &outcome.classifier;
+        let trained = &classifier.trained;
+        let results = ClassifierResults {
+            trained: Trained {
+                model: (),
+                steps: trained.steps,
+                epochs: trained.epochs,
+                losses: trained.losses.clone(),
+                seconds: trained.seconds,
+                stopped: trained.stopped,
+                interrupted: trained.interrupted,
+            },
+            evaluation: classifier.evaluation.clone(),
+            worst: outcome.worst.clone(),
+            early_stop: classifier.early_stop,
+            images_per_second: outcome.images_per_second,
+            metrics: classifier.metrics.clone(),
+        };
+        self.outcome = Some(outcome);
+        Ok(results)
+    }
+
+    fn lr_find(&mut self, settings: &LrFindSettings) -> Result<LrFinding, RunError> {
+        let experiment = self.task.experiment;
+        let network = self.task.network.take().ok_or_else(|| {
+            RunError::WrongModel("this classification's network has trained already: make another".into())
+        })?;
+        let mut optimizer = experiment.config.optimizer.build();
+        let source = experiment.batches();
+        Ok(lr_find(network, &mut optimizer, source.as_ref(), settings, &experiment.plan().replicas)?)
+    }
+
+    fn save_model(&self, folder: &RunFolder) -> Result<(), RunFolderError> {
+        match self.outcome.as_ref() {
+            Some(outcome) => self.task.save_model(outcome, folder),
+            None => Ok(()),
+        }
+    }
+
+    fn figures(&self, figures: &Figures) -> Result<(), OutputError> {
+        self.task.figures(self.outcome()?, figures)
+    }
+
+    fn summary(&self, place: RunPlace<'_>) -> Value {
+        match self.outcome.as_ref() {
+            Some(outcome) => self.task.summary(outcome, place),
+            None => Value::Null,
+        }
     }
 }

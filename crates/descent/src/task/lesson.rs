@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::config::DataConfig;
 use crate::data::RegressionBatch;
 use crate::device::ReadBackError;
-use crate::experiment::{Experiment, RunError, TrainedRun};
+use crate::experiment::{Experiment, Prepared, RunError, TrainOptions, TrainedRun};
 use crate::model::LinearModel;
 use crate::ols::{LeastSquares, least_squares};
 use crate::report::figures::{FigureError, Figures};
@@ -131,6 +131,20 @@ struct LessonSummary {
 impl Task for Lesson<'_> {
     type Outcome = LessonOutcome;
 
+    fn prepared(&self) -> &Prepared {
+        self.experiment
+    }
+
+    /// The loss of the guess, the training, and the fit beside the closed form.
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<LessonOutcome, RunError> {
+        let initial_loss = self.initial_loss().map_err(|error| TrainError::Device(error.to_string()))?;
+        let source = self.experiment.batches();
+        let trained = self
+            .experiment
+            .train_run_with(source.as_ref(), options, &mut |_| std::ops::ControlFlow::Continue(()))?;
+        self.outcome(trained, initial_loss)
+    }
+
     fn save_model(&self, outcome: &LessonOutcome, folder: &RunFolder) -> Result<(), RunFolderError> {
         folder.save_model(outcome.trained.model.valid()).map(drop)
     }
@@ -156,8 +170,8 @@ impl Task for Lesson<'_> {
         Ok(())
     }
 
-    fn metrics(&self, outcome: &LessonOutcome) -> Vec<MetricsRow> {
-        outcome.trained.losses.iter().map(MetricsRow::from).collect()
+    fn metrics(&self, outcome: &LessonOutcome) -> Option<Vec<MetricsRow>> {
+        Some(outcome.trained.losses.iter().map(MetricsRow::from).collect())
     }
 
     fn summary(&self, outcome: &LessonOutcome, place: RunPlace<'_>) -> serde_json::Value {

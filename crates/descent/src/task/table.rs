@@ -3,17 +3,19 @@
 //! closed-form least squares, on the training and validation rows.
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
-use crate::experiment::{EarlyStopped, Experiment, RunError, TrainedRun};
+use serde_json::Value;
+
+use crate::experiment::{EarlyStopped, Experiment, Prepared, RunError, TrainOptions, TrainedRun};
 use crate::model::LinearModel;
-use crate::regression::{FitReport, Metrics, RegressionData};
+use crate::regression::{FitReport, Metrics, RegressionData, Scaling};
 use crate::report::figures::Figures;
 use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary, plots};
 use crate::run::{OutputError, Task};
 use crate::train::{TrainError, Trained};
 
-use super::{LossEntry, loss_entries};
+use super::{EarlyStopSummary, LossEntry, loss_entries};
 
 /// A regression on a prepared linear experiment with CSV data.
 pub struct TableRegression<'a> {
@@ -65,9 +67,9 @@ struct FitSummary {
     data: std::path::PathBuf,
     target: String,
     features: Vec<String>,
-    coefficients: Value,
+    coefficients: BTreeMap<String, f64>,
     intercept: f64,
-    ols_coefficients: Option<Value>,
+    ols_coefficients: Option<BTreeMap<String, f64>>,
     ols_intercept: Option<f64>,
     gap_relative: Option<f64>,
     mse_train: f64,
@@ -76,10 +78,10 @@ struct FitSummary {
     mse_valid: Option<f64>,
     rmse_valid: Option<f64>,
     r2_valid: Option<f64>,
-    ols_train: Option<Value>,
-    ols_valid: Option<Value>,
+    ols_train: Option<Metrics>,
+    ols_valid: Option<Metrics>,
     standardized: bool,
-    scaling: Value,
+    scaling: Scaling,
     rows: usize,
     rows_train: usize,
     rows_valid: usize,
@@ -91,11 +93,24 @@ struct FitSummary {
     epochs: usize,
     lr: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    early_stop: Option<Value>,
+    early_stop: Option<EarlyStopSummary>,
 }
 
 impl Task for TableRegression<'_> {
     type Outcome = TableOutcome;
+
+    fn prepared(&self) -> &Prepared {
+        self.experiment
+    }
+
+    /// The training, and the coefficients and metrics beside the closed form.
+    fn train(&mut self, options: TrainOptions<'_>) -> Result<TableOutcome, RunError> {
+        let source = self.experiment.batches();
+        let trained = self
+            .experiment
+            .train_run_with(source.as_ref(), options, &mut |_| std::ops::ControlFlow::Continue(()))?;
+        self.outcome(trained)
+    }
 
     /// The saved model works on the original columns: its parameters are the coefficients and
     /// the intercept on the original scale, so `descent predict` and `descent export` need no
@@ -139,28 +154,20 @@ impl Task for TableRegression<'_> {
     }
 
     /// The reported losses, the last with the validation rows' mean squared error.
-    fn metrics(&self, outcome: &TableOutcome) -> Vec<MetricsRow> {
+    fn metrics(&self, outcome: &TableOutcome) -> Option<Vec<MetricsRow>> {
         let mut rows: Vec<MetricsRow> = outcome.trained.losses.iter().map(MetricsRow::from).collect();
         if let (Some(last), Some(valid)) = (rows.last_mut(), outcome.fit.valid) {
             last.valid_loss = Some(valid.mse);
         }
-        rows
+        Some(rows)
     }
 
     fn summary(&self, outcome: &TableOutcome, place: RunPlace<'_>) -> Value {
         let (experiment, regression) = (self.experiment, self.regression);
         let TableOutcome { trained, a, fit, early_stop, .. } = outcome;
-        let named = |values: &[f64]| -> Value {
-            Value::Object(
-                regression
-                    .features
-                    .iter()
-                    .zip(values)
-                    .map(|(name, &value)| (name.clone(), json!(value)))
-                    .collect::<Map<_, _>>(),
-            )
+        let named = |values: &[f64]| -> BTreeMap<String, f64> {
+            regression.features.iter().cloned().zip(values.iter().copied()).collect()
         };
-        let metrics = |m: Option<Metrics>| m.map(|m| json!({"mse": m.mse, "rmse": m.rmse, "r2": m.r2}));
         let task = FitSummary {
             data: regression.path.clone(),
             target: regression.target.clone(),
@@ -176,10 +183,10 @@ impl Task for TableRegression<'_> {
             mse_valid: fit.valid.map(|m| m.mse),
             rmse_valid: fit.valid.map(|m| m.rmse),
             r2_valid: fit.valid.map(|m| m.r2),
-            ols_train: metrics(fit.ols_train),
-            ols_valid: metrics(fit.ols_valid),
+            ols_train: fit.ols_train,
+            ols_valid: fit.ols_valid,
             standardized: regression.standardized,
-            scaling: json!({"mean": regression.scaling.mean, "scale": regression.scaling.scale}),
+            scaling: regression.scaling.clone(),
             rows: regression.rows,
             rows_train: regression.train.len(),
             rows_valid: regression.valid.len(),
@@ -190,7 +197,7 @@ impl Task for TableRegression<'_> {
             loss: fit.train.mse,
             epochs: trained.epochs,
             lr: experiment.config.optimizer.lr(),
-            early_stop: early_stop.map(|stop| super::early_stop_json(&stop, &experiment.config)),
+            early_stop: early_stop.map(|stop| EarlyStopSummary::of(&stop, &experiment.config)),
         };
         let batch_size = experiment.config.training.batch_size.unwrap_or(regression.train.len());
         RunSummary::new(place, trained.steps, batch_size, trained.seconds, task).to_json()

@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
-use super::parallel::{self, Replicas};
+use super::parallel::Replicas;
 
 /// A model the engine can train on batches of type `B`: a Burn module with a scalar loss.
 pub trait Objective<B>: Module + Sized {
@@ -97,9 +97,9 @@ pub struct Plan {
     pub report: Report,
     /// Where training starts: the beginning, or the end of an epoch of an earlier run (resume).
     pub start: Position,
-    /// When set, the device's generator is reseeded before every step from this seed and the
-    /// step number, so that a step's random draws (dropout) depend only on the seed and the
-    /// step: a run resumed at step k then draws what the uninterrupted run drew.
+    /// The seed of the run's random draws: every batch is seeded ([`BatchRows::seeded`]) from it
+    /// and the step, so that a step's draws (dropout) depend only on the seed and the step: a
+    /// run resumed at step k draws what the uninterrupted run drew. `None` draws as seed 0.
     pub seed: Option<u64>,
     /// Data-parallel training over these devices (plain, not autodiff), the model's own device
     /// first: each batch is cut into one share of rows per device, and the shares' gradients
@@ -194,7 +194,7 @@ impl From<&LossRecord> for MetricsRow {
 }
 
 /// A trained model and what happened on the way.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Trained<M> {
     /// The model after the last update.
     pub model: M,
@@ -260,8 +260,8 @@ where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
 {
-    let hooks = Hooks { on_loss: Some(on_loss), ..Hooks::default() };
-    train_observed(model, optimizer, schedule, source, plan, hooks)
+    let mut hooks = Hooks { on_loss: Some(on_loss), ..Hooks::default() };
+    train_observed(model, optimizer, schedule, source, plan, &mut hooks)
 }
 
 /// The end of an epoch, as [`Hooks::on_epoch`] sees it: enough to evaluate the model or to
@@ -333,24 +333,71 @@ pub struct Hooks<'a, M> {
     /// At the end of every epoch, with the model, optimizer and schedule; may stop the run.
     /// Its time is not counted in [`Trained::seconds`].
     pub on_epoch: Option<EpochHook<'a, M>>,
+    /// Checked after every update, as an `on_batch` that returns `Break`: a stop asked for
+    /// interrupts the run there.
+    pub interrupter: Option<&'a super::Interrupter>,
 }
 
 impl<M> Default for Hooks<'_, M> {
     fn default() -> Self {
-        Self { on_loss: None, on_batch: None, on_epoch: None }
+        Self { on_loss: None, on_batch: None, on_epoch: None, interrupter: None }
     }
 }
 
-/// The engine itself: [`train`] with every hook optional: after each reported loss, after each
-/// update, and at the end of each epoch (to evaluate the model on validation data, or to
-/// checkpoint it).
+/// What the engine tells while it trains, in order: every reported loss, every update, every
+/// epoch's end. One value receives them all, so that what a run does at each event (its
+/// checkpoints, metrics rows, early stopping and observers) lives in one place with its state.
+/// Each method may stop the run with `Break`; every one has a default that goes on.
+pub trait Events<M> {
+    /// A reported loss, as soon as it is known; `Break` stops the run (not as an interruption).
+    fn loss(&mut self, record: &LossRecord) -> ControlFlow<()> {
+        let _ = record;
+        ControlFlow::Continue(())
+    }
+
+    /// An update made; `Break` interrupts the run there (Ctrl-C), after which [`Events::epoch`]
+    /// is told once with [`EpochEnd::interrupted`] set.
+    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+        let _ = end;
+        ControlFlow::Continue(())
+    }
+
+    /// The end of an epoch, with the model, optimizer and schedule, or the point an interrupted
+    /// epoch stopped at; its time is not counted in [`Trained::seconds`]. `Break` stops the run.
+    fn epoch(&mut self, end: &EpochEnd<'_, M>) -> ControlFlow<()> {
+        let _ = end;
+        ControlFlow::Continue(())
+    }
+}
+
+impl<M> Events<M> for Hooks<'_, M> {
+    fn loss(&mut self, record: &LossRecord) -> ControlFlow<()> {
+        self.on_loss.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(record))
+    }
+
+    fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
+        let flow = self.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(end));
+        match self.interrupter.is_some_and(super::Interrupter::should_stop) {
+            true => ControlFlow::Break(()),
+            false => flow,
+        }
+    }
+
+    fn epoch(&mut self, end: &EpochEnd<'_, M>) -> ControlFlow<()> {
+        self.on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(end))
+    }
+}
+
+/// The engine itself: [`train`], telling `events` of each reported loss, each update and each
+/// epoch's end (to evaluate the model on validation data, or to checkpoint it). [`Hooks`] are
+/// events made of closures.
 pub fn train_observed<M, B>(
     mut model: M,
     optimizer: &mut ModuleOptimizer,
     schedule: &mut ModuleLrScheduler,
     source: &dyn BatchSource<B>,
     plan: &Plan,
-    hooks: Hooks<'_, M>,
+    events: &mut dyn Events<M>,
 ) -> Result<Trained<M>, TrainError>
 where
     M: Objective<B> + 'static,
@@ -365,7 +412,7 @@ where
         schedule,
         source,
         plan,
-        hooks,
+        events,
         replicas,
         devices,
         losses: Vec::new(),
@@ -419,7 +466,7 @@ struct Session<'a, 'h, M, B> {
     schedule: &'a mut ModuleLrScheduler,
     source: &'a dyn BatchSource<B>,
     plan: &'a Plan,
-    hooks: Hooks<'h, M>,
+    events: &'h mut dyn Events<M>,
     replicas: Option<Replicas<M, B>>,
     /// Every device taking part (the model's, then the replicas').
     devices: Vec<Device>,
@@ -495,7 +542,7 @@ where
 
     /// Keep a reported loss and show it to `on_loss`; whether that asks to stop.
     fn record(&mut self, record: LossRecord) -> bool {
-        let flow = self.hooks.on_loss.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&record));
+        let flow = self.events.loss(&record);
         self.losses.push(record);
         flow.is_break()
     }
@@ -567,7 +614,7 @@ where
                 self.step += 1;
             }
             let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value, update };
-            let flow = self.hooks.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
+            let flow = self.events.batch(&end);
             if flow.is_break() && !self.reached(self.step, epoch - 1) && index + 1 < batches {
                 self.stop_part_way(&model, index + 1, &sums);
                 return Ok((model, sums));
@@ -589,7 +636,7 @@ where
         scale: Option<f32>,
     ) -> Result<(Pending, f64), TrainError> {
         let (replicas, seed) = (self.replicas.as_ref(), self.plan.seed);
-        let pending = forward(model, batch, replicas, &self.devices, seed, (self.step, in_group), scale)?;
+        let pending = forward(model, batch, replicas, seed, (self.step, in_group), scale)?;
         let value = match &pending {
             Pending::Loss(loss) => read_scalar(loss.clone())?,
             Pending::Gradients(loss, _) => *loss,
@@ -630,7 +677,7 @@ where
             partial_rows: sums.rows,
         };
         let seconds = self.seconds();
-        let Session { hooks, optimizer, schedule, .. } = self;
+        let Session { events, optimizer, schedule, .. } = self;
         let end = EpochEnd {
             epoch: self.epoch,
             step: self.step,
@@ -642,9 +689,7 @@ where
             interrupted: true,
             position,
         };
-        if let Some(hook) = hooks.on_epoch.as_mut() {
-            let _ = hook(&end);
-        }
+        let _ = events.epoch(&end);
         (self.stopped, self.interrupted) = (true, true);
     }
 
@@ -655,7 +700,7 @@ where
         let last = self.done() || self.interrupted;
         let (step, epoch) = (self.step, self.epoch);
         let seconds = (hook_start - self.start - self.outside).as_secs_f64();
-        let Session { hooks, optimizer, schedule, .. } = self;
+        let Session { events, optimizer, schedule, .. } = self;
         let end = EpochEnd {
             epoch,
             step,
@@ -667,7 +712,7 @@ where
             interrupted: false,
             position: Position { step, epoch, ..Position::default() },
         };
-        let flow = hooks.on_epoch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(&end));
+        let flow = events.epoch(&end);
         self.outside += hook_start.elapsed();
         flow
     }
@@ -693,26 +738,21 @@ where
 /// The replicas of a data-parallel plan (none for one device), and every device taking part.
 type Taking<M, B> = (Option<Replicas<M, B>>, Vec<Device>);
 
-/// The replicas of a data-parallel plan (none for one device), their generators seeded for the
-/// plan's first step, and every device taking part: the model's, then the replicas'.
+/// The replicas of a data-parallel plan (none for one device), and every device taking part: the
+/// model's, then the replicas'. The model's lazy parameters are drawn first, under the device
+/// module's lock from the plan's seed (a model made by an experiment has drawn them already).
 fn start_replicas<M, B>(model: &M, plan: &Plan) -> Result<Taking<M, B>, TrainError>
 where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
 {
+    let seed = step_seed(plan.seed.unwrap_or_default(), plan.start.step);
+    let mut devices = model.devices();
+    crate::device::init_seeded(&devices, seed, || model.clone());
     let replicas = match plan.replicas.len() {
         0 | 1 => None,
-        _ => {
-            if let Some(seed) = plan.seed {
-                for device in model.devices() {
-                    device.seed(step_seed(seed, plan.start.step));
-                }
-            }
-            parallel::initialize(model);
-            Some(Replicas::<M, B>::start(&plan.replicas)?)
-        }
+        _ => Some(Replicas::<M, B>::start(&plan.replicas)?),
     };
-    let mut devices = model.devices();
     for device in replicas.iter().flat_map(|r| r.devices()) {
         if !devices.contains(device) {
             devices.push(device.clone());
@@ -721,14 +761,13 @@ where
     Ok((replicas, devices))
 }
 
-/// Step `step`'s loss: on one device, whose generators are seeded from the step first; or on the
-/// replicas, each drawing from its own stream (device 0 from the one-device stream), with the
-/// gradients already summed.
+/// Step `step`'s loss: on one device, the batch seeded from the step first; or on the replicas,
+/// each share with a seed of its own (device 0's the one-device seed), with the gradients already
+/// summed.
 fn forward<M, B>(
     model: &M,
     batch: B,
     replicas: Option<&Replicas<M, B>>,
-    devices: &[Device],
     seed: Option<u64>,
     (step, in_group): (usize, usize),
     scale: Option<f32>,
@@ -739,18 +778,11 @@ where
 {
     // A group's batches after its first draw from seeds of their own (the first one's is the
     // step's, as without accumulation).
-    let seed = seed.map(|seed| seed.wrapping_add((in_group as u64) << 32));
+    let seed = seed.unwrap_or_default().wrapping_add((in_group as u64) << 32);
     match replicas {
-        None => {
-            if let Some(seed) = seed {
-                for device in devices {
-                    device.seed(step_seed(seed, step));
-                }
-            }
-            Ok(Pending::Loss(model.loss(batch)))
-        }
+        None => Ok(Pending::Loss(model.loss(batch.seeded(step_seed(seed, step))))),
         Some(replicas) => {
-            let seed = |i: usize| seed.map(|seed| step_seed(seed.wrapping_add(i as u64), step));
+            let seed = |i: usize| step_seed(seed.wrapping_add(i as u64), step);
             let (loss, gradients) = replicas.step(model, batch, seed, scale)?;
             Ok(Pending::Gradients(loss, gradients))
         }
@@ -791,6 +823,18 @@ pub trait BatchRows {
 
     /// The examples `rows` (a range within `0..self.rows()`) as a batch on `device`.
     fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self;
+
+    /// The batch with `seed` for its random draws (dropout masks): the engine calls it before
+    /// each forward pass with a seed made of the run's seed and the step, so that a step draws
+    /// the same at every run and resume and no two runs share a generator. Batches whose model
+    /// draws nothing keep the default, which ignores it.
+    fn seeded(self, seed: u64) -> Self
+    where
+        Self: Sized,
+    {
+        let _ = seed;
+        self
+    }
 }
 
 fn read_scalar(tensor: Tensor<1>) -> Result<f64, TrainError> {

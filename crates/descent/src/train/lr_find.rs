@@ -39,7 +39,7 @@ impl Default for LrFindSettings {
 }
 
 /// One step of the sweep.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct LrPoint {
     /// The step (0-based).
     pub step: usize,

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 mod engine;
+mod interrupter;
 mod lr_find;
 mod parallel;
 #[cfg(test)]
@@ -9,8 +10,9 @@ mod tests;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EarlyStopState};
 pub use engine::{
-    BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Hooks, Length, LossRecord,
-    MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, Update, step_seed, train,
+    BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Events, Hooks, Length,
+    LossRecord, MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, Update, step_seed, train,
     train_observed,
 };
+pub use interrupter::Interrupter;
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};

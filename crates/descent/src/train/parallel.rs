@@ -22,7 +22,6 @@ use std::ops::Range;
 use std::sync::Once;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use burn::module::{ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 
@@ -38,7 +37,8 @@ struct Job<M, B> {
     weight: f32,
     /// A further factor of the gradient only (gradient accumulation's share of the group).
     scale: Option<f32>,
-    seed: Option<u64>,
+    /// The share's seed for its random draws.
+    seed: u64,
 }
 
 /// A device's worker thread, reached through its two channels. Dropping it closes the job
@@ -94,7 +94,7 @@ where
     }
 
     /// One data-parallel forward and backward pass of `model` on `batch`: the batch's mean loss
-    /// and its gradients on the main device. `seed(i)` reseeds device `i`'s generator first.
+    /// and its gradients on the main device. `seed(i)` seeds device `i`'s share.
     ///
     /// A device that fails (a remote server gone, a backend error) is an error naming it, never
     /// a panic: Burn panics when a transfer between devices fails, so the step catches it.
@@ -102,7 +102,7 @@ where
         &self,
         model: &M,
         batch: B,
-        seed: impl Fn(usize) -> Option<u64>,
+        seed: impl Fn(usize) -> u64,
         scale: Option<f32>,
     ) -> Result<(f64, GradientsParams), TrainError> {
         quietly(|| self.step_on_every_device(model, batch, seed, scale))
@@ -113,7 +113,7 @@ where
         &self,
         model: &M,
         batch: B,
-        seed: impl Fn(usize) -> Option<u64>,
+        seed: impl Fn(usize) -> u64,
         scale: Option<f32>,
     ) -> Result<(f64, GradientsParams), TrainError> {
         let rows = batch.rows();
@@ -167,34 +167,10 @@ where
     }
 }
 
-/// Initialize every parameter of `model` that Burn has left lazy, here and now. One device does
-/// it at its first forward pass, from the generator seeded for that step; the workers would do it
-/// at their first fork, in whichever thread came first, racing with the other devices' draws.
-/// The engine calls this on the main thread after seeding as for one device, so the two start
-/// from the same weights.
-pub(super) fn initialize<M: Module>(model: &M) {
-    struct Initialize;
-    impl ModuleVisitor for Initialize {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let _ = param.val();
-        }
-        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
-            let _ = param.val();
-        }
-        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
-            let _ = param.val();
-        }
-    }
-    model.visit(&mut Initialize);
-}
-
 /// One share's weighted loss and gradients, on `device` (autodiff).
-fn compute<M: Objective<B>, B>(job: Job<M, B>, device: &Device) -> Outcome {
-    if let Some(seed) = job.seed {
-        device.seed(seed);
-    }
+fn compute<M: Objective<B>, B: BatchRows>(job: Job<M, B>, device: &Device) -> Outcome {
     let model = job.model.fork(device);
-    let loss = model.loss(job.share).mul_scalar(job.weight);
+    let loss = model.loss(job.share.seeded(job.seed)).mul_scalar(job.weight);
     let value =
         loss.clone().inner().try_into_scalar::<f32>().map(f64::from).map_err(|error| format!("{error:?}"))?;
     let loss = match job.scale {

@@ -63,10 +63,14 @@ fn run(
         ControlFlow::Continue(())
     };
     let mut on_loss = |_: &LossRecord| ControlFlow::Continue(());
-    let hooks =
-        Hooks { on_loss: Some(&mut on_loss), on_batch: Some(&mut on_batch), on_epoch: Some(&mut on_epoch) };
+    let mut hooks = Hooks {
+        on_loss: Some(&mut on_loss),
+        on_batch: Some(&mut on_batch),
+        on_epoch: Some(&mut on_epoch),
+        interrupter: None,
+    };
     let (optimizer, schedule) = optimization;
-    let trained = train_observed(model, optimizer, schedule, &source(), plan, hooks).unwrap();
+    let trained = train_observed(model, optimizer, schedule, &source(), plan, &mut hooks).unwrap();
     Observed { trained, batches, epochs }
 }
 

@@ -1,0 +1,324 @@
+//! The speed workloads of BENCHMARKS.md, through the same experiments the training commands
+//! run (`descent bench` prints them).
+//!
+//! | workload | what is timed | figure |
+//! |---|---|---|
+//! | `lesson` | the lesson's full-batch loop, n = 100, 100 and 10,000 steps | µs per step |
+//! | `minibatch` | one epoch of mini-batch SGD over n = 1,000,000 rows, batch 32, 256, 4096 | samples per second |
+//! | `fullbatch` | full-batch steps (forward, backward, update) at n = 10,000,000 | ms per step |
+//! | `cnn` | the CNN of `bench/pytorch/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
+//! | `fashion` | the default CNN (batch norm and dropout on) on Fashion-MNIST, 28x28, as `bench/pytorch/fashion.py` (Adam 1e-3, batch 64, one epoch of 60,000 images) | training images per second |
+//! | a configuration | that run configuration's training, any model (your own included) | images per second (image models), rows per second (mini-batches), µs per step (full batch) |
+//!
+//! Each figure is the median of several runs, each timed by the engine around the training loop
+//! only (data generation, device set-up and validation are outside it), as the PyTorch scripts
+//! time theirs.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::{DataConfig, ModelConfig, RunConfig};
+use crate::experiment::{Experiment, ImageExperiment, RunError, TrainOptions};
+use crate::model::CnnConfig;
+use crate::run::Task;
+use crate::task::classify::ImageClassification;
+
+/// The workloads of BENCHMARKS.md, and a configuration of the user's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// The lesson's loop, n = 100: µs per step.
+    Lesson,
+    /// Mini-batch SGD, one epoch over 1,000,000 rows: samples per second.
+    Minibatch,
+    /// One full-batch step at 10,000,000 rows: ms per step.
+    Fullbatch,
+    /// The CNN on the digits: training images per second.
+    Cnn,
+    /// The default CNN on Fashion-MNIST: training images per second.
+    Fashion,
+    /// A run configuration's training.
+    Config,
+}
+
+impl Workload {
+    /// The five built-in workloads.
+    pub const ALL: [Workload; 5] =
+        [Workload::Lesson, Workload::Minibatch, Workload::Fullbatch, Workload::Cnn, Workload::Fashion];
+
+    /// Their names, as `--workloads` takes them.
+    pub const NAMES: [&'static str; 5] = ["lesson", "minibatch", "fullbatch", "cnn", "fashion"];
+
+    /// The workload's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Config => "config",
+            built_in => Self::NAMES[Self::ALL.iter().position(|w| *w == built_in).unwrap_or_default()],
+        }
+    }
+
+    /// The built-in workload of a name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+    }
+}
+
+/// How the cases are sized, and where Fashion-MNIST is.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// Smaller sizes for a quick look (not BENCHMARKS.md's).
+    pub quick: bool,
+    /// The folder of Fashion-MNIST's IDX files.
+    pub fashion: PathBuf,
+}
+
+/// How a run's timing becomes the figure.
+#[derive(Clone, Copy, Debug)]
+pub enum Figure {
+    /// Microseconds per update.
+    MicrosPerStep,
+    /// Milliseconds per update.
+    MillisPerStep,
+    /// Rows trained on per second, for a table of this many rows (one epoch).
+    RowsPerSecond(usize),
+    /// Training images per second, over every epoch.
+    ImagesPerSecond,
+}
+
+/// One case of a workload on one device: what it trains and how it is measured.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The workload.
+    pub workload: Workload,
+    /// The case in a few words (`n=100, 100 steps`).
+    pub name: String,
+    /// The run it times.
+    pub config: RunConfig,
+    /// The figure's unit.
+    pub unit: &'static str,
+    /// How the figure is computed.
+    pub figure: Figure,
+}
+
+/// The cases of a built-in `workload` on `device`.
+pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
+    let quick = sizes.quick;
+    let base = RunConfig { device: device.to_string(), ..RunConfig::default() };
+    let cnn = RunConfig { device: device.to_string(), ..RunConfig::cnn() };
+    let lesson = |n: usize| DataConfig::Lesson { n, true_a: [3.0, 2.0], noise: 0.25 };
+    let case = |name: String, config: RunConfig, unit, figure| Case { workload, name, config, unit, figure };
+    match workload {
+        Workload::Lesson => [100, 10_000]
+            .into_iter()
+            .map(|steps| {
+                let mut config = base.clone();
+                config.training.steps = Some(steps);
+                case(format!("n=100, {steps} steps"), config, "µs/step", Figure::MicrosPerStep)
+            })
+            .collect(),
+        Workload::Minibatch => {
+            let n = if quick { 100_000 } else { 1_000_000 };
+            [32, 256, 4096]
+                .into_iter()
+                .map(|batch| {
+                    let mut config = RunConfig { data: lesson(n), ..base.clone() };
+                    config.training.batch_size = Some(batch);
+                    config.training.epochs = Some(1);
+                    case(
+                        format!("n={n}, batch {batch}, 1 epoch"),
+                        config,
+                        "samples/s",
+                        Figure::RowsPerSecond(n),
+                    )
+                })
+                .collect()
+        }
+        Workload::Fullbatch => {
+            let n = if quick { 1_000_000 } else { 10_000_000 };
+            let mut config = RunConfig { data: lesson(n), ..base };
+            config.training.steps = Some(5);
+            vec![case(format!("n={n}, 5 steps"), config, "ms/step", Figure::MillisPerStep)]
+        }
+        Workload::Cnn => {
+            let epochs = if quick { 1 } else { 3 };
+            let mut config = cnn;
+            let settings = CnnConfig { channels: vec![32, 64], kernel: 5, batch_norm: false, dropout: 0.0 };
+            config.model = ModelConfig::Cnn(settings);
+            config.training.epochs = Some(epochs);
+            vec![case(
+                format!("digits, batch 64, {epochs} epochs"),
+                config,
+                "images/s",
+                Figure::ImagesPerSecond,
+            )]
+        }
+        Workload::Fashion => {
+            let mut config = cnn;
+            let train_limit = quick.then_some(10_000);
+            config.data = DataConfig::FashionMnist {
+                dir: sizes.fashion.clone(),
+                train_limit,
+                side: None,
+                sha256: None,
+            };
+            config.training.epochs = Some(1);
+            let images = if quick { "10,000" } else { "60,000" };
+            vec![case(
+                format!("28x28, batch 64, {images} images"),
+                config,
+                "images/s",
+                Figure::ImagesPerSecond,
+            )]
+        }
+        // A configuration's case is `configured_case`'s.
+        Workload::Config => Vec::new(),
+    }
+}
+
+/// The case of a run configuration on `device`: its model and length, and its figure.
+pub fn configured_case(config: &RunConfig, device: &str) -> Case {
+    let config = RunConfig { device: device.to_string(), devices: Vec::new(), ..config.clone() };
+    let training = &config.training;
+    let length = match (training.steps, training.epochs) {
+        (Some(steps), _) => format!("{steps} steps"),
+        (None, Some(epochs)) => format!("{epochs} epochs"),
+        (None, None) => "default length".to_string(),
+    };
+    let name = format!("{}, {length}", config.model.name());
+    let (unit, figure) = match (config.model.is_image_model(), training.batch_size, &config.data) {
+        (true, _, _) => ("images/s", Figure::ImagesPerSecond),
+        (false, Some(_), DataConfig::Lesson { n, .. }) => ("samples/s", Figure::RowsPerSecond(*n)),
+        (false, _, _) => ("µs/step", Figure::MicrosPerStep),
+    };
+    Case { workload: Workload::Config, name, config, unit, figure }
+}
+
+/// Train the case once and return its figure.
+pub fn measure(case: &Case) -> Result<f64, RunError> {
+    let config = case.config.clone();
+    let (seconds, steps, images) = if config.model.is_image_model() {
+        let experiment = ImageExperiment::prepare(config)?;
+        let mut task = ImageClassification::of(&experiment)?;
+        let trained = task.train(TrainOptions::default())?.trained;
+        (trained.seconds, trained.steps, trained.epochs * experiment.train.len())
+    } else {
+        let experiment = Experiment::prepare(config)?;
+        let trained = experiment.train(&mut |_| ControlFlow::Continue(()))?;
+        (trained.seconds, trained.steps, 0)
+    };
+    Ok(match case.figure {
+        Figure::MicrosPerStep => seconds / steps as f64 * 1e6,
+        Figure::MillisPerStep => seconds / steps as f64 * 1e3,
+        Figure::ImagesPerSecond => images as f64 / seconds,
+        Figure::RowsPerSecond(rows) => rows as f64 / seconds,
+    })
+}
+
+/// A case's runs and their median, as the summary lists them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// The workload's name.
+    pub workload: &'static str,
+    /// The case.
+    pub case: String,
+    /// The device it ran on.
+    pub device: String,
+    /// The figure's unit.
+    pub unit: &'static str,
+    /// The median of the runs.
+    pub median: f64,
+    /// Every run's figure.
+    pub runs: Vec<f64>,
+}
+
+impl Measurement {
+    /// The measurement of `case` on `device` from its runs' figures.
+    pub fn new(case: &Case, device: &str, runs: Vec<f64>) -> Self {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[mid],
+            _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+        };
+        let (workload, unit) = (case.workload.name(), case.unit);
+        Self { workload, case: case.name.clone(), device: device.into(), unit, median, runs }
+    }
+}
+
+/// The machine a benchmark ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Cores available to the process.
+    pub cores: usize,
+    /// The CPU's model name.
+    pub cpu: String,
+    /// The operating system.
+    pub os: &'static str,
+    /// The architecture.
+    pub arch: &'static str,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn here() -> Self {
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu: crate::device::cpu_name(),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+        }
+    }
+}
+
+/// A benchmark's summary: `descent bench --json` and `--out FILE`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchSummary {
+    /// `bench`.
+    pub command: &'static str,
+    /// descent's version.
+    pub version: &'static str,
+    /// Where it ran.
+    pub machine: Machine,
+    /// `RAYON_NUM_THREADS`, when set.
+    pub rayon_num_threads: Option<String>,
+    /// Runs per case.
+    pub repeats: usize,
+    /// Whether the quick sizes were used.
+    pub quick: bool,
+    /// Every case measured.
+    pub results: Vec<Measurement>,
+}
+
+impl BenchSummary {
+    /// The summary of `results`, of `repeats` runs each at `sizes`.
+    pub fn new(results: Vec<Measurement>, repeats: usize, sizes: &Sizes) -> Self {
+        Self {
+            command: "bench",
+            version: env!("CARGO_PKG_VERSION"),
+            machine: Machine::here(),
+            rayon_num_threads: std::env::var("RAYON_NUM_THREADS").ok(),
+            repeats,
+            quick: sizes.quick,
+            results,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_the_median_is_the_middle_run() {
+        for workload in Workload::ALL {
+            assert_eq!(Workload::from_name(workload.name()), Some(workload));
+        }
+        let sizes = Sizes { quick: true, fashion: PathBuf::new() };
+        let case = &cases(Workload::Lesson, "flex", &sizes)[0];
+        assert_eq!(Measurement::new(case, "flex", vec![3.0, 1.0, 2.0]).median, 2.0);
+        assert_eq!(Measurement::new(case, "flex", vec![4.0, 1.0, 2.0, 3.0]).median, 2.5);
+    }
+}
