@@ -35,5 +35,5 @@ pub const AUGMENT_SHIFT: usize = 2;
 /// The peak learning rate (Adam) of the CNN on Fashion-MNIST.
 pub const FASHION_LR: f64 = 3e-3;
 /// The schedule of the CNN on Fashion-MNIST: fastai's one cycle (warm up, then anneal), which
-/// takes the default CNN past 91% test accuracy in 5 epochs (README).
+/// takes the default CNN past 91% test accuracy in 5 epochs (docs/models.md, "Fashion-MNIST by name").
 pub const FASHION_SCHEDULE: &str = "one-cycle";

@@ -1,6 +1,6 @@
 //! A model of your own, in one file: a two-layer perceptron on the flattened image.
 //!
-//! This is the pattern `examples/custom_model.rs` and the README's "Add your own model" follow.
+//! This is the pattern `examples/custom_model.rs` and docs/models.md's "Add your own model" follow.
 //! The file holds the network (a Burn module), its loss and class scores, and its settings with
 //! [`ImageModel`]; one line in the registry (`models!` in `crate::config`) names it, and then
 //!
