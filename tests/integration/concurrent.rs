@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 use descent::config::{ModelConfig, RunConfig};
 use descent::data::augment::AugmentConfig;
 use descent::experiment::ImageExperiment;
+use descent::inference::export::{NamedTensor, named_tensors};
 use descent::model::MlpConfig;
-use descent::report::export::{NamedTensor, named_tensors};
 
 use crate::common::same_bits;
 

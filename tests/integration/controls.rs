@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use descent::config::RunConfig;
 use descent::data::images::{read_digits, split};
 use descent::experiment::ImageExperiment;
-use descent::report::{SavedModel, load_saved};
+use descent::inference::{SavedModel, load_saved};
 
 use crate::common::{reference_device, rejects, run_ok, same_bits, saved_tensors, summary};
 

@@ -11,8 +11,9 @@ use crate::common::{descent, rejects, run_ok, same_bits, saved_tensors, summary}
 use burn::prelude::*;
 use descent::config::RunConfig;
 use descent::experiment::{Experiment, ImageExperiment, TrainOptions};
-use descent::report::export::{NamedTensor, named_tensors};
-use descent::report::{RunFolder, SavedModel, load_saved};
+use descent::inference::export::{NamedTensor, named_tensors};
+use descent::inference::{SavedModel, load_saved};
+use descent::report::RunFolder;
 use descent::train::{CHECKPOINT_FILE, Checkpoint};
 
 /// A fresh folder under the test's temporary directory.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use descent::config::{ModelConfig, RunConfig};
 use descent::data::images::read_digit_rows;
+use descent::inference::{SavedModel, load_saved};
 use descent::model::MlpConfig;
-use descent::report::{SavedModel, load_saved};
 use descent::train::{CHECKPOINT_FILE, Checkpoint};
 
 use crate::common::{reference_device, rejects, run_ok, same_bits, saved_tensors, summary};

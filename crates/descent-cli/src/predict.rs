@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
 use descent::device;
+use descent::inference::export::{onnx_model, pytorch_layout, safetensors};
+use descent::inference::predict::PredictError;
+use descent::inference::{SavedModel, load_saved, load_saved_unverified};
 use descent::onnx::OnnxError;
-use descent::report::export::{onnx_model, pytorch_layout, safetensors};
-use descent::report::predict::PredictError;
-use descent::report::{EXPORT_FILE, ONNX_FILE, SavedModel, load_saved, load_saved_unverified, write_atomic};
+use descent::report::{EXPORT_FILE, ONNX_FILE, write_atomic};
 
 use crate::Failure;
 

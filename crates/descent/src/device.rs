@@ -684,13 +684,13 @@ mod gpu {
     }
 
     #[cfg(any(feature = "cuda", feature = "rocm"))]
-    fn indexed_device(backend: Backend, index: usize) -> Device {
+    fn indexed_device(backend: Backend, index: usize) -> Option<Device> {
         match backend {
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Device::cuda(index),
+            Backend::Cuda => Some(Device::cuda(index)),
             #[cfg(feature = "rocm")]
-            Backend::Rocm => Device::rocm(index),
-            _ => unreachable!("only CUDA and ROCm devices are indexed"),
+            Backend::Rocm => Some(Device::rocm(index)),
+            _ => None,
         }
     }
 
@@ -712,7 +712,10 @@ mod gpu {
                 reason: format!("the {backend} runtime lists no device {index} (is the driver installed?)"),
             });
         };
-        Ok(SelectedDevice { backend, device: indexed_device(backend, index), adapter: Some(adapter.name) })
+        // Only CUDA and ROCm devices are indexed: another backend is one this build lacks.
+        let device = indexed_device(backend, index)
+            .ok_or_else(|| DeviceError::NotCompiled { name: backend.name().into() })?;
+        Ok(SelectedDevice { backend, device, adapter: Some(adapter.name) })
     }
 
     /// The devices the CUDA or ROCm runtime lists.

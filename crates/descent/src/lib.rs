@@ -3,6 +3,7 @@
 //! The fast.ai lesson-2 "SGD from scratch" reproduced faithfully, and the trainer that grows out
 //! of it. One concern per module:
 //!
+//! - [`batch`]: the batch traits the data makes and the engine consumes;
 //! - [`data`]: where rows come from (the lesson's generator, CSV files) and how they become
 //!   batches on a device;
 //! - [`model`]: the models the trainer fits (the lesson's linear model `x·a`);
@@ -16,6 +17,8 @@
 //! - [`notebook`]: the lesson's figures as images under a Jupyter cell (the evcxr kernel);
 //! - [`observe`]: the outputs of a run as observers of the engine's events;
 //! - [`onnx`]: trained models as ONNX files, layer by layer;
+//! - [`inference`]: a finished run's model read back, predicting, and exported (safetensors,
+//!   ONNX);
 //! - [`run`]: a run's lifecycle: its folder (new or resumed), its end (the model, metrics and
 //!   summary) and its failures (the outputs so far, and what to do next);
 //! - [`task`]: the lesson, a table regression and an image classifier: what each leaves behind;
@@ -26,12 +29,14 @@
 /// names the same tensors and devices as descent's API (the notebook does this).
 pub use burn;
 
+pub mod batch;
 pub mod bench;
 pub mod config;
 pub mod data;
 pub mod defaults;
 pub mod device;
 pub mod experiment;
+pub mod inference;
 pub mod limits;
 pub mod metrics;
 pub mod model;

@@ -49,7 +49,7 @@ pub fn generate_token() -> Result<String, ServeError> {
             message: format!("cannot draw a token ({error}): pass --token-file FILE"),
         },
     )?;
-    Ok(crate::report::saved_model::hex(&bytes))
+    Ok(crate::report::hex(&bytes))
 }
 
 /// A server bound to its address, not yet serving.

@@ -173,14 +173,14 @@ pub fn run_ok(args: &[&str]) -> Output {
 }
 
 /// The parameters of the model saved in a run folder.
-pub fn saved_tensors(dir: &std::path::Path) -> Vec<descent::report::export::NamedTensor> {
-    descent::report::load_saved(dir, &reference_device().device).unwrap().1.named_tensors().unwrap()
+pub fn saved_tensors(dir: &std::path::Path) -> Vec<descent::inference::export::NamedTensor> {
+    descent::inference::load_saved(dir, &reference_device().device).unwrap().1.named_tensors().unwrap()
 }
 
 /// Whether two sets of parameters are the same, name for name and bit for bit.
 pub fn same_bits(
-    a: &[descent::report::export::NamedTensor],
-    b: &[descent::report::export::NamedTensor],
+    a: &[descent::inference::export::NamedTensor],
+    b: &[descent::inference::export::NamedTensor],
 ) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(a, b)| {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batches::ImageBatch;
 use super::random::SeededRng;
-use crate::train::{BatchSource, Batches};
+use crate::batch::{BatchSource, Batches};
 
 /// How images are augmented (`--augment`): the `[training.augment]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use burn::prelude::*;
 
 use super::random::SeededRng;
 use super::{ImageSet, Table};
-use crate::train::{BatchError, BatchRows, BatchSource, Batches};
+use crate::batch::{BatchError, BatchRows, BatchSource, Batches};
 
 /// Features `x` (`[b, d]`) and targets `y` (`[b, 1]`) of `b` rows, on one device.
 #[derive(Clone, Debug)]

@@ -54,6 +54,8 @@ pub struct TrainedClassifier<M> {
     pub early_stop: Option<EarlyStopped>,
     /// Every update's loss, as (step, loss), from the first.
     pub batch_losses: Vec<(usize, f64)>,
+    /// Every update's learning rate, as (updates made before it, rate), from the first.
+    pub rates: Vec<(usize, f64)>,
 }
 
 /// A classification run on images, ready to train: configuration checked, device open, images
@@ -227,8 +229,8 @@ impl ImageExperiment {
         let run = self.train_run(model, self.batches().as_ref(), length, options, hooks)?;
         let last = last.into_inner().ok_or(TrainError::NoBatches)?;
         let evaluation = best.unwrap_or(last);
-        let TrainedRun { trained, metrics, early_stop, best, batch_losses } = run;
-        Ok(TrainedClassifier { trained, evaluation, metrics, best, early_stop, batch_losses })
+        let TrainedRun { trained, metrics, early_stop, best, batch_losses, rates } = run;
+        Ok(TrainedClassifier { trained, evaluation, metrics, best, early_stop, batch_losses, rates })
     }
 }
 

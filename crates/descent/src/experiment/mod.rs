@@ -96,6 +96,13 @@ pub struct TrainOptions<'a> {
     pub interrupter: Option<&'a Interrupter>,
 }
 
+/// What a run has recorded so far, as a checkpoint keeps it.
+struct History<'a> {
+    metrics: &'a [MetricsRow],
+    batch_losses: &'a [(usize, f64)],
+    rates: &'a [(usize, f64)],
+}
+
 /// Writes checkpoints at the end of epochs, as the configuration and [`TrainOptions`] say.
 struct Checkpointer<'a> {
     folder: Option<&'a RunFolder>,
@@ -121,7 +128,7 @@ impl<'a> Checkpointer<'a> {
     fn epoch_end<M: burn::module::Module>(
         &self,
         end: &EpochEnd<'_, M>,
-        (metrics, batch_losses): (&[MetricsRow], &[(usize, f64)]),
+        history: History<'_>,
         (early_stop, stopping): (Option<EarlyStopState>, bool),
     ) -> Result<(), RunError> {
         let Some(folder) = self.folder else { return Ok(()) };
@@ -140,13 +147,14 @@ impl<'a> Checkpointer<'a> {
             partial_loss: end.position.partial_loss,
             partial_rows: end.position.partial_rows,
             seconds: self.earlier_seconds + end.seconds,
-            metrics: metrics.to_vec(),
+            metrics: history.metrics.to_vec(),
             config: self.config.clone(),
             early_stop,
-            batch_losses: batch_losses.to_vec(),
+            batch_losses: history.batch_losses.to_vec(),
+            rates: history.rates.to_vec(),
         };
         // A checkpoint is the point to come back to: never save parameters that are not numbers.
-        let tensors = crate::report::export::named_tensors(end.model)
+        let tensors = crate::inference::export::named_tensors(end.model)
             .map_err(|error| TrainError::Device(error.to_string()))?;
         if let Some(tensor) = tensors.iter().find(|t| t.values.iter().any(|v| !v.is_finite())) {
             return Err(RunError::Diverged {
@@ -154,7 +162,7 @@ impl<'a> Checkpointer<'a> {
                     "parameter `{}` became NaN or infinite by step {} (epoch {}): try a smaller --lr, or `descent lr-find`",
                     tensor.name, end.step, end.epoch
                 ),
-                metrics: metrics.to_vec(),
+                metrics: history.metrics.to_vec(),
             });
         }
         let checkpoint = Checkpoint::capture(state, end.model, end.optimizer, end.schedule)?;
@@ -326,7 +334,7 @@ fn sha256_of_files(files: &[std::path::PathBuf]) -> Result<String, DataError> {
             .and_then(|mut reader| std::io::copy(&mut reader, &mut hasher))
             .map_err(|source| DataError::Open { path: file.clone(), source })?;
     }
-    Ok(crate::report::saved_model::hex(&hasher.finalize()))
+    Ok(crate::report::hex(&hasher.finalize()))
 }
 
 /// Refuse a number of epochs whose updates overflow a count.
@@ -465,6 +473,9 @@ pub struct TrainedRun<M> {
     /// Every update's loss, as (step, loss), from the first (a resumed run's include the
     /// checkpoint's).
     pub batch_losses: Vec<(usize, f64)>,
+    /// Every update's learning rate, as (updates made before it, rate), from the first (a
+    /// resumed run's include the checkpoint's): what `lr.png` draws.
+    pub rates: Vec<(usize, f64)>,
 }
 
 /// How early stopping ended a run.
@@ -570,13 +581,14 @@ impl Prepared {
             checkpointer,
             metrics: resume.map(|state| state.metrics.clone()).unwrap_or_default(),
             batch_losses: resume.map(|state| state.batch_losses.clone()).unwrap_or_default(),
+            rates: resume.map(|state| state.rates.clone()).unwrap_or_default(),
             watch: Watch::start(&self.config, options.resume),
             best: None,
             failure: None,
         };
         let trained = train_observed(model, &mut optimizer, &mut schedule, source, &plan, &mut events);
         let mut trained = diverged_with(trained, || std::mem::take(&mut events.metrics))?;
-        let RunEvents { metrics, batch_losses, watch, best, failure, checkpointer, .. } = events;
+        let RunEvents { metrics, batch_losses, rates, watch, best, failure, checkpointer, .. } = events;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -585,7 +597,7 @@ impl Prepared {
         }
         trained.seconds += checkpointer.earlier_seconds;
         let early_stop = watch.and_then(Watch::ended);
-        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses })
+        Ok(TrainedRun { trained, metrics, early_stop, best, batch_losses, rates })
     }
 }
 
@@ -599,6 +611,7 @@ struct RunEvents<'a, 'h, M> {
     checkpointer: Checkpointer<'a>,
     metrics: Vec<MetricsRow>,
     batch_losses: Vec<(usize, f64)>,
+    rates: Vec<(usize, f64)>,
     watch: Option<Watch>,
     best: Option<M>,
     failure: Option<RunError>,
@@ -613,6 +626,9 @@ impl<M: burn::module::Module> Events<M> for RunEvents<'_, '_, M> {
     /// Every observer is told; then the interrupter says whether to stop here.
     fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
         self.batch_losses.push((end.step, end.loss));
+        if let Some(update) = end.update {
+            self.rates.push((end.step - 1, update.lr));
+        }
         self.observers.iter_mut().for_each(|observer| observer.batch(end));
         match self.interrupter.is_some_and(Interrupter::should_stop) {
             true => ControlFlow::Break(()),
@@ -645,6 +661,8 @@ impl<M: burn::module::Module> RunEvents<'_, '_, M> {
 
     fn checkpoint(&self, end: &EpochEnd<'_, M>) -> Result<(), RunError> {
         let watched = self.watch.as_ref().map_or((None, false), |watch| (watch.state, watch.stopped));
-        self.checkpointer.epoch_end(end, (&self.metrics, &self.batch_losses), watched)
+        let history =
+            History { metrics: &self.metrics, batch_losses: &self.batch_losses, rates: &self.rates };
+        self.checkpointer.epoch_end(end, history, watched)
     }
 }

@@ -8,7 +8,6 @@
 //! | lr-find | `lr_find` (loss against the learning rate, log scale, the suggestion marked) |
 
 use crate::config::RunConfig;
-use crate::optim::InvalidValue;
 use crate::report::plots::{Format, LineChart, PlotError, Series, line_chart};
 use crate::report::{RunFolder, RunFolderError};
 use crate::train::LossRecord;
@@ -43,9 +42,6 @@ pub enum FigureError {
     /// It could not be written into the run folder.
     #[error(transparent)]
     Write(#[from] RunFolderError),
-    /// The schedule to draw cannot be built.
-    #[error(transparent)]
-    Schedule(#[from] InvalidValue),
 }
 
 /// A linear run's losses for its figure: the reported ones, every update's as (step, loss), and
@@ -88,29 +84,29 @@ impl<'a> Figures<'a> {
         self.save(name, |format| line_chart(chart, format))
     }
 
-    /// The linear model's figures of its training: `loss` and `lr` (the schedule over
-    /// `total_steps`). With mini-batches, `loss` draws every update's loss, smoothed
+    /// The linear model's figures of its training: `loss` and `lr` (the rate of every update,
+    /// `rates`). With mini-batches, `loss` draws every update's loss, smoothed
     /// (`batch_losses`, with the validation loss at `valid`); with full batches, the reported
     /// losses on a log scale.
     pub fn linear_loss_and_schedule(
         &self,
         config: &RunConfig,
         (losses, batch_losses, valid): LinearLosses<'_>,
-        total_steps: usize,
+        rates: &[(usize, f64)],
     ) -> Result<(), FigureError> {
         if config.training.batch_size.is_some() && !batch_losses.is_empty() {
             self.batch_losses(("MSE (log scale)", true), batch_losses, valid)?;
-            return self.schedule(config, total_steps);
+            return self.rates(config, rates);
         }
-        self.loss_and_schedule(config, losses, total_steps)
+        self.loss_and_schedule(config, losses, rates)
     }
 
-    /// `loss` (the reported losses, log scale) and `lr` (the schedule over `total_steps`).
+    /// `loss` (the reported losses, log scale) and `lr` (the rate of every update, `rates`).
     pub fn loss_and_schedule(
         &self,
         config: &RunConfig,
         losses: &[LossRecord],
-        total_steps: usize,
+        rates: &[(usize, f64)],
     ) -> Result<(), FigureError> {
         self.chart(
             "loss",
@@ -127,7 +123,7 @@ impl<'a> Figures<'a> {
                 marker: None,
             },
         )?;
-        self.schedule(config, total_steps)
+        self.rates(config, rates)
     }
 
     /// `loss`: every update's training loss, smoothed, against the step, and the validation
@@ -168,13 +164,16 @@ impl<'a> Figures<'a> {
         self.chart("loss", &chart)
     }
 
-    /// The schedule's learning rate at every step of a run of `total_steps` updates.
-    pub fn schedule(&self, config: &RunConfig, total_steps: usize) -> Result<(), FigureError> {
-        let mut schedule = config.schedule.build(config.optimizer.lr(), total_steps)?;
-        let stride = total_steps.div_ceil(LR_POINTS).max(1);
-        let points: Vec<(f64, f64)> = (0..total_steps)
-            .map(|step| (step as f64, schedule.step().base()))
-            .filter(|(step, _)| (*step as usize).is_multiple_of(stride))
+    /// `lr`: the learning rate the run used at each update, `rates` as (updates made before it,
+    /// rate) as the run recorded them: what the schedule gave, over the steps trained.
+    pub fn rates(&self, config: &RunConfig, rates: &[(usize, f64)]) -> Result<(), FigureError> {
+        let stride = rates.len().div_ceil(LR_POINTS).max(1);
+        let last = rates.len().saturating_sub(1);
+        let points: Vec<(f64, f64)> = rates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i.is_multiple_of(stride) || *i == last)
+            .map(|(_, &(step, lr))| (step as f64, lr))
             .collect();
         let chart = LineChart {
             title: format!("Learning rate: {} schedule, {}", config.schedule.name(), config.optimizer.name()),

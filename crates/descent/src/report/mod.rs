@@ -1,13 +1,11 @@
 //! What a run leaves behind. Observers of the engine write here; the engine knows nothing of it.
+//! Reading a finished run's model back (predict, export) is [`crate::inference`]'s.
 
-pub mod export;
 pub mod figures;
 pub mod files;
 pub mod metrics_csv;
 pub mod plots;
-pub mod predict;
 pub mod run_folder;
-pub mod saved_model;
 pub mod summary;
 pub mod tensorboard;
 
@@ -16,6 +14,5 @@ pub use files::{
     SUMMARY_FILE,
 };
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
-pub use run_folder::{RunFolder, RunFolderError, check_writable, write_atomic};
-pub use saved_model::{SavedClassifier, SavedModel, SavedModelError, load_saved, load_saved_unverified};
+pub use run_folder::{RunFolder, RunFolderError, check_writable, hex, sha256_hex, write_atomic};
 pub use summary::{RunPlace, RunSummary};

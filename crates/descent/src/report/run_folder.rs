@@ -142,8 +142,8 @@ impl RunFolder {
             message: format!("cannot serialize the model: {e:?}"),
         })?;
         let path = self.write(super::MODEL_FILE, &bytes)?;
-        let line = format!("{}  {}\n", super::saved_model::sha256_hex(&bytes), super::MODEL_FILE);
-        self.write(super::saved_model::CHECKSUM_FILE, line.as_bytes())?;
+        let line = format!("{}  {}\n", sha256_hex(&bytes), super::MODEL_FILE);
+        self.write(super::CHECKSUM_FILE, line.as_bytes())?;
         Ok(path)
     }
 }
@@ -271,6 +271,17 @@ fn utc_stamp(time: SystemTime) -> String {
     let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// `bytes` in lowercase hex, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex (`model.sha256` holds the model's).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
 }
 
 #[cfg(test)]

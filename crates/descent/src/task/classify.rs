@@ -170,7 +170,7 @@ where
         figures.save("results", |format| {
             image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
         })?;
-        figures.schedule(&experiment.config, experiment.total_steps())?;
+        figures.rates(&experiment.config, &outcome.classifier.rates)?;
         Ok(())
     }
 

@@ -60,6 +60,8 @@ pub struct LessonOutcome {
     pub gap_loss: f64,
     /// Every update's loss, as (step, loss).
     pub batch_losses: Vec<(usize, f64)>,
+    /// Every update's learning rate, as (updates made before it, rate).
+    pub rates: Vec<(usize, f64)>,
 }
 
 impl<'a> Lesson<'a> {
@@ -102,13 +104,13 @@ impl<'a> Lesson<'a> {
         run: TrainedRun<LinearModel>,
         initial_loss: f64,
     ) -> Result<LessonOutcome, RunError> {
-        let TrainedRun { trained, batch_losses, .. } = run;
+        let TrainedRun { trained, batch_losses, rates, .. } = run;
         let a = trained.model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
         let a: Vec<f64> = a.into_iter().map(f64::from).collect();
         let loss = self.experiment.table.mse(&a);
         let gap_a = a.iter().zip(&self.ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
         let gap_loss = loss - self.ols.mse;
-        Ok(LessonOutcome { trained, a, loss, initial_loss, gap_a, gap_loss, batch_losses })
+        Ok(LessonOutcome { trained, a, loss, initial_loss, gap_a, gap_loss, batch_losses, rates })
     }
 }
 
@@ -161,7 +163,7 @@ impl Task for Lesson<'_> {
         let guess = [guess[0], guess[1]];
         figures.save("fit", |format| plots::fit_plot(&points, guess, a, format))?;
         let losses = (&outcome.trained.losses[..], &outcome.batch_losses[..], Vec::new());
-        figures.linear_loss_and_schedule(config, losses, experiment.total_steps())?;
+        figures.linear_loss_and_schedule(config, losses, &outcome.rates)?;
         if self.animate {
             let frames = experiment.trajectory(ANIMATION_STEPS)?;
             let gif = plots::animation(&points, &frames, ANIMATION_FRAME_MS).map_err(FigureError::from)?;

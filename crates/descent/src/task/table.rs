@@ -36,6 +36,8 @@ pub struct TableOutcome {
     pub early_stop: Option<EarlyStopped>,
     /// Every update's loss, as (step, loss).
     pub batch_losses: Vec<(usize, f64)>,
+    /// Every update's learning rate, as (updates made before it, rate).
+    pub rates: Vec<(usize, f64)>,
     /// Whether `a` is the best epoch's of this call (else a resumed run's earlier best is the
     /// folder's `model.bpk`, or there is no early stopping).
     best_here: bool,
@@ -52,12 +54,12 @@ impl<'a> TableRegression<'a> {
     /// The trained model's coefficients and metrics beside the closed form; with early
     /// stopping, the best epoch's.
     pub fn outcome(&self, run: TrainedRun<LinearModel>) -> Result<TableOutcome, RunError> {
-        let TrainedRun { trained, early_stop, best, batch_losses, .. } = run;
+        let TrainedRun { trained, early_stop, best, batch_losses, rates, .. } = run;
         let model = best.as_ref().unwrap_or(&trained.model);
         let a = model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
         let a: Vec<f64> = a.into_iter().map(f64::from).collect();
         let fit = self.regression.report(&a);
-        Ok(TableOutcome { trained, a, fit, early_stop, best_here: best.is_some(), batch_losses })
+        Ok(TableOutcome { trained, a, fit, early_stop, best_here: best.is_some(), batch_losses, rates })
     }
 }
 
@@ -130,7 +132,7 @@ impl Task for TableRegression<'_> {
         // The validation MSE of the model kept, at the last step.
         let valid = fit.valid.map(|v| vec![(outcome.trained.steps as f64, v.mse)]).unwrap_or_default();
         let losses = (&outcome.trained.losses[..], &outcome.batch_losses[..], valid);
-        figures.linear_loss_and_schedule(&experiment.config, losses, experiment.total_steps())?;
+        figures.linear_loss_and_schedule(&experiment.config, losses, &outcome.rates)?;
         let pairs = |table: &crate::data::Table| -> Vec<(f64, f64)> {
             plots::scatter_rows(table.len())
                 .map(|i| {

@@ -68,6 +68,10 @@ pub struct CheckpointState {
     /// Every update's loss so far, as (step, loss): the curve `loss.png` draws.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch_losses: Vec<(usize, f64)>,
+    /// Every update's learning rate, as (updates made before it, rate), from the first: what
+    /// `lr.png` draws. Empty in checkpoints written before descent recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<(usize, f64)>,
 }
 
 /// Where early stopping stands: the best epoch so far, its monitored value, and the epochs since
@@ -314,6 +318,7 @@ mod tests {
             config: "seed = 42\n".into(),
             early_stop: None,
             batch_losses: Vec::new(),
+            rates: Vec::new(),
         }
     }
 

@@ -12,20 +12,10 @@ use crate::device::ReadBackError;
 use crate::metrics::Evaluation;
 use crate::model::{ImageModel, ImageModelVisitor, LinearModel};
 use crate::onnx::{Graph, OnnxError};
-use crate::report::export::{NamedTensor, named_tensors};
+use crate::report::files::{CHECKSUM_FILE, MODEL_FILE};
+use crate::report::sha256_hex;
 
-pub use super::files::{CHECKSUM_FILE, MODEL_FILE};
-
-/// `bytes` in lowercase hex, two digits a byte.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// The SHA-256 of `bytes`, in lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(bytes))
-}
+use super::export::{NamedTensor, named_tensors};
 
 /// A trained model.
 #[derive(Debug)]
@@ -191,7 +181,7 @@ pub fn load_saved_unverified(
 const MAX_CHECKSUM_BYTES: u64 = 4096;
 
 fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedModel), SavedModelError> {
-    let config_path = dir.join(super::files::CONFIG_FILE);
+    let config_path = dir.join(crate::report::files::CONFIG_FILE);
     let model_path = dir.join(MODEL_FILE);
     for path in [dir, &config_path, &model_path] {
         if !path.exists() {

@@ -14,8 +14,8 @@ use burn::prelude::*;
 
 use crate::config::{DataConfig, RunConfig};
 use crate::device::ReadBackError;
+use crate::inference::SavedModel;
 use crate::onnx::{Dim, Graph, OnnxError, Signature};
-use crate::report::SavedModel;
 
 /// One float tensor of a model, on the host.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,10 +15,10 @@ use crate::data::images::{CLASSES, DIGIT_CLASS_NAMES, read_digit_rows, read_idx_
 use crate::data::pictures::{is_png, png_files, read_png};
 use crate::data::read_x;
 use crate::device::ReadBackError;
+use crate::inference::{SavedClassifier, SavedModel};
 use crate::metrics::Evaluation;
 use crate::model::LinearModel;
 use crate::regression::CsvSource;
-use crate::report::{SavedClassifier, SavedModel};
 
 /// A model's predictions on the rows of a file.
 #[derive(Clone, Debug, PartialEq)]
