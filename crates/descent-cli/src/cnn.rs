@@ -5,15 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 use descent::config::{DataConfig, RunConfig};
-use descent::data::images::CLASSES;
 use descent::experiment::ImageExperiment;
-use descent::metrics::{Evaluation, Prediction};
 use descent::observe::Observer;
 use descent::report::MetricsRow;
 
 use crate::Failure;
 use crate::args::positive_finite;
-use crate::session::{CommonArgs, execute, say_early_stop, say_outputs, start_run};
+use crate::session::{CommonArgs, execute, say_early_stop, say_lines, say_outputs, start_run};
 use descent::run::Resumable;
 use descent::task::classify::ImageClassification;
 use descent::task::text;
@@ -127,8 +125,8 @@ pub fn run_config(
     let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
     let mut task = ImageClassification::of(&experiment).map_err(Failure::input)?;
     let (plan, quiet) = (experiment.plan(), common.quiet);
-    say_setup(command, &experiment, (task.model, task.settings.clone()), task.parameters, quiet);
-
+    say_lines(quiet, [text::heading(command, &experiment)]);
+    say_lines(quiet, text::image_setup(&task));
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &plan, resumed)?;
@@ -138,97 +136,13 @@ pub fn run_config(
         print_every: experiment.config.training.print_every.unwrap_or(1),
     };
     let done = execute(&mut run, &mut task, &mut lines, common, plan.length.epochs())?;
-    let (outcome, evaluation) = (&done.outcome, &done.outcome.evaluation);
-    say_evaluation(evaluation, &outcome.worst, class_names(&experiment), quiet);
+    let (outcome, names) = (&done.outcome, text::class_names(&experiment));
+    say_lines(quiet, text::confusion_matrix(&outcome.evaluation, names));
+    say_lines(quiet, text::worst_predictions(&outcome.worst, names));
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
-    let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
-    out!(
-        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({:.0} images/s) on {}",
-        evaluation.error_rate,
-        evaluation.predictions.len(),
-        evaluation.accuracy,
-        outcome.trained.epochs,
-        outcome.trained.seconds,
-        outcome.images_per_second,
-        experiment.describe_device()
-    );
+    say_lines(false, [text::classifier_result(&experiment, outcome)]);
     say_outputs(&run, &done.files, &done.summary, common.json);
     Ok(())
-}
-
-/// The lines before training: the device, the data and its classes, the model, the settings.
-fn say_setup(
-    command: &str,
-    experiment: &ImageExperiment,
-    (name, settings): (&str, String),
-    parameters: usize,
-    quiet: bool,
-) {
-    let config = &experiment.config;
-    say!(quiet, "descent {command} on {}", experiment.describe_device());
-    let side = experiment.train_set.side();
-    match &config.data {
-        DataConfig::Mnist { dir, train_limit, .. } | DataConfig::FashionMnist { dir, train_limit, .. } => {
-            say!(
-                quiet,
-                "data: {} from {} ({side}x{side}): {} training images{}, {} test images for validation",
-                if matches!(config.data, DataConfig::FashionMnist { .. }) {
-                    "Fashion-MNIST"
-                } else {
-                    "MNIST"
-                },
-                dir.display(),
-                experiment.train.len(),
-                if train_limit.is_some() {
-                    format!(" (the first of {})", experiment.train_set.len())
-                } else {
-                    String::new()
-                },
-                experiment.valid.len()
-            )
-        }
-        _ => say!(
-            quiet,
-            "data: {} digits ({side}x{side}), split at random with seed {}: {} train, {} valid",
-            experiment.train_set.len(),
-            config.seed,
-            experiment.train.len(),
-            experiment.valid.len()
-        ),
-    }
-    let names = class_names(experiment);
-    let counts = |counts: [usize; CLASSES]| {
-        counts.iter().enumerate().map(|(c, n)| format!("{}:{n}", names[c])).collect::<Vec<_>>().join(" ")
-    };
-    say!(quiet, "  train classes {}", counts(experiment.train_set.class_counts(&experiment.train)));
-    say!(quiet, "  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid)));
-    say!(quiet, "model: {name}, {settings}: {parameters} parameters");
-    let epochs_text = match experiment.plan().length {
-        descent::train::Length::Epochs(e) => format!("{e} epochs"),
-        descent::train::Length::Steps(s) => format!("{s} steps"),
-    };
-    let training = &config.training;
-    let mut extras = String::new();
-    if let Some(k) = training.accumulate.filter(|&k| k > 1) {
-        extras.push_str(&format!(", an update every {k} batches"));
-    }
-    if let Some(augment) = &training.augment {
-        let flips = if config.augment_flips() { " and flips" } else { "" };
-        extras.push_str(&format!(", augmented (shifts of up to {} pixels{flips})", augment.shift));
-    }
-    if let Some(patience) = training.early_stop {
-        let monitor = training.monitor.unwrap_or_default().name();
-        extras
-            .push_str(&format!(", early stopping on {monitor} after {patience} epochs without improvement"));
-    }
-    say!(
-        quiet,
-        "training: {} lr {}, {} schedule, batch size {}, {epochs_text}{extras}",
-        config.optimizer.name(),
-        config.optimizer.lr(),
-        config.schedule.name(),
-        experiment.batch_size()
-    );
 }
 
 /// A classifier's line per printed epoch: its training loss and validation figures.
@@ -252,16 +166,4 @@ impl Observer for EpochLines {
             figure(row.error_rate)
         );
     }
-}
-
-/// The classes' names of the run's data (the digits `0`..`9` unless the data names them).
-fn class_names(experiment: &ImageExperiment) -> &'static [&'static str; CLASSES] {
-    experiment.config.data.class_names().unwrap_or(&descent::data::images::DIGIT_CLASS_NAMES)
-}
-
-/// The confusion matrix and the worst predictions (by class name where the classes have names).
-fn say_evaluation(evaluation: &Evaluation, worst: &[Prediction], names: &[&str; CLASSES], quiet: bool) {
-    let lines =
-        text::confusion_matrix(evaluation, names).into_iter().chain(text::worst_predictions(worst, names));
-    lines.for_each(|line| say!(quiet, "{line}"));
 }

@@ -6,19 +6,16 @@ use std::path::PathBuf;
 
 use clap::Args;
 use descent::config::{DataConfig, ModelConfig, RunConfig};
-use descent::data::csv_table::{parse_delimiter, shown};
-use descent::experiment::Experiment;
-use descent::regression::{CsvSource, FitReport, RegressionData};
+use descent::data::csv_table::parse_delimiter;
+use descent::regression::CsvSource;
 
 use crate::Failure;
 use crate::session::{
-    CommonArgs, execute, linear_training, say_early_stop, say_outputs, say_trained, start_run,
+    CommonArgs, execute, linear_training, say_early_stop, say_lines, say_outputs, start_run,
 };
 use descent::run::Resumable;
 use descent::task::table::TableRegression;
-
-/// A relative gap to the closed form above which `fit` suggests training longer.
-const GAP_HINT: f64 = 1e-3;
+use descent::task::text;
 
 /// `descent fit`'s flags: the table, and the shared training flags.
 #[derive(Args, Debug, Default)]
@@ -126,7 +123,11 @@ pub fn train_and_report(
     common: &CommonArgs,
 ) -> Result<(), Failure> {
     let (experiment, regression) = (table.experiment, table.regression);
-    say_setup(command, experiment, regression, common.quiet);
+    say_lines(common.quiet, [text::heading(command, experiment)]);
+    if let Some(skipped) = regression.skipped.describe() {
+        err!("warning: {}: {skipped}", regression.path.display());
+    }
+    say_lines(common.quiet, text::table_setup(regression, experiment.config.seed));
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &experiment.plan(), resumed)?;
@@ -134,64 +135,9 @@ pub fn train_and_report(
     let epochs = experiment.plan().length.epochs();
     let done = execute(&mut run, &mut table, &mut lines, common, epochs)?;
     let outcome = &done.outcome;
-    say_fit(regression, &outcome.fit);
+    say_lines(false, text::fit_comparison(regression, &outcome.fit));
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
-    say_trained(experiment, &outcome.trained);
+    say_lines(false, [text::linear_trained(experiment, &outcome.trained)]);
     say_outputs(&run, &done.files, &done.summary, common.json);
     Ok(())
-}
-
-/// The lines before training: the device, the table, its columns and their scaling.
-fn say_setup(command: &str, experiment: &Experiment, regression: &RegressionData, quiet: bool) {
-    let (config, path, standardize) = (&experiment.config, &regression.path, regression.standardized);
-    say!(quiet, "descent {command} on {}", experiment.describe_device());
-    say!(
-        quiet,
-        "data: {}: {} rows, {} for training and {} for validation (split with seed {})",
-        path.display(),
-        regression.rows,
-        regression.train.len(),
-        regression.valid.len(),
-        config.seed
-    );
-    if let Some(skipped) = regression.skipped.describe() {
-        err!("warning: {}: {skipped}", path.display());
-    }
-    say!(
-        quiet,
-        "target `{}`, {} feature{}: {}",
-        shown(&regression.target),
-        regression.features.len(),
-        if regression.features.len() == 1 { "" } else { "s" },
-        regression.features.iter().map(|name| shown(name)).collect::<Vec<_>>().join(", ")
-    );
-    if standardize {
-        say!(
-            quiet,
-            "features standardised with the training rows' mean and standard deviation; coefficients are reported on the original scale"
-        );
-    } else {
-        say!(quiet, "features used as they are (--no-standardize)");
-    }
-}
-
-/// The fitted table beside the closed form, and how far apart they are.
-fn say_fit(regression: &RegressionData, fit: &FitReport) {
-    let names: Vec<String> = regression.features.iter().map(|name| shown(name)).collect();
-    descent::task::text::fit_table(&names, fit).iter().for_each(|line| out!("{line}"));
-    match (&regression.ols, fit.gap_relative) {
-        (Err(error), _) => out!("least squares: none to compare with: {error}"),
-        (Ok(_), Some(gap)) => {
-            let gap_loss = fit.ols_train.map_or(f64::NAN, |ols| fit.train.mse - ols.mse);
-            out!(
-                "gap to least squares: largest relative difference of a coefficient {gap:.3e}, train mse - least squares mse = {gap_loss:.3e}"
-            );
-            if gap > GAP_HINT {
-                out!(
-                    "  gradient descent has not reached the closed form yet: train longer (--steps, --epochs) or try another --lr (descent lr-find)"
-                );
-            }
-        }
-        (Ok(_), None) => {}
-    }
 }

@@ -13,8 +13,9 @@ use descent::task::table::TableRegression;
 use crate::Failure;
 use crate::args::{non_negative_finite, pair, positive_count};
 use crate::session::{
-    CommonArgs, execute, linear_training, resumed_config, say_outputs, say_trained, start_run,
+    CommonArgs, execute, linear_training, resumed_config, say_lines, say_outputs, start_run,
 };
+use descent::task::text;
 
 /// The lesson's flags: the shared ones, and the data and initial guess of the linear model.
 #[derive(Args, Debug, Default)]
@@ -144,53 +145,17 @@ fn run_lesson(
     // The lesson compares with the closed form: data that has none is refused before the run
     // folder exists (`fit` reports a table's degenerate columns itself).
     let mut lesson = Lesson::new(experiment, animate).map_err(Failure::input)?;
-    say_lesson_setup(command, &lesson, common.quiet)?;
+    let initial_loss = lesson.initial_loss().map_err(Failure::internal)?;
+    say_lines(common.quiet, [text::heading(command, experiment)]);
+    say_lines(common.quiet, text::lesson_setup(&lesson, initial_loss));
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &experiment.plan(), resumed)?;
     let mut lines = linear_training(experiment, common.quiet);
     let epochs = experiment.plan().length.epochs();
     let done = execute(&mut run, &mut lesson, &mut lines, common, epochs)?;
-    let (outcome, ols) = (&done.outcome, &lesson.ols);
-    let a = &outcome.a;
-    out!("fitted a:             ({:.6}, {:.6})   mse {:.6}", a[0], a[1], outcome.loss);
-    out!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse);
-    out!("gap: max |a - a_ols| = {:.6}, loss - loss_ols = {:.3e}", outcome.gap_a, outcome.gap_loss);
-    say_trained(experiment, &outcome.trained);
+    say_lines(false, text::lesson_result(&lesson, &done.outcome));
+    say_lines(false, [text::linear_trained(experiment, &done.outcome.trained)]);
     say_outputs(&run, &done.files, &done.summary, common.json);
-    Ok(())
-}
-
-/// The notebook's first cells: the device, the data, the first rows of x, and the loss of the
-/// guess.
-fn say_lesson_setup(command: &str, lesson: &Lesson<'_>, quiet: bool) -> Result<(), Failure> {
-    let experiment = lesson.experiment;
-    let (config, table) = (&experiment.config, &experiment.table);
-    say!(quiet, "descent {command} on {}", experiment.describe_device());
-    match &config.data {
-        DataConfig::Points { path, .. } => {
-            say!(quiet, "data: {} points from {}", table.len(), path.display())
-        }
-        DataConfig::Lesson { true_a, noise, .. } => say!(
-            quiet,
-            "data: n = {}, x = [U(-1, 1), 1], y = x·({}, {}) + {}·N(0, 1), seed {}",
-            table.len(),
-            true_a[0],
-            true_a[1],
-            noise,
-            config.seed
-        ),
-        // Images go to the image runner, tables to `fit`: the lesson reads points.
-        _ => say!(quiet, "data: {} rows", table.len()),
-    }
-    say!(quiet, "first rows of x:");
-    for i in 0..table.len().min(5) {
-        let row = table.row(i);
-        say!(quiet, "  [{:>8.4}, {:>6.4}]", row[0], row[1]);
-    }
-    // The notebook's cell 7: the loss of the guess.
-    let guess = config.linear_init(2);
-    let initial_loss = lesson.initial_loss().map_err(Failure::internal)?;
-    say!(quiet, "mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0] as f32, guess[1] as f32);
     Ok(())
 }

@@ -279,33 +279,17 @@ pub fn say_resuming(quiet: bool, run: &Run) {
 /// Say how a linear experiment trains, and the observer that prints its loss at the
 /// configured cadence.
 pub fn linear_training(experiment: &Experiment, quiet: bool) -> LossLines {
-    let config = &experiment.config;
-    let lr = config.optimizer.lr();
-    let schedule = match config.schedule {
-        ScheduleConfig::Constant => String::new(),
-        ref other => format!(", {} schedule", other.name()),
-    };
-    match config.training.batch_size {
-        None => say!(
-            quiet,
-            "full-batch gradient descent: {} lr {lr}{schedule}, {}",
-            config.optimizer.name(),
-            length(experiment)
-        ),
-        Some(size) => say!(
-            quiet,
-            "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {} lr {lr}{schedule}, {}",
-            experiment.batches_per_epoch(),
-            config.seed,
-            config.optimizer.name(),
-            length(experiment)
-        ),
-    }
+    say!(quiet, "{}", descent::task::text::linear_training(experiment));
     LossLines {
         quiet,
         report: experiment.plan().report,
-        show_lr: !matches!(config.schedule, ScheduleConfig::Constant),
+        show_lr: !matches!(experiment.config.schedule, ScheduleConfig::Constant),
     }
+}
+
+/// Print `lines` unless `quiet`.
+pub fn say_lines(quiet: bool, lines: impl IntoIterator<Item = String>) {
+    lines.into_iter().for_each(|line| say!(quiet, "{line}"));
 }
 
 /// Train `task` as `run` (see [`Run::execute`]): `lines` print what the command shows during
@@ -360,18 +344,6 @@ pub fn say_early_stop(stop: Option<&EarlyStopped>, trained_epochs: usize) {
     }
 }
 
-/// The last line about training: how many steps (and epochs), how long, on which device.
-pub fn say_trained(experiment: &Experiment, trained: &descent::train::Trained<descent::model::LinearModel>) {
-    let epochs =
-        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
-    out!(
-        "trained {} steps{epochs} in {:.2} ms on {}",
-        trained.steps,
-        trained.seconds * 1e3,
-        experiment.describe_device()
-    );
-}
-
 /// A training failure as an exit, of the kind the library gives it.
 pub fn train_failure(error: RunError) -> Failure {
     Failure { exit: FailureKind::of(&error).into(), message: error.to_string() }
@@ -397,15 +369,5 @@ pub fn say_outputs(run: &Run, files: &[String], summary: &serde_json::Value, jso
     out!("outputs: {} ({})", run.folder().path().display(), files.join(", "));
     if json {
         out!("{summary}");
-    }
-}
-
-fn length(experiment: &Experiment) -> String {
-    match (experiment.plan().length, experiment.full_batch()) {
-        (descent::train::Length::Steps(steps), _) => format!("{steps} steps"),
-        (descent::train::Length::Epochs(epochs), true) => {
-            format!("{epochs} epochs (one step each)")
-        }
-        (descent::train::Length::Epochs(epochs), false) => format!("{epochs} epochs"),
     }
 }

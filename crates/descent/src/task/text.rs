@@ -1,9 +1,239 @@
-//! What a run says about its results, as lines of text: the command line prints them, and a
-//! program or a notebook can print the same.
+//! What a run says about itself and its results, as lines of text: the command line prints
+//! them, and a program or a notebook can print the same.
 
-use crate::experiment::EarlyStopped;
+use crate::config::DataConfig;
+use crate::data::csv_table::shown;
+use crate::data::images::{CLASSES, DIGIT_CLASS_NAMES};
+use crate::experiment::{EarlyStopped, Experiment, ImageExperiment, Prepared};
 use crate::metrics::{Evaluation, Prediction};
-use crate::regression::{FitReport, Metrics};
+use crate::model::LinearModel;
+use crate::optim::ScheduleConfig;
+use crate::regression::{FitReport, Metrics, RegressionData};
+use crate::train::{Length, Trained};
+
+use super::classify::{ClassifierResults, ImageClassification};
+use super::lesson::{Lesson, LessonOutcome};
+
+/// A relative gap to the closed form above which a fit suggests training longer.
+const GAP_HINT: f64 = 1e-3;
+
+/// The first line of a training command: the command and where it trains.
+pub fn heading(command: &str, prepared: &Prepared) -> String {
+    format!("descent {command} on {}", prepared.describe_device())
+}
+
+/// The notebook's first cells: the data, the first rows of x, and the loss of the guess
+/// (`initial_loss`, from [`Lesson::initial_loss`]).
+pub fn lesson_setup(lesson: &Lesson<'_>, initial_loss: f64) -> Vec<String> {
+    let experiment = lesson.experiment;
+    let (config, table) = (&experiment.config, &experiment.table);
+    let mut lines = vec![match &config.data {
+        DataConfig::Points { path, .. } => format!("data: {} points from {}", table.len(), path.display()),
+        DataConfig::Lesson { true_a, noise, .. } => format!(
+            "data: n = {}, x = [U(-1, 1), 1], y = x·({}, {}) + {}·N(0, 1), seed {}",
+            table.len(),
+            true_a[0],
+            true_a[1],
+            noise,
+            config.seed
+        ),
+        _ => format!("data: {} rows", table.len()),
+    }];
+    lines.push("first rows of x:".into());
+    for i in 0..table.len().min(5) {
+        let row = table.row(i);
+        lines.push(format!("  [{:>8.4}, {:>6.4}]", row[0], row[1]));
+    }
+    let guess = config.linear_init(2);
+    lines.push(format!("mse of the guess a = ({}, {}): {initial_loss:.6}", guess[0] as f32, guess[1] as f32));
+    lines
+}
+
+/// The lesson's fit beside the closed form, and how far apart they are.
+pub fn lesson_result(lesson: &Lesson<'_>, outcome: &LessonOutcome) -> Vec<String> {
+    let (a, ols) = (&outcome.a, &lesson.ols);
+    vec![
+        format!("fitted a:             ({:.6}, {:.6})   mse {:.6}", a[0], a[1], outcome.loss),
+        format!("least squares a_ols:  ({:.6}, {:.6})   mse {:.6}", ols.a[0], ols.a[1], ols.mse),
+        format!("gap: max |a - a_ols| = {:.6}, loss - loss_ols = {:.3e}", outcome.gap_a, outcome.gap_loss),
+    ]
+}
+
+/// How a linear experiment trains: full-batch or mini-batch, the optimizer, the schedule and
+/// the length.
+pub fn linear_training(experiment: &Experiment) -> String {
+    let config = &experiment.config;
+    let (lr, optimizer) = (config.optimizer.lr(), config.optimizer.name());
+    let schedule = match config.schedule {
+        ScheduleConfig::Constant => String::new(),
+        ref other => format!(", {} schedule", other.name()),
+    };
+    let length = match (experiment.plan().length, experiment.full_batch()) {
+        (Length::Steps(steps), _) => format!("{steps} steps"),
+        (Length::Epochs(epochs), true) => format!("{epochs} epochs (one step each)"),
+        (Length::Epochs(epochs), false) => format!("{epochs} epochs"),
+    };
+    match config.training.batch_size {
+        None => format!("full-batch gradient descent: {optimizer} lr {lr}{schedule}, {length}"),
+        Some(size) => format!(
+            "mini-batch SGD: batch size {size} ({} batches per epoch, shuffled with seed {}), {optimizer} lr {lr}{schedule}, {length}",
+            experiment.batches_per_epoch(),
+            config.seed,
+        ),
+    }
+}
+
+/// The last line about a linear model's training: steps (and epochs), time, device.
+pub fn linear_trained(experiment: &Experiment, trained: &Trained<LinearModel>) -> String {
+    let epochs =
+        if experiment.full_batch() { String::new() } else { format!(" ({} epochs)", trained.epochs) };
+    format!(
+        "trained {} steps{epochs} in {:.2} ms on {}",
+        trained.steps,
+        trained.seconds * 1e3,
+        experiment.describe_device()
+    )
+}
+
+/// A table's lines before training: its rows and split, its columns and their scaling.
+pub fn table_setup(regression: &RegressionData, seed: u64) -> Vec<String> {
+    let features = &regression.features;
+    vec![
+        format!(
+            "data: {}: {} rows, {} for training and {} for validation (split with seed {seed})",
+            regression.path.display(),
+            regression.rows,
+            regression.train.len(),
+            regression.valid.len(),
+        ),
+        format!(
+            "target `{}`, {} feature{}: {}",
+            shown(&regression.target),
+            features.len(),
+            if features.len() == 1 { "" } else { "s" },
+            features.iter().map(|name| shown(name)).collect::<Vec<_>>().join(", ")
+        ),
+        match regression.standardized {
+            true => "features standardised with the training rows' mean and standard deviation; coefficients are reported on the original scale".into(),
+            false => "features used as they are (--no-standardize)".into(),
+        },
+    ]
+}
+
+/// A fitted table beside the closed form ([`fit_table`]), and how far apart they are.
+pub fn fit_comparison(regression: &RegressionData, fit: &FitReport) -> Vec<String> {
+    let names: Vec<String> = regression.features.iter().map(|name| shown(name)).collect();
+    let mut lines = fit_table(&names, fit);
+    match (&regression.ols, fit.gap_relative) {
+        (Err(error), _) => lines.push(format!("least squares: none to compare with: {error}")),
+        (Ok(_), Some(gap)) => {
+            let gap_loss = fit.ols_train.map_or(f64::NAN, |ols| fit.train.mse - ols.mse);
+            lines.push(format!(
+                "gap to least squares: largest relative difference of a coefficient {gap:.3e}, train mse - least squares mse = {gap_loss:.3e}"
+            ));
+            if gap > GAP_HINT {
+                lines.push("  gradient descent has not reached the closed form yet: train longer (--steps, --epochs) or try another --lr (descent lr-find)".into());
+            }
+        }
+        (Ok(_), None) => {}
+    }
+    lines
+}
+
+/// The names of an image experiment's classes (the digits `0`..`9` unless the data names them).
+pub fn class_names(experiment: &ImageExperiment) -> &'static [&'static str; CLASSES] {
+    experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES)
+}
+
+/// An image classification's lines before training: the data and its classes, the model, the
+/// training settings.
+pub fn image_setup(task: &ImageClassification<'_>) -> Vec<String> {
+    let experiment = task.experiment;
+    let config = &experiment.config;
+    let side = experiment.train_set.side();
+    let data = match &config.data {
+        DataConfig::Mnist { dir, train_limit, .. } | DataConfig::FashionMnist { dir, train_limit, .. } => {
+            let set = if matches!(config.data, DataConfig::FashionMnist { .. }) {
+                "Fashion-MNIST"
+            } else {
+                "MNIST"
+            };
+            let first = match train_limit {
+                Some(_) => format!(" (the first of {})", experiment.train_set.len()),
+                None => String::new(),
+            };
+            format!(
+                "data: {set} from {} ({side}x{side}): {} training images{first}, {} test images for validation",
+                dir.display(),
+                experiment.train.len(),
+                experiment.valid.len()
+            )
+        }
+        _ => format!(
+            "data: {} digits ({side}x{side}), split at random with seed {}: {} train, {} valid",
+            experiment.train_set.len(),
+            config.seed,
+            experiment.train.len(),
+            experiment.valid.len()
+        ),
+    };
+    let names = class_names(experiment);
+    let counts = |counts: [usize; CLASSES]| {
+        counts.iter().enumerate().map(|(c, n)| format!("{}:{n}", names[c])).collect::<Vec<_>>().join(" ")
+    };
+    vec![
+        data,
+        format!("  train classes {}", counts(experiment.train_set.class_counts(&experiment.train))),
+        format!("  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid))),
+        format!("model: {}, {}: {} parameters", task.model, task.settings, task.parameters),
+        image_training(experiment),
+    ]
+}
+
+/// How an image experiment trains: optimizer, schedule, batches, length and the extras.
+fn image_training(experiment: &ImageExperiment) -> String {
+    let (config, training) = (&experiment.config, &experiment.config.training);
+    let length = match experiment.plan().length {
+        Length::Epochs(e) => format!("{e} epochs"),
+        Length::Steps(s) => format!("{s} steps"),
+    };
+    let mut extras = String::new();
+    if let Some(k) = training.accumulate.filter(|&k| k > 1) {
+        extras.push_str(&format!(", an update every {k} batches"));
+    }
+    if let Some(augment) = &training.augment {
+        let flips = if config.augment_flips() { " and flips" } else { "" };
+        extras.push_str(&format!(", augmented (shifts of up to {} pixels{flips})", augment.shift));
+    }
+    if let Some(patience) = training.early_stop {
+        let monitor = training.monitor.unwrap_or_default().name();
+        extras
+            .push_str(&format!(", early stopping on {monitor} after {patience} epochs without improvement"));
+    }
+    format!(
+        "training: {} lr {}, {} schedule, batch size {}, {length}{extras}",
+        config.optimizer.name(),
+        config.optimizer.lr(),
+        config.schedule.name(),
+        experiment.batch_size()
+    )
+}
+
+/// An image classifier's last line: its error rate and accuracy, epochs, time and speed.
+pub fn classifier_result(experiment: &ImageExperiment, results: &ClassifierResults) -> String {
+    let evaluation = &results.evaluation;
+    let wrong = evaluation.predictions.iter().filter(|p| p.label != p.predicted).count();
+    format!(
+        "error_rate {:.4} ({wrong}/{} wrong), accuracy {:.4}; trained {} epochs in {:.2} s ({:.0} images/s) on {}",
+        evaluation.error_rate,
+        evaluation.predictions.len(),
+        evaluation.accuracy,
+        results.trained.epochs,
+        results.trained.seconds,
+        results.images_per_second,
+        experiment.describe_device()
+    )
+}
 
 /// The confusion matrix (rows: true class, columns: predicted class), after a legend of the
 /// classes' names when they are not their numbers (Fashion-MNIST's).
