@@ -74,3 +74,46 @@ fn a_run_gives_the_same_parameters_twice_in_one_process() {
     let second = train(cnn_config(7));
     assert!(same_bits(&first, &second), "the same configuration trained twice differs");
 }
+
+/// A whole run through `Run::execute` into `out`: the parameters of its saved model (read back
+/// from model.bpk, whose bytes also hold Burn's random parameter ids), and its metrics.csv.
+fn execute_into(config: RunConfig, out: &std::path::Path) -> (Vec<NamedTensor>, Vec<u8>) {
+    use descent::run::Run;
+    use descent::task::classify::ImageClassification;
+    use descent::train::Interrupter;
+    let experiment = ImageExperiment::prepare(config).unwrap();
+    let mut task = ImageClassification::of(&experiment).unwrap();
+    let mut run = Run::create(Some(out), "test", &experiment.config).unwrap();
+    run.execute(&mut task, Vec::new(), &Interrupter::new()).map_err(|failure| failure.message).unwrap();
+    (crate::common::saved_tensors(out), std::fs::read(out.join("metrics.csv")).unwrap())
+}
+
+#[test]
+fn two_runs_executed_at_once_leave_the_model_and_metrics_each_leaves_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = [cnn_config(11), mlp_config(12)];
+    let alone: Vec<_> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| execute_into(config.clone(), &dir.path().join(format!("alone-{i}"))))
+        .collect();
+    let together: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = configs
+            .iter()
+            .enumerate()
+            .map(|(i, config)| {
+                let out = dir.path().join(format!("together-{i}"));
+                scope.spawn(move || execute_into(config.clone(), &out))
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    });
+    for (i, (alone, together)) in alone.iter().zip(&together).enumerate() {
+        assert!(
+            same_bits(&alone.0, &together.0),
+            "run {i}'s saved model differs when another run trains beside it"
+        );
+        // metrics.csv holds no times: every byte must match.
+        assert!(alone.1 == together.1, "run {i}'s metrics.csv differs when another run trains beside it");
+    }
+}

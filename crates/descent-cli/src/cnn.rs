@@ -122,7 +122,7 @@ pub fn run_config(
     common: &CommonArgs,
     resumed: Option<Resumable>,
 ) -> Result<(), Failure> {
-    let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+    let experiment = ImageExperiment::prepare_with(config, &common.access()?).map_err(Failure::input)?;
     let mut task = ImageClassification::of(&experiment).map_err(Failure::input)?;
     let (plan, quiet) = (experiment.plan(), common.quiet);
     say_lines(quiet, [text::heading(command, &experiment)]);

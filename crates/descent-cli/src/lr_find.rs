@@ -53,12 +53,13 @@ pub fn run(args: &LrFindArgs) -> Result<(), Failure> {
         steps: args.sweep_steps,
         ..LrFindSettings::default()
     };
+    let access = args.run.common.access()?;
     if config.model.is_image_model() {
-        let experiment = ImageExperiment::prepare(config).map_err(Failure::input)?;
+        let experiment = ImageExperiment::prepare_with(config, &access).map_err(Failure::input)?;
         let classification = ImageClassification::of(&experiment).map_err(Failure::input)?;
         sweep(args, LrFind::image(classification, settings))
     } else {
-        let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+        let experiment = Experiment::prepare_with(config, &access).map_err(Failure::input)?;
         sweep(args, LrFind::linear(&experiment, settings))
     }
 }

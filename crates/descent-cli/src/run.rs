@@ -126,7 +126,7 @@ pub fn run_config(
         }
         return crate::cnn::run_config(command, config, common, resumed);
     }
-    let experiment = Experiment::prepare(config).map_err(Failure::input)?;
+    let experiment = Experiment::prepare_with(config, &common.access()?).map_err(Failure::input)?;
     if let Some(table) = TableRegression::of(&experiment) {
         return crate::fit::train_and_report(command, table, resumed, common);
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use descent::config::{Monitor, RunConfig, optimizer_from, schedule_from};
 use descent::data::augment::AugmentConfig;
+use descent::device::Access;
 use descent::experiment::{EarlyStopped, Experiment, RunError};
 use descent::observe::Observer;
 use descent::optim::ScheduleConfig;
@@ -159,14 +160,16 @@ impl CommonArgs {
         Ok(config)
     }
 
+    /// How this run reaches remote devices: the token of `--token-file`, read per run and never
+    /// part of the configuration.
+    pub fn access(&self) -> Result<Access, Failure> {
+        let token = self.token_file.as_deref().map(descent::device::read_token_file).transpose();
+        Ok(Access { token: token.map_err(|e| Failure::input(format!("--token-file {e}")))? })
+    }
+
     /// Apply the single flags and `--set`, then check the result.
     pub fn finish(&self, mut config: RunConfig) -> Result<RunConfig, Failure> {
-        if let Some(path) = &self.token_file {
-            // The token reaches the device module only: it is never part of the configuration.
-            let token = descent::device::read_token_file(path)
-                .map_err(|e| Failure::input(format!("--token-file {e}")))?;
-            descent::device::set_remote_token(token);
-        }
+        self.access()?;
         if let Some(seed) = self.seed {
             config.seed = seed;
         }

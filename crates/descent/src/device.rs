@@ -305,16 +305,26 @@ fn materialize<M: burn::module::Module>(model: &M) {
     model.visit(&mut Initialize);
 }
 
-/// The token `--device remote:...` presents to the server, when the command line gave one
-/// (`--token-file`); else the environment variable [`REMOTE_TOKEN_VARIABLE`] is read.
-static REMOTE_TOKEN: OnceLock<String> = OnceLock::new();
-
 /// The environment variable holding the token for remote devices.
 pub const REMOTE_TOKEN_VARIABLE: &str = "DESCENT_REMOTE_TOKEN";
 
-/// Set the token remote devices present (from `--token-file`); the first call wins.
-pub fn set_remote_token(token: String) {
-    let _ = REMOTE_TOKEN.set(token);
+/// How a run reaches devices on other machines: the token their servers ask for, given per run
+/// (`--token-file`), never kept by the process. Without one, [`REMOTE_TOKEN_VARIABLE`] is read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The token `--device remote:...` presents.
+    pub token: Option<String>,
+}
+
+impl Access {
+    /// The token to present: the one given, else the environment variable's, else none.
+    pub fn token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var(REMOTE_TOKEN_VARIABLE).ok())
+            .map(|token| token.trim().to_string())
+            .filter(|token| !token.is_empty())
+    }
 }
 
 /// Read a token file: its first line without surrounding spaces. An unreadable file or an empty
@@ -348,16 +358,6 @@ pub enum TokenFileError {
     },
 }
 
-/// The token for remote devices: the one set, else `DESCENT_REMOTE_TOKEN`, else none.
-pub fn remote_token() -> Option<String> {
-    REMOTE_TOKEN
-        .get()
-        .cloned()
-        .or_else(|| std::env::var(REMOTE_TOKEN_VARIABLE).ok())
-        .map(|token| token.trim().to_string())
-        .filter(|token| !token.is_empty())
-}
-
 /// The device for a name: `auto`, a backend name (`flex`, `ndarray`, `wgpu`, `vulkan`, `metal`,
 /// `cuda`, `rocm`), or a GPU backend with an adapter: `wgpu:discrete`, `wgpu:cpu:0`,
 /// `cuda:1`.
@@ -367,24 +367,33 @@ pub fn remote_token() -> Option<String> {
 ///
 /// A device is opened once per process; later calls with the same name return the same device.
 pub fn select(spec: &str) -> Result<SelectedDevice, DeviceError> {
-    static OPENED: OnceLock<Mutex<HashMap<String, Result<SelectedDevice, DeviceError>>>> = OnceLock::new();
-    let key = spec.trim().to_ascii_lowercase();
+    select_with(spec, &Access::default())
+}
+
+/// [`select`], reaching remote devices with `access` (their token). A remote device is opened
+/// once per process for each token it is reached with.
+pub fn select_with(spec: &str, access: &Access) -> Result<SelectedDevice, DeviceError> {
+    type Opened = HashMap<(String, Option<String>), Result<SelectedDevice, DeviceError>>;
+    static OPENED: OnceLock<Mutex<Opened>> = OnceLock::new();
+    let spec = spec.trim().to_ascii_lowercase();
+    let token = spec.starts_with("remote:").then(|| access.token()).flatten();
+    let key = (spec, token);
     let opened = OPENED.get_or_init(Default::default);
     let mut opened = opened.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(result) = opened.get(&key) {
         return result.clone();
     }
-    let result = open(&key);
+    let result = open(&key.0, key.1.as_deref());
     opened.insert(key, result.clone());
     result
 }
 
-fn open(spec: &str) -> Result<SelectedDevice, DeviceError> {
+fn open(spec: &str, token: Option<&str>) -> Result<SelectedDevice, DeviceError> {
     if spec == "auto" {
         return open_auto();
     }
     if let Some(url) = spec.strip_prefix("remote:") {
-        return open_remote(spec, url);
+        return open_remote(spec, url, token);
     }
     if spec == "remote" {
         return Err(DeviceError::BadSpec {
@@ -506,9 +515,9 @@ fn open_backend(
     }
 }
 
-/// Connect to the device a `descent serve` at `url` hosts, presenting [`remote_token`].
+/// Connect to the device a `descent serve` at `url` hosts, presenting `token`.
 #[cfg(feature = "remote")]
-fn open_remote(spec: &str, url: &str) -> Result<SelectedDevice, DeviceError> {
+fn open_remote(spec: &str, url: &str, token: Option<&str>) -> Result<SelectedDevice, DeviceError> {
     use burn::tensor::remote::{ConnectError, RemoteHost};
 
     if !url.starts_with("ws://") || url.len() <= "ws://".len() {
@@ -518,8 +527,8 @@ fn open_remote(spec: &str, url: &str) -> Result<SelectedDevice, DeviceError> {
         });
     }
     let mut host = RemoteHost::websocket(url);
-    if let Some(token) = remote_token() {
-        host = host.with_credential(token);
+    if let Some(token) = token {
+        host = host.with_credential(token.to_string());
     }
     let unavailable = |reason: String| DeviceError::Remote { spec: spec.into(), reason };
     match Device::remote_options(&host).init() {
@@ -535,7 +544,7 @@ fn open_remote(spec: &str, url: &str) -> Result<SelectedDevice, DeviceError> {
 }
 
 #[cfg(not(feature = "remote"))]
-fn open_remote(_spec: &str, _url: &str) -> Result<SelectedDevice, DeviceError> {
+fn open_remote(_spec: &str, _url: &str, _token: Option<&str>) -> Result<SelectedDevice, DeviceError> {
     Err(DeviceError::NotCompiled { name: "remote".into() })
 }
 

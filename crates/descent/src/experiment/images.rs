@@ -10,6 +10,7 @@ use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use crate::data::augment::Augmented;
 use crate::data::images::{Split, mnist_files_present, parse_digits, read_digits, read_mnist, split};
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
+use crate::device::Access;
 use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
@@ -84,12 +85,17 @@ impl Deref for ImageExperiment {
 impl ImageExperiment {
     /// Check the configuration, open the device, read and split the images.
     pub fn prepare(config: RunConfig) -> Result<Self, RunError> {
+        Self::prepare_with(config, &Access::default())
+    }
+
+    /// [`Self::prepare`], reaching remote devices with `access` (the token of `--token-file`).
+    pub fn prepare_with(config: RunConfig, access: &Access) -> Result<Self, RunError> {
         if !config.model.is_image_model() {
             return Err(RunError::WrongModel(
                 "this configuration fits the linear model: run it with `descent train --config FILE`".into(),
             ));
         }
-        let mut prepared = Prepared::open(config)?;
+        let mut prepared = Prepared::open(config, access)?;
         let (train_set, train, valid_set, valid) = read_images(&prepared.config)?;
         if let DataConfig::Mnist { side, .. } | DataConfig::FashionMnist { side, .. } =
             &mut prepared.config.data

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use crate::data::{FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
+use crate::device::Access;
 use crate::model::LinearModel;
 use crate::optim::InvalidValue;
 use crate::regression::RegressionData;
@@ -41,13 +42,18 @@ impl Deref for Experiment {
 impl Experiment {
     /// Check the configuration, open the device, load or generate the data, seed the backend.
     pub fn prepare(config: RunConfig) -> Result<Self, RunError> {
+        Self::prepare_with(config, &Access::default())
+    }
+
+    /// [`Self::prepare`], reaching remote devices with `access` (the token of `--token-file`).
+    pub fn prepare_with(config: RunConfig, access: &Access) -> Result<Self, RunError> {
         if config.model.is_image_model() {
             return Err(RunError::WrongModel(format!(
                 "this configuration trains the {} model: run it with `descent cnn --config FILE`",
                 config.model.name()
             )));
         }
-        let mut prepared = Prepared::open(config)?;
+        let mut prepared = Prepared::open(config, access)?;
         let (table, regression) = read_rows(&mut prepared.config)?;
         let config = &prepared.config;
         if let ModelConfig::Linear { init: Some(init) } = &config.model
@@ -104,20 +110,11 @@ impl Experiment {
         &self,
         on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
     ) -> Result<Trained<LinearModel>, RunError> {
-        self.train_on(self.batches().as_ref(), on_loss)
+        self.train_with(self.batches().as_ref(), TrainOptions::default(), on_loss)
     }
 
-    /// [`Self::train`] on batches already made with [`Self::batches`] (so that a caller who
-    /// needs the source too does not put the data on the device twice).
-    pub fn train_on(
-        &self,
-        source: &dyn BatchSource<RegressionBatch>,
-        on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
-    ) -> Result<Trained<LinearModel>, RunError> {
-        self.train_with(source, TrainOptions::default(), on_loss)
-    }
-
-    /// [`Self::train_on`] with checkpoints, or resumed from one. The returned losses start with
+    /// [`Self::train`] on `source` (batches made with [`Self::batches`]) with checkpoints, or
+    /// resumed from one. The returned losses start with
     /// the checkpoint's; its seconds include the checkpoint's.
     pub fn train_with(
         &self,

@@ -21,7 +21,7 @@ use burn::optim::ModuleOptimizer;
 
 use crate::config::{ConfigError, DataConfig, Monitor, RunConfig};
 use crate::data::DataError;
-use crate::device::{self, DeviceError, SelectedDevice};
+use crate::device::{self, Access, DeviceError, SelectedDevice};
 use crate::observe::Observer;
 use crate::optim::InvalidValue;
 use crate::report::{MetricsRow, RunFolder, RunFolderError};
@@ -220,11 +220,12 @@ impl From<InvalidValue> for RunError {
 
 /// Check the configuration, open every device the run trains on (`devices`, or `device` alone),
 /// main first.
-fn open_devices(config: &RunConfig) -> Result<Vec<SelectedDevice>, RunError> {
+fn open_devices(config: &RunConfig, access: &Access) -> Result<Vec<SelectedDevice>, RunError> {
     config.validate()?;
     let names =
         if config.devices.is_empty() { std::slice::from_ref(&config.device) } else { &config.devices };
-    let devices = names.iter().map(|name| device::select(name)).collect::<Result<Vec<_>, _>>()?;
+    let devices =
+        names.iter().map(|name| device::select_with(name, access)).collect::<Result<Vec<_>, _>>()?;
     // Two names can open one device (`auto` and `flex`): a device holds one replica.
     for (i, device) in devices.iter().enumerate() {
         if let Some(j) = devices[..i].iter().position(|other| other.device == device.device) {
@@ -513,10 +514,10 @@ impl EpochVerdict {
 }
 
 impl Prepared {
-    /// Check the configuration, open the devices, pin the data.
-    fn open(config: RunConfig) -> Result<Self, RunError> {
+    /// Check the configuration, open the devices (remote ones with `access`), pin the data.
+    fn open(config: RunConfig, access: &Access) -> Result<Self, RunError> {
         let mut config = config;
-        let devices = open_devices(&config)?;
+        let devices = open_devices(&config, access)?;
         pin_data(&mut config.data)?;
         Ok(Self { device: devices[0].clone(), devices, config })
     }
