@@ -231,10 +231,11 @@ impl Run {
         let outcome = trained.map_err(|error| self.failed(&prepared.config, error))?;
         let command = self.command.clone();
         let place = self.place(&command, &prepared.config, &prepared.device, prepared.device_names());
-        let (summary, files) =
-            self.complete(task, &outcome, (place, &prepared.config, self.svg)).map_err(|error| {
-                RunFailure { kind: error.kind(), message: error.to_string(), warnings: Vec::new() }
-            })?;
+        let (summary, files) = self.complete(task, &outcome, place).map_err(|error| RunFailure {
+            kind: error.kind(),
+            message: error.to_string(),
+            warnings: Vec::new(),
+        })?;
         Ok(Executed { outcome, summary, files })
     }
 
@@ -296,20 +297,21 @@ impl Run {
         Ok(())
     }
 
-    /// Write what a finished `task` leaves: its model (and a resumed run's configuration), its
-    /// figures (SVG too when `svg`), `metrics.csv`, and `summary.json` with `place`'s fields and
-    /// the task's. Returns the summary and the names of the files in the folder.
+    /// Write what a finished `task` leaves: its model (and a resumed run's configuration,
+    /// `place.config`), its figures (SVG too [`Self::with_svg`]), `metrics.csv`, and
+    /// `summary.json` with `place`'s fields and the task's. Returns the summary and the names of
+    /// the files in the folder.
     pub fn complete<T: Task>(
         &mut self,
         task: &T,
         outcome: &T::Outcome,
-        (place, config, svg): (RunPlace<'_>, &RunConfig, bool),
+        place: RunPlace<'_>,
     ) -> Result<(serde_json::Value, Vec<String>), OutputError> {
         task.save_model(outcome, &self.folder)?;
         if self.checkpoint.is_some() {
-            self.write_config(config)?;
+            self.write_config(place.config)?;
         }
-        task.figures(outcome, &Figures::new(&self.folder, svg))?;
+        task.figures(outcome, &Figures::new(&self.folder, self.svg))?;
         let summary = task.summary(outcome, place);
         let files = self.finish(&summary, task.metrics(outcome).as_deref())?;
         Ok((summary, files))

@@ -18,8 +18,8 @@ use crate::report::MetricsRow;
 use crate::train::{BatchSource, EpochEnd, LossRecord, Objective, Report, TrainError, Trained};
 
 use super::{
-    EarlyStopped, EpochVerdict, Prepared, RunError, TaskHooks, TrainOptions, TrainedRun, check_memory_for,
-    total_steps_of,
+    EarlyStopped, EpochVerdict, Prepared, RunError, RunShape, TaskHooks, TrainOptions, TrainedRun,
+    check_memory_for, total_steps_of,
 };
 
 /// The shipped digits (`data/digits.csv`), compiled in so that `descent cnn` works anywhere.
@@ -231,7 +231,11 @@ impl ImageExperiment {
             on_epoch: &mut on_end,
             on_best: &mut on_best,
         };
-        let length = (self.config.model.name(), self.total_steps(), Some(Report::EveryEpochs(1)));
+        let length = RunShape {
+            kind: self.config.model.name(),
+            total_steps: self.total_steps(),
+            report: Some(Report::EveryEpochs(1)),
+        };
         let run = self.train_run(model, self.batches().as_ref(), length, options, hooks)?;
         let last = last.into_inner().ok_or(TrainError::NoBatches)?;
         let evaluation = best.unwrap_or(last);

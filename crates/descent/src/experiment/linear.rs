@@ -16,7 +16,7 @@ use crate::train::{
 };
 
 use super::{
-    EpochVerdict, LESSON_BYTES_PER_ROW, Prepared, RunError, TaskHooks, TrainOptions, TrainedRun,
+    EpochVerdict, LESSON_BYTES_PER_ROW, Prepared, RunError, RunShape, TaskHooks, TrainOptions, TrainedRun,
     check_memory_for, total_steps_of,
 };
 
@@ -159,7 +159,7 @@ impl Experiment {
                 Ok(())
             },
         };
-        let length = ("linear", self.total_steps(), None);
+        let length = RunShape { kind: "linear", total_steps: self.total_steps(), report: None };
         let mut run = self.train_run(self.model(), source, length, options, hooks)?;
         let mut losses: Vec<LossRecord> = earlier
             .iter()

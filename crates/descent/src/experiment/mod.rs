@@ -129,9 +129,10 @@ impl<'a> Checkpointer<'a> {
         &self,
         end: &EpochEnd<'_, M>,
         history: History<'_>,
-        (early_stop, stopping): (Option<EarlyStopState>, bool),
+        watch: Option<&Watch>,
     ) -> Result<(), RunError> {
         let Some(folder) = self.folder else { return Ok(()) };
+        let (early_stop, stopping) = watch.map_or((None, false), |watch| (watch.state, watch.stopped));
         let due = end.last
             || end.interrupted
             || stopping
@@ -458,6 +459,19 @@ pub struct TaskHooks<'a, M> {
     pub on_best: &'a mut dyn FnMut(&M) -> Result<(), RunError>,
 }
 
+/// What [`Prepared::train_run`] trains: the kind of model (`linear`, `cnn`, ...: the
+/// checkpoint's model kind), how many updates the schedule spans, and the reporting cadence
+/// (the plan's when `None`).
+#[derive(Clone, Copy, Debug)]
+pub struct RunShape {
+    /// The model's kind.
+    pub kind: &'static str,
+    /// The updates of the whole run.
+    pub total_steps: usize,
+    /// Which losses to report, when not the plan's.
+    pub report: Option<Report>,
+}
+
 /// What [`Prepared::train_run`] gives: the model, the metrics rows of the whole run, and where
 /// early stopping ended.
 pub struct TrainedRun<M> {
@@ -550,8 +564,9 @@ impl Prepared {
         Ok(())
     }
 
-    /// Train `model` (a `kind` model: `linear`, `cnn`, ...) on `source` through the engine for
-    /// `total_steps` updates, reporting as `report` says (the plan's cadence when `None`):
+    /// Train `model` (`shape`: a `kind` model, `linear`, `cnn`, ...) on `source` through the
+    /// engine for `total_steps` updates, reporting as `report` says (the plan's cadence when
+    /// `None`):
     /// from its initial parameters or from `options.resume`, with checkpoints into
     /// `options.folder`, and `hooks` at each loss and epoch. Returns the model and the metrics
     /// rows of the whole run; an interruption or a divergence comes back as its error, with the
@@ -560,7 +575,7 @@ impl Prepared {
         &self,
         model: M,
         source: &dyn BatchSource<B>,
-        (kind, total_steps, report): (&'static str, usize, Option<Report>),
+        shape: RunShape,
         options: TrainOptions<'_>,
         hooks: TaskHooks<'_, M>,
     ) -> Result<TrainedRun<M>, RunError>
@@ -568,6 +583,7 @@ impl Prepared {
         M: Objective<B> + 'static,
         B: BatchRows + Send + 'static,
     {
+        let RunShape { kind, total_steps, report } = shape;
         let (optimizer, schedule) = self.optimization(total_steps)?;
         let mut plan = self.plan();
         plan.report = report.unwrap_or(plan.report);
@@ -661,9 +677,8 @@ impl<M: burn::module::Module> RunEvents<'_, '_, M> {
     }
 
     fn checkpoint(&self, end: &EpochEnd<'_, M>) -> Result<(), RunError> {
-        let watched = self.watch.as_ref().map_or((None, false), |watch| (watch.state, watch.stopped));
         let history =
             History { metrics: &self.metrics, batch_losses: &self.batch_losses, rates: &self.rates };
-        self.checkpointer.epoch_end(end, history, watched)
+        self.checkpointer.epoch_end(end, history, self.watch.as_ref())
     }
 }
