@@ -10,7 +10,7 @@ use descent::device::{Backend, select};
 use descent::report::write_atomic;
 
 use crate::Failure;
-use crate::args::positive_count;
+use descent::flags::values::positive_count;
 
 /// Run the speed workloads and print a table.
 #[derive(Args, Debug)]

@@ -8,9 +8,9 @@ use descent::task::lr_find::LrFind;
 use descent::train::{Interrupter, LrFindSettings, LrFinding};
 
 use crate::Failure;
-use crate::args::{positive_count, positive_finite};
-use crate::run::RunArgs;
 use crate::session::{new_run, run_failed, say_outputs};
+use descent::flags::RunArgs;
+use descent::flags::values::{positive_count, positive_finite};
 
 /// Sweep the learning rate exponentially from --start-lr to --end-lr over --sweep-steps
 /// updates from the initial weights, stop when the smoothed loss exceeds 4x its minimum, print

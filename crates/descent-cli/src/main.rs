@@ -39,12 +39,10 @@ macro_rules! err {
     };
 }
 
-mod args;
 mod bench;
 mod cnn;
 mod devices;
 mod fit;
-mod help;
 mod interrupt;
 mod lr_find;
 mod output;
@@ -88,13 +86,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The lesson: fit y = x·a to noisy points by gradient descent, as the notebook does.
-    Lesson2(run::RunArgs),
+    Lesson2(descent::flags::RunArgs),
     /// Train a run configuration (--config FILE, with any flag overriding it).
-    Train(run::RunArgs),
+    Train(descent::flags::RunArgs),
     /// Linear regression on your own CSV table: --data FILE --target COLUMN [--features A,B].
-    Fit(fit::FitArgs),
+    Fit(descent::flags::FitArgs),
     /// Train a small CNN on handwritten digits (the UCI digits, or MNIST from local files).
-    Cnn(cnn::CnnArgs),
+    Cnn(descent::flags::CnnArgs),
     /// Work with run configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -116,7 +114,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Print the effective, complete configuration of a run as TOML.
-    Show(run::RunArgs),
+    Show(descent::flags::RunArgs),
 }
 
 /// Why the program ended without success; each kind is one exit code, the same for every
@@ -142,6 +140,13 @@ impl Exit {
             Exit::Diverged => 3,
             Exit::Interrupted => 130,
         }
+    }
+}
+
+impl From<descent::flags::FlagError> for Failure {
+    /// A flag that cannot be used: bad input, exit code 2.
+    fn from(error: descent::flags::FlagError) -> Self {
+        Failure::input(error)
     }
 }
 

@@ -1,85 +1,24 @@
 //! The training commands: `descent lesson2`, `descent train` and `descent config show` share one
-//! set of flags that builds a [`RunConfig`]; `lesson2` and `train` run it.
+//! set of flags (`descent::flags::RunArgs`) that builds a [`RunConfig`]; `lesson2` and `train`
+//! run it; every training command starts here (`start`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Args;
-use descent::config::{DataConfig, ModelConfig, RunConfig};
+use descent::config::RunConfig;
 use descent::experiment::Experiment;
+use descent::flags::{CommonArgs, FlagError, RunArgs};
 use descent::run::Resumable;
 use descent::task::lesson::Lesson;
 use descent::task::table::TableRegression;
 
 use crate::Failure;
-use crate::args::{non_negative_finite, pair, positive_count};
-use crate::session::{
-    CommonArgs, execute, linear_training, resumed_config, say_lines, say_outputs, start_run,
-};
+use crate::session::{execute, linear_training, say_lines, say_outputs, start_run};
 use descent::task::text;
-
-/// The lesson's flags: the shared ones, and the data and initial guess of the linear model.
-#[derive(Args, Debug, Default)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-
-    #[arg(help = crate::help::n(), long, value_parser = positive_count, allow_hyphen_values = true, conflicts_with_all = ["data", "resume"])]
-    pub n: Option<usize>,
-
-    #[arg(help = crate::help::noise(), long, value_parser = non_negative_finite, allow_hyphen_values = true,
-          conflicts_with_all = ["data", "resume"])]
-    pub noise: Option<f64>,
-
-    #[arg(help = crate::help::true_a(), long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
-          conflicts_with_all = ["data", "resume"])]
-    pub true_a: Option<[f64; 2]>,
-
-    #[arg(help = crate::help::init(), long, value_name = "SLOPE,INTERCEPT", value_parser = pair, allow_hyphen_values = true,
-          conflicts_with = "resume")]
-    pub init: Option<[f64; 2]>,
-
-    /// Read the points from a CSV file with a header and the columns x,y instead of generating
-    /// them; the column of ones is added as in the lesson.
-    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
-    pub data: Option<PathBuf>,
-
-    /// Also write animation.gif: the notebook's animation of the line moving onto the points,
-    /// one frame per gradient step for 100 steps from the initial guess, 20 ms per frame.
-    #[arg(long)]
-    pub animate: bool,
-}
-
-impl RunArgs {
-    /// The effective configuration: the lesson's defaults, then `--config`, `--optim`,
-    /// `--schedule`, the single flags, and `--set`.
-    pub fn config(&self) -> Result<RunConfig, Failure> {
-        let mut config = self.common.base(RunConfig::default())?;
-        if let Some(path) = &self.data {
-            config.data = DataConfig::Points { path: path.clone(), sha256: None };
-        }
-        if self.n.is_some() || self.noise.is_some() || self.true_a.is_some() {
-            let DataConfig::Lesson { n, true_a, noise } = config.data else {
-                return Err(Failure::input(
-                    "--n, --noise and --true-a describe generated data, but the configuration reads its data from a file",
-                ));
-            };
-            config.data = DataConfig::Lesson {
-                n: self.n.unwrap_or(n),
-                true_a: self.true_a.unwrap_or(true_a),
-                noise: self.noise.unwrap_or(noise),
-            };
-        }
-        if let Some(init) = self.init {
-            config.model = ModelConfig::Linear { init: Some(init.to_vec()) };
-        }
-        self.common.finish(config)
-    }
-}
 
 /// `descent config show`: print the effective configuration as TOML.
 pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
     let config = match &args.common.resume {
-        Some(dir) => resumed_config(&args.common, dir, false)?.0,
+        Some(dir) => args.common.resumed(dir, false)?.0,
         None => args.config()?,
     };
     out!("# descent run configuration: run it with `descent train --config FILE`");
@@ -93,7 +32,7 @@ pub fn start(
     command: &str,
     common: &CommonArgs,
     animate: bool,
-    config: impl FnOnce() -> Result<RunConfig, Failure>,
+    config: impl FnOnce() -> Result<RunConfig, FlagError>,
 ) -> Result<(), Failure> {
     match &common.resume {
         Some(dir) => resume(command, common, dir, animate),
@@ -105,7 +44,7 @@ pub fn start(
 /// resumed run accepts (--epochs, --steps, --checkpoint-every, --device) and continue. Nothing
 /// in DIR changes unless the run starts.
 pub fn resume(command: &str, common: &CommonArgs, dir: &Path, animate: bool) -> Result<(), Failure> {
-    let (config, resumed) = resumed_config(common, dir, true)?;
+    let (config, resumed) = common.resumed(dir, true)?;
     run_config(command, config, common, Some(resumed), animate)
 }
 

@@ -13,6 +13,8 @@
 //! - [`regression`]: linear regression on a CSV table of your own (`descent fit`);
 //! - [`ols`]: closed-form least squares, the oracle gradient descent is measured against;
 //! - [`optim`] and [`config`]: optimizers, schedules and whole runs as TOML-backed data;
+//! - [`flags`]: the training commands' flags (clap argument groups) and the one step from them to
+//!   a checked configuration;
 //! - [`experiment`]: a run prepared from its configuration, ready for the engine;
 //! - [`notebook`]: the lesson's figures as images under a Jupyter cell (the evcxr kernel);
 //! - [`observe`]: the outputs of a run as observers of the engine's events;
@@ -36,6 +38,7 @@ pub mod data;
 pub mod defaults;
 pub mod device;
 pub mod experiment;
+pub mod flags;
 pub mod inference;
 pub mod limits;
 pub mod metrics;

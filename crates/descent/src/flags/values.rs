@@ -7,7 +7,7 @@
 //! checked against the f32 range the devices compute in: a value that would become infinite
 //! there is refused here, not reported later as a divergence.
 
-use descent::limits::F32_MAX;
+use crate::limits::F32_MAX;
 
 /// A whole number of at least 1.
 pub fn positive_count(text: &str) -> Result<usize, String> {

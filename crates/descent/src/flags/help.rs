@@ -1,11 +1,11 @@
 //! The `--help` texts that state a default: each quotes the value defined once in the library
-//! (`descent::defaults`, the optimizers' own defaults), so the two cannot drift apart.
+//! (`crate::defaults`, the optimizers' own defaults), so the two cannot drift apart.
 
-use descent::defaults::{
+use crate::defaults::{
     CNN_BATCH_SIZE, EPOCHS, FASHION_LR, FASHION_SCHEDULE, FIT_PRINT_EVERY, FIT_STEPS, LESSON_INIT, N, NOISE,
     PRINT_EVERY_STEPS, SEED, STEPS, TRUE_A, VALID_FRACTION,
 };
-use descent::optim::{Adam, OptimizerConfig};
+use crate::optim::{Adam, OptimizerConfig};
 
 /// `n` with a comma between thousands (`1,000`).
 fn thousands(n: usize) -> String {
