@@ -315,9 +315,6 @@ pub enum OptimizerConfig {
     Lion(Lion),
 }
 
-/// Every optimizer name a file or `--optim` accepts.
-pub const OPTIMIZER_NAMES: [&str; 6] = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "lion"];
-
 impl Default for OptimizerConfig {
     /// The lesson's optimizer: plain SGD at lr 0.1.
     fn default() -> Self {
@@ -563,10 +560,6 @@ pub enum ScheduleConfig {
         final_div_factor: f64,
     },
 }
-
-/// Every schedule name a file or `--schedule` accepts.
-pub const SCHEDULE_NAMES: [&str; 6] =
-    ["constant", "step", "exponential", "cosine", "warmup-cosine", "one-cycle"];
 
 impl ScheduleConfig {
     /// The schedule's name as files write it.

@@ -1,11 +1,17 @@
 //! The `--help` texts that state a default: each quotes the value defined once in the library
 //! (`crate::defaults`, the optimizers' own defaults), so the two cannot drift apart.
 
+use crate::config::builtin;
 use crate::defaults::{
     CNN_BATCH_SIZE, EPOCHS, FASHION_LR, FASHION_SCHEDULE, FIT_PRINT_EVERY, FIT_STEPS, LESSON_INIT, N, NOISE,
     PRINT_EVERY_STEPS, SEED, STEPS, TRUE_A, VALID_FRACTION,
 };
 use crate::optim::{Adam, OptimizerConfig};
+
+/// The names of built-in configuration files, from their one table (`config::builtin`).
+fn names(files: &[(&str, &str)]) -> String {
+    files.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
 
 /// `n` with a comma between thousands (`1,000`).
 fn thousands(n: usize) -> String {
@@ -32,7 +38,8 @@ fn pair([a, b]: [f64; 2]) -> String {
 
 pub fn optim() -> String {
     format!(
-        "Optimizer: a built-in name (sgd, sgd-momentum, adam, adamw, rmsprop, adagrad, lion) or a TOML file with an [optimizer] table [default: sgd at lr {} for the lesson, adam at {} for the cnn ({} on fashion-mnist)]",
+        "Optimizer: a built-in name ({}) or a TOML file with an [optimizer] table [default: sgd at lr {} for the lesson, adam at {} for the cnn ({} on fashion-mnist)]",
+        names(&builtin::OPTIMIZERS),
         rate(OptimizerConfig::default().lr()),
         rate(OptimizerConfig::Adam(Adam::default()).lr()),
         rate(FASHION_LR)
@@ -41,7 +48,8 @@ pub fn optim() -> String {
 
 pub fn schedule() -> String {
     format!(
-        "Learning-rate schedule: a built-in name (constant, step, exponential, cosine, warmup-cosine, one-cycle) or a TOML file with a [schedule] table [default: constant; {FASHION_SCHEDULE} for the cnn on fashion-mnist]"
+        "Learning-rate schedule: a built-in name ({}) or a TOML file with a [schedule] table [default: constant; {FASHION_SCHEDULE} for the cnn on fashion-mnist]",
+        names(&builtin::SCHEDULES)
     )
 }
 
