@@ -23,18 +23,7 @@ fn pages() -> Vec<PathBuf> {
 
 /// Every `.md` file under `dir`, recursively, sorted.
 fn markdown_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(markdown_under(&path));
-        } else if path.extension().is_some_and(|e| e == "md") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
+    crate::common::files_under(dir, "md")
 }
 
 /// A page's path as the failures name it: relative to the repository root.

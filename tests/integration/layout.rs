@@ -12,17 +12,7 @@ const CRATES: [&str; 2] = ["crates/descent/src", "crates/descent-cli/src"];
 
 /// Every `.rs` file under `dir`.
 fn sources(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(sources(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
+    crate::common::files_under(dir, "rs")
 }
 
 /// The top-level module a file belongs to (`train` for `src/train/engine.rs`), or `None` for the

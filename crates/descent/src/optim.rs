@@ -750,13 +750,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        let mut sgd = Sgd {
-            momentum: 1.0,
-            ..match OptimizerConfig::default() {
-                OptimizerConfig::Sgd(s) => s,
-                _ => unreachable!(),
-            }
-        };
+        let OptimizerConfig::Sgd(default) = OptimizerConfig::default() else { panic!("the default is sgd") };
+        let mut sgd = Sgd { momentum: 1.0, ..default };
         assert_eq!(OptimizerConfig::Sgd(sgd.clone()).validate().unwrap_err().field, "optimizer.momentum");
         sgd.momentum = 0.0;
         sgd.lr = f64::NAN;

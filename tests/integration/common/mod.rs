@@ -231,3 +231,19 @@ pub fn fashion_mnist(dir: &str) -> bool {
     };
     require(Tool::FashionMnist, found, "apt-get install dataset-fashion-mnist").is_some()
 }
+
+/// Every file under `dir` (in its subfolders too) whose name ends in `.extension`, sorted.
+pub fn files_under(dir: &std::path::Path, extension: &str) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path, extension));
+        } else if path.extension().is_some_and(|e| e == extension) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
