@@ -1,6 +1,6 @@
 //! Add your own model: the MLP of `crates/descent/src/model/mlp.rs`, trained from Rust.
 //!
-//!     cargo run --release --example custom_model
+//!     cargo run --release --example custom_model [-- --epochs 5 --lr 3e-3 --out runs/mlp]
 //!
 //! A model is one file and one registration line:
 //! - the file (`crates/descent/src/model/mlp.rs`) holds a Burn module with its loss on a batch
@@ -12,20 +12,25 @@
 //! From then on a configuration with `[model] name = "mlp"` (`examples/mlp.toml`) trains with
 //! `descent train --config examples/mlp.toml`, with the run folder, checkpoints and resume,
 //! Ctrl-C, lr-find, predict, export and bench, as the built-in CNN does. This example does the
-//! same from Rust: the library's experiment, engine and validation, with the model in hand, and
-//! then the whole run (its folder, checkpoint, model, figures, metrics and summary) through
-//! `Run::execute`, with a failure (a divergence, Ctrl-C, a full disk) told as the command line
-//! tells it.
+//! same from Rust: `train_mlp` drives the library's experiment, engine and validation with the
+//! model in hand; `main` takes `descent cnn`'s flags (`descent::flags::CnnArgs`) and runs the
+//! whole run (its folder, checkpoint, model, figures, metrics and summary) through
+//! `Run::execute`, with a failure (a divergence, a full disk, bad input) told and ended with the
+//! command line's exit code.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
 
 use descent::config::{ModelConfig, RunConfig};
 use descent::experiment::{EpochResult, ImageExperiment};
+use descent::flags::CnnArgs;
 use descent::metrics::Evaluation;
 use descent::model::MlpConfig;
-use descent::run::Run;
-use descent::task::classify::Classification;
+use descent::run::{FailureKind, Run};
+use descent::task::classify::ImageClassification;
 use descent::train::Interrupter;
 
 /// Train the MLP on the digits for `epochs` epochs (the CNN's data, split, optimizer and seed)
@@ -47,36 +52,71 @@ pub fn train_mlp(epochs: usize) -> Result<Vec<Evaluation>, Box<dyn std::error::E
     Ok(history)
 }
 
-/// Train the MLP as `descent train --config examples/mlp.toml` does, from Rust: into a run
-/// folder (`runs/custom_model-<time>`) with its checkpoint, model, figures, metrics and summary,
-/// through `Run::execute`, the call the command line makes. Ctrl-C is not connected here: a
-/// program that wants it calls `interrupter.stop()` from its handler. Returns the folder.
+/// The flags of `descent cnn` (`--epochs`, `--lr`, `--optim`, `--seed`, `--out`, `--resume`,
+/// `--device`, ...), from the library: the same flags, defaults, checks and `--help`.
+#[derive(clap::Parser)]
+#[command(about = "Train the MLP of crates/descent/src/model/mlp.rs on the digits, into a run folder")]
+struct Cli {
+    #[command(flatten)]
+    flags: CnnArgs,
+}
+
+/// Why a run did not finish: the message, and the exit code the command line would give.
+type Failed = (String, u8);
+
+/// Train the MLP as `descent train --config examples/mlp.toml` does, from Rust: the
+/// configuration from `flags` (the cnn's defaults with the MLP as the model, unless `--config`
+/// names another), a new run folder or `--resume`'s, and the whole run (checkpoint, model,
+/// figures, metrics, summary) through `Run::execute`, the call the command line makes. Ctrl-C is
+/// not connected here: a program that wants it calls `interrupter.stop()` from its handler.
+/// Returns the folder.
 #[allow(dead_code)] // the integration tests use `train_mlp` alone
-pub fn train_mlp_into_a_run_folder(epochs: usize) -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let settings = MlpConfig { hidden: 128 };
-    let mut config = RunConfig::cnn();
-    config.model = ModelConfig::Mlp(settings.clone());
-    config.training.epochs = Some(epochs);
-    let experiment = ImageExperiment::prepare(config)?;
-    let mut task = Classification::new(&experiment, experiment.network(&settings));
-    let mut run = Run::create(None, "custom_model", &experiment.config)?;
-    let done = run.execute(&mut task, Vec::new(), &Interrupter::new()).map_err(|failure| failure.message)?;
-    println!(
-        "error_rate {:.4}; wrote {}",
-        done.outcome.classifier.evaluation.error_rate,
-        done.files.join(", ")
-    );
+fn train_mlp_into_a_run_folder(flags: &CnnArgs) -> Result<PathBuf, Failed> {
+    let input = |message: String| (message, 2);
+    let (config, resumed) = match &flags.common.resume {
+        Some(dir) => flags.common.resumed(dir, true).map(|(config, run)| (config, Some(run))),
+        None => flags.config().map(|config| (config, None)),
+    }
+    .map_err(|error| input(error.to_string()))?;
+    let mut config = config;
+    if config.model == ModelConfig::Cnn(Default::default()) {
+        config.model = ModelConfig::Mlp(MlpConfig { hidden: 128 });
+    }
+    let access = flags.common.access().map_err(|error| input(error.to_string()))?;
+    let experiment =
+        ImageExperiment::prepare_with(config, &access).map_err(|error| input(error.to_string()))?;
+    let mut task = ImageClassification::of(&experiment).map_err(|error| input(error.to_string()))?;
+    let mut run = match resumed {
+        Some(resumed) => Run::resume(resumed, &experiment.plan(), "custom_model"),
+        None => Run::create(flags.common.out.as_deref(), "custom_model", &experiment.config),
+    }
+    .map_err(|error| input(error.to_string()))?;
+    let done = run.execute(&mut task, Vec::new(), &Interrupter::new()).map_err(|failure| {
+        let code = match failure.kind {
+            FailureKind::Input => 2,
+            FailureKind::Device => 1,
+            FailureKind::Diverged => 3,
+            FailureKind::Interrupted => 130,
+        };
+        (failure.message, code)
+    })?;
+    println!("{}", descent::task::text::classifier_result(&experiment, &done.outcome));
+    println!("wrote {}", done.files.join(", "));
     Ok(run.folder().path().to_path_buf())
 }
 
 #[allow(dead_code)] // the integration tests include this file for `train_mlp` alone
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let history = train_mlp(10)?;
-    if let Some(last) = history.last() {
-        println!("MLP on the digits: error_rate {:.4} after {} epochs", last.error_rate, history.len());
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match train_mlp_into_a_run_folder(&cli.flags) {
+        Ok(folder) => {
+            println!("the run folder: {}", folder.display());
+            println!("the same from the command line: descent train --config examples/mlp.toml");
+            ExitCode::SUCCESS
+        }
+        Err((message, code)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
     }
-    let folder = train_mlp_into_a_run_folder(10)?;
-    println!("the same with a run folder: {}", folder.display());
-    println!("and from the command line: descent train --config examples/mlp.toml");
-    Ok(())
 }
