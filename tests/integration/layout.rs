@@ -77,6 +77,64 @@ fn circle_through(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Op
     None
 }
 
+/// For each folder module (`train/`, `data/`, ...) of `src`: the sibling files each of its
+/// files names with `super::` or `crate::FOLDER::` (the folder's `mod.rs`, which re-exports
+/// them, is not a sibling).
+fn sibling_imports(src: &Path) -> Vec<(String, BTreeMap<String, BTreeSet<String>>)> {
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let folder = entry.unwrap().path();
+        if !folder.is_dir() {
+            continue;
+        }
+        let name = folder.file_name().unwrap().to_str().unwrap().to_string();
+        let siblings: BTreeSet<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .filter_map(|e| e.unwrap().path().file_stem()?.to_str().map(String::from))
+            .filter(|stem| stem != "mod" && stem != "tests")
+            .collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for sibling in &siblings {
+            let Ok(text) = std::fs::read_to_string(folder.join(format!("{sibling}.rs"))) else { continue };
+            for line in code_lines(&text) {
+                let code = line.split("//").next().unwrap_or_default();
+                let crate_path = format!("crate::{name}::");
+                for prefix in ["super::", crate_path.as_str()] {
+                    for (index, _) in code.match_indices(prefix) {
+                        let rest = &code[index + prefix.len()..];
+                        let target: String =
+                            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        if target != *sibling && siblings.contains(&target) {
+                            graph.entry(sibling.clone()).or_default().insert(target);
+                        }
+                    }
+                }
+            }
+        }
+        folders.push((name, graph));
+    }
+    folders
+}
+
+#[test]
+fn no_file_of_a_folder_module_reaches_itself_through_its_siblings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut circles = Vec::new();
+    let mut edges = 0;
+    for krate in CRATES {
+        for (folder, graph) in sibling_imports(&root.join(krate)) {
+            edges += graph.values().map(BTreeSet::len).sum::<usize>();
+            for module in graph.keys() {
+                if let Some(circle) = circle_through(&graph, module) {
+                    circles.push(format!("{krate}/{folder}: {}", circle.join(" -> ")));
+                }
+            }
+        }
+    }
+    assert!(edges > 5, "only {edges} imports between sibling files were found: the scan is broken");
+    assert!(circles.is_empty(), "circles between sibling files:\n{}", circles.join("\n"));
+}
+
 #[test]
 fn no_top_level_module_reaches_itself_through_its_imports() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

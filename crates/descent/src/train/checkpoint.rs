@@ -4,8 +4,9 @@
 //! step counts), the schedule's state, the position (epoch and step), the metrics so far and the
 //! run's configuration. The data order needs no state of its own: it is drawn from the seed, and
 //! a resumed run replays the draws of the epochs it skips (see
-//! [`BatchSource::skip_epochs`](super::BatchSource::skip_epochs)); the device's generator is
-//! reseeded every epoch (see [`Plan::epoch_seed`](super::Plan::epoch_seed)).
+//! [`BatchSource::skip_epochs`](super::BatchSource::skip_epochs)); the random draws of a step
+//! (dropout masks) come from the run's seed and the step (see [`Plan::seed`](super::Plan::seed)),
+//! so a resumed run draws what the uninterrupted run drew.
 //!
 //! The file is `checkpoint.bin` in the run folder, written atomically (a temporary file in the
 //! same folder, then a rename), so a run killed while writing leaves the previous checkpoint

@@ -15,16 +15,9 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
+use super::objective::{Objective, TrainError};
 use super::parallel::Replicas;
 pub use crate::batch::{BatchError, BatchRows, BatchSource, Batches};
-
-/// A model the engine can train on batches of type `B`: a Burn module with a scalar loss.
-pub trait Objective<B>: Module + Sized {
-    /// The loss to minimise on one batch, a tensor of one element on the model's device: the
-    /// mean over the batch's examples (as MSE and cross-entropy are), which is what data-parallel
-    /// training ([`Plan::replicas`]) relies on when it weights each device's share by its rows.
-    fn loss(&self, batch: B) -> Tensor<1>;
-}
 
 /// How long to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,39 +171,6 @@ pub struct Trained<M> {
     pub stopped: bool,
     /// Whether an `on_batch` hook interrupted it (Ctrl-C).
     pub interrupted: bool,
-}
-
-/// Why training stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A batch could not be produced.
-    #[error("could not load batch {batch} of epoch {epoch}: {message}")]
-    Batch {
-        /// Epoch, 1-based.
-        epoch: usize,
-        /// Batch within the epoch, 1-based.
-        batch: usize,
-        /// What went wrong.
-        message: String,
-    },
-    /// The device failed to return a value or to finish its work.
-    #[error("the device failed: {0}")]
-    Device(String),
-    /// The loss became NaN or infinite: training stopped before that step's update.
-    #[error("loss became {loss} at step {step} (lr {lr}): try a smaller --lr, or `descent lr-find`")]
-    Diverged {
-        /// Updates made before the loss was computed.
-        step: usize,
-        /// The epoch (1-based).
-        epoch: usize,
-        /// The step's learning rate.
-        lr: f64,
-        /// The loss: NaN or infinite.
-        loss: f64,
-    },
-    /// The data produced no batch at all.
-    #[error("the data produced no batches: there is nothing to train on")]
-    NoBatches,
 }
 
 /// Train `model` with `optimizer` on batches from `source`, the learning rate of each step taken

@@ -11,7 +11,8 @@ use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::Device;
 
-use super::engine::{BatchRows, BatchSource, Length, Objective, Plan, Report, TrainError, train};
+use super::engine::{BatchRows, BatchSource, Length, Plan, Report, train};
+use super::objective::{Objective, TrainError};
 
 /// The sweep: `steps` updates with the learning rate going from `start_lr` to `end_lr`
 /// geometrically; stop once the smoothed loss exceeds `stop_factor` times its minimum.

@@ -4,6 +4,7 @@ pub mod checkpoint;
 mod engine;
 mod interrupter;
 mod lr_find;
+mod objective;
 mod parallel;
 #[cfg(test)]
 mod tests;
@@ -11,8 +12,8 @@ mod tests;
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EarlyStopState};
 pub use engine::{
     BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Events, Hooks, Length,
-    LossRecord, MetricsRow, Objective, Plan, Position, Report, TrainError, Trained, Update, step_seed, train,
-    train_observed,
+    LossRecord, MetricsRow, Plan, Position, Report, Trained, Update, step_seed, train, train_observed,
 };
 pub use interrupter::Interrupter;
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
+pub use objective::{Objective, TrainError};

@@ -25,7 +25,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 
-use super::engine::{BatchRows, Objective, TrainError};
+use super::objective::{Objective, TrainError};
+use crate::batch::BatchRows;
 
 /// What a worker computes for one share: its weighted loss and its gradients, or why not.
 type Outcome = Result<(f64, GradientsParams), String>;
