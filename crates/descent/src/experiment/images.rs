@@ -1,7 +1,6 @@
 //! Image classification: the digits or MNIST-format files, split or paired, and any image
 //! model of the registry (`crate::model::ImageModel`), validated after every epoch.
 
-use std::cell::RefCell;
 use std::ops::{ControlFlow, Deref};
 use std::path::Path;
 use std::sync::Arc;
@@ -15,10 +14,11 @@ use crate::metrics::{Classifier, Evaluation, evaluate};
 use crate::model::{Cnn, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
+use crate::report::RunFolder;
 use crate::train::{BatchSource, EpochEnd, LossRecord, Objective, Report, TrainError, Trained};
 
 use super::{
-    EarlyStopped, EpochVerdict, Prepared, RunError, RunShape, TaskHooks, TrainOptions, TrainedRun,
+    EarlyStopped, EpochVerdict, Prepared, RunError, RunShape, TaskEvents, TrainOptions, TrainedRun,
     check_memory_for, total_steps_of,
 };
 
@@ -196,51 +196,75 @@ impl ImageExperiment {
     where
         M: Objective<ImageBatch> + Classifier + 'static,
     {
-        // The last reported (train loss, lr): every epoch's mean training loss is reported.
-        let last_loss = std::cell::Cell::new((f64::NAN, f64::NAN));
-        let last: RefCell<Option<Evaluation>> = RefCell::new(None);
-        let mut best: Option<Evaluation> = None;
         let folder = options.folder;
-        let mut on_end = |end: &EpochEnd<'_, M>, metrics: &mut Vec<MetricsRow>| {
-            // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
-            let evaluation = evaluate(&end.model.valid(), &self.valid_set, &self.valid, &self.device.device)
-                .map_err(|error| TrainError::Device(format!("validation failed: {error}")))?;
-            let (train_loss, lr) = last_loss.get();
-            let result =
-                EpochResult { epoch: end.epoch, step: end.step, lr, train_loss, evaluation: &evaluation };
-            metrics.push(validated_row(&result));
-            let flow = on_epoch(&result);
-            let verdict =
-                EpochVerdict { flow, valid_loss: Some(evaluation.loss), accuracy: Some(evaluation.accuracy) };
-            *last.borrow_mut() = Some(evaluation);
-            Ok(verdict)
-        };
-        // The best epoch's model is the run's model: saved as soon as it is the best.
-        let mut on_best = |model: &M| {
-            if let Some(folder) = folder {
-                folder.save_model(model.clone())?;
-            }
-            best = last.borrow().clone();
-            Ok(())
-        };
-        let hooks = TaskHooks {
-            on_loss: &mut |record: &LossRecord, _: &mut Vec<MetricsRow>| {
-                last_loss.set((record.loss, record.lr));
-                ControlFlow::Continue(())
-            },
-            on_epoch: &mut on_end,
-            on_best: &mut on_best,
+        let mut task = Validation {
+            experiment: self,
+            folder,
+            on_epoch,
+            last_loss: (f64::NAN, f64::NAN),
+            last: None,
+            best: None,
         };
         let length = RunShape {
             kind: self.config.model.name(),
             total_steps: self.total_steps(),
             report: Some(Report::EveryEpochs(1)),
         };
-        let run = self.train_run(model, self.batches().as_ref(), length, options, hooks)?;
-        let last = last.into_inner().ok_or(TrainError::NoBatches)?;
-        let evaluation = best.unwrap_or(last);
+        let run = self.train_run(model, self.batches().as_ref(), length, options, &mut task)?;
+        let Validation { last, best, .. } = task;
+        let evaluation = best.or(last).ok_or(TrainError::NoBatches)?;
         let TrainedRun { trained, metrics, early_stop, best, batch_losses, rates } = run;
         Ok(TrainedClassifier { trained, evaluation, metrics, best, early_stop, batch_losses, rates })
+    }
+}
+
+/// An image classifier's events: every epoch's mean training loss is reported, and each epoch
+/// ends with a validation of the model (off the autodiff device), its metrics row and the
+/// caller's `on_epoch`; the best epoch's model is the run's model, saved as soon as it is the
+/// best.
+struct Validation<'a, 'c> {
+    experiment: &'a ImageExperiment,
+    folder: Option<&'a RunFolder>,
+    on_epoch: &'c mut dyn FnMut(&EpochResult<'_>) -> ControlFlow<()>,
+    /// The last reported (train loss, lr).
+    last_loss: (f64, f64),
+    /// The last epoch's validation, and the best epoch's.
+    last: Option<Evaluation>,
+    best: Option<Evaluation>,
+}
+
+impl<M> TaskEvents<M> for Validation<'_, '_>
+where
+    M: Objective<ImageBatch> + Classifier + 'static,
+{
+    fn loss(&mut self, record: &LossRecord, _: &mut Vec<MetricsRow>) -> ControlFlow<()> {
+        self.last_loss = (record.loss, record.lr);
+        ControlFlow::Continue(())
+    }
+
+    fn epoch(&mut self, end: &EpochEnd<'_, M>, rows: &mut Vec<MetricsRow>) -> Result<EpochVerdict, RunError> {
+        let experiment = self.experiment;
+        // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
+        let evaluation =
+            evaluate(&end.model.valid(), &experiment.valid_set, &experiment.valid, &experiment.device.device)
+                .map_err(|error| TrainError::Device(format!("validation failed: {error}")))?;
+        let (train_loss, lr) = self.last_loss;
+        let result =
+            EpochResult { epoch: end.epoch, step: end.step, lr, train_loss, evaluation: &evaluation };
+        rows.push(validated_row(&result));
+        let flow = (self.on_epoch)(&result);
+        let verdict =
+            EpochVerdict { flow, valid_loss: Some(evaluation.loss), accuracy: Some(evaluation.accuracy) };
+        self.last = Some(evaluation);
+        Ok(verdict)
+    }
+
+    fn best(&mut self, model: &M) -> Result<(), RunError> {
+        if let Some(folder) = self.folder {
+            folder.save_model(model.clone())?;
+        }
+        self.best = self.last.clone();
+        Ok(())
     }
 }
 

@@ -11,12 +11,13 @@ use crate::model::LinearModel;
 use crate::optim::InvalidValue;
 use crate::regression::RegressionData;
 use crate::report::MetricsRow;
+use crate::report::RunFolder;
 use crate::train::{
     BatchSource, EpochEnd, Hooks, Length, LossRecord, Plan, Report, TrainError, Trained, train_observed,
 };
 
 use super::{
-    EpochVerdict, LESSON_BYTES_PER_ROW, Prepared, RunError, RunShape, TaskHooks, TrainOptions, TrainedRun,
+    EpochVerdict, LESSON_BYTES_PER_ROW, Prepared, RunError, RunShape, TaskEvents, TrainOptions, TrainedRun,
     check_memory_for, total_steps_of,
 };
 
@@ -135,32 +136,10 @@ impl Experiment {
         on_loss: &mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
     ) -> Result<TrainedRun<LinearModel>, RunError> {
         let earlier = options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
-        let (folder, watched) = (options.folder, self.config.training.early_stop.is_some());
-        let hooks = TaskHooks {
-            on_loss: &mut |record: &LossRecord, metrics: &mut Vec<MetricsRow>| {
-                metrics.push(MetricsRow::from(record));
-                on_loss(record)
-            },
-            // Every reported loss is a row already: an epoch's end adds only what early stopping
-            // watches.
-            on_epoch: &mut |end: &EpochEnd<'_, LinearModel>, _: &mut Vec<MetricsRow>| {
-                let valid_loss = match (&self.regression, watched) {
-                    (Some(regression), true) => Some(regression.valid.mse(&parameters(end.model)?)),
-                    _ => None,
-                };
-                Ok(EpochVerdict { valid_loss, ..EpochVerdict::go_on() })
-            },
-            on_best: &mut |model: &LinearModel| {
-                let (Some(folder), Some(regression)) = (folder, &self.regression) else { return Ok(()) };
-                let fit = regression.report(&parameters(model)?);
-                let original: Vec<f32> =
-                    fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
-                folder.save_model(LinearModel::new(&original, &self.device.device))?;
-                Ok(())
-            },
-        };
+        let folder = options.folder;
+        let mut task = LinearEvents { experiment: self, folder, on_loss };
         let length = RunShape { kind: "linear", total_steps: self.total_steps(), report: None };
-        let mut run = self.train_run(self.model(), source, length, options, hooks)?;
+        let mut run = self.train_run(self.model(), source, length, options, &mut task)?;
         let mut losses: Vec<LossRecord> = earlier
             .iter()
             .map(|row| LossRecord { step: row.step, epoch: row.epoch, lr: row.lr, loss: row.train_loss })
@@ -200,6 +179,47 @@ impl Experiment {
 }
 
 /// The model's parameters as f64, read back from the device.
+/// The linear model's events: every reported loss is a metrics row; with early stopping on a
+/// table's validation rows, each epoch measures the validation loss, and a best epoch's model is
+/// saved on the original scale.
+struct LinearEvents<'a, 'c> {
+    experiment: &'a Experiment,
+    folder: Option<&'a RunFolder>,
+    on_loss: &'c mut dyn FnMut(&LossRecord) -> ControlFlow<()>,
+}
+
+impl TaskEvents<LinearModel> for LinearEvents<'_, '_> {
+    fn loss(&mut self, record: &LossRecord, rows: &mut Vec<MetricsRow>) -> ControlFlow<()> {
+        rows.push(MetricsRow::from(record));
+        (self.on_loss)(record)
+    }
+
+    /// Every reported loss is a row already: an epoch's end adds only what early stopping
+    /// watches.
+    fn epoch(
+        &mut self,
+        end: &EpochEnd<'_, LinearModel>,
+        _: &mut Vec<MetricsRow>,
+    ) -> Result<EpochVerdict, RunError> {
+        let watched = self.experiment.config.training.early_stop.is_some();
+        let valid_loss = match (&self.experiment.regression, watched) {
+            (Some(regression), true) => Some(regression.valid.mse(&parameters(end.model)?)),
+            _ => None,
+        };
+        Ok(EpochVerdict { valid_loss, ..EpochVerdict::go_on() })
+    }
+
+    fn best(&mut self, model: &LinearModel) -> Result<(), RunError> {
+        let (Some(folder), Some(regression)) = (self.folder, &self.experiment.regression) else {
+            return Ok(());
+        };
+        let fit = regression.report(&parameters(model)?);
+        let original: Vec<f32> = fit.coefficients.iter().chain([&fit.intercept]).map(|&v| v as f32).collect();
+        folder.save_model(LinearModel::new(&original, &self.experiment.device.device))?;
+        Ok(())
+    }
+}
+
 fn parameters(model: &LinearModel) -> Result<Vec<f64>, RunError> {
     let a = model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
     Ok(a.into_iter().map(f64::from).collect())

@@ -405,13 +405,13 @@ impl Watch {
 }
 
 /// After a task's `verdict` on an epoch: update early stopping (when on), keep the parameters of
-/// a new best epoch (`on_best`), and stop the run once the monitored metric has not improved for
+/// a new best epoch (`task.best`), and stop the run once the monitored metric has not improved for
 /// `patience` epochs.
 fn watch_epoch<M>(
     watch: &mut Option<Watch>,
     end: &EpochEnd<'_, M>,
     verdict: EpochVerdict,
-    on_best: &mut dyn FnMut(&M) -> Result<(), RunError>,
+    task: &mut dyn TaskEvents<M>,
     best_model: &mut Option<M>,
 ) -> Result<ControlFlow<()>, RunError>
 where
@@ -425,7 +425,7 @@ where
     watch.state = Some(state);
     if best {
         let model = end.model.valid();
-        on_best(&model)?;
+        task.best(&model)?;
         *best_model = Some(model);
     }
     if state.stale >= watch.patience && !end.last {
@@ -446,17 +446,22 @@ pub struct Prepared {
     pub devices: Vec<SelectedDevice>,
 }
 
-/// What a task does at the engine's events, beside the checkpoints [`Prepared::train_run`]
-/// writes. Both see the metrics rows so far (a resumed run's start with its checkpoint's).
-pub struct TaskHooks<'a, M> {
+/// What a kind of training does at the engine's events, beside what every run does (the
+/// observers, checkpoints and early stopping of [`Prepared::train_run`]): the metrics rows it
+/// keeps, its verdict on each epoch, and where a new best model goes. The value that implements
+/// it holds its own state (the last loss, the last evaluation). Each method sees the metrics
+/// rows so far (a resumed run's start with its checkpoint's).
+pub trait TaskEvents<M> {
     /// Each reported loss.
-    pub on_loss: &'a mut dyn FnMut(&LossRecord, &mut Vec<MetricsRow>) -> ControlFlow<()>,
+    fn loss(&mut self, record: &LossRecord, rows: &mut Vec<MetricsRow>) -> ControlFlow<()>;
+
     /// The end of a whole epoch, before its checkpoint: evaluate, add the epoch's row, and say
     /// whether to go on.
-    pub on_epoch: TaskEpochHook<'a, M>,
+    fn epoch(&mut self, end: &EpochEnd<'_, M>, rows: &mut Vec<MetricsRow>) -> Result<EpochVerdict, RunError>;
+
     /// With early stopping: the model (off the autodiff device) of an epoch whose monitored
     /// metric is the best so far, to keep (the run's `model.bpk`).
-    pub on_best: &'a mut dyn FnMut(&M) -> Result<(), RunError>,
+    fn best(&mut self, model: &M) -> Result<(), RunError>;
 }
 
 /// What [`Prepared::train_run`] trains: the kind of model (`linear`, `cnn`, ...: the
@@ -503,11 +508,6 @@ pub struct EarlyStopped {
     /// Whether it stopped the run before the plan's end.
     pub stopped: bool,
 }
-
-/// [`TaskHooks::on_epoch`]: an epoch's end and the rows so far; whether to go on and the epoch's
-/// validation figures, or why not.
-pub type TaskEpochHook<'a, M> =
-    &'a mut dyn FnMut(&EpochEnd<'_, M>, &mut Vec<MetricsRow>) -> Result<EpochVerdict, RunError>;
 
 /// What a task says at the end of an epoch.
 #[derive(Clone, Copy, Debug)]
@@ -568,7 +568,7 @@ impl Prepared {
     /// engine for `total_steps` updates, reporting as `report` says (the plan's cadence when
     /// `None`):
     /// from its initial parameters or from `options.resume`, with checkpoints into
-    /// `options.folder`, and `hooks` at each loss and epoch. Returns the model and the metrics
+    /// `options.folder`, and `task` at each loss and epoch. Returns the model and the metrics
     /// rows of the whole run; an interruption or a divergence comes back as its error, with the
     /// rows up to it. The seconds include the checkpoint's.
     pub fn train_run<M, B>(
@@ -577,7 +577,7 @@ impl Prepared {
         source: &dyn BatchSource<B>,
         shape: RunShape,
         options: TrainOptions<'_>,
-        hooks: TaskHooks<'_, M>,
+        task: &mut dyn TaskEvents<M>,
     ) -> Result<TrainedRun<M>, RunError>
     where
         M: Objective<B> + 'static,
@@ -592,7 +592,7 @@ impl Prepared {
         let checkpointer = Checkpointer::new(&self.config, &options, kind);
         let resume = options.resume.map(|checkpoint| &checkpoint.state);
         let mut events = RunEvents {
-            task: hooks,
+            task,
             observers: options.observers,
             interrupter: options.interrupter,
             checkpointer,
@@ -618,11 +618,11 @@ impl Prepared {
     }
 }
 
-/// What a run does at the engine's events, with the state it keeps: the task's hooks, the
+/// What a run does at the engine's events, with the state it keeps: the task's events, the
 /// observers, the interrupter, the checkpoints, the metrics rows and every update's loss, early
 /// stopping and the best model, and the error that stopped the run, if one did.
 struct RunEvents<'a, 'h, M> {
-    task: TaskHooks<'h, M>,
+    task: &'h mut dyn TaskEvents<M>,
     observers: Vec<&'a mut dyn Observer>,
     interrupter: Option<&'a Interrupter>,
     checkpointer: Checkpointer<'a>,
@@ -637,7 +637,7 @@ struct RunEvents<'a, 'h, M> {
 impl<M: burn::module::Module> Events<M> for RunEvents<'_, '_, M> {
     fn loss(&mut self, record: &LossRecord) -> ControlFlow<()> {
         self.observers.iter_mut().for_each(|observer| observer.loss(record));
-        (self.task.on_loss)(record, &mut self.metrics)
+        self.task.loss(record, &mut self.metrics)
     }
 
     /// Every observer is told; then the interrupter says whether to stop here.
@@ -669,8 +669,8 @@ impl<M: burn::module::Module> RunEvents<'_, '_, M> {
             self.checkpoint(end)?;
             return Ok(ControlFlow::Break(()));
         }
-        let verdict = (self.task.on_epoch)(end, &mut self.metrics)?;
-        let flow = watch_epoch(&mut self.watch, end, verdict, &mut *self.task.on_best, &mut self.best)?;
+        let verdict = self.task.epoch(end, &mut self.metrics)?;
+        let flow = watch_epoch(&mut self.watch, end, verdict, &mut *self.task, &mut self.best)?;
         self.checkpoint(end)?;
         self.observers.iter_mut().for_each(|observer| observer.epoch(end.epoch, &self.metrics));
         Ok(flow)
