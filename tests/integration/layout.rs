@@ -116,41 +116,37 @@ fn sibling_imports(src: &Path) -> Vec<(String, BTreeMap<String, BTreeSet<String>
     folders
 }
 
+/// Every circle of `graphs` (named graphs of imports), and how many imports they hold.
+fn circles(graphs: Vec<(String, BTreeMap<String, BTreeSet<String>>)>) -> (Vec<String>, usize) {
+    let mut found = Vec::new();
+    let mut edges = 0;
+    for (name, graph) in graphs {
+        edges += graph.values().map(BTreeSet::len).sum::<usize>();
+        let on_circles = graph.keys().filter_map(|module| circle_through(&graph, module));
+        found.extend(on_circles.map(|circle| format!("{name}: {}", circle.join(" -> "))));
+    }
+    (found, edges)
+}
+
 #[test]
 fn no_file_of_a_folder_module_reaches_itself_through_its_siblings() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut circles = Vec::new();
-    let mut edges = 0;
-    for krate in CRATES {
-        for (folder, graph) in sibling_imports(&root.join(krate)) {
-            edges += graph.values().map(BTreeSet::len).sum::<usize>();
-            for module in graph.keys() {
-                if let Some(circle) = circle_through(&graph, module) {
-                    circles.push(format!("{krate}/{folder}: {}", circle.join(" -> ")));
-                }
-            }
-        }
-    }
+    let graphs = CRATES.iter().flat_map(|krate| {
+        let folders = sibling_imports(&root.join(krate));
+        folders.into_iter().map(move |(folder, graph)| (format!("{krate}/{folder}"), graph))
+    });
+    let (found, edges) = circles(graphs.collect());
     assert!(edges > 5, "only {edges} imports between sibling files were found: the scan is broken");
-    assert!(circles.is_empty(), "circles between sibling files:\n{}", circles.join("\n"));
+    assert!(found.is_empty(), "circles between sibling files:\n{}", found.join("\n"));
 }
 
 #[test]
 fn no_top_level_module_reaches_itself_through_its_imports() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut circles = Vec::new();
-    let mut edges = 0;
-    for krate in CRATES {
-        let graph = imports(&root.join(krate));
-        edges += graph.values().map(BTreeSet::len).sum::<usize>();
-        for module in graph.keys() {
-            if let Some(circle) = circle_through(&graph, module) {
-                circles.push(format!("{krate}: {}", circle.join(" -> ")));
-            }
-        }
-    }
+    let graphs = CRATES.iter().map(|krate| (krate.to_string(), imports(&root.join(krate))));
+    let (found, edges) = circles(graphs.collect());
     assert!(edges > 20, "only {edges} imports between modules were found: the scan is broken");
-    assert!(circles.is_empty(), "module circles:\n{}", circles.join("\n"));
+    assert!(found.is_empty(), "module circles:\n{}", found.join("\n"));
 }
 
 #[test]
