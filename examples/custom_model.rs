@@ -29,7 +29,7 @@ use descent::experiment::{EpochResult, ImageExperiment};
 use descent::flags::CnnArgs;
 use descent::metrics::Evaluation;
 use descent::model::MlpConfig;
-use descent::run::{FailureKind, Run};
+use descent::run::Run;
 use descent::task::classify::ImageClassification;
 use descent::train::Interrupter;
 
@@ -91,15 +91,9 @@ fn train_mlp_into_a_run_folder(flags: &CnnArgs) -> Result<PathBuf, Failed> {
         None => Run::create(flags.common.out.as_deref(), "custom_model", &experiment.config),
     }
     .map_err(|error| input(error.to_string()))?;
-    let done = run.execute(&mut task, Vec::new(), &Interrupter::new()).map_err(|failure| {
-        let code = match failure.kind {
-            FailureKind::Input => 2,
-            FailureKind::Device => 1,
-            FailureKind::Diverged => 3,
-            FailureKind::Interrupted => 130,
-        };
-        (failure.message, code)
-    })?;
+    let done = run
+        .execute(&mut task, Vec::new(), &Interrupter::new())
+        .map_err(|failure| (failure.message, failure.kind.exit_code()))?;
     println!("{}", descent::task::text::classifier_result(&experiment, &done.outcome));
     println!("wrote {}", done.files.join(", "));
     Ok(run.folder().path().to_path_buf())

@@ -118,47 +118,13 @@ enum ConfigCommand {
 }
 
 /// Why the program ended without success; each kind is one exit code, the same for every
-/// command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// A failure of the machine rather than of the input (a device error): exit code 1.
-    Device,
-    /// Bad input or usage: exit code 2.
-    Input,
-    /// Training diverged: exit code 3.
-    Diverged,
-    /// Interrupted by a signal: exit code 130 (128 + SIGINT), as shells report it.
-    Interrupted,
-}
-
-impl Exit {
-    /// The process exit code.
-    pub fn code(self) -> u8 {
-        match self {
-            Exit::Device => 1,
-            Exit::Input => 2,
-            Exit::Diverged => 3,
-            Exit::Interrupted => 130,
-        }
-    }
-}
+/// command: the library's [`FailureKind`](descent::run::FailureKind), whose `exit_code` says it.
+pub use descent::run::FailureKind as Exit;
 
 impl From<descent::flags::FlagError> for Failure {
     /// A flag that cannot be used: bad input, exit code 2.
     fn from(error: descent::flags::FlagError) -> Self {
         Failure::input(error)
-    }
-}
-
-impl From<descent::run::FailureKind> for Exit {
-    fn from(kind: descent::run::FailureKind) -> Self {
-        use descent::run::FailureKind;
-        match kind {
-            FailureKind::Input => Exit::Input,
-            FailureKind::Device => Exit::Device,
-            FailureKind::Diverged => Exit::Diverged,
-            FailureKind::Interrupted => Exit::Interrupted,
-        }
     }
 }
 
@@ -216,7 +182,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             err!("error: {}", failure.message);
-            ExitCode::from(failure.exit.code())
+            ExitCode::from(failure.exit.exit_code())
         }
     }
 }

@@ -121,7 +121,7 @@ pub fn say_early_stop(stop: Option<&EarlyStopped>, trained_epochs: usize) {
 
 /// A training failure as an exit, of the kind the library gives it.
 pub fn train_failure(error: RunError) -> Failure {
-    Failure { exit: FailureKind::of(&error).into(), message: error.to_string() }
+    Failure { exit: FailureKind::of(&error), message: error.to_string() }
 }
 
 /// A failed run as an exit (its outputs up to the failure are written, see [`Run::failed`]).
@@ -136,7 +136,7 @@ pub fn run_failed(failure: RunFailure) -> Failure {
             failure.message
         ));
     }
-    Failure { exit: failure.kind.into(), message: failure.message }
+    Failure { exit: failure.kind, message: failure.message }
 }
 
 /// Say where the outputs are, and print the summary as the last line of stdout with `--json`.

@@ -469,6 +469,17 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The process exit code of a run that ended this way, the same for every command and for
+    /// programs that follow descent's: 2 input, 1 device, 3 diverged, 130 interrupted.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            FailureKind::Input => 2,
+            FailureKind::Device => 1,
+            FailureKind::Diverged => 3,
+            FailureKind::Interrupted => 130,
+        }
+    }
+
     /// The kind of a training error: a checkpoint or folder that does not fit is input, a
     /// divergence is a divergence, an interruption an interruption, anything else the device.
     pub fn of(error: &RunError) -> Self {

@@ -30,6 +30,9 @@ pub struct Lesson<'a> {
     pub ols: LeastSquares,
     /// Also draw the notebook's animation (`animation.gif`).
     pub animate: bool,
+    /// The loss of the guess, once computed: a pass over every point, which the command line
+    /// prints before training and the outcome reports after it.
+    initial_loss: std::cell::OnceCell<f64>,
 }
 
 /// Why the lesson cannot run on its points.
@@ -86,16 +89,19 @@ impl<'a> Lesson<'a> {
             };
             NoUniqueLine { source_name, why }
         })?;
-        Ok(Self { experiment, ols, animate })
+        Ok(Self { experiment, ols, animate, initial_loss: std::cell::OnceCell::new() })
     }
 
     /// The notebook's cell 7: the mean squared error of the initial guess on every point.
     pub fn initial_loss(&self) -> Result<f64, ReadBackError> {
+        if let Some(&loss) = self.initial_loss.get() {
+            return Ok(loss);
+        }
         let experiment = self.experiment;
         let whole = RegressionBatch::from_table(&experiment.table, &experiment.device.device);
         let loss = experiment.model().loss(whole).inner().try_into_scalar::<f32>();
-        let loss = loss.map_err(|error| ReadBackError::from_debug(&error))?;
-        Ok(f64::from(loss))
+        let loss = f64::from(loss.map_err(|error| ReadBackError::from_debug(&error))?);
+        Ok(*self.initial_loss.get_or_init(|| loss))
     }
 
     /// The trained model's parameters beside the closed form.

@@ -261,14 +261,11 @@ pub struct Hooks<'a, M> {
     /// At the end of every epoch, with the model, optimizer and schedule; may stop the run.
     /// Its time is not counted in [`Trained::seconds`].
     pub on_epoch: Option<EpochHook<'a, M>>,
-    /// Checked after every update, as an `on_batch` that returns `Break`: a stop asked for
-    /// interrupts the run there.
-    pub interrupter: Option<&'a super::Interrupter>,
 }
 
 impl<M> Default for Hooks<'_, M> {
     fn default() -> Self {
-        Self { on_loss: None, on_batch: None, on_epoch: None, interrupter: None }
+        Self { on_loss: None, on_batch: None, on_epoch: None }
     }
 }
 
@@ -304,11 +301,7 @@ impl<M> Events<M> for Hooks<'_, M> {
     }
 
     fn batch(&mut self, end: &BatchEnd) -> ControlFlow<()> {
-        let flow = self.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(end));
-        match self.interrupter.is_some_and(super::Interrupter::should_stop) {
-            true => ControlFlow::Break(()),
-            false => flow,
-        }
+        self.on_batch.as_mut().map_or(ControlFlow::Continue(()), |hook| hook(end))
     }
 
     fn epoch(&mut self, end: &EpochEnd<'_, M>) -> ControlFlow<()> {

@@ -63,12 +63,8 @@ fn run(
         ControlFlow::Continue(())
     };
     let mut on_loss = |_: &LossRecord| ControlFlow::Continue(());
-    let mut hooks = Hooks {
-        on_loss: Some(&mut on_loss),
-        on_batch: Some(&mut on_batch),
-        on_epoch: Some(&mut on_epoch),
-        interrupter: None,
-    };
+    let mut hooks =
+        Hooks { on_loss: Some(&mut on_loss), on_batch: Some(&mut on_batch), on_epoch: Some(&mut on_epoch) };
     let (optimizer, schedule) = optimization;
     let trained = train_observed(model, optimizer, schedule, &source(), plan, &mut hooks).unwrap();
     Observed { trained, batches, epochs }
