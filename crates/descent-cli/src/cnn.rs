@@ -38,8 +38,9 @@ pub fn run_config(
     };
     let done = execute(&mut run, &mut task, &mut lines, common, plan.length.epochs())?;
     let (outcome, names) = (&done.outcome, text::class_names(&experiment));
-    say_lines(quiet, text::confusion_matrix(&outcome.evaluation, names));
-    say_lines(quiet, text::worst_predictions(&outcome.worst, names));
+    say_lines(quiet, text::confusion_matrix(&outcome.evaluation, &names));
+    say_lines(quiet, text::most_confused(&outcome.evaluation, &names));
+    say_lines(quiet, text::worst_predictions(&outcome.worst, &names));
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     say_lines(false, [text::classifier_result(&experiment, outcome)]);
     say_outputs(&run, &done.files, &done.summary, common.json);

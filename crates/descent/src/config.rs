@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::AugmentConfig;
+use crate::data::images::ImageShape;
 use crate::limits::within_f32;
 use crate::model::{CnnConfig, ImageModel, ImageModelVisitor};
 use crate::optim::{Adam, InvalidValue, OptimizerConfig, ScheduleConfig};
@@ -96,6 +97,46 @@ pub enum DataConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
     },
+    /// A folder of the user's own pictures, one sub-folder per class (`DIR/<class>/*.png`,
+    /// `.jpg`, `.jpeg`, `.webp`, `.bmp`, `.gif`), the class names taken from the sub-folders in
+    /// sorted order. With `DIR/train` and `DIR/valid` (or `DIR/test`), those are the training and
+    /// validation pictures; otherwise `valid_fraction` of each class is held out, drawn from the
+    /// run's seed. Each picture is resized to `side` pixels and normalised with the training
+    /// pictures' per-channel mean and standard deviation (see `descent::data::folder`).
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// The side every picture is resized to, in pixels.
+        #[serde(default = "default_picture_side")]
+        side: usize,
+        /// Colour channels: 1 (grey) or 3 (RGB); absent: 3 when any picture has colour, else 1
+        /// (recorded by the run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channels: Option<usize>,
+        /// Fraction of each class held out for validation when the folder has no
+        /// `train`/`valid` split.
+        #[serde(default = "default_valid_fraction")]
+        valid_fraction: f64,
+        /// The class names, recorded by the run from the sub-folders (a saved model names its
+        /// classes with them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classes: Option<Vec<String>>,
+        /// The training pictures' mean per channel, recorded by the run (predictions and
+        /// exports normalise with it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean: Option<Vec<f64>>,
+        /// The training pictures' standard deviation per channel, recorded by the run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        std: Option<Vec<f64>>,
+        /// What identifies the pictures as first trained on (their names, sizes and times, and
+        /// the settings), recorded by the run: a resumed run refuses a folder that has changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+    },
+}
+
+fn default_picture_side() -> usize {
+    defaults::PICTURE_SIDE
 }
 
 fn default_fashion_dir() -> PathBuf {
@@ -129,7 +170,30 @@ impl DataConfig {
             DataConfig::Mnist { side, .. } | DataConfig::FashionMnist { side, .. } => {
                 Some(side.unwrap_or(MNIST_SIDE))
             }
+            DataConfig::Folder { side, .. } => Some(*side),
             DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => None,
+        }
+    }
+
+    /// The images' side, channels and classes, for image data: fixed for the built-in sets,
+    /// recorded by the run for a folder (`None` before a run has read it).
+    pub fn image_shape(&self) -> Option<ImageShape> {
+        match self {
+            DataConfig::Folder { side, channels, classes, .. } => {
+                Some(ImageShape { side: *side, channels: (*channels)?, classes: classes.as_ref()?.len() })
+            }
+            _ => self.image_side().map(ImageShape::grey),
+        }
+    }
+
+    /// The normalisation a run recorded for a folder of pictures: per channel (mean, standard
+    /// deviation); `None` for the built-in sets, whose pixels are used as they are.
+    pub fn normalisation(&self) -> Option<crate::data::folder::Normalisation> {
+        match self {
+            DataConfig::Folder { mean: Some(mean), std: Some(std), .. } => {
+                Some(crate::data::folder::Normalisation { mean: mean.clone(), std: std.clone() })
+            }
+            _ => None,
         }
     }
 
@@ -138,14 +202,16 @@ impl DataConfig {
         self.image_side().is_some()
     }
 
-    /// The names of the classes, for image data: the digits `0`..`9`, or Fashion-MNIST's
-    /// clothes.
-    pub fn class_names(&self) -> Option<&'static [&'static str; crate::data::images::CLASSES]> {
+    /// The names of the classes, for image data: the digits `0`..`9`, Fashion-MNIST's clothes,
+    /// or a folder's sub-folders (as recorded by its run).
+    pub fn class_names(&self) -> Option<Vec<String>> {
+        let names = |names: &[&str]| Some(names.iter().map(|name| name.to_string()).collect());
         match self {
-            DataConfig::FashionMnist { .. } => Some(&crate::data::images::FASHION_CLASS_NAMES),
+            DataConfig::FashionMnist { .. } => names(&crate::data::images::FASHION_CLASS_NAMES),
             DataConfig::Digits { .. } | DataConfig::Mnist { .. } => {
-                Some(&crate::data::images::DIGIT_CLASS_NAMES)
+                names(&crate::data::images::DIGIT_CLASS_NAMES)
             }
+            DataConfig::Folder { classes, .. } => classes.clone(),
             DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => None,
         }
     }
@@ -628,6 +694,25 @@ impl RunConfig {
         config
     }
 
+    /// The CNN on a folder of the user's own pictures (`descent cnn --images DIR`): resized to
+    /// 64x64, the CNN of [`CnnConfig::for_pictures`], batches of 64, 10 epochs of Adam peaking
+    /// at 3e-3 on fastai's one-cycle schedule (`fit_one_cycle`).
+    pub fn pictures(dir: &Path) -> Self {
+        let mut config = Self::fashion_mnist();
+        config.data = DataConfig::Folder {
+            dir: dir.to_path_buf(),
+            side: default_picture_side(),
+            channels: None,
+            valid_fraction: default_valid_fraction(),
+            classes: None,
+            mean: None,
+            std: None,
+            fingerprint: None,
+        };
+        config.model = ModelConfig::Cnn(CnnConfig::for_pictures());
+        config
+    }
+
     /// Read a run configuration file (as `descent config show` writes it). Absent sections take
     /// the lesson's defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -688,7 +773,10 @@ impl RunConfig {
         match &self.data {
             DataConfig::Lesson { .. } | DataConfig::Points { .. } => Some(2),
             DataConfig::Csv(csv) => csv.features.as_ref().map(|f| f.len() + 1),
-            DataConfig::Digits { .. } | DataConfig::Mnist { .. } | DataConfig::FashionMnist { .. } => None,
+            DataConfig::Digits { .. }
+            | DataConfig::Mnist { .. }
+            | DataConfig::FashionMnist { .. }
+            | DataConfig::Folder { .. } => None,
         }
     }
 
@@ -775,6 +863,26 @@ impl RunConfig {
                 }
             }
             DataConfig::Csv(csv) => validate_csv(csv)?,
+            DataConfig::Folder { side, channels, valid_fraction, .. } => {
+                if !(crate::data::folder::SIDES).contains(side) {
+                    return invalid(
+                        "data.side",
+                        format!(
+                            "must be from {} to {} pixels, got {side} (--side)",
+                            crate::data::folder::SIDES.start(),
+                            crate::data::folder::SIDES.end()
+                        ),
+                    );
+                }
+                if let Some(channels) = channels
+                    && !matches!(channels, 1 | 3)
+                {
+                    return invalid("data.channels", format!("must be 1 (grey) or 3 (RGB), got {channels}"));
+                }
+                if !(*valid_fraction > 0.0 && *valid_fraction < 1.0) {
+                    return invalid("data.valid_fraction", format!("must be in (0, 1), got {valid_fraction}"));
+                }
+            }
             DataConfig::Digits { valid_fraction, .. } => {
                 if !(*valid_fraction > 0.0 && *valid_fraction < 1.0) {
                     return invalid(
@@ -811,19 +919,27 @@ impl RunConfig {
             }
             return Ok(());
         }
-        struct Check(usize);
+        struct Check(ImageShape);
         impl ImageModelVisitor for Check {
             type Output = Result<(), InvalidValue>;
             fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
-                model.validate(self.0)
+                model.validate(&self.0)
             }
         }
-        let side = self.data.image_side().unwrap_or(DIGITS_SIDE);
-        self.model.visit_image_model(Check(side)).unwrap_or(Ok(()))?;
+        // A folder not yet read has no recorded channels or classes: its side is checked here,
+        // the whole shape when the pictures are read.
+        let shape = self.data.image_shape().unwrap_or_else(|| {
+            let side = self.data.image_side().unwrap_or(DIGITS_SIDE);
+            ImageShape { side, channels: 3, classes: 2 }
+        });
+        self.model.visit_image_model(Check(shape)).unwrap_or(Ok(()))?;
         if !images {
             return invalid(
                 "data.source",
-                format!("the {} model needs images: `digits`, `mnist` or `fashion-mnist`", self.model.name()),
+                format!(
+                    "the {} model needs images: `digits`, `mnist`, `fashion-mnist` or `folder`",
+                    self.model.name()
+                ),
             );
         }
         Ok(())

@@ -37,3 +37,6 @@ pub const FASHION_LR: f64 = 3e-3;
 /// The schedule of the CNN on Fashion-MNIST: fastai's one cycle (warm up, then anneal), which
 /// takes the default CNN past 91% test accuracy in 5 epochs (docs/models.md, "Fashion-MNIST by name").
 pub const FASHION_SCHEDULE: &str = "one-cycle";
+
+/// The side a folder's pictures are resized to (`data.side`, `--side`), in pixels.
+pub const PICTURE_SIDE: usize = 64;

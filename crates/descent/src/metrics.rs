@@ -4,12 +4,11 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
-use crate::data::images::CLASSES;
 use crate::data::{ImageBatch, ImageSet};
 
 /// A model that scores the classes of images.
 pub trait Classifier {
-    /// Class scores (logits), `[b, classes]`, for images `[b, 1, side, side]`.
+    /// Class scores (logits), `[b, classes]`, for images `[b, channels, side, side]`.
     fn logits(&self, images: Tensor<4>) -> Tensor<2>;
 }
 
@@ -37,8 +36,8 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// `1 - accuracy` (fastai's `error_rate`).
     pub error_rate: f64,
-    /// `confusion[true][predicted]`: image counts.
-    pub confusion: [[usize; CLASSES]; CLASSES],
+    /// `confusion[true][predicted]`: image counts, one row and one column per class.
+    pub confusion: Vec<Vec<usize>>,
     /// One prediction per image, in the order evaluated.
     pub predictions: Vec<Prediction>,
 }
@@ -50,6 +49,30 @@ impl Evaluation {
         sorted.sort_by(|a, b| a.label_probability.total_cmp(&b.label_probability));
         sorted.truncate(count);
         sorted
+    }
+
+    /// The images with the largest losses (fastai's `top_losses`): the worst `count`
+    /// predictions, each with its cross-entropy `-ln p(true class)`.
+    pub fn top_losses(&self, count: usize) -> Vec<(Prediction, f64)> {
+        self.worst(count).into_iter().map(|p| (p, -p.label_probability.max(f64::MIN_POSITIVE).ln())).collect()
+    }
+
+    /// The pairs of distinct classes most often confused (fastai's `most_confused`): (true,
+    /// predicted, count), the largest counts first, those with at least `min_count` images.
+    pub fn most_confused(&self, min_count: usize) -> Vec<(usize, usize, usize)> {
+        let mut pairs: Vec<(usize, usize, usize)> = self
+            .confusion
+            .iter()
+            .enumerate()
+            .flat_map(|(actual, row)| {
+                row.iter().enumerate().filter(move |&(predicted, _)| predicted != actual).map(
+                    move |(predicted, &count)| (actual, predicted, count),
+                )
+            })
+            .filter(|&(_, _, count)| count >= min_count.max(1))
+            .collect();
+        pairs.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        pairs
     }
 }
 
@@ -65,7 +88,8 @@ pub fn evaluate<M: Classifier>(
     device: &Device,
 ) -> Result<Evaluation, crate::device::ReadBackError> {
     let mut predictions = Vec::with_capacity(indices.len());
-    let mut confusion = [[0usize; CLASSES]; CLASSES];
+    let classes = set.classes();
+    let mut confusion = vec![vec![0usize; classes]; classes];
     let mut total_loss = 0.0;
     for chunk in indices.chunks(EVALUATION_BATCH) {
         let batch = ImageBatch::gather(set, chunk, device);
@@ -73,14 +97,14 @@ pub fn evaluate<M: Classifier>(
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|error| crate::device::ReadBackError::from_debug(&error))?;
-        for (row, &index) in log_probabilities.chunks(CLASSES).zip(chunk) {
+        for (row, &index) in log_probabilities.chunks(classes).zip(chunk) {
             let label = set.label(index);
             let (predicted, best) = row
                 .iter()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(class, &value)| (class as u8, value))
-                .expect("ten classes");
+                .expect("one score per class");
             total_loss -= f64::from(row[usize::from(label)]);
             confusion[usize::from(label)][usize::from(predicted)] += 1;
             predictions.push(Prediction {

@@ -202,10 +202,10 @@ impl BatchSource<RegressionBatch> for MiniBatches {
     }
 }
 
-/// Images (`[b, 1, side, side]`) and their class labels (`[b]`), on one device.
+/// Images (`[b, channels, side, side]`) and their class labels (`[b]`), on one device.
 #[derive(Clone, Debug)]
 pub struct ImageBatch {
-    /// Pixels in [0, 1], one channel.
+    /// The images' values: grey pixels in [0, 1], or a folder's normalised channels.
     pub images: Tensor<4>,
     /// Class labels.
     pub labels: Tensor<1, Int>,
@@ -218,15 +218,15 @@ pub struct ImageBatch {
 impl ImageBatch {
     /// The images `indices` of `set` as one batch on `device`.
     pub fn gather(set: &ImageSet, indices: &[usize], device: &Device) -> Self {
-        let side = set.side();
-        let mut pixels = Vec::with_capacity(indices.len() * side * side);
+        let (side, channels) = (set.side(), set.channels());
+        let mut pixels = Vec::with_capacity(indices.len() * set.shape().values());
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             pixels.extend_from_slice(set.image(i));
             labels.push(i64::from(set.label(i)));
         }
         ImageBatch {
-            images: Tensor::from_data(TensorData::new(pixels, [indices.len(), 1, side, side]), device),
+            images: Tensor::from_data(TensorData::new(pixels, [indices.len(), channels, side, side]), device),
             labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
             seed: 0,
         }

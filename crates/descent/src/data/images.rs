@@ -1,4 +1,6 @@
-//! Labelled grayscale images: the UCI digits (8x8, CSV) and MNIST (28x28, IDX files).
+//! Labelled images: the UCI digits (8x8, CSV), MNIST (28x28, IDX files), and the shape every
+//! image set has (side, channels, classes), whatever it was read from (see also
+//! [`super::folder`] for a folder of the user's own pictures).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -9,8 +11,43 @@ use super::csv_table::{BoundedRecords, RowBudget, record_too_long, shown};
 use super::random::SeededRng;
 use crate::limits::{Bytes, MAX_CSV_RECORD_BYTES, check_memory, product};
 
-/// Number of classes: the digits 0..9, or Fashion-MNIST's ten kinds of clothes.
+/// Number of classes of the built-in sets: the digits 0..9, or Fashion-MNIST's ten kinds of
+/// clothes. A folder of pictures has as many classes as it has sub-folders ([`ImageShape`]).
 pub const CLASSES: usize = 10;
+
+/// The most classes a set may have: labels are held in a byte.
+pub const MAX_CLASSES: usize = 256;
+
+/// What a model needs to know about its images: their side in pixels, their channels (1 for
+/// grey, 3 for RGB) and how many classes they fall into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ImageShape {
+    /// Width and height in pixels.
+    pub side: usize,
+    /// Colour channels: 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl ImageShape {
+    /// Grey images of `side` pixels in the built-in sets' ten classes.
+    pub fn grey(side: usize) -> Self {
+        Self { side, channels: 1, classes: CLASSES }
+    }
+
+    /// Values per image: `channels × side × side`.
+    pub fn values(&self) -> usize {
+        self.channels * self.side * self.side
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let colour = if self.channels == 1 { "grey".to_string() } else { format!("{}-channel", self.channels) };
+        write!(f, "{0}x{0} {colour} images in {1} classes", self.side, self.classes)
+    }
+}
 
 /// The digits' class names.
 pub const DIGIT_CLASS_NAMES: [&str; CLASSES] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
@@ -29,22 +66,54 @@ pub const FASHION_CLASS_NAMES: [&str; CLASSES] = [
     "Ankle boot",
 ];
 
-/// Square grayscale images with a class label each. Pixels are scaled to [0, 1].
+/// Square images with a class label each: grey pixels scaled to [0, 1] for the built-in sets,
+/// or a folder's pictures normalised per channel ([`super::folder`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageSet {
     pixels: Vec<f32>,
     labels: Vec<u8>,
-    side: usize,
+    shape: ImageShape,
 }
 
 impl ImageSet {
-    /// Images of `side × side` pixels (row-major, one image after another) and their labels.
+    /// Grey images of `side × side` pixels (row-major, one image after another) in the built-in
+    /// sets' ten classes, and their labels.
     ///
     /// # Panics
     /// If the sizes disagree (readers check their input before building a set).
     pub fn new(pixels: Vec<f32>, labels: Vec<u8>, side: usize) -> Self {
-        assert_eq!(pixels.len(), labels.len() * side * side, "one side x side image per label");
-        Self { pixels, labels, side }
+        Self::with_shape(pixels, labels, ImageShape::grey(side))
+    }
+
+    /// Images of `shape` (channel-major within an image: all of the first channel's rows, then
+    /// the next channel's) and their labels, each less than `shape.classes`.
+    ///
+    /// # Panics
+    /// If the sizes disagree or a label is out of range (readers check their input first).
+    pub fn with_shape(pixels: Vec<f32>, labels: Vec<u8>, shape: ImageShape) -> Self {
+        assert_eq!(pixels.len(), labels.len() * shape.values(), "one image of the shape per label");
+        assert!(labels.iter().all(|&l| usize::from(l) < shape.classes), "labels are classes");
+        Self { pixels, labels, shape }
+    }
+
+    /// The images' side, channels and classes.
+    pub fn shape(&self) -> ImageShape {
+        self.shape
+    }
+
+    /// Colour channels per image.
+    pub fn channels(&self) -> usize {
+        self.shape.channels
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.shape.classes
+    }
+
+    /// Every image's values, one image after another.
+    pub fn pixels(&self) -> &[f32] {
+        &self.pixels
     }
 
     /// Number of images.
@@ -59,12 +128,12 @@ impl ImageSet {
 
     /// Width and height in pixels.
     pub fn side(&self) -> usize {
-        self.side
+        self.shape.side
     }
 
-    /// The pixels of image `i`.
+    /// The values of image `i`: `channels × side × side`, channel-major.
     pub fn image(&self, i: usize) -> &[f32] {
-        let size = self.side * self.side;
+        let size = self.shape.values();
         &self.pixels[i * size..(i + 1) * size]
     }
 
@@ -74,8 +143,8 @@ impl ImageSet {
     }
 
     /// How many images of each class the rows `indices` hold.
-    pub fn class_counts(&self, indices: &[usize]) -> [usize; CLASSES] {
-        let mut counts = [0; CLASSES];
+    pub fn class_counts(&self, indices: &[usize]) -> Vec<usize> {
+        let mut counts = vec![0; self.shape.classes];
         for &i in indices {
             counts[usize::from(self.labels[i])] += 1;
         }

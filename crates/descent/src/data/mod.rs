@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod batches;
 pub mod csv_table;
+pub mod folder;
 pub mod images;
 pub mod pictures;
 pub mod points;

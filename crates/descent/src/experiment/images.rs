@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use crate::data::augment::Augmented;
-use crate::data::images::{Split, mnist_files_present, parse_digits, read_digits, read_mnist, split};
+use crate::data::folder::{FolderSet, FolderSettings, Skipped, read_folder};
+use crate::data::images::{ImageShape, Split, mnist_files_present, parse_digits, read_digits, read_mnist, split};
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::metrics::{Classifier, Evaluation, evaluate};
@@ -72,6 +73,24 @@ pub struct ImageExperiment {
     pub valid_set: Arc<ImageSet>,
     /// Which of `valid_set` to validate on.
     pub valid: Vec<usize>,
+    /// For a folder of pictures: each picture's file (relative to the folder), the files that
+    /// were skipped, and where the decoded pictures are cached.
+    pub folder: Option<FolderFiles>,
+}
+
+/// What reading a folder of pictures found besides the pictures.
+#[derive(Clone, Debug)]
+pub struct FolderFiles {
+    /// The folder.
+    pub dir: std::path::PathBuf,
+    /// Each image's file, relative to the folder, in the order of the image set.
+    pub files: Vec<std::path::PathBuf>,
+    /// The files that were not read, and why.
+    pub skipped: Vec<Skipped>,
+    /// The cache file, and whether this run's pictures came from it.
+    pub cache: Option<(std::path::PathBuf, bool)>,
+    /// Whether the folder had its own `train`/`valid` split.
+    pub presplit: bool,
 }
 
 impl Deref for ImageExperiment {
@@ -90,23 +109,39 @@ impl ImageExperiment {
 
     /// [`Self::prepare`], reaching remote devices with `access` (the token of `--token-file`).
     pub fn prepare_with(config: RunConfig, access: &Access) -> Result<Self, RunError> {
+        Self::prepare_observed(config, access, &|_, _| {})
+    }
+
+    /// [`Self::prepare_with`], telling `progress` (done, total) as a folder's pictures are
+    /// decoded (not called when they come from the cache).
+    pub fn prepare_observed(
+        config: RunConfig,
+        access: &Access,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self, RunError> {
         if !config.model.is_image_model() {
             return Err(RunError::WrongModel(
                 "this configuration fits the linear model: run it with `descent train --config FILE`".into(),
             ));
         }
         let mut prepared = Prepared::open(config, access)?;
-        let (train_set, train, valid_set, valid) = read_images(&prepared.config)?;
+        let (train_set, train, valid_set, valid, folder) = match &prepared.config.data {
+            DataConfig::Folder { .. } => read_pictures(&mut prepared.config, progress)?,
+            _ => {
+                let (train_set, train, valid_set, valid) = read_images(&prepared.config)?;
+                (train_set, train, valid_set, valid, None)
+            }
+        };
         if let DataConfig::Mnist { side, .. } | DataConfig::FashionMnist { side, .. } =
             &mut prepared.config.data
         {
             // Recorded, so that the saved model is rebuilt at the size it was trained at.
             *side = Some(train_set.side());
         }
-        let experiment = Self { prepared, train_set, train, valid_set, valid };
-        let side = experiment.train_set.side();
+        let experiment = Self { prepared, train_set, train, valid_set, valid, folder };
+        let shape = experiment.train_set.shape();
         let batch = experiment.batch_size().min(experiment.train.len().max(1));
-        experiment.config.model.visit_image_model(SizeCheck { side, batch }).unwrap_or(Ok(()))?;
+        experiment.config.model.visit_image_model(SizeCheck { shape, batch }).unwrap_or(Ok(()))?;
         experiment.check_plan(experiment.batches_per_epoch())?;
         Ok(experiment)
     }
@@ -140,7 +175,7 @@ impl ImageExperiment {
     pub fn network<T: ImageModel>(&self, settings: &T) -> T::Network {
         let device = &self.device.device;
         crate::device::init_seeded(std::slice::from_ref(device), self.config.seed, || {
-            settings.init(self.train_set.side(), &device.clone().autodiff())
+            settings.init(&self.train_set.shape(), &device.clone().autodiff())
         })
     }
 
@@ -308,11 +343,11 @@ fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
             let valid = (0..mnist.test.len()).collect();
             Ok((Arc::new(mnist.train), train, Arc::new(mnist.test), valid))
         }
-        DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) => {
+        DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) | DataConfig::Folder { .. } => {
             Err(RunError::Config(ConfigError::Invalid(InvalidValue {
                 field: "data.source".into(),
                 message: format!(
-                    "the {} model needs images: `digits`, `mnist` or `fashion-mnist`",
+                    "the {} model needs images: `digits`, `mnist`, `fashion-mnist` or `folder`",
                     config.model.name()
                 ),
             })))
@@ -320,10 +355,10 @@ fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
     }
 }
 
-/// An image model's settings checked against the images' side, and its memory against what the
-/// process may allocate.
+/// An image model's settings checked against the images' shape, and its memory against what
+/// the process may allocate.
 struct SizeCheck {
-    side: usize,
+    shape: ImageShape,
     batch: usize,
 }
 
@@ -331,14 +366,62 @@ impl ImageModelVisitor for SizeCheck {
     type Output = Result<(), RunError>;
 
     fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
-        let SizeCheck { side, batch } = self;
-        model.validate(side)?;
+        let SizeCheck { shape, batch } = self;
+        model.validate(&shape)?;
         check_memory_for(
             "model",
-            || format!("a {} with {} on {side}x{side} images in batches of {batch}", T::NAME, model.size()),
-            model.memory_bytes(side, batch),
+            || format!("a {} with {} on {shape} in batches of {batch}", T::NAME, model.size()),
+            model.memory_bytes(&shape, batch),
         )
     }
+}
+
+/// The training and validation images, and what reading a folder found besides.
+type PictureSplit = (Arc<ImageSet>, Vec<usize>, Arc<ImageSet>, Vec<usize>, Option<FolderFiles>);
+
+/// Read a folder of pictures, and record in the configuration what a saved model needs to be
+/// rebuilt and fed as in training: the channels, the class names, the normalisation, and the
+/// fingerprint that a resumed run checks.
+fn read_pictures(
+    config: &mut RunConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<PictureSplit, RunError> {
+    let seed = config.seed;
+    let DataConfig::Folder { dir, side, channels, valid_fraction, classes, mean, std, fingerprint } =
+        &mut config.data
+    else {
+        unreachable!("read_pictures reads folders");
+    };
+    let settings = FolderSettings { side: *side, channels: *channels, valid_fraction: *valid_fraction, seed };
+    let found: FolderSet = read_folder(dir, &settings, progress)?;
+    let changed = |what: &str, recorded: String, now: String| {
+        RunError::Data(DataError::Rows {
+            path: dir.clone(),
+            message: format!(
+                "the folder's {what} changed since this run's configuration was written ({now}; recorded: {recorded}): a resumed run must read the same pictures; start a new run to train on them as they are now"
+            ),
+        })
+    };
+    if let Some(recorded) = fingerprint.as_ref().filter(|recorded| **recorded != found.fingerprint) {
+        return Err(changed("pictures", recorded.clone(), found.fingerprint.clone()));
+    }
+    if let Some(recorded) = classes.as_ref().filter(|recorded| **recorded != found.classes) {
+        return Err(changed("classes", recorded.join(", "), found.classes.join(", ")));
+    }
+    *channels = Some(found.set.channels());
+    *classes = Some(found.classes.clone());
+    *mean = Some(found.normalisation.mean.clone());
+    *std = Some(found.normalisation.std.clone());
+    *fingerprint = Some(found.fingerprint.clone());
+    let files = FolderFiles {
+        dir: dir.clone(),
+        files: found.files,
+        skipped: found.skipped,
+        cache: found.cache,
+        presplit: found.presplit,
+    };
+    let set = Arc::new(found.set);
+    Ok((set.clone(), found.train, set, found.valid, Some(files)))
 }
 
 /// The `metrics.csv` row of an epoch with its validation figures.

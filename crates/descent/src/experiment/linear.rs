@@ -243,7 +243,10 @@ fn read_rows(config: &mut RunConfig) -> Result<(Arc<Table>, Option<RegressionDat
             source.features = Some(regression.features.clone());
             Ok((regression.train.clone(), Some(regression)))
         }
-        DataConfig::Digits { .. } | DataConfig::Mnist { .. } | DataConfig::FashionMnist { .. } => {
+        DataConfig::Digits { .. }
+        | DataConfig::Mnist { .. }
+        | DataConfig::FashionMnist { .. }
+        | DataConfig::Folder { .. } => {
             Err(RunError::Config(ConfigError::Invalid(InvalidValue {
                 field: "model.name".into(),
                 message: "the linear model fits points or tables; images need `cnn`".into(),

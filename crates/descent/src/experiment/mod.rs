@@ -10,7 +10,7 @@
 mod images;
 mod linear;
 
-pub use images::{EpochResult, ImageExperiment, TrainedClassifier};
+pub use images::{EpochResult, FolderFiles, ImageExperiment, TrainedClassifier};
 
 pub use linear::Experiment;
 
@@ -300,6 +300,13 @@ fn pin_data(data: &mut DataConfig) -> Result<(), DataError> {
         DataConfig::Mnist { dir, sha256, .. } | DataConfig::FashionMnist { dir, sha256, .. } => {
             let files = crate::data::images::mnist_paths(dir);
             (dir, sha256, files)
+        }
+        DataConfig::Folder { dir, .. } => {
+            // The pictures are fingerprinted as they are read (`data::folder`).
+            if let Ok(absolute) = std::path::absolute(&*dir) {
+                *dir = absolute;
+            }
+            return Ok(());
         }
         DataConfig::Lesson { .. } | DataConfig::Digits { path: None, .. } => return Ok(()),
     };

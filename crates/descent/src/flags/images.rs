@@ -1,5 +1,5 @@
 //! `descent cnn`'s flags: the image data (the digits, a digits file, MNIST or Fashion-MNIST
-//! from IDX files), and the shared ones.
+//! from IDX files, a folder of the user's own pictures), and the shared ones.
 
 use std::path::PathBuf;
 
@@ -36,6 +36,20 @@ pub struct CnnArgs {
 
     #[arg(help = super::help::digits_valid_fraction(), long, value_parser = positive_finite, allow_hyphen_values = true, conflicts_with = "resume")]
     pub valid_fraction: Option<f64>,
+
+    /// Train on your own pictures: a folder with one sub-folder per class (DIR/<class>/*.png,
+    /// .jpg, .jpeg, .webp, .bmp, .gif), or DIR/train and DIR/valid (or DIR/test) laid out so.
+    /// Pictures that do not decode are skipped and listed in the run's skipped.txt.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "data", "mnist", "train_limit"])]
+    pub images: Option<PathBuf>,
+
+    /// With --images: the side pictures are resized to, in pixels [default: 64].
+    #[arg(long, value_name = "PIXELS", value_parser = super::values::positive_count, allow_hyphen_values = true, requires = "images")]
+    pub side: Option<usize>,
+
+    /// With --images: 1 (grey) or 3 (RGB) channels [default: 3 when any picture has colour].
+    #[arg(long, value_name = "1|3", value_parser = ["1", "3"], requires = "images")]
+    pub channels: Option<String>,
 }
 
 impl CnnArgs {
@@ -44,6 +58,20 @@ impl CnnArgs {
     pub fn config(&self) -> Result<RunConfig, FlagError> {
         let args = self;
         let fashion = args.data.as_deref() == Some(FASHION_MNIST);
+        if let Some(dir) = &args.images {
+            let mut config = args.common.base(RunConfig::pictures(dir))?;
+            match &mut config.data {
+                DataConfig::Folder { dir: configured, .. } => configured.clone_from(dir),
+                // A --config file for other data: its settings, on these pictures.
+                other => *other = RunConfig::pictures(dir).data,
+            }
+            if let DataConfig::Folder { side, channels, valid_fraction, .. } = &mut config.data {
+                *side = args.side.unwrap_or(*side);
+                *channels = args.channels.as_deref().and_then(|c| c.parse().ok()).or(*channels);
+                *valid_fraction = args.valid_fraction.unwrap_or(*valid_fraction);
+            }
+            return args.common.finish(config);
+        }
         let defaults = if fashion { RunConfig::fashion_mnist() } else { RunConfig::cnn() };
         let mut config = args.common.base(defaults)?;
         match (&args.mnist, fashion) {

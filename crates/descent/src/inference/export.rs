@@ -159,9 +159,34 @@ pub fn onnx_model(saved: &SavedModel, config: &RunConfig, softmax: bool) -> Resu
             (input, output, value, layout)
         }
         SavedModel::Classifier(classifier) => {
-            let side = classifier.side();
-            let names = config.data.class_names().unwrap_or(&crate::data::images::DIGIT_CLASS_NAMES);
-            let logits = classifier.onnx(&mut graph, "images")?;
+            let shape = classifier.shape();
+            let (side, channels) = (shape.side, shape.channels);
+            let names = classifier.class_names().to_vec();
+            // A folder's pictures are normalised in the graph: it takes pixels in [0, 1].
+            let (images, pixels) = match classifier.normalisation() {
+                Some(normalisation) => {
+                    let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+                    let mean = graph.constant("normalise.mean", &[1, channels, 1, 1], &as_f32(&normalisation.mean));
+                    let std = graph.constant("normalise.std", &[1, channels, 1, 1], &as_f32(&normalisation.std));
+                    let centred = graph.node("Sub", "normalise.sub", &["images", &mean], Vec::new());
+                    let scaled = graph.node("Div", "normalise.div", &[&centred, &std], Vec::new());
+                    metadata.push(("mean", format!("{:?}", normalisation.mean)));
+                    metadata.push(("std", format!("{:?}", normalisation.std)));
+                    let colours = if channels == 3 { "red, green, blue planes" } else { "one grey plane (Rec. 601 luma)" };
+                    (
+                        scaled,
+                        format!(
+                            "the picture resized to {side}x{side}, {colours}, values in [0, 1] (8-bit values / 255; the graph subtracts the training pictures' mean {:?} and divides by their standard deviation {:?})",
+                            normalisation.mean, normalisation.std
+                        ),
+                    )
+                }
+                None => (
+                    "images".to_string(),
+                    "row-major pixels in [0, 1] (0 the background, 1 the ink, as MNIST: digit rows' 0..16 divided by 16, 8-bit pixels by 255)".to_string(),
+                ),
+            };
+            let logits = classifier.onnx(&mut graph, &images)?;
             let (name, value) = match softmax {
                 true => (
                     "probabilities",
@@ -175,7 +200,7 @@ pub fn onnx_model(saved: &SavedModel, config: &RunConfig, softmax: bool) -> Resu
                 false => ("logits", logits),
             };
             let layout = format!(
-                "images: float32 [N, 1, {side}, {side}], row-major pixels in [0, 1] (0 the background, 1 the ink, as MNIST: digit rows' 0..16 divided by 16, 8-bit pixels by 255); {name}: [N, {}], one per class ({}){}",
+                "images: float32 [N, {channels}, {side}, {side}], {pixels}; {name}: [N, {}], one per class ({}){}",
                 names.len(),
                 names.join(", "),
                 if softmax { ", summing to 1" } else { ", before softmax" }
@@ -183,7 +208,7 @@ pub fn onnx_model(saved: &SavedModel, config: &RunConfig, softmax: bool) -> Resu
             metadata.push(("classes", names.join(",")));
             let input = Signature {
                 name: "images".into(),
-                shape: vec![Dim::Batch, Dim::Fixed(1), Dim::Fixed(side), Dim::Fixed(side)],
+                shape: vec![Dim::Batch, Dim::Fixed(channels), Dim::Fixed(side), Dim::Fixed(side)],
             };
             let output = Signature { name: name.into(), shape: vec![Dim::Batch, Dim::Fixed(names.len())] };
             (input, output, value, layout)

@@ -11,7 +11,8 @@ use crate::config::{DataConfig, RunConfig};
 use crate::data::DataError;
 use crate::data::ImageSet;
 use crate::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
-use crate::data::images::{CLASSES, DIGIT_CLASS_NAMES, read_digit_rows, read_idx_images};
+use crate::data::folder::{EXTENSIONS, decode_file};
+use crate::data::images::{read_digit_rows, read_idx_images};
 use crate::data::pictures::{is_png, png_files, read_png};
 use crate::data::read_x;
 use crate::device::ReadBackError;
@@ -79,8 +80,10 @@ impl SavedModel {
         match self {
             SavedModel::Linear(model) => predict_linear(model, config, input, device),
             SavedModel::Classifier(classifier) => {
-                let names = config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES);
-                if input.is_dir() || is_png(input) {
+                let names = classifier.class_names();
+                if classifier.normalisation().is_some() {
+                    predict_folder(classifier, input, device)
+                } else if input.is_dir() || is_png(input) {
                     predict_pictures(classifier, input, names, device)
                 } else if is_idx(input) {
                     predict_idx(classifier, input, names, device)
@@ -149,7 +152,7 @@ fn is_idx(path: &Path) -> bool {
 fn predict_pictures(
     classifier: &SavedClassifier,
     input: &Path,
-    names: &[&str; CLASSES],
+    names: &[String],
     device: &Device,
 ) -> Result<Predictions, PredictError> {
     let side = classifier.side();
@@ -163,7 +166,7 @@ fn predict_pictures(
     let evaluation = classifier.evaluate(&set, &indices, device)?;
     let mut csv = String::from("file,predicted,name,confidence\n");
     for (p, file) in evaluation.predictions.iter().zip(&files) {
-        let name = names[usize::from(p.predicted)];
+        let name = &names[usize::from(p.predicted)];
         let _ = writeln!(
             csv,
             "{},{},{},{}",
@@ -181,7 +184,7 @@ fn predict_pictures(
 fn predict_idx(
     classifier: &SavedClassifier,
     input: &Path,
-    names: &[&str; CLASSES],
+    names: &[String],
     device: &Device,
 ) -> Result<Predictions, PredictError> {
     let (kind, side) = (classifier.kind(), classifier.side());
@@ -226,14 +229,14 @@ fn predict_classes(
 
 /// Image rows' predictions as CSV: `row,predicted[,name],confidence[,label]`, with the
 /// accuracy when the rows carry labels.
-fn class_rows(evaluation: &Evaluation, labeled: bool, names: Option<&[&str; CLASSES]>) -> Predictions {
+fn class_rows(evaluation: &Evaluation, labeled: bool, names: Option<&[String]>) -> Predictions {
     let mut csv = String::from("row,predicted");
     csv.push_str(if names.is_some() { ",name,confidence" } else { ",confidence" });
     csv.push_str(if labeled { ",label\n" } else { "\n" });
     for p in &evaluation.predictions {
         let _ = write!(csv, "{},{}", p.index + 1, p.predicted);
         if let Some(names) = names {
-            let _ = write!(csv, ",{}", csv_field(names[usize::from(p.predicted)]));
+            let _ = write!(csv, ",{}", csv_field(&names[usize::from(p.predicted)]));
         }
         let _ = write!(csv, ",{}", p.confidence);
         let _ = if labeled { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
@@ -241,4 +244,122 @@ fn class_rows(evaluation: &Evaluation, labeled: bool, names: Option<&[&str; CLAS
     let images = evaluation.predictions.len();
     let score = labeled.then(|| accuracy_line(images, evaluation.accuracy, evaluation.error_rate));
     Predictions { csv, score }
+}
+
+/// The pictures a folder-trained model is asked about, with their labels when they are known.
+struct Pictures {
+    files: Vec<std::path::PathBuf>,
+    labels: Option<Vec<u8>>,
+}
+
+/// The pictures `input` names for a model of `classes`: one file; a folder laid out as in
+/// training (one sub-folder per class, each named as one of the model's classes: the pictures
+/// are then labelled); or the pictures of a folder (not its sub-folders).
+fn pictures_of(input: &Path, classes: &[String]) -> Result<Pictures, PredictError> {
+    let unreadable = |source| PredictError::Input(DataError::Open { path: input.into(), source });
+    if !input.is_dir() {
+        std::fs::metadata(input).map_err(unreadable)?;
+        return Ok(Pictures { files: vec![input.to_path_buf()], labels: None });
+    }
+    let is_picture = |path: &Path| {
+        path.is_file()
+            && path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)))
+    };
+    let mut entries: Vec<std::path::PathBuf> =
+        std::fs::read_dir(input).map_err(unreadable)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let folders: Vec<&std::path::PathBuf> = entries
+        .iter()
+        .filter(|p| p.is_dir() && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .collect();
+    let labelled = !folders.is_empty()
+        && folders.iter().all(|folder| {
+            folder.file_name().and_then(|n| n.to_str()).is_some_and(|name| classes.iter().any(|c| c == name))
+        });
+    if labelled {
+        let (mut files, mut labels) = (Vec::new(), Vec::new());
+        for folder in folders {
+            let name = folder.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let label = classes.iter().position(|c| c == name).unwrap_or(0) as u8;
+            let mut inside: Vec<std::path::PathBuf> = std::fs::read_dir(folder)
+                .map_err(unreadable)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_picture(p))
+                .collect();
+            inside.sort();
+            labels.extend(std::iter::repeat_n(label, inside.len()));
+            files.extend(inside);
+        }
+        return Ok(Pictures { files, labels: Some(labels) });
+    }
+    let files: Vec<std::path::PathBuf> = entries.into_iter().filter(|p| is_picture(p)).collect();
+    if files.is_empty() {
+        return Err(PredictError::Input(DataError::Rows {
+            path: input.into(),
+            message: format!(
+                "the folder holds no pictures (.{}) and no sub-folders named as the model's classes ({})",
+                EXTENSIONS.join(", ."),
+                classes.join(", ")
+            ),
+        }));
+    }
+    Ok(Pictures { files, labels: None })
+}
+
+/// A folder-trained model's classes for pictures of any format: `file,predicted,name,confidence`
+/// (and `label` for a folder laid out by class, with the accuracy). Pictures that do not decode
+/// are skipped and counted; a single file that does not is an error.
+fn predict_folder(classifier: &SavedClassifier, input: &Path, device: &Device) -> Result<Predictions, PredictError> {
+    let shape = classifier.shape();
+    let Pictures { files, labels } = pictures_of(input, classifier.class_names())?;
+    let (mut values, mut kept, mut kept_labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, file) in files.iter().enumerate() {
+        match decode_file(file, shape.side) {
+            Ok(picture) => {
+                values.extend(classifier.input(&picture));
+                kept.push(file.clone());
+                kept_labels.push(labels.as_ref().map_or(0, |labels| labels[index]));
+            }
+            Err(error) if files.len() == 1 => {
+                return Err(PredictError::Input(DataError::Rows { path: file.clone(), message: error.to_string() }));
+            }
+            Err(error) => skipped.push(format!("{}: {error}", file.display())),
+        }
+    }
+    let set = ImageSet::with_shape(values, kept_labels, shape);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let evaluation = classifier.evaluate(&set, &indices, device)?;
+    let names = classifier.class_names();
+    let mut csv = String::from("file,predicted,name,confidence");
+    csv.push_str(if labels.is_some() { ",label\n" } else { "\n" });
+    for (p, file) in evaluation.predictions.iter().zip(&kept) {
+        let _ = write!(
+            csv,
+            "{},{},{},{}",
+            csv_field(&file.display().to_string()),
+            p.predicted,
+            csv_field(&names[usize::from(p.predicted)]),
+            p.confidence
+        );
+        let _ = if labels.is_some() { writeln!(csv, ",{}", p.label) } else { writeln!(csv) };
+    }
+    let mut score = labels.is_some().then(|| {
+        format!(
+            "accuracy on the {} labelled pictures: {:.4} (error_rate {:.4})",
+            kept.len(),
+            evaluation.accuracy,
+            evaluation.error_rate
+        )
+    });
+    if !skipped.is_empty() {
+        let line = format!("{} files skipped (not pictures descent can read): {}", skipped.len(), skipped.join("; "));
+        score = Some(match score {
+            Some(score) => format!("{score}\n{line}"),
+            None => line,
+        });
+    }
+    Ok(Predictions { csv, score })
 }

@@ -8,6 +8,8 @@ use burn::prelude::*;
 
 use crate::config::{ConfigError, ModelConfig, RunConfig};
 use crate::data::ImageSet;
+use crate::data::folder::{Decoded, Normalisation, luma};
+use crate::data::images::ImageShape;
 use crate::device::ReadBackError;
 use crate::metrics::Evaluation;
 use crate::model::{ImageModel, ImageModelVisitor, LinearModel};
@@ -48,7 +50,9 @@ impl SavedModel {
 #[derive(Debug)]
 pub struct SavedClassifier {
     kind: &'static str,
-    side: usize,
+    shape: ImageShape,
+    classes: Vec<String>,
+    normalisation: Option<Normalisation>,
     network: Box<dyn LoadedNetwork>,
 }
 
@@ -60,7 +64,53 @@ impl SavedClassifier {
 
     /// The side of the square images it takes, in pixels.
     pub fn side(&self) -> usize {
-        self.side
+        self.shape.side
+    }
+
+    /// The images it takes (side, channels) and how many classes it tells apart.
+    pub fn shape(&self) -> ImageShape {
+        self.shape
+    }
+
+    /// The class names, in label order.
+    pub fn class_names(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// The normalisation its training pictures had (a folder's); `None` for the built-in sets,
+    /// whose pixels are used as they are.
+    pub fn normalisation(&self) -> Option<&Normalisation> {
+        self.normalisation.as_ref()
+    }
+
+    /// The model's input for a decoded picture (at [`Self::side`]): a folder-trained model's
+    /// channels, normalised as in training; for a model of the built-in grey sets, the luma in
+    /// [0, 1], inverted when the background (the border) is light, since those sets draw light
+    /// figures on dark.
+    pub fn input(&self, picture: &Decoded) -> Vec<f32> {
+        match &self.normalisation {
+            Some(normalisation) if self.shape.channels == 3 => normalisation.apply(&picture.rgb),
+            Some(normalisation) => normalisation.apply(&luma(&picture.rgb)),
+            None => {
+                let grey: Vec<f32> = luma(&picture.rgb).iter().map(|&v| f32::from(v) / 255.0).collect();
+                let side = self.shape.side;
+                let border: Vec<f32> = (0..side * side)
+                    .filter(|i| i / side == 0 || i / side == side - 1 || i % side == 0 || i % side == side - 1)
+                    .map(|i| grey[i])
+                    .collect();
+                let light = border.iter().sum::<f32>() / border.len().max(1) as f32 > 0.5;
+                if light { grey.iter().map(|v| 1.0 - v).collect() } else { grey }
+            }
+        }
+    }
+
+    /// The class probabilities of `count` images of `values` (each [`Self::input`]'s), one
+    /// row of [`ImageShape::classes`] probabilities per image.
+    pub fn probabilities(&self, values: Vec<f32>, count: usize, device: &Device) -> Result<Vec<Vec<f32>>, ReadBackError> {
+        let ImageShape { side, channels, classes } = self.shape;
+        let images = Tensor::from_data(TensorData::new(values, [count, channels, side, side]), device);
+        let flat = self.network.probabilities(images)?;
+        Ok(flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect())
     }
 
     /// Append the network to an ONNX `graph`, from the images `input` to its class scores,
@@ -90,6 +140,7 @@ trait LoadedNetwork: std::fmt::Debug {
     ) -> Result<Evaluation, ReadBackError>;
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError>;
     fn onnx(&self, graph: &mut Graph, input: &str) -> Result<String, OnnxError>;
+    fn probabilities(&self, images: Tensor<4>) -> Result<Vec<f32>, ReadBackError>;
 }
 
 /// A network with the settings it was built from.
@@ -116,12 +167,20 @@ impl<T: ImageModel> LoadedNetwork for Loaded<T> {
     fn onnx(&self, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
         self.settings.onnx(&self.network, graph, input)
     }
+
+    fn probabilities(&self, images: Tensor<4>) -> Result<Vec<f32>, ReadBackError> {
+        use crate::metrics::Classifier;
+        let probabilities = burn::tensor::activation::softmax(self.network.logits(images), 1);
+        crate::device::read_f32(probabilities)
+    }
 }
 
 /// Loads a classifier's parameters into a network of its configured kind and size.
 struct LoadClassifier<'a> {
     record: burn::store::ModuleRecord,
-    side: usize,
+    shape: ImageShape,
+    classes: Vec<String>,
+    normalisation: Option<Normalisation>,
     device: &'a Device,
 }
 
@@ -131,11 +190,17 @@ impl ImageModelVisitor for LoadClassifier<'_> {
 
     fn visit<T: ImageModel>(self, model: &T) -> Self::Output {
         let network = model
-            .init(self.side, self.device)
+            .init(&self.shape, self.device)
             .try_load_record(self.record)
             .map_err(|e| format!("it does not hold the {} config.toml describes ({})", T::NAME, brief(&e)))?;
         let network = Loaded { settings: model.clone(), network };
-        Ok(SavedClassifier { kind: T::NAME, side: self.side, network: Box::new(network) })
+        Ok(SavedClassifier {
+            kind: T::NAME,
+            shape: self.shape,
+            classes: self.classes,
+            normalisation: self.normalisation,
+            network: Box::new(network),
+        })
     }
 }
 
@@ -230,8 +295,17 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
             SavedModel::Linear(model)
         }
         image_model => {
-            let side = config.data.image_side().unwrap_or(crate::config::DIGITS_SIDE);
-            let load = LoadClassifier { record, side, device };
+            let shape = config.data.image_shape().ok_or_else(|| {
+                model_error(
+                    "config.toml does not record the images' channels and classes (data.channels, data.classes): it is not a finished run's".into(),
+                )
+            })?;
+            let classes = config
+                .data
+                .class_names()
+                .unwrap_or_else(|| (0..shape.classes).map(|class| class.to_string()).collect());
+            let normalisation = config.data.normalisation();
+            let load = LoadClassifier { record, shape, classes, normalisation, device };
             let loaded = image_model
                 .visit_image_model(load)
                 .unwrap_or_else(|| Err("config.toml names no image model".into()));

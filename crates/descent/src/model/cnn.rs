@@ -1,5 +1,6 @@
-//! A small convolutional network for digit images, the lesson series' next step
-//! (`create_cnn(data, ..., metrics=error_rate)`), sized for 8x8 digits and 28x28 MNIST alike.
+//! A small convolutional network, the lesson series' next step (`create_cnn(data, ...,
+//! metrics=error_rate)`), sized for 8x8 digits and 28x28 MNIST alike, and with global average
+//! pooling ([`CnnConfig::for_pictures`]) for a folder of photos at 64x64 in colour.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
@@ -7,7 +8,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageBatch;
-use crate::data::images::CLASSES;
+use crate::data::images::ImageShape;
 use crate::metrics::Classifier;
 use crate::model::ImageModel;
 use crate::nn::{ConvBlock, ConvBlockConfig, Dropout};
@@ -33,6 +34,11 @@ pub struct CnnConfig {
     /// Dropout probability before the linear head.
     #[serde(default = "default_dropout")]
     pub dropout: f64,
+    /// Average each channel over the image before the head (global average pooling), so the
+    /// head sees one value per channel whatever the image size; without it the head sees every
+    /// pixel of the last block's output.
+    #[serde(default)]
+    pub global_pool: bool,
 }
 
 fn default_channels() -> Vec<usize> {
@@ -55,13 +61,22 @@ impl Default for CnnConfig {
             kernel: default_kernel(),
             batch_norm: true,
             dropout: default_dropout(),
+            global_pool: false,
         }
     }
 }
 
 impl CnnConfig {
-    /// Check the sizes for images of `side` pixels, naming the field of the first problem.
-    pub fn validate(&self, side: usize) -> Result<(), InvalidValue> {
+    /// The CNN for a folder of the user's own pictures (64x64, often in colour): three 3x3
+    /// blocks of 32, 64 and 128 channels, then global average pooling, dropout and the head.
+    /// The digits and Fashion-MNIST keep [`CnnConfig::default`].
+    pub fn for_pictures() -> Self {
+        Self { channels: vec![32, 64, 128], kernel: 3, batch_norm: true, dropout: default_dropout(), global_pool: true }
+    }
+
+    /// Check the sizes for images of `shape`, naming the field of the first problem.
+    pub fn validate(&self, shape: &ImageShape) -> Result<(), InvalidValue> {
+        let side = shape.side;
         let invalid = |field: &str, message: String| Err(InvalidValue { field: field.into(), message });
         if self.channels.is_empty() || self.channels.contains(&0) {
             return invalid(
@@ -88,12 +103,13 @@ impl CnnConfig {
         Ok(())
     }
 
-    /// About how many bytes training needs for images of `side` pixels in batches of `batch`:
+    /// About how many bytes training needs for images of `shape` in batches of `batch`:
     /// the parameters four times (weights, gradients and two optimizer moments) and, per image,
     /// each block's unfolded input (kept for the weight gradient) and three copies of its output
     /// (convolution, batch norm, and their gradients), all `f32`. `None` when the sizes overflow.
-    pub fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
-        let (mut inputs, mut side, kernel) = (1u64, side as u64, self.kernel as u64);
+    pub fn memory_bytes(&self, shape: &ImageShape, batch: usize) -> Option<u64> {
+        let (mut inputs, mut side, kernel) = (shape.channels as u64, shape.side as u64, self.kernel as u64);
+        let classes = shape.classes as u64;
         let (mut parameters, mut activations) = (0u64, 0u64);
         for &outputs in &self.channels {
             let outputs = outputs as u64;
@@ -105,46 +121,55 @@ impl CnnConfig {
             activations = activations.checked_add(unfolded)?.checked_add(outputs_held)?;
             (inputs, side) = (outputs, side / 2);
         }
-        let head =
-            crate::limits::product(&[inputs, side, side, CLASSES as u64])?.checked_add(CLASSES as u64)?;
+        let features = if self.global_pool { inputs } else { crate::limits::product(&[inputs, side, side])? };
+        let head = crate::limits::product(&[features, classes])?.checked_add(classes)?;
         parameters = parameters.checked_add(head)?;
         let values = crate::limits::product(&[parameters, 4])?
             .checked_add(crate::limits::product(&[activations, batch as u64])?)?;
         values.checked_mul(4)
     }
 
-    /// The network for images of `side` pixels, on `device`.
-    pub fn init(&self, side: usize, device: &Device) -> Cnn {
+    /// The network for images of `shape`, on `device`.
+    pub fn init(&self, shape: &ImageShape, device: &Device) -> Cnn {
         let mut blocks = Vec::with_capacity(self.channels.len());
-        let mut inputs = 1;
+        let mut inputs = shape.channels;
         for &outputs in &self.channels {
             let block = ConvBlockConfig::new(inputs, outputs, self.kernel).with_batch_norm(self.batch_norm);
             blocks.push(block.init(device));
             inputs = outputs;
         }
-        let remaining = side >> self.channels.len();
+        let remaining = shape.side >> self.channels.len();
+        let features = if self.global_pool { inputs } else { inputs * remaining * remaining };
         Cnn {
             blocks,
+            global_pool: self.global_pool,
             dropout: Dropout::new(self.dropout),
-            head: LinearConfig::new(inputs * remaining * remaining, CLASSES).init(device),
+            head: LinearConfig::new(features, shape.classes).init(device),
         }
     }
 }
 
-/// The convolutional network: [`ConvBlock`]s (fast on Flex), then dropout and a linear layer to the 10 class scores.
+/// The convolutional network: [`ConvBlock`]s (fast on Flex), optionally global average
+/// pooling, then dropout and a linear layer to the class scores.
 #[derive(Module, Debug)]
 pub struct Cnn {
     blocks: Vec<ConvBlock>,
+    global_pool: bool,
     dropout: Dropout,
     head: Linear,
 }
 
 impl Cnn {
-    /// Class scores (logits), `[b, 10]`, for images `[b, 1, side, side]`; in training, the
-    /// dropout mask is drawn from `seed`.
+    /// Class scores (logits), `[b, classes]`, for images `[b, channels, side, side]`; in
+    /// training, the dropout mask is drawn from `seed`.
     pub fn forward(&self, images: Tensor<4>, seed: u64) -> Tensor<2> {
         let x = self.blocks.iter().fold(images, |x, block| block.forward(x));
-        let x: Tensor<2> = x.flatten(1, 3);
+        let x: Tensor<2> = if self.global_pool {
+            let [batch, channels, _, _] = x.dims();
+            x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+        } else {
+            x.flatten(1, 3)
+        };
         self.head.forward(self.dropout.forward(x, seed))
     }
 }
@@ -159,18 +184,22 @@ impl ImageModel for CnnConfig {
     const NAME: &'static str = "cnn";
     type Network = Cnn;
 
-    fn validate(&self, side: usize) -> Result<(), InvalidValue> {
-        CnnConfig::validate(self, side)
+    fn validate(&self, shape: &ImageShape) -> Result<(), InvalidValue> {
+        CnnConfig::validate(self, shape)
     }
 
-    fn init(&self, side: usize, device: &Device) -> Cnn {
-        CnnConfig::init(self, side, device)
+    fn init(&self, shape: &ImageShape, device: &Device) -> Cnn {
+        CnnConfig::init(self, shape, device)
     }
 
     fn describe(&self) -> String {
         format!(
-            "channels {:?}, kernel {}, batch norm {}, dropout {}",
-            self.channels, self.kernel, self.batch_norm, self.dropout
+            "channels {:?}, kernel {}, batch norm {}, dropout {}{}",
+            self.channels,
+            self.kernel,
+            self.batch_norm,
+            self.dropout,
+            if self.global_pool { ", global average pooling" } else { "" }
         )
     }
 
@@ -178,8 +207,8 @@ impl ImageModel for CnnConfig {
         format!("channels {:?} and kernel {}", self.channels, self.kernel)
     }
 
-    fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
-        CnnConfig::memory_bytes(self, side, batch)
+    fn memory_bytes(&self, shape: &ImageShape, batch: usize) -> Option<u64> {
+        CnnConfig::memory_bytes(self, shape, batch)
     }
 
     fn onnx(&self, network: &Cnn, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {
@@ -188,12 +217,15 @@ impl ImageModel for CnnConfig {
 }
 
 impl ToOnnx for Cnn {
-    /// The blocks, `Flatten` (channel, row, column: Burn's order), and the head; dropout is
-    /// left out (it only acts in training).
+    /// The blocks, `GlobalAveragePool` with global pooling, `Flatten` (channel, row, column:
+    /// Burn's order), and the head; dropout is left out (it only acts in training).
     fn to_onnx(&self, graph: &mut Graph, name: &str, input: &str) -> Result<String, OnnxError> {
         let mut x = input.to_string();
         for (index, block) in self.blocks.iter().enumerate() {
             x = block.to_onnx(graph, &child(name, &format!("blocks.{index}")), &x)?;
+        }
+        if self.global_pool {
+            x = graph.node("GlobalAveragePool", &child(name, "pool"), &[&x], vec![]);
         }
         let x = graph.node("Flatten", &child(name, "flatten"), &[&x], vec![Attribute::int("axis", 1)]);
         let x = self.dropout.to_onnx(graph, &child(name, "dropout"), &x)?;

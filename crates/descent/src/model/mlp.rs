@@ -19,7 +19,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageBatch;
-use crate::data::images::CLASSES;
+use crate::data::images::ImageShape;
 use crate::metrics::Classifier;
 use crate::model::ImageModel;
 use crate::onnx::{Attribute, Graph, OnnxError, ToOnnx, child};
@@ -54,12 +54,13 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// An MLP for images of `pixels` pixels with `hidden` hidden units, on `device`.
-    pub fn new(pixels: usize, hidden: usize, device: &Device) -> Self {
+    /// An MLP for images of `values` values (channels × side × side) with `hidden` hidden
+    /// units and `classes` outputs, on `device`.
+    pub fn new(values: usize, hidden: usize, classes: usize, device: &Device) -> Self {
         Self {
-            hidden: LinearConfig::new(pixels, hidden).init(device),
+            hidden: LinearConfig::new(values, hidden).init(device),
             activation: Relu::new(),
-            output: LinearConfig::new(hidden, CLASSES).init(device),
+            output: LinearConfig::new(hidden, classes).init(device),
         }
     }
 }
@@ -90,9 +91,10 @@ impl ToOnnx for Mlp {
 
 impl ImageModel for MlpConfig {
     const NAME: &'static str = "mlp";
+    const HEAD: &'static str = "output";
     type Network = Mlp;
 
-    fn validate(&self, _side: usize) -> Result<(), InvalidValue> {
+    fn validate(&self, _shape: &ImageShape) -> Result<(), InvalidValue> {
         if self.hidden == 0 {
             return Err(InvalidValue {
                 field: "model.hidden".into(),
@@ -102,8 +104,8 @@ impl ImageModel for MlpConfig {
         Ok(())
     }
 
-    fn init(&self, side: usize, device: &Device) -> Mlp {
-        Mlp::new(side * side, self.hidden, device)
+    fn init(&self, shape: &ImageShape, device: &Device) -> Mlp {
+        Mlp::new(shape.values(), self.hidden, shape.classes, device)
     }
 
     fn describe(&self) -> String {
@@ -114,9 +116,10 @@ impl ImageModel for MlpConfig {
         network.to_onnx(graph, "", input)
     }
 
-    fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64> {
+    fn memory_bytes(&self, shape: &ImageShape, batch: usize) -> Option<u64> {
+        let (side, channels) = (shape.side as u64, shape.channels as u64);
         let (pixels, hidden, classes) =
-            ((side as u64).checked_mul(side as u64)?, self.hidden as u64, CLASSES as u64);
+            (crate::limits::product(&[side, side, channels])?, self.hidden as u64, shape.classes as u64);
         let parameters = crate::limits::product(&[pixels.checked_add(1)?, hidden])?
             .checked_add(crate::limits::product(&[hidden.checked_add(1)?, classes])?)?;
         // Each parameter with its gradient and two optimizer moments; per image, its pixels and

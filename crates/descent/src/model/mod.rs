@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::data::ImageBatch;
+use crate::data::images::ImageShape;
 use crate::metrics::Classifier;
 use crate::onnx::{Graph, OnnxError};
 use crate::optim::InvalidValue;
@@ -34,15 +35,21 @@ pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + Deserial
     /// `model` metadata. The registry's variant name in kebab case.
     const NAME: &'static str;
 
+    /// The name of the network's last layer, the one that maps features to class scores (a
+    /// field of the network's module). Fine-tuning (`--init-from`) makes it new when the class
+    /// count changes, and `--freeze` trains it alone at first; everything else is the body.
+    const HEAD: &'static str = "head";
+
     /// The network: a Burn module with its loss on a batch of images and its class scores.
     type Network: Objective<ImageBatch> + Classifier + std::fmt::Debug + 'static;
 
-    /// Check the settings for images of `side` pixels, naming the field (`model.FIELD`) of the
-    /// first value out of range.
-    fn validate(&self, side: usize) -> Result<(), InvalidValue>;
+    /// Check the settings for images of `shape` (side, channels, classes), naming the field
+    /// (`model.FIELD`) of the first value out of range.
+    fn validate(&self, shape: &ImageShape) -> Result<(), InvalidValue>;
 
-    /// The network for images of `side` pixels at its seeded initial weights, on `device`.
-    fn init(&self, side: usize, device: &Device) -> Self::Network;
+    /// The network for images of `shape` at its seeded initial weights, on `device`: it takes
+    /// `[N, shape.channels, shape.side, shape.side]` and scores `shape.classes` classes.
+    fn init(&self, shape: &ImageShape, device: &Device) -> Self::Network;
 
     /// The settings in a few words, for the line that introduces a run (`channels [32, 64],
     /// kernel 5, ...`).
@@ -54,14 +61,14 @@ pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + Deserial
         self.describe()
     }
 
-    /// About how many bytes training takes for images of `side` pixels in batches of `batch`
-    /// (the parameters, their gradients and optimizer state, and a batch's activations); `None`
-    /// when the count overflows. A run that would not fit in memory is refused before it starts.
-    fn memory_bytes(&self, side: usize, batch: usize) -> Option<u64>;
+    /// About how many bytes training takes for images of `shape` in batches of `batch` (the
+    /// parameters, their gradients and optimizer state, and a batch's activations); `None` when
+    /// the count overflows. A run that would not fit in memory is refused before it starts.
+    fn memory_bytes(&self, shape: &ImageShape, batch: usize) -> Option<u64>;
 
     /// The network as ONNX operations, for `descent export --format onnx`: append to `graph`
     /// what computes the class scores (`[N, classes]`) from the images named `input`
-    /// (`[N, 1, side, side]`), and return the scores' name. Write it with
+    /// (`[N, channels, side, side]`), and return the scores' name. Write it with
     /// [`crate::onnx::ToOnnx`] on the network's layers, in the order `logits` uses them. By
     /// default a model has no ONNX form, and export says so.
     fn onnx(&self, network: &Self::Network, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {

@@ -2,6 +2,7 @@
 //! Reading a finished run's model back (predict, export) is [`crate::inference`]'s.
 
 pub mod figures;
+pub mod confusion;
 pub mod files;
 pub mod metrics_csv;
 pub mod plots;

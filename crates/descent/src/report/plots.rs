@@ -82,10 +82,14 @@ pub const FRAME_WIDTH: u32 = 480;
 /// Height of the animation's frames, pixels.
 pub const FRAME_HEIGHT: u32 = 360;
 
-/// One small grayscale image with a caption, for the grid of validation results.
+/// One small image with a caption, for the grids of validation results and top losses.
 pub struct GridImage {
-    /// `side * side` values in [0, 1], row-major, 1 = ink.
+    /// `side * side` values in [0, 1], row-major, 1 = ink (the built-in grey sets); or with
+    /// `colour`, `3 * side * side` values in [0, 1], channel-major red, green, blue, drawn as
+    /// they are (a folder's pictures).
     pub pixels: Vec<f32>,
+    /// Whether `pixels` are a picture's true colours.
+    pub colour: bool,
     /// The number of pixels along each side.
     pub side: usize,
     /// The caption under the image, e.g. "3 / 8" (true / predicted).
@@ -95,10 +99,10 @@ pub struct GridImage {
 }
 
 const FONT_BYTES: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
-const FONT: &str = "sans-serif";
-const TITLE_SIZE: u32 = 22;
-const LABEL_SIZE: u32 = 18;
-const TICK_SIZE: u32 = 15;
+pub(super) const FONT: &str = "sans-serif";
+pub(super) const TITLE_SIZE: u32 = 22;
+pub(super) const LABEL_SIZE: u32 = 18;
+pub(super) const TICK_SIZE: u32 = 15;
 const COLOURS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -115,10 +119,10 @@ const RIGHT_GREEN: RGBColor = RGBColor(0, 130, 0);
 const WRONG_RED: RGBColor = RGBColor(200, 0, 0);
 
 type AreaError<DB> = DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>;
-type DrawResult<DB> = Result<(), AreaError<DB>>;
+pub(super) type DrawResult<DB> = Result<(), AreaError<DB>>;
 
 /// Something drawable on any backend.
-trait Figure {
+pub(super) trait Figure {
     /// How error messages name the figure.
     fn name(&self) -> String;
     /// Draws the whole figure on `root`.
@@ -186,10 +190,9 @@ pub fn image_grid(
     format: Format,
 ) -> Result<Vec<u8>, PlotError> {
     let grid = ImageGrid { images, columns: columns.max(1), title };
-    if let Some((index, image)) =
-        images.iter().enumerate().find(|(_, image)| image.pixels.len() != image.side * image.side)
-    {
-        let message = format!("image {index} has {} pixels, not {}²", image.pixels.len(), image.side);
+    let values = |image: &GridImage| if image.colour { 3 } else { 1 } * image.side * image.side;
+    if let Some((index, image)) = images.iter().enumerate().find(|(_, image)| image.pixels.len() != values(image)) {
+        let message = format!("image {index} has {} values, not {}", image.pixels.len(), values(image));
         return Err(PlotError::Draw { figure: grid.name(), message });
     }
     render(&grid, format)
@@ -316,7 +319,7 @@ fn ensure_font(figure: &str) -> Result<(), PlotError> {
 }
 
 /// Draws a still figure in `format`.
-fn render(figure: &impl Figure, format: Format) -> Result<Vec<u8>, PlotError> {
+pub(super) fn render(figure: &impl Figure, format: Format) -> Result<Vec<u8>, PlotError> {
     match format {
         Format::Png => {
             let rgb = rasterize(figure, WIDTH, HEIGHT)?;
@@ -642,13 +645,25 @@ impl Figure for ImageGrid<'_> {
 /// One image of the grid, centred in its cell, with its caption below.
 fn draw_grid_cell<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, image: &GridImage) -> DrawResult<DB> {
     let (width, height) = cell.dim_in_pixel();
-    let caption_size = (f64::from(height) * 0.12).clamp(10.0, 18.0);
-    let room = f64::from(width).min(f64::from(height) - caption_size - 8.0);
+    let caption_lines = image.caption.lines().count().max(1);
+    let caption_size = (f64::from(height) * 0.12 / caption_lines as f64).clamp(10.0, 18.0);
+    let room = f64::from(width).min(f64::from(height) - caption_size * caption_lines as f64 - 8.0);
     let size = (room * 0.92).max(1.0) as i32;
     let (left, top) = ((width as i32 - size) / 2, 2);
     let edge = |i: usize| i as i32 * size / image.side.max(1) as i32;
     cell.draw(&Rectangle::new([(left - 1, top - 1), (left + size, top + size)], RGBColor(190, 190, 190)))?;
-    for (index, &value) in image.pixels.iter().enumerate().filter(|(_, v)| **v > 0.01) {
+    if image.colour {
+        let plane = image.side * image.side;
+        let byte = |v: f32| (255.0 * v.clamp(0.0, 1.0)).round() as u8;
+        for index in 0..plane {
+            let (row, column) = (index / image.side, index % image.side);
+            let [r, g, b] = [0, 1, 2].map(|c| byte(image.pixels[c * plane + index]));
+            let corners =
+                [(left + edge(column), top + edge(row)), (left + edge(column + 1), top + edge(row + 1))];
+            cell.draw(&Rectangle::new(corners, RGBColor(r, g, b).filled()))?;
+        }
+    }
+    for (index, &value) in image.pixels.iter().enumerate().filter(|(_, v)| !image.colour && **v > 0.01) {
         let (row, column) = (index / image.side, index % image.side);
         let shade = (255.0 * (1.0 - value.min(1.0))).round() as u8;
         let corners =
@@ -657,7 +672,11 @@ fn draw_grid_cell<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, image: &Gri
     }
     let colour = if image.wrong { WRONG_RED } else { RIGHT_GREEN };
     let style = (FONT, caption_size).into_font().color(&colour).pos(Pos::new(HPos::Center, VPos::Top));
-    cell.draw(&Text::new(image.caption.as_str(), (width as i32 / 2, top + size + 4), style))
+    for (index, line) in image.caption.lines().enumerate() {
+        let y = top + size + 4 + (index as f64 * caption_size * 1.1) as i32;
+        cell.draw(&Text::new(line, (width as i32 / 2, y), style.clone()))?;
+    }
+    Ok(())
 }
 
 struct AnimationFrame<'a> {
@@ -799,7 +818,7 @@ mod tests {
     fn image_grid_of_16_digits_is_800x600_with_both_caption_colours() {
         let digit = |k: usize| (0..64).map(|i| if (i + k).is_multiple_of(3) { 1.0 } else { 0.0 }).collect();
         let images: Vec<GridImage> = (0..16)
-            .map(|k| GridImage { pixels: digit(k), side: 8, caption: format!("{k} / 3"), wrong: k % 4 == 0 })
+            .map(|k| GridImage { pixels: digit(k), colour: false, side: 8, caption: format!("{k} / 3"), wrong: k % 4 == 0 })
             .collect();
         let (width, height, pixels) = decode_png(&image_grid(&images, 4, "results", Format::Png).unwrap());
         assert_eq!((width, height), (WIDTH, HEIGHT));
@@ -811,7 +830,7 @@ mod tests {
 
     #[test]
     fn image_grid_rejects_a_wrong_pixel_count() {
-        let image = GridImage { pixels: vec![0.5; 10], side: 4, caption: "1 / 1".into(), wrong: false };
+        let image = GridImage { pixels: vec![0.5; 10], colour: false, side: 4, caption: "1 / 1".into(), wrong: false };
         let error = image_grid(&[image], 4, "results", Format::Png).unwrap_err();
         assert!(error.to_string().contains("image 0 has 10 pixels"), "{error}");
     }

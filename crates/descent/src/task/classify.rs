@@ -7,12 +7,12 @@ use serde_json::Value;
 
 use super::EarlyStopSummary;
 use crate::data::ImageBatch;
-use crate::data::images::DIGIT_CLASS_NAMES;
 use crate::experiment::EarlyStopped;
 use crate::experiment::{ImageExperiment, Prepared, RunError, TrainOptions, TrainedClassifier};
 use crate::metrics::{Classifier, Evaluation, Prediction};
 use crate::model::{ImageModel, ImageModelVisitor};
 use crate::report::figures::Figures;
+use crate::report::confusion::confusion_figure;
 use crate::report::plots::{GridImage, LineChart, Series, image_grid};
 use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary};
 use crate::run::{OutputError, Task};
@@ -23,6 +23,11 @@ const RESULTS_SHOWN: usize = 20;
 const RESULTS_COLUMNS: usize = 5;
 /// The worst predictions listed.
 pub const WORST_SHOWN: usize = 8;
+/// The validation images of `top_losses.png` (fastai's `plot_top_losses(9)`), and its columns.
+pub const TOP_LOSSES_SHOWN: usize = 9;
+const TOP_LOSSES_COLUMNS: usize = 3;
+/// The pairs of `most_confused` in the summary.
+pub const MOST_CONFUSED_LISTED: usize = 10;
 
 /// The classification of a prepared image experiment by a network of `parameters` parameters,
 /// which it holds until it trains it.
@@ -76,9 +81,34 @@ struct ClassifierSummary {
     n_train: usize,
     n_valid: usize,
     parameters: usize,
-    classes: Vec<&'static str>,
+    classes: Vec<String>,
+    most_confused: Vec<ConfusedEntry>,
+    top_losses: Vec<TopLossEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     early_stop: Option<EarlyStopSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<usize>,
+}
+
+/// A pair of classes mistaken for each other, in a classifier's summary (fastai's
+/// `most_confused`).
+#[derive(Serialize)]
+struct ConfusedEntry {
+    actual: String,
+    predicted: String,
+    count: usize,
+}
+
+/// One of the largest validation losses, in a classifier's summary (fastai's `top_losses`).
+#[derive(Serialize)]
+struct TopLossEntry {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    actual: String,
+    predicted: String,
+    loss: f64,
+    probability: f64,
 }
 
 /// An epoch in a classifier's summary.
@@ -154,23 +184,42 @@ where
         figures.batch_losses(("loss (cross-entropy)", false), &outcome.classifier.batch_losses, valid)?;
         let accuracy = vec![Series { name: "accuracy".into(), points: by_epoch(|r| r.accuracy) }];
         figures.chart("accuracy", &chart("Validation accuracy", "accuracy", accuracy))?;
-        let side = experiment.train_set.side();
-        let names = experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES);
+        let names = class_names(experiment);
         let grid: Vec<GridImage> = evaluation
             .predictions
             .iter()
             .take(RESULTS_SHOWN)
-            .map(|p| GridImage {
-                pixels: experiment.valid_set.image(p.index).to_vec(),
-                side,
-                caption: format!("{} / {}", names[usize::from(p.label)], names[usize::from(p.predicted)]),
-                wrong: p.label != p.predicted,
+            .map(|p| {
+                let caption = format!("{} / {}", names[usize::from(p.label)], names[usize::from(p.predicted)]);
+                shown(experiment, p, caption)
             })
             .collect();
         figures.save("results", |format| {
             image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
         })?;
+        figures.save("confusion", |format| confusion_figure(&evaluation.confusion, &names, format))?;
+        let top: Vec<GridImage> = evaluation
+            .top_losses(TOP_LOSSES_SHOWN)
+            .into_iter()
+            .map(|(p, loss)| {
+                let caption = format!(
+                    "{} / {}\n{loss:.2} / {:.2}",
+                    names[usize::from(p.predicted)],
+                    names[usize::from(p.label)],
+                    p.label_probability
+                );
+                shown(experiment, &p, caption)
+            })
+            .collect();
+        figures.save("top_losses", |format| {
+            image_grid(&top, TOP_LOSSES_COLUMNS, "Prediction / actual / loss / probability", format)
+        })?;
         figures.rates(&experiment.config, &outcome.classifier.rates)?;
+        if let Some(folder) = experiment.folder.as_ref().filter(|folder| !folder.skipped.is_empty()) {
+            let lines: String =
+                folder.skipped.iter().map(|s| format!("{}\t{}\n", s.path.display(), s.reason)).collect();
+            figures.folder().write(SKIPPED_FILE, lines.as_bytes())?;
+        }
         Ok(())
     }
 
@@ -180,6 +229,7 @@ where
 
     fn summary(&self, outcome: &ClassifierOutcome<M>, place: RunPlace<'_>) -> Value {
         let experiment = self.experiment;
+        let names = class_names(experiment);
         let TrainedClassifier { trained, evaluation, metrics: rows, early_stop, .. } = &outcome.classifier;
         let history = rows
             .iter()
@@ -213,11 +263,63 @@ where
             n_train: experiment.train.len(),
             n_valid: experiment.valid.len(),
             parameters: self.parameters,
-            classes: experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES).to_vec(),
+            most_confused: evaluation
+                .most_confused(1)
+                .into_iter()
+                .take(MOST_CONFUSED_LISTED)
+                .map(|(actual, predicted, count)| ConfusedEntry {
+                    actual: names[actual].clone(),
+                    predicted: names[predicted].clone(),
+                    count,
+                })
+                .collect(),
+            top_losses: evaluation
+                .top_losses(TOP_LOSSES_SHOWN)
+                .into_iter()
+                .map(|(p, loss)| TopLossEntry {
+                    index: p.index,
+                    file: experiment
+                        .folder
+                        .as_ref()
+                        .and_then(|folder| folder.files.get(p.index))
+                        .map(|file| file.display().to_string()),
+                    actual: names[usize::from(p.label)].clone(),
+                    predicted: names[usize::from(p.predicted)].clone(),
+                    loss,
+                    probability: p.label_probability,
+                })
+                .collect(),
+            classes: names,
             early_stop: early_stop.map(|stop| EarlyStopSummary::of(&stop, &experiment.config)),
+            skipped: experiment.folder.as_ref().map(|folder| folder.skipped.len()),
         };
         RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
     }
+}
+
+/// The file listing the pictures of a folder that were skipped, and why (tab-separated).
+pub const SKIPPED_FILE: &str = "skipped.txt";
+
+/// The names of the experiment's classes.
+fn class_names(experiment: &ImageExperiment) -> Vec<String> {
+    crate::task::text::class_names(experiment)
+}
+
+/// A validation image as a grid shows it: a folder's picture in its colours (its
+/// normalisation undone), a built-in set's grey image as ink.
+fn shown(experiment: &ImageExperiment, p: &Prediction, caption: String) -> GridImage {
+    let set = &experiment.valid_set;
+    let values = set.image(p.index);
+    let (pixels, colour) = match experiment.config.data.normalisation() {
+        Some(normalisation) => {
+            let shown = normalisation.undo(values);
+            // A grey picture shows in grey: its one channel three times.
+            let pixels = if set.channels() == 3 { shown } else { shown.repeat(3) };
+            (pixels, true)
+        }
+        None => (values.to_vec(), false),
+    };
+    GridImage { pixels, colour, side: set.side(), caption, wrong: p.label != p.predicted }
 }
 
 /// What training an image classifier gave, whatever its model: what the command line prints and

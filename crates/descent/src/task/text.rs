@@ -3,7 +3,7 @@
 
 use crate::config::DataConfig;
 use crate::data::csv_table::shown;
-use crate::data::images::{CLASSES, DIGIT_CLASS_NAMES};
+use crate::data::images::DIGIT_CLASS_NAMES;
 use crate::experiment::{EarlyStopped, Experiment, ImageExperiment, Prepared};
 use crate::metrics::{Evaluation, Prediction};
 use crate::model::LinearModel;
@@ -141,8 +141,8 @@ pub fn fit_comparison(regression: &RegressionData, fit: &FitReport) -> Vec<Strin
 }
 
 /// The names of an image experiment's classes (the digits `0`..`9` unless the data names them).
-pub fn class_names(experiment: &ImageExperiment) -> &'static [&'static str; CLASSES] {
-    experiment.config.data.class_names().unwrap_or(&DIGIT_CLASS_NAMES)
+pub fn class_names(experiment: &ImageExperiment) -> Vec<String> {
+    experiment.config.data.class_names().unwrap_or_else(|| DIGIT_CLASS_NAMES.map(String::from).to_vec())
 }
 
 /// An image classification's lines before training: the data and its classes, the model, the
@@ -169,6 +169,22 @@ pub fn image_setup(task: &ImageClassification<'_>) -> Vec<String> {
                 experiment.valid.len()
             )
         }
+        DataConfig::Folder { dir, .. } => {
+            let shape = experiment.train_set.shape();
+            let colour = if shape.channels == 3 { "in colour" } else { "grey" };
+            let split = match &experiment.folder {
+                Some(folder) if folder.presplit => "the folder's own train/valid split".to_string(),
+                _ => format!("held out per class with seed {}", config.seed),
+            };
+            format!(
+                "data: {} pictures from {} in {} classes, resized to {side}x{side} {colour}: {} train, {} valid ({split})",
+                experiment.train_set.len(),
+                dir.display(),
+                shape.classes,
+                experiment.train.len(),
+                experiment.valid.len()
+            )
+        }
         _ => format!(
             "data: {} digits ({side}x{side}), split at random with seed {}: {} train, {} valid",
             experiment.train_set.len(),
@@ -178,17 +194,56 @@ pub fn image_setup(task: &ImageClassification<'_>) -> Vec<String> {
         ),
     };
     let names = class_names(experiment);
-    let counts = |counts: [usize; CLASSES]| {
+    let counts = |counts: Vec<usize>| {
         counts.iter().enumerate().map(|(c, n)| format!("{}:{n}", names[c])).collect::<Vec<_>>().join(" ")
     };
-    vec![
-        data,
+    let mut lines = vec![data];
+    lines.extend(folder_lines(experiment));
+    lines.extend([
         format!("  train classes {}", counts(experiment.train_set.class_counts(&experiment.train))),
         format!("  valid classes {}", counts(experiment.valid_set.class_counts(&experiment.valid))),
         format!("model: {}, {}: {} parameters", task.model, task.settings, task.parameters),
         image_training(experiment),
-    ]
+    ]);
+    lines
 }
+
+/// For a folder of pictures: the skipped files and the cache.
+fn folder_lines(experiment: &ImageExperiment) -> Vec<String> {
+    let Some(folder) = &experiment.folder else { return Vec::new() };
+    let mut lines = Vec::new();
+    if !folder.skipped.is_empty() {
+        let shown: Vec<String> = folder.skipped.iter().take(3).map(|s| s.path.display().to_string()).collect();
+        let more = if folder.skipped.len() > 3 { ", ..." } else { "" };
+        lines.push(format!(
+            "  skipped {} files that are not readable pictures ({}{more}): listed in skipped.txt",
+            folder.skipped.len(),
+            shown.join(", ")
+        ));
+    }
+    if let Some((path, from_cache)) = &folder.cache {
+        let how = if *from_cache { "read from the cache" } else { "decoded, and cached" };
+        lines.push(format!("  pictures {how} in {}", path.display()));
+    }
+    lines
+}
+
+/// fastai's `most_confused`: the pairs of classes most often mistaken, (true, predicted, count).
+pub fn most_confused(evaluation: &Evaluation, names: &[String]) -> Vec<String> {
+    let pairs = evaluation.most_confused(1);
+    if pairs.is_empty() {
+        return vec!["most confused: no validation image was mistaken".into()];
+    }
+    let shown: Vec<String> = pairs
+        .iter()
+        .take(MOST_CONFUSED_SHOWN)
+        .map(|&(actual, predicted, count)| format!("{} as {} ({count})", names[actual], names[predicted]))
+        .collect();
+    vec![format!("most confused (true as predicted): {}", shown.join(", "))]
+}
+
+/// The pairs of classes `most_confused` lists.
+pub const MOST_CONFUSED_SHOWN: usize = 5;
 
 /// How an image experiment trains: optimizer, schedule, batches, length and the extras.
 fn image_training(experiment: &ImageExperiment) -> String {
@@ -237,7 +292,7 @@ pub fn classifier_result(experiment: &ImageExperiment, results: &ClassifierResul
 
 /// The confusion matrix (rows: true class, columns: predicted class), after a legend of the
 /// classes' names when they are not their numbers (Fashion-MNIST's).
-pub fn confusion_matrix(evaluation: &Evaluation, names: &[&str]) -> Vec<String> {
+pub fn confusion_matrix(evaluation: &Evaluation, names: &[String]) -> Vec<String> {
     let mut lines = Vec::new();
     if named(names) {
         let legend: Vec<String> = names.iter().enumerate().map(|(c, name)| format!("{c} {name}")).collect();
@@ -256,12 +311,12 @@ pub fn confusion_matrix(evaluation: &Evaluation, names: &[&str]) -> Vec<String> 
 
 /// The worst predictions (lowest probability given to the true class), by class name when the
 /// classes have names.
-pub fn worst_predictions(worst: &[Prediction], names: &[&str]) -> Vec<String> {
+pub fn worst_predictions(worst: &[Prediction], names: &[String]) -> Vec<String> {
     let mut lines = vec!["worst predictions (lowest probability given to the true class):".to_string()];
     if named(names) {
         lines.push(format!("  {:>6}  {:<12}  {:<12}  {:>10}", "index", "true", "predicted", "confidence"));
         for p in worst {
-            let (truth, predicted) = (names[usize::from(p.label)], names[usize::from(p.predicted)]);
+            let (truth, predicted) = (&names[usize::from(p.label)], &names[usize::from(p.predicted)]);
             lines.push(format!("  {:>6}  {truth:<12}  {predicted:<12}  {:>10.4}", p.index, p.confidence));
         }
         return lines;
@@ -274,7 +329,7 @@ pub fn worst_predictions(worst: &[Prediction], names: &[&str]) -> Vec<String> {
 }
 
 /// Whether the classes have names other than their numbers.
-fn named(names: &[&str]) -> bool {
+fn named(names: &[String]) -> bool {
     names.iter().enumerate().any(|(c, name)| *name != c.to_string())
 }
 
