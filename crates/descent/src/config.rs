@@ -302,6 +302,15 @@ impl Default for ModelConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingConfig {
+    /// Start from the weights of a finished run's folder, or of a `.safetensors` file in the
+    /// layout `descent export` writes (`--init-from`): the body is kept, and the head too when
+    /// the class count is the same. Made absolute when a run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
+    /// With `init_from`: train the head alone for this many epochs, then every layer
+    /// (`--freeze`, fastai's `fine_tune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<usize>,
     /// Rows per mini-batch; absent: every step uses all rows (full-batch descent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
@@ -955,6 +964,7 @@ impl RunConfig {
             ("training.checkpoint_every", training.checkpoint_every),
             ("training.early_stop", training.early_stop),
             ("training.accumulate", training.accumulate),
+            ("training.freeze", training.freeze),
         ] {
             if value == Some(0) {
                 return invalid(field, "must be at least 1, got 0".into());
@@ -967,6 +977,21 @@ impl RunConfig {
             return invalid(
                 "training.accumulate",
                 "groups mini-batches into one update, and this run takes every row in each step: set a batch size (--batch-size)".into(),
+            );
+        }
+        if training.freeze.is_some() && training.init_from.is_none() {
+            return invalid(
+                "training.freeze",
+                "trains the head alone first, in a fine-tuning: give the weights to start from (--init-from RUN)".into(),
+            );
+        }
+        if training.init_from.is_some() && !self.model.is_image_model() {
+            return invalid("training.init_from", "starts an image model from another's weights; this run fits the linear model".into());
+        }
+        if self.optimizer.body_lr_factor().is_some() && training.init_from.is_none() {
+            return invalid(
+                "optimizer.body_lr_factor",
+                "gives the body a smaller rate in a fine-tuning: give the weights to start from (--init-from RUN)".into(),
             );
         }
         self.validate_early_stop()?;

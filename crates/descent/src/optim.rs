@@ -123,6 +123,10 @@ pub struct Sgd {
     /// Learning rate.
     #[serde(default = "sgd_lr")]
     pub lr: f64,
+    /// With `--init-from`: the body's learning rate as a fraction of `lr`, the head's
+    /// (discriminative rates); absent: 1, the same rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_factor: Option<f64>,
     /// Momentum factor in [0, 1); 0 is plain gradient descent.
     #[serde(default)]
     pub momentum: f64,
@@ -150,6 +154,10 @@ pub struct Adam {
     /// Learning rate.
     #[serde(default = "adam_lr")]
     pub lr: f64,
+    /// With `--init-from`: the body's learning rate as a fraction of `lr`, the head's
+    /// (discriminative rates); absent: 1, the same rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_factor: Option<f64>,
     /// Decay of the first-moment average, in [0, 1).
     #[serde(default = "beta_1")]
     pub beta_1: f64,
@@ -178,6 +186,7 @@ impl Default for Adam {
     fn default() -> Self {
         Self {
             lr: adam_lr(),
+            body_lr_factor: None,
             beta_1: beta_1(),
             beta_2: beta_2(),
             epsilon: adam_epsilon(),
@@ -196,6 +205,10 @@ pub struct AdamW {
     /// Learning rate.
     #[serde(default = "adam_lr")]
     pub lr: f64,
+    /// With `--init-from`: the body's learning rate as a fraction of `lr`, the head's
+    /// (discriminative rates); absent: 1, the same rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_factor: Option<f64>,
     /// Decay of the first-moment average, in [0, 1).
     #[serde(default = "beta_1")]
     pub beta_1: f64,
@@ -226,6 +239,10 @@ pub struct RmsProp {
     /// Learning rate.
     #[serde(default = "rmsprop_lr")]
     pub lr: f64,
+    /// With `--init-from`: the body's learning rate as a fraction of `lr`, the head's
+    /// (discriminative rates); absent: 1, the same rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_factor: Option<f64>,
     /// Smoothing constant of the squared-gradient average, in [0, 1).
     #[serde(default = "rmsprop_alpha")]
     pub alpha: f64,
@@ -256,6 +273,10 @@ pub struct AdaGrad {
     /// Learning rate.
     #[serde(default = "adagrad_lr")]
     pub lr: f64,
+    /// With `--init-from`: the body's learning rate as a fraction of `lr`, the head's
+    /// (discriminative rates); absent: 1, the same rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_factor: Option<f64>,
     /// Learning-rate decay.
     #[serde(default)]
     pub lr_decay: f64,
@@ -280,6 +301,10 @@ pub struct Lion {
     /// Learning rate.
     #[serde(default = "lion_lr")]
     pub lr: f64,
+    /// With `--init-from`: the body's learning rate as a fraction of `lr`, the head's
+    /// (discriminative rates); absent: 1, the same rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_lr_factor: Option<f64>,
     /// Interpolation between momentum and gradient for the update, in [0, 1).
     #[serde(default = "beta_1")]
     pub beta_1: f64,
@@ -320,6 +345,7 @@ impl Default for OptimizerConfig {
     fn default() -> Self {
         OptimizerConfig::Sgd(Sgd {
             lr: sgd_lr(),
+            body_lr_factor: None,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
@@ -355,6 +381,18 @@ impl OptimizerConfig {
         }
     }
 
+    /// The body's rate as a fraction of the head's, in a fine-tuning (1 when not set).
+    pub fn body_lr_factor(&self) -> Option<f64> {
+        match self {
+            OptimizerConfig::Sgd(c) => c.body_lr_factor,
+            OptimizerConfig::Adam(c) => c.body_lr_factor,
+            OptimizerConfig::AdamW(c) => c.body_lr_factor,
+            OptimizerConfig::RmsProp(c) => c.body_lr_factor,
+            OptimizerConfig::AdaGrad(c) => c.body_lr_factor,
+            OptimizerConfig::Lion(c) => c.body_lr_factor,
+        }
+    }
+
     /// Set the learning rate (`--lr`); [`Self::validate`] checks it with the rest.
     pub fn set_lr(&mut self, lr: f64) {
         match self {
@@ -386,6 +424,11 @@ impl OptimizerConfig {
     /// Check every value, naming the field of the first one out of range.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         check_positive("optimizer.lr", self.lr())?;
+        if let Some(factor) = self.body_lr_factor()
+            && !(factor > 0.0 && factor <= 1.0)
+        {
+            return Err(invalid("optimizer.body_lr_factor", format!("must be in (0, 1], got {factor}")));
+        }
         match self {
             OptimizerConfig::Sgd(c) => {
                 check_fraction("optimizer.momentum", c.momentum)?;

@@ -219,6 +219,10 @@ pub struct FolderSettings {
     pub valid_fraction: f64,
     /// The seed of that split.
     pub seed: u64,
+    /// The normalisation to use instead of the training pictures' own (a fine-tuning's: the
+    /// pretrained model's, as fastai normalises with the statistics of the pretrained model's
+    /// data); ignored when its channel count is not the set's.
+    pub normalisation: Option<Normalisation>,
 }
 
 /// A folder's pictures, decoded and split.
@@ -323,7 +327,10 @@ pub fn read_folder(
     } else {
         rgb.chunks_exact(3 * plane).flat_map(luma).collect()
     };
-    let normalisation = normalisation_of(&bytes, channels, plane, &train);
+    let normalisation = match &settings.normalisation {
+        Some(given) if given.mean.len() == channels && given.std.len() == channels => given.clone(),
+        _ => normalisation_of(&bytes, channels, plane, &train),
+    };
     let pixels = normalisation.apply_each(&bytes, channels * plane);
     let labels = entries.iter().map(|entry| entry.label).collect();
     let shape = ImageShape { side: settings.side, channels, classes: classes.len() };
@@ -746,7 +753,7 @@ mod tests {
         let entries: Vec<Entry> = (0..20)
             .map(|i| Entry { path: PathBuf::from(format!("{i}.png")), label: (i % 2) as u8, valid: false })
             .collect();
-        let settings = FolderSettings { side: 8, channels: None, valid_fraction: 0.2, seed: 42 };
+        let settings = FolderSettings { side: 8, channels: None, valid_fraction: 0.2, seed: 42, normalisation: None };
         let (train, valid) = split_entries(&entries, 2, &settings, false);
         assert_eq!((train.len(), valid.len()), (16, 4));
         assert_eq!(valid.iter().filter(|&&i| i % 2 == 0).count(), 2);

@@ -12,6 +12,7 @@ use crate::data::images::{ImageShape, Split, mnist_files_present, parse_digits, 
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::metrics::{Classifier, Evaluation, evaluate};
+use crate::model::init_from::{InitReport, InitSource, init_from};
 use crate::model::{Cnn, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
@@ -125,6 +126,11 @@ impl ImageExperiment {
             ));
         }
         let mut prepared = Prepared::open(config, access)?;
+        if let Some(path) = &mut prepared.config.training.init_from
+            && let Ok(absolute) = std::path::absolute(&*path)
+        {
+            *path = absolute;
+        }
         let (train_set, train, valid_set, valid, folder) = match &prepared.config.data {
             DataConfig::Folder { .. } => read_pictures(&mut prepared.config, progress)?,
             _ => {
@@ -177,6 +183,30 @@ impl ImageExperiment {
         crate::device::init_seeded(std::slice::from_ref(device), self.config.seed, || {
             settings.init(&self.train_set.shape(), &device.clone().autodiff())
         })
+    }
+
+    /// The network of `settings` to train: [`Self::network`], then with `training.init_from`
+    /// the weights of that run or file (the head kept only when it fits), and what was loaded.
+    pub fn start_network<T: ImageModel>(&self, settings: &T) -> Result<(T::Network, Option<InitReport>), RunError> {
+        let network = self.network(settings);
+        let Some(path) = &self.config.training.init_from else { return Ok((network, None)) };
+        let source = InitSource::of(path);
+        let classes = crate::task::text::class_names(self);
+        let (network, report) = init_from(network, &source, T::HEAD, &classes, &self.device.device)
+            .map_err(|error| RunError::Data(DataError::Rows { path: error.path, message: error.message }))?;
+        Ok((network, Some(report)))
+    }
+
+    /// The configured model's head layer (`ImageModel::HEAD`).
+    pub fn head_name(&self) -> Option<&'static str> {
+        struct Head;
+        impl ImageModelVisitor for Head {
+            type Output = &'static str;
+            fn visit<T: ImageModel>(self, _: &T) -> &'static str {
+                T::HEAD
+            }
+        }
+        self.config.model.visit_image_model(Head)
     }
 
     /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch, and
@@ -244,6 +274,7 @@ impl ImageExperiment {
             kind: self.config.model.name(),
             total_steps: self.total_steps(),
             report: Some(Report::EveryEpochs(1)),
+            head: self.head_name(),
         };
         let run = self.train_run(model, self.batches().as_ref(), length, options, &mut task)?;
         let Validation { last, best, .. } = task;
@@ -387,12 +418,27 @@ fn read_pictures(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PictureSplit, RunError> {
     let seed = config.seed;
+    // A fine-tuned model sees its pictures as the model it starts from saw its own.
+    let pretrained = config
+        .training
+        .init_from
+        .as_ref()
+        .filter(|path| path.is_dir())
+        .and_then(|run| RunConfig::load(&run.join(crate::report::files::CONFIG_FILE)).ok())
+        .and_then(|source| source.data.normalisation());
+    let recorded = config.data.normalisation();
     let DataConfig::Folder { dir, side, channels, valid_fraction, classes, mean, std, fingerprint } =
         &mut config.data
     else {
         unreachable!("read_pictures reads folders");
     };
-    let settings = FolderSettings { side: *side, channels: *channels, valid_fraction: *valid_fraction, seed };
+    let settings = FolderSettings {
+        side: *side,
+        channels: *channels,
+        valid_fraction: *valid_fraction,
+        seed,
+        normalisation: recorded.or(pretrained),
+    };
     let found: FolderSet = read_folder(dir, &settings, progress)?;
     let changed = |what: &str, recorded: String, now: String| {
         RunError::Data(DataError::Rows {

@@ -138,7 +138,7 @@ impl Experiment {
         let earlier = options.resume.map(|c| c.state.metrics.clone()).unwrap_or_default();
         let folder = options.folder;
         let mut task = LinearEvents { experiment: self, folder, on_loss };
-        let length = RunShape { kind: "linear", total_steps: self.total_steps(), report: None };
+        let length = RunShape { kind: "linear", total_steps: self.total_steps(), report: None, head: None };
         let mut run = self.train_run(self.model(), source, length, options, &mut task)?;
         let mut losses: Vec<LossRecord> = earlier
             .iter()

@@ -482,6 +482,9 @@ pub struct RunShape {
     pub total_steps: usize,
     /// Which losses to report, when not the plan's.
     pub report: Option<Report>,
+    /// The model's head layer (`ImageModel::HEAD`), which a fine-tuning (`training.init_from`)
+    /// trains apart from the body; `None` for models without one.
+    pub head: Option<&'static str>,
 }
 
 /// What [`Prepared::train_run`] gives: the model, the metrics rows of the whole run, and where
@@ -590,10 +593,16 @@ impl Prepared {
         M: Objective<B> + 'static,
         B: BatchRows + Send + 'static,
     {
-        let RunShape { kind, total_steps, report } = shape;
+        let RunShape { kind, total_steps, report, head } = shape;
         let (optimizer, schedule) = self.optimization(total_steps)?;
         let mut plan = self.plan();
         plan.report = report.unwrap_or(plan.report);
+        let training = &self.config.training;
+        plan.head = head.filter(|_| training.init_from.is_some()).map(|head| crate::train::HeadTraining {
+            head: head.to_string(),
+            freeze_epochs: training.freeze.unwrap_or(0),
+            body_lr_factor: self.config.optimizer.body_lr_factor().unwrap_or(1.0),
+        });
         let (model, mut optimizer, mut schedule) =
             starting_point(model, optimizer, schedule, &mut plan, options.resume, kind)?;
         let checkpointer = Checkpointer::new(&self.config, &options, kind);

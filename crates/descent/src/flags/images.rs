@@ -50,12 +50,35 @@ pub struct CnnArgs {
     /// With --images: 1 (grey) or 3 (RGB) channels [default: 3 when any picture has colour].
     #[arg(long, value_name = "1|3", value_parser = ["1", "3"], requires = "images")]
     pub channels: Option<String>,
+
+    /// Fine-tune: start from a finished run's weights (its folder), or from a .safetensors file
+    /// in the layout `descent export` writes (so a PyTorch model with the same layers loads).
+    /// With another class count the head is new and the body is kept.
+    #[arg(long, value_name = "RUN|FILE", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
+
+    /// With --init-from: train the head alone for this many epochs, then every layer
+    /// (fastai's fine_tune). `optimizer.body_lr_factor` (--set) gives the body a smaller rate.
+    #[arg(long, value_name = "EPOCHS", value_parser = super::values::positive_count, allow_hyphen_values = true, requires = "init_from")]
+    pub freeze: Option<usize>,
 }
 
 impl CnnArgs {
     /// The effective configuration: the cnn's defaults, then `--config`, `--optim`,
     /// `--schedule`, the data flags, the single flags, and `--set`.
     pub fn config(&self) -> Result<RunConfig, FlagError> {
+        let mut config = self.data_config()?;
+        if let Some(path) = &self.init_from {
+            config.training.init_from = Some(path.clone());
+        }
+        if let Some(epochs) = self.freeze {
+            config.training.freeze = Some(epochs);
+        }
+        self.common.finish(config)
+    }
+
+    /// The configuration with the data flags applied.
+    fn data_config(&self) -> Result<RunConfig, FlagError> {
         let args = self;
         let fashion = args.data.as_deref() == Some(FASHION_MNIST);
         if let Some(dir) = &args.images {
@@ -70,7 +93,7 @@ impl CnnArgs {
                 *channels = args.channels.as_deref().and_then(|c| c.parse().ok()).or(*channels);
                 *valid_fraction = args.valid_fraction.unwrap_or(*valid_fraction);
             }
-            return args.common.finish(config);
+            return Ok(config);
         }
         let defaults = if fashion { RunConfig::fashion_mnist() } else { RunConfig::cnn() };
         let mut config = args.common.base(defaults)?;
@@ -126,7 +149,7 @@ impl CnnArgs {
                 sha256: None,
             };
         }
-        args.common.finish(config)
+        Ok(config)
     }
 }
 

@@ -8,6 +8,7 @@
 //! export and bench.
 
 pub mod cnn;
+pub mod init_from;
 pub mod linear;
 pub mod mlp;
 

@@ -10,6 +10,7 @@ use crate::data::ImageBatch;
 use crate::experiment::EarlyStopped;
 use crate::experiment::{ImageExperiment, Prepared, RunError, TrainOptions, TrainedClassifier};
 use crate::metrics::{Classifier, Evaluation, Prediction};
+use crate::model::init_from::InitReport;
 use crate::model::{ImageModel, ImageModelVisitor};
 use crate::report::figures::Figures;
 use crate::report::confusion::confusion_figure;
@@ -352,6 +353,8 @@ pub struct ImageClassification<'a> {
     pub settings: String,
     /// Its parameter count.
     pub parameters: usize,
+    /// With `training.init_from`: what was loaded.
+    pub init: Option<InitReport>,
     typed: Box<dyn Classify + 'a>,
 }
 
@@ -361,24 +364,26 @@ impl<'a> ImageClassification<'a> {
     pub fn of(experiment: &'a ImageExperiment) -> Result<Self, RunError> {
         struct Make<'a>(&'a ImageExperiment);
         impl<'a> ImageModelVisitor for Make<'a> {
-            type Output = ImageClassification<'a>;
-            fn visit<T: ImageModel>(self, settings: &T) -> ImageClassification<'a> {
-                let task = Classification::new(self.0, self.0.network(settings));
-                ImageClassification {
+            type Output = Result<ImageClassification<'a>, RunError>;
+            fn visit<T: ImageModel>(self, settings: &T) -> Self::Output {
+                let (network, init) = self.0.start_network(settings)?;
+                let task = Classification::new(self.0, network);
+                Ok(ImageClassification {
                     experiment: self.0,
                     model: T::NAME,
                     settings: settings.describe(),
                     parameters: task.parameters,
+                    init,
                     typed: Box::new(Typed { task, outcome: None }),
-                }
+                })
             }
         }
         let config = &experiment.config;
-        config.model.visit_image_model(Make(experiment)).ok_or_else(|| {
-            RunError::WrongModel(format!(
+        config.model.visit_image_model(Make(experiment)).unwrap_or_else(|| {
+            Err(RunError::WrongModel(format!(
                 "the configuration names the {} model, not an image model",
                 config.model.name()
-            ))
+            )))
         })
     }
 

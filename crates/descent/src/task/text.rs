@@ -205,6 +205,21 @@ pub fn image_setup(task: &ImageClassification<'_>) -> Vec<String> {
         format!("model: {}, {}: {} parameters", task.model, task.settings, task.parameters),
         image_training(experiment),
     ]);
+    if let (Some(init), Some(path)) = (&task.init, &config.training.init_from) {
+        let head = if init.new_head {
+            format!("a new head for the {} classes", experiment.train_set.classes())
+        } else {
+            "the head too".to_string()
+        };
+        let mut line = format!("fine-tuning: {} tensors from {}, {head}", init.loaded, path.display());
+        if let Some(freeze) = config.training.freeze {
+            line.push_str(&format!("; the head alone for {freeze} epochs, then every layer"));
+        }
+        if let Some(factor) = config.optimizer.body_lr_factor() {
+            line.push_str(&format!("; the body at {factor} x the rate"));
+        }
+        lines.push(line);
+    }
     lines
 }
 

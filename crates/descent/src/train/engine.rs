@@ -72,12 +72,23 @@ pub struct Plan {
     /// examples, so that K batches of B examples make the update of one batch of K·B. 1: an
     /// update per batch. A step is an update.
     pub accumulate: usize,
+    /// The head trained apart from the body (frozen body, smaller body rate); `None`: every
+    /// parameter at the schedule's rate.
+    pub head: Option<super::HeadTraining>,
 }
 
 impl Plan {
     /// A plan from the beginning on the model's device, without reseeding, an update per batch.
     pub fn new(length: Length, report: Report) -> Self {
-        Self { length, report, start: Position::default(), seed: None, replicas: Vec::new(), accumulate: 1 }
+        Self {
+            length,
+            report,
+            start: Position::default(),
+            seed: None,
+            replicas: Vec::new(),
+            accumulate: 1,
+            head: None,
+        }
     }
 }
 
@@ -449,6 +460,22 @@ where
     M: Objective<B> + 'static,
     B: BatchRows + Send + 'static,
 {
+    /// The optimizer's update of `model` by `gradients` at `lr`; with [`Plan::head`], the head's
+    /// and the body's apart: the body's not at all in a frozen epoch, else at its fraction of
+    /// the rate.
+    fn update(&mut self, lr: burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate, model: M, gradients: GradientsParams, epoch: usize) -> M {
+        let Some(head) = &self.plan.head else {
+            return self.optimizer.step(lr, model, gradients);
+        };
+        let (head_gradients, body) = super::head::split(&model, gradients, &head.head);
+        let (frozen, factor) = (head.frozen(epoch), head.body_lr_factor);
+        let model = self.optimizer.step(lr.clone(), model, head_gradients);
+        if frozen || body.is_empty() {
+            return model;
+        }
+        self.optimizer.step(lr.base() * factor, model, body)
+    }
+
     /// Whether the plan's length is reached.
     fn done(&self) -> bool {
         self.reached(self.step, self.epoch)
@@ -531,7 +558,7 @@ where
             sums.loss_sum += value * rows as f64;
             sums.rows += rows;
             if let (true, Some(lr)) = (last_of_group, update_lr) {
-                model = self.optimizer.step(lr, model, group.take());
+                model = self.update(lr, model, group.take(), epoch);
                 self.step += 1;
             }
             let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value, update };

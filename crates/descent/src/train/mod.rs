@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 mod engine;
+mod head;
 mod interrupter;
 mod lr_find;
 mod objective;
@@ -14,6 +15,7 @@ pub use engine::{
     BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Events, Hooks, Length,
     LossRecord, MetricsRow, Plan, Position, Report, Trained, Update, step_seed, train, train_observed,
 };
+pub use head::HeadTraining;
 pub use interrupter::Interrupter;
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
 pub use objective::{Objective, TrainError};
