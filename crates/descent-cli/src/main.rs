@@ -39,6 +39,7 @@ macro_rules! err {
     };
 }
 
+mod app;
 mod bench;
 mod cnn;
 mod devices;
@@ -109,6 +110,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve this machine's device to training commands on other machines (--features remote).
     Serve(serve::ServeArgs),
+    /// Serve a trained image classifier behind a web page and a JSON API (--features app).
+    App(app::AppArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
         Command::Export(args) => predict::export(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::App(args) => app::run(&args),
     };
     // A command that finished with its output lost ends as an error all the same.
     match outcome.and_then(|()| output::check()) {

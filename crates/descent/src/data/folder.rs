@@ -49,10 +49,7 @@ pub enum PictureError {
     #[error("not a picture descent can read ({0}); expected PNG, JPEG, WebP, BMP or GIF")]
     NotAPicture(String),
     /// The picture claims dimensions too large to decode.
-    #[error(
-        "the picture claims {width}x{height} pixels; at most {MAX_PICTURE_SIDE} on a side (and {limit} decoded) are read",
-        limit = Bytes(MAX_PICTURE_BYTES)
-    )]
+    #[error("{}", too_large(*width, *height))]
     TooLarge {
         /// The claimed width.
         width: u32,
@@ -62,6 +59,15 @@ pub enum PictureError {
     /// The file holds no bytes.
     #[error("the file is empty")]
     Empty,
+}
+
+fn too_large(width: u32, height: u32) -> String {
+    let limit = format!("at most {MAX_PICTURE_SIDE} pixels on a side and {} decoded are read", Bytes(MAX_PICTURE_BYTES));
+    if width == 0 || height == 0 {
+        format!("the picture claims dimensions too large to decode: {limit}")
+    } else {
+        format!("the picture claims {width}x{height} pixels: {limit}")
+    }
 }
 
 /// A picture decoded and resized: `3 × side × side` bytes, channel-major (all of red, then

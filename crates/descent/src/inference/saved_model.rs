@@ -131,7 +131,7 @@ impl SavedClassifier {
 }
 
 /// A loaded network behind a box: the generic functions predict and export call on it.
-trait LoadedNetwork: std::fmt::Debug {
+trait LoadedNetwork: std::fmt::Debug + Send {
     fn evaluate(
         &self,
         set: &ImageSet,
