@@ -24,7 +24,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The Python interpreter with the tools, or `None` after a notice when it is missing (a failure
 /// when `DESCENT_REQUIRE_INTEROP` is set).
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = FOUND.get_or_init(|| {
         let python =
@@ -241,7 +241,7 @@ fn an_interrupted_run_keeps_its_curves_and_its_resumption_repeats_no_step() {
 
 /// Run `model` in onnxruntime (after onnx's checker) on `values` shaped `dims`: the output's
 /// name, shape and values.
-fn onnx_run(python: &Path, model: &Path, values: &[f32], dims: &[usize]) -> (String, Vec<usize>, Vec<f64>) {
+pub(crate) fn onnx_run(python: &Path, model: &Path, values: &[f32], dims: &[usize]) -> (String, Vec<usize>, Vec<f64>) {
     let input = model.with_extension("input.f32");
     std::fs::write(&input, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     let dims: Vec<String> = dims.iter().map(usize::to_string).collect();

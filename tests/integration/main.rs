@@ -22,4 +22,5 @@ mod optimizers;
 mod outputs;
 mod own_model;
 mod parallel;
+mod pictures;
 mod remote;

@@ -1,7 +1,8 @@
 """What the real tools make of descent's files, for the integration tests (tests/integration/interop.rs).
 
     python check.py probe
-        exit 0 when tensorboard, onnx, onnxruntime and numpy import; else print what is missing.
+        exit 0 when tensorboard, onnx, onnxruntime, numpy and Pillow import; else print what is
+        missing.
     python check.py events RUN_DIR
         TensorBoard's own reader (its EventAccumulator, keeping every value) on a run folder:
         prints {"scalars": {tag: [[step, value], ...]}, "texts": {tag: [[step, text], ...]}}.
@@ -17,7 +18,7 @@ import sys
 
 def probe():
     missing = []
-    for name in ("numpy", "tensorboard", "onnx", "onnxruntime"):
+    for name in ("numpy", "tensorboard", "onnx", "onnxruntime", "PIL"):
         try:
             __import__(name)
         except ImportError:

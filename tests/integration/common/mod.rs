@@ -40,6 +40,9 @@ pub enum Tool {
     Notebook,
     /// Debian's `dataset-fashion-mnist`: required wherever `CI` is set.
     FashionMnist,
+    /// Debian's chromium and Playwright (in `DESCENT_PYTHON`'s environment), and a `descent`
+    /// built with `--features app`: `DESCENT_REQUIRE_BROWSER`.
+    Browser,
 }
 
 impl Tool {
@@ -50,6 +53,7 @@ impl Tool {
             Tool::Interop => "DESCENT_REQUIRE_INTEROP",
             Tool::Notebook => "DESCENT_REQUIRE_NOTEBOOK",
             Tool::FashionMnist => "CI",
+            Tool::Browser => "DESCENT_REQUIRE_BROWSER",
         }
     }
 }

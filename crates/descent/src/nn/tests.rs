@@ -245,9 +245,9 @@ fn cnn_on_flex_and_ndarray(seed: u64) -> ((crate::model::Cnn, Device), (crate::m
     let config = crate::model::CnnConfig { batch_norm: false, dropout: 0.0, ..Default::default() };
     let flex = Device::flex().autodiff();
     flex.seed(seed);
-    let model = config.init(8, &flex);
+    let model = config.init(&crate::data::images::ImageShape::grey(8), &flex);
     let ndarray = Device::ndarray().autodiff();
-    let copy = config.init(8, &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    let copy = config.init(&crate::data::images::ImageShape::grey(8), &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
     ((model, flex), (copy, ndarray))
 }
 

@@ -381,19 +381,19 @@ mod tests {
         const NAME: &'static str = "unwritten";
         type Network = crate::model::Mlp;
 
-        fn validate(&self, _side: usize) -> Result<(), crate::optim::InvalidValue> {
+        fn validate(&self, _shape: &crate::data::images::ImageShape) -> Result<(), crate::optim::InvalidValue> {
             Ok(())
         }
 
-        fn init(&self, side: usize, device: &Device) -> crate::model::Mlp {
-            crate::model::Mlp::new(side * side, 4, device)
+        fn init(&self, shape: &crate::data::images::ImageShape, device: &Device) -> crate::model::Mlp {
+            crate::model::Mlp::new(shape.values(), 4, shape.classes, device)
         }
 
         fn describe(&self) -> String {
             String::new()
         }
 
-        fn memory_bytes(&self, _side: usize, _batch: usize) -> Option<u64> {
+        fn memory_bytes(&self, _shape: &crate::data::images::ImageShape, _batch: usize) -> Option<u64> {
             None
         }
     }
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn a_model_without_its_onnx_form_is_refused_by_name() {
         use crate::model::ImageModel;
-        let network = Unwritten.init(8, &Device::flex());
+        let network = Unwritten.init(&crate::data::images::ImageShape::grey(8), &Device::flex());
         let error = Unwritten.onnx(&network, &mut Graph::new(), "images").unwrap_err();
         let message = error.to_string();
         assert!(message.starts_with("cannot write the unwritten model as ONNX"), "{message}");
