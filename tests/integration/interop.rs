@@ -241,7 +241,12 @@ fn an_interrupted_run_keeps_its_curves_and_its_resumption_repeats_no_step() {
 
 /// Run `model` in onnxruntime (after onnx's checker) on `values` shaped `dims`: the output's
 /// name, shape and values.
-pub(crate) fn onnx_run(python: &Path, model: &Path, values: &[f32], dims: &[usize]) -> (String, Vec<usize>, Vec<f64>) {
+pub(crate) fn onnx_run(
+    python: &Path,
+    model: &Path,
+    values: &[f32],
+    dims: &[usize],
+) -> (String, Vec<usize>, Vec<f64>) {
     let input = model.with_extension("input.f32");
     std::fs::write(&input, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     let dims: Vec<String> = dims.iter().map(usize::to_string).collect();

@@ -87,7 +87,8 @@ fn write_pictures(dir: &Path, set: &ImageSet, classes: &[u8], per_class: usize, 
                     image::Rgb(tint.map(|t| (v * t / 255) as u8))
                 });
                 let side = 20 + draws.below(41) as u32;
-                let resized = image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Triangle);
+                let resized =
+                    image::imageops::resize(&rgb, side, side, image::imageops::FilterType::Triangle);
                 let extension = if i % 2 == 0 { "png" } else { "jpg" };
                 resized.save(folder.join(format!("{i}.{extension}"))).unwrap();
             }
@@ -105,7 +106,8 @@ fn colour_set() -> &'static Path {
         let (train, test) = fashion();
         write_pictures(&dir.join("train"), train, &[0, 1, 7, 8], 300, Look::Tinted, 1);
         write_pictures(&dir.join("valid"), test, &[0, 1, 7, 8], 100, Look::Tinted, 2);
-        std::fs::write(dir.join("train/c8/broken.png"), b"\x89PNG\r\n\x1a\nnot the rest of a picture").unwrap();
+        std::fs::write(dir.join("train/c8/broken.png"), b"\x89PNG\r\n\x1a\nnot the rest of a picture")
+            .unwrap();
         std::fs::write(dir.join("train/c8/notes.txt"), "not a picture").unwrap();
         dir
     })
@@ -117,7 +119,19 @@ fn colour_run() -> &'static (PathBuf, serde_json::Value) {
     RUN.get_or_init(|| {
         let out = scratch("colour-run");
         let images = colour_set().to_str().unwrap();
-        let output = run_ok(&["cnn", "--images", images, "--side", "28", "--epochs", "3", "--out", out.to_str().unwrap(), "--json", "-q"]);
+        let output = run_ok(&[
+            "cnn",
+            "--images",
+            images,
+            "--side",
+            "28",
+            "--epochs",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+            "-q",
+        ]);
         (out, summary(&output))
     })
 }
@@ -143,7 +157,17 @@ fn a_folder_in_colour_trains_as_well_as_the_same_classes_from_the_idx_pixels() {
     write_pictures(&plain.join("valid"), test, &[0, 1, 7, 8], 100, Look::Plain, 2);
     let out = scratch("plain-run");
     let plain_run = summary(&run_ok(&[
-        "cnn", "--images", plain.to_str().unwrap(), "--side", "28", "--epochs", "3", "--out", out.to_str().unwrap(), "--json", "-q",
+        "cnn",
+        "--images",
+        plain.to_str().unwrap(),
+        "--side",
+        "28",
+        "--epochs",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "-q",
     ]));
     let (a, b) = (colour["accuracy"].as_f64().unwrap(), plain_run["accuracy"].as_f64().unwrap());
     assert!(b > 0.85, "the IDX pixels' classes train: accuracy {b}");
@@ -151,7 +175,15 @@ fn a_folder_in_colour_trains_as_well_as_the_same_classes_from_the_idx_pixels() {
     // A second run reads the pictures from the cache.
     let again = scratch("colour-again");
     let output = run_ok(&[
-        "cnn", "--images", colour_set().to_str().unwrap(), "--side", "28", "--epochs", "1", "--out", again.to_str().unwrap(),
+        "cnn",
+        "--images",
+        colour_set().to_str().unwrap(),
+        "--side",
+        "28",
+        "--epochs",
+        "1",
+        "--out",
+        again.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("read from the cache"), "{stdout}");
@@ -199,7 +231,8 @@ fn true_class_probabilities(run: &Path) -> Vec<(String, usize, usize, f64)> {
     let mut rows = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let folder = colour_set().join("valid").join(class);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         for file in files {
             let picture = decode_file(&file, classifier.side()).unwrap();
@@ -250,7 +283,11 @@ fn the_figures_and_the_summary_name_what_the_saved_model_gets_wrong() {
     for (entry, expected) in top.iter().zip(&worst) {
         assert_eq!(entry["file"].as_str().unwrap(), expected.0, "{entry}");
         let loss = entry["loss"].as_f64().unwrap();
-        assert!((loss - (-expected.3.ln())).abs() < 1e-3 * loss.max(1.0), "{entry}: recomputed p {}", expected.3);
+        assert!(
+            (loss - (-expected.3.ln())).abs() < 1e-3 * loss.max(1.0),
+            "{entry}: recomputed p {}",
+            expected.3
+        );
     }
 }
 
@@ -262,11 +299,21 @@ fn the_onnx_export_takes_three_channels_and_agrees_with_onnxruntime() {
     let Some(python) = crate::interop::python() else { return };
     let (run, _) = colour_run();
     let model = run.join("export-softmax.onnx");
-    run_ok(&["export", "--model", run.to_str().unwrap(), "--format", "onnx", "--softmax", "--output", model.to_str().unwrap()]);
+    run_ok(&[
+        "export",
+        "--model",
+        run.to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--softmax",
+        "--output",
+        model.to_str().unwrap(),
+    ]);
     let device = reference_device().device;
     let (_, saved) = load_saved(run, &device).unwrap();
     let SavedModel::Classifier(classifier) = saved else { panic!("a classifier") };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(colour_set().join("valid/c7")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(colour_set().join("valid/c7")).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let (mut raw, mut inputs) = (Vec::new(), Vec::new());
     for file in files.iter().take(16) {
@@ -287,12 +334,16 @@ fn pictures_decode_as_pillow_decodes_them() {
     let Some(python) = crate::interop::python() else { return };
     let dir = scratch("fixtures");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/decode.py");
-    let made = std::process::Command::new(&python).args([script, "make-fixtures", dir.to_str().unwrap()]).output().unwrap();
+    let made = std::process::Command::new(&python)
+        .args([script, "make-fixtures", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let files = ["rgb.png", "palette_alpha.png", "grey.png", "photo.jpg", "rotated.jpg"];
     for side in [4usize, 8, 16] {
         let paths: Vec<String> = files.iter().map(|f| dir.join(f).display().to_string()).collect();
-        let mut args = vec![script.to_string(), "--side".into(), side.to_string(), "--channels".into(), "3".into()];
+        let mut args =
+            vec![script.to_string(), "--side".into(), side.to_string(), "--channels".into(), "3".into()];
         args.extend(paths.iter().cloned());
         let output = std::process::Command::new(&python).args(&args).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -305,7 +356,11 @@ fn pictures_decode_as_pillow_decodes_them() {
             let tolerance = if path.ends_with(".jpg") { 4.0 } else { 2.0 };
             for (index, (&a, &b)) in ours.rgb.iter().zip(theirs).enumerate() {
                 let difference = (f64::from(a) - b * 255.0).abs();
-                assert!(difference <= tolerance, "{path} at side {side}, value {index}: descent {a}, Pillow {}", b * 255.0);
+                assert!(
+                    difference <= tolerance,
+                    "{path} at side {side}, value {index}: descent {a}, Pillow {}",
+                    b * 255.0
+                );
             }
         }
     }
@@ -325,8 +380,22 @@ fn fine_tuning_keeps_the_body_through_the_frozen_epoch_and_beats_training_from_s
     write_pictures(&target.join("valid"), test, &[5, 6, 7, 8, 9], 200, Look::Plain, 6);
     // The digits' CNN (two 5x5 blocks, flattened), trained at a constant rate.
     let common = [
-        "--side", "28", "--optim", "adam", "--lr", "1e-3", "--schedule", "constant",
-        "--set", "model.channels=[32, 64]", "--set", "model.kernel=5", "--set", "model.global_pool=false", "--json", "-q",
+        "--side",
+        "28",
+        "--optim",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--schedule",
+        "constant",
+        "--set",
+        "model.channels=[32, 64]",
+        "--set",
+        "model.kernel=5",
+        "--set",
+        "model.global_pool=false",
+        "--json",
+        "-q",
     ];
     let run = |images: &Path, out: &Path, extra: &[&str]| {
         let mut args = vec!["cnn", "--images", images.to_str().unwrap(), "--out", out.to_str().unwrap()];
@@ -366,8 +435,13 @@ fn fine_tuning_keeps_the_body_through_the_frozen_epoch_and_beats_training_from_s
     assert!(head.values.iter().zip(&start.values).any(|(a, b)| (a - b).abs() > 1e-4), "the head trained");
     // Then everything: the fine-tuned model beats the same epochs from scratch, seed for seed.
     for seed in ["1", "2"] {
-        let tuned = run(&target, &scratch("tune-tuned"), &["--epochs", "2", "--batch-size", "16", "--init-from", init, "--freeze", "1", "--seed", seed]);
-        let scratch_run = run(&target, &scratch("tune-scratch"), &["--epochs", "2", "--batch-size", "16", "--seed", seed]);
+        let tuned = run(
+            &target,
+            &scratch("tune-tuned"),
+            &["--epochs", "2", "--batch-size", "16", "--init-from", init, "--freeze", "1", "--seed", seed],
+        );
+        let scratch_run =
+            run(&target, &scratch("tune-scratch"), &["--epochs", "2", "--batch-size", "16", "--seed", seed]);
         let (a, b) = (tuned["accuracy"].as_f64().unwrap(), scratch_run["accuracy"].as_f64().unwrap());
         assert!(a > b, "seed {seed}: fine-tuned {a}, from scratch {b}");
     }
@@ -383,11 +457,17 @@ fn bad_folders_are_refused_with_one_sentence() {
     // No sub-folders.
     let empty = root.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    rejects(&["cnn", "--images", empty.to_str().unwrap()], &["no sub-folders", "one sub-folder of pictures per class"]);
+    rejects(
+        &["cnn", "--images", empty.to_str().unwrap()],
+        &["no sub-folders", "one sub-folder of pictures per class"],
+    );
     // One class.
     let single = root.join("single");
     picture(&single.join("cat/1.png"));
-    rejects(&["cnn", "--images", single.to_str().unwrap()], &["one sub-folder (`cat`)", "at least two classes"]);
+    rejects(
+        &["cnn", "--images", single.to_str().unwrap()],
+        &["one sub-folder (`cat`)", "at least two classes"],
+    );
     // An empty class.
     let hollow = root.join("hollow");
     picture(&hollow.join("cat/1.png"));
@@ -398,7 +478,10 @@ fn bad_folders_are_refused_with_one_sentence() {
     picture(&broken.join("cat/1.png"));
     std::fs::create_dir_all(broken.join("dog")).unwrap();
     std::fs::write(broken.join("dog/1.png"), b"not a picture").unwrap();
-    rejects(&["cnn", "--images", broken.to_str().unwrap()], &["the class `dog` has no picture that could be read"]);
+    rejects(
+        &["cnn", "--images", broken.to_str().unwrap()],
+        &["the class `dog` has no picture that could be read"],
+    );
     // Not a folder, and a folder that is not there.
     rejects(&["cnn", "--images", broken.join("cat/1.png").to_str().unwrap()], &["not a folder"]);
     rejects(&["cnn", "--images", root.join("nowhere").to_str().unwrap()], &["nowhere"]);
@@ -424,13 +507,17 @@ fn the_web_page_shows_what_predict_says() {
     if !fashion_mnist(FASHION) {
         return;
     }
-    let playwright = crate::interop::python().ok_or_else(|| "no Python with the tools".to_string()).and_then(|python| {
-        let probe = std::process::Command::new(&python).args(["-c", "import playwright"]).output();
-        match probe {
-            Ok(output) if output.status.success() => Ok(python),
-            _ => Err(format!("{} has no playwright (pip install -r tests/web/requirements.txt)", python.display())),
-        }
-    });
+    let playwright =
+        crate::interop::python().ok_or_else(|| "no Python with the tools".to_string()).and_then(|python| {
+            let probe = std::process::Command::new(&python).args(["-c", "import playwright"]).output();
+            match probe {
+                Ok(output) if output.status.success() => Ok(python),
+                _ => Err(format!(
+                    "{} has no playwright (pip install -r tests/web/requirements.txt)",
+                    python.display()
+                )),
+            }
+        });
     let chromium = Path::new("/usr/bin/chromium");
     let found = playwright.and_then(|python| {
         if !cfg!(feature = "app") {
@@ -438,7 +525,11 @@ fn the_web_page_shows_what_predict_says() {
         }
         if chromium.exists() { Ok(python) } else { Err("/usr/bin/chromium is missing".into()) }
     });
-    let Some(python) = require(Tool::Browser, found, "apt-get install chromium; pip install -r tests/web/requirements.txt; build with --features app") else {
+    let Some(python) = require(
+        Tool::Browser,
+        found,
+        "apt-get install chromium; pip install -r tests/web/requirements.txt; build with --features app",
+    ) else {
         return;
     };
     let (run, _) = colour_run();
@@ -463,7 +554,13 @@ fn the_web_page_shows_what_predict_says() {
         })
         .collect();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/page_check.py");
-    let mut args = vec![script.to_string(), "--url".into(), url.clone(), "--chromium".into(), chromium.display().to_string()];
+    let mut args = vec![
+        script.to_string(),
+        "--url".into(),
+        url.clone(),
+        "--chromium".into(),
+        chromium.display().to_string(),
+    ];
     for picture in &pictures {
         args.extend(["--picture".to_string(), picture.display().to_string()]);
     }
@@ -476,9 +573,11 @@ fn the_web_page_shows_what_predict_says() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "page_check.py: {stderr}");
     assert!(alive, "the server kept serving");
-    let checked: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let checked: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     for (page, picture) in checked["pages"].as_array().unwrap().iter().zip(&pictures) {
-        let predicted = run_ok(&["predict", "--model", run.to_str().unwrap(), "--input", picture.to_str().unwrap()]);
+        let predicted =
+            run_ok(&["predict", "--model", run.to_str().unwrap(), "--input", picture.to_str().unwrap()]);
         let csv = String::from_utf8_lossy(&predicted.stdout);
         let class = csv.lines().nth(1).unwrap().split(',').nth(2).unwrap().to_string();
         assert_eq!(page["shown"], class.as_str(), "the page shows predict's class for {}", picture.display());

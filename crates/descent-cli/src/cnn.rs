@@ -23,7 +23,11 @@ pub fn run_config(
     common: &CommonArgs,
     resumed: Option<Resumable>,
 ) -> Result<(), Failure> {
-    let experiment = ImageExperiment::prepare_with(config, &common.access()?).map_err(Failure::input)?;
+    let decoding = crate::progress::Decoding::new(common.quiet);
+    let experiment = ImageExperiment::prepare_observed(config, &common.access()?, &|done, total| {
+        decoding.tell(done, total)
+    })
+    .map_err(Failure::input)?;
     let mut task = ImageClassification::of(&experiment).map_err(Failure::input)?;
     let (plan, quiet) = (experiment.plan(), common.quiet);
     say_lines(quiet, [text::heading(command, &experiment)]);

@@ -74,3 +74,42 @@ impl Observer for Progress {
         self.advance(end);
     }
 }
+
+/// The fewest pictures whose decoding shows a bar: smaller folders decode in a moment.
+const DECODING_BAR_FROM: usize = 500;
+
+/// A bar while a folder's pictures are decoded, on a terminal and not `--quiet`; `tell` is the
+/// library's progress callback (done, total), callable from any decoding thread.
+pub struct Decoding {
+    enabled: bool,
+    bar: std::sync::OnceLock<ProgressBar>,
+}
+
+impl Decoding {
+    /// A bar as [`Progress`] shows one: only on a terminal, not `--quiet`.
+    pub fn new(quiet: bool) -> Self {
+        let enabled =
+            !quiet && std::io::stdout().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb");
+        Self { enabled, bar: std::sync::OnceLock::new() }
+    }
+
+    /// `done` of `total` pictures decoded.
+    pub fn tell(&self, done: usize, total: usize) {
+        if !self.enabled || total < DECODING_BAR_FROM {
+            return;
+        }
+        let bar = self.bar.get_or_init(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            let style =
+                ProgressStyle::with_template("decoding pictures [{bar:30}] {pos}/{len}  {per_sec}  {eta}")
+                    .map(|style| style.progress_chars("=> "))
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        bar.set_position(done as u64);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -143,7 +143,13 @@ pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
         Workload::Cnn => {
             let epochs = if quick { 1 } else { 3 };
             let mut config = cnn;
-            let settings = CnnConfig { channels: vec![32, 64], kernel: 5, batch_norm: false, dropout: 0.0, global_pool: false };
+            let settings = CnnConfig {
+                channels: vec![32, 64],
+                kernel: 5,
+                batch_norm: false,
+                dropout: 0.0,
+                global_pool: false,
+            };
             config.model = ModelConfig::Cnn(settings);
             config.training.epochs = Some(epochs);
             vec![case(

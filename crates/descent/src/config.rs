@@ -889,7 +889,10 @@ impl RunConfig {
                     return invalid("data.channels", format!("must be 1 (grey) or 3 (RGB), got {channels}"));
                 }
                 if !(*valid_fraction > 0.0 && *valid_fraction < 1.0) {
-                    return invalid("data.valid_fraction", format!("must be in (0, 1), got {valid_fraction}"));
+                    return invalid(
+                        "data.valid_fraction",
+                        format!("must be in (0, 1), got {valid_fraction}"),
+                    );
                 }
             }
             DataConfig::Digits { valid_fraction, .. } => {
@@ -986,7 +989,10 @@ impl RunConfig {
             );
         }
         if training.init_from.is_some() && !self.model.is_image_model() {
-            return invalid("training.init_from", "starts an image model from another's weights; this run fits the linear model".into());
+            return invalid(
+                "training.init_from",
+                "starts an image model from another's weights; this run fits the linear model".into(),
+            );
         }
         if self.optimizer.body_lr_factor().is_some() && training.init_from.is_none() {
             return invalid(

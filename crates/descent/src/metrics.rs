@@ -65,9 +65,10 @@ impl Evaluation {
             .iter()
             .enumerate()
             .flat_map(|(actual, row)| {
-                row.iter().enumerate().filter(move |&(predicted, _)| predicted != actual).map(
-                    move |(predicted, &count)| (actual, predicted, count),
-                )
+                row.iter()
+                    .enumerate()
+                    .filter(move |&(predicted, _)| predicted != actual)
+                    .map(move |(predicted, &count)| (actual, predicted, count))
             })
             .filter(|&(_, _, count)| count >= min_count.max(1))
             .collect();

@@ -53,7 +53,8 @@ struct Prediction {
 
 pub fn run(args: &AppArgs) -> Result<(), Failure> {
     let selected = device::select(&args.device).map_err(Failure::input)?;
-    let (config, saved) = load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
+    let (config, saved) =
+        load_saved(&args.model, &selected.device).map_err(|e| Failure::input(format!("--model: {e}")))?;
     let SavedModel::Classifier(classifier) = saved else {
         return Err(Failure::input(format!(
             "--model {}: this run trained the linear model; descent app serves image classifiers (descent cnn)",
@@ -80,7 +81,8 @@ pub fn run(args: &AppArgs) -> Result<(), Failure> {
         "max_upload_bytes": max_upload_bytes,
         "seed": config.seed,
     });
-    let app = Arc::new(App { classifier: Mutex::new(classifier), device: selected.device, info, max_upload_bytes });
+    let app =
+        Arc::new(App { classifier: Mutex::new(classifier), device: selected.device, info, max_upload_bytes });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,8 +104,16 @@ async fn serve(app: Arc<App>, args: &AppArgs) -> Result<(), Failure> {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(app.clone());
     let classes = app.info["classes"].as_array().map_or(0, Vec::len);
-    say!(false, "descent app: the {} of {} ({classes} classes) at http://{address}/", app.info["model"].as_str().unwrap_or("model"), args.model.display());
-    say!(false, "  POST /predict (a picture, raw or multipart) answers JSON; GET /health; Ctrl-C stops the server");
+    say!(
+        false,
+        "descent app: the {} of {} ({classes} classes) at http://{address}/",
+        app.info["model"].as_str().unwrap_or("model"),
+        args.model.display()
+    );
+    say!(
+        false,
+        "  POST /predict (a picture, raw or multipart) answers JSON; GET /health; Ctrl-C stops the server"
+    );
     let interrupter = crate::interrupt::install();
     let stopped = async move {
         while !interrupter.should_stop() {
@@ -131,7 +141,11 @@ async fn health() -> Json<serde_json::Value> {
 /// Room for a multipart envelope around a picture of the largest size.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
-async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Json<Prediction>, Refusal> {
+async fn predict(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Prediction>, Refusal> {
     let limit = app.max_upload_bytes;
     let multipart = headers
         .get(header::CONTENT_TYPE)
@@ -139,7 +153,10 @@ async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         .is_some_and(|value| value.to_ascii_lowercase().starts_with("multipart/form-data"));
     let envelope = if multipart { MULTIPART_OVERHEAD } else { 0 };
     let too_large = || {
-        Refusal(StatusCode::PAYLOAD_TOO_LARGE, format!("the upload is larger than the limit of {limit} bytes"))
+        Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the upload is larger than the limit of {limit} bytes"),
+        )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -154,7 +171,10 @@ async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         return Err(too_large());
     }
     if picture.is_empty() {
-        return Err(Refusal(StatusCode::BAD_REQUEST, "the request holds no picture: send its bytes, or a multipart form with a file".into()));
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "the request holds no picture: send its bytes, or a multipart form with a file".into(),
+        ));
     }
     let worker = app.clone();
     tokio::task::spawn_blocking(move || classify(&worker, &picture))
@@ -167,7 +187,9 @@ async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
 async fn first_file(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, Refusal> {
     let mut request = Request::new(Body::from(bytes));
     *request.headers_mut() = headers.clone();
-    let malformed = |e: &dyn std::fmt::Display| Refusal(StatusCode::BAD_REQUEST, format!("the multipart form cannot be read ({e})"));
+    let malformed = |e: &dyn std::fmt::Display| {
+        Refusal(StatusCode::BAD_REQUEST, format!("the multipart form cannot be read ({e})"))
+    };
     let mut form = Multipart::from_request(request, &()).await.map_err(|e| malformed(&e))?;
     while let Some(field) = form.next_field().await.map_err(|e| malformed(&e))? {
         let data = field.bytes().await.map_err(|e| malformed(&e))?;
@@ -188,9 +210,9 @@ fn classify(app: &App, bytes: &[u8]) -> Result<Prediction, Refusal> {
     })?;
     let classifier = app.classifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let values = classifier.input(&decoded);
-    let rows = classifier
-        .probabilities(values, 1, &app.device)
-        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("the model failed on the device: {e}")))?;
+    let rows = classifier.probabilities(values, 1, &app.device).map_err(|e| {
+        Refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("the model failed on the device: {e}"))
+    })?;
     let names = classifier.class_names();
     let mut predictions: Vec<Scored> = rows[0]
         .iter()

@@ -62,7 +62,10 @@ pub enum PictureError {
 }
 
 fn too_large(width: u32, height: u32) -> String {
-    let limit = format!("at most {MAX_PICTURE_SIDE} pixels on a side and {} decoded are read", Bytes(MAX_PICTURE_BYTES));
+    let limit = format!(
+        "at most {MAX_PICTURE_SIDE} pixels on a side and {} decoded are read",
+        Bytes(MAX_PICTURE_BYTES)
+    );
     if width == 0 || height == 0 {
         format!("the picture claims dimensions too large to decode: {limit}")
     } else {
@@ -101,9 +104,13 @@ pub fn decode_file(path: &Path, side: usize) -> Result<Decoded, PictureError> {
     decode_from(image::ImageReader::new(std::io::BufReader::new(file)), side)
 }
 
-fn decode_from<R: BufRead + Seek>(reader: image::ImageReader<R>, side: usize) -> Result<Decoded, PictureError> {
+fn decode_from<R: BufRead + Seek>(
+    reader: image::ImageReader<R>,
+    side: usize,
+) -> Result<Decoded, PictureError> {
     use image::ImageDecoder;
-    let mut reader = reader.with_guessed_format().map_err(|error| PictureError::NotAPicture(error.to_string()))?;
+    let mut reader =
+        reader.with_guessed_format().map_err(|error| PictureError::NotAPicture(error.to_string()))?;
     if reader.format().is_none() {
         return Err(PictureError::NotAPicture("its first bytes are those of no picture format".into()));
     }
@@ -119,11 +126,13 @@ fn decode_from<R: BufRead + Seek>(reader: image::ImageReader<R>, side: usize) ->
         return Err(PictureError::TooLarge { width, height });
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut picture = image::DynamicImage::from_decoder(decoder).map_err(|error| refusal(error, Some((width, height))))?;
+    let mut picture =
+        image::DynamicImage::from_decoder(decoder).map_err(|error| refusal(error, Some((width, height))))?;
     picture.apply_orientation(orientation);
     let colour = picture.color().has_color();
     let rgb = over_white(&picture);
-    let resized = image::imageops::resize(&rgb, side as u32, side as u32, image::imageops::FilterType::Triangle);
+    let resized =
+        image::imageops::resize(&rgb, side as u32, side as u32, image::imageops::FilterType::Triangle);
     let plane = side * side;
     let mut planar = vec![0u8; 3 * plane];
     for (index, pixel) in resized.pixels().enumerate() {
@@ -324,15 +333,14 @@ pub fn read_folder(
         let part = if train.is_empty() { "training" } else { "validation" };
         return Err(DataError::Rows {
             path: dir.into(),
-            message: format!("the folder leaves no {part} pictures: add pictures, or change data.valid_fraction"),
+            message: format!(
+                "the folder leaves no {part} pictures: add pictures, or change data.valid_fraction"
+            ),
         });
     }
     let plane = settings.side * settings.side;
-    let bytes: Vec<u8> = if channels == 3 {
-        rgb
-    } else {
-        rgb.chunks_exact(3 * plane).flat_map(luma).collect()
-    };
+    let bytes: Vec<u8> =
+        if channels == 3 { rgb } else { rgb.chunks_exact(3 * plane).flat_map(luma).collect() };
     let normalisation = match &settings.normalisation {
         Some(given) if given.mean.len() == channels && given.std.len() == channels => given.clone(),
         _ => normalisation_of(&bytes, channels, plane, &train),
@@ -416,7 +424,8 @@ fn split_entries(
     let mut rng = SeededRng::new(settings.seed);
     let (mut train, mut valid) = (Vec::new(), Vec::new());
     for class in 0..classes {
-        let members: Vec<usize> = (0..entries.len()).filter(|&i| usize::from(entries[i].label) == class).collect();
+        let members: Vec<usize> =
+            (0..entries.len()).filter(|&i| usize::from(entries[i].label) == class).collect();
         let order = rng.permutation(members.len());
         let n = members.len();
         let mut cut = ((n as f64) * settings.valid_fraction).round() as usize;
@@ -512,7 +521,12 @@ fn list(dir: &Path, side: usize) -> Result<Listing, DataError> {
     };
     match classes.len() {
         0 => return Err(no_classes("the folder has no sub-folders")),
-        1 => return Err(no_classes(&format!("the folder has one sub-folder (`{}`), so one class", classes[0]))),
+        1 => {
+            return Err(no_classes(&format!(
+                "the folder has one sub-folder (`{}`), so one class",
+                classes[0]
+            )));
+        }
         n if n > MAX_CLASSES => {
             return Err(DataError::Rows {
                 path: root.clone(),
@@ -535,7 +549,10 @@ fn list(dir: &Path, side: usize) -> Result<Listing, DataError> {
             } else {
                 skipped.push(Skipped {
                     path: relative,
-                    reason: format!("not a picture by its extension (descent reads .{})", EXTENSIONS.join(", .")),
+                    reason: format!(
+                        "not a picture by its extension (descent reads .{})",
+                        EXTENSIONS.join(", .")
+                    ),
                 });
             }
         }
@@ -583,7 +600,12 @@ fn fingerprint(dir: &Path, side: usize, entries: &[Entry]) -> String {
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
-        hasher.update(format!("{}\t{}\t{}\t{size}\t{modified}\n", entry.path.display(), entry.label, entry.valid));
+        hasher.update(format!(
+            "{}\t{}\t{}\t{size}\t{modified}\n",
+            entry.path.display(),
+            entry.label,
+            entry.valid
+        ));
     }
     crate::report::hex(&hasher.finalize())
 }
@@ -592,7 +614,12 @@ type DecodedSet = (Vec<u8>, Vec<bool>, Vec<Entry>, Vec<Skipped>);
 
 /// Decode every picture on every core, telling `progress` as they are done; pictures that do
 /// not decode are skipped.
-fn decode_all(dir: &Path, listing: &Listing, side: usize, progress: &(dyn Fn(usize, usize) + Sync)) -> DecodedSet {
+fn decode_all(
+    dir: &Path,
+    listing: &Listing,
+    side: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> DecodedSet {
     use rayon::prelude::*;
     let done = AtomicUsize::new(0);
     let total = listing.entries.len();
@@ -602,7 +629,7 @@ fn decode_all(dir: &Path, listing: &Listing, side: usize, progress: &(dyn Fn(usi
         .map(|entry| {
             let result = decode_file(&dir.join(&entry.path), side);
             let count = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if count % 64 == 0 || count == total {
+            if count.is_multiple_of(64) || count == total {
                 progress(count, total);
             }
             result
@@ -628,7 +655,8 @@ fn decode_all(dir: &Path, listing: &Listing, side: usize, progress: &(dyn Fn(usi
 fn cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
     let name = format!("pictures-{}.bin", &fingerprint[..16.min(fingerprint.len())]);
     let beside = dir.join(".descent-cache");
-    if std::fs::create_dir_all(&beside).is_ok() && crate::report::check_writable(&beside.join(&name)).is_ok() {
+    if std::fs::create_dir_all(&beside).is_ok() && crate::report::check_writable(&beside.join(&name)).is_ok()
+    {
         return Some(beside.join(name));
     }
     let home = std::env::var_os("XDG_CACHE_HOME")
@@ -654,7 +682,10 @@ fn read_cache(path: &Path, listing: &Listing) -> Option<DecodedSet> {
     let mut header = vec![0u8; length];
     file.read_exact(&mut header).ok()?;
     let header: CacheHeader = serde_json::from_slice(&header).ok()?;
-    if header.version != CACHE_VERSION || header.fingerprint != listing.fingerprint || header.colour.len() != header.entries.len() {
+    if header.version != CACHE_VERSION
+        || header.fingerprint != listing.fingerprint
+        || header.colour.len() != header.entries.len()
+    {
         return None;
     }
     let expected = header.entries.len() * 3 * header.side * header.side;
@@ -759,10 +790,14 @@ mod tests {
         let entries: Vec<Entry> = (0..20)
             .map(|i| Entry { path: PathBuf::from(format!("{i}.png")), label: (i % 2) as u8, valid: false })
             .collect();
-        let settings = FolderSettings { side: 8, channels: None, valid_fraction: 0.2, seed: 42, normalisation: None };
+        let settings =
+            FolderSettings { side: 8, channels: None, valid_fraction: 0.2, seed: 42, normalisation: None };
         let (train, valid) = split_entries(&entries, 2, &settings, false);
         assert_eq!((train.len(), valid.len()), (16, 4));
         assert_eq!(valid.iter().filter(|&&i| i % 2 == 0).count(), 2);
-        assert_ne!(split_entries(&entries, 2, &FolderSettings { seed: 43, ..settings.clone() }, false).1, valid);
+        assert_ne!(
+            split_entries(&entries, 2, &FolderSettings { seed: 43, ..settings.clone() }, false).1,
+            valid
+        );
     }
 }

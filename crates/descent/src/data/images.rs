@@ -44,7 +44,8 @@ impl ImageShape {
 
 impl std::fmt::Display for ImageShape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let colour = if self.channels == 1 { "grey".to_string() } else { format!("{}-channel", self.channels) };
+        let colour =
+            if self.channels == 1 { "grey".to_string() } else { format!("{}-channel", self.channels) };
         write!(f, "{0}x{0} {colour} images in {1} classes", self.side, self.classes)
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use crate::data::augment::Augmented;
 use crate::data::folder::{FolderSet, FolderSettings, Skipped, read_folder};
-use crate::data::images::{ImageShape, Split, mnist_files_present, parse_digits, read_digits, read_mnist, split};
+use crate::data::images::{
+    ImageShape, Split, mnist_files_present, parse_digits, read_digits, read_mnist, split,
+};
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::metrics::{Classifier, Evaluation, evaluate};
@@ -187,7 +189,10 @@ impl ImageExperiment {
 
     /// The network of `settings` to train: [`Self::network`], then with `training.init_from`
     /// the weights of that run or file (the head kept only when it fits), and what was loaded.
-    pub fn start_network<T: ImageModel>(&self, settings: &T) -> Result<(T::Network, Option<InitReport>), RunError> {
+    pub fn start_network<T: ImageModel>(
+        &self,
+        settings: &T,
+    ) -> Result<(T::Network, Option<InitReport>), RunError> {
         let network = self.network(settings);
         let Some(path) = &self.config.training.init_from else { return Ok((network, None)) };
         let source = InitSource::of(path);
@@ -374,15 +379,16 @@ fn read_images(config: &RunConfig) -> Result<ImageSplit, RunError> {
             let valid = (0..mnist.test.len()).collect();
             Ok((Arc::new(mnist.train), train, Arc::new(mnist.test), valid))
         }
-        DataConfig::Lesson { .. } | DataConfig::Points { .. } | DataConfig::Csv(_) | DataConfig::Folder { .. } => {
-            Err(RunError::Config(ConfigError::Invalid(InvalidValue {
-                field: "data.source".into(),
-                message: format!(
-                    "the {} model needs images: `digits`, `mnist`, `fashion-mnist` or `folder`",
-                    config.model.name()
-                ),
-            })))
-        }
+        DataConfig::Lesson { .. }
+        | DataConfig::Points { .. }
+        | DataConfig::Csv(_)
+        | DataConfig::Folder { .. } => Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+            field: "data.source".into(),
+            message: format!(
+                "the {} model needs images: `digits`, `mnist`, `fashion-mnist` or `folder`",
+                config.model.name()
+            ),
+        }))),
     }
 }
 

@@ -246,11 +246,9 @@ fn read_rows(config: &mut RunConfig) -> Result<(Arc<Table>, Option<RegressionDat
         DataConfig::Digits { .. }
         | DataConfig::Mnist { .. }
         | DataConfig::FashionMnist { .. }
-        | DataConfig::Folder { .. } => {
-            Err(RunError::Config(ConfigError::Invalid(InvalidValue {
-                field: "model.name".into(),
-                message: "the linear model fits points or tables; images need `cnn`".into(),
-            })))
-        }
+        | DataConfig::Folder { .. } => Err(RunError::Config(ConfigError::Invalid(InvalidValue {
+            field: "model.name".into(),
+            message: "the linear model fits points or tables; images need `cnn`".into(),
+        }))),
     }
 }

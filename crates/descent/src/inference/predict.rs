@@ -312,10 +312,15 @@ fn pictures_of(input: &Path, classes: &[String]) -> Result<Pictures, PredictErro
 /// A folder-trained model's classes for pictures of any format: `file,predicted,name,confidence`
 /// (and `label` for a folder laid out by class, with the accuracy). Pictures that do not decode
 /// are skipped and counted; a single file that does not is an error.
-fn predict_folder(classifier: &SavedClassifier, input: &Path, device: &Device) -> Result<Predictions, PredictError> {
+fn predict_folder(
+    classifier: &SavedClassifier,
+    input: &Path,
+    device: &Device,
+) -> Result<Predictions, PredictError> {
     let shape = classifier.shape();
     let Pictures { files, labels } = pictures_of(input, classifier.class_names())?;
-    let (mut values, mut kept, mut kept_labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut values, mut kept, mut kept_labels, mut skipped) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (index, file) in files.iter().enumerate() {
         match decode_file(file, shape.side) {
             Ok(picture) => {
@@ -324,7 +329,10 @@ fn predict_folder(classifier: &SavedClassifier, input: &Path, device: &Device) -
                 kept_labels.push(labels.as_ref().map_or(0, |labels| labels[index]));
             }
             Err(error) if files.len() == 1 => {
-                return Err(PredictError::Input(DataError::Rows { path: file.clone(), message: error.to_string() }));
+                return Err(PredictError::Input(DataError::Rows {
+                    path: file.clone(),
+                    message: error.to_string(),
+                }));
             }
             Err(error) => skipped.push(format!("{}: {error}", file.display())),
         }
@@ -355,7 +363,11 @@ fn predict_folder(classifier: &SavedClassifier, input: &Path, device: &Device) -
         )
     });
     if !skipped.is_empty() {
-        let line = format!("{} files skipped (not pictures descent can read): {}", skipped.len(), skipped.join("; "));
+        let line = format!(
+            "{} files skipped (not pictures descent can read): {}",
+            skipped.len(),
+            skipped.join("; ")
+        );
         score = Some(match score {
             Some(score) => format!("{score}\n{line}"),
             None => line,

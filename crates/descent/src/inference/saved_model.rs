@@ -95,7 +95,9 @@ impl SavedClassifier {
                 let grey: Vec<f32> = luma(&picture.rgb).iter().map(|&v| f32::from(v) / 255.0).collect();
                 let side = self.shape.side;
                 let border: Vec<f32> = (0..side * side)
-                    .filter(|i| i / side == 0 || i / side == side - 1 || i % side == 0 || i % side == side - 1)
+                    .filter(|i| {
+                        i / side == 0 || i / side == side - 1 || i % side == 0 || i % side == side - 1
+                    })
                     .map(|i| grey[i])
                     .collect();
                 let light = border.iter().sum::<f32>() / border.len().max(1) as f32 > 0.5;
@@ -106,7 +108,12 @@ impl SavedClassifier {
 
     /// The class probabilities of `count` images of `values` (each [`Self::input`]'s), one
     /// row of [`ImageShape::classes`] probabilities per image.
-    pub fn probabilities(&self, values: Vec<f32>, count: usize, device: &Device) -> Result<Vec<Vec<f32>>, ReadBackError> {
+    pub fn probabilities(
+        &self,
+        values: Vec<f32>,
+        count: usize,
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>, ReadBackError> {
         let ImageShape { side, channels, classes } = self.shape;
         let images = Tensor::from_data(TensorData::new(values, [count, channels, side, side]), device);
         let flat = self.network.probabilities(images)?;

@@ -71,7 +71,13 @@ impl CnnConfig {
     /// blocks of 32, 64 and 128 channels, then global average pooling, dropout and the head.
     /// The digits and Fashion-MNIST keep [`CnnConfig::default`].
     pub fn for_pictures() -> Self {
-        Self { channels: vec![32, 64, 128], kernel: 3, batch_norm: true, dropout: default_dropout(), global_pool: true }
+        Self {
+            channels: vec![32, 64, 128],
+            kernel: 3,
+            batch_norm: true,
+            dropout: default_dropout(),
+            global_pool: true,
+        }
     }
 
     /// Check the sizes for images of `shape`, naming the field of the first problem.

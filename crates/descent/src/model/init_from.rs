@@ -71,7 +71,8 @@ pub fn source_tensors(
     let fail = |message: String| InitError { path: source.path().to_path_buf(), message };
     match source {
         InitSource::Run(dir) => {
-            let (config, saved) = crate::inference::load_saved(dir, device).map_err(|e| fail(e.to_string()))?;
+            let (config, saved) =
+                crate::inference::load_saved(dir, device).map_err(|e| fail(e.to_string()))?;
             let tensors = saved.named_tensors().map_err(|e| fail(e.to_string()))?;
             Ok((tensors, config.data.class_names()))
         }
@@ -84,10 +85,16 @@ pub fn source_tensors(
             let mut named = Vec::new();
             for (name, view) in tensors.tensors() {
                 if view.dtype() != safetensors::Dtype::F32 {
-                    return Err(fail(format!("tensor `{name}` is {:?}; descent reads float32 tensors", view.dtype())));
+                    return Err(fail(format!(
+                        "tensor `{name}` is {:?}; descent reads float32 tensors",
+                        view.dtype()
+                    )));
                 }
-                let values =
-                    view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let values = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
                 named.push(NamedTensor { name, shape: view.shape().to_vec(), values });
             }
             Ok((from_pytorch_layout(named), None))
@@ -109,7 +116,8 @@ fn from_pytorch_layout(tensors: Vec<NamedTensor>) -> Vec<NamedTensor> {
         .map(|tensor| {
             let (prefix, leaf) = tensor.name.rsplit_once('.').unwrap_or(("", &tensor.name));
             let (prefix, leaf) = (prefix.to_string(), leaf.to_string());
-            let joined = |leaf: &str| if prefix.is_empty() { leaf.to_string() } else { format!("{prefix}.{leaf}") };
+            let joined =
+                |leaf: &str| if prefix.is_empty() { leaf.to_string() } else { format!("{prefix}.{leaf}") };
             match (leaf.as_str(), tensor.shape.as_slice()) {
                 ("weight", &[rows, columns]) => {
                     let mut values = vec![0.0; tensor.values.len()];
@@ -158,9 +166,9 @@ pub fn load_tensors<M: Module>(
     let in_head = |name: &str| name == head || name.starts_with(&format!("{head}."));
     let head_fits = keep_head
         && wanted
-        .iter()
-        .filter(|(name, _)| in_head(name))
-        .all(|(name, shape)| found.get(name).is_some_and(|t| t.shape == *shape));
+            .iter()
+            .filter(|(name, _)| in_head(name))
+            .all(|(name, shape)| found.get(name).is_some_and(|t| t.shape == *shape));
     for (name, shape) in wanted.iter().filter(|(name, _)| !in_head(name)) {
         match found.get(name) {
             None => {
@@ -182,7 +190,8 @@ pub fn load_tensors<M: Module>(
             Some(_) => {}
         }
     }
-    let mut loader = Loader { path: Vec::new(), found, head: head.to_string(), load_head: head_fits, loaded: 0 };
+    let mut loader =
+        Loader { path: Vec::new(), found, head: head.to_string(), load_head: head_fits, loaded: 0 };
     let network = network.map(&mut loader);
     Ok((network, InitReport { loaded: loader.loaded, new_head: !head_fits }))
 }

@@ -31,7 +31,9 @@ use crate::train::Objective;
 /// fields of the configuration's `[model]` section besides `name` (serde, with
 /// `deny_unknown_fields` and a default for each field), and register the settings in
 /// `models!` (`crate::config`).
-pub trait ImageModel: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait ImageModel:
+    Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The model's name: `[model] name = "..."`, the checkpoint's model kind, the export's
     /// `model` metadata. The registry's variant name in kebab case.
     const NAME: &'static str;

@@ -247,7 +247,10 @@ fn cnn_on_flex_and_ndarray(seed: u64) -> ((crate::model::Cnn, Device), (crate::m
     flex.seed(seed);
     let model = config.init(&crate::data::images::ImageShape::grey(8), &flex);
     let ndarray = Device::ndarray().autodiff();
-    let copy = config.init(&crate::data::images::ImageShape::grey(8), &ndarray).load_record(model.clone().into_record()).fork(&ndarray);
+    let copy = config
+        .init(&crate::data::images::ImageShape::grey(8), &ndarray)
+        .load_record(model.clone().into_record())
+        .fork(&ndarray);
     ((model, flex), (copy, ndarray))
 }
 

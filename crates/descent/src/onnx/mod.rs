@@ -381,7 +381,10 @@ mod tests {
         const NAME: &'static str = "unwritten";
         type Network = crate::model::Mlp;
 
-        fn validate(&self, _shape: &crate::data::images::ImageShape) -> Result<(), crate::optim::InvalidValue> {
+        fn validate(
+            &self,
+            _shape: &crate::data::images::ImageShape,
+        ) -> Result<(), crate::optim::InvalidValue> {
             Ok(())
         }
 

@@ -9,7 +9,11 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::plots::{DrawResult, FONT, Figure, Format, LABEL_SIZE, PlotError, TICK_SIZE, TITLE_SIZE, render};
 
 /// `confusion[true][predicted]` as a figure, the classes named by `names`.
-pub fn confusion_figure(confusion: &[Vec<usize>], names: &[String], format: Format) -> Result<Vec<u8>, PlotError> {
+pub fn confusion_figure(
+    confusion: &[Vec<usize>],
+    names: &[String],
+    format: Format,
+) -> Result<Vec<u8>, PlotError> {
     if confusion.len() != names.len() || confusion.iter().any(|row| row.len() != names.len()) {
         return Err(PlotError::Draw {
             figure: "confusion matrix".into(),
@@ -62,7 +66,8 @@ impl Figure for ConfusionFigure<'_> {
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled()))?;
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], RGBColor(200, 200, 200)))?;
                 let ink = if share > 0.55 { WHITE } else { BLACK };
-                let style = (FONT, count_size).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                let style =
+                    (FONT, count_size).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
                 root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), style))?;
             }
         }
@@ -72,7 +77,8 @@ impl Figure for ConfusionFigure<'_> {
             root.draw(&Text::new(short(name, 18), (x0 - 6, y), row))?;
             let column = (FONT, name_size)
                 .into_font()
-                .transform(FontTransform::Rotate270).color(&BLACK)
+                .transform(FontTransform::Rotate270)
+                .color(&BLACK)
                 .pos(Pos::new(HPos::Right, VPos::Center));
             let x = x0 + class as i32 * cell + cell / 2;
             root.draw(&Text::new(short(name, 14), (x, top + grid_width + 6), column))?;
@@ -81,7 +87,8 @@ impl Figure for ConfusionFigure<'_> {
         root.draw(&Text::new("predicted", (x0 + grid_width / 2, height as i32 - 4), label))?;
         let side_label = (FONT, LABEL_SIZE)
             .into_font()
-            .transform(FontTransform::Rotate270).color(&BLACK)
+            .transform(FontTransform::Rotate270)
+            .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Top));
         root.draw(&Text::new("actual", (6, top + grid_width / 2), side_label))?;
         Ok(())

@@ -1,8 +1,8 @@
 //! What a run leaves behind. Observers of the engine write here; the engine knows nothing of it.
 //! Reading a finished run's model back (predict, export) is [`crate::inference`]'s.
 
-pub mod figures;
 pub mod confusion;
+pub mod figures;
 pub mod files;
 pub mod metrics_csv;
 pub mod plots;

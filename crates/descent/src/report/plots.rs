@@ -191,7 +191,9 @@ pub fn image_grid(
 ) -> Result<Vec<u8>, PlotError> {
     let grid = ImageGrid { images, columns: columns.max(1), title };
     let values = |image: &GridImage| if image.colour { 3 } else { 1 } * image.side * image.side;
-    if let Some((index, image)) = images.iter().enumerate().find(|(_, image)| image.pixels.len() != values(image)) {
+    if let Some((index, image)) =
+        images.iter().enumerate().find(|(_, image)| image.pixels.len() != values(image))
+    {
         let message = format!("image {index} has {} values, not {}", image.pixels.len(), values(image));
         return Err(PlotError::Draw { figure: grid.name(), message });
     }
@@ -818,7 +820,13 @@ mod tests {
     fn image_grid_of_16_digits_is_800x600_with_both_caption_colours() {
         let digit = |k: usize| (0..64).map(|i| if (i + k).is_multiple_of(3) { 1.0 } else { 0.0 }).collect();
         let images: Vec<GridImage> = (0..16)
-            .map(|k| GridImage { pixels: digit(k), colour: false, side: 8, caption: format!("{k} / 3"), wrong: k % 4 == 0 })
+            .map(|k| GridImage {
+                pixels: digit(k),
+                colour: false,
+                side: 8,
+                caption: format!("{k} / 3"),
+                wrong: k % 4 == 0,
+            })
             .collect();
         let (width, height, pixels) = decode_png(&image_grid(&images, 4, "results", Format::Png).unwrap());
         assert_eq!((width, height), (WIDTH, HEIGHT));
@@ -830,7 +838,13 @@ mod tests {
 
     #[test]
     fn image_grid_rejects_a_wrong_pixel_count() {
-        let image = GridImage { pixels: vec![0.5; 10], colour: false, side: 4, caption: "1 / 1".into(), wrong: false };
+        let image = GridImage {
+            pixels: vec![0.5; 10],
+            colour: false,
+            side: 4,
+            caption: "1 / 1".into(),
+            wrong: false,
+        };
         let error = image_grid(&[image], 4, "results", Format::Png).unwrap_err();
         assert!(error.to_string().contains("image 0 has 10 pixels"), "{error}");
     }

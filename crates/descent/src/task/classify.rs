@@ -12,8 +12,8 @@ use crate::experiment::{ImageExperiment, Prepared, RunError, TrainOptions, Train
 use crate::metrics::{Classifier, Evaluation, Prediction};
 use crate::model::init_from::InitReport;
 use crate::model::{ImageModel, ImageModelVisitor};
-use crate::report::figures::Figures;
 use crate::report::confusion::confusion_figure;
+use crate::report::figures::Figures;
 use crate::report::plots::{GridImage, LineChart, Series, image_grid};
 use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary};
 use crate::run::{OutputError, Task};
@@ -191,7 +191,8 @@ where
             .iter()
             .take(RESULTS_SHOWN)
             .map(|p| {
-                let caption = format!("{} / {}", names[usize::from(p.label)], names[usize::from(p.predicted)]);
+                let caption =
+                    format!("{} / {}", names[usize::from(p.label)], names[usize::from(p.predicted)]);
                 shown(experiment, p, caption)
             })
             .collect();

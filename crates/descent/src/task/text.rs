@@ -228,7 +228,8 @@ fn folder_lines(experiment: &ImageExperiment) -> Vec<String> {
     let Some(folder) = &experiment.folder else { return Vec::new() };
     let mut lines = Vec::new();
     if !folder.skipped.is_empty() {
-        let shown: Vec<String> = folder.skipped.iter().take(3).map(|s| s.path.display().to_string()).collect();
+        let shown: Vec<String> =
+            folder.skipped.iter().take(3).map(|s| s.path.display().to_string()).collect();
         let more = if folder.skipped.len() > 3 { ", ..." } else { "" };
         lines.push(format!(
             "  skipped {} files that are not readable pictures ({}{more}): listed in skipped.txt",

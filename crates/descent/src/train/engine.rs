@@ -463,7 +463,13 @@ where
     /// The optimizer's update of `model` by `gradients` at `lr`; with [`Plan::head`], the head's
     /// and the body's apart: the body's not at all in a frozen epoch, else at its fraction of
     /// the rate.
-    fn update(&mut self, lr: burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate, model: M, gradients: GradientsParams, epoch: usize) -> M {
+    fn update(
+        &mut self,
+        lr: burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate,
+        model: M,
+        gradients: GradientsParams,
+        epoch: usize,
+    ) -> M {
         let Some(head) = &self.plan.head else {
             return self.optimizer.step(lr, model, gradients);
         };

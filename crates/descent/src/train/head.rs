@@ -26,7 +26,11 @@ impl HeadTraining {
 
 /// `gradients` split into the head's and the body's, by the parameters of `model` under the
 /// field `head`.
-pub(super) fn split<M: Module>(model: &M, gradients: GradientsParams, head: &str) -> (GradientsParams, GradientsParams) {
+pub(super) fn split<M: Module>(
+    model: &M,
+    gradients: GradientsParams,
+    head: &str,
+) -> (GradientsParams, GradientsParams) {
     struct Splitter<'a> {
         head: &'a str,
         path: Vec<String>,
