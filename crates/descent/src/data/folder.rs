@@ -498,6 +498,25 @@ fn files_under(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), DataError> {
     Ok(())
 }
 
+/// Refuse fewer than two classes, or more than a label can hold.
+fn check_class_count(root: &Path, classes: &[String]) -> Result<(), DataError> {
+    let no_classes = |found: &str| DataError::Rows {
+        path: root.into(),
+        message: format!(
+            "{found}: descent reads one sub-folder of pictures per class (DIR/<class>/*.png, .jpg, ...), at least two classes"
+        ),
+    };
+    match classes.len() {
+        0 => Err(no_classes("the folder has no sub-folders")),
+        1 => Err(no_classes(&format!("the folder has one sub-folder (`{}`), so one class", classes[0]))),
+        n if n > MAX_CLASSES => Err(DataError::Rows {
+            path: root.into(),
+            message: format!("{n} classes (sub-folders); at most {MAX_CLASSES} are allowed"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Find the classes and their pictures, and fingerprint them.
 fn list(dir: &Path, side: usize) -> Result<Listing, DataError> {
     let metadata = std::fs::metadata(dir).map_err(|source| unreadable(dir, source))?;
@@ -513,28 +532,7 @@ fn list(dir: &Path, side: usize) -> Result<Listing, DataError> {
     let root = if presplit { train_dir.clone() } else { dir.to_path_buf() };
     let folders = class_folders(&root)?;
     let classes: Vec<String> = folders.iter().map(|(name, _)| name.clone()).collect();
-    let no_classes = |found: &str| DataError::Rows {
-        path: root.clone(),
-        message: format!(
-            "{found}: descent reads one sub-folder of pictures per class (DIR/<class>/*.png, .jpg, ...), at least two classes"
-        ),
-    };
-    match classes.len() {
-        0 => return Err(no_classes("the folder has no sub-folders")),
-        1 => {
-            return Err(no_classes(&format!(
-                "the folder has one sub-folder (`{}`), so one class",
-                classes[0]
-            )));
-        }
-        n if n > MAX_CLASSES => {
-            return Err(DataError::Rows {
-                path: root.clone(),
-                message: format!("{n} classes (sub-folders); at most {MAX_CLASSES} are allowed"),
-            });
-        }
-        _ => {}
-    }
+    check_class_count(&root, &classes)?;
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     let mut add = |folder: &Path, label: usize, valid: bool| -> Result<usize, DataError> {
@@ -607,7 +605,7 @@ fn fingerprint(dir: &Path, side: usize, entries: &[Entry]) -> String {
             entry.valid
         ));
     }
-    crate::report::hex(&hasher.finalize())
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 type DecodedSet = (Vec<u8>, Vec<bool>, Vec<Entry>, Vec<Skipped>);
@@ -655,8 +653,7 @@ fn decode_all(
 fn cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
     let name = format!("pictures-{}.bin", &fingerprint[..16.min(fingerprint.len())]);
     let beside = dir.join(".descent-cache");
-    if std::fs::create_dir_all(&beside).is_ok() && crate::report::check_writable(&beside.join(&name)).is_ok()
-    {
+    if writable(&beside) {
         return Some(beside.join(name));
     }
     let home = std::env::var_os("XDG_CACHE_HOME")
@@ -665,6 +662,14 @@ fn cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
     let folder = home.join("descent");
     std::fs::create_dir_all(&folder).ok()?;
     Some(folder.join(name))
+}
+
+/// Whether files can be written in `folder` (made if missing): a probe file is made and removed.
+fn writable(folder: &Path) -> bool {
+    let probe = folder.join(format!(".probe-{}", std::process::id()));
+    let made = std::fs::create_dir_all(folder).is_ok() && std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    made
 }
 
 /// The cache's pictures when it holds this listing's (same fingerprint, whole); `None` to
@@ -712,7 +717,12 @@ fn write_cache(path: &Path, listing: &Listing, side: usize, decoded: &DecodedSet
     bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(rgb);
-    crate::report::write_atomic(path, &bytes).map_err(|error| std::io::Error::other(error.to_string()))
+    // Atomically: a whole file or none, whatever else reads or writes the cache at once.
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, &bytes)?;
+    std::fs::rename(&partial, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })
 }
 
 #[cfg(test)]

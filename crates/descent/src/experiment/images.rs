@@ -13,8 +13,8 @@ use crate::data::images::{
 };
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
+use crate::inference::init_from::{InitReport, InitSource, init_from};
 use crate::metrics::{Classifier, Evaluation, evaluate};
-use crate::model::init_from::{InitReport, InitSource, init_from};
 use crate::model::{Cnn, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
@@ -196,10 +196,18 @@ impl ImageExperiment {
         let network = self.network(settings);
         let Some(path) = &self.config.training.init_from else { return Ok((network, None)) };
         let source = InitSource::of(path);
-        let classes = crate::task::text::class_names(self);
+        let classes = self.class_names();
         let (network, report) = init_from(network, &source, T::HEAD, &classes, &self.device.device)
             .map_err(|error| RunError::Data(DataError::Rows { path: error.path, message: error.message }))?;
         Ok((network, Some(report)))
+    }
+
+    /// The names of the classes (the digits `0`..`9` unless the data names them).
+    pub fn class_names(&self) -> Vec<String> {
+        self.config
+            .data
+            .class_names()
+            .unwrap_or_else(|| (0..self.train_set.classes()).map(|class| class.to_string()).collect())
     }
 
     /// The configured model's head layer (`ImageModel::HEAD`).

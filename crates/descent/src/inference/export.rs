@@ -185,30 +185,7 @@ pub fn onnx_model(saved: &SavedModel, config: &RunConfig, softmax: bool) -> Resu
             let shape = classifier.shape();
             let (side, channels) = (shape.side, shape.channels);
             let names = classifier.class_names().to_vec();
-            // A folder's pictures are normalised in the graph: it takes pixels in [0, 1].
-            let (images, pixels) = match classifier.normalisation() {
-                Some(normalisation) => {
-                    let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-                    let mean = graph.constant("normalise.mean", &[1, channels, 1, 1], &as_f32(&normalisation.mean));
-                    let std = graph.constant("normalise.std", &[1, channels, 1, 1], &as_f32(&normalisation.std));
-                    let centred = graph.node("Sub", "normalise.sub", &["images", &mean], Vec::new());
-                    let scaled = graph.node("Div", "normalise.div", &[&centred, &std], Vec::new());
-                    metadata.push(("mean", format!("{:?}", normalisation.mean)));
-                    metadata.push(("std", format!("{:?}", normalisation.std)));
-                    let colours = if channels == 3 { "red, green, blue planes" } else { "one grey plane (Rec. 601 luma)" };
-                    (
-                        scaled,
-                        format!(
-                            "the picture resized to {side}x{side}, {colours}, values in [0, 1] (8-bit values / 255; the graph subtracts the training pictures' mean {:?} and divides by their standard deviation {:?})",
-                            normalisation.mean, normalisation.std
-                        ),
-                    )
-                }
-                None => (
-                    "images".to_string(),
-                    "row-major pixels in [0, 1] (0 the background, 1 the ink, as MNIST: digit rows' 0..16 divided by 16, 8-bit pixels by 255)".to_string(),
-                ),
-            };
+            let (images, pixels) = normalised_input(&mut graph, classifier, &mut metadata);
             let logits = classifier.onnx(&mut graph, &images)?;
             let (name, value) = match softmax {
                 true => (
@@ -241,6 +218,38 @@ pub fn onnx_model(saved: &SavedModel, config: &RunConfig, softmax: bool) -> Resu
     metadata.push(("seed", config.seed.to_string()));
     let bytes = graph.into_model((&input, &output, &value), &layout, &metadata);
     Ok(OnnxModel { bytes, input, output, layout })
+}
+
+/// The classifier's input in the graph: for a folder-trained model, `images` (pixels in [0, 1])
+/// normalised by the training pictures' mean and standard deviation (recorded in `metadata`
+/// too); for the built-in sets, `images` as it is. Returns the value the network reads and the
+/// input's description.
+fn normalised_input(
+    graph: &mut Graph,
+    classifier: &super::SavedClassifier,
+    metadata: &mut Vec<(&str, String)>,
+) -> (String, String) {
+    let shape = classifier.shape();
+    let (side, channels) = (shape.side, shape.channels);
+    let Some(normalisation) = classifier.normalisation() else {
+        return (
+            "images".to_string(),
+            "row-major pixels in [0, 1] (0 the background, 1 the ink, as MNIST: digit rows' 0..16 divided by 16, 8-bit pixels by 255)".to_string(),
+        );
+    };
+    let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let mean = graph.constant("normalise.mean", &[1, channels, 1, 1], &as_f32(&normalisation.mean));
+    let std = graph.constant("normalise.std", &[1, channels, 1, 1], &as_f32(&normalisation.std));
+    let centred = graph.node("Sub", "normalise.sub", &["images", &mean], Vec::new());
+    let scaled = graph.node("Div", "normalise.div", &[&centred, &std], Vec::new());
+    metadata.push(("mean", format!("{:?}", normalisation.mean)));
+    metadata.push(("std", format!("{:?}", normalisation.std)));
+    let colours = if channels == 3 { "red, green, blue planes" } else { "one grey plane (Rec. 601 luma)" };
+    let description = format!(
+        "the picture resized to {side}x{side}, {colours}, values in [0, 1] (8-bit values / 255; the graph subtracts the training pictures' mean {:?} and divides by their standard deviation {:?})",
+        normalisation.mean, normalisation.std
+    );
+    (scaled, description)
 }
 
 /// Why the safetensors file could not be written (a tensor the format refuses).

@@ -3,6 +3,7 @@
 //! PyTorch, ONNX for onnxruntime). `descent predict` and `descent export` are this module.
 
 pub mod export;
+pub mod init_from;
 pub mod predict;
 pub mod saved_model;
 

@@ -8,7 +8,6 @@
 //! export and bench.
 
 pub mod cnn;
-pub mod init_from;
 pub mod linear;
 pub mod mlp;
 

@@ -846,7 +846,7 @@ mod tests {
             wrong: false,
         };
         let error = image_grid(&[image], 4, "results", Format::Png).unwrap_err();
-        assert!(error.to_string().contains("image 0 has 10 pixels"), "{error}");
+        assert!(error.to_string().contains("image 0 has 10 values, not 16"), "{error}");
     }
 
     #[test]

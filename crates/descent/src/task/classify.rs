@@ -9,8 +9,8 @@ use super::EarlyStopSummary;
 use crate::data::ImageBatch;
 use crate::experiment::EarlyStopped;
 use crate::experiment::{ImageExperiment, Prepared, RunError, TrainOptions, TrainedClassifier};
+use crate::inference::init_from::InitReport;
 use crate::metrics::{Classifier, Evaluation, Prediction};
-use crate::model::init_from::InitReport;
 use crate::model::{ImageModel, ImageModelVisitor};
 use crate::report::confusion::confusion_figure;
 use crate::report::figures::Figures;
@@ -304,7 +304,7 @@ pub const SKIPPED_FILE: &str = "skipped.txt";
 
 /// The names of the experiment's classes.
 fn class_names(experiment: &ImageExperiment) -> Vec<String> {
-    crate::task::text::class_names(experiment)
+    experiment.class_names()
 }
 
 /// A validation image as a grid shows it: a folder's picture in its colours (its

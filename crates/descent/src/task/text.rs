@@ -3,7 +3,6 @@
 
 use crate::config::DataConfig;
 use crate::data::csv_table::shown;
-use crate::data::images::DIGIT_CLASS_NAMES;
 use crate::experiment::{EarlyStopped, Experiment, ImageExperiment, Prepared};
 use crate::metrics::{Evaluation, Prediction};
 use crate::model::LinearModel;
@@ -142,7 +141,7 @@ pub fn fit_comparison(regression: &RegressionData, fit: &FitReport) -> Vec<Strin
 
 /// The names of an image experiment's classes (the digits `0`..`9` unless the data names them).
 pub fn class_names(experiment: &ImageExperiment) -> Vec<String> {
-    experiment.config.data.class_names().unwrap_or_else(|| DIGIT_CLASS_NAMES.map(String::from).to_vec())
+    experiment.class_names()
 }
 
 /// An image classification's lines before training: the data and its classes, the model, the

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 
-use crate::inference::export::{NamedTensor, named_shapes};
+use super::export::{NamedTensor, named_shapes};
 
 /// Where `--init-from` takes the weights.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,8 +71,7 @@ pub fn source_tensors(
     let fail = |message: String| InitError { path: source.path().to_path_buf(), message };
     match source {
         InitSource::Run(dir) => {
-            let (config, saved) =
-                crate::inference::load_saved(dir, device).map_err(|e| fail(e.to_string()))?;
+            let (config, saved) = super::load_saved(dir, device).map_err(|e| fail(e.to_string()))?;
             let tensors = saved.named_tensors().map_err(|e| fail(e.to_string()))?;
             Ok((tensors, config.data.class_names()))
         }
