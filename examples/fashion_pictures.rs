@@ -60,10 +60,14 @@ fn write(args: &Args) -> Result<usize, String> {
         .classes
         .iter()
         .map(|class| {
-            FASHION_CLASS_NAMES.iter().position(|name| folder_name(name) == *class).map(|l| l as u8).ok_or_else(|| {
-                let known: Vec<String> = FASHION_CLASS_NAMES.iter().map(|n| folder_name(n)).collect();
-                format!("--classes: `{class}` is not a Fashion-MNIST class ({})", known.join(", "))
-            })
+            FASHION_CLASS_NAMES
+                .iter()
+                .position(|name| folder_name(name) == *class)
+                .map(|l| l as u8)
+                .ok_or_else(|| {
+                    let known: Vec<String> = FASHION_CLASS_NAMES.iter().map(|n| folder_name(n)).collect();
+                    format!("--classes: `{class}` is not a Fashion-MNIST class ({})", known.join(", "))
+                })
         })
         .collect::<Result<_, _>>()?;
     if args.out.read_dir().is_ok_and(|mut entries| entries.next().is_some()) {

@@ -110,7 +110,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve this machine's device to training commands on other machines (--features remote).
     Serve(serve::ServeArgs),
-    /// Serve a trained image classifier behind a web page and a JSON API (--features app).
+    /// Serve a trained image classifier behind a web page and a JSON API.
     App(app::AppArgs),
 }
 

@@ -41,7 +41,7 @@ pub enum Tool {
     /// Debian's `dataset-fashion-mnist`: required wherever `CI` is set.
     FashionMnist,
     /// Debian's chromium and Playwright (in `DESCENT_PYTHON`'s environment), and a `descent`
-    /// built with `--features app`: `DESCENT_REQUIRE_BROWSER`.
+    /// built with the feature `app` (a default): `DESCENT_REQUIRE_BROWSER`.
     Browser,
 }
 

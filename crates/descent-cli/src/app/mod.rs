@@ -1,4 +1,5 @@
-//! `descent app`: a trained image classifier behind a web page (built with `--features app`).
+//! `descent app`: a trained image classifier behind a web page (the cargo feature `app`, on by
+//! default).
 //!
 //! The page (`page.html`, compiled in: no CDN, works offline) lets a person drop or pick a
 //! picture and shows the top classes with their probabilities; `POST /predict` answers the same
@@ -45,7 +46,7 @@ pub struct AppArgs {
 #[cfg(not(feature = "app"))]
 pub fn run(_: &AppArgs) -> Result<(), Failure> {
     Err(Failure::input(
-        "this descent was built without the web app: build it with `--features app` (cargo run --release --features app -- app --model RUN)",
+        "this descent was built without the web app (the cargo feature `app`, on by default): build it with `--features app`",
     ))
 }
 

@@ -261,6 +261,8 @@ pub struct FolderSet {
     pub fingerprint: String,
     /// The cache file, and whether the pictures came from it (rather than being decoded).
     pub cache: Option<(PathBuf, bool)>,
+    /// Seconds spent decoding (or reading the cache), and the pictures that took.
+    pub seconds: f64,
     /// Whether the folder had its own `train`/`valid` split.
     pub presplit: bool,
 }
@@ -310,6 +312,7 @@ pub fn read_folder(
         path: dir.into(),
         message: format!("{count} pictures at {0}x{0} {message}", settings.side),
     })?;
+    let started = std::time::Instant::now();
     let cache_path = cache_file(dir, &listing.fingerprint);
     let cached = cache_path.as_deref().and_then(|path| read_cache(path, &listing));
     let from_cache = cached.is_some();
@@ -324,6 +327,7 @@ pub fn read_folder(
             decoded
         }
     };
+    let seconds = started.elapsed().as_secs_f64();
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let classes = listing.classes;
     check_classes(dir, &classes, &entries)?;
@@ -359,6 +363,7 @@ pub fn read_folder(
         skipped,
         fingerprint: listing.fingerprint,
         cache: cache_path.map(|path| (path, from_cache)),
+        seconds,
         presplit: listing.presplit,
     })
 }

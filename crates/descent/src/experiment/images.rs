@@ -92,6 +92,8 @@ pub struct FolderFiles {
     pub skipped: Vec<Skipped>,
     /// The cache file, and whether this run's pictures came from it.
     pub cache: Option<(std::path::PathBuf, bool)>,
+    /// Seconds spent decoding the pictures (or reading them from the cache).
+    pub seconds: f64,
     /// Whether the folder had its own `train`/`valid` split.
     pub presplit: bool,
 }
@@ -478,6 +480,7 @@ fn read_pictures(
         files: found.files,
         skipped: found.skipped,
         cache: found.cache,
+        seconds: found.seconds,
         presplit: found.presplit,
     };
     let set = Arc::new(found.set);

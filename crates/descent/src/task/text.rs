@@ -236,9 +236,20 @@ fn folder_lines(experiment: &ImageExperiment) -> Vec<String> {
             shown.join(", ")
         ));
     }
-    if let Some((path, from_cache)) = &folder.cache {
-        let how = if *from_cache { "read from the cache" } else { "decoded, and cached" };
-        lines.push(format!("  pictures {how} in {}", path.display()));
+    let pictures = folder.files.len();
+    let rate = pictures as f64 / folder.seconds.max(1e-9);
+    match &folder.cache {
+        Some((path, true)) => lines.push(format!(
+            "  pictures read from the cache in {:.3} s: {}",
+            folder.seconds,
+            path.display()
+        )),
+        Some((path, false)) => lines.push(format!(
+            "  {pictures} pictures decoded in {:.2} s ({rate:.0}/s), and cached in {}",
+            folder.seconds,
+            path.display()
+        )),
+        None => lines.push(format!("  {pictures} pictures decoded in {:.2} s ({rate:.0}/s)", folder.seconds)),
     }
     lines
 }
