@@ -20,7 +20,10 @@
 use burn::prelude::*;
 
 use crate::device::{ReadBackError, read_f32};
+use crate::experiment::ImageExperiment;
+use crate::metrics::Evaluation;
 use crate::report::plots::{self, Format, LineChart, PlotError, Series};
+use crate::task::classify;
 
 /// An image a notebook shows: PNG or GIF bytes with their MIME type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +74,8 @@ pub enum NotebookError {
     /// The figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] PlotError),
-    /// The tensors do not have the shapes the lesson's do.
+    /// The tensors do not have the shapes the lesson's do, or an evaluation is not of the
+    /// experiment's validation set.
     #[error("{0}")]
     Shape(String),
 }
@@ -147,6 +151,56 @@ pub fn animation(x: &Tensor<2>, y: &Tensor<2>, frames: &[([f64; 2], f64)]) -> Re
     Ok(Picture::gif(plots::animation(&points, frames, 20)?))
 }
 
+/// The confusion matrix of an image classifier's validation (fastai's
+/// `interp.plot_confusion_matrix()`): `evaluation` is what training or
+/// [`Classifier::evaluate`](crate::metrics::Classifier) gave on `experiment`'s validation set.
+/// The run's `confusion.png`.
+pub fn confusion(experiment: &ImageExperiment, evaluation: &Evaluation) -> Result<Picture, NotebookError> {
+    check_evaluation(experiment, evaluation)?;
+    Ok(Picture::png(classify::confusion_picture(experiment, evaluation, Format::Png)?))
+}
+
+/// The `count` validation images with the largest losses, worst first, each titled prediction /
+/// actual / loss / probability (fastai's `interp.plot_top_losses(count)`). The run's
+/// `top_losses.png` shows nine.
+pub fn top_losses(
+    experiment: &ImageExperiment,
+    evaluation: &Evaluation,
+    count: usize,
+) -> Result<Picture, NotebookError> {
+    check_evaluation(experiment, evaluation)?;
+    Ok(Picture::png(classify::top_losses_picture(experiment, evaluation, count, Format::Png)?))
+}
+
+/// An evaluation of another set (or another experiment) would caption the wrong pictures.
+fn check_evaluation(experiment: &ImageExperiment, evaluation: &Evaluation) -> Result<(), NotebookError> {
+    let (images, classes) = (experiment.valid.len(), experiment.class_names().len());
+    if evaluation.predictions.len() != images {
+        return Err(NotebookError::Shape(format!(
+            "the evaluation holds {} predictions; the experiment validates on {images} images",
+            evaluation.predictions.len()
+        )));
+    }
+    let set = experiment.valid_set.len();
+    if let Some(p) = evaluation
+        .predictions
+        .iter()
+        .find(|p| p.index >= set || usize::from(p.label.max(p.predicted)) >= classes)
+    {
+        return Err(NotebookError::Shape(format!(
+            "a prediction names image {} of class {} (predicted {}); the validation set has {set} images of {classes} classes",
+            p.index, p.label, p.predicted
+        )));
+    }
+    if evaluation.confusion.len() != classes {
+        return Err(NotebookError::Shape(format!(
+            "the evaluation counts {} classes; the experiment has {classes}",
+            evaluation.confusion.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Standard base64 (RFC 4648, with padding).
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -191,6 +245,43 @@ mod tests {
     fn a_picture_shows_as_evcxr_content() {
         let picture = Picture::png(b"foo".to_vec());
         assert_eq!(picture.evcxr_content(), "EVCXR_BEGIN_CONTENT image/png\nZm9v\nEVCXR_END_CONTENT");
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn a_classifiers_figures_are_images_of_its_validation() {
+        use crate::config::RunConfig;
+        use crate::model::{CnnConfig, ImageModel};
+
+        let config = RunConfig { device: "flex".into(), ..RunConfig::cnn() };
+        let experiment = ImageExperiment::prepare(config).unwrap();
+        let shape = experiment.valid_set.shape();
+        let network = CnnConfig::default().init(&shape, &experiment.device.device);
+        let evaluation = crate::metrics::evaluate(
+            &network,
+            &experiment.valid_set,
+            &experiment.valid,
+            &experiment.device.device,
+        )
+        .unwrap();
+        let decoded = |picture: Picture| {
+            assert_eq!(picture.mime(), "image/png");
+            image::load_from_memory(picture.bytes()).unwrap()
+        };
+        let matrix = decoded(confusion(&experiment, &evaluation).unwrap());
+        assert!(matrix.width() >= 400 && matrix.height() >= 400, "{}x{}", matrix.width(), matrix.height());
+        // Four images in a grid of three columns: two rows, so taller than one image's row.
+        let four = decoded(top_losses(&experiment, &evaluation, 4).unwrap());
+        let one = decoded(top_losses(&experiment, &evaluation, 1).unwrap());
+        assert!(four.height() > one.height(), "{} vs {}", four.height(), one.height());
+
+        // An evaluation of something else is refused, not drawn with the wrong captions.
+        let mut short = evaluation.clone();
+        short.predictions.pop();
+        assert!(matches!(confusion(&experiment, &short), Err(NotebookError::Shape(_))));
+        let mut foreign = evaluation.clone();
+        foreign.predictions[0].index = experiment.valid_set.len();
+        assert!(matches!(top_losses(&experiment, &foreign, 4), Err(NotebookError::Shape(_))));
     }
 
     #[cfg(feature = "flex")]

@@ -14,7 +14,7 @@ use crate::metrics::{Classifier, Evaluation, Prediction};
 use crate::model::{ImageModel, ImageModelVisitor};
 use crate::report::confusion::confusion_figure;
 use crate::report::figures::Figures;
-use crate::report::plots::{GridImage, LineChart, Series, image_grid};
+use crate::report::plots::{Format, GridImage, LineChart, PlotError, Series, image_grid};
 use crate::report::{MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary};
 use crate::run::{OutputError, Task};
 use crate::train::{LrFindSettings, LrFinding, Objective, Trained, lr_find};
@@ -199,22 +199,9 @@ where
         figures.save("results", |format| {
             image_grid(&grid, RESULTS_COLUMNS, "Validation images: true / predicted", format)
         })?;
-        figures.save("confusion", |format| confusion_figure(&evaluation.confusion, &names, format))?;
-        let top: Vec<GridImage> = evaluation
-            .top_losses(TOP_LOSSES_SHOWN)
-            .into_iter()
-            .map(|(p, loss)| {
-                let caption = format!(
-                    "{} / {}\n{loss:.2} / {:.2}",
-                    names[usize::from(p.predicted)],
-                    names[usize::from(p.label)],
-                    p.label_probability
-                );
-                shown(experiment, &p, caption)
-            })
-            .collect();
+        figures.save("confusion", |format| confusion_picture(experiment, evaluation, format))?;
         figures.save("top_losses", |format| {
-            image_grid(&top, TOP_LOSSES_COLUMNS, "Prediction / actual / loss / probability", format)
+            top_losses_picture(experiment, evaluation, TOP_LOSSES_SHOWN, format)
         })?;
         figures.rates(&experiment.config, &outcome.classifier.rates)?;
         if let Some(folder) = experiment.folder.as_ref().filter(|folder| !folder.skipped.is_empty()) {
@@ -297,6 +284,43 @@ where
         };
         RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
     }
+}
+
+/// The confusion matrix of `evaluation` (fastai's `plot_confusion_matrix`): one row per true
+/// class, one column per predicted class, the counts in the cells, the experiment's class names
+/// along both axes. A run saves it as `confusion.png`.
+pub fn confusion_picture(
+    experiment: &ImageExperiment,
+    evaluation: &Evaluation,
+    format: Format,
+) -> Result<Vec<u8>, PlotError> {
+    confusion_figure(&evaluation.confusion, &class_names(experiment), format)
+}
+
+/// The `count` validation images of `evaluation` with the largest losses, worst first, each
+/// titled prediction / actual / loss / probability of the actual class (fastai's
+/// `plot_top_losses`). A run saves the worst nine as `top_losses.png`.
+pub fn top_losses_picture(
+    experiment: &ImageExperiment,
+    evaluation: &Evaluation,
+    count: usize,
+    format: Format,
+) -> Result<Vec<u8>, PlotError> {
+    let names = class_names(experiment);
+    let top: Vec<GridImage> = evaluation
+        .top_losses(count)
+        .into_iter()
+        .map(|(p, loss)| {
+            let caption = format!(
+                "{} / {}\n{loss:.2} / {:.2}",
+                names[usize::from(p.predicted)],
+                names[usize::from(p.label)],
+                p.label_probability
+            );
+            shown(experiment, &p, caption)
+        })
+        .collect();
+    image_grid(&top, TOP_LOSSES_COLUMNS, "Prediction / actual / loss / probability", format)
 }
 
 /// The file listing the pictures of a folder that were skipped, and why (tab-separated).
