@@ -270,10 +270,11 @@ mod tests {
         };
         let matrix = decoded(confusion(&experiment, &evaluation).unwrap());
         assert!(matrix.width() >= 400 && matrix.height() >= 400, "{}x{}", matrix.width(), matrix.height());
-        // Four images in a grid of three columns: two rows, so taller than one image's row.
-        let four = decoded(top_losses(&experiment, &evaluation, 4).unwrap());
-        let one = decoded(top_losses(&experiment, &evaluation, 1).unwrap());
-        assert!(four.height() > one.height(), "{} vs {}", four.height(), one.height());
+        // The grid keeps its size; four pictures draw more than one does.
+        let four = decoded(top_losses(&experiment, &evaluation, 4).unwrap()).to_rgb8();
+        let one = decoded(top_losses(&experiment, &evaluation, 1).unwrap()).to_rgb8();
+        let drawn = |grid: &image::RgbImage| grid.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+        assert!(drawn(&four) > drawn(&one), "{} vs {}", drawn(&four), drawn(&one));
 
         // An evaluation of something else is refused, not drawn with the wrong captions.
         let mut short = evaluation.clone();
