@@ -77,8 +77,18 @@ impl Evaluation {
     }
 }
 
-/// Images evaluated per forward pass.
+/// Images evaluated per forward pass, at most.
 const EVALUATION_BATCH: usize = 512;
+
+/// Input values per forward pass of an evaluation, at most: 512 of Fashion-MNIST's 28x28 grey
+/// images, 32 pictures of 64x64 in colour. The activations of a forward pass grow with its
+/// input, and 512 colour pictures would hold more than a training batch does.
+const EVALUATION_VALUES: usize = EVALUATION_BATCH * 28 * 28;
+
+/// How many images of `set` one forward pass of an evaluation takes.
+fn evaluation_batch(set: &ImageSet) -> usize {
+    (EVALUATION_VALUES / set.shape().values().max(1)).clamp(1, EVALUATION_BATCH)
+}
 
 /// Evaluate `model` (a copy off the autodiff device: `model.valid()`) on the images `indices` of
 /// `set`. Loss and probabilities come from a log-softmax on the device, summed in f64 on the host.
@@ -92,7 +102,7 @@ pub fn evaluate<M: Classifier>(
     let classes = set.classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut total_loss = 0.0;
-    for chunk in indices.chunks(EVALUATION_BATCH) {
+    for chunk in indices.chunks(evaluation_batch(set)) {
         let batch = ImageBatch::gather(set, chunk, device);
         let log_probabilities = log_softmax(model.logits(batch.images), 1)
             .into_data()
@@ -121,4 +131,84 @@ pub fn evaluate<M: Classifier>(
     let correct = predictions.iter().filter(|p| p.label == p.predicted).count() as f64;
     let accuracy = correct / count;
     Ok(Evaluation { loss: total_loss / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions })
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::data::images::ImageShape;
+
+    /// Class scores that are a linear function of the pixels: `[b, values] x [values, classes]`.
+    struct Linear {
+        weights: Vec<f32>,
+        classes: usize,
+    }
+
+    impl Classifier for Linear {
+        fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+            let [b, c, h, w] = images.dims();
+            let device = images.device();
+            let weights =
+                Tensor::<1>::from_floats(self.weights.as_slice(), &device).reshape([c * h * w, self.classes]);
+            images.reshape([b, c * h * w]).matmul(weights)
+        }
+    }
+
+    /// Pseudo-random values in [-1, 1), from a seed.
+    fn values(count: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn colour_pictures_are_evaluated_in_smaller_passes_with_the_same_results() {
+        let shape = ImageShape { side: 64, channels: 3, classes: 5 };
+        assert_eq!(evaluation_batch(&ImageSet::with_shape(Vec::new(), Vec::new(), shape)), 32);
+        assert_eq!(evaluation_batch(&ImageSet::new(Vec::new(), Vec::new(), 28)), 512);
+        assert_eq!(evaluation_batch(&ImageSet::new(Vec::new(), Vec::new(), 8)), 512);
+
+        // 70 pictures: passes of 32, 32 and 6, against log-softmax in f64 picture by picture.
+        let (count, per_image) = (70, shape.channels * shape.side * shape.side);
+        let labels: Vec<u8> = (0..count).map(|i| (i * 7 % shape.classes) as u8).collect();
+        let set = ImageSet::with_shape(values(count * per_image, 1), labels, shape);
+        let model = Linear {
+            weights: values(per_image * shape.classes, 2).iter().map(|w| w * 0.02).collect(),
+            classes: 5,
+        };
+        let indices: Vec<usize> = (0..count).rev().collect();
+        let evaluation = evaluate(&model, &set, &indices, &Device::flex()).unwrap();
+
+        let mut loss = 0.0;
+        for (p, &index) in evaluation.predictions.iter().zip(&indices) {
+            let image = set.image(index);
+            let scores: Vec<f64> = (0..shape.classes)
+                .map(|k| {
+                    image
+                        .iter()
+                        .enumerate()
+                        .map(|(v, &x)| f64::from(x) * f64::from(model.weights[v * shape.classes + k]))
+                        .sum()
+                })
+                .collect();
+            let top = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = top + scores.iter().map(|s| (s - top).exp()).sum::<f64>().ln();
+            let label = usize::from(set.label(index));
+            let predicted = scores.iter().position(|&s| s == top).unwrap();
+            assert_eq!((p.index, usize::from(p.label), usize::from(p.predicted)), (index, label, predicted));
+            assert!((p.label_probability - (scores[label] - log_sum).exp()).abs() < 1e-4, "image {index}");
+            loss -= scores[label] - log_sum;
+        }
+        assert!(
+            (evaluation.loss - loss / count as f64).abs() < 1e-4,
+            "{} vs {}",
+            evaluation.loss,
+            loss / count as f64
+        );
+        assert_eq!(evaluation.confusion.iter().flatten().sum::<usize>(), count);
+    }
 }

@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn a_classifiers_figures_are_images_of_its_validation() {
         use crate::config::RunConfig;
-        use crate::model::{CnnConfig, ImageModel};
+        use crate::model::CnnConfig;
 
         let config = RunConfig { device: "flex".into(), ..RunConfig::cnn() };
         let experiment = ImageExperiment::prepare(config).unwrap();

@@ -212,7 +212,8 @@ pub fn image_setup(task: &ImageClassification<'_>) -> Vec<String> {
         };
         let mut line = format!("fine-tuning: {} tensors from {}, {head}", init.loaded, path.display());
         if let Some(freeze) = config.training.freeze {
-            line.push_str(&format!("; the head alone for {freeze} epochs, then every layer"));
+            let epochs = if freeze == 1 { "epoch" } else { "epochs" };
+            line.push_str(&format!("; the head alone for {freeze} {epochs}, then every layer"));
         }
         if let Some(factor) = config.optimizer.body_lr_factor() {
             line.push_str(&format!("; the body at {factor} x the rate"));
