@@ -187,6 +187,18 @@ fn a_folder_in_colour_trains_as_well_as_the_same_classes_from_the_idx_pixels() {
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("read from the cache"), "{stdout}");
+    // The worst predictions on screen name the pictures' files, worst first as in the summary.
+    let again_summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(again.join("summary.json")).unwrap()).unwrap();
+    let worst_file = again_summary["top_losses"][0]["file"].as_str().unwrap();
+    let table: Vec<&str> =
+        stdout.lines().skip_while(|line| !line.starts_with("worst predictions")).skip(2).take(8).collect();
+    assert_eq!(table.len(), 8, "{stdout}");
+    assert!(table[0].ends_with(&format!("  {worst_file}")), "{table:?} against {worst_file}");
+    for line in table {
+        let file = line.rsplit("  ").next().unwrap();
+        assert!(colour_set().join(file).is_file(), "{line}");
+    }
 }
 
 /// The predictions of `descent predict` on a folder laid out by class: (file, label, predicted).

@@ -44,7 +44,11 @@ pub fn run_config(
     let (outcome, names) = (&done.outcome, text::class_names(&experiment));
     say_lines(quiet, text::confusion_matrix(&outcome.evaluation, &names));
     say_lines(quiet, text::most_confused(&outcome.evaluation, &names));
-    say_lines(quiet, text::worst_predictions(&outcome.worst, &names));
+    let worst = match &experiment.folder {
+        Some(folder) => text::worst_pictures(&outcome.worst, &names, &folder.files),
+        None => text::worst_predictions(&outcome.worst, &names),
+    };
+    say_lines(quiet, worst);
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     say_lines(false, [text::classifier_result(&experiment, outcome)]);
     say_outputs(&run, &done.files, &done.summary, common.json);

@@ -355,6 +355,19 @@ pub fn worst_predictions(worst: &[Prediction], names: &[String]) -> Vec<String> 
     lines
 }
 
+/// [`worst_predictions`] for a folder of pictures: each named by its file (relative to the
+/// folder, `files[index]`), which is what a user opens to look at it.
+pub fn worst_pictures(worst: &[Prediction], names: &[String], files: &[std::path::PathBuf]) -> Vec<String> {
+    let mut lines = vec!["worst predictions (lowest probability given to the true class):".to_string()];
+    lines.push(format!("  {:<12}  {:<12}  {:>10}  {}", "true", "predicted", "confidence", "file"));
+    for p in worst {
+        let (truth, predicted) = (&names[usize::from(p.label)], &names[usize::from(p.predicted)]);
+        let file = files.get(p.index).map_or_else(|| format!("#{}", p.index), |f| f.display().to_string());
+        lines.push(format!("  {truth:<12}  {predicted:<12}  {:>10.4}  {file}", p.confidence));
+    }
+    lines
+}
+
 /// Whether the classes have names other than their numbers.
 fn named(names: &[String]) -> bool {
     names.iter().enumerate().any(|(c, name)| *name != c.to_string())
