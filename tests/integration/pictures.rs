@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use descent::data::folder::decode_file;
+use descent::data::folder::{Resize, decode_file, decode_file_as};
 use descent::data::images::{ImageSet, read_mnist};
 use descent::inference::{SavedModel, load_saved};
 
@@ -605,4 +605,64 @@ fn the_web_page_shows_what_predict_says() {
     assert_eq!(concurrent.len(), 8);
     assert!(concurrent.iter().all(|status| *status == 200), "{checked}");
     assert_eq!(checked["problems"], serde_json::json!([]), "{checked}");
+}
+
+/// `--resize crop`: the run records it, and `predict` makes each picture square the same way: its
+/// confidences are the saved model's on the central squares, not on the squashed pictures.
+#[test]
+fn a_run_that_crops_records_it_and_predict_crops_too() {
+    let dir = scratch("crop-set");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut draws = Draws(27);
+    for (class, centre) in [("reddish", [200u8, 40, 40]), ("bluish", [40, 40, 200])] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for n in 0..12 {
+            // 3 squares of 15 pixels, across or down: the centre the class's colour, the ends random.
+            let across = n % 2 == 0;
+            let ends: Vec<[u8; 3]> = (0..2).map(|_| [0, 1, 2].map(|_| draws.below(256) as u8)).collect();
+            let (width, height) = if across { (45, 15) } else { (15, 45) };
+            let picture = image::RgbImage::from_fn(width, height, |x, y| {
+                image::Rgb(match (if across { x } else { y }) / 15 {
+                    0 => ends[0],
+                    1 => centre,
+                    _ => ends[1],
+                })
+            });
+            picture.save(dir.join(class).join(format!("{n}.png"))).unwrap();
+        }
+    }
+    let out = scratch("crop-run");
+    let (images, run) = (dir.to_str().unwrap(), out.to_str().unwrap());
+    run_ok(&[
+        "cnn", "--images", images, "--resize", "crop", "--side", "16", "--epochs", "2", "--out", run, "-q",
+    ]);
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("resize = \"crop\""), "{config}");
+
+    let output = run_ok(&["predict", "--model", run, "--input", images]);
+    let csv = String::from_utf8_lossy(&output.stdout).to_string();
+    let device = reference_device().device;
+    let (_, saved) = load_saved(&out, &device).unwrap();
+    let SavedModel::Classifier(classifier) = saved else { panic!("a classifier") };
+    assert_eq!(classifier.resize(), Resize::Crop);
+    let confidence = |file: &Path, resize: Resize| {
+        let picture = decode_file_as(file, 16, resize).unwrap();
+        let p = classifier.probabilities(classifier.input(&picture), 1, &device).unwrap().remove(0);
+        f64::from(p.iter().cloned().fold(f32::MIN, f32::max))
+    };
+    let (mut rows, mut squashed_differ) = (0, 0);
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (file, predicted): (&Path, f64) = (Path::new(fields[0]), fields[3].parse().unwrap());
+        let cropped = confidence(file, Resize::Crop);
+        assert!((predicted - cropped).abs() < 1e-5, "{line}: the central square gives {cropped}");
+        squashed_differ += usize::from((predicted - confidence(file, Resize::Squash)).abs() > 1e-4);
+        rows += 1;
+    }
+    assert_eq!(rows, 24, "{csv}");
+    assert!(
+        squashed_differ > 12,
+        "squashing the pictures gives the same confidences for {} of 24",
+        24 - squashed_differ
+    );
 }

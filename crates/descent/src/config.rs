@@ -109,6 +109,10 @@ pub enum DataConfig {
         /// The side every picture is resized to, in pixels.
         #[serde(default = "default_picture_side")]
         side: usize,
+        /// How a picture that is not square becomes square: `squash` (the whole picture,
+        /// stretched: the default) or `crop` (its central square).
+        #[serde(default)]
+        resize: crate::data::folder::Resize,
         /// Colour channels: 1 (grey) or 3 (RGB); absent: 3 when any picture has colour, else 1
         /// (recorded by the run).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,14 @@ impl DataConfig {
                 Some(ImageShape { side: *side, channels: (*channels)?, classes: classes.as_ref()?.len() })
             }
             _ => self.image_side().map(ImageShape::grey),
+        }
+    }
+
+    /// How a folder's pictures become square (`squash` for other data, which are square).
+    pub fn resize(&self) -> crate::data::folder::Resize {
+        match self {
+            DataConfig::Folder { resize, .. } => *resize,
+            _ => crate::data::folder::Resize::Squash,
         }
     }
 
@@ -711,6 +723,7 @@ impl RunConfig {
         config.data = DataConfig::Folder {
             dir: dir.to_path_buf(),
             side: default_picture_side(),
+            resize: crate::data::folder::Resize::Squash,
             channels: None,
             valid_fraction: default_valid_fraction(),
             classes: None,

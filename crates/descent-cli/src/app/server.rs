@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use descent::data::folder::{PictureError, decode_bytes};
+use descent::data::folder::{PictureError, decode_bytes_as};
 use descent::device;
 use descent::inference::{SavedClassifier, SavedModel, load_saved};
 use serde::Serialize;
@@ -203,7 +203,8 @@ async fn first_file(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, Refusal>
 /// Decode the picture and run the model on it.
 fn classify(app: &App, bytes: &[u8]) -> Result<Prediction, Refusal> {
     let side = app.info["side"].as_u64().unwrap_or(64) as usize;
-    let decoded = decode_bytes(bytes, side).map_err(|error| match error {
+    let resize = app.classifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner).resize();
+    let decoded = decode_bytes_as(bytes, side, resize).map_err(|error| match error {
         PictureError::Empty => Refusal(StatusCode::BAD_REQUEST, error.to_string()),
         PictureError::NotAPicture(_) => Refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_string()),
         PictureError::TooLarge { .. } => Refusal(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),

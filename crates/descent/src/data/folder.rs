@@ -89,24 +89,68 @@ pub struct Decoded {
 
 /// Decode a picture from its bytes and resize it to `side × side`.
 pub fn decode_bytes(bytes: &[u8], side: usize) -> Result<Decoded, PictureError> {
+    decode_bytes_as(bytes, side, Resize::Squash)
+}
+
+/// [`decode_bytes`], made square as `resize` says.
+pub fn decode_bytes_as(bytes: &[u8], side: usize, resize: Resize) -> Result<Decoded, PictureError> {
     if bytes.is_empty() {
         return Err(PictureError::Empty);
     }
-    decode_from(image::ImageReader::new(Cursor::new(bytes)), side)
+    decode_from(image::ImageReader::new(Cursor::new(bytes)), side, resize)
 }
 
 /// Decode the picture in `path` and resize it to `side × side`.
 pub fn decode_file(path: &Path, side: usize) -> Result<Decoded, PictureError> {
+    decode_file_as(path, side, Resize::Squash)
+}
+
+/// [`decode_file`], made square as `resize` says.
+pub fn decode_file_as(path: &Path, side: usize, resize: Resize) -> Result<Decoded, PictureError> {
     let file = std::fs::File::open(path).map_err(|error| PictureError::NotAPicture(error.to_string()))?;
     if file.metadata().is_ok_and(|m| m.len() == 0) {
         return Err(PictureError::Empty);
     }
-    decode_from(image::ImageReader::new(std::io::BufReader::new(file)), side)
+    decode_from(image::ImageReader::new(std::io::BufReader::new(file)), side, resize)
+}
+
+/// How a picture that is not square becomes square before it is resized to the side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resize {
+    /// The whole picture, stretched to a square (fastai's `ResizeMethod.Squash`).
+    #[default]
+    Squash,
+    /// The central square, the rest cut away (fastai's `ResizeMethod.Crop` at validation).
+    Crop,
+}
+
+impl Resize {
+    /// Every way, by name.
+    pub const NAMES: [&'static str; 2] = ["squash", "crop"];
+
+    /// Its name: `squash` or `crop`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resize::Squash => "squash",
+            Resize::Crop => "crop",
+        }
+    }
+
+    /// The way called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "squash" => Some(Resize::Squash),
+            "crop" => Some(Resize::Crop),
+            _ => None,
+        }
+    }
 }
 
 fn decode_from<R: BufRead + Seek>(
     reader: image::ImageReader<R>,
     side: usize,
+    resize: Resize,
 ) -> Result<Decoded, PictureError> {
     use image::ImageDecoder;
     let mut reader =
@@ -130,7 +174,12 @@ fn decode_from<R: BufRead + Seek>(
         image::DynamicImage::from_decoder(decoder).map_err(|error| refusal(error, Some((width, height))))?;
     picture.apply_orientation(orientation);
     let colour = picture.color().has_color();
-    let rgb = over_white(&picture);
+    let mut rgb = over_white(&picture);
+    if resize == Resize::Crop && rgb.width() != rgb.height() {
+        let square = rgb.width().min(rgb.height());
+        let (x, y) = ((rgb.width() - square) / 2, (rgb.height() - square) / 2);
+        rgb = image::imageops::crop_imm(&rgb, x, y, square, square).to_image();
+    }
     let resized =
         image::imageops::resize(&rgb, side as u32, side as u32, image::imageops::FilterType::Triangle);
     let plane = side * side;
@@ -228,6 +277,8 @@ pub struct Skipped {
 pub struct FolderSettings {
     /// The side pictures are resized to.
     pub side: usize,
+    /// How a picture that is not square becomes square.
+    pub resize: Resize,
     /// 1 or 3 channels; `None`: 3 when any picture has colour.
     pub channels: Option<usize>,
     /// Fraction of each class held out for validation without a `train`/`valid` split.
@@ -304,7 +355,7 @@ pub fn read_folder(
     settings: &FolderSettings,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<FolderSet, DataError> {
-    let listing = list(dir, settings.side)?;
+    let listing = list(dir, settings.side, settings.resize)?;
     let count = listing.entries.len() as u64;
     let values = (3 * settings.side * settings.side) as u64;
     // The bytes held while decoding, and the f32 values of the set after.
@@ -319,7 +370,7 @@ pub fn read_folder(
     let (rgb, colour, mut entries, mut skipped) = match cached {
         Some(found) => found,
         None => {
-            let decoded = decode_all(dir, &listing, settings.side, progress);
+            let decoded = decode_all(dir, &listing, settings.side, settings.resize, progress);
             if let Some(path) = &cache_path {
                 // A cache that cannot be written only costs the next run the decoding.
                 let _ = write_cache(path, &listing, settings.side, &decoded);
@@ -523,7 +574,7 @@ fn check_class_count(root: &Path, classes: &[String]) -> Result<(), DataError> {
 }
 
 /// Find the classes and their pictures, and fingerprint them.
-fn list(dir: &Path, side: usize) -> Result<Listing, DataError> {
+fn list(dir: &Path, side: usize, resize: Resize) -> Result<Listing, DataError> {
     let metadata = std::fs::metadata(dir).map_err(|source| unreadable(dir, source))?;
     if !metadata.is_dir() {
         return Err(DataError::Rows {
@@ -586,16 +637,20 @@ fn list(dir: &Path, side: usize) -> Result<Listing, DataError> {
             add(&folder, label, true)?;
         }
     }
-    let fingerprint = fingerprint(dir, side, &entries);
+    let fingerprint = fingerprint(dir, side, resize, &entries);
     Ok(Listing { classes, entries, skipped, presplit, fingerprint })
 }
 
-/// What identifies the pictures as read: the layout version, the side, and each file's path,
-/// label, part, size and modification time.
-fn fingerprint(dir: &Path, side: usize, entries: &[Entry]) -> String {
+/// What identifies the pictures as read: the layout version, the side (and the crop, when
+/// cropped: squashed pictures keep the fingerprints they had before there was a choice), and each
+/// file's path, label, part, size and modification time.
+fn fingerprint(dir: &Path, side: usize, resize: Resize, entries: &[Entry]) -> String {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     hasher.update(format!("descent pictures v{CACHE_VERSION} side {side}\n"));
+    if resize != Resize::Squash {
+        hasher.update(format!("resize {}\n", resize.name()));
+    }
     for entry in entries {
         let metadata = std::fs::metadata(dir.join(&entry.path)).ok();
         let size = metadata.as_ref().map_or(0, |m| m.len());
@@ -621,6 +676,7 @@ fn decode_all(
     dir: &Path,
     listing: &Listing,
     side: usize,
+    resize: Resize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> DecodedSet {
     use rayon::prelude::*;
@@ -630,7 +686,7 @@ fn decode_all(
         .entries
         .par_iter()
         .map(|entry| {
-            let result = decode_file(&dir.join(&entry.path), side);
+            let result = decode_file_as(&dir.join(&entry.path), side, resize);
             let count = done.fetch_add(1, Ordering::Relaxed) + 1;
             if count.is_multiple_of(64) || count == total {
                 progress(count, total);
@@ -741,6 +797,48 @@ mod tests {
         bytes
     }
 
+    /// Three squares side by side (red, green, blue), across or down.
+    fn three_squares(square: u32, across: bool) -> Vec<u8> {
+        let (width, height) = if across { (3 * square, square) } else { (square, 3 * square) };
+        let picture = image::RgbImage::from_fn(width, height, |x, y| {
+            let mut pixel = [0u8; 3];
+            pixel[((if across { x } else { y }) / square) as usize] = 255;
+            image::Rgb(pixel)
+        });
+        let mut bytes = Vec::new();
+        picture.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).expect("encode");
+        bytes
+    }
+
+    #[test]
+    fn crop_keeps_the_central_square_and_squash_the_whole_picture() {
+        for across in [true, false] {
+            let bytes = three_squares(20, across);
+            let cropped = decode_bytes_as(&bytes, 8, Resize::Crop).expect("decodes");
+            // The central square alone: green, every pixel.
+            assert!(cropped.rgb[..64].iter().all(|&v| v == 0), "red in {:?}", &cropped.rgb[..64]);
+            assert!(cropped.rgb[64..128].iter().all(|&v| v == 255));
+            assert!(cropped.rgb[128..].iter().all(|&v| v == 0));
+            assert_eq!((cropped.width, cropped.height), if across { (60, 20) } else { (20, 60) });
+            // Squashed, the first third is red and the last blue.
+            let squashed = decode_bytes_as(&bytes, 9, Resize::Squash).expect("decodes");
+            let (red, blue) = (&squashed.rgb[..81], &squashed.rgb[162..]);
+            // The first pixel (top left) is in the first third, the last in the last third.
+            assert_eq!((red[0], red[80]), (255, 0));
+            assert_eq!((blue[0], blue[80]), (0, 255));
+            assert_eq!(decode_bytes(&bytes, 9).expect("decodes"), squashed);
+        }
+        // A square picture is the same either way.
+        let square = png(30, 30, [10, 20, 30]);
+        assert_eq!(
+            decode_bytes_as(&square, 8, Resize::Crop).unwrap(),
+            decode_bytes_as(&square, 8, Resize::Squash).unwrap()
+        );
+        for name in Resize::NAMES {
+            assert_eq!(Resize::from_name(name).map(Resize::name), Some(name));
+        }
+    }
+
     #[test]
     fn a_flat_picture_stays_flat_at_any_size() {
         let decoded = decode_bytes(&png(37, 11, [200, 100, 50]), 8).expect("decodes");
@@ -805,8 +903,14 @@ mod tests {
         let entries: Vec<Entry> = (0..20)
             .map(|i| Entry { path: PathBuf::from(format!("{i}.png")), label: (i % 2) as u8, valid: false })
             .collect();
-        let settings =
-            FolderSettings { side: 8, channels: None, valid_fraction: 0.2, seed: 42, normalisation: None };
+        let settings = FolderSettings {
+            side: 8,
+            resize: Resize::Squash,
+            channels: None,
+            valid_fraction: 0.2,
+            seed: 42,
+            normalisation: None,
+        };
         let (train, valid) = split_entries(&entries, 2, &settings, false);
         assert_eq!((train.len(), valid.len()), (16, 4));
         assert_eq!(valid.iter().filter(|&&i| i % 2 == 0).count(), 2);

@@ -443,13 +443,14 @@ fn read_pictures(
         .and_then(|run| RunConfig::load(&run.join(crate::report::files::CONFIG_FILE)).ok())
         .and_then(|source| source.data.normalisation());
     let recorded = config.data.normalisation();
-    let DataConfig::Folder { dir, side, channels, valid_fraction, classes, mean, std, fingerprint } =
+    let DataConfig::Folder { dir, side, resize, channels, valid_fraction, classes, mean, std, fingerprint } =
         &mut config.data
     else {
         unreachable!("read_pictures reads folders");
     };
     let settings = FolderSettings {
         side: *side,
+        resize: *resize,
         channels: *channels,
         valid_fraction: *valid_fraction,
         seed,

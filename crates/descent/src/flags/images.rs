@@ -8,6 +8,7 @@ use clap::Args;
 use super::values::positive_finite;
 use super::{CommonArgs, FlagError};
 use crate::config::{DataConfig, RunConfig};
+use crate::data::folder::Resize;
 
 /// Train a small CNN (convolutions, batch norm, max pooling, ReLU, dropout, a linear head) to
 /// classify handwritten digits, printing train loss, validation loss, accuracy and error_rate
@@ -46,6 +47,11 @@ pub struct CnnArgs {
     /// With --images: the side pictures are resized to, in pixels [default: 64].
     #[arg(long, value_name = "PIXELS", value_parser = super::values::positive_count, allow_hyphen_values = true, requires = "images")]
     pub side: Option<usize>,
+
+    /// With --images: how a picture that is not square becomes square: squash (the whole
+    /// picture, stretched) or crop (its central square) [default: squash].
+    #[arg(long, value_name = "HOW", value_parser = ["squash", "crop"], requires = "images")]
+    pub resize: Option<String>,
 
     /// With --images: 1 (grey) or 3 (RGB) channels [default: 3 when any picture has colour].
     #[arg(long, value_name = "1|3", value_parser = ["1", "3"], requires = "images")]
@@ -88,8 +94,9 @@ impl CnnArgs {
                 // A --config file for other data: its settings, on these pictures.
                 other => *other = RunConfig::pictures(dir).data,
             }
-            if let DataConfig::Folder { side, channels, valid_fraction, .. } = &mut config.data {
+            if let DataConfig::Folder { side, resize, channels, valid_fraction, .. } = &mut config.data {
                 *side = args.side.unwrap_or(*side);
+                *resize = args.resize.as_deref().and_then(Resize::from_name).unwrap_or(*resize);
                 *channels = args.channels.as_deref().and_then(|c| c.parse().ok()).or(*channels);
                 *valid_fraction = args.valid_fraction.unwrap_or(*valid_fraction);
             }

@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::config::{ConfigError, ModelConfig, RunConfig};
 use crate::data::ImageSet;
-use crate::data::folder::{Decoded, Normalisation, luma};
+use crate::data::folder::{Decoded, Normalisation, Resize, luma};
 use crate::data::images::ImageShape;
 use crate::device::ReadBackError;
 use crate::metrics::Evaluation;
@@ -53,6 +53,7 @@ pub struct SavedClassifier {
     shape: ImageShape,
     classes: Vec<String>,
     normalisation: Option<Normalisation>,
+    resize: Resize,
     network: Box<dyn LoadedNetwork>,
 }
 
@@ -81,6 +82,12 @@ impl SavedClassifier {
     /// whose pixels are used as they are.
     pub fn normalisation(&self) -> Option<&Normalisation> {
         self.normalisation.as_ref()
+    }
+
+    /// How its training pictures were made square (`data.resize`): pictures to classify are
+    /// made square the same way.
+    pub fn resize(&self) -> Resize {
+        self.resize
     }
 
     /// The model's input for a decoded picture (at [`Self::side`]): a folder-trained model's
@@ -188,6 +195,7 @@ struct LoadClassifier<'a> {
     shape: ImageShape,
     classes: Vec<String>,
     normalisation: Option<Normalisation>,
+    resize: Resize,
     device: &'a Device,
 }
 
@@ -206,6 +214,7 @@ impl ImageModelVisitor for LoadClassifier<'_> {
             shape: self.shape,
             classes: self.classes,
             normalisation: self.normalisation,
+            resize: self.resize,
             network: Box::new(network),
         })
     }
@@ -312,7 +321,8 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
                 .class_names()
                 .unwrap_or_else(|| (0..shape.classes).map(|class| class.to_string()).collect());
             let normalisation = config.data.normalisation();
-            let load = LoadClassifier { record, shape, classes, normalisation, device };
+            let resize = config.data.resize();
+            let load = LoadClassifier { record, shape, classes, normalisation, resize, device };
             let loaded = image_model
                 .visit_image_model(load)
                 .unwrap_or_else(|| Err("config.toml names no image model".into()));
