@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use descent::data::folder::{Resize, decode_file, decode_file_as};
+use descent::data::folder::{Resize, decode_file};
 use descent::data::images::{ImageSet, read_mnist};
 use descent::inference::{SavedModel, load_saved};
 
@@ -247,7 +247,7 @@ fn true_class_probabilities(run: &Path) -> Vec<(String, usize, usize, f64)> {
             std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         for file in files {
-            let picture = decode_file(&file, classifier.side()).unwrap();
+            let picture = decode_file(&file, classifier.side(), Resize::Squash).unwrap();
             let p = classifier.probabilities(classifier.input(&picture), 1, &device).unwrap().remove(0);
             let predicted = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
             let relative = file.strip_prefix(colour_set()).unwrap().display().to_string();
@@ -329,7 +329,7 @@ fn the_onnx_export_takes_three_channels_and_agrees_with_onnxruntime() {
     files.sort();
     let (mut raw, mut inputs) = (Vec::new(), Vec::new());
     for file in files.iter().take(16) {
-        let picture = decode_file(file, 28).unwrap();
+        let picture = decode_file(file, 28, Resize::Squash).unwrap();
         raw.extend(picture.rgb.iter().map(|&b| f32::from(b) / 255.0));
         inputs.extend(classifier.input(&picture));
     }
@@ -361,7 +361,7 @@ fn pictures_decode_as_pillow_decodes_them() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let pillow: BTreeMap<String, Vec<f64>> = serde_json::from_slice(&output.stdout).unwrap();
         for path in &paths {
-            let ours = decode_file(Path::new(path), side).unwrap();
+            let ours = decode_file(Path::new(path), side, Resize::Squash).unwrap();
             let theirs = &pillow[path];
             assert_eq!(theirs.len(), ours.rgb.len(), "{path}");
             // JPEG decoders may differ by a level or two; PNG only by the resize's rounding.
@@ -646,7 +646,7 @@ fn a_run_that_crops_records_it_and_predict_crops_too() {
     let SavedModel::Classifier(classifier) = saved else { panic!("a classifier") };
     assert_eq!(classifier.resize(), Resize::Crop);
     let confidence = |file: &Path, resize: Resize| {
-        let picture = decode_file_as(file, 16, resize).unwrap();
+        let picture = decode_file(file, 16, resize).unwrap();
         let p = classifier.probabilities(classifier.input(&picture), 1, &device).unwrap().remove(0);
         f64::from(p.iter().cloned().fold(f32::MIN, f32::max))
     };

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use descent::data::folder::{PictureError, decode_bytes_as};
+use descent::data::folder::{PictureError, Resize, decode_bytes};
 use descent::device;
 use descent::inference::{SavedClassifier, SavedModel, load_saved};
 use serde::Serialize;
@@ -20,6 +20,9 @@ use crate::Failure;
 /// What every request shares: the model (forward passes take turns) and what `/info` says.
 struct App {
     classifier: Mutex<SavedClassifier>,
+    /// The model's side and how it makes pictures square: read without taking the lock.
+    side: usize,
+    resize: Resize,
     device: burn::prelude::Device,
     info: serde_json::Value,
     max_upload_bytes: usize,
@@ -81,8 +84,15 @@ pub fn run(args: &AppArgs) -> Result<(), Failure> {
         "max_upload_bytes": max_upload_bytes,
         "seed": config.seed,
     });
-    let app =
-        Arc::new(App { classifier: Mutex::new(classifier), device: selected.device, info, max_upload_bytes });
+    let resize = classifier.resize();
+    let app = Arc::new(App {
+        classifier: Mutex::new(classifier),
+        side: shape.side,
+        resize,
+        device: selected.device,
+        info,
+        max_upload_bytes,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,9 +212,7 @@ async fn first_file(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, Refusal>
 
 /// Decode the picture and run the model on it.
 fn classify(app: &App, bytes: &[u8]) -> Result<Prediction, Refusal> {
-    let side = app.info["side"].as_u64().unwrap_or(64) as usize;
-    let resize = app.classifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner).resize();
-    let decoded = decode_bytes_as(bytes, side, resize).map_err(|error| match error {
+    let decoded = decode_bytes(bytes, app.side, app.resize).map_err(|error| match error {
         PictureError::Empty => Refusal(StatusCode::BAD_REQUEST, error.to_string()),
         PictureError::NotAPicture(_) => Refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_string()),
         PictureError::TooLarge { .. } => Refusal(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),

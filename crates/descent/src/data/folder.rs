@@ -87,26 +87,18 @@ pub struct Decoded {
     pub height: u32,
 }
 
-/// Decode a picture from its bytes and resize it to `side × side`.
-pub fn decode_bytes(bytes: &[u8], side: usize) -> Result<Decoded, PictureError> {
-    decode_bytes_as(bytes, side, Resize::Squash)
-}
-
-/// [`decode_bytes`], made square as `resize` says.
-pub fn decode_bytes_as(bytes: &[u8], side: usize, resize: Resize) -> Result<Decoded, PictureError> {
+/// Decode a picture from its bytes, make it square as `resize` says, and resize it to
+/// `side × side`.
+pub fn decode_bytes(bytes: &[u8], side: usize, resize: Resize) -> Result<Decoded, PictureError> {
     if bytes.is_empty() {
         return Err(PictureError::Empty);
     }
     decode_from(image::ImageReader::new(Cursor::new(bytes)), side, resize)
 }
 
-/// Decode the picture in `path` and resize it to `side × side`.
-pub fn decode_file(path: &Path, side: usize) -> Result<Decoded, PictureError> {
-    decode_file_as(path, side, Resize::Squash)
-}
-
-/// [`decode_file`], made square as `resize` says.
-pub fn decode_file_as(path: &Path, side: usize, resize: Resize) -> Result<Decoded, PictureError> {
+/// Decode the picture in `path`, make it square as `resize` says, and resize it to
+/// `side × side`.
+pub fn decode_file(path: &Path, side: usize, resize: Resize) -> Result<Decoded, PictureError> {
     let file = std::fs::File::open(path).map_err(|error| PictureError::NotAPicture(error.to_string()))?;
     if file.metadata().is_ok_and(|m| m.len() == 0) {
         return Err(PictureError::Empty);
@@ -686,7 +678,7 @@ fn decode_all(
         .entries
         .par_iter()
         .map(|entry| {
-            let result = decode_file_as(&dir.join(&entry.path), side, resize);
+            let result = decode_file(&dir.join(&entry.path), side, resize);
             let count = done.fetch_add(1, Ordering::Relaxed) + 1;
             if count.is_multiple_of(64) || count == total {
                 progress(count, total);
@@ -814,25 +806,25 @@ mod tests {
     fn crop_keeps_the_central_square_and_squash_the_whole_picture() {
         for across in [true, false] {
             let bytes = three_squares(20, across);
-            let cropped = decode_bytes_as(&bytes, 8, Resize::Crop).expect("decodes");
+            let cropped = decode_bytes(&bytes, 8, Resize::Crop).expect("decodes");
             // The central square alone: green, every pixel.
             assert!(cropped.rgb[..64].iter().all(|&v| v == 0), "red in {:?}", &cropped.rgb[..64]);
             assert!(cropped.rgb[64..128].iter().all(|&v| v == 255));
             assert!(cropped.rgb[128..].iter().all(|&v| v == 0));
             assert_eq!((cropped.width, cropped.height), if across { (60, 20) } else { (20, 60) });
             // Squashed, the first third is red and the last blue.
-            let squashed = decode_bytes_as(&bytes, 9, Resize::Squash).expect("decodes");
+            let squashed = decode_bytes(&bytes, 9, Resize::Squash).expect("decodes");
             let (red, blue) = (&squashed.rgb[..81], &squashed.rgb[162..]);
             // The first pixel (top left) is in the first third, the last in the last third.
             assert_eq!((red[0], red[80]), (255, 0));
             assert_eq!((blue[0], blue[80]), (0, 255));
-            assert_eq!(decode_bytes(&bytes, 9).expect("decodes"), squashed);
+            assert_eq!(Resize::default(), Resize::Squash);
         }
         // A square picture is the same either way.
         let square = png(30, 30, [10, 20, 30]);
         assert_eq!(
-            decode_bytes_as(&square, 8, Resize::Crop).unwrap(),
-            decode_bytes_as(&square, 8, Resize::Squash).unwrap()
+            decode_bytes(&square, 8, Resize::Crop).unwrap(),
+            decode_bytes(&square, 8, Resize::Squash).unwrap()
         );
         for name in Resize::NAMES {
             assert_eq!(Resize::from_name(name).map(Resize::name), Some(name));
@@ -841,7 +833,7 @@ mod tests {
 
     #[test]
     fn a_flat_picture_stays_flat_at_any_size() {
-        let decoded = decode_bytes(&png(37, 11, [200, 100, 50]), 8).expect("decodes");
+        let decoded = decode_bytes(&png(37, 11, [200, 100, 50]), 8, Resize::Squash).expect("decodes");
         assert_eq!(decoded.rgb.len(), 3 * 64);
         assert!(decoded.rgb[..64].iter().all(|&v| v == 200));
         assert!(decoded.rgb[64..128].iter().all(|&v| v == 100));
@@ -852,11 +844,14 @@ mod tests {
 
     #[test]
     fn bad_bytes_are_refused_with_a_reason() {
-        assert!(matches!(decode_bytes(b"", 8), Err(PictureError::Empty)));
-        assert!(matches!(decode_bytes(b"hello, this is text", 8), Err(PictureError::NotAPicture(_))));
+        assert!(matches!(decode_bytes(b"", 8, Resize::Squash), Err(PictureError::Empty)));
+        assert!(matches!(
+            decode_bytes(b"hello, this is text", 8, Resize::Squash),
+            Err(PictureError::NotAPicture(_))
+        ));
         let mut truncated = png(20, 20, [1, 2, 3]);
         truncated.truncate(40);
-        assert!(matches!(decode_bytes(&truncated, 8), Err(PictureError::NotAPicture(_))));
+        assert!(matches!(decode_bytes(&truncated, 8, Resize::Squash), Err(PictureError::NotAPicture(_))));
     }
 
     #[test]
@@ -870,7 +865,7 @@ mod tests {
         bytes.extend_from_slice(&13u32.to_be_bytes());
         bytes.extend_from_slice(&ihdr);
         bytes.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-        match decode_bytes(&bytes, 8) {
+        match decode_bytes(&bytes, 8, Resize::Squash) {
             Err(PictureError::TooLarge { .. }) => {}
             other => panic!("expected TooLarge, got {other:?}"),
         }

@@ -50,7 +50,7 @@ pub struct CnnArgs {
 
     /// With --images: how a picture that is not square becomes square: squash (the whole
     /// picture, stretched) or crop (its central square) [default: squash].
-    #[arg(long, value_name = "HOW", value_parser = ["squash", "crop"], requires = "images")]
+    #[arg(long, value_name = "HOW", value_parser = Resize::NAMES, requires = "images")]
     pub resize: Option<String>,
 
     /// With --images: 1 (grey) or 3 (RGB) channels [default: 3 when any picture has colour].

@@ -11,7 +11,7 @@ use crate::config::{DataConfig, RunConfig};
 use crate::data::DataError;
 use crate::data::ImageSet;
 use crate::data::csv_table::{Columns, CsvOptions, Target, parse_delimiter, read_csv};
-use crate::data::folder::{EXTENSIONS, decode_file_as};
+use crate::data::folder::{EXTENSIONS, decode_file};
 use crate::data::images::{read_digit_rows, read_idx_images};
 use crate::data::pictures::{is_png, png_files, read_png};
 use crate::data::read_x;
@@ -322,7 +322,7 @@ fn predict_folder(
     let (mut values, mut kept, mut kept_labels, mut skipped) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (index, file) in files.iter().enumerate() {
-        match decode_file_as(file, shape.side, classifier.resize()) {
+        match decode_file(file, shape.side, classifier.resize()) {
             Ok(picture) => {
                 values.extend(classifier.input(&picture));
                 kept.push(file.clone());

@@ -336,10 +336,13 @@ pub fn confusion_matrix(evaluation: &Evaluation, names: &[String]) -> Vec<String
     lines
 }
 
+/// The line above the worst predictions.
+const WORST_HEADING: &str = "worst predictions (lowest probability given to the true class):";
+
 /// The worst predictions (lowest probability given to the true class), by class name when the
 /// classes have names.
 pub fn worst_predictions(worst: &[Prediction], names: &[String]) -> Vec<String> {
-    let mut lines = vec!["worst predictions (lowest probability given to the true class):".to_string()];
+    let mut lines = vec![WORST_HEADING.to_string()];
     if named(names) {
         lines.push(format!("  {:>6}  {:<12}  {:<12}  {:>10}", "index", "true", "predicted", "confidence"));
         for p in worst {
@@ -358,7 +361,7 @@ pub fn worst_predictions(worst: &[Prediction], names: &[String]) -> Vec<String> 
 /// [`worst_predictions`] for a folder of pictures: each named by its file (relative to the
 /// folder, `files[index]`), which is what a user opens to look at it.
 pub fn worst_pictures(worst: &[Prediction], names: &[String], files: &[std::path::PathBuf]) -> Vec<String> {
-    let mut lines = vec!["worst predictions (lowest probability given to the true class):".to_string()];
+    let mut lines = vec![WORST_HEADING.to_string()];
     lines.push(format!("  {:<12}  {:<12}  {:>10}  {}", "true", "predicted", "confidence", "file"));
     for p in worst {
         let (truth, predicted) = (&names[usize::from(p.label)], &names[usize::from(p.predicted)]);
