@@ -48,6 +48,12 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
             "compiled": backends,
             "not_compiled": missing,
             "remote": Backend::Remote.is_compiled(),
+            "mpi": {
+                "compiled": descent::world::COMPILED,
+                "library": descent::world::library(),
+                "size": descent::world::World::current().size(),
+                "rank": descent::world::World::current().rank(),
+            },
             "auto": auto.as_ref().map(|(backend, _)| backend.name()),
             "auto_adapter": auto.as_ref().and_then(|(_, adapter)| adapter.as_ref().map(|a| a.name.clone())),
         });
@@ -82,6 +88,7 @@ pub fn run(args: &DevicesArgs) -> Result<(), Failure> {
             "remote devices: not compiled in (rebuild with `--features remote` for `descent serve` and --device remote:...)"
         );
     }
+    out!("MPI: {}", descent::world::describe(&descent::world::World::current()));
     out!("--device auto picks: {auto_text}");
     out!(
         "several at once: --devices A,B (e.g. flex,ndarray) splits each batch across them and sums the gradients on A"

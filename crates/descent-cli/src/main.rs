@@ -167,6 +167,14 @@ fn main() -> ExitCode {
     keep_freed_memory();
     pin_burn_default_device();
     let cli = Cli::parse();
+    // Under mpirun or srun with several processes: join the job (MPI), and let only rank 0 print.
+    match descent::world::join() {
+        Ok(world) => output::set_rank(world.rank()),
+        Err(error) => {
+            err!("error: {error}");
+            return ExitCode::from(Exit::Input.exit_code());
+        }
+    }
     let outcome = match cli.command {
         Command::Lesson2(args) => run::start("lesson2", &args.common, args.animate, || args.config()),
         Command::Train(args) => run::start("train", &args.common, args.animate, || args.config()),
@@ -183,7 +191,12 @@ fn main() -> ExitCode {
     };
     // A command that finished with its output lost ends as an error all the same.
     match outcome.and_then(|()| output::check()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            // Every process of a job that went well ends MPI together; one that failed exits
+            // without it, and the launcher ends the others.
+            descent::world::finish();
+            ExitCode::SUCCESS
+        }
         Err(failure) => {
             err!("error: {}", failure.message);
             ExitCode::from(failure.exit.exit_code())

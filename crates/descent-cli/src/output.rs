@@ -13,6 +13,24 @@ use crate::Failure;
 /// Why standard output could not be written, once it could not.
 static FAILED: OnceLock<String> = OnceLock::new();
 
+/// This process's rank in a job of several (MPI): only rank 0 prints; the others print their
+/// errors alone, each line prefixed with their rank.
+static RANK: OnceLock<usize> = OnceLock::new();
+
+/// Say this process's rank, once, before anything is printed.
+pub fn set_rank(rank: usize) {
+    let _ = RANK.set(rank);
+}
+
+fn rank() -> usize {
+    RANK.get().copied().unwrap_or(0)
+}
+
+/// Whether this process prints (it is not a rank other than 0 of a job).
+pub fn prints() -> bool {
+    rank() == 0
+}
+
 /// Write `text` and a line break to standard output.
 pub fn line(text: fmt::Arguments<'_>) {
     write_stdout(text, true);
@@ -24,7 +42,7 @@ pub fn text(text: fmt::Arguments<'_>) {
 }
 
 fn write_stdout(text: fmt::Arguments<'_>, newline: bool) {
-    if FAILED.get().is_some() {
+    if FAILED.get().is_some() || rank() != 0 {
         return;
     }
     let mut stdout = std::io::stdout().lock();
@@ -40,7 +58,9 @@ fn write_stdout(text: fmt::Arguments<'_>, newline: bool) {
 /// left to report it).
 pub fn error_line(text: fmt::Arguments<'_>) {
     let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_fmt(text).and_then(|()| stderr.write_all(b"\n"));
+    let rank = rank();
+    let prefix = if rank == 0 { Ok(()) } else { write!(stderr, "rank {rank}: ") };
+    let _ = prefix.and_then(|()| stderr.write_fmt(text)).and_then(|()| stderr.write_all(b"\n"));
 }
 
 /// Why standard output failed, if it did.

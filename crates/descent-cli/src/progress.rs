@@ -24,8 +24,10 @@ pub struct Progress {
 impl Progress {
     /// Progress bars when standard output is a terminal and the run is not `--quiet`.
     pub fn new(quiet: bool, total_epochs: Option<usize>) -> Self {
-        let enabled =
-            !quiet && std::io::stdout().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb");
+        let enabled = !quiet
+            && crate::output::prints()
+            && std::io::stdout().is_terminal()
+            && std::env::var("TERM").as_deref() != Ok("dumb");
         Self { enabled, total_epochs, bar: None, running: (0.0, 0.0) }
     }
 
@@ -88,8 +90,10 @@ pub struct Decoding {
 impl Decoding {
     /// A bar as [`Progress`] shows one: only on a terminal, not `--quiet`.
     pub fn new(quiet: bool) -> Self {
-        let enabled =
-            !quiet && std::io::stdout().is_terminal() && std::env::var("TERM").as_deref() != Ok("dumb");
+        let enabled = !quiet
+            && crate::output::prints()
+            && std::io::stdout().is_terminal()
+            && std::env::var("TERM").as_deref() != Ok("dumb");
         Self { enabled, bar: std::sync::OnceLock::new() }
     }
 

@@ -361,12 +361,24 @@ pub struct TrainingConfig {
     /// Absent: written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensorboard: Option<bool>,
+    /// Under a launcher with several processes (MPI), batch norm normalises with the statistics
+    /// of the whole global batch, summed across the processes (`--sync-bn`, PyTorch's
+    /// `SyncBatchNorm`), so that N processes train as one would. Absent or `false`: each
+    /// process's share has its own statistics (PyTorch's DDP without `SyncBatchNorm`). One
+    /// process: no difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_batch_norm: Option<bool>,
 }
 
 impl TrainingConfig {
     /// Whether the run writes TensorBoard event files (it does unless `tensorboard = false`).
     pub fn tensorboard(&self) -> bool {
         self.tensorboard.unwrap_or(true)
+    }
+
+    /// Whether batch norm's statistics are summed across the processes of an MPI job.
+    pub fn sync_batch_norm(&self) -> bool {
+        self.sync_batch_norm.unwrap_or(false)
     }
 }
 

@@ -56,3 +56,4 @@ pub mod report;
 pub mod run;
 pub mod task;
 pub mod train;
+pub mod world;

@@ -27,6 +27,7 @@ use crate::report::{
     CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, SUMMARY_FILE, metrics_csv,
 };
 use crate::train::{CHECKPOINT_FILE, Checkpoint, CheckpointError, Interrupter, Length, Plan, TrainError};
+use crate::world::World;
 
 /// A run under way: the folder it writes into, and the checkpoint it continues from when it
 /// was resumed.
@@ -127,7 +128,38 @@ pub enum RunStartError {
 impl Resumable {
     /// Read the run in `dir` to continue it. To train (`lock`), the folder is locked first: a
     /// run still going in it is refused; `descent config show --resume` reads without locking.
+    ///
+    /// In a job of several processes (MPI) only rank 0 needs the folder on its disk: rank 0 reads
+    /// it and sends the checkpoint to the others, which continue from it without a folder of
+    /// their own (they write nothing).
     pub fn open(dir: &Path, lock: bool) -> Result<Self, RunStartError> {
+        let world = World::current();
+        if !world.is_parallel() {
+            return Self::open_here(dir, lock);
+        }
+        if world.is_root() {
+            let opened = Self::open_here(dir, lock);
+            let bytes = match &opened {
+                Ok(resumable) => resumable.checkpoint.to_bytes().unwrap_or_default(),
+                Err(_) => Vec::new(), // rank 0 says what went wrong
+            };
+            world.broadcast(bytes);
+            return opened;
+        }
+        let bytes = world.broadcast(Vec::new());
+        if bytes.is_empty() {
+            return Err(RunStartError::ResumeFolder(RunFolderError::Missing { path: dir.into() }));
+        }
+        let checkpoint = Checkpoint::from_bytes(&bytes, &dir.join(CHECKPOINT_FILE))
+            .map_err(|error| RunStartError::Checkpoint { dir: dir.into(), error })?;
+        let origin = format!("the configuration in {}", checkpoint.path.display());
+        let config: RunConfig =
+            parse_toml(&checkpoint.state.config, &origin).map_err(RunStartError::Config)?;
+        Ok(Self { config, folder: RunFolder::discarding(dir), checkpoint })
+    }
+
+    /// [`Self::open`] from this machine's disk.
+    fn open_here(dir: &Path, lock: bool) -> Result<Self, RunStartError> {
         let folder = if lock { RunFolder::open(dir) } else { RunFolder::open_unlocked(dir) };
         let folder = folder.map_err(RunStartError::ResumeFolder)?;
         let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
@@ -158,10 +190,14 @@ impl Run {
     /// A new run folder (`out`, or `runs/<command>-<UTC time>`), with `config` written into it
     /// before anything trains.
     pub fn create(out: Option<&Path>, command: &str, config: &RunConfig) -> Result<Self, RunStartError> {
-        let folder = RunFolder::create(out, command).map_err(RunStartError::Out)?;
+        // In a job of several processes, only rank 0 has a folder.
+        let folder = match World::current().is_root() {
+            true => RunFolder::create(out, command).map_err(RunStartError::Out)?,
+            false => RunFolder::discarding(out.unwrap_or(Path::new("runs"))),
+        };
         let mut run = Self { folder, checkpoint: None, events: None, command: command.into(), svg: false };
         run.write_config(config).map_err(RunStartError::Write)?;
-        if config.training.tensorboard() {
+        if config.training.tensorboard() && !run.folder.discards() {
             run.events = Some(EventLog::create(&run.folder, config).map_err(RunStartError::Write)?);
         }
         Ok(run)
@@ -190,7 +226,7 @@ impl Run {
             return Err(RunStartError::NothingLeft { dir: folder.path().into(), done, total, unit, flag });
         }
         let at = (state.step, state.metrics.len());
-        let events = match config.training.tensorboard() {
+        let events = match config.training.tensorboard() && !folder.discards() {
             true => Some(EventLog::resume(&folder, &config, at).map_err(RunStartError::Write)?),
             false => None,
         };
@@ -311,7 +347,9 @@ impl Run {
         if self.checkpoint.is_some() {
             self.write_config(place.config)?;
         }
-        task.figures(outcome, &Figures::new(&self.folder, self.svg))?;
+        if !self.folder.discards() {
+            task.figures(outcome, &Figures::new(&self.folder, self.svg))?;
+        }
         let summary = task.summary(outcome, place);
         let files = self.finish(&summary, task.metrics(outcome).as_deref())?;
         Ok((summary, files))

@@ -142,6 +142,10 @@ impl ImageExperiment {
                 (train_set, train, valid_set, valid, None)
             }
         };
+        if folder.is_some() {
+            // A folder's fingerprint is known once its pictures are read.
+            super::job::check_agreement(&prepared.config, &crate::world::World::current())?;
+        }
         if let DataConfig::Mnist { side, .. } | DataConfig::FashionMnist { side, .. } =
             &mut prepared.config.data
         {

@@ -8,6 +8,7 @@
 //! on points or a table (`linear.rs`), [`ImageExperiment`] for any image model (`images.rs`).
 
 mod images;
+mod job;
 mod linear;
 
 pub use images::{EpochResult, FolderFiles, ImageExperiment, TrainedClassifier};
@@ -270,8 +271,34 @@ fn plan_of(config: &RunConfig) -> Plan {
     Plan {
         seed: Some(config.seed),
         accumulate: training.accumulate.unwrap_or(1),
+        world: crate::world::World::current(),
+        sync_batch_norm: training.sync_batch_norm(),
         ..Plan::new(length, report)
     }
+}
+
+/// Synchronised batch norm lives in descent's Flex kernels, and sums across processes from the
+/// thread that trains: in a job of several processes it needs one Flex device per process.
+fn check_sync_batch_norm(
+    config: &RunConfig,
+    devices: &[SelectedDevice],
+    world: &crate::world::World,
+) -> Result<(), RunError> {
+    if !config.training.sync_batch_norm() || !world.is_parallel() {
+        return Ok(());
+    }
+    let message = match devices {
+        [one] if one.backend == device::Backend::Flex => return Ok(()),
+        [one] => format!(
+            "synchronised batch norm runs on descent's Flex kernels, and this run trains on {}: use --device flex, or leave --sync-bn out (each process then normalises its own share)",
+            one.describe()
+        ),
+        _ => {
+            "synchronised batch norm takes one device per process: use --device flex, or leave --sync-bn out"
+                .into()
+        }
+    };
+    Err(InvalidValue { field: "training.sync_batch_norm".into(), message }.into())
 }
 
 /// The number of updates `config` makes with `batches_per_epoch` batches per epoch (saturating:
@@ -543,6 +570,9 @@ impl Prepared {
         let mut config = config;
         let devices = open_devices(&config, access)?;
         pin_data(&mut config.data)?;
+        let world = crate::world::World::current();
+        job::check_agreement(&config, &world)?;
+        check_sync_batch_norm(&config, &devices, &world)?;
         Ok(Self { device: devices[0].clone(), devices, config })
     }
 

@@ -90,6 +90,13 @@ pub struct CommonArgs {
     #[arg(long)]
     pub augment: bool,
 
+    /// Under mpirun or srun with several processes: batch norm uses the whole global batch's
+    /// statistics, summed across the processes (PyTorch's SyncBatchNorm), so N processes train
+    /// as one would; without it each process normalises its own share (stored as
+    /// training.sync_batch_norm = true; needs the flex device).
+    #[arg(long)]
+    pub sync_bn: bool,
+
     /// Folder for the run's outputs: its effective configuration (config.toml), metrics.csv,
     /// summary.json, the model, the plots and the checkpoint [default: runs/<command>-<UTC
     /// time>]. A folder with files in it is refused.
@@ -106,7 +113,7 @@ pub struct CommonArgs {
     /// comes from the checkpoint: flags that would change it are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
-        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard",
+        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn",
     ])]
     pub resume: Option<PathBuf>,
 
@@ -204,6 +211,9 @@ impl CommonArgs {
         }
         if self.no_tensorboard {
             training.tensorboard = Some(false);
+        }
+        if self.sync_bn {
+            training.sync_batch_norm = Some(true);
         }
         if let Some(lr) = self.lr {
             config.optimizer.set_lr(lr);

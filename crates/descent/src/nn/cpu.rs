@@ -535,6 +535,9 @@ pub struct BatchStats {
     pub variance: Vec<f32>,
     /// `1 / sqrt(variance + epsilon)` per channel.
     pub inv_std: Vec<f32>,
+    /// The values per channel the statistics are over (the whole job's under synchronised
+    /// batch norm).
+    pub count: f64,
 }
 
 /// Lanes of the plain sums below: independent accumulators the compiler turns into vector adds
@@ -587,14 +590,25 @@ pub fn batch_norm_train_forward(
     epsilon: f64,
 ) -> (Vec<f32>, BatchStats) {
     let (batch, channels, size) = dims;
-    let count = (batch * size).max(1) as f64;
-    let mean: Vec<f32> = channel_sums(x, x, dims, |_, x, _| x).iter().map(|s| (s / count) as f32).collect();
-    let variance: Vec<f64> =
-        channel_sums(x, x, dims, |c, x, _| (x - mean[c]) * (x - mean[c])).iter().map(|s| s / count).collect();
+    // Under synchronised batch norm the sums (and the count) are the whole job's.
+    let world = super::synchronised();
+    let mut sums = channel_sums(x, x, dims, |_, x, _| x);
+    sums.push((batch * size) as f64);
+    if let Some(world) = &world {
+        world.sum_f64(&mut sums);
+    }
+    let count = sums.pop().unwrap_or_default().max(1.0);
+    let mean: Vec<f32> = sums.iter().map(|s| (s / count) as f32).collect();
+    let mut centred = channel_sums(x, x, dims, |c, x, _| (x - mean[c]) * (x - mean[c]));
+    if let Some(world) = &world {
+        world.sum_f64(&mut centred);
+    }
+    let variance: Vec<f64> = centred.iter().map(|s| s / count).collect();
     let stats = BatchStats {
         inv_std: variance.iter().map(|v| (1.0 / (v + epsilon).sqrt()) as f32).collect(),
         variance: variance.iter().map(|&v| v as f32).collect(),
         mean,
+        count,
     };
     let mut y = vec![0.0f32; x.len()];
     if size > 0 {
@@ -616,15 +630,24 @@ pub fn batch_norm_train_backward(
     gamma: &[f32],
     stats: &BatchStats,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (batch, channels, size) = dims;
-    let count = (batch * size).max(1) as f64;
-    // Per channel: Σ dy and Σ dy·x̂ (x̂ = (x − mean)·inv_std).
-    let sum_dy = channel_sums(dy, dy, dims, |_, dy, _| dy);
-    let sum_dy_xhat: Vec<f64> = channel_sums(x, dy, dims, |c, x, dy| dy * (x - stats.mean[c]))
-        .iter()
-        .zip(&stats.inv_std)
-        .map(|(s, &inv_std)| s * inv_std as f64)
-        .collect();
+    let (_, channels, size) = dims;
+    let count = stats.count;
+    // Per channel: Σ dy and Σ dy·x̂ (x̂ = (x − mean)·inv_std), the whole job's under
+    // synchronised batch norm.
+    let mut sums = channel_sums(dy, dy, dims, |_, dy, _| dy);
+    sums.extend(channel_sums(x, dy, dims, |c, x, dy| dy * (x - stats.mean[c])));
+    let with_inv_std = |sums: &[f64]| -> Vec<f64> {
+        sums.iter().zip(&stats.inv_std).map(|(s, &inv_std)| s * inv_std as f64).collect()
+    };
+    // gamma's and beta's gradients are this process's own (the engine sums every parameter's
+    // gradient across the processes); the input's gradient needs the job's sums.
+    let dgamma = with_inv_std(&sums[channels..]).iter().map(|&s| s as f32).collect();
+    let dbeta = sums[..channels].iter().map(|&s| s as f32).collect();
+    if let Some(world) = super::synchronised() {
+        world.sum_f64(&mut sums);
+    }
+    let sum_dy_xhat = with_inv_std(&sums[channels..]);
+    let sum_dy = sums[..channels].to_vec();
     let mut dx = vec![0.0f32; x.len()];
     if size > 0 {
         dx.par_chunks_mut(size).enumerate().for_each(|(plane, dx)| {
@@ -642,8 +665,6 @@ pub fn batch_norm_train_backward(
             );
         });
     }
-    let dgamma = sum_dy_xhat.iter().map(|&s| s as f32).collect();
-    let dbeta = sum_dy.iter().map(|&s| s as f32).collect();
     (dx, dgamma, dbeta)
 }
 

@@ -38,6 +38,32 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
+use crate::world::World;
+
+std::thread_local! {
+    /// The world whose processes this thread's batch norm sums its statistics across, while
+    /// [`synchronise`] runs.
+    static SYNCHRONISED: std::cell::RefCell<Option<World>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `work` (a forward and backward pass) with batch norm's training statistics summed across
+/// `world`'s processes: synchronised batch norm on descent's Flex kernels. `None`: each process's
+/// own statistics.
+pub(crate) fn synchronise<T>(world: Option<&World>, work: impl FnOnce() -> T) -> T {
+    let Some(world) = world.filter(|world| world.is_parallel()) else {
+        return work();
+    };
+    let previous = SYNCHRONISED.replace(Some(world.clone()));
+    let result = work();
+    SYNCHRONISED.set(previous);
+    result
+}
+
+/// The world batch norm synchronises across on this thread, if any.
+pub(crate) fn synchronised() -> Option<World> {
+    SYNCHRONISED.with_borrow(Clone::clone)
+}
+
 /// The sizes of a [`ConvBlock`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvBlockConfig {

@@ -23,6 +23,9 @@ pub struct RunFolder {
     /// dropped; `None` for a folder written into without being a run's (the parent of
     /// `--output FILE`).
     _lock: Option<Arc<fs::File>>,
+    /// Writes nothing: the folder of a process other than rank 0 in a job of several (MPI),
+    /// where only rank 0 writes. Every write succeeds without touching the disk.
+    discard: bool,
 }
 
 /// Why the run folder cannot be used. Every variant names the path.
@@ -74,7 +77,7 @@ impl RunFolder {
         let lock = lock(&path)?;
         // Another run may have written here between the check above and the lock.
         check_empty(&path)?;
-        Ok(Self { path, _lock: Some(lock) })
+        Ok(Self { path, _lock: Some(lock), discard: false })
     }
 
     /// An existing run folder, locked, to continue its run (`--resume DIR`).
@@ -90,7 +93,18 @@ impl RunFolder {
         if !path.is_dir() {
             return Err(RunFolderError::Missing { path: path.into() });
         }
-        Ok(Self { path: path.into(), _lock: None })
+        Ok(Self { path: path.into(), _lock: None, discard: false })
+    }
+
+    /// A run folder that writes nothing, for a process other than rank 0 in a job of several:
+    /// `path` is rank 0's folder, for messages; nothing is created, locked or written.
+    pub fn discarding(path: &Path) -> Self {
+        Self { path: path.into(), _lock: None, discard: true }
+    }
+
+    /// Whether the folder writes nothing ([`Self::discarding`]).
+    pub fn discards(&self) -> bool {
+        self.discard
     }
 
     /// The folder.
@@ -114,6 +128,9 @@ impl RunFolder {
         before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> Result<PathBuf, RunFolderError> {
         let target = self.path.join(name);
+        if self.discard {
+            return Ok(target);
+        }
         let temporary = self.path.join(format!(".{name}.tmp-{}", std::process::id()));
         let write_error = |path: &Path, e: std::io::Error| RunFolderError::Write {
             path: path.into(),
@@ -137,6 +154,9 @@ impl RunFolder {
     /// [`load_saved`](super::load_saved)). Load it back with `Module::load_file` on a model of
     /// the same configuration, or with [`load_saved`](super::load_saved).
     pub fn save_model<M: Module>(&self, model: M) -> Result<PathBuf, RunFolderError> {
+        if self.discard {
+            return Ok(self.path.join(super::MODEL_FILE));
+        }
         let bytes = model.into_record().into_bytes().map_err(|e| RunFolderError::Write {
             path: self.path.join(super::MODEL_FILE),
             message: format!("cannot serialize the model: {e:?}"),
@@ -162,7 +182,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> 
     if !parent.is_dir() {
         return Err(RunFolderError::Missing { path: parent.into() });
     }
-    RunFolder { path: parent.into(), _lock: None }.write(name, contents).map(|_| ())
+    RunFolder { path: parent.into(), _lock: None, discard: false }.write(name, contents).map(|_| ())
 }
 
 /// Check, before the work that produces it, that [`write_atomic`] can write `path`: a file name

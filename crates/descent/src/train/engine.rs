@@ -18,6 +18,7 @@ use burn::prelude::*;
 use super::objective::{Objective, TrainError};
 use super::parallel::Replicas;
 pub use crate::batch::{BatchError, BatchRows, BatchSource, Batches};
+use crate::world::World;
 
 /// How long to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +76,15 @@ pub struct Plan {
     /// The head trained apart from the body (frozen body, smaller body rate); `None`: every
     /// parameter at the schedule's rate.
     pub head: Option<super::HeadTraining>,
+    /// The processes training together (an MPI job, [`World::current`]): each batch is cut
+    /// into one contiguous share per process (then per device of [`Plan::replicas`]), each
+    /// process computes its share's loss weighted by its rows and the gradients, the gradients
+    /// are summed across the processes before every update, and every process makes the same
+    /// update. A world of one: the batch is this process's.
+    pub world: World,
+    /// With several processes, batch norm's training statistics are the whole global batch's,
+    /// summed across them (descent's Flex kernels); otherwise each share's own.
+    pub sync_batch_norm: bool,
 }
 
 impl Plan {
@@ -88,6 +98,8 @@ impl Plan {
             replicas: Vec::new(),
             accumulate: 1,
             head: None,
+            world: World::single(),
+            sync_batch_norm: false,
         }
     }
 }
@@ -361,7 +373,7 @@ where
     while !session.done() {
         session.epoch += 1;
         let (trained, epoch) = session.train_epoch(model, std::mem::take(&mut skip))?;
-        model = trained;
+        model = session.shared_buffers(trained);
         if session.stopped {
             break;
         }
@@ -383,7 +395,7 @@ where
         if session.step == plan.start.step {
             return Err(TrainError::NoBatches);
         }
-        if session.end_epoch(&model).is_break() || session.interrupted {
+        if session.end_epoch(&model)?.is_break() || session.interrupted {
             session.stopped = true;
             break;
         }
@@ -470,6 +482,8 @@ where
         gradients: GradientsParams,
         epoch: usize,
     ) -> M {
+        // With several processes, every one makes this update with the job's summed gradients.
+        let gradients = super::distributed::sum_gradients(&self.plan.world, &model, gradients);
         let Some(head) = &self.plan.head else {
             return self.optimizer.step(lr, model, gradients);
         };
@@ -480,6 +494,15 @@ where
             return model;
         }
         self.optimizer.step(lr.base() * factor, model, body)
+    }
+
+    /// With several processes and batch norm that is not synchronised, the model with its
+    /// running statistics averaged across them (see [`super::distributed::average_buffers`]).
+    fn shared_buffers(&self, model: M) -> M {
+        match self.plan.sync_batch_norm {
+            true => model,
+            false => super::distributed::average_buffers(&self.plan.world, model),
+        }
     }
 
     /// Whether the plan's length is reached.
@@ -494,11 +517,12 @@ where
         }
     }
 
-    /// Keep a reported loss and show it to `on_loss`; whether that asks to stop.
+    /// Keep a reported loss and show it to `on_loss`; whether that asks to stop (rank 0's
+    /// answer, with several processes: every one stops or none does).
     fn record(&mut self, record: LossRecord) -> bool {
         let flow = self.events.loss(&record);
         self.losses.push(record);
-        flow.is_break()
+        self.plan.world.root_says(flow.is_break())
     }
 
     /// Training time so far, without the time spent in `on_epoch`.
@@ -569,7 +593,13 @@ where
             }
             let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value, update };
             let flow = self.events.batch(&end);
+            // A process interrupted (Ctrl-C reaches each at its own moment) stops them all here.
+            let flow = match self.plan.world.any(flow.is_break()) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            };
             if flow.is_break() && !self.reached(self.step, epoch - 1) && index + 1 < batches {
+                let model = self.shared_buffers(model);
                 self.stop_part_way(&model, index + 1, &sums);
                 return Ok((model, sums));
             }
@@ -589,8 +619,7 @@ where
         in_group: usize,
         scale: Option<f32>,
     ) -> Result<(Pending, f64), TrainError> {
-        let (replicas, seed) = (self.replicas.as_ref(), self.plan.seed);
-        let pending = forward(model, batch, replicas, seed, (self.step, in_group), scale)?;
+        let pending = forward(model, batch, self.replicas.as_ref(), self.plan, (self.step, in_group), scale)?;
         let value = match &pending {
             Pending::Loss(loss) => read_scalar(loss.clone())?,
             Pending::Gradients(loss, _) => *loss,
@@ -647,9 +676,11 @@ where
         (self.stopped, self.interrupted) = (true, true);
     }
 
-    /// The end of an epoch: `on_epoch` sees the model and the state to evaluate or checkpoint;
-    /// its time is left out of the training time.
-    fn end_epoch(&mut self, model: &M) -> ControlFlow<()> {
+    /// The end of an epoch: the processes of a job checked to hold the same parameters, then
+    /// `on_epoch` sees the model and the state to evaluate or checkpoint (rank 0's answer
+    /// decides for every process); its time is left out of the training time.
+    fn end_epoch(&mut self, model: &M) -> Result<ControlFlow<()>, TrainError> {
+        super::distributed::check_replicas(&self.plan.world, model, self.epoch)?;
         let hook_start = Instant::now();
         let last = self.done() || self.interrupted;
         let (step, epoch) = (self.step, self.epoch);
@@ -668,7 +699,10 @@ where
         };
         let flow = events.epoch(&end);
         self.outside += hook_start.elapsed();
-        flow
+        Ok(match self.plan.world.root_says(flow.is_break()) {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        })
     }
 
     /// Wait for every device, and what the run did.
@@ -717,12 +751,12 @@ where
 
 /// Step `step`'s loss: on one device, the batch seeded from the step first; or on the replicas,
 /// each share with a seed of its own (device 0's the one-device seed), with the gradients already
-/// summed.
+/// summed; or, with several processes, this process's share (see [`world_share`]).
 fn forward<M, B>(
     model: &M,
     batch: B,
     replicas: Option<&Replicas<M, B>>,
-    seed: Option<u64>,
+    plan: &Plan,
     (step, in_group): (usize, usize),
     scale: Option<f32>,
 ) -> Result<Pending, TrainError>
@@ -732,7 +766,13 @@ where
 {
     // A group's batches after its first draw from seeds of their own (the first one's is the
     // step's, as without accumulation).
-    let seed = seed.unwrap_or_default().wrapping_add((in_group as u64) << 32);
+    let seed = plan.seed.unwrap_or_default().wrapping_add((in_group as u64) << 32);
+    if plan.world.is_parallel() {
+        let sync = plan.sync_batch_norm.then_some(&plan.world);
+        return crate::nn::synchronise(sync, || {
+            world_share(model, batch, replicas, &plan.world, seed, step, scale)
+        });
+    }
     match replicas {
         None => Ok(Pending::Loss(model.loss(batch.seeded(step_seed(seed, step))))),
         Some(replicas) => {
@@ -741,6 +781,63 @@ where
             Ok(Pending::Gradients(loss, gradients))
         }
     }
+}
+
+/// This process's share of a step in a job of several processes: the contiguous rows of its
+/// rank ([`super::parallel::shares`]), their loss weighted by `share rows / batch rows` and its
+/// gradients (over the replicas of this process, when it has several devices), seeded as the
+/// share of device `rank` (rank 0's seed is a single process's). The loss comes back summed
+/// across the processes, the batch's mean loss, the same on every one; the gradients are this
+/// process's alone until the update sums them. A process left without rows (a batch with fewer
+/// rows than processes) computes one row weighted by zero, so that its gradients still have
+/// every parameter's shape.
+fn world_share<M, B>(
+    model: &M,
+    batch: B,
+    replicas: Option<&Replicas<M, B>>,
+    world: &World,
+    seed: u64,
+    step: usize,
+    scale: Option<f32>,
+) -> Result<Pending, TrainError>
+where
+    M: Objective<B> + 'static,
+    B: BatchRows + Send + 'static,
+{
+    let rows = batch.rows();
+    let (range, weight) = match super::parallel::shares(rows, world.size()).get(world.rank()) {
+        Some(range) => (range.clone(), range.len() as f32 / rows.max(1) as f32),
+        None => (0..rows.min(1), 0.0),
+    };
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .ok_or_else(|| TrainError::Device("the model has no parameters".into()))?;
+    let share = batch.slice_rows(range, &device);
+    drop(batch);
+    let (value, gradients) = match replicas {
+        None => {
+            let seeded = share.seeded(step_seed(seed.wrapping_add(world.rank() as u64), step));
+            let loss = model.loss(seeded).mul_scalar(weight);
+            let value = read_scalar(loss.clone())?;
+            let loss = match scale {
+                Some(scale) => loss.mul_scalar(scale),
+                None => loss,
+            };
+            (value, GradientsParams::from_grads(loss.backward(), model))
+        }
+        Some(replicas) => {
+            let first = world.rank() * replicas.count();
+            let seed_of = |i: usize| step_seed(seed.wrapping_add((first + i) as u64), step);
+            let (loss, gradients) =
+                replicas.step(model, share, seed_of, Some(weight * scale.unwrap_or(1.0)))?;
+            (loss * f64::from(weight), gradients)
+        }
+    };
+    let mut total = [value];
+    world.sum_f64(&mut total);
+    Ok(Pending::Gradients(total[0], gradients))
 }
 
 /// A step's loss before its gradients: the loss tensor (one device), or the loss already read

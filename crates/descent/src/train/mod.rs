@@ -1,6 +1,7 @@
 //! The training engine: one loop for every model.
 
 pub mod checkpoint;
+mod distributed;
 mod engine;
 mod head;
 mod interrupter;
@@ -11,6 +12,7 @@ mod parallel;
 mod tests;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EarlyStopState};
+pub use distributed::{gradient_bytes, parameter_checksum};
 pub use engine::{
     BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Events, Hooks, Length,
     LossRecord, MetricsRow, Plan, Position, Report, Trained, Update, step_seed, train, train_observed,

@@ -41,6 +41,9 @@ pub enum TrainError {
         /// The loss: NaN or infinite.
         loss: f64,
     },
+    /// The processes of a job no longer hold the same parameters.
+    #[error("the processes of this MPI job disagree: {0}")]
+    Replicas(String),
     /// The data produced no batch at all.
     #[error("the data produced no batches: there is nothing to train on")]
     NoBatches,

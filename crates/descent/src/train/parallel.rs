@@ -89,6 +89,11 @@ where
         Ok(Self { main_autodiff: main.clone().autodiff(), main, workers })
     }
 
+    /// How many devices take part.
+    pub(super) fn count(&self) -> usize {
+        self.workers.len() + 1
+    }
+
     /// The devices, main first.
     pub(super) fn devices(&self) -> impl Iterator<Item = &Device> {
         std::iter::once(&self.main).chain(self.workers.iter().map(|worker| &worker.device))
