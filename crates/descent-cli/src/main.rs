@@ -198,7 +198,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            err!("error: {}", failure.message);
+            // An interruption and a divergence stop every process of a job at the same update:
+            // rank 0 says it, and the others wait in MPI's finalisation until it has written
+            // its checkpoint and metrics. Any other failure is this process's own: it says it
+            // and exits, and the launcher ends the others.
+            let together = matches!(failure.exit, Exit::Interrupted | Exit::Diverged);
+            if output::prints() || !together {
+                err!("error: {}", failure.message);
+            }
+            if together {
+                descent::world::finish();
+            }
             ExitCode::from(failure.exit.exit_code())
         }
     }

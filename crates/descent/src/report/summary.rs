@@ -30,6 +30,8 @@ pub struct RunSummary<T> {
     pub devices: Vec<String>,
     /// The main device's backend.
     pub backend: &'static str,
+    /// The processes that trained together (an MPI job started by `mpirun` or `srun`); 1 alone.
+    pub processes: usize,
     /// Wall time of the training loop; a resumed run's includes the time before its checkpoint.
     pub seconds: f64,
     /// The checkpoint's epoch when the run was resumed.
@@ -73,6 +75,7 @@ impl<T: Serialize> RunSummary<T> {
             device: place.device.describe(),
             devices: place.devices,
             backend: place.device.backend.name(),
+            processes: crate::world::World::current().size(),
             seconds,
             resumed_from_epoch: place.resumed_from_epoch,
             run_folder: place.folder,

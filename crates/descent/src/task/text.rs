@@ -18,7 +18,12 @@ const GAP_HINT: f64 = 1e-3;
 
 /// The first line of a training command: the command and where it trains.
 pub fn heading(command: &str, prepared: &Prepared) -> String {
-    format!("descent {command} on {}", prepared.describe_device())
+    let world = crate::world::World::current();
+    let processes = match world.size() {
+        1 => String::new(),
+        size => format!(", in each of {size} processes (MPI): every batch split across them"),
+    };
+    format!("descent {command} on {}{processes}", prepared.describe_device())
 }
 
 /// The notebook's first cells: the data, the first rows of x, and the loss of the guess
