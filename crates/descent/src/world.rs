@@ -156,6 +156,25 @@ type Link = mpi_link::Link;
 #[cfg(not(feature = "mpi"))]
 enum Link {}
 
+#[cfg(not(feature = "mpi"))]
+impl Link {
+    fn sum_f32(&self, _: &mut [f32]) {
+        match *self {}
+    }
+
+    fn sum_f64(&self, _: &mut [f64]) {
+        match *self {}
+    }
+
+    fn gather(&self, _: u64) -> Vec<u64> {
+        match *self {}
+    }
+
+    fn broadcast(&self, _: Vec<u8>) -> Vec<u8> {
+        match *self {}
+    }
+}
+
 impl Default for World {
     fn default() -> Self {
         Self::single()
