@@ -16,7 +16,8 @@ use descent::flags::values::positive_count;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Workloads, comma-separated: lesson, minibatch, fullbatch, cnn, fashion [default: all five;
-    /// fashion only when its files are there].
+    /// fashion only when its files are there]; and allreduce, under mpirun or srun with the
+    /// feature mpi: the sum of each built-in model's gradient across the processes.
     #[arg(long, value_delimiter = ',', value_parser = workload)]
     pub workloads: Vec<Workload>,
 
@@ -59,7 +60,7 @@ pub const FASHION_DIR: &str = descent::defaults::FASHION_MNIST_DIR;
 
 fn workload(name: &str) -> Result<Workload, String> {
     Workload::from_name(name.trim())
-        .ok_or_else(|| format!("`{name}` is not a workload: {}", Workload::NAMES.join(", ")))
+        .ok_or_else(|| format!("`{name}` is not a workload: {}, allreduce", Workload::NAMES.join(", ")))
 }
 
 /// `descent bench`.
@@ -76,6 +77,11 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     } else {
         args.workloads.clone()
     };
+    if workloads.contains(&Workload::Allreduce) && !descent::world::World::current().is_parallel() {
+        return Err(Failure::input(
+            "--workloads allreduce times the sum of a step's gradients across the processes of an MPI job: start it with `mpirun -n 2 descent bench --workloads allreduce` (a descent built with --features mpi)",
+        ));
+    }
     if workloads.contains(&Workload::Fashion) && !fashion_there {
         return Err(Failure::input(format!(
             "--fashion: {} does not hold the Fashion-MNIST IDX files; install Debian's package \

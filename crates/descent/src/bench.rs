@@ -8,6 +8,7 @@
 //! | `fullbatch` | full-batch steps (forward, backward, update) at n = 10,000,000 | ms per step |
 //! | `cnn` | the CNN of `bench/pytorch/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
 //! | `fashion` | the default CNN (batch norm and dropout on) on Fashion-MNIST, 28x28, as `bench/pytorch/fashion.py` (Adam 1e-3, batch 64, one epoch of 60,000 images) | training images per second |
+//! | `allreduce` | under `mpirun`/`srun` (feature `mpi`): the sum across the processes of one step's gradients, for each built-in model's size (not in the default set) | ms per all-reduce |
 //! | a configuration | that run configuration's training, any model (your own included) | images per second (image models), rows per second (mini-batches), µs per step (full batch) |
 //!
 //! Each figure is the median of several runs, each timed by the engine around the training loop
@@ -40,6 +41,9 @@ pub enum Workload {
     Fashion,
     /// A run configuration's training.
     Config,
+    /// The gradient all-reduce of a data-parallel step (MPI), for each built-in model's size:
+    /// ms per all-reduce. Not among the defaults: it needs a launcher's processes.
+    Allreduce,
 }
 
 impl Workload {
@@ -54,12 +58,16 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Config => "config",
+            Workload::Allreduce => "allreduce",
             built_in => Self::NAMES[Self::ALL.iter().position(|w| *w == built_in).unwrap_or_default()],
         }
     }
 
     /// The built-in workload of a name.
     pub fn from_name(name: &str) -> Option<Self> {
+        if name == "allreduce" {
+            return Some(Workload::Allreduce);
+        }
         Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
     }
 }
@@ -84,6 +92,8 @@ pub enum Figure {
     RowsPerSecond(usize),
     /// Training images per second, over every epoch.
     ImagesPerSecond,
+    /// Milliseconds per sum of this many `f32` values across the job's processes.
+    MillisPerAllReduce(usize),
 }
 
 /// One case of a workload on one device: what it trains and how it is measured.
@@ -179,6 +189,13 @@ pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
         }
         // A configuration's case is `configured_case`'s.
         Workload::Config => Vec::new(),
+        Workload::Allreduce => gradient_sizes(device)
+            .into_iter()
+            .map(|(model, values)| {
+                let name = format!("{model}: {values} values ({:.0} KB)", values as f64 * 4.0 / 1e3);
+                case(name, base.clone(), "ms", Figure::MillisPerAllReduce(values))
+            })
+            .collect(),
     }
 }
 
@@ -202,6 +219,9 @@ pub fn configured_case(config: &RunConfig, device: &str) -> Case {
 
 /// Train the case once and return its figure.
 pub fn measure(case: &Case) -> Result<f64, RunError> {
+    if let Figure::MillisPerAllReduce(values) = case.figure {
+        return Ok(all_reduce_millis(values));
+    }
     let config = case.config.clone();
     let (seconds, steps, images) = if config.model.is_image_model() {
         let experiment = ImageExperiment::prepare(config)?;
@@ -218,7 +238,59 @@ pub fn measure(case: &Case) -> Result<f64, RunError> {
         Figure::MillisPerStep => seconds / steps as f64 * 1e3,
         Figure::ImagesPerSecond => images as f64 / seconds,
         Figure::RowsPerSecond(rows) => rows as f64 / seconds,
+        Figure::MillisPerAllReduce(_) => unreachable!("measured above"),
     })
+}
+
+/// Each built-in model and the values of its gradient (one `f32` per parameter), as a
+/// data-parallel step sums them: the lesson's line, the digits and Fashion-MNIST CNN, the CNN
+/// for 64x64 colour pictures (10 classes), and the MLP of `examples/mlp.toml`.
+pub fn gradient_sizes(device: &str) -> Vec<(String, usize)> {
+    use crate::data::images::ImageShape;
+    use crate::model::{ImageModel, ImageModelVisitor};
+    struct Count<'a>(&'a ImageShape, burn::prelude::Device);
+    impl ImageModelVisitor for Count<'_> {
+        type Output = usize;
+        fn visit<T: ImageModel>(self, settings: &T) -> usize {
+            burn::module::Module::num_params(&settings.init(self.0, &self.1))
+        }
+    }
+    let Ok(selected) = crate::device::select(device) else { return Vec::new() };
+    let grey = |side| ImageShape { side, channels: 1, classes: 10 };
+    let models = [
+        ("cnn, digits 8x8", RunConfig::cnn().model, grey(8)),
+        ("cnn, Fashion-MNIST 28x28", RunConfig::fashion_mnist().model, grey(28)),
+        (
+            "cnn, pictures 64x64 RGB, 10 classes",
+            RunConfig::pictures(std::path::Path::new(".")).model,
+            ImageShape { side: 64, channels: 3, classes: 10 },
+        ),
+        ("mlp, digits 8x8", ModelConfig::Mlp(crate::model::MlpConfig::default()), grey(8)),
+    ];
+    let mut sizes = vec![("linear, the lesson".to_string(), 2)];
+    for (name, model, shape) in models {
+        if let Some(values) = model.visit_image_model(Count(&shape, selected.device.clone())) {
+            sizes.push((name.to_string(), values));
+        }
+    }
+    sizes
+}
+
+/// The mean time of one sum of `values` `f32`s across the job's processes, in milliseconds
+/// (after a few unmeasured ones), or 0 in a world of one, where nothing is sent.
+fn all_reduce_millis(values: usize) -> f64 {
+    let world = crate::world::World::current();
+    let mut buffer = vec![1.0f32; values];
+    for _ in 0..5 {
+        world.sum_f32(&mut buffer);
+        buffer.fill(1.0);
+    }
+    let repeats = 50;
+    let start = std::time::Instant::now();
+    for _ in 0..repeats {
+        world.sum_f32(&mut buffer);
+    }
+    start.elapsed().as_secs_f64() * 1e3 / repeats as f64
 }
 
 /// A case's runs and their median, as the summary lists them.

@@ -12,7 +12,9 @@
 //! that same thread.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// The environment variables a launcher sets in every process it starts: the number of
 /// processes and this one's rank, by launcher (Open MPI's `mpirun`, MPICH's Hydra and PMI, Slurm).
@@ -101,6 +103,42 @@ pub enum WorldError {
         /// What went wrong.
         message: String,
     },
+}
+
+/// This process's time in collective operations (nanoseconds), the bytes it sent into them, and
+/// how many it made.
+static TRAFFIC: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// What this process has spent in the job's collective operations so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    /// Seconds inside them, waiting for the other processes included.
+    pub seconds: f64,
+    /// Bytes this process contributed to them.
+    pub bytes: u64,
+    /// How many it made.
+    pub calls: u64,
+}
+
+/// This process's [`Traffic`] since it started (zero in a world of one).
+pub fn traffic() -> Traffic {
+    let [nanos, bytes, calls] = &TRAFFIC;
+    Traffic {
+        seconds: nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+        bytes: bytes.load(Ordering::Relaxed),
+        calls: calls.load(Ordering::Relaxed),
+    }
+}
+
+/// Count a collective operation of `bytes` that began at `start`.
+fn counted<T>(bytes: usize, call: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let result = call();
+    let [nanos, sent, calls] = &TRAFFIC;
+    nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    calls.fetch_add(1, Ordering::Relaxed);
+    result
 }
 
 /// The job's world, once [`join`] has opened it.
@@ -227,14 +265,14 @@ impl World {
     /// Every process's `values`, summed element by element, in place.
     pub fn sum_f32(&self, values: &mut [f32]) {
         if let Some(link) = self.link() {
-            link.sum_f32(values);
+            counted(std::mem::size_of_val(values), || link.sum_f32(values));
         }
     }
 
     /// Every process's `values`, summed element by element, in place.
     pub fn sum_f64(&self, values: &mut [f64]) {
         if let Some(link) = self.link() {
-            link.sum_f64(values);
+            counted(std::mem::size_of_val(values), || link.sum_f64(values));
         }
     }
 
@@ -248,7 +286,7 @@ impl World {
     /// Every process's `value`, by rank.
     pub fn gather(&self, value: u64) -> Vec<u64> {
         match self.link() {
-            Some(link) => link.gather(value),
+            Some(link) => counted(8, || link.gather(value)),
             None => vec![value],
         }
     }
@@ -256,7 +294,7 @@ impl World {
     /// Rank 0's bytes, on every process (`bytes` is read on rank 0 only).
     pub fn broadcast(&self, bytes: Vec<u8>) -> Vec<u8> {
         match self.link() {
-            Some(link) => link.broadcast(bytes),
+            Some(link) => counted(bytes.len(), || link.broadcast(bytes)),
             None => bytes,
         }
     }

@@ -32,6 +32,9 @@ pub struct RunSummary<T> {
     pub backend: &'static str,
     /// The processes that trained together (an MPI job started by `mpirun` or `srun`); 1 alone.
     pub processes: usize,
+    /// Seconds this process spent in MPI's collective operations (summing gradients and
+    /// losses, the checks), waiting for the others included; 0 alone.
+    pub communication_seconds: f64,
     /// Wall time of the training loop; a resumed run's includes the time before its checkpoint.
     pub seconds: f64,
     /// The checkpoint's epoch when the run was resumed.
@@ -76,6 +79,7 @@ impl<T: Serialize> RunSummary<T> {
             devices: place.devices,
             backend: place.device.backend.name(),
             processes: crate::world::World::current().size(),
+            communication_seconds: crate::world::traffic().seconds,
             seconds,
             resumed_from_epoch: place.resumed_from_epoch,
             run_folder: place.folder,
