@@ -4,12 +4,18 @@
 //! written, never a whole file. A failing standard output stops the run the same way.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use descent::train::Interrupter;
 
 /// Signals received since [`install`].
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether this process is one of an MPI job's: a second signal then does not exit at once.
+/// A Ctrl-C at a terminal reaches each process twice (from the terminal, and passed on by
+/// `mpirun`), and every process must reach the update the job stops at, so that rank 0 can
+/// write its checkpoint; the launcher kills whatever still runs when it gives up waiting.
+static IN_JOB: AtomicBool = AtomicBool::new(false);
 
 /// The command's run's handle, which the signal handler and a failed write to standard output
 /// stop.
@@ -19,6 +25,7 @@ static RUN: OnceLock<Interrupter> = OnceLock::new();
 /// to write to standard output.
 pub fn install() -> Interrupter {
     let interrupter = RUN.get_or_init(Interrupter::new).clone();
+    IN_JOB.store(descent::world::World::current().is_parallel(), Ordering::Relaxed);
     #[cfg(unix)]
     // SAFETY: `on_signal` only touches atomics (through an initialised `OnceLock`) and calls
     // `_exit`, all async-signal-safe.
@@ -38,7 +45,7 @@ pub fn stop() {
 
 #[cfg(unix)]
 extern "C" fn on_signal(_: libc::c_int) {
-    if SIGNALS.fetch_add(1, Ordering::Relaxed) > 0 {
+    if SIGNALS.fetch_add(1, Ordering::Relaxed) > 0 && !IN_JOB.load(Ordering::Relaxed) {
         // SAFETY: `_exit` is async-signal-safe; the second signal means "now".
         unsafe { libc::_exit(130) };
     }

@@ -189,13 +189,7 @@ pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
         }
         // A configuration's case is `configured_case`'s.
         Workload::Config => Vec::new(),
-        Workload::Allreduce => gradient_sizes(device)
-            .into_iter()
-            .map(|(model, values)| {
-                let name = format!("{model}: {values} values ({:.0} KB)", values as f64 * 4.0 / 1e3);
-                case(name, base.clone(), "ms", Figure::MillisPerAllReduce(values))
-            })
-            .collect(),
+        Workload::Allreduce => all_reduce_cases(base),
     }
 }
 
@@ -240,6 +234,20 @@ pub fn measure(case: &Case) -> Result<f64, RunError> {
         Figure::RowsPerSecond(rows) => rows as f64 / seconds,
         Figure::MillisPerAllReduce(_) => unreachable!("measured above"),
     })
+}
+
+/// A case per built-in model: the sum of its gradient across the job's processes.
+fn all_reduce_cases(base: RunConfig) -> Vec<Case> {
+    gradient_sizes(&base.device)
+        .into_iter()
+        .map(|(model, values)| Case {
+            workload: Workload::Allreduce,
+            name: format!("{model}: {values} values ({:.0} KB)", values as f64 * 4.0 / 1e3),
+            config: base.clone(),
+            unit: "ms",
+            figure: Figure::MillisPerAllReduce(values),
+        })
+        .collect()
 }
 
 /// Each built-in model and the values of its gradient (one `f32` per parameter), as a

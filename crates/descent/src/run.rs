@@ -86,6 +86,12 @@ pub enum RunStartError {
     /// The configuration inside the checkpoint does not parse.
     #[error(transparent)]
     Config(ConfigError),
+    /// In a job of several processes, rank 0 could not open the run to continue (it says why).
+    #[error("--resume {}: rank 0 could not continue this run (its own error says why)", dir.display())]
+    RootCannotResume {
+        /// The folder.
+        dir: PathBuf,
+    },
     /// The folder's own `config.toml` cannot be read.
     #[error("--resume: {0}")]
     FolderConfig(ConfigError),
@@ -148,7 +154,7 @@ impl Resumable {
         }
         let bytes = world.broadcast(Vec::new());
         if bytes.is_empty() {
-            return Err(RunStartError::ResumeFolder(RunFolderError::Missing { path: dir.into() }));
+            return Err(RunStartError::RootCannotResume { dir: dir.into() });
         }
         let checkpoint = Checkpoint::from_bytes(&bytes, &dir.join(CHECKPOINT_FILE))
             .map_err(|error| RunStartError::Checkpoint { dir: dir.into(), error })?;
