@@ -37,8 +37,9 @@ echo "-- shared memory"
 
 echo "== the share of a step in MPI's collectives: one Fashion-MNIST epoch, 2 processes, loopback TCP"
 "${mpirun[@]}" "${tcp[@]}" "$descent" cnn --data fashion-mnist --epochs 1 --out "$scratch/run" -q --json \
-  | tail -n 1 | python3 -c '
+  | tail -n 1 | python3 -c "
 import json, sys
 s = json.loads(sys.stdin.read())
-print(f"steps {s[\"steps\"]}, training {s[\"seconds\"]:.2f} s, in collectives {s[\"communication_seconds\"]:.2f} s "
-      f"({100 * s[\"communication_seconds\"] / s[\"seconds\"]:.1f}%), {1e3 * s[\"communication_seconds\"] / s[\"steps\"]:.2f} ms per step")'
+share = s['communication_seconds'] / s['seconds']
+per_step = 1e3 * s['communication_seconds'] / s['steps']
+print(f\"steps {s['steps']}, training {s['seconds']:.2f} s, in collectives {s['communication_seconds']:.2f} s ({100 * share:.1f}%), {per_step:.2f} ms per step\")"

@@ -260,7 +260,7 @@ pub fn gradient_sizes(device: &str) -> Vec<(String, usize)> {
     impl ImageModelVisitor for Count<'_> {
         type Output = usize;
         fn visit<T: ImageModel>(self, settings: &T) -> usize {
-            burn::module::Module::num_params(&settings.init(self.0, &self.1))
+            crate::train::gradient_values(&settings.init(self.0, &self.1))
         }
     }
     let Ok(selected) = crate::device::select(device) else { return Vec::new() };
@@ -277,7 +277,7 @@ pub fn gradient_sizes(device: &str) -> Vec<(String, usize)> {
     ];
     let mut sizes = vec![("linear, the lesson".to_string(), 2)];
     for (name, model, shape) in models {
-        if let Some(values) = model.visit_image_model(Count(&shape, selected.device.clone())) {
+        if let Some(values) = model.visit_image_model(Count(&shape, selected.device.clone().autodiff())) {
             sizes.push((name.to_string(), values));
         }
     }

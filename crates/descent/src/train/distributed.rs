@@ -38,10 +38,21 @@ pub(super) fn sum_gradients<M: Module>(
     restore.gradients
 }
 
-/// The bytes a step's gradient all-reduce moves into each process's sum: one `f32` per
-/// parameter value.
-pub fn gradient_bytes<M: Module>(model: &M) -> usize {
-    model.num_params() * std::mem::size_of::<f32>()
+/// The values a step's gradient all-reduce sums: one per value of every parameter that trains
+/// (batch norm's running statistics take no gradient), on a model made on an autodiff device.
+pub fn gradient_values<M: Module>(model: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.0 += value.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
 }
 
 /// Each gradient's values appended in the module's order; the shape of each parameter that has

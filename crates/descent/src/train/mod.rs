@@ -12,7 +12,7 @@ mod parallel;
 mod tests;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, CheckpointState, EarlyStopState};
-pub use distributed::{gradient_bytes, parameter_checksum};
+pub use distributed::{gradient_values, parameter_checksum};
 pub use engine::{
     BatchEnd, BatchError, BatchHook, BatchRows, BatchSource, Batches, EpochEnd, Events, Hooks, Length,
     LossRecord, MetricsRow, Plan, Position, Report, Trained, Update, step_seed, train, train_observed,
