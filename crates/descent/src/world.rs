@@ -18,11 +18,12 @@ use std::time::Instant;
 
 /// The environment variables a launcher sets in every process it starts: the number of
 /// processes and this one's rank, by launcher (Open MPI's `mpirun`, MPICH's Hydra and PMI, Slurm).
-const LAUNCHERS: [(&str, &str, &str); 4] = [
+/// Slurm's are the job step's, which `srun` sets: a batch script's own process (`sbatch
+/// --ntasks 4`, then `descent` without `srun`) has `SLURM_NTASKS` but is one process.
+const LAUNCHERS: [(&str, &str, &str); 3] = [
     ("mpirun (Open MPI)", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
     ("mpiexec (PMI)", "PMI_SIZE", "PMI_RANK"),
-    ("srun (Slurm)", "SLURM_NTASKS", "SLURM_PROCID"),
-    ("PMIx", "PMIX_SIZE", "PMIX_RANK"),
+    ("srun (Slurm)", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID"),
 ];
 
 /// What a launcher says about the process it started, from its environment variables.

@@ -356,14 +356,20 @@ pub fn read_folder(
         message: format!("{count} pictures at {0}x{0} {message}", settings.side),
     })?;
     let started = std::time::Instant::now();
-    let cache_path = cache_file(dir, &listing.fingerprint);
+    // In a job of several processes (MPI) rank 0 alone writes; the others read a cache that is
+    // there, and decode for themselves when none is.
+    let root = crate::world::World::current().is_root();
+    let cache_path = match root {
+        true => cache_file(dir, &listing.fingerprint),
+        false => existing_cache_file(dir, &listing.fingerprint),
+    };
     let cached = cache_path.as_deref().and_then(|path| read_cache(path, &listing));
     let from_cache = cached.is_some();
     let (rgb, colour, mut entries, mut skipped) = match cached {
         Some(found) => found,
         None => {
             let decoded = decode_all(dir, &listing, settings.side, settings.resize, progress);
-            if let Some(path) = &cache_path {
+            if let Some(path) = cache_path.as_ref().filter(|_| root) {
                 // A cache that cannot be written only costs the next run the decoding.
                 let _ = write_cache(path, &listing, settings.side, &decoded);
             }
@@ -715,6 +721,16 @@ fn cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
     let folder = home.join("descent");
     std::fs::create_dir_all(&folder).ok()?;
     Some(folder.join(name))
+}
+
+/// The cache of [`cache_file`] when it exists, found without making or writing anything.
+fn existing_cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
+    let name = format!("pictures-{}.bin", &fingerprint[..16.min(fingerprint.len())]);
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("descent")));
+    let places = [Some(dir.join(".descent-cache")), home];
+    places.into_iter().flatten().map(|folder| folder.join(&name)).find(|path| path.is_file())
 }
 
 /// Whether files can be written in `folder` (made if missing): a probe file is made and removed.
