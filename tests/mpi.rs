@@ -152,27 +152,52 @@ mod jobs {
         );
     }
 
-    #[test]
-    fn two_processes_train_the_cnn_without_batch_norm_as_one_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let flags = ["cnn", "--epochs", "2", "--batch-size", "64", "--set", "model.batch_norm=false"];
-        let flags = [&flags[..], &["--set", "model.dropout=0"]].concat();
-        let Some(output) = job(dir.path(), &[&flags[..], &["--out", "two"]].concat()) else { return };
+    /// The digits CNN without batch norm and dropout, with `flags` added: two processes give
+    /// the metrics and parameters of one within 1e-5. The two processes' output.
+    fn two_processes_as_one(dir: &Path, flags: &[&str]) -> Option<Output> {
+        let base = ["cnn", "--set", "model.batch_norm=false", "--set", "model.dropout=0"];
+        let flags = [&base[..], flags].concat();
+        let output = job(dir, &[&flags[..], &["--out", "two"]].concat())?;
         succeeded(&output);
-        single(&[&flags[..], &["--out", "one"]].concat(), dir.path());
-        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        single(&[&flags[..], &["--out", "one"]].concat(), dir);
+        let (one, two) = (dir.join("one"), dir.join("two"));
         for name in ["train_loss", "valid_loss", "accuracy"] {
             for (a, b) in column(&one, name).iter().zip(column(&two, name)) {
-                assert!((a - b).abs() < 1e-5, "{name}: one process {a}, two {b}");
+                assert!((a - b).abs() < 1e-5, "{flags:?}: {name}: one process {a}, two {b}");
             }
         }
         let (difference, at) = largest_difference(&parameters(&one), &parameters(&two));
-        assert!(difference < 1e-5, "{at} differs by {difference}");
+        assert!(difference < 1e-5, "{flags:?}: {at} differs by {difference}");
         assert_eq!(summary(&two)["processes"], 2);
         assert_eq!(summary(&one)["processes"], 1);
+        Some(output)
+    }
+
+    #[test]
+    fn two_processes_train_the_cnn_without_batch_norm_as_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(output) = two_processes_as_one(dir.path(), &["--epochs", "2", "--batch-size", "64"]) else {
+            return;
+        };
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(stdout.matches("outputs: two").count(), 1, "rank 0 alone prints: {stdout}");
-        assert!(output.stderr.is_empty() || !String::from_utf8_lossy(&output.stderr).contains("rank 1"));
+        assert!(stdout.contains("in each of 2 processes (MPI)"), "{stdout}");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("rank 1"), "rank 1 printed");
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files.len(), 4, "two run folders and their exports, nothing else: {files:?}");
+    }
+
+    #[test]
+    fn accumulation_and_several_devices_in_each_process_still_train_as_one_process() {
+        // Two batches of 32 make each update; inside each process its share is split again
+        // across two devices.
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ["--epochs", "1", "--batch-size", "32", "--accumulate", "2"];
+        if two_processes_as_one(dir.path(), &flags).is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        two_processes_as_one(dir.path(), &["--epochs", "1", "--devices", "flex,ndarray"]);
     }
 
     #[test]

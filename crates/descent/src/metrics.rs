@@ -133,6 +133,70 @@ pub fn evaluate<M: Classifier>(
     Ok(Evaluation { loss: total_loss / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions })
 }
 
+/// [`evaluate`] in a job of several processes (MPI): each process evaluates one contiguous share
+/// of `indices`, and every process gets the whole evaluation (the predictions gathered in order,
+/// the losses summed), as one process evaluating them all would have it, up to the order of
+/// the loss's sum. In a world of one, [`evaluate`].
+pub fn evaluate_across<M: Classifier>(
+    world: &crate::world::World,
+    model: &M,
+    set: &ImageSet,
+    indices: &[usize],
+    device: &Device,
+) -> Result<Evaluation, crate::device::ReadBackError> {
+    if !world.is_parallel() {
+        return evaluate(model, set, indices, device);
+    }
+    let (size, rank) = (world.size(), world.rank());
+    let share = |r: usize| indices.len() * r / size..indices.len() * (r + 1) / size;
+    let local = evaluate(model, set, &indices[share(rank)], device)?;
+    let mut loss = [local.loss * local.predictions.len() as f64];
+    world.sum_f64(&mut loss);
+    let predictions: Vec<Prediction> = world
+        .gather_bytes(prediction_bytes(&local.predictions))
+        .iter()
+        .flat_map(|bytes| predictions_of(bytes))
+        .collect();
+    let classes = set.classes();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    for p in &predictions {
+        confusion[usize::from(p.label)][usize::from(p.predicted)] += 1;
+    }
+    let count = predictions.len().max(1) as f64;
+    let accuracy = predictions.iter().filter(|p| p.label == p.predicted).count() as f64 / count;
+    Ok(Evaluation { loss: loss[0] / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions })
+}
+
+/// Predictions as bytes: index (u64), label, predicted, confidence (f64), label probability
+/// (f64), little-endian.
+fn prediction_bytes(predictions: &[Prediction]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(predictions.len() * PREDICTION_BYTES);
+    for p in predictions {
+        bytes.extend_from_slice(&(p.index as u64).to_le_bytes());
+        bytes.extend_from_slice(&[p.label, p.predicted]);
+        bytes.extend_from_slice(&p.confidence.to_le_bytes());
+        bytes.extend_from_slice(&p.label_probability.to_le_bytes());
+    }
+    bytes
+}
+
+const PREDICTION_BYTES: usize = 8 + 2 + 8 + 8;
+
+/// The predictions of [`prediction_bytes`].
+fn predictions_of(bytes: &[u8]) -> Vec<Prediction> {
+    let f64_at = |b: &[u8], at: usize| f64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    bytes
+        .chunks_exact(PREDICTION_BYTES)
+        .map(|b| Prediction {
+            index: u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])) as usize,
+            label: b[8],
+            predicted: b[9],
+            confidence: f64_at(b, 10),
+            label_probability: f64_at(b, 18),
+        })
+        .collect()
+}
+
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;

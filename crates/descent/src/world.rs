@@ -56,7 +56,8 @@ pub fn library() -> Option<String> {
     #[cfg(feature = "mpi")]
     {
         let version = mpi::environment::library_version().ok()?;
-        return Some(version.lines().next().unwrap_or_default().trim().trim_end_matches(',').to_string());
+        // "Open MPI v4.1.4, package: Debian OpenMPI, ident: ...": the name and version.
+        return Some(version.split([',', '\n']).next().unwrap_or_default().trim().to_string());
     }
     #[allow(unreachable_code)]
     None
@@ -209,7 +210,7 @@ impl Link {
         match *self {}
     }
 
-    fn broadcast(&self, _: Vec<u8>) -> Vec<u8> {
+    fn broadcast(&self, _: usize, _: Vec<u8>) -> Vec<u8> {
         match *self {}
     }
 }
@@ -294,10 +295,29 @@ impl World {
 
     /// Rank 0's bytes, on every process (`bytes` is read on rank 0 only).
     pub fn broadcast(&self, bytes: Vec<u8>) -> Vec<u8> {
+        self.broadcast_from(0, bytes)
+    }
+
+    /// Rank `root`'s bytes, on every process (`bytes` is read on `root` only).
+    pub fn broadcast_from(&self, root: usize, bytes: Vec<u8>) -> Vec<u8> {
         match self.link() {
-            Some(link) => counted(bytes.len(), || link.broadcast(bytes)),
+            Some(link) => counted(bytes.len(), || link.broadcast(root, bytes)),
             None => bytes,
         }
+    }
+
+    /// Every process's bytes, by rank, on every process (of any lengths).
+    pub fn gather_bytes(&self, bytes: Vec<u8>) -> Vec<Vec<u8>> {
+        if !self.is_parallel() {
+            return vec![bytes];
+        }
+        let mut mine = Some(bytes);
+        (0..self.size)
+            .map(|root| {
+                let sent = if root == self.rank { mine.take().unwrap_or_default() } else { Vec::new() };
+                self.broadcast_from(root, sent)
+            })
+            .collect()
     }
 
     /// Rank 0's `flag`, on every process.
@@ -391,12 +411,13 @@ mod mpi_link {
             })
         }
 
-        pub fn broadcast(&self, bytes: Vec<u8>) -> Vec<u8> {
+        pub fn broadcast(&self, from: usize, bytes: Vec<u8>) -> Vec<u8> {
             self.with(|world| {
-                let root = world.process_at_rank(0);
+                let root = world.process_at_rank(from as i32);
                 let mut length = [bytes.len() as u64];
                 root.broadcast_into(&mut length[..]);
-                let mut bytes = if world.rank() == 0 { bytes } else { vec![0u8; length[0] as usize] };
+                let mut bytes =
+                    if world.rank() as usize == from { bytes } else { vec![0u8; length[0] as usize] };
                 // MPI counts are 32-bit: large payloads go in pieces.
                 for piece in bytes.chunks_mut(1 << 30) {
                     root.broadcast_into(piece);
@@ -426,6 +447,7 @@ mod tests {
         assert!(world.any(true) && !world.any(false));
         assert_eq!(world.gather(7), vec![7]);
         assert_eq!(world.broadcast(vec![1, 2, 3]), vec![1, 2, 3]);
+        assert_eq!(world.gather_bytes(vec![4, 5]), vec![vec![4, 5]]);
         assert!(world.root_says(true) && !world.root_says(false));
         assert!(world.is_root() && !world.is_parallel());
     }

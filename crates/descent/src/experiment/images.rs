@@ -14,7 +14,7 @@ use crate::data::images::{
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::inference::init_from::{InitReport, InitSource, init_from};
-use crate::metrics::{Classifier, Evaluation, evaluate};
+use crate::metrics::{Classifier, Evaluation, evaluate_across};
 use crate::model::{Cnn, ImageModel, ImageModelVisitor};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
@@ -330,9 +330,11 @@ where
     fn epoch(&mut self, end: &EpochEnd<'_, M>, rows: &mut Vec<MetricsRow>) -> Result<EpochVerdict, RunError> {
         let experiment = self.experiment;
         // `valid()`: off the autodiff device, dropout off, batch norm on running stats.
-        let evaluation =
-            evaluate(&end.model.valid(), &experiment.valid_set, &experiment.valid, &experiment.device.device)
-                .map_err(|error| TrainError::Device(format!("validation failed: {error}")))?;
+        // In a job of several processes, each validates a share and all get the whole.
+        let (model, world) = (end.model.valid(), crate::world::World::current());
+        let (set, indices, device) = (&experiment.valid_set, &experiment.valid, &experiment.device.device);
+        let evaluation = evaluate_across(&world, &model, set, indices, device)
+            .map_err(|error| TrainError::Device(format!("validation failed: {error}")))?;
         let (train_loss, lr) = self.last_loss;
         let result =
             EpochResult { epoch: end.epoch, step: end.step, lr, train_loss, evaluation: &evaluation };
