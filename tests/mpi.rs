@@ -15,74 +15,9 @@
 //! processes are refused rather than each training alone. This file does not link the library
 //! (it runs the binary and reads its files), so it adds no Burn link to the test build.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const DESCENT: &str = env!("CARGO_BIN_EXE_descent");
-
-/// `descent` in one process, one rayon thread (as each process of the jobs has).
-fn single(args: &[&str], dir: &Path) -> Output {
-    let output = Command::new(DESCENT)
-        .args(args)
-        .current_dir(dir)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("descent runs");
-    assert!(output.status.success(), "descent {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-/// Read a number column of `metrics.csv` by its header name.
-fn column(folder: &Path, name: &str) -> Vec<f64> {
-    let text = std::fs::read_to_string(folder.join("metrics.csv")).expect("metrics.csv");
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
-    let at = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
-    lines.map(|line| line.split(',').nth(at).expect("the column").parse().expect("a number")).collect()
-}
-
-fn summary(folder: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(folder.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).expect("summary.json is JSON")
-}
-
-/// Every parameter and running statistic of a finished run, by name, through
-/// `descent export --format safetensors`.
-fn parameters(folder: &Path) -> Vec<(String, Vec<f32>)> {
-    let file = folder.with_extension("safetensors");
-    let folder_text = folder.to_str().expect("a UTF-8 path");
-    let args =
-        ["export", "--model", folder_text, "--format", "safetensors", "--output", file.to_str().unwrap()];
-    single(&args, Path::new("."));
-    let bytes = std::fs::read(&file).expect("the exported file");
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
-    let mut named: Vec<(String, Vec<f32>)> = tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let values =
-                view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            (name, values)
-        })
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
-}
-
-/// The largest difference between two runs' values of one parameter, over every parameter.
-fn largest_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f32, String) {
-    assert_eq!(a.len(), b.len(), "the same parameters");
-    let mut worst = (0.0f32, String::new());
-    for ((name, x), (other, y)) in a.iter().zip(b) {
-        assert_eq!((name, x.len()), (other, y.len()));
-        for (p, q) in x.iter().zip(y) {
-            if (p - q).abs() > worst.0 {
-                worst = ((p - q).abs(), name.clone());
-            }
-        }
-    }
-    worst
-}
 
 #[cfg(not(feature = "mpi"))]
 #[test]
@@ -105,9 +40,77 @@ fn several_processes_of_a_launcher_are_refused_without_mpi() {
 
 #[cfg(feature = "mpi")]
 mod jobs {
-    use std::process::Stdio;
+    use std::path::Path;
+    use std::process::{Output, Stdio};
 
     use super::*;
+
+    /// `descent` in one process, one rayon thread (as each process of the jobs has).
+    fn single(args: &[&str], dir: &Path) -> Output {
+        let output = Command::new(DESCENT)
+            .args(args)
+            .current_dir(dir)
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+            .expect("descent runs");
+        assert!(output.status.success(), "descent {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    /// Read a number column of `metrics.csv` by its header name.
+    fn column(folder: &Path, name: &str) -> Vec<f64> {
+        let text = std::fs::read_to_string(folder.join("metrics.csv")).expect("metrics.csv");
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+        let at = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+        lines.map(|line| line.split(',').nth(at).expect("the column").parse().expect("a number")).collect()
+    }
+
+    fn summary(folder: &Path) -> serde_json::Value {
+        let text = std::fs::read_to_string(folder.join("summary.json")).expect("summary.json");
+        serde_json::from_str(&text).expect("summary.json is JSON")
+    }
+
+    /// Every parameter and running statistic of a finished run, by name, through
+    /// `descent export --format safetensors`.
+    fn parameters(folder: &Path) -> Vec<(String, Vec<f32>)> {
+        let file = folder.with_extension("safetensors");
+        let folder_text = folder.to_str().expect("a UTF-8 path");
+        let args =
+            ["export", "--model", folder_text, "--format", "safetensors", "--output", file.to_str().unwrap()];
+        single(&args, Path::new("."));
+        let bytes = std::fs::read(&file).expect("the exported file");
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let mut named: Vec<(String, Vec<f32>)> = tensors
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let values = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (name, values)
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
+    /// The largest difference between two runs' values of one parameter, over every parameter.
+    fn largest_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f32, String) {
+        assert_eq!(a.len(), b.len(), "the same parameters");
+        let mut worst = (0.0f32, String::new());
+        for ((name, x), (other, y)) in a.iter().zip(b) {
+            assert_eq!((name, x.len()), (other, y.len()));
+            for (p, q) in x.iter().zip(y) {
+                if (p - q).abs() > worst.0 {
+                    worst = ((p - q).abs(), name.clone());
+                }
+            }
+        }
+        worst
+    }
 
     /// `mpirun -n 2` on loopback TCP, one thread per process, or `None` (with a notice) when
     /// Open MPI's `mpirun` is not installed and `DESCENT_REQUIRE_MPI` is not set.

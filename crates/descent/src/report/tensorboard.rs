@@ -555,7 +555,7 @@ mod tests {
         // CRC-32C's check value (of "123456789") is 0xe3069283; masked as TFRecord masks it.
         assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
         let c: u32 = 0xe306_9283;
-        assert_eq!(masked_crc(b"123456789"), ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8));
+        assert_eq!(masked_crc(b"123456789"), c.rotate_right(15).wrapping_add(0xa282_ead8));
     }
 
     #[test]
@@ -606,7 +606,7 @@ mod tests {
     fn a_damaged_file_is_left_whole_and_the_resumed_run_logs_beside_it() {
         let (_dir, folder, mut log) = new_log(true);
         for step in 1..=4 {
-            let _ = log.batch(&batch(step, 1.0));
+            log.batch(&batch(step, 1.0));
         }
         drop(log);
         let first = event_files(folder.path())[0].clone();
@@ -615,7 +615,7 @@ mod tests {
         bytes[middle] ^= 0xff;
         fs::write(&first, &bytes).unwrap();
         let mut log = EventLog::resume(&folder, &config(true), (2, 0)).unwrap();
-        let _ = log.batch(&batch(3, 2.0));
+        log.batch(&batch(3, 2.0));
         drop(log);
         assert_eq!(fs::read(&first).unwrap(), bytes, "the damaged file is left as it was");
         let files = event_files(folder.path());
@@ -628,7 +628,7 @@ mod tests {
         let (_dir, folder, mut log) = new_log(false);
         // Two epochs of 3 updates each; the run is killed after update 5, its checkpoint at 3.
         for step in 1..=5 {
-            let _ = log.batch(&batch(step, step as f64));
+            log.batch(&batch(step, step as f64));
             if step == 3 {
                 let row = MetricsRow {
                     step: 3,
@@ -647,7 +647,7 @@ mod tests {
 
         let mut log = EventLog::resume(&folder, &config(false), (3, 1)).unwrap();
         for step in 4..=6 {
-            let _ = log.batch(&batch(step, 10.0 * step as f64));
+            log.batch(&batch(step, 10.0 * step as f64));
         }
         drop(log);
         assert_eq!(event_files(folder.path()).len(), 1);
