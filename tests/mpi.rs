@@ -339,24 +339,25 @@ mod jobs {
         let script = format!(
             "cd rank$OMPI_COMM_WORLD_RANK && exec {DESCENT} fit --data data.csv --target y --out ../fitted"
         );
-        let Some(mut command) = mpirun(dir.path()) else { return };
-        let output = command.args(["sh", "-c", &script]).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
-        assert!(stderr.contains("data.csv: rank 1 reads different data from rank 0"), "{stderr}");
-        assert!(!dir.path().join("fitted").exists(), "nothing was trained or written");
+        refused(dir.path(), &script, "data.csv: rank 1 reads different data from rank 0", "fitted");
     }
 
     #[test]
     fn processes_with_different_configurations_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let script = format!("exec {DESCENT} lesson2 --seed $((OMPI_COMM_WORLD_RANK + 1)) --out run");
-        let Some(mut command) = mpirun(dir.path()) else { return };
-        let output = command.args(["sh", "-c", &script]).output().unwrap();
+        refused(dir.path(), &script, "rank 1's differs from rank 0's", "run");
+    }
+
+    /// `sh -c SCRIPT` under `mpirun -n 2` in `dir` (each process's own command line) fails
+    /// with `message` on its standard error, and `out` was never made.
+    fn refused(dir: &Path, script: &str, message: &str, out: &str) {
+        let Some(mut command) = mpirun(dir) else { return };
+        let output = command.args(["sh", "-c", script]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{stderr}");
-        assert!(stderr.contains("rank 1's differs from rank 0's"), "{stderr}");
-        assert!(!dir.path().join("run").exists(), "nothing was trained or written");
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(!dir.join(out).exists(), "nothing was trained or written");
     }
 
     #[test]

@@ -167,13 +167,10 @@ fn main() -> ExitCode {
     keep_freed_memory();
     pin_burn_default_device();
     let cli = Cli::parse();
-    // Under mpirun or srun with several processes: join the job (MPI), and let only rank 0 print.
-    match descent::world::join() {
-        Ok(world) => output::set_rank(world.rank()),
-        Err(error) => {
-            err!("error: {error}");
-            return ExitCode::from(Exit::Input.exit_code());
-        }
+    // Under mpirun or srun with several processes: join the job (MPI); only rank 0 prints.
+    if let Err(error) = descent::world::join() {
+        err!("error: {error}");
+        return ExitCode::from(Exit::Input.exit_code());
     }
     let outcome = match cli.command {
         Command::Lesson2(args) => run::start("lesson2", &args.common, args.animate, || args.config()),

@@ -13,17 +13,10 @@ use crate::Failure;
 /// Why standard output could not be written, once it could not.
 static FAILED: OnceLock<String> = OnceLock::new();
 
-/// This process's rank in a job of several (MPI): only rank 0 prints; the others print their
-/// errors alone, each line prefixed with their rank.
-static RANK: OnceLock<usize> = OnceLock::new();
-
-/// Say this process's rank, once, before anything is printed.
-pub fn set_rank(rank: usize) {
-    let _ = RANK.set(rank);
-}
-
+/// This process's rank in the job `main` joined (0 alone): only rank 0 prints; the others print
+/// their errors alone, each line prefixed with their rank.
 fn rank() -> usize {
-    RANK.get().copied().unwrap_or(0)
+    descent::world::World::current().rank()
 }
 
 /// Whether this process prints (it is not a rank other than 0 of a job).

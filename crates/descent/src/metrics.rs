@@ -100,7 +100,6 @@ pub fn evaluate<M: Classifier>(
 ) -> Result<Evaluation, crate::device::ReadBackError> {
     let mut predictions = Vec::with_capacity(indices.len());
     let classes = set.classes();
-    let mut confusion = vec![vec![0usize; classes]; classes];
     let mut total_loss = 0.0;
     for chunk in indices.chunks(evaluation_batch(set)) {
         let batch = ImageBatch::gather(set, chunk, device);
@@ -117,7 +116,6 @@ pub fn evaluate<M: Classifier>(
                 .map(|(class, &value)| (class as u8, value))
                 .expect("one score per class");
             total_loss -= f64::from(row[usize::from(label)]);
-            confusion[usize::from(label)][usize::from(predicted)] += 1;
             predictions.push(Prediction {
                 index,
                 label,
@@ -127,10 +125,21 @@ pub fn evaluate<M: Classifier>(
             });
         }
     }
-    let count = predictions.len().max(1) as f64;
-    let correct = predictions.iter().filter(|p| p.label == p.predicted).count() as f64;
-    let accuracy = correct / count;
-    Ok(Evaluation { loss: total_loss / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions })
+    Ok(Evaluation::of(predictions, total_loss, classes))
+}
+
+impl Evaluation {
+    /// The evaluation made of `predictions` over `classes` classes whose cross-entropies sum
+    /// to `loss_sum`: the mean loss, the accuracy and the confusion matrix.
+    fn of(predictions: Vec<Prediction>, loss_sum: f64, classes: usize) -> Self {
+        let mut confusion = vec![vec![0usize; classes]; classes];
+        for p in &predictions {
+            confusion[usize::from(p.label)][usize::from(p.predicted)] += 1;
+        }
+        let count = predictions.len().max(1) as f64;
+        let accuracy = predictions.iter().filter(|p| p.label == p.predicted).count() as f64 / count;
+        Self { loss: loss_sum / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions }
+    }
 }
 
 /// [`evaluate`] in a job of several processes (MPI): each process evaluates one contiguous share
@@ -147,9 +156,7 @@ pub fn evaluate_across<M: Classifier>(
     if !world.is_parallel() {
         return evaluate(model, set, indices, device);
     }
-    let (size, rank) = (world.size(), world.rank());
-    let share = |r: usize| indices.len() * r / size..indices.len() * (r + 1) / size;
-    let local = evaluate(model, set, &indices[share(rank)], device)?;
+    let local = evaluate(model, set, &indices[world.share(indices.len()).unwrap_or_default()], device)?;
     let mut loss = [local.loss * local.predictions.len() as f64];
     world.sum_f64(&mut loss);
     let predictions: Vec<Prediction> = world
@@ -157,14 +164,7 @@ pub fn evaluate_across<M: Classifier>(
         .iter()
         .flat_map(|bytes| predictions_of(bytes))
         .collect();
-    let classes = set.classes();
-    let mut confusion = vec![vec![0usize; classes]; classes];
-    for p in &predictions {
-        confusion[usize::from(p.label)][usize::from(p.predicted)] += 1;
-    }
-    let count = predictions.len().max(1) as f64;
-    let accuracy = predictions.iter().filter(|p| p.label == p.predicted).count() as f64 / count;
-    Ok(Evaluation { loss: loss[0] / count, accuracy, error_rate: 1.0 - accuracy, confusion, predictions })
+    Ok(Evaluation::of(predictions, loss[0], set.classes()))
 }
 
 /// Predictions as bytes: index (u64), label, predicted, confidence (f64), label probability

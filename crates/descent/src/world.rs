@@ -12,6 +12,7 @@
 //! that same thread.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -264,6 +265,12 @@ impl World {
         self.rank == 0
     }
 
+    /// This process's rows of `rows` ([`shares`] by rank); `None` when there are fewer rows
+    /// than processes and none is left for it.
+    pub fn share(&self, rows: usize) -> Option<Range<usize>> {
+        shares(rows, self.size).get(self.rank).cloned()
+    }
+
     /// Every process's `values`, summed element by element, in place.
     pub fn sum_f32(&self, values: &mut [f32]) {
         if let Some(link) = self.link() {
@@ -330,13 +337,28 @@ impl World {
     }
 }
 
+/// Contiguous row ranges, one per part (a process of a job, a device of a process), as equal as
+/// possible (the first ones one row longer); fewer ranges than parts when there are fewer rows.
+pub fn shares(rows: usize, parts: usize) -> Vec<Range<usize>> {
+    let parts = parts.min(rows).max(1);
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let len = rows / parts + usize::from(i < rows % parts);
+            start += len;
+            start - len..start
+        })
+        .collect()
+}
+
 /// The first rank whose `value` differs from rank 0's, with both values.
 pub fn first_difference(values: &[u64]) -> Option<(usize, u64, u64)> {
     let root = *values.first()?;
     values.iter().position(|&v| v != root).map(|rank| (rank, root, values[rank]))
 }
 
-/// A 64-bit FNV-1a hash of `bytes`: what the ranks compare to find that they disagree.
+/// A 64-bit FNV-1a hash of `bytes`: what the ranks compare to find that they disagree (and what
+/// a checkpoint's checksum is).
 pub fn fingerprint(bytes: &[u8]) -> u64 {
     bytes
         .iter()
@@ -450,6 +472,22 @@ mod tests {
         assert_eq!(world.gather_bytes(vec![4, 5]), vec![vec![4, 5]]);
         assert!(world.root_says(true) && !world.root_says(false));
         assert!(world.is_root() && !world.is_parallel());
+    }
+
+    #[test]
+    fn shares_cover_every_row_once_and_differ_by_at_most_one() {
+        for rows in 1..40 {
+            for parts in 1..6 {
+                let ranges = shares(rows, parts);
+                assert_eq!(ranges.len(), parts.min(rows));
+                assert_eq!(ranges[0].start, 0);
+                assert_eq!(ranges.last().unwrap().end, rows);
+                assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+                let lens: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
+                assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
+                assert!(lens.iter().all(|&len| len > 0));
+            }
+        }
     }
 
     #[test]

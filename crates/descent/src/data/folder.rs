@@ -710,27 +710,28 @@ fn decode_all(
 /// Where the cache of a folder's pictures lives: `DIR/.descent-cache/` when the folder is
 /// writable, else the user's cache folder (`$XDG_CACHE_HOME/descent` or `~/.cache/descent`).
 fn cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
-    let name = format!("pictures-{}.bin", &fingerprint[..16.min(fingerprint.len())]);
-    let beside = dir.join(".descent-cache");
+    let (beside, user, name) = cache_places(dir, fingerprint);
     if writable(&beside) {
         return Some(beside.join(name));
     }
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    let folder = home.join("descent");
+    let folder = user?;
     std::fs::create_dir_all(&folder).ok()?;
     Some(folder.join(name))
 }
 
 /// The cache of [`cache_file`] when it exists, found without making or writing anything.
 fn existing_cache_file(dir: &Path, fingerprint: &str) -> Option<PathBuf> {
+    let (beside, user, name) = cache_places(dir, fingerprint);
+    [Some(beside), user].into_iter().flatten().map(|folder| folder.join(&name)).find(|path| path.is_file())
+}
+
+/// The two folders a cache may be in (beside the pictures, the user's), and its file name.
+fn cache_places(dir: &Path, fingerprint: &str) -> (PathBuf, Option<PathBuf>, String) {
     let name = format!("pictures-{}.bin", &fingerprint[..16.min(fingerprint.len())]);
     let home = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("descent")));
-    let places = [Some(dir.join(".descent-cache")), home];
-    places.into_iter().flatten().map(|folder| folder.join(&name)).find(|path| path.is_file())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")));
+    (dir.join(".descent-cache"), home.map(|home| home.join("descent")), name)
 }
 
 /// Whether files can be written in `folder` (made if missing): a probe file is made and removed.

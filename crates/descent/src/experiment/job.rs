@@ -47,10 +47,9 @@ pub(super) fn check_agreement(config: &RunConfig, world: &World) -> Result<(), R
 /// leaving what every process must share.
 fn take_data_identity(data: &mut DataConfig) -> (Option<PathBuf>, Option<String>) {
     match data {
-        DataConfig::Points { path, sha256 } | DataConfig::Mnist { dir: path, sha256, .. } => {
-            (Some(std::mem::take(path)), sha256.take())
-        }
-        DataConfig::FashionMnist { dir: path, sha256, .. } => (Some(std::mem::take(path)), sha256.take()),
+        DataConfig::Points { path, sha256 }
+        | DataConfig::Mnist { dir: path, sha256, .. }
+        | DataConfig::FashionMnist { dir: path, sha256, .. } => (Some(std::mem::take(path)), sha256.take()),
         DataConfig::Digits { path, sha256, .. } => (path.take(), sha256.take()),
         DataConfig::Csv(source) => (Some(std::mem::take(&mut source.path)), source.sha256.take()),
         DataConfig::Folder { dir, fingerprint, .. } => (Some(std::mem::take(dir)), fingerprint.take()),

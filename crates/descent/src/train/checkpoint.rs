@@ -294,9 +294,7 @@ fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
 
 /// 64-bit FNV-1a: enough to tell a damaged file from a whole one (not an authenticity check).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    crate::world::fingerprint(bytes)
 }
 
 #[cfg(test)]

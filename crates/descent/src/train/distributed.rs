@@ -126,22 +126,18 @@ pub(super) fn average_buffers<M: Module>(world: &World, model: M) -> M {
     model.map(&mut Average(world))
 }
 
-/// A 64-bit hash of every parameter's bits, in the module's order.
+/// A 64-bit hash ([`crate::world::fingerprint`]) of every parameter's bits, in the module's order.
 pub fn parameter_checksum<M: Module>(model: &M) -> u64 {
-    struct Hasher(u64);
-    impl ModuleVisitor for Hasher {
+    struct Bytes(Vec<u8>);
+    impl ModuleVisitor for Bytes {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let data = param.val().into_data().convert::<f32>();
-            for value in data.as_slice::<f32>().unwrap_or(&[]) {
-                for byte in value.to_bits().to_le_bytes() {
-                    self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-                }
-            }
+            self.0.extend(data.as_slice::<f32>().unwrap_or(&[]).iter().flat_map(|value| value.to_le_bytes()));
         }
     }
-    let mut hasher = Hasher(0xcbf2_9ce4_8422_2325);
-    model.visit(&mut hasher);
-    hasher.0
+    let mut bytes = Bytes(Vec::new());
+    model.visit(&mut bytes);
+    crate::world::fingerprint(&bytes.0)
 }
 
 /// Refuse replicas that have drifted apart: every process's parameter checksum after `epoch`

@@ -592,12 +592,8 @@ where
                 self.step += 1;
             }
             let end = BatchEnd { epoch, batch: index + 1, batches, step: self.step, loss: value, update };
-            let flow = self.events.batch(&end);
             // A process interrupted (Ctrl-C reaches each at its own moment) stops them all here.
-            let flow = match self.plan.world.any(flow.is_break()) {
-                true => ControlFlow::Break(()),
-                false => ControlFlow::Continue(()),
-            };
+            let flow = flow_if(self.plan.world.any(self.events.batch(&end).is_break()));
             if flow.is_break() && !self.reached(self.step, epoch - 1) && index + 1 < batches {
                 let model = self.shared_buffers(model);
                 self.stop_part_way(&model, index + 1, &sums);
@@ -619,7 +615,10 @@ where
         in_group: usize,
         scale: Option<f32>,
     ) -> Result<(Pending, f64), TrainError> {
-        let pending = forward(model, batch, self.replicas.as_ref(), self.plan, (self.step, in_group), scale)?;
+        let device =
+            self.devices.first().ok_or_else(|| TrainError::Device("the model has no parameters".into()))?;
+        let replicas = self.replicas.as_ref();
+        let pending = forward(model, batch, (replicas, device), self.plan, (self.step, in_group), scale)?;
         let value = match &pending {
             Pending::Loss(loss) => read_scalar(loss.clone())?,
             Pending::Gradients(loss, _) => *loss,
@@ -699,10 +698,7 @@ where
         };
         let flow = events.epoch(&end);
         self.outside += hook_start.elapsed();
-        Ok(match self.plan.world.root_says(flow.is_break()) {
-            true => ControlFlow::Break(()),
-            false => ControlFlow::Continue(()),
-        })
+        Ok(flow_if(self.plan.world.root_says(flow.is_break())))
     }
 
     /// Wait for every device, and what the run did.
@@ -755,7 +751,7 @@ where
 fn forward<M, B>(
     model: &M,
     batch: B,
-    replicas: Option<&Replicas<M, B>>,
+    (replicas, device): (Option<&Replicas<M, B>>, &Device),
     plan: &Plan,
     (step, in_group): (usize, usize),
     scale: Option<f32>,
@@ -769,9 +765,8 @@ where
     let seed = plan.seed.unwrap_or_default().wrapping_add((in_group as u64) << 32);
     if plan.world.is_parallel() {
         let sync = plan.sync_batch_norm.then_some(&plan.world);
-        return crate::nn::synchronise(sync, || {
-            world_share(model, batch, replicas, &plan.world, seed, step, scale)
-        });
+        let share = || world_share(model, batch, (replicas, device), &plan.world, (seed, step), scale);
+        return crate::nn::synchronise(sync, share);
     }
     match replicas {
         None => Ok(Pending::Loss(model.loss(batch.seeded(step_seed(seed, step))))),
@@ -784,7 +779,7 @@ where
 }
 
 /// This process's share of a step in a job of several processes: the contiguous rows of its
-/// rank ([`super::parallel::shares`]), their loss weighted by `share rows / batch rows` and its
+/// rank ([`World::share`]), their loss weighted by `share rows / batch rows` and its
 /// gradients (over the replicas of this process, when it has several devices), seeded as the
 /// share of device `rank` (rank 0's seed is a single process's). The loss comes back summed
 /// across the processes, the batch's mean loss, the same on every one; the gradients are this
@@ -794,10 +789,9 @@ where
 fn world_share<M, B>(
     model: &M,
     batch: B,
-    replicas: Option<&Replicas<M, B>>,
+    (replicas, device): (Option<&Replicas<M, B>>, &Device),
     world: &World,
-    seed: u64,
-    step: usize,
+    (seed, step): (u64, usize),
     scale: Option<f32>,
 ) -> Result<Pending, TrainError>
 where
@@ -805,16 +799,11 @@ where
     B: BatchRows + Send + 'static,
 {
     let rows = batch.rows();
-    let (range, weight) = match super::parallel::shares(rows, world.size()).get(world.rank()) {
+    let (range, weight) = match world.share(rows) {
         Some(range) => (range.clone(), range.len() as f32 / rows.max(1) as f32),
         None => (0..rows.min(1), 0.0),
     };
-    let device = model
-        .devices()
-        .into_iter()
-        .next()
-        .ok_or_else(|| TrainError::Device("the model has no parameters".into()))?;
-    let share = batch.slice_rows(range, &device);
+    let share = batch.slice_rows(range, device);
     drop(batch);
     let (value, gradients) = match replicas {
         None => {
@@ -864,6 +853,11 @@ impl Pending {
             Pending::Gradients(_, gradients) => gradients,
         }
     }
+}
+
+/// `Break` when `stop`.
+fn flow_if(stop: bool) -> ControlFlow<()> {
+    if stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
 }
 
 fn read_scalar(tensor: Tensor<1>) -> Result<f64, TrainError> {

@@ -124,7 +124,7 @@ where
     ) -> Result<(f64, GradientsParams), TrainError> {
         let rows = batch.rows();
         let count = self.workers.len() + 1;
-        let shares = shares(rows, count);
+        let shares = crate::world::shares(rows, count);
         let weight = |range: &Range<usize>| range.len() as f32 / rows as f32;
         // The other devices' shares go out first, so they compute while this thread computes
         // the main device's.
@@ -184,20 +184,6 @@ fn compute<M: Objective<B>, B: BatchRows>(job: Job<M, B>, device: &Device) -> Ou
         None => loss,
     };
     Ok((value, GradientsParams::from_grads(loss.backward(), &model)))
-}
-
-/// Contiguous row ranges, one per device, as equal as possible (the first ones one row longer);
-/// fewer ranges than devices when there are fewer rows.
-pub(super) fn shares(rows: usize, devices: usize) -> Vec<Range<usize>> {
-    let parts = devices.min(rows).max(1);
-    let mut start = 0;
-    (0..parts)
-        .map(|i| {
-            let len = rows / parts + usize::from(i < rows % parts);
-            start += len;
-            start - len..start
-        })
-        .collect()
 }
 
 /// The next message, spinning briefly before sleeping: a step's share comes back within
@@ -267,25 +253,4 @@ fn quietly<T>(work: impl FnOnce() -> T) -> Result<T, String> {
         let message = one_line(&message);
         if at.is_empty() { message } else { format!("{message} (at {at})") }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shares;
-
-    #[test]
-    fn shares_cover_every_row_once_and_differ_by_at_most_one() {
-        for rows in 1..40 {
-            for devices in 1..6 {
-                let ranges = shares(rows, devices);
-                assert_eq!(ranges.len(), devices.min(rows));
-                assert_eq!(ranges[0].start, 0);
-                assert_eq!(ranges.last().unwrap().end, rows);
-                assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
-                let lens: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
-                assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
-                assert!(lens.iter().all(|&len| len > 0));
-            }
-        }
-    }
 }
