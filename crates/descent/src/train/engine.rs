@@ -498,7 +498,15 @@ where
 
     /// With several processes and batch norm that is not synchronised, the model with its
     /// running statistics averaged across them (see [`super::distributed::average_buffers`]).
+    ///
+    /// Burn's `RunningState` keeps a layer's latest running statistics pending (per thread)
+    /// until they are synced, and maps and visits only the synced value: `valid()` syncs them in
+    /// place first, so that the average, the checksum and the validation all see the latest.
     fn shared_buffers(&self, model: M) -> M {
+        if !self.plan.world.is_parallel() {
+            return model;
+        }
+        drop(model.valid());
         match self.plan.sync_batch_norm {
             true => model,
             false => super::distributed::average_buffers(&self.plan.world, model),
