@@ -59,6 +59,24 @@ fn recycle(buffer: Vec<f32>) {
     }
 }
 
+/// A vector of `len` floats for a kernel that writes every one of them before anything reads
+/// it: a result handed to Burn, skipping the zero-fill (and, for fresh pages, the kernel's page
+/// clearing) that `vec![0.0; len]` costs. Unit tests and debug builds fill it with NaN, so a
+/// kernel that misses an element fails its oracle test instead of passing on leftover zeros.
+fn output(len: usize) -> Vec<f32> {
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: `f32` has no invalid bit patterns and no drop; every caller overwrites all `len`
+    // values before the vector is read or handed on (each call site says how).
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        values.set_len(len)
+    };
+    if cfg!(any(test, debug_assertions)) {
+        values.fill(f32::NAN);
+    }
+    values
+}
+
 /// Defines a function whose body is compiled twice: as is (baseline x86-64, SSE2), and with AVX2
 /// and FMA, picked at run time when the CPU has them. The binary still runs on any x86-64 CPU;
 /// on the ones this is measured on, the element-wise loops run on 256-bit vectors.
@@ -148,84 +166,196 @@ fn parallelism(groups: usize) -> Parallelism {
     if groups > 1 { Parallelism::None } else { Parallelism::Rayon(rayon::current_num_threads().max(1)) }
 }
 
-/// The valid output columns `[lo, hi)` for kernel offset `kx`: those whose input column
-/// `ox + kx - padding` falls inside the image.
-fn valid_columns(shape: &ConvShape, kx: usize) -> (usize, usize) {
-    let out_width = shape.out_width() as isize;
-    let lo = (shape.padding as isize - kx as isize).clamp(0, out_width);
-    let hi = (shape.width as isize + shape.padding as isize - kx as isize).clamp(lo, out_width);
+/// The row operations im2col and col2im are made of, on rows of at most a few dozen values. For
+/// such short rows the library's `memcpy` and `memset` calls cost more than the copying: the
+/// AVX2 variant does a row in a few 8-lane loads and stores instead, the padding's zeros
+/// included. (Loads are masked; stores are not: AMD's masked stores are microcoded and had made
+/// im2col four times slower. The stores may spill past the row, into values written later.)
+trait Rows {
+    /// `dst[o] = src[o + shift]` for `o < len`, zero where `o + shift` falls outside `src`.
+    /// `dst[len..]` may be overwritten: the caller writes it later.
+    fn shifted(dst: &mut [f32], len: usize, src: &[f32], shift: isize);
+    /// `plane[row + o + shift] += src[o]` for the `o` whose `o + shift` falls inside `0..width`:
+    /// the adjoint of `shifted`, onto the row of `width` values at `row` of `plane`. Values of
+    /// `plane` outside that span may be read and written back unchanged.
+    fn add_shifted(plane: &mut [f32], row: usize, width: usize, src: &[f32], shift: isize);
+}
+
+/// [`Rows`] on any CPU, by slices.
+struct Portable;
+
+impl Rows for Portable {
+    #[inline(always)]
+    fn shifted(dst: &mut [f32], len: usize, src: &[f32], shift: isize) {
+        let dst = &mut dst[..len];
+        let (lo, hi) = overlap(len, src.len(), shift);
+        dst[..lo].fill(0.0);
+        if lo < hi {
+            dst[lo..hi].copy_from_slice(&src[(lo as isize + shift) as usize..(hi as isize + shift) as usize]);
+        }
+        dst[hi..].fill(0.0);
+    }
+
+    #[inline(always)]
+    fn add_shifted(plane: &mut [f32], row: usize, width: usize, src: &[f32], shift: isize) {
+        let (lo, hi) = overlap(src.len(), width, shift);
+        if lo < hi {
+            let dst = &mut plane[row..][..width][(lo as isize + shift) as usize..(hi as isize + shift) as usize];
+            dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, s)| *d += s);
+        }
+    }
+}
+
+/// The indices `[lo, hi)` of a row of `len` whose `o + shift` falls inside `0..other`.
+#[inline(always)]
+fn overlap(len: usize, other: usize, shift: isize) -> (usize, usize) {
+    let lo = (-shift).clamp(0, len as isize);
+    let hi = (other as isize - shift).clamp(lo, len as isize);
     (lo as usize, hi as usize)
 }
 
-wide_when_available! {
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// [`super::Rows`] with AVX2 loads and stores. Only reached after a run-time check that the
+    /// CPU has AVX2 (`with_rows!`).
+    pub struct Avx2;
+
+    /// The lanes `o..o + 8` whose `o + lane + shift` lies inside `0..other`, and below `len`.
+    #[inline(always)]
+    unsafe fn valid(o: usize, len: usize, other: usize, shift: isize) -> __m256i {
+        unsafe {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let inside = _mm256_cmpgt_epi32(_mm256_set1_epi32((len - o) as i32), lane);
+            let at = _mm256_add_epi32(lane, _mm256_set1_epi32(o as i32 + shift as i32));
+            let valid = _mm256_and_si256(
+                _mm256_cmpgt_epi32(at, _mm256_set1_epi32(-1)),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(other as i32), at),
+            );
+            _mm256_and_si256(inside, valid)
+        }
+    }
+
+    impl super::Rows for Avx2 {
+        #[inline(always)]
+        fn shifted(dst: &mut [f32], len: usize, src: &[f32], shift: isize) {
+            assert!(len <= dst.len());
+            let mut o = 0;
+            // SAFETY: the CPU has AVX2 (checked before any `Avx2` call). Masked-off lanes are
+            // not read, and every enabled lane indexes inside `src` (`valid`), so the addresses
+            // computed with `wrapping_offset` outside it are never dereferenced; each store
+            // writes `dst[o..o + 8]`, inside `dst`.
+            unsafe {
+                while o < len && o + 8 <= dst.len() {
+                    let from = src.as_ptr().wrapping_offset(o as isize + shift);
+                    let values = _mm256_maskload_ps(from, valid(o, len, src.len(), shift));
+                    _mm256_storeu_ps(dst.as_mut_ptr().add(o), values);
+                    o += 8;
+                }
+            }
+            // The end of the buffer: the remaining lanes one by one.
+            for (i, d) in dst[o.min(len)..len].iter_mut().enumerate() {
+                let at = (o + i) as isize + shift;
+                *d = if at >= 0 && (at as usize) < src.len() { src[at as usize] } else { 0.0 };
+            }
+        }
+
+        /// The portable loop, compiled with AVX2: hand-written 8-lane windows measured slower
+        /// here (a 14-value row is one window and a scalar tail, or a window that spills into
+        /// the next row, whose reload then stalls on the store).
+        #[inline(always)]
+        fn add_shifted(plane: &mut [f32], row: usize, width: usize, src: &[f32], shift: isize) {
+            super::Portable::add_shifted(plane, row, width, src, shift)
+        }
+    }
+}
+
+/// Runs `$body::<Rows>` with the AVX2 rows when the CPU has AVX2 (compiled with AVX2 enabled),
+/// the portable rows otherwise.
+macro_rules! with_rows {
+    ($body:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn wide(f: impl FnOnce()) {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { wide(|| $body::<avx2::Avx2>($($arg),*)) };
+            }
+        }
+        $body::<Portable>($($arg),*)
+    }};
+}
+
 /// Unfolds `images` of `x` into `columns`, `[taps, images·pixels]` row-major: row `t` holds
 /// input channel `t / k²`, kernel offset `t % k²`, for every output pixel of every image.
 fn im2col(x: &[f32], shape: &ConvShape, images: Range<usize>, columns: &mut [f32]) {
+    with_rows!(im2col_rows(x, shape, images, columns))
+}
+
+#[inline(always)]
+fn im2col_rows<R: Rows>(x: &[f32], shape: &ConvShape, images: Range<usize>, columns: &mut [f32]) {
     let (k, pixels, out_width) = (shape.kernel, shape.pixels(), shape.out_width());
     let n = images.len() * pixels;
+    let plane_size = shape.height * shape.width;
     for c in 0..shape.c_in {
         for ky in 0..k {
             for kx in 0..k {
                 let tap = (c * k + ky) * k + kx;
-                let row = &mut columns[tap * n..(tap + 1) * n];
-                let (lo, hi) = valid_columns(shape, kx);
+                let shift = kx as isize - shape.padding as isize;
                 for (j, image) in images.clone().enumerate() {
-                    let plane = &x[(image * shape.c_in + c) * shape.height * shape.width..]
-                        [..shape.height * shape.width];
+                    let plane = &x[(image * shape.c_in + c) * plane_size..][..plane_size];
                     for oy in 0..shape.out_height() {
-                        let dst = &mut row[j * pixels + oy * out_width..][..out_width];
+                        // From this row to the end of the buffer: what follows is written later.
+                        let dst = &mut columns[tap * n + j * pixels + oy * out_width..];
                         let iy = (oy + ky) as isize - shape.padding as isize;
-                        if iy < 0 || iy >= shape.height as isize || lo == hi {
-                            dst.fill(0.0);
-                            continue;
+                        if iy < 0 || iy >= shape.height as isize {
+                            R::shifted(dst, out_width, &[], 0);
+                        } else {
+                            let src = &plane[iy as usize * shape.width..][..shape.width];
+                            R::shifted(dst, out_width, src, shift);
                         }
-                        let src = &plane[iy as usize * shape.width..][..shape.width];
-                        dst[..lo].fill(0.0);
-                        dst[lo..hi].copy_from_slice(&src[lo + kx - shape.padding..hi + kx - shape.padding]);
-                        dst[hi..].fill(0.0);
                     }
                 }
             }
         }
     }
 }
-}
 
-wide_when_available! {
 /// Folds `columns` (`[taps, images·pixels]`) back onto `dx`, the input gradient of `images`
 /// (`dx` starts at the first of them): the adjoint of [`im2col`].
 fn col2im(columns: &[f32], shape: &ConvShape, images: usize, dx: &mut [f32]) {
+    with_rows!(col2im_rows(columns, shape, images, dx))
+}
+
+#[inline(always)]
+fn col2im_rows<R: Rows>(columns: &[f32], shape: &ConvShape, images: usize, dx: &mut [f32]) {
     let (k, pixels, out_width) = (shape.kernel, shape.pixels(), shape.out_width());
     let n = images * pixels;
+    let plane_size = shape.height * shape.width;
     for c in 0..shape.c_in {
         for ky in 0..k {
             for kx in 0..k {
                 let tap = (c * k + ky) * k + kx;
                 let row = &columns[tap * n..(tap + 1) * n];
-                let (lo, hi) = valid_columns(shape, kx);
-                if lo == hi {
-                    continue;
-                }
+                let shift = kx as isize - shape.padding as isize;
                 for j in 0..images {
-                    let plane = &mut dx[(j * shape.c_in + c) * shape.height * shape.width..]
-                        [..shape.height * shape.width];
+                    let plane = &mut dx[(j * shape.c_in + c) * plane_size..][..plane_size];
                     for oy in 0..shape.out_height() {
                         let iy = (oy + ky) as isize - shape.padding as isize;
                         if iy < 0 || iy >= shape.height as isize {
                             continue;
                         }
                         let src = &row[j * pixels + oy * out_width..][..out_width];
-                        let dst = &mut plane[iy as usize * shape.width..][..shape.width];
-                        let dst = &mut dst[lo + kx - shape.padding..hi + kx - shape.padding];
-                        for (d, s) in dst.iter_mut().zip(&src[lo..hi]) {
-                            *d += s;
-                        }
+                        R::add_shifted(plane, iy as usize * shape.width, shape.width, src, shift);
                     }
                 }
             }
         }
     }
-}
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, each given by its row and column strides.
@@ -285,7 +415,8 @@ pub fn conv2d_forward(
     let (pixels, taps, c_out) = (shape.pixels(), shape.taps(), shape.c_out);
     let per_group = images_per_group(shape);
     let group_count = shape.batch.div_ceil(per_group);
-    let mut y = vec![0.0f32; shape.batch * shape.out_image()];
+    // Written whole: every group's images by `scatter_with_bias`.
+    let mut y = output(shape.batch * shape.out_image());
     if y.is_empty() {
         return (y, keep.then(|| Columns { groups: Vec::new(), per_group }));
     }
@@ -440,7 +571,8 @@ pub fn relu_max_pool2x2_forward(
 ) -> (Vec<f32>, Vec<u8>) {
     let (out_h, out_w) = (height / 2, width / 2);
     let out_plane = out_h * out_w;
-    let mut y = vec![0.0f32; planes * out_plane];
+    // Both written whole by `pool_planes`.
+    let mut y = output(planes * out_plane);
     let mut from = vec![CLIPPED; planes * out_plane];
     if out_plane == 0 {
         return (y, from);
@@ -456,32 +588,34 @@ pub fn relu_max_pool2x2_forward(
     (y, from)
 }
 
+/// The larger of two candidates and its index, the first on a tie: a select, not a branch (the
+/// winner of a pooling window is data, and a mispredicted branch per comparison had made this
+/// pass a twelfth of a Fashion-MNIST step).
+#[inline(always)]
+fn larger((a, i): (f32, u8), (b, j): (f32, u8)) -> (f32, u8) {
+    let later = b > a;
+    (if later { b } else { a }, if later { j } else { i })
+}
+
 wide_when_available! {
-/// The pooling of consecutive planes of `x` into `y` and `from`.
+/// The pooling of consecutive planes of `x` into `y` and `from`, every output written.
 fn pool_planes(x: &[f32], height: usize, width: usize, y: &mut [f32], from: &mut [u8]) {
     let (out_h, out_w) = (height / 2, width / 2);
     let out_plane = out_h * out_w;
     for p in 0..y.len() / out_plane {
         let plane = &x[p * height * width..][..height * width];
         for oy in 0..out_h {
-            let top = &plane[2 * oy * width..][..width];
-            let bottom = &plane[(2 * oy + 1) * width..][..width];
+            let top = &plane[2 * oy * width..][..2 * out_w];
+            let bottom = &plane[(2 * oy + 1) * width..][..2 * out_w];
             let y = &mut y[p * out_plane + oy * out_w..][..out_w];
             let from = &mut from[p * out_plane + oy * out_w..][..out_w];
             for ox in 0..out_w {
-                let candidates = [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]];
-                let mut best = 0;
-                for i in 1..4 {
-                    if candidates[i] > candidates[best] {
-                        best = i;
-                    }
-                }
-                if candidates[best] > 0.0 {
-                    y[ox] = candidates[best];
-                    from[ox] = best as u8;
-                } else {
-                    y[ox] = 0.0;
-                }
+                let upper = larger((top[2 * ox], 0), (top[2 * ox + 1], 1));
+                let lower = larger((bottom[2 * ox], 2), (bottom[2 * ox + 1], 3));
+                let (best, index) = larger(upper, lower);
+                let kept = best > 0.0;
+                y[ox] = if kept { best } else { 0.0 };
+                from[ox] = if kept { index } else { CLIPPED };
             }
         }
     }
@@ -499,31 +633,49 @@ pub fn relu_max_pool2x2_backward(
 ) -> Vec<f32> {
     let (out_h, out_w) = (height / 2, width / 2);
     let out_plane = out_h * out_w;
-    let mut dx = vec![0.0f32; planes * height * width];
+    // Written whole by `unpool_planes`, odd edges included.
+    let mut dx = output(planes * height * width);
+    if dx.is_empty() {
+        return dx;
+    }
     if out_plane == 0 {
+        dx.fill(0.0);
         return dx;
     }
     let per_task = planes_per_task(planes, height * width);
     dx.par_chunks_mut(per_task * height * width).enumerate().for_each(|(task, dx)| {
-        for p in 0..dx.len() / (height * width) {
-            let plane = &mut dx[p * height * width..][..height * width];
-            let first = (task * per_task + p) * out_plane;
-            for oy in 0..out_h {
-                for ox in 0..out_w {
-                    let at = first + oy * out_w + ox;
-                    let offset = match from[at] {
-                        0 => 0,
-                        1 => 1,
-                        2 => width,
-                        3 => width + 1,
-                        _ => continue,
-                    };
-                    plane[2 * oy * width + 2 * ox + offset] = dy[at];
-                }
-            }
-        }
+        let first = task * per_task * out_plane;
+        let count = dx.len() / (height * width);
+        unpool_planes(&dy[first..][..count * out_plane], &from[first..][..count * out_plane], height, width, dx);
     });
     dx
+}
+
+wide_when_available! {
+/// [`relu_max_pool2x2_backward`] for consecutive planes: every input of a window gets its
+/// output's gradient or zero, by selects (no branch on the winner, no zero-fill beforehand); the
+/// odd last row and column, which no window covers, get zero.
+fn unpool_planes(dy: &[f32], from: &[u8], height: usize, width: usize, dx: &mut [f32]) {
+    let (out_h, out_w) = (height / 2, width / 2);
+    let out_plane = out_h * out_w;
+    for (p, dx) in dx.chunks_exact_mut(height * width).enumerate() {
+        let (dy, from) = (&dy[p * out_plane..][..out_plane], &from[p * out_plane..][..out_plane]);
+        for oy in 0..out_h {
+            let (top, bottom) = dx[2 * oy * width..][..2 * width].split_at_mut(width);
+            let (dy, from) = (&dy[oy * out_w..][..out_w], &from[oy * out_w..][..out_w]);
+            for ox in 0..out_w {
+                let (g, f) = (dy[ox], from[ox]);
+                top[2 * ox] = if f == 0 { g } else { 0.0 };
+                top[2 * ox + 1] = if f == 1 { g } else { 0.0 };
+                bottom[2 * ox] = if f == 2 { g } else { 0.0 };
+                bottom[2 * ox + 1] = if f == 3 { g } else { 0.0 };
+            }
+            top[2 * out_w..].fill(0.0);
+            bottom[2 * out_w..].fill(0.0);
+        }
+        dx[2 * out_h * width..].fill(0.0);
+    }
+}
 }
 
 /// The batch statistics of a batch-norm layer in training mode.
@@ -610,7 +762,8 @@ pub fn batch_norm_train_forward(
         mean,
         count,
     };
-    let mut y = vec![0.0f32; x.len()];
+    // Written whole by `affine`, plane by plane (no planes when `size` is 0).
+    let mut y = output(x.len());
     if size > 0 {
         y.par_chunks_mut(size).enumerate().for_each(|(plane, y)| {
             let c = plane % channels;
@@ -648,7 +801,8 @@ pub fn batch_norm_train_backward(
     }
     let sum_dy_xhat = with_inv_std(&sums[channels..]);
     let sum_dy = sums[..channels].to_vec();
-    let mut dx = vec![0.0f32; x.len()];
+    // Written whole by `norm_input_grad`, plane by plane.
+    let mut dx = output(x.len());
     if size > 0 {
         dx.par_chunks_mut(size).enumerate().for_each(|(plane, dx)| {
             let c = plane % channels;
@@ -825,6 +979,10 @@ mod tests {
             ConvShape { batch: 3, c_in: 2, height: 7, width: 5, c_out: 4, kernel: 3, padding: 1 },
             ConvShape { batch: 1, c_in: 1, height: 4, width: 4, c_out: 2, kernel: 5, padding: 2 },
             ConvShape { batch: 5, c_in: 3, height: 6, width: 6, c_out: 3, kernel: 3, padding: 0 },
+            // Rows longer than one 8-lane window, odd sides, kernels 5 and 7, batch 1.
+            ConvShape { batch: 1, c_in: 3, height: 13, width: 11, c_out: 5, kernel: 7, padding: 3 },
+            ConvShape { batch: 2, c_in: 2, height: 9, width: 19, c_out: 3, kernel: 5, padding: 2 },
+            ConvShape { batch: 3, c_in: 1, height: 17, width: 10, c_out: 4, kernel: 5, padding: 0 },
         ] {
             let x = values(shape.batch * shape.in_image(), 1);
             let w = values(shape.c_out * shape.taps(), 2);
@@ -871,6 +1029,58 @@ mod tests {
         assert_eq!(dx, vec![10.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         let (y, _) = relu_max_pool2x2_forward(&[-1.0, -2.0, -3.0, -4.0], 1, 2, 2);
         assert_eq!(y, vec![0.0]);
+    }
+
+    /// The AVX2 rows (when this CPU has AVX2) and the portable rows unfold and fold alike.
+    #[test]
+    fn both_row_kernels_unfold_and_fold_alike() {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            for shape in [
+                ConvShape { batch: 2, c_in: 2, height: 9, width: 19, c_out: 3, kernel: 5, padding: 2 },
+                ConvShape { batch: 1, c_in: 3, height: 14, width: 14, c_out: 1, kernel: 7, padding: 3 },
+                ConvShape { batch: 3, c_in: 1, height: 4, width: 4, c_out: 1, kernel: 5, padding: 2 },
+            ] {
+                let x = values(shape.batch * shape.in_image(), 9);
+                let n = shape.batch * shape.pixels();
+                let (mut portable, mut wide) = (vec![1.0; shape.taps() * n], vec![2.0; shape.taps() * n]);
+                im2col_rows::<Portable>(&x, &shape, 0..shape.batch, &mut portable);
+                im2col_rows::<avx2::Avx2>(&x, &shape, 0..shape.batch, &mut wide);
+                assert_eq!(portable, wide, "im2col {shape:?}");
+                let (mut portable_dx, mut wide_dx) = (vec![0.5; x.len()], vec![0.5; x.len()]);
+                col2im_rows::<Portable>(&portable, &shape, shape.batch, &mut portable_dx);
+                col2im_rows::<avx2::Avx2>(&portable, &shape, shape.batch, &mut wide_dx);
+                assert_eq!(portable_dx, wide_dx, "col2im {shape:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pooling_and_its_gradient_match_their_definitions_at_odd_sizes() {
+        for (planes, height, width) in [(3, 7, 9), (2, 28, 28), (1, 2, 33), (4, 5, 1)] {
+            let x = values(planes * height * width, 7);
+            let (y, from) = relu_max_pool2x2_forward(&x, planes, height, width);
+            let dy = values(y.len(), 8);
+            let dx = relu_max_pool2x2_backward(&dy, &from, planes, height, width);
+            let (out_h, out_w) = (height / 2, width / 2);
+            let mut expected_dx = vec![0.0f32; x.len()];
+            for p in 0..planes {
+                for oy in 0..out_h {
+                    for ox in 0..out_w {
+                        let at = |dy: usize, dx: usize| (p * height + 2 * oy + dy) * width + 2 * ox + dx;
+                        let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                        // The first largest input wins; ReLU clips a window whose largest is <= 0.
+                        let best = window.iter().copied().fold(window[0], |b, i| if x[i] > x[b] { i } else { b });
+                        let out = (p * out_h + oy) * out_w + ox;
+                        assert_eq!(y[out], x[best].max(0.0), "plane {p} ({oy}, {ox}) of {height}x{width}");
+                        if x[best] > 0.0 {
+                            expected_dx[best] = dy[out];
+                        }
+                    }
+                }
+            }
+            assert_eq!(dx, expected_dx, "{planes}x{height}x{width}");
+        }
     }
 
     #[test]
