@@ -15,8 +15,8 @@ use descent::flags::values::positive_count;
 /// Run the speed workloads and print a table.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads, comma-separated: lesson, minibatch, fullbatch, cnn, fashion [default: all five;
-    /// fashion only when its files are there]; and allreduce, under mpirun or srun with the
+    /// Workloads, comma-separated: lesson, minibatch, fullbatch, cnn, fashion, inference
+    /// [default: all six; fashion and inference only when Fashion-MNIST's files are there]; and allreduce, under mpirun or srun with the
     /// feature mpi: the sum of each built-in model's gradient across the processes.
     #[arg(long, value_delimiter = ',', value_parser = workload)]
     pub workloads: Vec<Workload>,
@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
 
-    /// The Fashion-MNIST IDX files for the fashion workload (Debian's package
+    /// The Fashion-MNIST IDX files for the fashion and inference workloads (Debian's package
     /// `dataset-fashion-mnist` installs them here).
     #[arg(long, value_name = "DIR", default_value = FASHION_DIR)]
     pub fashion: PathBuf,
@@ -73,7 +73,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     let workloads: Vec<Workload> = if args.config.is_some() {
         vec![Workload::Config]
     } else if args.workloads.is_empty() {
-        Workload::ALL.into_iter().filter(|w| *w != Workload::Fashion || fashion_there).collect()
+        Workload::ALL.into_iter().filter(|w| !w.needs_fashion() || fashion_there).collect()
     } else {
         args.workloads.clone()
     };
@@ -82,7 +82,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             "--workloads allreduce times the sum of a step's gradients across the processes of an MPI job: start it with `mpirun -n 2 descent bench --workloads allreduce` (a descent built with --features mpi)",
         ));
     }
-    if workloads.contains(&Workload::Fashion) && !fashion_there {
+    if workloads.iter().any(|w| w.needs_fashion()) && !fashion_there {
         return Err(Failure::input(format!(
             "--fashion: {} does not hold the Fashion-MNIST IDX files; install Debian's package \
              dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass the folder \
@@ -92,7 +92,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
     }
     if args.workloads.is_empty() && args.config.is_none() && !fashion_there {
         out!(
-            "(fashion skipped: no Fashion-MNIST files in {}; apt-get install dataset-fashion-mnist)",
+            "(fashion and inference skipped: no Fashion-MNIST files in {}; apt-get install dataset-fashion-mnist)",
             args.fashion.display()
         );
     }

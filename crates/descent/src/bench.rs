@@ -8,6 +8,7 @@
 //! | `fullbatch` | full-batch steps (forward, backward, update) at n = 10,000,000 | ms per step |
 //! | `cnn` | the CNN of `bench/pytorch/cnn.py` on the digits (Conv5x5 1→32, pool, Conv5x5 32→64, pool, Linear; Adam 1e-3, batch 64) | training images per second |
 //! | `fashion` | the default CNN (batch norm and dropout on) on Fashion-MNIST, 28x28, as `bench/pytorch/fashion.py` (Adam 1e-3, batch 64, one epoch of 60,000 images) | training images per second |
+//! | `inference` | the default CNN (untrained: the weights do not change the work) classifying Fashion-MNIST's 10,000 test images through the evaluation `predict` and validation use (batch norm on its running statistics, dropout off, log-softmax read back), as `bench/pytorch/inference.py` does under `model.eval()` and `torch.no_grad()` | images classified per second |
 //! | `allreduce` | under `mpirun`/`srun` (feature `mpi`): the sum across the processes of one step's gradients, for each built-in model's size (not in the default set) | ms per all-reduce |
 //! | a configuration | that run configuration's training, any model (your own included) | images per second (image models), rows per second (mini-batches), µs per step (full batch) |
 //!
@@ -18,11 +19,12 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use burn::module::Module;
 use serde::Serialize;
 
 use crate::config::{DataConfig, ModelConfig, RunConfig};
 use crate::experiment::{Experiment, ImageExperiment, RunError, TrainOptions};
-use crate::model::CnnConfig;
+use crate::model::{CnnConfig, ImageModel, ImageModelVisitor};
 use crate::run::Task;
 use crate::task::classify::ImageClassification;
 
@@ -39,6 +41,8 @@ pub enum Workload {
     Cnn,
     /// The default CNN on Fashion-MNIST: training images per second.
     Fashion,
+    /// The default CNN classifying Fashion-MNIST's test set: images per second.
+    Inference,
     /// A run configuration's training.
     Config,
     /// The gradient all-reduce of a data-parallel step (MPI), for each built-in model's size:
@@ -47,12 +51,23 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// The five built-in workloads.
-    pub const ALL: [Workload; 5] =
-        [Workload::Lesson, Workload::Minibatch, Workload::Fullbatch, Workload::Cnn, Workload::Fashion];
+    /// The six built-in workloads.
+    pub const ALL: [Workload; 6] = [
+        Workload::Lesson,
+        Workload::Minibatch,
+        Workload::Fullbatch,
+        Workload::Cnn,
+        Workload::Fashion,
+        Workload::Inference,
+    ];
 
     /// Their names, as `--workloads` takes them.
-    pub const NAMES: [&'static str; 5] = ["lesson", "minibatch", "fullbatch", "cnn", "fashion"];
+    pub const NAMES: [&'static str; 6] = ["lesson", "minibatch", "fullbatch", "cnn", "fashion", "inference"];
+
+    /// Whether the workload reads Fashion-MNIST's files.
+    pub fn needs_fashion(self) -> bool {
+        matches!(self, Workload::Fashion | Workload::Inference)
+    }
 
     /// The workload's name.
     pub fn name(self) -> &'static str {
@@ -92,6 +107,8 @@ pub enum Figure {
     RowsPerSecond(usize),
     /// Training images per second, over every epoch.
     ImagesPerSecond,
+    /// Validation images classified per second, by the untrained network.
+    ClassifiedPerSecond,
     /// Milliseconds per sum of this many `f32` values across the job's processes.
     MillisPerAllReduce(usize),
 }
@@ -187,6 +204,17 @@ pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
                 Figure::ImagesPerSecond,
             )]
         }
+        Workload::Inference => {
+            let mut config = cnn;
+            // Only the test set is classified; one training image keeps the loading short.
+            config.data = DataConfig::FashionMnist {
+                dir: sizes.fashion.clone(),
+                train_limit: Some(1),
+                side: None,
+                sha256: None,
+            };
+            vec![case("28x28, 10,000 test images".into(), config, "images/s", Figure::ClassifiedPerSecond)]
+        }
         // A configuration's case is `configured_case`'s.
         Workload::Config => Vec::new(),
         Workload::Allreduce => all_reduce_cases(base),
@@ -217,6 +245,9 @@ pub fn measure(case: &Case) -> Result<f64, RunError> {
         return Ok(all_reduce_millis(values));
     }
     let config = case.config.clone();
+    if let Figure::ClassifiedPerSecond = case.figure {
+        return classified_per_second(config);
+    }
     let (seconds, steps, images) = if config.model.is_image_model() {
         let experiment = ImageExperiment::prepare(config)?;
         let mut task = ImageClassification::of(&experiment)?;
@@ -232,8 +263,30 @@ pub fn measure(case: &Case) -> Result<f64, RunError> {
         Figure::MillisPerStep => seconds / steps as f64 * 1e3,
         Figure::ImagesPerSecond => images as f64 / seconds,
         Figure::RowsPerSecond(rows) => rows as f64 / seconds,
-        Figure::MillisPerAllReduce(_) => unreachable!("measured above"),
+        Figure::MillisPerAllReduce(_) | Figure::ClassifiedPerSecond => unreachable!("measured above"),
     })
+}
+
+/// The validation images of `config`'s experiment classified per second by its network at its
+/// initial weights, through [`crate::metrics::evaluate`] (what `predict` and validation run).
+fn classified_per_second(config: RunConfig) -> Result<f64, RunError> {
+    struct Time<'a>(&'a ImageExperiment);
+    impl ImageModelVisitor for Time<'_> {
+        type Output = Result<f64, RunError>;
+        fn visit<T: ImageModel>(self, settings: &T) -> Self::Output {
+            let experiment = self.0;
+            // `valid()`: off the autodiff device, dropout off, batch norm on running statistics.
+            let model = experiment.start_network(settings)?.0.valid();
+            let (set, indices) = (&experiment.valid_set, &experiment.valid);
+            let start = std::time::Instant::now();
+            crate::metrics::evaluate(&model, set, indices, &experiment.device.device)
+                .map_err(|error| crate::train::TrainError::Device(format!("inference failed: {error}")))?;
+            Ok(indices.len() as f64 / start.elapsed().as_secs_f64())
+        }
+    }
+    let experiment = ImageExperiment::prepare(config)?;
+    let visit = experiment.config.model.visit_image_model(Time(&experiment));
+    visit.unwrap_or_else(|| Err(RunError::WrongModel("inference is timed for image models".into())))
 }
 
 /// A case per built-in model: the sum of its gradient across the job's processes.

@@ -176,9 +176,17 @@ impl ConvBlock {
         // `Conv2d::forward`'s order, which keeps runs identical to the standard path's.
         let weight = self.conv.weight.val();
         let bias = self.conv.bias.as_ref().expect("checked by fast_padding").val();
+        let training = |norm: &BatchNorm| x.device().is_autodiff() && norm.training.is_enabled();
+        if let Some(norm) = self.norm.as_ref().filter(|norm| !training(norm)) {
+            // Batch norm on its running statistics is an affine map per channel: folded into
+            // the convolution's weights and bias, it costs no pass over the activations.
+            let (weight, bias) = fold_batch_norm(norm, weight, bias);
+            return flex::relu_max_pool2x2(flex::conv2d_padded(x, weight, bias, padding));
+        }
         let x = flex::conv2d_padded(x, weight, bias, padding);
+        // Here batch norm, if any, trains: the batch's statistics.
         let x = match &self.norm {
-            Some(norm) if x.device().is_autodiff() && norm.training.is_enabled() => {
+            Some(norm) => {
                 let (y, mean, variance) =
                     flex::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
                 // The running statistics move as Burn's `BatchNorm` moves them.
@@ -197,9 +205,23 @@ impl ConvBlock {
                 );
                 y
             }
-            Some(norm) => norm.forward(x),
             None => x,
         };
         flex::relu_max_pool2x2(x)
     }
+}
+
+/// The weight and bias of a convolution followed by `norm` on its running statistics:
+/// `norm(conv(x; w, b)) = conv(x; w·s, (b − mean)·s + beta)` with `s = gamma / sqrt(var + ε)` per
+/// output channel. Burn operations, so the fold is differentiable where gamma and beta are tracked.
+#[cfg(feature = "flex")]
+fn fold_batch_norm(norm: &BatchNorm, weight: Tensor<4>, bias: Tensor<1>) -> (Tensor<4>, Tensor<1>) {
+    let device = weight.device();
+    let mean = norm.running_mean.value().to_device(&device);
+    let variance = norm.running_var.value().to_device(&device);
+    let scale = norm.gamma.val().div(variance.add_scalar(norm.epsilon).sqrt());
+    let [outputs] = scale.dims();
+    let weight = weight.mul(scale.clone().reshape([outputs, 1, 1, 1]));
+    let bias = bias.sub(mean).mul(scale).add(norm.beta.val());
+    (weight, bias)
 }

@@ -156,6 +156,45 @@ fn conv_block_on_flex_matches_burns_standard_ops_on_flex_and_ndarray() {
     }
 }
 
+/// Inference folds batch norm into the convolution's weights and bias: against Burn's standard
+/// `Conv2d` then `BatchNorm` on running statistics, and gamma, beta, mean and variance far from
+/// their initial values (at those the fold would be nearly the identity and prove little); on
+/// the autodiff device too, with training off, where gamma's and beta's gradients go through
+/// the fold.
+#[test]
+fn inference_folds_batch_norm_into_the_convolution() {
+    use burn::module::{Param, RunningState};
+    for (device, label) in [(Device::flex(), "flex"), (Device::flex().autodiff(), "flex, training off")] {
+        device.seed(11);
+        let mut block = ConvBlockConfig::new(3, 5, 5).with_batch_norm(true).init(&device);
+        let norm = block.norm.as_mut().expect("batch norm");
+        let per_channel = |values: [f32; 5]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [5]), &device);
+        norm.gamma = Param::from_tensor(per_channel([0.5, -1.25, 2.0, 1.0, 0.3]));
+        norm.beta = Param::from_tensor(per_channel([0.1, 0.0, -0.7, 1.5, 0.25]));
+        norm.running_mean = RunningState::new(per_channel([0.2, -0.4, 0.0, 1.0, -2.0]));
+        norm.running_var = RunningState::new(per_channel([0.5, 2.0, 0.01, 1.0, 4.0]));
+        // Training off on the autodiff device: running statistics, as a frozen layer has them.
+        norm.training = Param::from_bool(false);
+        let dims = [3, 3, 11, 11];
+        let x = Tensor::<4>::from_data(TensorData::new(values(3 * 3 * 121, 12), dims), &device);
+        let (fast, standard) = (block.forward(x.clone()), block.forward_standard(x));
+        let error = relative_error(&host(fast.clone()), &host(standard.clone()));
+        assert!(error < 1e-5, "{label}: folded inference differs by {error:e}");
+        if device.is_autodiff() {
+            let probe = Tensor::<4>::from_data(TensorData::new(values(fast.shape().num_elements(), 13), fast.dims()), &device);
+            let grads = |y: Tensor<4>| {
+                let grads = y.mul(probe.clone()).sum().backward();
+                let norm = block.norm.as_ref().expect("batch norm");
+                [host(norm.gamma.grad(&grads).expect("gamma's gradient")), host(norm.beta.grad(&grads).expect("beta's"))]
+            };
+            for (name, (fast, standard)) in ["gamma", "beta"].iter().zip(grads(fast).into_iter().zip(grads(standard))) {
+                let error = relative_error(&fast, &standard);
+                assert!(error < 1e-4, "{label}: {name}'s gradient differs by {error:e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn conv_block_gradients_match_finite_differences() {
     // A tiny case in f32, differenced in the loss Σ y·probe with steps of 1e-2: the fast path's
