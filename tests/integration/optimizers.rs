@@ -10,7 +10,6 @@ use crate::common::{descent, rejects, summary};
 use descent::config::{RunConfig, optimizer_from, parse_toml, schedule_from};
 use descent::data::{LessonData, Table};
 use descent::experiment::Experiment;
-use descent::ols::least_squares;
 use descent::optim::{OptimizerConfig, ScheduleConfig};
 use descent::train::{LrFindSettings, lr_find};
 
@@ -31,7 +30,7 @@ fn gap_after_training(config: RunConfig) -> f64 {
     let experiment = Experiment::prepare(config).expect("the configuration prepares");
     let trained = experiment.train(&mut |_| ControlFlow::Continue(())).expect("training runs");
     let a = trained.model.parameters().unwrap();
-    let ols = least_squares(&experiment.table).unwrap();
+    let ols = experiment.rows.least_squares().unwrap();
     a.iter().zip(&ols.a).map(|(p, q)| (f64::from(*p) - q).abs()).fold(0.0, f64::max)
 }
 

@@ -50,6 +50,21 @@ impl FullBatch {
     pub fn new(table: &Table, device: &Device) -> Self {
         Self { batch: RegressionBatch::from_table(table, device) }
     }
+
+    /// Put `table` on `device`, giving up the host copy: its columns move into the tensors (no
+    /// copy at all on Flex; other devices copy them and the host's are freed).
+    pub fn from_owned(table: Table, device: &Device) -> Self {
+        let (rows, features) = (table.len(), table.features());
+        let (x, y) = table.into_columns();
+        let x = Tensor::from_data(TensorData::new(x, [rows, features]), device);
+        let y = Tensor::from_data(TensorData::new(y, [rows, 1]), device);
+        Self { batch: RegressionBatch { x, y } }
+    }
+
+    /// The batch: every row (tensor handles; no data is copied).
+    pub fn batch(&self) -> RegressionBatch {
+        self.batch.clone()
+    }
 }
 
 impl BatchSource<RegressionBatch> for FullBatch {

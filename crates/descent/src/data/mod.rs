@@ -77,6 +77,12 @@ impl Table {
     }
 
     /// Features as an `[n, d]` tensor on `device`.
+    /// The columns, given up: `x` row-major (`features` values per row) and `y`. Moved into
+    /// device tensors, they cost no copy on the CPU.
+    pub fn into_columns(self) -> (Vec<f32>, Vec<f32>) {
+        (self.x, self.y)
+    }
+
     pub fn x_tensor(&self, device: &Device) -> Tensor<2> {
         Tensor::from_data(TensorData::new(self.x.clone(), [self.len(), self.features]), device)
     }

@@ -19,6 +19,13 @@ impl SeededRng {
         Self { stream: ChaCha8Rng::seed_from_u64(seed) }
     }
 
+    /// Move on as `count` calls of [`Self::unit`] would (each takes one 64-bit value: two of
+    /// ChaCha's 32-bit words), without computing them.
+    pub fn skip_units(&mut self, count: u64) {
+        let position = self.stream.get_word_pos() + 2 * u128::from(count);
+        self.stream.set_word_pos(position);
+    }
+
     /// A uniform value in `[0, 1)` with 53 random bits.
     pub fn unit(&mut self) -> f64 {
         (self.stream.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)

@@ -5,7 +5,11 @@ use std::ops::{ControlFlow, Deref};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
+use burn::prelude::Device;
+
 use crate::data::{FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
+use crate::ols::{LeastSquares, Moments, OlsError, least_squares};
+use crate::report::plots;
 use crate::device::Access;
 use crate::model::LinearModel;
 use crate::optim::InvalidValue;
@@ -26,10 +30,121 @@ use super::{
 pub struct Experiment {
     prepared: Prepared,
     /// The rows trained on.
-    pub table: Arc<Table>,
+    pub rows: LinearRows,
     /// With CSV data (`descent fit`): the table's columns, its scaling, the validation rows and
     /// the closed-form solution.
     pub regression: Option<RegressionData>,
+}
+
+/// Where a linear experiment's rows are.
+pub enum LinearRows {
+    /// On the host: rows read from a file, and rows trained on in mini-batches (the loader
+    /// gathers each epoch's order from the host table).
+    Host(Arc<Table>),
+    /// The lesson's generated rows for full-batch descent: only on the device, with what the
+    /// closed form, the reported errors and the figures need. A host copy would double the
+    /// memory of a large run (10 million rows are 120 MB each way).
+    Device(Box<DeviceRows>),
+}
+
+/// Rows held only on the device, and what was kept of them on the host.
+pub struct DeviceRows {
+    /// Every row, on the device.
+    pub batch: FullBatch,
+    /// `XᵀX`, `Xᵀy`, `yᵀy`: the closed form and the mean squared error of any parameters.
+    pub moments: Moments,
+    /// The first rows (at most [`HEAD_ROWS`]), row-major: the notebook's printout of `x[:5]`.
+    pub head: Vec<f32>,
+    /// Column 0 and the target of the rows a scatter draws ([`plots::scatter_rows`]).
+    pub scatter: Vec<(f64, f64)>,
+}
+
+/// Rows of the data kept on the host for printing when the data itself lives on the device.
+pub const HEAD_ROWS: usize = 5;
+
+impl LinearRows {
+    /// `table`'s rows on `device` only, keeping its moments, head and scatter on the host.
+    pub fn on_device(table: Table, device: &Device) -> Self {
+        let moments = Moments::of(&table);
+        let head = table.x()[..HEAD_ROWS.min(table.len()) * table.features()].to_vec();
+        let scatter = scatter_points(&table);
+        Self::Device(Box::new(DeviceRows { batch: FullBatch::from_owned(table, device), moments, head, scatter }))
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Host(table) => table.len(),
+            Self::Device(rows) => rows.moments.rows,
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Feature columns per row.
+    pub fn features(&self) -> usize {
+        match self {
+            Self::Host(table) => table.features(),
+            Self::Device(rows) => rows.moments.features(),
+        }
+    }
+
+    /// The host table, when the rows are on the host.
+    pub fn table(&self) -> Option<&Arc<Table>> {
+        match self {
+            Self::Host(table) => Some(table),
+            Self::Device(_) => None,
+        }
+    }
+
+    /// The closed-form least-squares fit, and its mean squared error.
+    pub fn least_squares(&self) -> Result<LeastSquares, OlsError> {
+        match self {
+            Self::Host(table) => least_squares(table),
+            Self::Device(rows) => rows.moments.least_squares(),
+        }
+    }
+
+    /// The mean squared error of the parameters `a` over every row, in `f64`.
+    pub fn mse(&self, a: &[f64]) -> f64 {
+        match self {
+            Self::Host(table) => table.mse(a),
+            Self::Device(rows) => rows.moments.mse(a),
+        }
+    }
+
+    /// The first `count` rows (at most [`HEAD_ROWS`] when the rows are on the device).
+    pub fn head(&self, count: usize) -> Vec<&[f32]> {
+        let (values, features) = match self {
+            Self::Host(table) => (table.x(), table.features()),
+            Self::Device(rows) => (&rows.head[..], rows.moments.features()),
+        };
+        values.chunks(features.max(1)).take(count).collect()
+    }
+
+    /// Column 0 and the target of the rows a scatter draws.
+    pub fn scatter(&self) -> Vec<(f64, f64)> {
+        match self {
+            Self::Host(table) => scatter_points(table),
+            Self::Device(rows) => rows.scatter.clone(),
+        }
+    }
+
+    /// Every row as one batch on `device` (the device's own when the rows are there already).
+    pub fn full_batch(&self, device: &Device) -> FullBatch {
+        match self {
+            Self::Host(table) => FullBatch::new(table, device),
+            Self::Device(rows) => rows.batch.clone(),
+        }
+    }
+}
+
+/// Column 0 and the target of the rows of `table` a scatter draws.
+fn scatter_points(table: &Table) -> Vec<(f64, f64)> {
+    plots::scatter_rows(table.len()).map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i]))).collect()
 }
 
 impl Deref for Experiment {
@@ -55,17 +170,17 @@ impl Experiment {
             )));
         }
         let mut prepared = Prepared::open(config, access)?;
-        let (table, regression) = read_rows(&mut prepared.config)?;
+        let (rows, regression) = read_rows(&mut prepared.config, &prepared.device.device)?;
         let config = &prepared.config;
         if let ModelConfig::Linear { init: Some(init) } = &config.model
-            && init.len() != table.features()
+            && init.len() != rows.features()
         {
             return Err(RunError::Config(ConfigError::Invalid(InvalidValue {
                 field: "model.init".into(),
-                message: config.init_length_message(init.len(), table.features()),
+                message: config.init_length_message(init.len(), rows.features()),
             })));
         }
-        let experiment = Self { prepared, table, regression };
+        let experiment = Self { prepared, rows, regression };
         experiment.check_plan(experiment.batches_per_epoch())?;
         Ok(experiment)
     }
@@ -74,7 +189,7 @@ impl Experiment {
     pub fn batches_per_epoch(&self) -> usize {
         match self.config.training.batch_size {
             None => 1,
-            Some(size) => self.table.len().div_ceil(size),
+            Some(size) => self.rows.len().div_ceil(size),
         }
     }
 
@@ -86,18 +201,19 @@ impl Experiment {
     /// The model at its initial parameters, on the autodiff device.
     pub fn model(&self) -> LinearModel {
         let init: Vec<f32> =
-            self.config.linear_init(self.table.features()).into_iter().map(|v| v as f32).collect();
+            self.config.linear_init(self.rows.features()).into_iter().map(|v| v as f32).collect();
         LinearModel::new(&init, &self.device.device.clone().autodiff())
     }
 
     /// The batches: the whole table once on the device, or Burn's `DataLoader` over shuffled
     /// mini-batches.
     pub fn batches(&self) -> Box<dyn BatchSource<RegressionBatch>> {
-        match self.config.training.batch_size {
-            None => Box::new(FullBatch::new(&self.table, &self.device.device)),
-            Some(size) => {
-                Box::new(MiniBatches::new(self.table.clone(), size, self.config.seed, &self.device.device))
+        let device = &self.device.device;
+        match (self.config.training.batch_size, &self.rows) {
+            (Some(size), LinearRows::Host(table)) => {
+                Box::new(MiniBatches::new(table.clone(), size, self.config.seed, device))
             }
+            _ => Box::new(self.rows.full_batch(device)),
         }
     }
 
@@ -153,7 +269,7 @@ impl Experiment {
     /// run's optimizer (its schedule spread over `steps`); after each update, the parameters
     /// (slope, intercept) and the loss computed before it.
     pub fn trajectory(&self, steps: usize) -> Result<Vec<([f64; 2], f64)>, RunError> {
-        let source = FullBatch::new(&self.table, &self.device.device);
+        let source = self.rows.full_batch(&self.device.device);
         let (mut optimizer, mut schedule) = self.optimization(steps)?;
         let plan = Plan::new(Length::Steps(steps), Report::EverySteps(1));
         let mut parameters = Vec::with_capacity(steps);
@@ -226,22 +342,29 @@ fn parameters(model: &LinearModel) -> Result<Vec<f64>, RunError> {
 }
 
 /// The rows of a linear configuration: generated, read from a points file, or a CSV table
-/// prepared as a regression (whose columns the configuration then names).
-fn read_rows(config: &mut RunConfig) -> Result<(Arc<Table>, Option<RegressionData>), RunError> {
+/// prepared as a regression (whose columns the configuration then names). Generated rows for
+/// full-batch descent go to `device` and leave the host.
+fn read_rows(
+    config: &mut RunConfig,
+    device: &Device,
+) -> Result<(LinearRows, Option<RegressionData>), RunError> {
     let seed = config.seed;
+    let full_batch = config.training.batch_size.is_none();
     match &mut config.data {
         DataConfig::Lesson { n, true_a, noise } => {
             let bytes = (*n as u64).checked_mul(LESSON_BYTES_PER_ROW);
             check_memory_for("data.n", || format!("{n} rows (--n)"), bytes)?;
-            let data = LessonData { n: *n, true_a: *true_a, noise: *noise, seed };
-            Ok((Arc::new(data.generate()), None))
+            let table = LessonData { n: *n, true_a: *true_a, noise: *noise, seed }.generate();
+            let rows =
+                if full_batch { LinearRows::on_device(table, device) } else { LinearRows::Host(Arc::new(table)) };
+            Ok((rows, None))
         }
-        DataConfig::Points { path, .. } => Ok((Arc::new(read_points(path)?), None)),
+        DataConfig::Points { path, .. } => Ok((LinearRows::Host(Arc::new(read_points(path)?)), None)),
         DataConfig::Csv(source) => {
             let regression = RegressionData::prepare(source, seed)?;
             // The saved configuration names the columns it used, whatever the file gains later.
             source.features = Some(regression.features.clone());
-            Ok((regression.train.clone(), Some(regression)))
+            Ok((LinearRows::Host(regression.train.clone()), Some(regression)))
         }
         DataConfig::Digits { .. }
         | DataConfig::Mnist { .. }

@@ -5,11 +5,10 @@ use burn::module::Module;
 use serde::Serialize;
 
 use crate::config::DataConfig;
-use crate::data::RegressionBatch;
 use crate::device::ReadBackError;
 use crate::experiment::{Experiment, Prepared, RunError, TrainOptions, TrainedRun};
 use crate::model::LinearModel;
-use crate::ols::{LeastSquares, least_squares};
+use crate::ols::LeastSquares;
 use crate::report::figures::{FigureError, Figures};
 use crate::report::{ANIMATION_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, RunSummary, plots};
 use crate::run::{OutputError, Task};
@@ -71,15 +70,15 @@ impl<'a> Lesson<'a> {
     /// The lesson on `experiment`'s points. Points that fit no unique line (one point, or all
     /// with one x) are refused, naming where they came from, before anything is written.
     pub fn new(experiment: &'a Experiment, animate: bool) -> Result<Self, NoUniqueLine> {
-        let table = &experiment.table;
-        let ols = least_squares(table).map_err(|_| {
-            let first_x = table.row(0)[0];
-            let why = if table.len() == 1 {
+        let rows = &experiment.rows;
+        let ols = rows.least_squares().map_err(|_| {
+            let first_x = rows.head(1).first().map_or(0.0, |row| row[0]);
+            let why = if rows.len() == 1 {
                 "one point fits no unique line".to_string()
             } else {
                 format!(
                     "all {} points have x = {first_x}, and no unique line passes through them",
-                    table.len()
+                    rows.len()
                 )
             };
             let source_name = match &experiment.config.data {
@@ -98,7 +97,7 @@ impl<'a> Lesson<'a> {
             return Ok(loss);
         }
         let experiment = self.experiment;
-        let whole = RegressionBatch::from_table(&experiment.table, &experiment.device.device);
+        let whole = experiment.rows.full_batch(&experiment.device.device).batch();
         let loss = experiment.model().loss(whole).inner().try_into_scalar::<f32>();
         let loss = f64::from(loss.map_err(|error| ReadBackError::from_debug(&error))?);
         Ok(*self.initial_loss.get_or_init(|| loss))
@@ -113,7 +112,7 @@ impl<'a> Lesson<'a> {
         let TrainedRun { trained, batch_losses, rates, .. } = run;
         let a = trained.model.parameters().map_err(|error| TrainError::Device(error.to_string()))?;
         let a: Vec<f64> = a.into_iter().map(f64::from).collect();
-        let loss = self.experiment.table.mse(&a);
+        let loss = self.experiment.rows.mse(&a);
         let gap_a = a.iter().zip(&self.ols.a).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
         let gap_loss = loss - self.ols.mse;
         Ok(LessonOutcome { trained, a, loss, initial_loss, gap_a, gap_loss, batch_losses, rates })
@@ -161,10 +160,7 @@ impl Task for Lesson<'_> {
     /// notebook's animation.
     fn figures(&self, outcome: &LessonOutcome, figures: &Figures) -> Result<(), OutputError> {
         let (experiment, a) = (self.experiment, [outcome.a[0], outcome.a[1]]);
-        let (config, table) = (&experiment.config, &experiment.table);
-        let points: Vec<(f64, f64)> = plots::scatter_rows(table.len())
-            .map(|i| (f64::from(table.row(i)[0]), f64::from(table.y()[i])))
-            .collect();
+        let (config, points) = (&experiment.config, experiment.rows.scatter());
         let guess = config.linear_init(2);
         let guess = [guess[0], guess[1]];
         figures.save("fit", |format| plots::fit_plot(&points, guess, a, format))?;
@@ -194,10 +190,10 @@ impl Task for Lesson<'_> {
             gap_a: outcome.gap_a,
             gap_loss: outcome.gap_loss,
             epochs: trained.epochs,
-            n: experiment.table.len(),
+            n: experiment.rows.len(),
             lr: experiment.config.optimizer.lr(),
         };
-        let batch_size = experiment.config.training.batch_size.unwrap_or(experiment.table.len());
+        let batch_size = experiment.config.training.batch_size.unwrap_or(experiment.rows.len());
         RunSummary::new(place, trained.steps, batch_size, trained.seconds, lesson).to_json()
     }
 }

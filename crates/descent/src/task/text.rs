@@ -30,22 +30,21 @@ pub fn heading(command: &str, prepared: &Prepared) -> String {
 /// (`initial_loss`, from [`Lesson::initial_loss`]).
 pub fn lesson_setup(lesson: &Lesson<'_>, initial_loss: f64) -> Vec<String> {
     let experiment = lesson.experiment;
-    let (config, table) = (&experiment.config, &experiment.table);
+    let (config, rows) = (&experiment.config, &experiment.rows);
     let mut lines = vec![match &config.data {
-        DataConfig::Points { path, .. } => format!("data: {} points from {}", table.len(), path.display()),
+        DataConfig::Points { path, .. } => format!("data: {} points from {}", rows.len(), path.display()),
         DataConfig::Lesson { true_a, noise, .. } => format!(
             "data: n = {}, x = [U(-1, 1), 1], y = x·({}, {}) + {}·N(0, 1), seed {}",
-            table.len(),
+            rows.len(),
             true_a[0],
             true_a[1],
             noise,
             config.seed
         ),
-        _ => format!("data: {} rows", table.len()),
+        _ => format!("data: {} rows", rows.len()),
     }];
     lines.push("first rows of x:".into());
-    for i in 0..table.len().min(5) {
-        let row = table.row(i);
+    for row in rows.head(5) {
         lines.push(format!("  [{:>8.4}, {:>6.4}]", row[0], row[1]));
     }
     let guess = config.linear_init(2);
