@@ -59,27 +59,37 @@ impl Moments {
         self.xty.len()
     }
 
-    /// Add the rows `x` (`features` values each) with their targets `y`.
+    /// Add the rows `x` (`features` values each) with their targets `y`: summed in blocks of
+    /// [`MOMENT_BLOCK`] rows, then the blocks added, so the rounding grows with the block's length
+    /// and the blocks' count rather than with the rows' (10 million rows in one running sum would
+    /// lose about 1e-9 of `yᵀy`, which the mean squared error's cancellation magnifies).
     pub fn add_rows(&mut self, x: &[f32], y: &[f32]) {
         let d = self.features();
         assert_eq!(x.len(), y.len() * d, "x must hold `features` values per target");
-        for (row, &y) in x.chunks_exact(d.max(1)).zip(y) {
-            let y = f64::from(y);
-            for j in 0..d {
-                let xj = f64::from(row[j]);
-                for k in 0..d {
-                    self.xtx[j * d + k] += xj * f64::from(row[k]);
+        for (x, y) in x.chunks(MOMENT_BLOCK * d.max(1)).zip(y.chunks(MOMENT_BLOCK)) {
+            let mut block = Self::new(d);
+            for (row, &y) in x.chunks_exact(d.max(1)).zip(y) {
+                let y = f64::from(y);
+                for j in 0..d {
+                    let xj = f64::from(row[j]);
+                    for k in 0..d {
+                        block.xtx[j * d + k] += xj * f64::from(row[k]);
+                    }
+                    block.xty[j] += xj * y;
                 }
-                self.xty[j] += xj * y;
+                block.yty += y * y;
             }
-            self.yty += y * y;
+            self.xtx.iter_mut().zip(&block.xtx).for_each(|(total, part)| *total += part);
+            self.xty.iter_mut().zip(&block.xty).for_each(|(total, part)| *total += part);
+            self.yty += block.yty;
+            self.rows += y.len();
         }
-        self.rows += y.len();
     }
 
     /// The mean squared error of `a` over the rows, `(aᵀXᵀXa − 2aᵀXᵀy + yᵀy) / n`. In `f64` the
-    /// cancellation costs about `yᵀy / Σr²` ulps (near the optimum of the lesson, 100 rounding
-    /// errors of 1e-16): far below what `f32` training resolves. Never negative.
+    /// cancellation magnifies the sums' rounding by about `yᵀy / Σr²` (about 100 near the
+    /// lesson's optimum): some 1e-12 relative for 10 million rows, far below what `f32`
+    /// training resolves. Never negative.
     pub fn mse(&self, a: &[f64]) -> f64 {
         let d = self.features();
         assert_eq!(a.len(), d, "one parameter per feature");
@@ -125,6 +135,9 @@ impl Moments {
     }
 }
 
+/// Rows per block of [`Moments::add_rows`]' sums.
+const MOMENT_BLOCK: usize = 4096;
+
 /// The least-squares fit of `table` ([`Moments::least_squares`]), its mean squared error summed
 /// over the rows themselves.
 pub fn least_squares(table: &Table) -> Result<LeastSquares, OlsError> {
@@ -163,7 +176,8 @@ mod tests {
     }
 
     /// The mean squared error from the moments against the direct sum over the rows, at the
-    /// optimum (where the cancellation is worst) and away from it, on the lesson's data.
+    /// optimum (where the cancellation is worst) and away from it, on the lesson's data. The
+    /// direct sum, one running `f64` sum, is itself good to about `n · 1e-16`.
     #[test]
     fn moments_give_the_direct_mean_squared_error() {
         for n in [100, 100_000] {
@@ -172,7 +186,7 @@ mod tests {
             let fit = moments.least_squares().unwrap();
             for a in [fit.a.clone(), vec![-1.0, 1.0], vec![3.0, 2.0]] {
                 let (streamed, direct) = (moments.mse(&a), table.mse(&a));
-                assert!((streamed - direct).abs() <= 1e-12 * direct, "n {n}, a {a:?}: {streamed} vs {direct}");
+                assert!((streamed - direct).abs() <= 1e-10 * direct, "n {n}, a {a:?}: {streamed} vs {direct}");
             }
             assert_eq!(least_squares(&table).unwrap().a, fit.a);
         }
