@@ -188,37 +188,25 @@ pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
         }
         Workload::Fashion => {
             let mut config = cnn;
-            let train_limit = quick.then_some(10_000);
-            config.data = DataConfig::FashionMnist {
-                dir: sizes.fashion.clone(),
-                train_limit,
-                side: None,
-                sha256: None,
-            };
+            config.data = fashion(sizes, quick.then_some(10_000));
             config.training.epochs = Some(1);
             let images = if quick { "10,000" } else { "60,000" };
-            vec![case(
-                format!("28x28, batch 64, {images} images"),
-                config,
-                "images/s",
-                Figure::ImagesPerSecond,
-            )]
+            vec![case(format!("28x28, batch 64, {images} images"), config, "images/s", Figure::ImagesPerSecond)]
         }
         Workload::Inference => {
-            let mut config = cnn;
             // Only the test set is classified; one training image keeps the loading short.
-            config.data = DataConfig::FashionMnist {
-                dir: sizes.fashion.clone(),
-                train_limit: Some(1),
-                side: None,
-                sha256: None,
-            };
+            let config = RunConfig { data: fashion(sizes, Some(1)), ..cnn };
             vec![case("28x28, 10,000 test images".into(), config, "images/s", Figure::ClassifiedPerSecond)]
         }
         // A configuration's case is `configured_case`'s.
         Workload::Config => Vec::new(),
         Workload::Allreduce => all_reduce_cases(base),
     }
+}
+
+/// Fashion-MNIST from `sizes`' folder, its first `train_limit` training images.
+fn fashion(sizes: &Sizes, train_limit: Option<usize>) -> DataConfig {
+    DataConfig::FashionMnist { dir: sizes.fashion.clone(), train_limit, side: None, sha256: None }
 }
 
 /// The case of a run configuration on `device`: its model and length, and its figure.

@@ -70,10 +70,10 @@ impl Moments {
             let mut block = Self::new(d);
             for (row, &y) in x.chunks_exact(d.max(1)).zip(y) {
                 let y = f64::from(y);
-                for j in 0..d {
-                    let xj = f64::from(row[j]);
-                    for k in 0..d {
-                        block.xtx[j * d + k] += xj * f64::from(row[k]);
+                for (j, &xj) in row.iter().enumerate() {
+                    let xj = f64::from(xj);
+                    for (total, &xk) in block.xtx[j * d..(j + 1) * d].iter_mut().zip(row) {
+                        *total += xj * f64::from(xk);
                     }
                     block.xty[j] += xj * y;
                 }

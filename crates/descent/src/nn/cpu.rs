@@ -365,13 +365,42 @@ fn col2im_rows<R: Rows>(columns: &[f32], shape: &ConvShape, images: usize, dx: &
 /// keep the large im2col buffers out of that copy.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
-    (m, n, k): (usize, usize, usize),
+    sizes: (usize, usize, usize),
     dst: &mut [f32],
-    (dst_rs, dst_cs): (usize, usize),
+    dst_strides: (usize, usize),
     lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
+    parallelism: Parallelism,
+) {
+    product(sizes, (dst, dst_strides, false), (lhs, lhs_strides), (rhs, rhs_strides), parallelism)
+}
+
+/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, as [`matmul`].
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    sizes: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_strides: (usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    parallelism: Parallelism,
+) {
+    product(sizes, (dst, dst_strides, true), (lhs, lhs_strides), (rhs, rhs_strides), parallelism)
+}
+
+/// An operand and its row and column strides.
+type Operand<'a> = (&'a [f32], (usize, usize));
+
+/// [`matmul`] (`read_dst` false) or [`accumulate`] (true).
+fn product(
+    (m, n, k): (usize, usize, usize),
+    (dst, (dst_rs, dst_cs), read_dst): (&mut [f32], (usize, usize), bool),
+    (lhs, (lhs_rs, lhs_cs)): Operand<'_>,
+    (rhs, (rhs_rs, rhs_cs)): Operand<'_>,
     parallelism: Parallelism,
 ) {
     assert!(m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len());
@@ -386,14 +415,14 @@ fn matmul(
             dst.as_mut_ptr(),
             dst_cs as isize,
             dst_rs as isize,
-            false,
+            read_dst,
             lhs.as_ptr(),
             lhs_cs as isize,
             lhs_rs as isize,
             rhs.as_ptr(),
             rhs_cs as isize,
             rhs_rs as isize,
-            0.0,
+            if read_dst { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -544,6 +573,127 @@ pub fn conv2d_backward(
     }
     let weight = (0..c_out * taps).map(|i| weight_grad_t[(i % taps) * c_out + i / taps]).collect();
     ConvGrads { x: dx, weight, bias: bias_grad }
+}
+
+/// The most floats a Toeplitz matrix may hold (16 MB).
+const TOEPLITZ_LIMIT: usize = 4 << 20;
+
+/// Whether `shape` runs as one product with its Toeplitz matrix ([`toeplitz_forward`]) rather
+/// than im2col and products per group: when an image has no more pixels than the kernel has
+/// taps, the Toeplitz matrix's multiply-adds (`c_in·h·w` per output value) are fewer than
+/// im2col's (`c_in·k²`, padding included: at 4x4 with a 5x5 kernel half of those fall on
+/// padding), and the whole batch is one large, efficient product with no unfolding at all.
+pub fn toeplitz_pays(shape: &ConvShape) -> bool {
+    let in_pixels = shape.height * shape.width;
+    in_pixels <= shape.kernel * shape.kernel
+        && shape.c_in.saturating_mul(in_pixels).saturating_mul(shape.out_image()) <= TOEPLITZ_LIMIT
+}
+
+/// The Toeplitz matrix of the convolution, `[c_in·h·w, c_out·h'·w']` row-major: an image
+/// flattened (`[c_in, h, w]`) times it is the image's convolution flattened (`[c_out, h', w']`),
+/// without the bias. Zero where a kernel tap would fall on padding.
+fn toeplitz(weight: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let (h, w, k, p) = (shape.height, shape.width, shape.kernel, shape.padding);
+    let (oh, ow, n) = (shape.out_height(), shape.out_width(), shape.out_image());
+    let mut t = vec![0.0f32; shape.in_image() * n];
+    for ci in 0..shape.c_in {
+        for iy in 0..h {
+            for ix in 0..w {
+                let row = &mut t[((ci * h + iy) * w + ix) * n..][..n];
+                for co in 0..shape.c_out {
+                    let kernel = &weight[(co * shape.c_in + ci) * k * k..][..k * k];
+                    for oy in 0..oh {
+                        let Some(ky) = (iy + p).checked_sub(oy).filter(|&ky| ky < k) else { continue };
+                        for ox in 0..ow {
+                            if let Some(kx) = (ix + p).checked_sub(ox).filter(|&kx| kx < k) {
+                                row[(co * oh + oy) * ow + ox] = kernel[ky * k + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Convolution forward by the Toeplitz matrix (for shapes where [`toeplitz_pays`]): the batch
+/// `[batch, c_in·h·w]` times `T`, onto the bias, in one product over every core.
+pub fn toeplitz_forward(x: &[f32], weight: &[f32], bias: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let (k_dim, n, pixels) = (shape.in_image(), shape.out_image(), shape.pixels());
+    // Written whole: every row starts as the bias, and the product adds onto it.
+    let mut y = output(shape.batch * n);
+    for row in y.chunks_exact_mut(n.max(1)) {
+        for (plane, &b) in row.chunks_exact_mut(pixels.max(1)).zip(bias) {
+            plane.fill(b);
+        }
+    }
+    if y.is_empty() || k_dim == 0 {
+        return y;
+    }
+    let t = toeplitz(weight, shape);
+    let all = Parallelism::Rayon(rayon::current_num_threads().max(1));
+    accumulate((shape.batch, n, k_dim), &mut y, (n, 1), x, (k_dim, 1), &t, (n, 1), all);
+    y
+}
+
+/// Convolution backward by the Toeplitz matrix, from the forward pass's input `x`: the input's
+/// gradient `dY·Tᵀ` (when `want_x`), `dT = Xᵀ·dY` folded back onto the kernel taps it repeats, and
+/// the bias's per-channel sums.
+pub fn toeplitz_backward(x: &[f32], weight: &[f32], dy: &[f32], shape: &ConvShape, want_x: bool) -> ConvGrads {
+    let (k_dim, n, batch) = (shape.in_image(), shape.out_image(), shape.batch);
+    let all = Parallelism::Rayon(rayon::current_num_threads().max(1));
+    let t = toeplitz(weight, shape);
+    let dx = want_x.then(|| {
+        let mut dx = vec![0.0f32; batch * k_dim];
+        if !dx.is_empty() && n > 0 {
+            matmul((batch, k_dim, n), &mut dx, (k_dim, 1), dy, (n, 1), &t, (1, n), all);
+        }
+        dx
+    });
+    let mut dt = scratch(k_dim * n);
+    if batch > 0 {
+        matmul((k_dim, n, batch), &mut dt, (n, 1), x, (1, k_dim), dy, (n, 1), all);
+    } else {
+        dt.fill(0.0);
+    }
+    let weight_grad = fold_taps(&dt, shape);
+    recycle(dt);
+    let pixels = shape.pixels();
+    let mut bias = vec![0.0f64; shape.c_out];
+    for image in dy.chunks_exact(n.max(1)) {
+        for (total, plane) in bias.iter_mut().zip(image.chunks_exact(pixels.max(1))) {
+            *total += lane_sum(plane, plane, |d, _| d);
+        }
+    }
+    ConvGrads { x: dx, weight: weight_grad, bias: bias.into_iter().map(|b| b as f32).collect() }
+}
+
+/// The kernel's gradient from the Toeplitz matrix's, `dT [c_in·h·w, c_out·h'·w']`: each tap
+/// `(co, ci, ky, kx)` sums the entries of `T` it was copied to.
+fn fold_taps(dt: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let (h, w, k, p) = (shape.height, shape.width, shape.kernel, shape.padding);
+    let (oh, ow, n) = (shape.out_height(), shape.out_width(), shape.out_image());
+    let mut dw = vec![0.0f32; shape.c_out * shape.taps()];
+    for co in 0..shape.c_out {
+        for ci in 0..shape.c_in {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let mut total = 0.0f64;
+                    for oy in 0..oh {
+                        let Some(iy) = (oy + ky).checked_sub(p).filter(|&iy| iy < h) else { continue };
+                        for ox in 0..ow {
+                            if let Some(ix) = (ox + kx).checked_sub(p).filter(|&ix| ix < w) {
+                                total += f64::from(dt[((ci * h + iy) * w + ix) * n + (co * oh + oy) * ow + ox]);
+                            }
+                        }
+                    }
+                    dw[((co * shape.c_in + ci) * k + ky) * k + kx] = total as f32;
+                }
+            }
+        }
+    }
+    dw
 }
 
 /// One group of images' share of the weight gradient (in the products' `[taps, c_out]` layout)
@@ -988,35 +1138,107 @@ mod tests {
             let w = values(shape.c_out * shape.taps(), 2);
             let b = values(shape.c_out, 3);
             let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
-            let expected = direct_conv(&x, &w, &b, &shape);
+            let dy = values(y.len(), 4);
+            let columns = columns.unwrap();
+            // Both algorithms, whichever the shape would pick.
+            let by_columns = (y, conv2d_backward(&columns, &w, &dy, &shape, true));
+            let by_toeplitz =
+                (toeplitz_forward(&x, &w, &b, &shape), toeplitz_backward(&x, &w, &dy, &shape, true));
+            for (name, (y, grads)) in [("im2col", by_columns), ("toeplitz", by_toeplitz)] {
+                check_convolution(name, &shape, (&x, &w, &b, &dy), &y, grads);
+            }
+        }
+    }
+
+    /// The output against the definition, and each gradient against finite differences of the
+    /// definition.
+    fn check_convolution(
+        name: &str,
+        shape: &ConvShape,
+        (x, w, b, dy): (&[f32], &[f32], &[f32], &[f32]),
+        y: &[f32],
+        grads: ConvGrads,
+    ) {
+        let shape = *shape;
+        {
+            let expected = direct_conv(x, w, b, &shape);
             for (got, want) in y.iter().zip(&expected) {
-                assert!((*got as f64 - want).abs() < 1e-4, "{got} vs {want} for {shape:?}");
+                assert!((*got as f64 - want).abs() < 1e-4, "{name}: {got} vs {want} for {shape:?}");
             }
             // <dy, conv(x)> is linear in x, w and b: each gradient is checked against the
             // definition by finite differences of that inner product.
-            let dy = values(y.len(), 4);
-            let grads = conv2d_backward(&columns.unwrap(), &w, &dy, &shape, true);
+            let (x, w, b) = (x.to_vec(), w.to_vec(), b.to_vec());
             let inner = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
-                direct_conv(x, w, b, &shape).iter().zip(&dy).map(|(y, d)| y * *d as f64).sum()
+                direct_conv(x, w, b, &shape).iter().zip(dy).map(|(y, d)| y * *d as f64).sum()
             };
             let dx = grads.x.unwrap();
             for i in [0, x.len() / 2, x.len() - 1] {
                 let mut bumped = x.clone();
                 bumped[i] += 1.0;
                 let numeric = inner(&bumped, &w, &b) - inner(&x, &w, &b);
-                assert!((numeric - dx[i] as f64).abs() < 1e-3, "dx[{i}] {} vs {numeric}", dx[i]);
+                assert!((numeric - dx[i] as f64).abs() < 1e-3, "{name}: dx[{i}] {} vs {numeric}", dx[i]);
             }
             for i in [0, w.len() / 3, w.len() - 1] {
                 let mut bumped = w.clone();
                 bumped[i] += 1.0;
                 let numeric = inner(&x, &bumped, &b) - inner(&x, &w, &b);
-                assert!((numeric - grads.weight[i] as f64).abs() < 1e-3, "dw[{i}]");
+                assert!((numeric - grads.weight[i] as f64).abs() < 1e-3, "{name}: dw[{i}]");
             }
             let per_image_channel0: f64 = (0..shape.batch)
                 .map(|n| dy[n * shape.out_image()..][..shape.pixels()].iter().map(|&d| d as f64).sum::<f64>())
                 .sum();
-            assert!((grads.bias[0] as f64 - per_image_channel0).abs() < 1e-3);
+            assert!((grads.bias[0] as f64 - per_image_channel0).abs() < 1e-3, "{name}: bias");
         }
+    }
+
+    /// Every value of the Toeplitz product's output and gradients against the im2col path's, at
+    /// the digits' second block (batch 30 and 64) and odd shapes: the finite differences above
+    /// sample a few entries only.
+    #[test]
+    fn toeplitz_and_im2col_agree_on_every_value() {
+        for shape in [
+            ConvShape { batch: 30, c_in: 32, height: 4, width: 4, c_out: 64, kernel: 5, padding: 2 },
+            ConvShape { batch: 64, c_in: 32, height: 4, width: 4, c_out: 64, kernel: 5, padding: 2 },
+            ConvShape { batch: 3, c_in: 2, height: 3, width: 5, c_out: 3, kernel: 5, padding: 2 },
+            ConvShape { batch: 1, c_in: 3, height: 2, width: 2, c_out: 2, kernel: 3, padding: 1 },
+        ] {
+            let x = values(shape.batch * shape.in_image(), 21);
+            let w = values(shape.c_out * shape.taps(), 22);
+            let b = values(shape.c_out, 23);
+            let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
+            let dy = values(y.len(), 24);
+            let reference = conv2d_backward(&columns.unwrap(), &w, &dy, &shape, true);
+            let toeplitz = toeplitz_backward(&x, &w, &dy, &shape, true);
+            let close = |name: &str, a: &[f32], b: &[f32]| {
+                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                    assert!((a - b).abs() <= 1e-5 * scale, "{name}[{i}]: {a} vs {b} for {shape:?}");
+                }
+            };
+            close("y", &toeplitz_forward(&x, &w, &b, &shape), &y);
+            close("dx", toeplitz.x.as_deref().unwrap(), reference.x.as_deref().unwrap());
+            close("dw", &toeplitz.weight, &reference.weight);
+            close("db", &toeplitz.bias, &reference.bias);
+        }
+    }
+
+    #[test]
+    fn the_toeplitz_product_is_chosen_for_images_no_larger_than_the_kernel() {
+        let shape = |side, kernel, c_in, c_out| ConvShape {
+            batch: 64,
+            c_in,
+            height: side,
+            width: side,
+            c_out,
+            kernel,
+            padding: kernel / 2,
+        };
+        // The digits' second block (4x4, 5x5 kernel) is; Fashion-MNIST's (14x14) is not.
+        assert!(toeplitz_pays(&shape(4, 5, 32, 64)));
+        assert!(!toeplitz_pays(&shape(14, 5, 32, 64)));
+        assert!(!toeplitz_pays(&shape(8, 5, 1, 32)));
+        // Nor when its matrix would be too large.
+        assert!(!toeplitz_pays(&shape(5, 5, 512, 512)));
     }
 
     #[test]

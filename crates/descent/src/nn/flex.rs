@@ -86,17 +86,33 @@ fn conv_shape(x: &FlexTensor, weight: &FlexTensor, padding: usize) -> ConvShape 
     ConvShape { batch, c_in, height, width, c_out, kernel, padding }
 }
 
+/// What a convolution's backward step needs of its input.
+#[derive(Clone, Debug)]
+enum Saved {
+    /// The im2col buffers, which stand in for the input.
+    Columns(Arc<Columns>),
+    /// The input itself (a handle, not a copy), for the Toeplitz product.
+    Input(FlexTensor),
+}
+
 fn conv_forward(
     x: &FlexTensor,
     weight: &FlexTensor,
     bias: &FlexTensor,
     padding: usize,
     keep: bool,
-) -> (FlexTensor, Option<Columns>, ConvShape) {
+) -> (FlexTensor, Option<Saved>, ConvShape) {
     let shape = conv_shape(x, weight, padding);
-    let (y, columns) = cpu::conv2d_forward(&values(x), &values(weight), &values(bias), &shape, keep);
+    let (x_values, weight, bias) = (values(x), values(weight), values(bias));
+    let (y, saved) = if cpu::toeplitz_pays(&shape) {
+        let y = cpu::toeplitz_forward(&x_values, &weight, &bias, &shape);
+        (y, keep.then(|| Saved::Input(x.clone())))
+    } else {
+        let (y, columns) = cpu::conv2d_forward(&x_values, &weight, &bias, &shape, keep);
+        (y, columns.map(|columns| Saved::Columns(Arc::new(columns))))
+    };
     let out = flex(y, vec![shape.batch, shape.c_out, shape.out_height(), shape.out_width()]);
-    (out, columns, shape)
+    (out, saved, shape)
 }
 
 /// `[planes, height, width]` of a `[batch, channels, height, width]` tensor.
@@ -170,10 +186,10 @@ impl CpuKernels for Flex {
     }
 }
 
-/// What the convolution's backward step keeps: the im2col buffers stand in for `x`.
+/// What the convolution's backward step keeps.
 #[derive(Clone, Debug)]
 struct ConvState {
-    columns: Arc<Columns>,
+    saved: Saved,
     weight: FlexTensor,
     shape: ConvShape,
 }
@@ -187,8 +203,12 @@ impl Backward<Flex, 3> for ConvBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let ConvState { columns, weight, shape } = ops.state;
-        let grad = cpu::conv2d_backward(&columns, &values(&weight), &values(&dy), &shape, node_x.is_some());
+        let ConvState { saved, weight, shape } = ops.state;
+        let (weight, dy, want_x) = (values(&weight), values(&dy), node_x.is_some());
+        let grad = match saved {
+            Saved::Columns(columns) => cpu::conv2d_backward(&columns, &weight, &dy, &shape, want_x),
+            Saved::Input(x) => cpu::toeplitz_backward(&values(&x), &weight, &dy, &shape, want_x),
+        };
         if let (Some(node), Some(dx)) = (node_x, grad.x) {
             grads.register::<Flex>(
                 node.id,
@@ -290,10 +310,10 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         match ConvBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (y, columns, shape) =
+                let (y, saved, shape) =
                     conv_forward(x.primitive(), weight.primitive(), bias.primitive(), padding, true);
-                let columns = Arc::new(columns.expect("kept"));
-                prep.finish(ConvState { columns, weight: weight.primitive().clone(), shape }, y)
+                let saved = saved.expect("kept");
+                prep.finish(ConvState { saved, weight: weight.primitive().clone(), shape }, y)
             }
             OpsKind::UnTracked(prep) => prep
                 .finish(conv_forward(x.primitive(), weight.primitive(), bias.primitive(), padding, false).0),

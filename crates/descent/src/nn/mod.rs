@@ -176,7 +176,11 @@ impl ConvBlock {
         // `Conv2d::forward`'s order, which keeps runs identical to the standard path's.
         let weight = self.conv.weight.val();
         let bias = self.conv.bias.as_ref().expect("checked by fast_padding").val();
-        let training = |norm: &BatchNorm| x.device().is_autodiff() && norm.training.is_enabled();
+        // Batch norm trains as Burn's `BatchNorm` decides: when its input, the convolution's
+        // output, is on an autodiff device (which the weight's being there makes it, even for a
+        // batch of images put on the plain device) and the layer's training flag is on.
+        let autodiff = x.device().is_autodiff() || weight.device().is_autodiff();
+        let training = |norm: &BatchNorm| autodiff && norm.training.is_enabled();
         if let Some(norm) = self.norm.as_ref().filter(|norm| !training(norm)) {
             // Batch norm on its running statistics is an affine map per channel: folded into
             // the convolution's weights and bias, it costs no pass over the activations.
