@@ -388,9 +388,10 @@ fn check_length(config: &RunConfig, batches_per_epoch: usize) -> Result<(), RunE
     Ok(())
 }
 
-/// About how many bytes a lesson run needs per row: the generated rows and their noise on the
-/// host, the rows on the device, and the step's intermediate values (10 million rows peak at
-/// about 380 MB; see BENCHMARKS.md).
+/// About how many bytes a lesson run needs per row, at most: 12 for the row itself, twice over
+/// while it is uploaded to a device other than Flex (or kept on the host for mini-batches), and
+/// the step's temporaries on devices without the fused loss. On Flex, full-batch, 10 million rows
+/// peak at about 150 MB (see BENCHMARKS.md).
 pub const LESSON_BYTES_PER_ROW: u64 = 48;
 
 /// Refuse a size from the configuration that needs more memory than the process may allocate,
