@@ -191,7 +191,12 @@ pub fn cases(workload: Workload, device: &str, sizes: &Sizes) -> Vec<Case> {
             config.data = fashion(sizes, quick.then_some(10_000));
             config.training.epochs = Some(1);
             let images = if quick { "10,000" } else { "60,000" };
-            vec![case(format!("28x28, batch 64, {images} images"), config, "images/s", Figure::ImagesPerSecond)]
+            vec![case(
+                format!("28x28, batch 64, {images} images"),
+                config,
+                "images/s",
+                Figure::ImagesPerSecond,
+            )]
         }
         Workload::Inference => {
             // Only the test set is classified; one training image keeps the loading short.

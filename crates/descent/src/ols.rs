@@ -108,8 +108,9 @@ impl Moments {
     pub fn least_squares(&self) -> Result<LeastSquares, OlsError> {
         let d = self.features();
         // The augmented matrix [XᵀX | Xᵀy].
-        let mut m: Vec<Vec<f64>> =
-            (0..d).map(|j| self.xtx[j * d..(j + 1) * d].iter().copied().chain([self.xty[j]]).collect()).collect();
+        let mut m: Vec<Vec<f64>> = (0..d)
+            .map(|j| self.xtx[j * d..(j + 1) * d].iter().copied().chain([self.xty[j]]).collect())
+            .collect();
         let scale = m.iter().flat_map(|r| r[..d].iter()).fold(0.0f64, |s, v| s.max(v.abs()));
         for column in 0..d {
             let pivot = (column..d)
@@ -186,7 +187,10 @@ mod tests {
             let fit = moments.least_squares().unwrap();
             for a in [fit.a.clone(), vec![-1.0, 1.0], vec![3.0, 2.0]] {
                 let (streamed, direct) = (moments.mse(&a), table.mse(&a));
-                assert!((streamed - direct).abs() <= 1e-10 * direct, "n {n}, a {a:?}: {streamed} vs {direct}");
+                assert!(
+                    (streamed - direct).abs() <= 1e-10 * direct,
+                    "n {n}, a {a:?}: {streamed} vs {direct}"
+                );
             }
             assert_eq!(least_squares(&table).unwrap().a, fit.a);
         }

@@ -8,14 +8,14 @@ use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use burn::prelude::Device;
 
 use crate::data::{FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
-use crate::ols::{LeastSquares, Moments, OlsError, least_squares};
-use crate::report::plots;
 use crate::device::Access;
 use crate::model::LinearModel;
+use crate::ols::{LeastSquares, Moments, OlsError, least_squares};
 use crate::optim::InvalidValue;
 use crate::regression::RegressionData;
 use crate::report::MetricsRow;
 use crate::report::RunFolder;
+use crate::report::plots;
 use crate::train::{
     BatchSource, EpochEnd, Hooks, Length, LossRecord, Plan, Report, TrainError, Trained, train_observed,
 };
@@ -68,7 +68,12 @@ impl LinearRows {
         let moments = Moments::of(&table);
         let head = table.x()[..HEAD_ROWS.min(table.len()) * table.features()].to_vec();
         let scatter = scatter_points(&table);
-        Self::Device(Box::new(DeviceRows { batch: FullBatch::from_owned(table, device), moments, head, scatter }))
+        Self::Device(Box::new(DeviceRows {
+            batch: FullBatch::from_owned(table, device),
+            moments,
+            head,
+            scatter,
+        }))
     }
 
     /// The number of rows.
@@ -355,8 +360,11 @@ fn read_rows(
             let bytes = (*n as u64).checked_mul(LESSON_BYTES_PER_ROW);
             check_memory_for("data.n", || format!("{n} rows (--n)"), bytes)?;
             let table = LessonData { n: *n, true_a: *true_a, noise: *noise, seed }.generate();
-            let rows =
-                if full_batch { LinearRows::on_device(table, device) } else { LinearRows::Host(Arc::new(table)) };
+            let rows = if full_batch {
+                LinearRows::on_device(table, device)
+            } else {
+                LinearRows::Host(Arc::new(table))
+            };
             Ok((rows, None))
         }
         DataConfig::Points { path, .. } => Ok((LinearRows::Host(Arc::new(read_points(path)?)), None)),

@@ -200,7 +200,8 @@ impl Rows for Portable {
     fn add_shifted(plane: &mut [f32], row: usize, width: usize, src: &[f32], shift: isize) {
         let (lo, hi) = overlap(src.len(), width, shift);
         if lo < hi {
-            let dst = &mut plane[row..][..width][(lo as isize + shift) as usize..(hi as isize + shift) as usize];
+            let dst =
+                &mut plane[row..][..width][(lo as isize + shift) as usize..(hi as isize + shift) as usize];
             dst.iter_mut().zip(&src[lo..hi]).for_each(|(d, s)| *d += s);
         }
     }
@@ -640,7 +641,13 @@ pub fn toeplitz_forward(x: &[f32], weight: &[f32], bias: &[f32], shape: &ConvSha
 /// Convolution backward by the Toeplitz matrix, from the forward pass's input `x`: the input's
 /// gradient `dY·Tᵀ` (when `want_x`), `dT = Xᵀ·dY` folded back onto the kernel taps it repeats, and
 /// the bias's per-channel sums.
-pub fn toeplitz_backward(x: &[f32], weight: &[f32], dy: &[f32], shape: &ConvShape, want_x: bool) -> ConvGrads {
+pub fn toeplitz_backward(
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    shape: &ConvShape,
+    want_x: bool,
+) -> ConvGrads {
     let (k_dim, n, batch) = (shape.in_image(), shape.out_image(), shape.batch);
     let all = Parallelism::Rayon(rayon::current_num_threads().max(1));
     let t = toeplitz(weight, shape);
@@ -684,7 +691,8 @@ fn fold_taps(dt: &[f32], shape: &ConvShape) -> Vec<f32> {
                         let Some(iy) = (oy + ky).checked_sub(p).filter(|&iy| iy < h) else { continue };
                         for ox in 0..ow {
                             if let Some(ix) = (ox + kx).checked_sub(p).filter(|&ix| ix < w) {
-                                total += f64::from(dt[((ci * h + iy) * w + ix) * n + (co * oh + oy) * ow + ox]);
+                                total +=
+                                    f64::from(dt[((ci * h + iy) * w + ix) * n + (co * oh + oy) * ow + ox]);
                             }
                         }
                     }
@@ -796,7 +804,13 @@ pub fn relu_max_pool2x2_backward(
     dx.par_chunks_mut(per_task * height * width).enumerate().for_each(|(task, dx)| {
         let first = task * per_task * out_plane;
         let count = dx.len() / (height * width);
-        unpool_planes(&dy[first..][..count * out_plane], &from[first..][..count * out_plane], height, width, dx);
+        unpool_planes(
+            &dy[first..][..count * out_plane],
+            &from[first..][..count * out_plane],
+            height,
+            width,
+            dx,
+        );
     });
     dx
 }
@@ -1123,6 +1137,12 @@ mod tests {
             .collect()
     }
 
+    /// An input, a weight and a bias for `shape`, drawn from `seed` onwards.
+    fn operands(shape: &ConvShape, seed: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = values(shape.batch * shape.in_image(), seed);
+        (x, values(shape.c_out * shape.taps(), seed + 1), values(shape.c_out, seed + 2))
+    }
+
     #[test]
     fn convolution_matches_its_definition_and_its_adjoint() {
         for shape in [
@@ -1134,9 +1154,7 @@ mod tests {
             ConvShape { batch: 2, c_in: 2, height: 9, width: 19, c_out: 3, kernel: 5, padding: 2 },
             ConvShape { batch: 3, c_in: 1, height: 17, width: 10, c_out: 4, kernel: 5, padding: 0 },
         ] {
-            let x = values(shape.batch * shape.in_image(), 1);
-            let w = values(shape.c_out * shape.taps(), 2);
-            let b = values(shape.c_out, 3);
+            let (x, w, b) = operands(&shape, 1);
             let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
             let dy = values(y.len(), 4);
             let columns = columns.unwrap();
@@ -1160,35 +1178,33 @@ mod tests {
         grads: ConvGrads,
     ) {
         let shape = *shape;
-        {
-            let expected = direct_conv(x, w, b, &shape);
-            for (got, want) in y.iter().zip(&expected) {
-                assert!((*got as f64 - want).abs() < 1e-4, "{name}: {got} vs {want} for {shape:?}");
-            }
-            // <dy, conv(x)> is linear in x, w and b: each gradient is checked against the
-            // definition by finite differences of that inner product.
-            let (x, w, b) = (x.to_vec(), w.to_vec(), b.to_vec());
-            let inner = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
-                direct_conv(x, w, b, &shape).iter().zip(dy).map(|(y, d)| y * *d as f64).sum()
-            };
-            let dx = grads.x.unwrap();
-            for i in [0, x.len() / 2, x.len() - 1] {
-                let mut bumped = x.clone();
-                bumped[i] += 1.0;
-                let numeric = inner(&bumped, &w, &b) - inner(&x, &w, &b);
-                assert!((numeric - dx[i] as f64).abs() < 1e-3, "{name}: dx[{i}] {} vs {numeric}", dx[i]);
-            }
-            for i in [0, w.len() / 3, w.len() - 1] {
-                let mut bumped = w.clone();
-                bumped[i] += 1.0;
-                let numeric = inner(&x, &bumped, &b) - inner(&x, &w, &b);
-                assert!((numeric - grads.weight[i] as f64).abs() < 1e-3, "{name}: dw[{i}]");
-            }
-            let per_image_channel0: f64 = (0..shape.batch)
-                .map(|n| dy[n * shape.out_image()..][..shape.pixels()].iter().map(|&d| d as f64).sum::<f64>())
-                .sum();
-            assert!((grads.bias[0] as f64 - per_image_channel0).abs() < 1e-3, "{name}: bias");
+        let expected = direct_conv(x, w, b, &shape);
+        for (got, want) in y.iter().zip(&expected) {
+            assert!((*got as f64 - want).abs() < 1e-4, "{name}: {got} vs {want} for {shape:?}");
         }
+        // <dy, conv(x)> is linear in x, w and b: each gradient is checked against the
+        // definition by finite differences of that inner product.
+        let (x, w, b) = (x.to_vec(), w.to_vec(), b.to_vec());
+        let inner = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+            direct_conv(x, w, b, &shape).iter().zip(dy).map(|(y, d)| y * *d as f64).sum()
+        };
+        let dx = grads.x.unwrap();
+        for i in [0, x.len() / 2, x.len() - 1] {
+            let mut bumped = x.clone();
+            bumped[i] += 1.0;
+            let numeric = inner(&bumped, &w, &b) - inner(&x, &w, &b);
+            assert!((numeric - dx[i] as f64).abs() < 1e-3, "{name}: dx[{i}] {} vs {numeric}", dx[i]);
+        }
+        for i in [0, w.len() / 3, w.len() - 1] {
+            let mut bumped = w.clone();
+            bumped[i] += 1.0;
+            let numeric = inner(&x, &bumped, &b) - inner(&x, &w, &b);
+            assert!((numeric - grads.weight[i] as f64).abs() < 1e-3, "{name}: dw[{i}]");
+        }
+        let per_image_channel0: f64 = (0..shape.batch)
+            .map(|n| dy[n * shape.out_image()..][..shape.pixels()].iter().map(|&d| d as f64).sum::<f64>())
+            .sum();
+        assert!((grads.bias[0] as f64 - per_image_channel0).abs() < 1e-3, "{name}: bias");
     }
 
     /// Every value of the Toeplitz product's output and gradients against the im2col path's, at
@@ -1202,9 +1218,7 @@ mod tests {
             ConvShape { batch: 3, c_in: 2, height: 3, width: 5, c_out: 3, kernel: 5, padding: 2 },
             ConvShape { batch: 1, c_in: 3, height: 2, width: 2, c_out: 2, kernel: 3, padding: 1 },
         ] {
-            let x = values(shape.batch * shape.in_image(), 21);
-            let w = values(shape.c_out * shape.taps(), 22);
-            let b = values(shape.c_out, 23);
+            let (x, w, b) = operands(&shape, 21);
             let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
             let dy = values(y.len(), 24);
             let reference = conv2d_backward(&columns.unwrap(), &w, &dy, &shape, true);
@@ -1292,7 +1306,8 @@ mod tests {
                         let at = |dy: usize, dx: usize| (p * height + 2 * oy + dy) * width + 2 * ox + dx;
                         let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
                         // The first largest input wins; ReLU clips a window whose largest is <= 0.
-                        let best = window.iter().copied().fold(window[0], |b, i| if x[i] > x[b] { i } else { b });
+                        let best =
+                            window.iter().copied().fold(window[0], |b, i| if x[i] > x[b] { i } else { b });
                         let out = (p * out_h + oy) * out_w + ox;
                         assert_eq!(y[out], x[best].max(0.0), "plane {p} ({oy}, {ox}) of {height}x{width}");
                         if x[best] > 0.0 {

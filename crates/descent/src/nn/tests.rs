@@ -173,7 +173,8 @@ fn inference_folds_batch_norm_into_the_convolution() {
         device.seed(11);
         let mut block = ConvBlockConfig::new(3, 5, 5).with_batch_norm(true).init(&device);
         let norm = block.norm.as_mut().expect("batch norm");
-        let per_channel = |values: [f32; 5]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [5]), &device);
+        let per_channel =
+            |values: [f32; 5]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [5]), &device);
         norm.gamma = Param::from_tensor(per_channel([0.5, -1.25, 2.0, 1.0, 0.3]));
         norm.beta = Param::from_tensor(per_channel([0.1, 0.0, -0.7, 1.5, 0.25]));
         norm.running_mean = RunningState::new(per_channel([0.2, -0.4, 0.0, 1.0, -2.0]));
@@ -186,13 +187,21 @@ fn inference_folds_batch_norm_into_the_convolution() {
         let error = relative_error(&host(fast.clone()), &host(standard.clone()));
         assert!(error < 1e-5, "{label}: folded inference differs by {error:e}");
         if device.is_autodiff() {
-            let probe = Tensor::<4>::from_data(TensorData::new(values(fast.shape().num_elements(), 13), fast.dims()), &device);
+            let probe = Tensor::<4>::from_data(
+                TensorData::new(values(fast.shape().num_elements(), 13), fast.dims()),
+                &device,
+            );
             let grads = |y: Tensor<4>| {
                 let grads = y.mul(probe.clone()).sum().backward();
                 let norm = block.norm.as_ref().expect("batch norm");
-                [host(norm.gamma.grad(&grads).expect("gamma's gradient")), host(norm.beta.grad(&grads).expect("beta's"))]
+                [
+                    host(norm.gamma.grad(&grads).expect("gamma's gradient")),
+                    host(norm.beta.grad(&grads).expect("beta's")),
+                ]
             };
-            for (name, (fast, standard)) in ["gamma", "beta"].iter().zip(grads(fast).into_iter().zip(grads(standard))) {
+            for (name, (fast, standard)) in
+                ["gamma", "beta"].iter().zip(grads(fast).into_iter().zip(grads(standard)))
+            {
                 let error = relative_error(&fast, &standard);
                 assert!(error < 1e-4, "{label}: {name}'s gradient differs by {error:e}");
             }
