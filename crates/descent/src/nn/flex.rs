@@ -91,8 +91,8 @@ fn conv_shape(x: &FlexTensor, weight: &FlexTensor, padding: usize) -> ConvShape 
 enum Saved {
     /// The im2col buffers, which stand in for the input.
     Columns(Arc<Columns>),
-    /// The input itself (a handle, not a copy), for the Toeplitz product.
-    Input(FlexTensor),
+    /// The input itself (a handle, not a copy) and the Toeplitz matrix of the forward product.
+    Input(FlexTensor, Arc<cpu::Toeplitz>),
 }
 
 fn conv_forward(
@@ -105,8 +105,8 @@ fn conv_forward(
     let shape = conv_shape(x, weight, padding);
     let (x_values, weight, bias) = (values(x), values(weight), values(bias));
     let (y, saved) = if cpu::toeplitz_pays(&shape) {
-        let y = cpu::toeplitz_forward(&x_values, &weight, &bias, &shape);
-        (y, keep.then(|| Saved::Input(x.clone())))
+        let (y, matrix) = cpu::toeplitz_forward(&x_values, &weight, &bias, &shape, keep);
+        (y, matrix.map(|matrix| Saved::Input(x.clone(), Arc::new(matrix))))
     } else {
         let (y, columns) = cpu::conv2d_forward(&x_values, &weight, &bias, &shape, keep);
         (y, columns.map(|columns| Saved::Columns(Arc::new(columns))))
@@ -207,7 +207,7 @@ impl Backward<Flex, 3> for ConvBackward {
         let (weight, dy, want_x) = (values(&weight), values(&dy), node_x.is_some());
         let grad = match saved {
             Saved::Columns(columns) => cpu::conv2d_backward(&columns, &weight, &dy, &shape, want_x),
-            Saved::Input(x) => cpu::toeplitz_backward(&values(&x), &weight, &dy, &shape, want_x),
+            Saved::Input(x, matrix) => cpu::toeplitz_backward(&values(&x), &matrix, &dy, &shape, want_x),
         };
         if let (Some(node), Some(dx)) = (node_x, grad.x) {
             grads.register::<Flex>(
