@@ -532,3 +532,213 @@ fn small_mends_delimiter_bench_out_and_setting_a_kind() {
     let config = std::fs::read_to_string(dir.path().join("adam/config.toml")).unwrap();
     assert!(config.contains("name = \"adam\"") && !config.contains("dampening"), "{config}");
 }
+
+// 8. Second round (issue 30): sizes that wrapped or overflowed, and valid files refused.
+
+#[test]
+fn sixty_four_or_more_blocks_are_refused_not_wrapped() {
+    // `side >> blocks` wrapped its shift count at 64 blocks in release builds: 64–67 blocks
+    // passed the check (8 >> 64 was 8) and the run panicked later.
+    let dir = tempfile::tempdir().unwrap();
+    for blocks in [4, 63, 64, 65, 67, 200] {
+        let channels = format!("model.channels=[{}]", vec!["1"; blocks].join(", "));
+        refused(
+            dir.path(),
+            &["cnn", "--set", &channels, "--epochs", "1"],
+            &["model.channels", &format!("{blocks} blocks halve 8x8 images to nothing"), "at most 3"],
+        );
+    }
+    assert!(!dir.path().join("runs").exists(), "nothing written for a refused model");
+}
+
+#[test]
+fn a_batch_larger_than_the_set_is_the_whole_set_for_image_models() {
+    // Burn's loader reserved a batch's worth of items up front: a capacity overflow panic.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["cnn", "--batch-size", "18446744073709551615", "--epochs", "1", "--out", "big", "--json"];
+    let output = descent_in(dir.path(), &args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary = String::from_utf8_lossy(&output.stdout);
+    let line = summary.lines().last().unwrap_or_default();
+    // The digits' training set is one batch: one update in the epoch.
+    assert!(line.contains("\"steps\":1"), "{line}");
+    assert!(!line.contains("18446744073709551615"), "the batch reported is the set's size: {line}");
+}
+
+#[test]
+fn a_multi_member_gzip_idx_is_read_whole() {
+    // `gzip -t` and `bgzip` accept a file of several gzip members one after another; a decoder
+    // that stops after the first member called such a file truncated.
+    let images = idx_images(8, 28, 28, 8 * 784);
+    let dir = mnist_folder(&images, &idx_labels(8), true);
+    let (first, rest) = images.split_at(1000);
+    let members = [gzip(first), gzip(rest)].concat();
+    std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), members).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mnist = dir.path().to_str().unwrap();
+    let output = descent_in(work.path(), &["cnn", "--mnist", mnist, "--epochs", "1", "--out", "run", "-q"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn run_files_that_link_to_endless_files_are_refused_not_read() {
+    // Sized by `metadata().len()`, a link to /dev/zero (size 0) was read until memory ran out.
+    let dir = tempfile::tempdir().unwrap();
+    let run = lesson_run(dir.path(), "run");
+    let relink = |name: &str| {
+        let path = run.join(name);
+        let saved = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        move || {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, saved).unwrap();
+        }
+    };
+    let restore = relink("model.bpk");
+    let limited = |args: &[&str], expected: &[&str]| refused_limited(dir.path(), args, expected);
+    limited(&["export", "--model", "run", "--format", "safetensors"], &["model.bpk", "a character device"]);
+    restore();
+    let restore = relink("checkpoint.bin");
+    limited(&["lesson2", "--resume", "run", "--steps", "40"], &["checkpoint.bin", "a character device"]);
+    restore();
+    let events = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .find(|name| name.starts_with("events.out.tfevents"))
+        .expect("an event file");
+    let _restore = relink(&events);
+    limited(
+        &["lesson2", "--resume", "run", "--steps", "40"],
+        &[&events, "cannot read", "a character device"],
+    );
+}
+
+#[test]
+fn output_into_special_files_and_dash_writes_into_them_without_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    lesson_run(dir.path(), "run");
+    let input = write(&dir.path().join("x.csv"), b"x\n0.5\n");
+    // `-`: standard output, and no file named `-`.
+    let output = descent_in(dir.path(), &["predict", "--model", "run", "--input", &input, "--output", "-"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("x,prediction\n0.5,"));
+    assert!(!dir.path().join("-").exists());
+    let output = descent_in(dir.path(), &["export", "--model", "run", "--format", "onnx", "--output", "-"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        output.stdout.len() > 100 && stderr(&output).contains("wrote - (linear model"),
+        "{}",
+        stderr(&output)
+    );
+    // A link to /dev/null stays a link (the rename replaced it by a regular file).
+    let null = dir.path().join("null.csv");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    for args in [
+        vec!["predict", "--model", "run", "--input", &input, "--output", "null.csv"],
+        vec!["export", "--model", "run", "--format", "safetensors", "--output", "null.csv"],
+    ] {
+        let output = descent_in(dir.path(), &args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert!(std::fs::symlink_metadata(&null).unwrap().file_type().is_symlink(), "{args:?}");
+    }
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // A FIFO is written into, and read whole at its other end.
+    let fifo = dir.path().join("predictions.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut reader = Command::new("cat").arg(&fifo).stdout(Stdio::piped()).spawn().unwrap();
+    let fifo_name = fifo.to_str().unwrap();
+    let output =
+        descent_in(dir.path(), &["predict", "--model", "run", "--input", &input, "--output", fifo_name]);
+    let is_fifo = std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo();
+    if !is_fifo {
+        // The old behaviour: the FIFO replaced by a regular file, its reader left waiting.
+        let _ = reader.kill();
+    }
+    let read = reader.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(is_fifo, "the FIFO was replaced by a regular file");
+    assert!(String::from_utf8_lossy(&read.stdout).starts_with("x,prediction\n0.5,"));
+}
+
+#[test]
+fn links_planted_under_temporary_names_are_never_followed() {
+    // The temporary file's name was `.NAME.tmp-PID`: a link planted under the next PIDs' names
+    // made the write go through it, over the link's target.
+    let dir = tempfile::tempdir().unwrap();
+    lesson_run(dir.path(), "run");
+    let input = write(&dir.path().join("x.csv"), b"x\n0.5\n");
+    let victim = write(&dir.path().join("victim.txt"), b"precious\n");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let next_pid = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    for pid in next_pid..next_pid + 200 {
+        for name in [format!(".p.csv.tmp-{pid}"), format!(".p.csv.probe-{pid}")] {
+            std::os::unix::fs::symlink(&victim, out.join(name)).unwrap();
+        }
+    }
+    let output =
+        descent_in(dir.path(), &["predict", "--model", "run", "--input", &input, "--output", "out/p.csv"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "written through a planted link");
+    assert!(std::fs::read_to_string(out.join("p.csv")).unwrap().starts_with("x,prediction\n"));
+}
+
+/// Every `(tag, step)` of the event files in `run`.
+fn logged_scalars(run: &Path) -> std::collections::BTreeSet<(String, i64)> {
+    descent::report::tensorboard::event_files(run)
+        .iter()
+        .flat_map(|path| descent::report::tensorboard::read_scalars(path).unwrap())
+        .map(|(tag, step, _)| (tag, step))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_at_its_checkpoints_and_resumed_logs_every_epoch_of_metrics_csv() {
+    // The log's flush was throttled and the checkpoint's was not: killed just after a
+    // checkpoint, a run lost the epochs' scalars for good (the resumed run starts after them).
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let checkpoint = run.join("checkpoint.bin");
+    let modified = || std::fs::metadata(&checkpoint).and_then(|m| m.modified()).ok();
+    let epochs = "8";
+    let mut args = vec!["cnn", "--epochs", epochs, "--checkpoint-every", "1", "--out", "run", "-q"];
+    // Four runs killed (SIGKILL) the moment their first new checkpoint appears, then one to the end.
+    for attempt in 0..5 {
+        let before = modified();
+        let mut child =
+            Command::new(binary()).args(&args).current_dir(dir.path()).stdout(Stdio::null()).spawn().unwrap();
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if attempt < 4 && modified().is_some_and(|now| Some(now) != before) {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        match finished {
+            Some(status) => assert!(status.success(), "run {attempt} failed"),
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+        args = vec!["cnn", "--resume", "run", "--epochs", epochs, "-q"];
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let logged = logged_scalars(&run);
+    let rows: Vec<&str> = metrics.lines().skip(1).collect();
+    assert_eq!(rows.len(), 8, "{metrics}");
+    for row in rows {
+        let step: i64 = row.split(',').next().unwrap().parse().unwrap();
+        for tag in ["train_loss", "valid_loss", "accuracy"] {
+            assert!(logged.contains(&(tag.to_string(), step)), "{tag} at step {step} missing from the log");
+        }
+    }
+}

@@ -32,7 +32,8 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
 
-    /// Write the predictions to this CSV file (atomically) instead of standard output.
+    /// Write the predictions to this CSV file (atomically; a FIFO or device is written into, and
+    /// `-` is standard output) instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -58,8 +59,9 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub format: ExportFormat,
 
-    /// The file to write [default: DIR/model.safetensors, DIR/model.onnx]. It cannot be one of
-    /// the run's own files (config.toml, model.bpk, checkpoint.bin, ...).
+    /// The file to write [default: DIR/model.safetensors, DIR/model.onnx], atomically; a FIFO or
+    /// device is written into, and `-` is standard output. It cannot be one of the run's own
+    /// files (config.toml, model.bpk, checkpoint.bin, ...).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -161,10 +163,13 @@ fn export_onnx(
         OnnxError::Unsupported { .. } => Failure::input(format!("--model: {error} (nothing was written)")),
     })?;
     write_atomic(output, &model.bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
-    out!("wrote {} ({} model, ONNX opset {}):", output.display(), saved.kind(), descent::onnx::OPSET);
-    out!("  input   {}", model.input);
-    out!("  output  {}", model.output);
-    out!("  {}", model.layout);
+    let lines = [
+        format!("wrote {} ({} model, ONNX opset {}):", output.display(), saved.kind(), descent::onnx::OPSET),
+        format!("  input   {}", model.input),
+        format!("  output  {}", model.output),
+        format!("  {}", model.layout),
+    ];
+    report_written(output, &lines);
     Ok(())
 }
 
@@ -178,11 +183,27 @@ fn export_safetensors(saved: &SavedModel, output: &Path) -> Result<(), Failure> 
     ]);
     let bytes = safetensors(&tensors, metadata).map_err(Failure::internal)?;
     write_atomic(output, &bytes).map_err(|e| Failure::input(format!("--output: {e}")))?;
-    out!("wrote {} ({} model, {} tensors in PyTorch layout):", output.display(), saved.kind(), tensors.len());
-    for tensor in &tensors {
-        out!("  {:<28} {:?}", tensor.name, tensor.shape);
-    }
+    let heading = format!(
+        "wrote {} ({} model, {} tensors in PyTorch layout):",
+        output.display(),
+        saved.kind(),
+        tensors.len()
+    );
+    let rows = tensors.iter().map(|tensor| format!("  {:<28} {:?}", tensor.name, tensor.shape));
+    report_written(output, &std::iter::once(heading).chain(rows).collect::<Vec<_>>());
     Ok(())
+}
+
+/// What an export wrote, on standard output; on standard error when the file itself went to
+/// standard output (`--output -`), so that the two never mix.
+fn report_written(output: &Path, lines: &[String]) {
+    for line in lines {
+        if output.as_os_str() == "-" {
+            err!("{line}");
+        } else {
+            out!("{line}");
+        }
+    }
 }
 
 /// Load the run's model, checked against its checksum unless `--no-verify`.

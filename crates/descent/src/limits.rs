@@ -62,6 +62,69 @@ pub enum ReadError {
     },
 }
 
+/// Read the whole of the regular file at `path`, never more than the size it had when opened,
+/// and only when that size fits in memory ([`check_memory`]). The size comes from the opened
+/// file, so a link is judged by what it points at: a link to `/dev/zero` or a FIFO (whose size
+/// says nothing of what reading it gives) is refused as not a regular file instead of being read
+/// until memory runs out, and a file that grows while it is read is read as it was.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    // Checked before opening too: opening a FIFO for reading waits for a writer.
+    let target = std::fs::metadata(path)?;
+    if !target.is_file() {
+        return Err(FileError::NotRegular { kind: file_kind(&target.file_type()) });
+    }
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(FileError::NotRegular { kind: file_kind(&metadata.file_type()) });
+    }
+    let size = metadata.len();
+    check_memory(Some(size)).map_err(|error| FileError::TooLarge { size, error })?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(size).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// What a file that is not a regular file is, for messages.
+pub fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Why [`read_file`] could not read a file: the sentence after the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The operating system could not open or read it.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A directory, a device, a FIFO or a socket.
+    #[error("it is {kind}, not a regular file")]
+    NotRegular {
+        /// What it is.
+        kind: &'static str,
+    },
+    /// Larger than the memory the process may still use.
+    #[error("it holds {}, and reading it {error}", Bytes(*size))]
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The memory check's refusal.
+        error: MemoryError,
+    },
+}
+
 /// Why [`check_memory`] refused a size: the sentence after what asked for it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MemoryError {

@@ -23,12 +23,17 @@ pub trait Observer {
         let _ = record;
     }
 
-    /// The end of a whole epoch (not of one interrupted part-way), once its checkpoint, if due,
+    /// The end of a whole epoch (not of one interrupted part-way), before its checkpoint, if due,
     /// is written: `rows` are the run's metrics rows so far (a resumed run's start with its
     /// checkpoint's), the last one the epoch's (with its validation figures for a classifier).
     fn epoch(&mut self, epoch: usize, rows: &[MetricsRow]) {
         let _ = (epoch, rows);
     }
+
+    /// Just before a checkpoint may be written (each epoch's end, and an interruption's): write
+    /// out what is buffered, so that everything up to the checkpoint is on disk before it is,
+    /// and a run killed after it and resumed from it has lost nothing the checkpoint covers.
+    fn flush(&mut self) {}
 
     /// A value a task logs beside training (lr-find's sweep: `lr_find/lr` at each step), by
     /// tag and step.

@@ -64,7 +64,9 @@ pub fn run(args: &AppArgs) -> Result<(), Failure> {
             args.model.display()
         )));
     };
-    let accuracy = std::fs::read_to_string(args.model.join(descent::report::files::SUMMARY_FILE))
+    // Bounded: a summary is a few hundred bytes, and a link to an endless file reads as none.
+    let summary_path = args.model.join(descent::report::files::SUMMARY_FILE);
+    let accuracy = descent::limits::read_text(&summary_path, descent::limits::MAX_CONFIG_BYTES)
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|summary| summary.get("accuracy").and_then(serde_json::Value::as_f64));

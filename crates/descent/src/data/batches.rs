@@ -114,8 +114,10 @@ impl<B: Send + Sync + Clone + std::fmt::Debug + 'static> LoaderBatches<B> {
     ) -> Self {
         assert!(batch_size > 0, "batch size must be positive");
         let (items, batches_per_epoch) = (indices.len(), indices.len().div_ceil(batch_size));
+        // Burn's loader reserves a batch's worth of items up front: a batch larger than the set
+        // (`--batch-size 18446744073709551615`) is the whole set, not a capacity overflow.
         let loader = DataLoaderBuilder::new(batcher)
-            .batch_size(batch_size)
+            .batch_size(batch_size.min(items.max(1)))
             .shuffle(seed)
             .set_device(device.clone())
             .build(InMemDataset::new(indices));

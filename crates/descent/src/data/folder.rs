@@ -736,10 +736,16 @@ fn cache_places(dir: &Path, fingerprint: &str) -> (PathBuf, Option<PathBuf>, Str
 
 /// Whether files can be written in `folder` (made if missing): a probe file is made and removed.
 fn writable(folder: &Path) -> bool {
-    let probe = folder.join(format!(".probe-{}", std::process::id()));
-    let made = std::fs::create_dir_all(folder).is_ok() && std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    made
+    if std::fs::create_dir_all(folder).is_err() {
+        return false;
+    }
+    match crate::report::run_folder::create_private(folder, "cache", "probe") {
+        Ok((probe, _)) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// The cache's pictures when it holds this listing's (same fingerprint, whole); `None` to
@@ -788,11 +794,14 @@ fn write_cache(path: &Path, listing: &Listing, side: usize, decoded: &DecodedSet
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(rgb);
     // Atomically: a whole file or none, whatever else reads or writes the cache at once.
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, &bytes)?;
-    std::fs::rename(&partial, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })
+    // The temporary file is new (`O_EXCL`, an unguessable name): never a link planted beforehand.
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let (partial, mut file) = crate::report::run_folder::create_private(folder, "cache", "partial")?;
+    std::io::Write::write_all(&mut file, &bytes).and_then(|()| std::fs::rename(&partial, path)).inspect_err(
+        |_| {
+            let _ = std::fs::remove_file(&partial);
+        },
+    )
 }
 
 #[cfg(test)]

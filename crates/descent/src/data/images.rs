@@ -373,7 +373,11 @@ pub fn read_idx_images(path: &Path) -> Result<(ImageSet, bool), DataError> {
         let file =
             BufReader::new(File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?);
         let gzipped = path.extension().is_some_and(|extension| extension == "gz");
-        Ok(if gzipped { Box::new(GzipErrors(flate2::read::GzDecoder::new(file))) } else { Box::new(file) })
+        Ok(if gzipped {
+            Box::new(GzipErrors(flate2::read::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(file)
+        })
     };
     let mut images = open(path)?;
     let header = images_header(&mut images, path)?;
@@ -551,7 +555,7 @@ fn open_maybe_gzipped(dir: &Path, name: &str) -> Result<(PathBuf, Box<dyn Read>)
         let file = BufReader::new(open(&plain)?);
         Ok((plain, Box::new(file)))
     } else if gzipped.exists() {
-        let file = flate2::read::GzDecoder::new(BufReader::new(open(&gzipped)?));
+        let file = flate2::read::MultiGzDecoder::new(BufReader::new(open(&gzipped)?));
         Ok((gzipped, Box::new(GzipErrors(file))))
     } else {
         Err(DataError::Open {

@@ -165,9 +165,10 @@ impl ImageExperiment {
         self.train.len().div_ceil(self.batch_size())
     }
 
-    /// Images per batch (all training images when the configuration sets none).
+    /// Images per batch: all training images when the configuration sets none or more.
     pub fn batch_size(&self) -> usize {
-        self.config.training.batch_size.unwrap_or(self.train.len()).max(1)
+        let all = self.train.len().max(1);
+        self.config.training.batch_size.unwrap_or(all).clamp(1, all)
     }
 
     /// The CNN of the configuration at its seeded initial weights, on the autodiff device; a

@@ -124,23 +124,26 @@ impl<'a> Checkpointer<'a> {
         }
     }
 
-    /// Write a checkpoint if this epoch is due one: the last, an interrupted one, every
-    /// `checkpoint_every`, or the one early stopping ends the run at (`stopping`).
+    /// Whether this epoch's end writes a checkpoint: into a folder, at the last epoch, an
+    /// interrupted one, every `checkpoint_every`, or the one early stopping ends the run at.
+    fn due<M>(&self, end: &EpochEnd<'_, M>, watch: Option<&Watch>) -> bool {
+        let stopping = watch.is_some_and(|watch| watch.stopped);
+        self.folder.is_some()
+            && (end.last
+                || end.interrupted
+                || stopping
+                || self.every.is_some_and(|every| end.epoch.is_multiple_of(every)))
+    }
+
+    /// Write a checkpoint if this epoch is due one ([`Self::due`]).
     fn epoch_end<M: burn::module::Module>(
         &self,
         end: &EpochEnd<'_, M>,
         history: History<'_>,
         watch: Option<&Watch>,
     ) -> Result<(), RunError> {
-        let Some(folder) = self.folder else { return Ok(()) };
-        let (early_stop, stopping) = watch.map_or((None, false), |watch| (watch.state, watch.stopped));
-        let due = end.last
-            || end.interrupted
-            || stopping
-            || self.every.is_some_and(|every| end.epoch.is_multiple_of(every));
-        if !due {
-            return Ok(());
-        }
+        let Some(folder) = self.folder.filter(|_| self.due(end, watch)) else { return Ok(()) };
+        let early_stop = watch.and_then(|watch| watch.state);
         let state = CheckpointState {
             model: self.model.into(),
             epoch: end.position.epoch,
@@ -709,18 +712,29 @@ impl<M: burn::module::Module> Events<M> for RunEvents<'_, '_, M> {
 }
 
 impl<M: burn::module::Module> RunEvents<'_, '_, M> {
-    /// The task's verdict on the epoch, early stopping, the checkpoint, then the observers; part-way
-    /// through an epoch (Ctrl-C), only the checkpoint to continue from.
+    /// The task's verdict on the epoch, early stopping, the observers, then the checkpoint;
+    /// part-way through an epoch (Ctrl-C), only the checkpoint to continue from. The observers
+    /// write out what they hold first (the TensorBoard log's buffered scalars): a run killed
+    /// once the checkpoint is written and resumed from it has every figure up to it.
     fn end_epoch(&mut self, end: &EpochEnd<'_, M>) -> Result<ControlFlow<()>, RunError> {
         if end.interrupted {
+            self.flush_before_checkpoint(end);
             self.checkpoint(end)?;
             return Ok(ControlFlow::Break(()));
         }
         let verdict = self.task.epoch(end, &mut self.metrics)?;
         let flow = watch_epoch(&mut self.watch, end, verdict, &mut *self.task, &mut self.best)?;
-        self.checkpoint(end)?;
         self.observers.iter_mut().for_each(|observer| observer.epoch(end.epoch, &self.metrics));
+        self.flush_before_checkpoint(end);
+        self.checkpoint(end)?;
         Ok(flow)
+    }
+
+    /// The observers write out what they hold when a checkpoint follows.
+    fn flush_before_checkpoint(&mut self, end: &EpochEnd<'_, M>) {
+        if self.checkpointer.due(end, self.watch.as_ref()) {
+            self.observers.iter_mut().for_each(|observer| observer.flush());
+        }
     }
 
     fn checkpoint(&self, end: &EpochEnd<'_, M>) -> Result<(), RunError> {

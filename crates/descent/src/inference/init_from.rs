@@ -76,9 +76,7 @@ pub fn source_tensors(
             Ok((tensors, config.data.class_names()))
         }
         InitSource::Safetensors(path) => {
-            let size = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?.len();
-            crate::limits::check_memory(Some(size)).map_err(|m| fail(format!("reading it {m}")))?;
-            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let bytes = crate::limits::read_file(path).map_err(|e| fail(e.to_string()))?;
             let tensors = safetensors::SafeTensors::deserialize(&bytes)
                 .map_err(|e| fail(format!("not a safetensors file ({e})")))?;
             let mut named = Vec::new();

@@ -271,11 +271,7 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
     }
     let config = RunConfig::load(&config_path)?;
     let model_error = |message: String| SavedModelError::Model { path: model_path.clone(), message };
-    let size = std::fs::metadata(&model_path).map_err(|e| model_error(e.to_string()))?.len();
-    crate::limits::check_memory(Some(size)).map_err(|message| {
-        model_error(format!("the file holds {}, and reading it {message}", crate::limits::Bytes(size)))
-    })?;
-    let bytes = std::fs::read(&model_path).map_err(|e| model_error(e.to_string()))?;
+    let bytes = crate::limits::read_file(&model_path).map_err(|e| model_error(e.to_string()))?;
     if verify {
         let checksum_path = dir.join(CHECKSUM_FILE);
         if !checksum_path.exists() {

@@ -41,6 +41,12 @@ pub struct CnnConfig {
     pub global_pool: bool,
 }
 
+/// `side` after `blocks` 2x2 poolings: 0 once it has halved to nothing, for any count (a plain
+/// `>>` by 64 or more would wrap the shift count in release builds and overflow in debug ones).
+fn halved(side: usize, blocks: usize) -> usize {
+    u32::try_from(blocks).ok().and_then(|blocks| side.checked_shr(blocks)).unwrap_or(0)
+}
+
 fn default_channels() -> Vec<usize> {
     vec![32, 64]
 }
@@ -96,13 +102,13 @@ impl CnnConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return invalid("model.dropout", format!("must be in [0, 1), got {}", self.dropout));
         }
-        if side >> self.channels.len() == 0 {
+        if halved(side, self.channels.len()) == 0 {
             return invalid(
                 "model.channels",
                 format!(
                     "{} blocks halve {side}x{side} images to nothing; use at most {}",
                     self.channels.len(),
-                    side.ilog2()
+                    side.checked_ilog2().unwrap_or(0)
                 ),
             );
         }
@@ -144,7 +150,7 @@ impl CnnConfig {
             blocks.push(block.init(device));
             inputs = outputs;
         }
-        let remaining = shape.side >> self.channels.len();
+        let remaining = halved(shape.side, self.channels.len());
         let features = if self.global_pool { inputs } else { inputs * remaining * remaining };
         Cnn {
             blocks,

@@ -49,6 +49,14 @@ pub enum RunFolderError {
         /// The folder.
         path: PathBuf,
     },
+    /// A file in the folder cannot be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// The folder or a file in it cannot be created or written.
     #[error("cannot write {}: {message}", path.display())]
     Write {
@@ -131,12 +139,12 @@ impl RunFolder {
         if self.discard {
             return Ok(target);
         }
-        let temporary = self.path.join(format!(".{name}.tmp-{}", std::process::id()));
+        let temporary = self.path.join(private_name(name, "tmp"));
         let write_error = |path: &Path, e: std::io::Error| RunFolderError::Write {
             path: path.into(),
             message: e.to_string(),
         };
-        let written = fs::File::create(&temporary)
+        let written = create_new(&temporary)
             .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
             .and_then(|()| before_rename(&temporary))
             .map_err(|e| write_error(&temporary, e))
@@ -168,9 +176,53 @@ impl RunFolder {
     }
 }
 
+/// `.NAME.KIND-PID-RANDOM`: the name of a temporary or probe file beside `NAME`, with 64 random
+/// bits (from the standard library's per-process random hash keys), so that nobody can plant a
+/// file or link under it beforehand.
+fn private_name(name: &str, kind: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!(".{name}.{kind}-{}-{:016x}", std::process::id(), hasher.finish())
+}
+
+/// Create `path` for writing, failing if anything is there already, a link included
+/// (`O_CREAT | O_EXCL`: a link planted under the name is never followed).
+fn create_new(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// A new file in `folder` named after `name` ([`private_name`]), created with `O_EXCL`: for
+/// temporary and probe files anywhere descent writes.
+pub(crate) fn create_private(folder: &Path, name: &str, kind: &str) -> std::io::Result<(PathBuf, fs::File)> {
+    let path = folder.join(private_name(name, kind));
+    create_new(&path).map(|file| (path, file))
+}
+
+/// What `path` names when it is not a plain file to replace: standard output (`-`), or an
+/// existing special file (a FIFO, a terminal, `/dev/null`, `/dev/stdout`), followed through links.
+fn special_target(path: &Path) -> Option<&'static str> {
+    if path.as_os_str() == "-" {
+        return Some("standard output");
+    }
+    let metadata = fs::metadata(path).ok()?;
+    (!metadata.is_file() && !metadata.is_dir()).then(|| crate::limits::file_kind(&metadata.file_type()))
+}
+
 /// Write `contents` to `path` atomically (a temporary file in the same folder, then a rename), for
-/// files outside a run folder (`descent predict --output`, `descent export --output`).
+/// files outside a run folder (`descent predict --output`, `descent export --output`). `-` is
+/// standard output, and an existing special file (a FIFO, a device such as `/dev/null`, a link to
+/// one) is written into, never replaced.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> {
+    if special_target(path).is_some() {
+        let written = if path.as_os_str() == "-" {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(contents).and_then(|()| stdout.flush())
+        } else {
+            fs::OpenOptions::new().write(true).open(path).and_then(|mut file| file.write_all(contents))
+        };
+        return written.map_err(|e| write_error(path, e));
+    }
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -189,6 +241,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> 
 /// in an existing folder where a file can be created, and not a folder itself. Nothing is left
 /// behind.
 pub fn check_writable(path: &Path) -> Result<(), RunFolderError> {
+    if special_target(path).is_some() {
+        return Ok(()); // written into, not replaced: nothing to create beside it
+    }
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -209,8 +264,8 @@ pub fn check_writable(path: &Path) -> Result<(), RunFolderError> {
             message: format!("{} is not a folder", parent.display()),
         });
     }
-    let probe = parent.join(format!(".{name}.probe-{}", std::process::id()));
-    fs::File::create(&probe).map_err(|e| write_error(path, e))?;
+    let probe = parent.join(private_name(name, "probe"));
+    create_new(&probe).map_err(|e| write_error(path, e))?;
     let _ = fs::remove_file(&probe);
     Ok(())
 }

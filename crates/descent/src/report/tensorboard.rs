@@ -62,8 +62,9 @@ pub struct EventLog {
     scratch: Vec<u8>,
 }
 
-/// The least time between two flushes at epoch ends: a full-batch epoch is one step, and a
-/// write per step would cost the lesson's 12 µs step about 4%.
+/// The least time between two flushes at epoch ends without a checkpoint (before a checkpoint
+/// the log is always flushed): a full-batch epoch is one step, and a write per step would cost
+/// the lesson's 12 µs step about 4%.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why the log could not be written.
@@ -280,8 +281,13 @@ impl Observer for EventLog {
         }
         self.rows_logged = self.rows_logged.max(rows.len());
         if self.flushed.elapsed() >= FLUSH_INTERVAL {
-            let _ = self.flush();
+            let _ = EventLog::flush(self);
         }
+    }
+
+    fn flush(&mut self) {
+        // An error is kept and reported when the run ends (`EventLog::flush`).
+        let _ = EventLog::flush(self);
     }
 }
 
@@ -349,7 +355,8 @@ fn truncate_to(
     if too_large {
         return Ok(false);
     }
-    let bytes = fs::read(path).map_err(|error| write_error(path, &error))?;
+    let bytes = crate::limits::read_file(path)
+        .map_err(|error| RunFolderError::Read { path: path.into(), message: error.to_string() })?;
     let (payloads, tail) = parse(&bytes);
     if tail == Tail::Damaged {
         return Ok(false);
@@ -381,6 +388,21 @@ enum Tail {
     Torn,
     /// With a record whose checksum does not match.
     Damaged,
+}
+
+/// The scalars of the event file at `path`, in the order they were logged: `(tag, step, value)`
+/// for each, from its whole, intact records (a record torn by a killed run ends the list).
+pub fn read_scalars(path: &Path) -> Result<Vec<(String, i64, f32)>, crate::limits::FileError> {
+    let bytes = crate::limits::read_file(path)?;
+    Ok(parse(&bytes)
+        .0
+        .into_iter()
+        .filter_map(|payload| Event::decode(payload).ok())
+        .filter_map(|event| {
+            let value = event.summary?.value.into_iter().next()?;
+            Some((value.tag, event.step, value.simple_value?))
+        })
+        .collect())
 }
 
 /// The payloads of the whole, intact records at the start of `bytes`, and what follows them.
@@ -519,16 +541,7 @@ mod tests {
     use crate::train::Update;
 
     fn scalars(path: &Path) -> Vec<(String, i64, f32)> {
-        let bytes = fs::read(path).unwrap();
-        parse(&bytes)
-            .0
-            .into_iter()
-            .map(|payload| Event::decode(payload).unwrap())
-            .filter_map(|event| {
-                let value = event.summary?.value.into_iter().next()?;
-                Some((value.tag, event.step, value.simple_value?))
-            })
-            .collect()
+        read_scalars(path).unwrap()
     }
 
     /// The lesson's configuration, with full batches or in mini-batches of 10.

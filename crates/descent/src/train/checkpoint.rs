@@ -256,9 +256,11 @@ impl Checkpoint {
                 }
             })?;
         }
-        let bytes = std::fs::read(path).map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound => CheckpointError::Missing { path: path.into() },
-            _ => CheckpointError::Read { path: path.into(), message: error.to_string() },
+        let bytes = crate::limits::read_file(path).map_err(|error| match error {
+            crate::limits::FileError::Io(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                CheckpointError::Missing { path: path.into() }
+            }
+            error => CheckpointError::Read { path: path.into(), message: error.to_string() },
         })?;
         Self::from_bytes(&bytes, path)
     }
