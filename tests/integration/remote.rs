@@ -177,6 +177,8 @@ fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
     std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("the remote device at ws://") && !stderr.contains("panicked"), "{stderr}");
+    // In words, not Burn's debug text (`Execution(… RecvError(()))`).
+    assert!(!stderr.contains("RecvError") && !stderr.contains("Execution("), "{stderr}");
     assert!(stderr.contains("descent train --resume"), "{stderr}");
     // The last checkpoint, written while the server was alive, is whole.
     descent::train::Checkpoint::read(&out.join(descent::train::CHECKPOINT_FILE)).unwrap();
@@ -221,4 +223,49 @@ fn data_parallel_over_local_and_remote_devices_gives_the_local_result() {
     }
     assert!(first.next_event().contains("opened"));
     assert!(second.next_event().contains("opened"));
+}
+
+#[test]
+fn a_server_that_accepts_the_connection_and_never_answers_is_refused_in_bounded_time() {
+    // Burn's client waited for the handshake forever (a run was killed at 170 s).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = std::thread::spawn(move || {
+        // Accept, hold the connection open, never answer.
+        let connection = listener.accept().map(|(stream, _)| stream);
+        std::thread::sleep(Duration::from_secs(30));
+        drop(connection);
+    });
+    let url = format!("remote:ws://{address}");
+    let started = Instant::now();
+    let output = descent_with_env(
+        &["lesson2", "--device", &url, "--steps", "2", "-q"],
+        &[("DESCENT_CONNECT_TIMEOUT", "2"), ("DESCENT_REMOTE_TOKEN", "0123456789abcdef")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&address.to_string()) && stderr.contains("within 2 s"), "{stderr}");
+    drop(held);
+}
+
+#[test]
+fn a_server_whose_address_and_token_cannot_be_shown_does_not_start() {
+    // `serve > /dev/full` served on, its generated token never shown to anyone.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--device", "flex"])
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write to standard output") && stderr.contains("not started"), "{stderr}");
 }

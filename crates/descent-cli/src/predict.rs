@@ -169,8 +169,7 @@ fn export_onnx(
         format!("  output  {}", model.output),
         format!("  {}", model.layout),
     ];
-    report_written(output, &lines);
-    Ok(())
+    report_written(output, &lines)
 }
 
 fn export_safetensors(saved: &SavedModel, output: &Path) -> Result<(), Failure> {
@@ -190,19 +189,27 @@ fn export_safetensors(saved: &SavedModel, output: &Path) -> Result<(), Failure> 
         tensors.len()
     );
     let rows = tensors.iter().map(|tensor| format!("  {:<28} {:?}", tensor.name, tensor.shape));
-    report_written(output, &std::iter::once(heading).chain(rows).collect::<Vec<_>>());
-    Ok(())
+    report_written(output, &std::iter::once(heading).chain(rows).collect::<Vec<_>>())
 }
 
 /// What an export wrote, on standard output; on standard error when the file itself went to
-/// standard output (`--output -`), so that the two never mix.
-fn report_written(output: &Path, lines: &[String]) {
+/// standard output (`--output -`), so that the two never mix. When standard output cannot take
+/// the list (`> /dev/full`), the error says that the file was written all the same.
+fn report_written(output: &Path, lines: &[String]) -> Result<(), Failure> {
     for line in lines {
         if output.as_os_str() == "-" {
             err!("{line}");
         } else {
             out!("{line}");
         }
+    }
+    let flushed = crate::output::check();
+    match crate::output::failed() {
+        Some(error) if output.as_os_str() != "-" => Err(Failure::input(format!(
+            "cannot write to standard output: {error} ({} was written whole all the same)",
+            output.display()
+        ))),
+        _ => flushed,
     }
 }
 

@@ -62,7 +62,15 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         "train from another machine: descent train --device remote:ws://{address} --token-file FILE (or {}=TOKEN); Ctrl-C stops the server",
         descent::device::REMOTE_TOKEN_VARIABLE
     );
-    let _ = std::io::stdout().flush();
+    // A server whose address and token nobody can read serves no one: stop before serving when
+    // standard output cannot be written (`> /dev/full`).
+    crate::output::check().map_err(|failure| {
+        let shown = if generated { "the address and the generated token" } else { "the address" };
+        Failure::input(format!(
+            "{}: {shown} could not be shown, so the server was not started",
+            failure.message
+        ))
+    })?;
     server
         .serve(std::slice::from_ref(&device), &token, |event| {
             out!("{event}");

@@ -772,10 +772,18 @@ impl RunConfig {
         if key.is_empty() || path.iter().any(|part| part.is_empty()) {
             return Err(fail(format!("`{key}` is not a dotted field name")));
         }
-        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
-            .and_then(|mut table| table.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            .and_then(|mut table| table.remove("v"));
+        let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
+        if parsed.is_none() && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            // A whole number TOML cannot hold would otherwise be taken as text ("invalid type").
+            return Err(fail(format!(
+                "{value} is beyond the whole numbers a setting can hold (at most {})",
+                i64::MAX
+            )));
+        }
+        let value = parsed.unwrap_or_else(|| toml::Value::String(value.to_string()));
 
         let mut document = toml::Value::try_from(&*self).map_err(|error| fail(error.to_string()))?;
         let mut table = document.as_table_mut().expect("a run configuration is a table");

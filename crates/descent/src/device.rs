@@ -246,9 +246,17 @@ pub fn valid_names() -> Vec<&'static str> {
 pub struct ReadBackError(pub String);
 
 impl ReadBackError {
-    /// The error of a failed read, from the backend's error.
+    /// The error of a failed read, from the backend's error. Burn reports a remote device whose
+    /// connection ended with channel errors in debug text (`Execution(… RecvError(()))`): that is
+    /// said in words; any other error keeps the backend's text, cut to a readable length.
     pub fn from_debug(error: &dyn std::fmt::Debug) -> Self {
-        Self(format!("{error:?}"))
+        let text = format!("{error:?}");
+        let lost =
+            ["RecvError", "SendError", "ConnectionReset", "ConnectionClosed", "AlreadyClosed", "BrokenPipe"];
+        if lost.iter().any(|marker| text.contains(marker)) {
+            return Self("its connection closed".into());
+        }
+        Self(crate::limits::printable(&text, 200))
     }
 }
 
@@ -515,6 +523,21 @@ fn open_backend(
     }
 }
 
+/// The environment variable that sets how long connecting to a remote device may take, in
+/// seconds (30 when unset).
+pub const CONNECT_TIMEOUT_VARIABLE: &str = "DESCENT_CONNECT_TIMEOUT";
+
+/// How long connecting to a remote device and its handshake may take: [`CONNECT_TIMEOUT_VARIABLE`]
+/// seconds when it holds a positive number, else 30 s.
+#[cfg(feature = "remote")]
+fn connect_timeout() -> std::time::Duration {
+    std::env::var(CONNECT_TIMEOUT_VARIABLE)
+        .ok()
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 1e9)
+        .map_or(std::time::Duration::from_secs(30), std::time::Duration::from_secs_f64)
+}
+
 /// Connect to the device a `descent serve` at `url` hosts, presenting `token`.
 #[cfg(feature = "remote")]
 fn open_remote(spec: &str, url: &str, token: Option<&str>) -> Result<SelectedDevice, DeviceError> {
@@ -531,7 +554,24 @@ fn open_remote(spec: &str, url: &str, token: Option<&str>) -> Result<SelectedDev
         host = host.with_credential(token.to_string());
     }
     let unavailable = |reason: String| DeviceError::Remote { spec: spec.into(), reason };
-    match Device::remote_options(&host).init() {
+    // Burn's client waits for the server without a limit: a listener that accepts the connection
+    // and never answers would hang the run. The connection and the handshake run on a thread of
+    // their own, given `connect_timeout()` to answer (a thread left waiting ends with the process).
+    let timeout = connect_timeout();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(Device::remote_options(&host).init());
+    });
+    let connected = match receiver.recv_timeout(timeout) {
+        Ok(connected) => connected,
+        Err(_) => {
+            return Err(unavailable(format!(
+                "{url} did not complete the connection within {} s (it accepted it, or nothing answered): is `descent serve` running there? ({CONNECT_TIMEOUT_VARIABLE} sets the limit in seconds)",
+                timeout.as_secs_f64()
+            )));
+        }
+    };
+    match connected {
         Ok(device) => Ok(SelectedDevice { backend: Backend::Remote, device, adapter: Some(url.into()) }),
         Err(ConnectError::Unauthorized) => Err(unavailable(format!(
             "the server refused the token: pass the server's token with --token-file FILE or in {REMOTE_TOKEN_VARIABLE}"

@@ -129,7 +129,21 @@ impl CsvTable {
 /// Read the chosen columns of the CSV file at `path`.
 pub fn read_csv(path: &Path, columns: &Columns, options: &CsvOptions) -> Result<CsvTable, DataError> {
     let file = File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?;
-    parse_csv(std::io::BufReader::with_capacity(1 << 16, file), path, columns, options)
+    let mut input = std::io::BufReader::with_capacity(1 << 16, file);
+    // A picture or an archive given for CSV is named for what it is, not parsed as text. The
+    // first bytes are looked at in the buffer, not consumed: a pipe is read once.
+    let start = std::io::BufRead::fill_buf(&mut input)
+        .map_err(|source| DataError::Open { path: path.into(), source })?;
+    if let Some(kind) = super::binary_kind(start) {
+        return Err(DataError::Rows {
+            path: path.into(),
+            message: format!(
+                "this is {kind}, not CSV text: expected a header row of column names, then rows of numbers separated by `{}`",
+                char::from(options.delimiter)
+            ),
+        });
+    }
+    parse_csv(input, path, columns, options)
 }
 
 /// Read the chosen columns of CSV text from `input`; errors name `path`.

@@ -111,6 +111,24 @@ impl Table {
 
 use std::path::PathBuf;
 
+/// What a file is, by its first bytes, when it is a picture, an archive or another binary format
+/// that people hand to a command by mistake: `a PNG picture`, `a JPEG picture`, ...; `None` for
+/// anything else (text included).
+pub fn binary_kind(start: &[u8]) -> Option<&'static str> {
+    const KINDS: [(&[u8], &str); 9] = [
+        (b"\x89PNG\r\n\x1a\n", "a PNG picture"),
+        (b"\xff\xd8\xff", "a JPEG picture"),
+        (b"GIF8", "a GIF picture"),
+        (b"RIFF", "a RIFF file (a WebP picture or a WAV sound)"),
+        (b"\x1f\x8b", "a gzip archive"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"%PDF", "a PDF document"),
+        (b"\x7fELF", "a program (ELF)"),
+        (b"\x00\x00\x08", "an IDX file (MNIST's format)"),
+    ];
+    KINDS.iter().find(|(magic, _)| start.starts_with(magic)).map(|&(_, kind)| kind)
+}
+
 /// Why a data file could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

@@ -31,8 +31,14 @@ pub fn read_png(path: &Path) -> Result<Picture, DataError> {
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(not_png("the file is empty: expected a PNG image".into()));
     }
+    let mut input = BufReader::new(file);
+    let start = std::io::BufRead::fill_buf(&mut input)
+        .map_err(|source| DataError::Open { path: path.into(), source })?;
+    if let Some(kind) = super::binary_kind(start).filter(|&kind| kind != "a PNG picture") {
+        return Err(not_png(format!("this is {kind}, whatever its name says: expected a PNG picture")));
+    }
     let limits = png::Limits { bytes: MAX_DECODED_BYTES };
-    let mut decoder = png::Decoder::new_with_limits(BufReader::new(file), limits);
+    let mut decoder = png::Decoder::new_with_limits(input, limits);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|error| not_png(format!("not a PNG image ({error})")))?;
     let size = reader.output_buffer_size().ok_or_else(|| not_png("the picture is too large".into()))?;

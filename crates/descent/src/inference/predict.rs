@@ -83,7 +83,7 @@ impl SavedModel {
                 let names = classifier.class_names();
                 if classifier.normalisation().is_some() {
                     predict_folder(classifier, input, device)
-                } else if input.is_dir() || is_png(input) {
+                } else if input.is_dir() || is_png(input) || has_extension(input, "png") {
                     predict_pictures(classifier, input, names, device)
                 } else if is_idx(input) {
                     predict_idx(classifier, input, names, device)
@@ -138,6 +138,11 @@ fn predict_linear(
     Ok(Predictions { csv, score })
 }
 
+/// Whether `path`'s name ends in `.EXTENSION`, in any case.
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case(extension))
+}
+
 /// Whether `path` is an IDX images file: its magic number, or a gzipped file named so.
 fn is_idx(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -170,7 +175,7 @@ fn predict_pictures(
         let _ = writeln!(
             csv,
             "{},{},{},{}",
-            csv_field(&file.display().to_string()),
+            csv_field(&escaped_path(file)),
             p.predicted,
             csv_field(name),
             p.confidence
@@ -195,6 +200,28 @@ fn predict_idx(
     let indices: Vec<usize> = (0..set.len()).collect();
     let evaluation = classifier.evaluate(&set, &indices, device)?;
     Ok(class_rows(&evaluation, labeled, Some(names)))
+}
+
+/// A file's path as text that maps back to it: UTF-8 as it is, a backslash doubled, and each
+/// byte that is not UTF-8 as `\xNN` (so two files whose names differ only there stay apart, as
+/// they would not with U+FFFD).
+#[cfg(unix)]
+fn escaped_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// A file's path as text (elsewhere than Unix, names are Unicode already).
+#[cfg(not(unix))]
+fn escaped_path(path: &Path) -> String {
+    path.display().to_string()
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
@@ -347,7 +374,7 @@ fn predict_folder(
         let _ = write!(
             csv,
             "{},{},{},{}",
-            csv_field(&file.display().to_string()),
+            csv_field(&escaped_path(file)),
             p.predicted,
             csv_field(&names[usize::from(p.predicted)]),
             p.confidence
@@ -374,4 +401,21 @@ fn predict_folder(
         });
     }
     Ok(Predictions { csv, score })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn paths_that_are_not_utf8_are_escaped_reversibly() {
+        let name = |bytes: &[u8]| escaped_path(Path::new(std::ffi::OsStr::from_bytes(bytes)));
+        assert_eq!(name(b"dir/cat 1.png"), "dir/cat 1.png");
+        assert_eq!(name(b"a\xffb.png"), "a\\xffb.png");
+        assert_ne!(name(b"a\xffb.png"), name(b"a\xfeb.png"), "U+FFFD would make these one");
+        // A backslash in a name is doubled, so a name holding `\xff` as text stays apart.
+        assert_eq!(name(b"a\\xffb.png"), "a\\\\xffb.png");
+        assert_eq!(name("é.png".as_bytes()), "é.png");
+    }
 }

@@ -328,11 +328,41 @@ fn load(dir: &Path, device: &Device, verify: bool) -> Result<(RunConfig, SavedMo
     Ok((config, model))
 }
 
-/// An error's debug text, cut to a readable length.
+/// Why a model file's record does not fit the model `config.toml` describes, as a sentence:
+/// Burn reports it as debug text (`Validation("Apply errors: [\"…: shape mismatch, expected
+/// Shape { dims: [16, 1, 5, 5] } but record has …\"]")`), which is turned into the first differing
+/// parameter with both shapes and a count of the others; other errors are cut to a readable
+/// length.
 fn brief(error: &dyn std::fmt::Debug) -> String {
-    let text = format!("{error:?}");
-    match text.char_indices().nth(160) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
+    let text = format!("{error:?}").replace("\\\"", "\"");
+    let dims = |from: &str| {
+        let start = from.find("dims: [")? + "dims: [".len();
+        Some(from[start..][..from[start..].find(']')?].to_string())
+    };
+    if let Some(at) = text.find(": shape mismatch, expected ") {
+        let path = text[..at].rsplit(['"', '[']).next().unwrap_or("a parameter");
+        let rest = &text[at..];
+        let expected = dims(rest).unwrap_or_default();
+        let found = rest.find("record has").and_then(|i| dims(&rest[i..])).unwrap_or_default();
+        let others = text.matches("shape mismatch").count() - 1;
+        let more = match others {
+            0 => String::new(),
+            1 => ", and 1 more parameter differs".into(),
+            n => format!(", and {n} more parameters differ"),
+        };
+        return format!(
+            "`{path}` is [{found}] in the file and [{expected}] in the model{more}: the layer sizes differ (was config.toml edited after training?)"
+        );
     }
+    for (marker, what) in [
+        ("Missing tensors: [", "the file lacks parameters the model has"),
+        ("Unused tensors: [", "the file holds parameters the model lacks"),
+    ] {
+        if let Some(at) = text.find(marker) {
+            let names = &text[at + marker.len()..];
+            let names = names[..names.find(']').unwrap_or(names.len())].replace('"', "`");
+            return format!("{what}: {}", crate::limits::printable(&names, 160));
+        }
+    }
+    crate::limits::printable(&text, 160)
 }

@@ -140,15 +140,17 @@ impl RunFolder {
             return Ok(target);
         }
         let temporary = self.path.join(private_name(name, "tmp"));
-        let write_error = |path: &Path, e: std::io::Error| RunFolderError::Write {
-            path: path.into(),
-            message: e.to_string(),
+        // Errors name the file being written, not the hidden temporary one, and say that what was
+        // there before is intact (the rename that replaces it is the last step).
+        let kept = |e: std::io::Error| RunFolderError::Write {
+            path: target.clone(),
+            message: format!("{e} (nothing was replaced: the earlier {name}, if any, is as it was)"),
         };
         let written = create_new(&temporary)
             .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
             .and_then(|()| before_rename(&temporary))
-            .map_err(|e| write_error(&temporary, e))
-            .and_then(|()| fs::rename(&temporary, &target).map_err(|e| write_error(&target, e)));
+            .and_then(|()| fs::rename(&temporary, &target))
+            .map_err(kept);
         if written.is_err() {
             let _ = fs::remove_file(&temporary);
         }

@@ -80,7 +80,8 @@ impl EventLog {
     /// The event file of `folder` continued at update `step`, with `rows` of `metrics.csv`
     /// already logged (the checkpoint's): what the earlier run logged from `step` on is removed
     /// first. A folder without an event file (written before descent logged them), or whose
-    /// last file is damaged, gets a new one.
+    /// last file is damaged, gets a new one; so does one whose event files are not regular files
+    /// (a link, a directory, a FIFO), which are left untouched.
     pub fn resume(
         folder: &RunFolder,
         config: &RunConfig,
@@ -88,7 +89,13 @@ impl EventLog {
     ) -> Result<Self, EventLogError> {
         let full_batch = full_batch(config);
         let keep = |tag: &str, at: i64| keeps(tag, at, step as i64, full_batch);
-        let existing = event_files(folder.path());
+        // Only the folder's own regular files are read, rewritten or appended to: a link (which
+        // could lead out of the folder), a directory or a FIFO under an event file's name is left
+        // as it is, and the run logs into a file of its own.
+        let existing: Vec<PathBuf> = event_files(folder.path())
+            .into_iter()
+            .filter(|path| fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_file()))
+            .collect();
         let Some((last, earlier)) = existing.split_last() else {
             return Self::new_file(folder, config, (step, rows));
         };

@@ -379,7 +379,11 @@ mod tests {
             assert_eq!(std::fs::read(temporary).unwrap(), newer, "the new checkpoint was written in full");
             Err(std::io::Error::other("killed between write and rename"))
         });
-        assert!(interrupted.is_err());
+        // The message names the file the user knows, not the hidden temporary one, and says that
+        // nothing earlier was lost.
+        let message = interrupted.unwrap_err().to_string();
+        assert!(message.contains("run/checkpoint.bin") && !message.contains(".tmp-"), "{message}");
+        assert!(message.contains("nothing was replaced"), "{message}");
 
         let read = Checkpoint::read(&folder.path().join(CHECKPOINT_FILE)).unwrap();
         assert_eq!(restored_parameters(&read), vec![1.0, 2.0], "the previous checkpoint is intact");

@@ -712,7 +712,9 @@ where
     /// Wait for every device, and what the run did.
     fn finish(self, model: M) -> Result<Trained<M>, TrainError> {
         for device in &self.devices {
-            device.sync().map_err(|error| TrainError::Device(format!("{error:?}")))?;
+            device.sync().map_err(|error| {
+                TrainError::Device(crate::device::ReadBackError::from_debug(&error).to_string())
+            })?;
         }
         let seconds = (self.start.elapsed() - self.outside).as_secs_f64();
         Ok(Trained {
@@ -873,5 +875,5 @@ fn read_scalar(tensor: Tensor<1>) -> Result<f64, TrainError> {
         .inner()
         .try_into_scalar::<f32>()
         .map(f64::from)
-        .map_err(|error| TrainError::Device(format!("{error:?}")))
+        .map_err(|error| TrainError::Device(crate::device::ReadBackError::from_debug(&error).to_string()))
 }

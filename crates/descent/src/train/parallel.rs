@@ -177,8 +177,12 @@ where
 fn compute<M: Objective<B>, B: BatchRows>(job: Job<M, B>, device: &Device) -> Outcome {
     let model = job.model.fork(device);
     let loss = model.loss(job.share.seeded(job.seed)).mul_scalar(job.weight);
-    let value =
-        loss.clone().inner().try_into_scalar::<f32>().map(f64::from).map_err(|error| format!("{error:?}"))?;
+    let value = loss
+        .clone()
+        .inner()
+        .try_into_scalar::<f32>()
+        .map(f64::from)
+        .map_err(|error| crate::device::ReadBackError::from_debug(&error).to_string())?;
     let loss = match job.scale {
         Some(scale) => loss.mul_scalar(scale),
         None => loss,
