@@ -9,6 +9,11 @@
 //!   multiplied out with checked arithmetic and compared with [`memory_budget`]: what this
 //!   process may still allocate, the least of the memory the system has available, the address
 //!   space left under `ulimit -v`, and the room left in its cgroup.
+//! - Whole files (a run's model, checkpoint and event files) are read by [`read_file`]: regular
+//!   files only, never past the size they had when opened.
+//! - Files descent creates beside others (temporary files before a rename, probes) are new
+//!   files under unguessable names ([`create_private`]), so a link planted there is never
+//!   followed.
 
 use std::fmt;
 use std::io::Read;
@@ -60,6 +65,35 @@ pub enum ReadError {
         /// The offset of the first byte that is not.
         valid_up_to: usize,
     },
+}
+
+/// `.NAME.KIND-PID-RANDOM`: the name of a temporary or probe file beside `NAME`, with 64 random
+/// bits (from the standard library's per-process random hash keys), so that nobody can plant a
+/// file or link under it beforehand.
+pub fn private_name(name: &str, kind: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    format!(".{name}.{kind}-{}-{:016x}", std::process::id(), hasher.finish())
+}
+
+/// Create `path` for writing, failing if anything is there already, a link included
+/// (`O_CREAT | O_EXCL`: a link planted under the name is never followed).
+pub fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// A new file in `folder` named after `name` ([`private_name`]), created with `O_EXCL`: for
+/// temporary and probe files anywhere descent writes.
+pub fn create_private(
+    folder: &Path,
+    name: &str,
+    kind: &str,
+) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let path = folder.join(private_name(name, kind));
+    create_new(&path).map(|file| (path, file))
 }
 
 /// Read the whole of the regular file at `path`, never more than the size it had when opened,

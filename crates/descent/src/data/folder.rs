@@ -739,7 +739,7 @@ fn writable(folder: &Path) -> bool {
     if std::fs::create_dir_all(folder).is_err() {
         return false;
     }
-    match crate::report::run_folder::create_private(folder, "cache", "probe") {
+    match crate::limits::create_private(folder, "cache", "probe") {
         Ok((probe, _)) => {
             let _ = std::fs::remove_file(&probe);
             true
@@ -796,7 +796,7 @@ fn write_cache(path: &Path, listing: &Listing, side: usize, decoded: &DecodedSet
     // Atomically: a whole file or none, whatever else reads or writes the cache at once.
     // The temporary file is new (`O_EXCL`, an unguessable name): never a link planted beforehand.
     let folder = path.parent().unwrap_or(Path::new("."));
-    let (partial, mut file) = crate::report::run_folder::create_private(folder, "cache", "partial")?;
+    let (partial, mut file) = crate::limits::create_private(folder, "cache", "partial")?;
     std::io::Write::write_all(&mut file, &bytes).and_then(|()| std::fs::rename(&partial, path)).inspect_err(
         |_| {
             let _ = std::fs::remove_file(&partial);

@@ -139,14 +139,14 @@ impl RunFolder {
         if self.discard {
             return Ok(target);
         }
-        let temporary = self.path.join(private_name(name, "tmp"));
+        let temporary = self.path.join(crate::limits::private_name(name, "tmp"));
         // Errors name the file being written, not the hidden temporary one, and say that what was
         // there before is intact (the rename that replaces it is the last step).
         let kept = |e: std::io::Error| RunFolderError::Write {
             path: target.clone(),
             message: format!("{e} (nothing was replaced: the earlier {name}, if any, is as it was)"),
         };
-        let written = create_new(&temporary)
+        let written = crate::limits::create_new(&temporary)
             .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
             .and_then(|()| before_rename(&temporary))
             .and_then(|()| fs::rename(&temporary, &target))
@@ -176,29 +176,6 @@ impl RunFolder {
         self.write(super::CHECKSUM_FILE, line.as_bytes())?;
         Ok(path)
     }
-}
-
-/// `.NAME.KIND-PID-RANDOM`: the name of a temporary or probe file beside `NAME`, with 64 random
-/// bits (from the standard library's per-process random hash keys), so that nobody can plant a
-/// file or link under it beforehand.
-fn private_name(name: &str, kind: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    format!(".{name}.{kind}-{}-{:016x}", std::process::id(), hasher.finish())
-}
-
-/// Create `path` for writing, failing if anything is there already, a link included
-/// (`O_CREAT | O_EXCL`: a link planted under the name is never followed).
-fn create_new(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-/// A new file in `folder` named after `name` ([`private_name`]), created with `O_EXCL`: for
-/// temporary and probe files anywhere descent writes.
-pub(crate) fn create_private(folder: &Path, name: &str, kind: &str) -> std::io::Result<(PathBuf, fs::File)> {
-    let path = folder.join(private_name(name, kind));
-    create_new(&path).map(|file| (path, file))
 }
 
 /// What `path` names when it is not a plain file to replace: standard output (`-`), or an
@@ -266,8 +243,8 @@ pub fn check_writable(path: &Path) -> Result<(), RunFolderError> {
             message: format!("{} is not a folder", parent.display()),
         });
     }
-    let probe = parent.join(private_name(name, "probe"));
-    create_new(&probe).map_err(|e| write_error(path, e))?;
+    let probe = parent.join(crate::limits::private_name(name, "probe"));
+    crate::limits::create_new(&probe).map_err(|e| write_error(path, e))?;
     let _ = fs::remove_file(&probe);
     Ok(())
 }
