@@ -121,20 +121,24 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
 
 /// What a file that is not a regular file is, for messages.
 pub fn file_kind(kind: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
+        return "a directory";
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        for (is, name) in [
+            (kind.is_fifo(), "a FIFO (named pipe)"),
+            (kind.is_char_device(), "a character device"),
+            (kind.is_block_device(), "a block device"),
+            (kind.is_socket(), "a socket"),
+        ] {
+            if is {
+                return name;
+            }
+        }
+    }
+    "a special file"
 }
 
 /// Why [`read_file`] could not read a file: the sentence after the file's name.

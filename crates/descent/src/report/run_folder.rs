@@ -178,14 +178,11 @@ impl RunFolder {
     }
 }
 
-/// What `path` names when it is not a plain file to replace: standard output (`-`), or an
-/// existing special file (a FIFO, a terminal, `/dev/null`, `/dev/stdout`), followed through links.
-fn special_target(path: &Path) -> Option<&'static str> {
-    if path.as_os_str() == "-" {
-        return Some("standard output");
-    }
-    let metadata = fs::metadata(path).ok()?;
-    (!metadata.is_file() && !metadata.is_dir()).then(|| crate::limits::file_kind(&metadata.file_type()))
+/// Whether `path` is written into rather than replaced: standard output (`-`), or an existing
+/// special file (a FIFO, a terminal, `/dev/null`, `/dev/stdout`), followed through links.
+fn written_into(path: &Path) -> bool {
+    path.as_os_str() == "-"
+        || fs::metadata(path).is_ok_and(|metadata| !metadata.is_file() && !metadata.is_dir())
 }
 
 /// Write `contents` to `path` atomically (a temporary file in the same folder, then a rename), for
@@ -193,7 +190,7 @@ fn special_target(path: &Path) -> Option<&'static str> {
 /// standard output, and an existing special file (a FIFO, a device such as `/dev/null`, a link to
 /// one) is written into, never replaced.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> {
-    if special_target(path).is_some() {
+    if written_into(path) {
         let written = if path.as_os_str() == "-" {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(contents).and_then(|()| stdout.flush())
@@ -220,7 +217,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RunFolderError> 
 /// in an existing folder where a file can be created, and not a folder itself. Nothing is left
 /// behind.
 pub fn check_writable(path: &Path) -> Result<(), RunFolderError> {
-    if special_target(path).is_some() {
+    if written_into(path) {
         return Ok(()); // written into, not replaced: nothing to create beside it
     }
     let name = path
