@@ -849,3 +849,50 @@ fn a_cnn_trains_within_an_address_space_near_what_it_uses() {
         assert_eq!(output.status.code(), Some(0), "ulimit -v {limit_kib}: {}", stderr(&output));
     }
 }
+
+/// A PNG chunk: its length, type, data and CRC-32.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(&crc.sum().to_be_bytes());
+    chunk
+}
+
+/// A valid grey 8-bit PNG of `side × side` black pixels: a few megabytes of compressed
+/// zeros that decode to `side²` bytes.
+fn png_bomb(side: u32) -> Vec<u8> {
+    let mut header = side.to_be_bytes().to_vec();
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8 bits, grey, deflate, no filter, no interlace
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let row = vec![0u8; side as usize + 1]; // filter byte 0, then the pixels
+    for _ in 0..side {
+        zlib.write_all(&row).unwrap();
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &header));
+    png.extend(png_chunk(b"IDAT", &zlib.finish().unwrap()));
+    png.extend(png_chunk(b"IEND", b""));
+    png
+}
+
+#[test]
+fn a_picture_declaring_a_huge_frame_is_refused_before_it_is_decoded() {
+    // An 875 KB PNG declaring 30000x30000 grey pixels drove `predict` to 8.4 GB: the frame and
+    // its f32 copy were allocated before anything was checked.
+    let dir = tempfile::tempdir().unwrap();
+    let output = descent_in(dir.path(), &["cnn", "--epochs", "1", "--out", "run", "-q"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let bomb = png_bomb(30_000);
+    assert!(bomb.len() < 8 << 20, "{} bytes", bomb.len());
+    let path = write(&dir.path().join("bomb.png"), &bomb);
+    refused_limited(
+        dir.path(),
+        &["predict", "--model", "run", "--input", &path],
+        &["bomb.png", "30000x30000 pixels", "at most 16384"],
+    );
+}

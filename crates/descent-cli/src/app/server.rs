@@ -218,6 +218,7 @@ fn classify(app: &App, bytes: &[u8]) -> Result<Prediction, Refusal> {
         PictureError::Empty => Refusal(StatusCode::BAD_REQUEST, error.to_string()),
         PictureError::NotAPicture(_) => Refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_string()),
         PictureError::TooLarge { .. } => Refusal(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
+        PictureError::BeyondMemory { .. } => Refusal(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
     })?;
     let classifier = app.classifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let values = classifier.input(&decoded);

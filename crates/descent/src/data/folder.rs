@@ -56,6 +56,16 @@ pub enum PictureError {
         /// The claimed height.
         height: u32,
     },
+    /// Decoding it would take more memory than the process may still use.
+    #[error("decoding its {width}x{height} pixels {message}")]
+    BeyondMemory {
+        /// The claimed width.
+        width: u32,
+        /// The claimed height.
+        height: u32,
+        /// The memory check's sentence.
+        message: crate::limits::MemoryError,
+    },
     /// The file holds no bytes.
     #[error("the file is empty")]
     Empty,
@@ -161,6 +171,11 @@ fn decode_from<R: BufRead + Seek>(
     if width > MAX_PICTURE_SIDE || height > MAX_PICTURE_SIDE || claimed > MAX_PICTURE_BYTES {
         return Err(PictureError::TooLarge { width, height });
     }
+    // Every copy the pipeline makes, before decoding: the decoded frame, its RGB copy over white
+    // and the square cut from it (at most as large again).
+    let rgb_bytes = u64::from(width) * u64::from(height) * 3;
+    crate::limits::check_memory(claimed.checked_add(2 * rgb_bytes))
+        .map_err(|message| PictureError::BeyondMemory { width, height, message })?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut picture =
         image::DynamicImage::from_decoder(decoder).map_err(|error| refusal(error, Some((width, height))))?;

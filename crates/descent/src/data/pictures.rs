@@ -7,7 +7,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use super::DataError;
-use crate::limits::{Bytes, check_memory};
+use crate::limits::check_memory;
 
 /// A decoded picture: its luminance in [0, 1], row by row.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,9 +41,20 @@ pub fn read_png(path: &Path) -> Result<Picture, DataError> {
     let mut decoder = png::Decoder::new_with_limits(input, limits);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|error| not_png(format!("not a PNG image ({error})")))?;
+    // The header's size decides, before anything is decoded: at most the folder reader's side,
+    // and the decoded frame plus its one-value-per-pixel f32 copy within the memory budget (a
+    // small file can declare a huge frame of zeros).
+    let (width, height) = (reader.info().width, reader.info().height);
+    let side = super::folder::MAX_PICTURE_SIDE;
+    if width > side || height > side {
+        return Err(not_png(format!(
+            "the picture declares {width}x{height} pixels; at most {side} pixels on a side are read"
+        )));
+    }
     let size = reader.output_buffer_size().ok_or_else(|| not_png("the picture is too large".into()))?;
-    check_memory(Some(size as u64))
-        .map_err(|message| not_png(format!("decoding {} {message}", Bytes(size as u64))))?;
+    let needed = (size as u64).checked_add(u64::from(width) * u64::from(height) * 4);
+    check_memory(needed)
+        .map_err(|message| not_png(format!("decoding its {width}x{height} pixels {message}")))?;
     let mut buffer = vec![0; size];
     let info = reader
         .next_frame(&mut buffer)
