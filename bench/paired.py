@@ -15,32 +15,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-FASHION = "/usr/share/datasets/fashion-mnist"
+from compare import FASHION, HERE, ROOT, result, run
+
 TARGETS = {"fashion": 1.25, "cnn": 1.5, "inference": 1.5}
 NAMES = {
     "fashion": "Fashion-MNIST CNN, 1 epoch, training images/s",
     "cnn": "digits CNN (bench config), training images/s",
     "inference": "Fashion-MNIST test set, inference images/s",
 }
-
-
-def run(cmd, env):
-    print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}")
-    return proc.stdout
-
-
-def pytorch_figure(out, key):
-    line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
-    pairs = dict(item.split("=", 1) for item in line.split()[1:])
-    return float(pairs[key])
 
 
 def one_pair(args, workload, threads):
@@ -56,7 +40,7 @@ def one_pair(args, workload, threads):
         cmd, key = [f"{py}/cnn.py", "--mode", "digits", "--epochs", "3"], "digits_train_img_per_s"
     else:
         cmd, key = [f"{py}/inference.py", "--dir", args.fashion, "--repeats", "1"], "img_per_s"
-    theirs = pytorch_figure(run([args.python] + cmd + t, env), key)
+    theirs = result(run([args.python] + cmd + t, env))[key]
     return ours, theirs
 
 

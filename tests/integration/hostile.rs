@@ -80,6 +80,13 @@ fn lesson_run(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// A digits CNN trained for one epoch in `dir/name`.
+fn cnn_run(dir: &Path, name: &str) -> PathBuf {
+    let output = descent_in(dir, &["cnn", "--epochs", "1", "--out", name, "-q"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    dir.join(name)
+}
+
 // 1. Memory is bounded by the input.
 
 #[test]
@@ -794,8 +801,7 @@ fn an_export_whose_listing_cannot_be_printed_says_the_model_was_written() {
 fn a_config_edited_to_other_layer_sizes_is_named_without_debug_text() {
     // Was: `(Validation("Apply errors: [\"blocks.0.conv.weight: shape mismatch, expected Shape {`.
     let dir = tempfile::tempdir().unwrap();
-    let output = descent_in(dir.path(), &["cnn", "--epochs", "1", "--out", "run", "-q"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    cnn_run(dir.path(), "run");
     let config = dir.path().join("run/config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("channels = [32, 64]"), "{text}");
@@ -824,8 +830,7 @@ fn pictures_given_for_csv_or_a_jpeg_named_png_are_named_for_what_they_are() {
         &["fit", "--data", &jpeg, "--target", "y"],
         &["photo.jpg", "a JPEG picture, not CSV text"],
     );
-    let output = descent_in(dir.path(), &["cnn", "--epochs", "1", "--out", "run", "-q"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    cnn_run(dir.path(), "run");
     let named_png = write(&dir.path().join("digit.png"), b"\xff\xd8\xff\xe0\0\x10JFIF\0");
     refused(
         dir.path(),
@@ -885,8 +890,7 @@ fn a_picture_declaring_a_huge_frame_is_refused_before_it_is_decoded() {
     // An 875 KB PNG declaring 30000x30000 grey pixels drove `predict` to 8.4 GB: the frame and
     // its f32 copy were allocated before anything was checked.
     let dir = tempfile::tempdir().unwrap();
-    let output = descent_in(dir.path(), &["cnn", "--epochs", "1", "--out", "run", "-q"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    cnn_run(dir.path(), "run");
     let bomb = png_bomb(30_000);
     assert!(bomb.len() < 8 << 20, "{} bytes", bomb.len());
     let path = write(&dir.path().join("bomb.png"), &bomb);

@@ -64,36 +64,34 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 headers).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Keep freed memory mapped instead of returning it to the system 10 ms later (mimalloc's
-/// default). A training step frees and reallocates tens of megabytes of activations and im2col
-/// buffers; returned pages come back as page faults the kernel zero-fills, 6% of a
-/// Fashion-MNIST step under perf. The cost is that the resident size stays at its high-water
-/// mark, which is what a run's peak is anyway.
-fn keep_freed_memory() {
-    // SAFETY: setting an option takes no pointers and is allowed at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
-}
-
 /// mimalloc's `mi_option_arena_reserve` (the same index in its v2 and v3 headers), in KiB.
 const MI_OPTION_ARENA_RESERVE: libmimalloc_sys::mi_option_t = 23;
 
-/// Reserve address space in arenas of 64 MiB rather than mimalloc's 1 GiB: the memory used is
-/// the same, but a process under an address-space limit (`ulimit -v`, a batch system's memory
-/// cap) no longer fails for a reservation it would never fill (a digits CNN, 200 MB resident,
-/// had reserved 1.8 GB and died with SIGSEGV under `ulimit -v 1500000`).
+/// mimalloc's options for descent's workloads, set before the first allocation where the
+/// platform allows (Rust's runtime allocates before `main`, and mimalloc reserves its first
+/// arena then): from the program's initialisers on Linux, and again, harmlessly, from `main`.
 ///
-/// It runs from the program's initialisers, before `main` and before the first allocation
-/// (Rust's runtime allocates before `main`, and mimalloc reserves its first arena then).
-#[cfg(target_os = "linux")]
-extern "C" fn reserve_address_space_in_steps() {
+/// - Freed memory stays mapped instead of going back to the system 10 ms later (mimalloc's
+///   default). A training step frees and reallocates tens of megabytes of activations and im2col
+///   buffers; returned pages come back as page faults the kernel zero-fills, 6% of a
+///   Fashion-MNIST step under perf. The resident size stays at its high-water mark, which is
+///   what a run's peak is anyway.
+/// - Address space is reserved in arenas of 64 MiB rather than 1 GiB: the memory used is the
+///   same, but a process under an address-space limit (`ulimit -v`, a batch system's cap) is
+///   judged by what it uses. With 1 GiB arenas a digits CNN (about 200 MB resident) was told
+///   under `ulimit -v 1200000` that the 1.7 MB `data/digits.csv` was too large to hold in memory.
+extern "C" fn configure_allocator() {
     // SAFETY: setting an option takes no pointers and is allowed at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_RESERVE, 64 * 1024) }
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_RESERVE, 64 * 1024);
+    }
 }
 
 #[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
-static RESERVE_ADDRESS_SPACE_IN_STEPS: extern "C" fn() = reserve_address_space_in_steps;
+static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
 
 use clap::{Parser, Subcommand};
 
@@ -185,7 +183,7 @@ impl Failure {
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
-    keep_freed_memory();
+    configure_allocator();
     pin_burn_default_device();
     let cli = Cli::parse();
     // Under mpirun or srun with several processes: join the job (MPI); only rank 0 prints.

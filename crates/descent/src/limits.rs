@@ -102,17 +102,15 @@ pub fn create_private(
 /// says nothing of what reading it gives) is refused as not a regular file instead of being read
 /// until memory runs out, and a file that grows while it is read is read as it was.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
-    // Checked before opening too: opening a FIFO for reading waits for a writer.
-    let target = std::fs::metadata(path)?;
-    if !target.is_file() {
-        return Err(FileError::NotRegular { kind: file_kind(&target.file_type()) });
-    }
+    let regular = |metadata: std::fs::Metadata| match metadata.is_file() {
+        true => Ok(metadata),
+        false => Err(FileError::NotRegular { kind: file_kind(&metadata.file_type()) }),
+    };
+    // Checked before opening (opening a FIFO for reading waits for a writer), and again on the
+    // opened file (the name may have been replaced in between).
+    regular(std::fs::metadata(path)?)?;
     let file = std::fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(FileError::NotRegular { kind: file_kind(&metadata.file_type()) });
-    }
-    let size = metadata.len();
+    let size = regular(file.metadata()?)?.len();
     check_memory(Some(size)).map_err(|error| FileError::TooLarge { size, error })?;
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(size).read_to_end(&mut bytes)?;

@@ -111,12 +111,15 @@ impl Table {
 
 use std::path::PathBuf;
 
+/// The eight bytes every PNG file starts with.
+pub const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
+
 /// What a file is, by its first bytes, when it is a picture, an archive or another binary format
 /// that people hand to a command by mistake: `a PNG picture`, `a JPEG picture`, ...; `None` for
 /// anything else (text included).
 pub fn binary_kind(start: &[u8]) -> Option<&'static str> {
     const KINDS: [(&[u8], &str); 9] = [
-        (b"\x89PNG\r\n\x1a\n", "a PNG picture"),
+        (PNG_SIGNATURE, "a PNG picture"),
         (b"\xff\xd8\xff", "a JPEG picture"),
         (b"GIF8", "a GIF picture"),
         (b"RIFF", "a RIFF file (a WebP picture or a WAV sound)"),

@@ -34,7 +34,9 @@ pub fn read_png(path: &Path) -> Result<Picture, DataError> {
     let mut input = BufReader::new(file);
     let start = std::io::BufRead::fill_buf(&mut input)
         .map_err(|source| DataError::Open { path: path.into(), source })?;
-    if let Some(kind) = super::binary_kind(start).filter(|&kind| kind != "a PNG picture") {
+    if !start.starts_with(super::PNG_SIGNATURE)
+        && let Some(kind) = super::binary_kind(start)
+    {
         return Err(not_png(format!("this is {kind}, whatever its name says: expected a PNG picture")));
     }
     let limits = png::Limits { bytes: MAX_DECODED_BYTES };
@@ -151,7 +153,7 @@ pub fn png_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
 pub fn is_png(path: &Path) -> bool {
     let mut magic = [0u8; 8];
     File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
-        && magic == *b"\x89PNG\r\n\x1a\n"
+        && magic == *super::PNG_SIGNATURE
 }
 
 #[cfg(test)]
