@@ -28,7 +28,7 @@ const SCRATCH_LIMIT: usize = 64 << 20;
 /// are overwritten whole and given back with [`recycle`]. (Results handed to Burn are allocated
 /// afresh instead: they never come back, and taking pool buffers for them would only starve the
 /// temporaries.)
-fn scratch(len: usize) -> Vec<f32> {
+pub(super) fn scratch(len: usize) -> Vec<f32> {
     let reused = {
         let mut pool = SCRATCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // The smallest buffer that holds `len` without growing, and not more than twice as large.
@@ -51,7 +51,7 @@ fn scratch(len: usize) -> Vec<f32> {
 }
 
 /// Give a buffer back for later steps.
-fn recycle(buffer: Vec<f32>) {
+pub(super) fn recycle(buffer: Vec<f32>) {
     if buffer.capacity() == 0 {
         return;
     }
@@ -68,7 +68,7 @@ fn recycle(buffer: Vec<f32>) {
 /// it: a result handed to Burn, skipping the zero-fill (and, for fresh pages, the kernel's page
 /// clearing) that `vec![0.0; len]` costs. Unit tests and debug builds fill it with NaN, so a
 /// kernel that misses an element fails its oracle test instead of passing on leftover zeros.
-fn output(len: usize) -> Vec<f32> {
+pub(super) fn output(len: usize) -> Vec<f32> {
     let mut values: Vec<f32> = Vec::with_capacity(len);
     // SAFETY: `f32` has no invalid bit patterns and no drop; every caller overwrites all `len`
     // values before the vector is read or handed on (each call site says how).
@@ -131,7 +131,7 @@ impl ConvShape {
         self.out_height() * self.out_width()
     }
     /// Multiply-adds per output value: one per input channel and kernel tap.
-    fn taps(&self) -> usize {
+    pub(super) fn taps(&self) -> usize {
         self.c_in * self.kernel * self.kernel
     }
     fn in_image(&self) -> usize {
@@ -1126,7 +1126,7 @@ pub fn residuals(x: &[f32], a: &[f32], y: &[f32]) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The convolution by its definition, in f64.
@@ -1160,7 +1160,7 @@ mod tests {
         y
     }
 
-    fn values(count: usize, seed: u32) -> Vec<f32> {
+    pub(in crate::nn) fn values(count: usize, seed: u32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
         (0..count)
             .map(|_| {
@@ -1173,7 +1173,7 @@ mod tests {
     }
 
     /// An input, a weight and a bias for `shape`, drawn from `seed` onwards.
-    fn operands(shape: &ConvShape, seed: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    pub(in crate::nn) fn operands(shape: &ConvShape, seed: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let x = values(shape.batch * shape.in_image(), seed);
         (x, values(shape.c_out * shape.taps(), seed + 1), values(shape.c_out, seed + 2))
     }
@@ -1205,7 +1205,7 @@ mod tests {
 
     /// The output against the definition, and each gradient against finite differences of the
     /// definition.
-    fn check_convolution(
+    pub(in crate::nn) fn check_convolution(
         name: &str,
         shape: &ConvShape,
         (x, w, b, dy): (&[f32], &[f32], &[f32], &[f32]),

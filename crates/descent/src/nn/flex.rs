@@ -24,6 +24,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::cpu::{self, BatchStats, Columns, ConvShape};
+use super::direct::{self, Padded};
 
 /// Whether `tensor` lives on Flex (with or without autodiff) as `f32`: the case the kernels cover.
 /// The environment variable `DESCENT_STANDARD_OPS=1` turns the kernels off (Burn's standard
@@ -93,6 +94,8 @@ enum Saved {
     Columns(Arc<Columns>),
     /// The input itself (a handle, not a copy) and the Toeplitz matrix of the forward product.
     Input(FlexTensor, Arc<cpu::Toeplitz>),
+    /// The input with its zero padding, for the direct convolution's weight gradient.
+    Padded(Arc<Padded>),
 }
 
 fn conv_forward(
@@ -107,6 +110,9 @@ fn conv_forward(
     let (y, saved) = if cpu::toeplitz_pays(&shape) {
         let (y, matrix) = cpu::toeplitz_forward(&x_values, &weight, &bias, &shape, keep);
         (y, matrix.map(|matrix| Saved::Input(x.clone(), Arc::new(matrix))))
+    } else if direct::direct_pays(&shape) {
+        let (y, padded) = direct::forward(&x_values, &weight, &bias, &shape, keep);
+        (y, padded.map(|padded| Saved::Padded(Arc::new(padded))))
     } else {
         let (y, columns) = cpu::conv2d_forward(&x_values, &weight, &bias, &shape, keep);
         (y, columns.map(|columns| Saved::Columns(Arc::new(columns))))
@@ -208,6 +214,7 @@ impl Backward<Flex, 3> for ConvBackward {
         let grad = match saved {
             Saved::Columns(columns) => cpu::conv2d_backward(&columns, &weight, &dy, &shape, want_x),
             Saved::Input(x, matrix) => cpu::toeplitz_backward(&values(&x), &matrix, &dy, &shape, want_x),
+            Saved::Padded(padded) => direct::backward(&padded, &weight, &dy, &shape, want_x),
         };
         if let (Some(node), Some(dx)) = (node_x, grad.x) {
             grads.register::<Flex>(

@@ -22,6 +22,8 @@
 
 #[cfg(feature = "flex")]
 pub(crate) mod cpu;
+#[cfg(feature = "flex")]
+pub(crate) mod direct;
 mod dropout;
 pub use dropout::Dropout;
 #[cfg(feature = "flex")]
