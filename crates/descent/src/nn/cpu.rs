@@ -912,7 +912,7 @@ fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
 }
 
 /// Per channel of `[batch, channels, size]` data, `Σ f(a, b)` over its planes, in `f64`.
-fn channel_sums(
+pub(super) fn channel_sums(
     a: &[f32],
     b: &[f32],
     (batch, channels, size): (usize, usize, usize),

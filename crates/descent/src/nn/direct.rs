@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::cpu::{ConvGrads, ConvShape, output, recycle, scratch};
+use super::cpu::{self, ConvGrads, ConvShape, output, recycle, scratch};
 
 /// Output channels per slab: two 8-lane vectors.
 const LANES: usize = 16;
@@ -182,64 +182,99 @@ fn images_per_task(batch: usize, image_floats: usize) -> usize {
     by_cache.min(batch.div_ceil(4 * threads)).max(1)
 }
 
+/// A tile of output pixels: where each reads the padded input (the last pixel repeated to
+/// fill a short tile), where it goes in `y` for the slab's first channel (`None` for the
+/// repeats), and the kernel rows that reach the input proper from any of them.
+struct Tile {
+    bases: [usize; TILE],
+    targets: [Option<usize>; TILE],
+    rows: Range<usize>,
+}
+
+fn tiles(plan: &Plan, images: Range<usize>) -> Vec<Tile> {
+    let pixels = plan.pixels();
+    let image_stride = plan.c_in * plan.input.plane();
+    let total = images.len() * pixels;
+    (0..total)
+        .step_by(TILE)
+        .map(|start| {
+            let mut tile = Tile { bases: [0; TILE], targets: [None; TILE], rows: plan.kernel..0 };
+            for i in 0..TILE {
+                let q = (start + i).min(total - 1);
+                let (image, pixel) = (q / pixels, q % pixels);
+                let (oy, ox) = (pixel / plan.out_width, pixel % plan.out_width);
+                tile.bases[i] = (images.start + image) * image_stride + oy * plan.input.width + ox;
+                if start + i < total {
+                    tile.targets[i] = Some(image * plan.c_out * pixels + pixel);
+                }
+                let rows = plan.rows(oy);
+                tile.rows = tile.rows.start.min(rows.start)..tile.rows.end.max(rows.end);
+            }
+            tile.rows.end = tile.rows.end.max(tile.rows.start);
+            tile
+        })
+        .collect()
+}
+
 fn convolve_group(isa: Isa, plan: &Plan, bias: &[f32], images: Range<usize>, y: &mut [f32]) {
     let (pixels, taps) = (plan.pixels(), plan.taps());
     let image_stride = plan.c_in * plan.input.plane();
-    let total = images.len() * pixels;
     let largest_base =
         (images.end - 1) * image_stride + (plan.out_height - 1) * plan.input.width + plan.out_width - 1;
     let reach = (plan.c_in - 1) * plan.input.plane() + (plan.kernel - 1) * (plan.input.width + 1);
     assert!(largest_base + reach < plan.input.values.len(), "direct convolution: input too short");
     assert!(plan.packed.len() >= plan.c_out.div_ceil(LANES) * taps * LANES);
+    let tiles = tiles(plan, images);
     for slab in 0..plan.c_out.div_ceil(LANES) {
         let weights = &plan.packed[slab * taps * LANES..][..taps * LANES];
         let lanes = LANES.min(plan.c_out - slab * LANES);
-        for start in (0..total).step_by(TILE) {
-            // The tile's pixels (the last one repeated to fill a short tile) and the kernel rows
-            // that reach the input proper from any of them.
-            let mut bases = [0usize; TILE];
-            let mut targets = [usize::MAX; TILE];
-            let (mut low, mut high) = (plan.kernel, 0);
-            for i in 0..TILE {
-                let q = (start + i).min(total - 1);
-                let (image, pixel) = (q / pixels, q % pixels);
-                let (oy, ox) = (pixel / plan.out_width, pixel % plan.out_width);
-                bases[i] = (images.start + image) * image_stride + oy * plan.input.width + ox;
-                if start + i < total {
-                    targets[i] = (image * plan.c_out + slab * LANES) * pixels + pixel;
+        let mut start = [0.0f32; LANES];
+        for (lane, b) in start[..lanes].iter_mut().enumerate() {
+            *b = bias.get(slab * LANES + lane).copied().unwrap_or(0.0);
+        }
+        let slab_offset = slab * LANES * pixels;
+        for tile in &tiles {
+            let acc = run_tile(isa, plan, weights, &start, tile);
+            if let [Some(first), .., Some(last)] = tile.targets
+                && last == first + TILE - 1
+            {
+                // Six neighbouring pixels of one image: six contiguous values per channel.
+                for lane in 0..lanes {
+                    let out = &mut y[slab_offset + first + lane * pixels..][..TILE];
+                    for (value, row) in out.iter_mut().zip(&acc) {
+                        *value = row[lane];
+                    }
                 }
-                let rows = plan.rows(oy);
-                (low, high) = (low.min(rows.start), high.max(rows.end));
+                continue;
             }
-            let acc = tile(isa, plan, weights, &bases, low..high.max(low));
-            for (row, &target) in acc.iter().zip(&targets) {
-                if target == usize::MAX {
-                    continue;
-                }
+            for (row, target) in acc.iter().zip(tile.targets) {
+                let Some(target) = target else { continue };
                 for (lane, &value) in row[..lanes].iter().enumerate() {
-                    let b = bias.get(slab * LANES + lane).copied().unwrap_or(0.0);
-                    y[target + lane * pixels] = value + b;
+                    y[slab_offset + target + lane * pixels] = value;
                 }
             }
         }
     }
 }
 
-/// One output tile by the microkernel of `isa`.
-fn tile(isa: Isa, plan: &Plan, weights: &[f32], bases: &[usize; TILE], rows: Range<usize>) -> Acc {
+/// One output tile by the microkernel of `isa`, its accumulators starting at `start`.
+fn run_tile(isa: Isa, plan: &Plan, weights: &[f32], start: &[f32; LANES], tile: &Tile) -> Acc {
     let geometry = Geometry {
         c_in: plan.c_in,
         plane: plan.input.plane(),
         width: plan.input.width,
         kernel: plan.kernel,
-        rows,
+        rows: tile.rows.clone(),
     };
+    let bases = &tile.bases;
     match isa {
         // SAFETY: `convolve_group` checked that every tap of every base reads inside the input
         // and every tap's weights inside `weights`; the CPU has AVX2 and FMA (`Isa::detect`).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::tile(weights.as_ptr(), plan.input.values.as_ptr(), bases, &geometry) },
-        Isa::Portable => portable_tile(weights, &plan.input.values, bases, &geometry),
+        Isa::Avx2 => unsafe {
+            avx2::tile(weights.as_ptr(), plan.input.values.as_ptr(), bases, start, &geometry)
+        },
+        Isa::Portable => portable_tile(weights, &plan.input.values, bases, start, &geometry),
     }
 }
 
@@ -253,8 +288,14 @@ struct Geometry {
     rows: Range<usize>,
 }
 
-fn portable_tile(weights: &[f32], x: &[f32], bases: &[usize; TILE], g: &Geometry) -> Acc {
-    let mut acc = [[0.0f32; LANES]; TILE];
+fn portable_tile(
+    weights: &[f32],
+    x: &[f32],
+    bases: &[usize; TILE],
+    start: &[f32; LANES],
+    g: &Geometry,
+) -> Acc {
+    let mut acc = [*start; TILE];
     for ci in 0..g.c_in {
         for ky in g.rows.clone() {
             let offset = ci * g.plane + ky * g.width;
@@ -320,9 +361,11 @@ mod avx2 {
         weights: *const f32,
         x: *const f32,
         bases: &[usize; TILE],
+        start: &[f32; LANES],
         g: &Geometry,
     ) -> Acc {
-        let mut acc = [[_mm256_setzero_ps(); 2]; TILE];
+        let first = unsafe { [_mm256_loadu_ps(start.as_ptr()), _mm256_loadu_ps(start.as_ptr().add(8))] };
+        let mut acc = [first; TILE];
         let pointers: [*const f32; TILE] = std::array::from_fn(|i| unsafe { x.add(bases[i]) });
         for ci in 0..g.c_in {
             for ky in g.rows.clone() {
@@ -478,16 +521,9 @@ fn backward_on(
     });
     let weight_grad = weight_gradient(isa, padded, dy, shape);
     let pixels = oh * ow;
-    let bias = (0..shape.c_out)
-        .into_par_iter()
-        .map(|co| {
-            let sum: f64 = (0..shape.batch)
-                .map(|n| {
-                    dy[(n * shape.c_out + co) * pixels..][..pixels].iter().map(|&d| f64::from(d)).sum::<f64>()
-                })
-                .sum();
-            sum as f32
-        })
+    let bias = cpu::channel_sums(dy, dy, (shape.batch, shape.c_out, pixels), |_, d, _| d)
+        .into_iter()
+        .map(|sum| sum as f32)
         .collect();
     ConvGrads { x, weight: weight_grad, bias }
 }
