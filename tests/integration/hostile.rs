@@ -900,3 +900,111 @@ fn a_picture_declaring_a_huge_frame_is_refused_before_it_is_decoded() {
         &["bomb.png", "30000x30000 pixels", "at most 16384"],
     );
 }
+
+/// `predict`'s output for `input` given as `--input ARG` with `stdin` piped in.
+fn predict_piped(dir: &Path, run: &str, arg: &str, stdin: &[u8]) -> Output {
+    let mut child = Command::new(binary())
+        .args(["predict", "--model", run, "--input", arg])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run descent");
+    let mut pipe = child.stdin.take().unwrap();
+    let bytes = stdin.to_vec();
+    // Written from a thread: a reader that stops early must not block the test on a full pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&bytes);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+#[test]
+fn predict_reads_standard_input_pipes_and_fifos_as_it_reads_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    lesson_run(dir.path(), "lesson");
+    cnn_run(dir.path(), "digits");
+    let rows = b"x\n0.5\n-1\n0.25\n";
+    let csv = write(&dir.path().join("rows.csv"), rows);
+    let digits = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv")).unwrap();
+    let digit_rows: Vec<&[u8]> = digits.split_inclusive(|&b| b == b'\n').take(40).collect();
+    let digit_rows = digit_rows.concat();
+    let digit_file = write(&dir.path().join("digits.csv"), &digit_rows);
+    for (run, file, bytes) in [("lesson", &csv, &rows[..]), ("digits", &digit_file, &digit_rows[..])] {
+        let from_file = descent_in(dir.path(), &["predict", "--model", run, "--input", file]);
+        assert_eq!(from_file.status.code(), Some(0), "{}", stderr(&from_file));
+        for arg in ["-", "/dev/stdin"] {
+            let piped = predict_piped(dir.path(), run, arg, bytes);
+            assert_eq!(piped.status.code(), Some(0), "{run} {arg}: {}", stderr(&piped));
+            assert_eq!(piped.stdout, from_file.stdout, "{run} {arg}: the rows differ from the file's");
+            assert_eq!(piped.stderr, from_file.stderr, "{run} {arg}: the score differs from the file's");
+        }
+    }
+    // A FIFO, written by another process while predict reads it.
+    let fifo = dir.path().join("rows.fifo");
+    if Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, rows).unwrap())
+        };
+        let from_fifo = descent_in(dir.path(), &["predict", "--model", "lesson", "--input", "rows.fifo"]);
+        writer.join().unwrap();
+        let from_file = descent_in(dir.path(), &["predict", "--model", "lesson", "--input", &csv]);
+        assert_eq!(from_fifo.status.code(), Some(0), "{}", stderr(&from_fifo));
+        assert_eq!(from_fifo.stdout, from_file.stdout);
+    }
+    // Bad rows on a stream are named by the stream, not by a temporary copy.
+    let bad = predict_piped(dir.path(), "lesson", "-", b"x\n0.5\nseven\n");
+    assert_refused(&bad, &["predict", "--input", "-"], &["standard input", "line 3"]);
+    assert!(!stderr(&bad).contains("descent-predict"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_run_that_stopped_before_its_first_checkpoint_can_be_started_again_in_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = lesson_run(dir.path(), "full");
+    // What `lesson2 | head -1`, or a kill before the first checkpoint, leaves: the start's files.
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir(&stopped).unwrap();
+    std::fs::copy(full.join("config.toml"), stopped.join("config.toml")).unwrap();
+    let events: Vec<PathBuf> = std::fs::read_dir(&full)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."))
+        .collect();
+    assert_eq!(events.len(), 1, "one event file in a finished lesson run");
+    let stale = stopped.join("events.out.tfevents.0000000001.stale");
+    std::fs::copy(&events[0], &stale).unwrap();
+    refused(
+        dir.path(),
+        &["lesson2", "--resume", "stopped"],
+        &["stopped before its first checkpoint", "nothing to continue", "--out stopped"],
+    );
+    let again = descent_in(dir.path(), &["lesson2", "--out", "stopped", "--quiet", "--steps", "20"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stopped.join("model.bpk").is_file() && stopped.join("checkpoint.bin").is_file());
+    assert!(!stale.exists(), "the earlier start's event file is replaced");
+    // Anything else in the folder, or a checkpoint, and it is not a stopped start: refused.
+    for (name, extra) in [("notes", "notes.txt"), ("resumable", "checkpoint.bin")] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::copy(full.join("config.toml"), folder.join("config.toml")).unwrap();
+        std::fs::write(folder.join(extra), b"kept").unwrap();
+        refused(dir.path(), &["lesson2", "--out", name], &[name, "already holds files"]);
+        assert_eq!(std::fs::read(folder.join(extra)).unwrap(), b"kept");
+    }
+}
+
+#[test]
+fn a_loss_that_overflows_before_any_update_blames_the_data_not_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(&dir.path().join("huge.csv"), b"x,y\n3.3e38,1\n-3.3e38,2\n1e38,3\n");
+    let output = descent_in(dir.path(), &["lesson2", "--data", &data, "--out", "huge", "--quiet"]);
+    let text = stderr(&output);
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(!text.contains("smaller --lr"), "the rate is not the cause: {text}");
+    assert!(text.contains("before any update") && text.contains("f32"), "{text}");
+}

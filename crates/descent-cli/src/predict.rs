@@ -28,7 +28,8 @@ pub struct PredictArgs {
     /// (data/digits.csv's format); other columns are ignored. For an image classifier also a PNG
     /// file, a folder of them (any size, gray or colour: resized, and inverted when the
     /// background is light), or an IDX images file of the model's side (with its labels file
-    /// beside it, the accuracy is reported).
+    /// beside it, the accuracy is reported). `-` (or `/dev/stdin`, a pipe, a FIFO) reads any of
+    /// these from a stream.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
 

@@ -104,19 +104,28 @@ impl Moments {
     }
 
     /// The least-squares fit: the normal equations `XᵀX a = Xᵀy` solved in `f64` (Gaussian
-    /// elimination with partial pivoting; the systems here are a few features wide).
+    /// elimination with partial pivoting; the systems here are a few features wide). Each
+    /// feature is first scaled to unit length (`XᵀX`'s diagonal to 1), so that a feature of
+    /// values near 1e38 beside the column of ones is judged by how independent the columns
+    /// are, not by how different their sizes are.
     pub fn least_squares(&self) -> Result<LeastSquares, OlsError> {
         let d = self.features();
-        // The augmented matrix [XᵀX | Xᵀy].
+        let lengths: Vec<f64> = (0..d).map(|j| self.xtx[j * d + j].sqrt()).collect();
+        if let Some(column) = lengths.iter().position(|&l| !(l.is_finite() && l > 0.0)) {
+            return Err(OlsError::Singular { column });
+        }
+        // The augmented matrix [XᵀX | Xᵀy], scaled.
         let mut m: Vec<Vec<f64>> = (0..d)
-            .map(|j| self.xtx[j * d..(j + 1) * d].iter().copied().chain([self.xty[j]]).collect())
+            .map(|j| {
+                let row = (0..d).map(|k| self.xtx[j * d + k] / (lengths[j] * lengths[k]));
+                row.chain([self.xty[j] / lengths[j]]).collect()
+            })
             .collect();
-        let scale = m.iter().flat_map(|r| r[..d].iter()).fold(0.0f64, |s, v| s.max(v.abs()));
         for column in 0..d {
             let pivot = (column..d)
                 .max_by(|&p, &q| m[p][column].abs().total_cmp(&m[q][column].abs()))
                 .unwrap_or(column);
-            if m[pivot][column].abs() <= scale * 1e-12 || scale == 0.0 {
+            if !(m[pivot][column].abs() > 1e-12) {
                 return Err(OlsError::Singular { column });
             }
             m.swap(column, pivot);
@@ -130,7 +139,7 @@ impl Moments {
                 }
             }
         }
-        let a: Vec<f64> = (0..d).map(|j| m[j][d] / m[j][j]).collect();
+        let a: Vec<f64> = (0..d).map(|j| m[j][d] / m[j][j] / lengths[j]).collect();
         let mse = self.mse(&a);
         Ok(LeastSquares { a, mse })
     }
@@ -194,6 +203,24 @@ mod tests {
             }
             assert_eq!(least_squares(&table).unwrap().a, fit.a);
         }
+    }
+
+    #[test]
+    fn a_feature_near_f32_max_beside_the_ones_is_not_taken_for_singular() {
+        // y = 2 + 1e-38·x on x of ±3.3e38 and 1e38: a well-posed line whose columns differ in
+        // size by 38 orders of magnitude.
+        let xs = [3.3e38f32, -3.3e38, 1e38];
+        let x: Vec<f32> = xs.iter().flat_map(|&x| [x, 1.0]).collect();
+        let y: Vec<f32> = xs.iter().map(|&x| 2.0 + 1e-38 * x).collect();
+        let fit = least_squares(&Table::new(x, y, 2)).unwrap();
+        assert!((fit.a[0] - 1e-38).abs() < 1e-44, "{:?}", fit.a);
+        assert!((fit.a[1] - 2.0).abs() < 1e-5, "{:?}", fit.a);
+        // The same x values with a constant x are still one point's worth of information.
+        let same: Vec<f32> = [1e38f32; 3].iter().flat_map(|&x| [x, 1.0]).collect();
+        assert!(matches!(
+            least_squares(&Table::new(same, vec![1.0, 2.0, 3.0], 2)),
+            Err(OlsError::Singular { .. })
+        ));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::device::SelectedDevice;
 use crate::experiment::{Prepared, RunError, TrainOptions};
 use crate::observe::Observer;
 use crate::report::figures::{FigureError, Figures};
+use crate::report::run_folder::is_stillborn;
 use crate::report::tensorboard::EventLog;
 use crate::report::{
     CONFIG_FILE, METRICS_FILE, MetricsRow, RunFolder, RunFolderError, RunPlace, SUMMARY_FILE, metrics_csv,
@@ -82,6 +83,12 @@ pub enum RunStartError {
         dir: PathBuf,
         /// What is wrong with its checkpoint.
         error: CheckpointError,
+    },
+    /// The folder's run stopped before its first checkpoint: there is nothing to continue.
+    #[error("--resume {}: the run in this folder stopped before its first checkpoint, so there is nothing to continue; start it again with --out {} (the files of its start are replaced)", dir.display(), dir.display())]
+    Stillborn {
+        /// The folder.
+        dir: PathBuf,
     },
     /// The configuration inside the checkpoint does not parse.
     #[error(transparent)]
@@ -168,8 +175,12 @@ impl Resumable {
     fn open_here(dir: &Path, lock: bool) -> Result<Self, RunStartError> {
         let folder = if lock { RunFolder::open(dir) } else { RunFolder::open_unlocked(dir) };
         let folder = folder.map_err(RunStartError::ResumeFolder)?;
-        let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
-            .map_err(|error| RunStartError::Checkpoint { dir: dir.into(), error })?;
+        let checkpoint = Checkpoint::read(&dir.join(CHECKPOINT_FILE)).map_err(|error| match error {
+            CheckpointError::Missing { .. } if is_stillborn(dir) => {
+                RunStartError::Stillborn { dir: dir.into() }
+            }
+            error => RunStartError::Checkpoint { dir: dir.into(), error },
+        })?;
         let origin = format!("the configuration in {}", checkpoint.path.display());
         let config: RunConfig =
             parse_toml(&checkpoint.state.config, &origin).map_err(RunStartError::Config)?;

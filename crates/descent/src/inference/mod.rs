@@ -6,5 +6,6 @@ pub mod export;
 pub mod init_from;
 pub mod predict;
 pub mod saved_model;
+pub mod spool;
 
 pub use saved_model::{SavedClassifier, SavedModel, SavedModelError, load_saved, load_saved_unverified};

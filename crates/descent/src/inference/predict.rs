@@ -16,7 +16,7 @@ use crate::data::images::{read_digit_rows, read_idx_images};
 use crate::data::pictures::{is_png, png_files, read_png};
 use crate::data::read_x;
 use crate::device::ReadBackError;
-use crate::inference::{SavedClassifier, SavedModel};
+use crate::inference::{SavedClassifier, SavedModel, spool};
 use crate::metrics::Evaluation;
 use crate::model::LinearModel;
 use crate::regression::CsvSource;
@@ -66,12 +66,36 @@ pub enum PredictError {
     /// The predictions could not be read back from the device.
     #[error(transparent)]
     Device(#[from] ReadBackError),
+    /// A stream given as the input could not be read, or its rows could not be predicted: the
+    /// sentence names the stream.
+    #[error("{0}")]
+    Stream(String),
 }
 
 impl SavedModel {
     /// Predict the rows of `input` (see the module's documentation) with the model of a run
-    /// whose configuration is `config`, on `device`.
+    /// whose configuration is `config`, on `device`. `input` may be a stream (`-` for standard
+    /// input, `/dev/stdin`, a pipe or a FIFO): it is read once, whole, and its content decides
+    /// how it is read.
     pub fn predict(
+        &self,
+        config: &RunConfig,
+        input: &Path,
+        device: &Device,
+    ) -> Result<Predictions, PredictError> {
+        if !spool::is_stream(input) {
+            return self.predict_file(config, input, device);
+        }
+        let spooled = spool::spool(input).map_err(PredictError::Stream)?;
+        let (copy, name) = (spooled.path.display().to_string(), spool::stream_name(input));
+        match self.predict_file(config, &spooled.path, device) {
+            Ok(predictions) => Ok(Predictions { csv: predictions.csv.replace(&copy, &name), ..predictions }),
+            Err(PredictError::Device(error)) => Err(PredictError::Device(error)),
+            Err(error) => Err(PredictError::Stream(error.to_string().replace(&copy, &name))),
+        }
+    }
+
+    fn predict_file(
         &self,
         config: &RunConfig,
         input: &Path,

@@ -8,6 +8,10 @@
 //! batch is folded into one large matrix product per worker, the im2col buffers of the forward
 //! pass are kept for the weight gradient, ReLU is folded into the pooling (they commute), and
 //! every pass is split over the rayon pool so both cores work.
+//!
+//! Which convolution runs a layer: the Toeplitz product for images no larger than the kernel
+//! ([`toeplitz_pays`]), the direct convolution of [`super::direct`] for most others
+//! ([`super::direct::direct_pays`]), and im2col with gemm ([`conv2d_forward`]) for the rest.
 
 use std::ops::Range;
 use std::sync::Mutex;

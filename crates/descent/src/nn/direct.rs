@@ -34,10 +34,11 @@ const TILE: usize = 6;
 /// A tile's accumulators: [`TILE`] rows of [`LANES`] channels.
 type Acc = [[f32; LANES]; TILE];
 
-/// Whether the direct convolution runs `shape` rather than im2col and gemm. Measured on the
-/// Fashion-MNIST CNN (BENCHMARKS.md): its second block (32 → 64 channels, 5x5 at 14x14) and its
-/// first (1 → 32 at 28x28) both run faster direct; the rule asks for a padding the input
-/// gradient's convolution can express (`padding < kernel`).
+/// Whether the direct convolution runs `shape` rather than im2col and gemm: with at least 8
+/// output channels (fewer would leave a 16-lane slab more than half empty), and a padding the
+/// input gradient's convolution can express (`padding < kernel`, always so for "same" padding).
+/// The Fashion-MNIST CNN's two blocks (1 → 32 channels at 28x28, 32 → 64 at 14x14) run direct:
+/// 868 → 1,095 images/s at 1 thread, 1,581 → 2,069 at 2 (BENCHMARKS.md, fourth pass).
 pub fn direct_pays(shape: &ConvShape) -> bool {
     shape.padding < shape.kernel && shape.c_out >= 8
 }
@@ -648,6 +649,23 @@ mod tests {
         let flipped = pack(&weight, &shape, true);
         // Input channel 1 (lane 1) from output channel 2, tap (0, 1) reversed to (1, 0).
         assert_eq!(flipped[(2 * 4 + 1) * LANES + 1], weight[(2 * 2 + 1) * 4 + 2]);
+    }
+
+    #[test]
+    fn the_direct_convolution_is_chosen_for_eight_channels_or_more() {
+        let shape = |c_in, side, c_out, kernel, padding| ConvShape {
+            batch: 64,
+            c_in,
+            height: side,
+            width: side,
+            c_out,
+            kernel,
+            padding,
+        };
+        assert!(direct_pays(&shape(1, 28, 32, 5, 2)), "Fashion-MNIST's first block");
+        assert!(direct_pays(&shape(32, 14, 64, 5, 2)), "and its second");
+        assert!(!direct_pays(&shape(3, 28, 4, 3, 1)), "4 channels: im2col");
+        assert!(!direct_pays(&shape(3, 28, 16, 3, 3)), "a padding beyond the kernel: im2col");
     }
 
     /// Both microkernels, whichever this CPU would pick.

@@ -1,9 +1,9 @@
 //! Layers for your own models that run fast on the CPU.
 //!
 //! [`ConvBlock`] is the building block of the default CNN: convolution, optional batch norm,
-//! ReLU and 2x2 max pooling. On Flex it runs descent's own kernels (the batch folded into large
-//! matrix products, ReLU folded into the pooling, batch norm in two parallel passes, both cores
-//! busy); on every other device it runs Burn's standard modules, with the same parameters and
+//! ReLU and 2x2 max pooling. On Flex it runs descent's own kernels (a direct convolution whose
+//! microkernel reads the padded image in place, ReLU folded into the pooling, batch norm in two
+//! parallel passes, both cores busy); on every other device it runs Burn's standard modules, with the same parameters and
 //! the same results. A model built from it gets the speed with no further work:
 //!
 //! ```no_run

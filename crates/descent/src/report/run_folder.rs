@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::files::{CONFIG_FILE, METRICS_FILE};
+
 use burn::module::Module;
 
 /// A folder that holds one run's outputs, locked for as long as any clone of it lives.
@@ -69,20 +71,35 @@ pub enum RunFolderError {
 
 impl RunFolder {
     /// Create `out`, or `runs/<command>-<UTC time>` when `out` is `None`, and lock it. An
-    /// existing empty folder is used; one with files in it, or locked by a run that is still
-    /// going, is refused.
+    /// existing empty folder is used, and so is the folder of a run that ended before its first
+    /// checkpoint ([`is_stillborn`]: its start's files are replaced); one with other files in
+    /// it, or locked by a run that is still going, is refused.
     pub fn create(out: Option<&Path>, command: &str) -> Result<Self, RunFolderError> {
-        let path = match out {
+        let (path, stillborn) = match out {
             Some(path) => {
-                check_empty(path)?;
+                let stillborn = match check_empty(path) {
+                    Ok(()) => false,
+                    Err(RunFolderError::NotEmpty { .. }) if is_stillborn(path) => true,
+                    Err(error) => return Err(error),
+                };
                 fs::create_dir_all(path).map_err(|e| write_error(path, e))?;
-                path.to_path_buf()
+                (path.to_path_buf(), stillborn)
             }
             None => {
-                create_unique(&Path::new("runs").join(format!("{command}-{}", utc_stamp(SystemTime::now()))))?
+                let stamp = utc_stamp(SystemTime::now());
+                (create_unique(&Path::new("runs").join(format!("{command}-{stamp}")))?, false)
             }
         };
         let lock = lock(&path)?;
+        // Under the lock (a run still going before its first checkpoint holds it): the files of
+        // a start that never reached a checkpoint go, and nothing else.
+        if stillborn && is_stillborn(&path) {
+            for entry in fs::read_dir(&path).map_err(|e| write_error(&path, e))?.flatten() {
+                if entry.file_name() != *LOCK_NAME {
+                    fs::remove_file(entry.path()).map_err(|e| write_error(&entry.path(), e))?;
+                }
+            }
+        }
         // Another run may have written here between the check above and the lock.
         check_empty(&path)?;
         Ok(Self { path, _lock: Some(lock), discard: false })
@@ -253,6 +270,40 @@ fn write_error(path: &Path, error: std::io::Error) -> RunFolderError {
 /// The name of the lock file where a folder cannot be locked itself (not Unix).
 #[cfg(not(unix))]
 const LOCK_FILE: &str = ".descent.lock";
+
+/// The lock file's name where there is one (not Unix), for listings to pass over.
+#[cfg(unix)]
+const LOCK_NAME: &str = "";
+#[cfg(not(unix))]
+const LOCK_NAME: &str = LOCK_FILE;
+
+/// Whether `path` holds what a run writes at its start and nothing more: its `config.toml`,
+/// perhaps TensorBoard event files, a `metrics.csv` and temporaries of writes cut short, all
+/// regular files, and no checkpoint or model. That is the folder of a run killed (or ended by a
+/// closed pipe, `descent lesson2 | head -1`) before its first checkpoint: nothing in it can be
+/// resumed, and starting the run again in it loses nothing.
+pub fn is_stillborn(path: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(path) else { return false };
+    let mut config = false;
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !LOCK_NAME.is_empty() && name == LOCK_NAME {
+            continue;
+        }
+        let regular = entry.file_type().is_ok_and(|kind| kind.is_file());
+        let started = name == CONFIG_FILE
+            || name == METRICS_FILE
+            || name.starts_with(super::tensorboard::EVENTS_PREFIX)
+            || (name.starts_with('.') && name.contains(".tmp-"));
+        if !regular || !started {
+            return false;
+        }
+        config |= name == CONFIG_FILE;
+    }
+    config
+}
 
 /// Refuse a folder that holds files (the lock file aside).
 fn check_empty(path: &Path) -> Result<(), RunFolderError> {

@@ -30,7 +30,7 @@ pub enum TrainError {
     #[error("the device failed: {0}")]
     Device(String),
     /// The loss became NaN or infinite: training stopped before that step's update.
-    #[error("loss became {loss} at step {step} (lr {lr}): try a smaller --lr, or `descent lr-find`")]
+    #[error("{}", diverged(*step, *lr, *loss))]
     Diverged {
         /// Updates made before the loss was computed.
         step: usize,
@@ -47,4 +47,19 @@ pub enum TrainError {
     /// The data produced no batch at all.
     #[error("the data produced no batches: there is nothing to train on")]
     NoBatches,
+}
+
+/// The sentence of [`TrainError::Diverged`]. Before the first update the learning rate has not
+/// acted yet, so the overflow is in the data (or the starting parameters), and a smaller rate
+/// would not help.
+fn diverged(step: usize, lr: f64, loss: f64) -> String {
+    if step == 0 {
+        format!(
+            "loss became {loss} on the first batch, before any update, so the learning rate is not the cause: \
+             the data's values (or the starting parameters) are too large for f32 arithmetic, whose largest \
+             value is about 3.4e38; scale the data down"
+        )
+    } else {
+        format!("loss became {loss} at step {step} (lr {lr}): try a smaller --lr, or `descent lr-find`")
+    }
 }
