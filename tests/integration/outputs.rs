@@ -492,11 +492,13 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_every_file_whole() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
 
-    // Whatever was written is whole: the configuration parses, the checkpoint (the end of epoch
-    // 2 at least) passes its checksum, and the run resumes from it.
+    // Whatever was written is whole: the configuration parses, the checkpoint passes its
+    // checksum, and the run resumes from it. It holds the end of epoch 1 at least: an epoch's
+    // line is printed before its checkpoint is written (the epoch's observers, the TensorBoard
+    // log's flush among them, come first), so the signals may beat epoch 2's checkpoint.
     RunConfig::load(&out.join("config.toml")).unwrap();
     let checkpoint = Checkpoint::read(&out.join(CHECKPOINT_FILE)).unwrap();
-    assert!(checkpoint.state.epoch >= 2, "{}", checkpoint.state.epoch);
+    assert!(checkpoint.state.epoch >= 1, "{}", checkpoint.state.epoch);
     let target = (checkpoint.state.epoch + 1).to_string();
     run_ok(&["train", "--resume", out.to_str().unwrap(), "--epochs", &target, "-q"]);
 }
