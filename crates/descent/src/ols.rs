@@ -125,7 +125,7 @@ impl Moments {
             let pivot = (column..d)
                 .max_by(|&p, &q| m[p][column].abs().total_cmp(&m[q][column].abs()))
                 .unwrap_or(column);
-            if !(m[pivot][column].abs() > 1e-12) {
+            if m[pivot][column].abs().is_nan() || m[pivot][column].abs() <= 1e-12 {
                 return Err(OlsError::Singular { column });
             }
             m.swap(column, pivot);

@@ -1192,6 +1192,11 @@ pub(super) mod tests {
             ConvShape { batch: 1, c_in: 3, height: 13, width: 11, c_out: 5, kernel: 7, padding: 3 },
             ConvShape { batch: 2, c_in: 2, height: 9, width: 19, c_out: 3, kernel: 5, padding: 2 },
             ConvShape { batch: 3, c_in: 1, height: 17, width: 10, c_out: 4, kernel: 5, padding: 0 },
+            // More than one 16-channel slab, the last one short; padding 1 on a 5x5 kernel (the
+            // direct input gradient's own padding is then 3).
+            ConvShape { batch: 1, c_in: 3, height: 13, width: 11, c_out: 17, kernel: 7, padding: 3 },
+            ConvShape { batch: 2, c_in: 2, height: 9, width: 19, c_out: 35, kernel: 5, padding: 2 },
+            ConvShape { batch: 2, c_in: 4, height: 8, width: 9, c_out: 16, kernel: 5, padding: 1 },
         ] {
             let (x, w, b) = operands(&shape, 1);
             let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
@@ -1203,6 +1208,11 @@ pub(super) mod tests {
             let by_toeplitz = (y_toeplitz, toeplitz_backward(&x, &matrix.unwrap(), &dy, &shape, true));
             for (name, (y, grads)) in [("im2col", by_columns), ("toeplitz", by_toeplitz)] {
                 check_convolution(name, &shape, (&x, &w, &b, &dy), &y, grads);
+            }
+            // The direct convolution, with each microkernel this CPU has.
+            for isa in super::super::direct::isas() {
+                let (y, grads) = super::super::direct::convolution_on(isa, (&x, &w, &b), &dy, &shape);
+                check_convolution(&format!("direct {isa:?}"), &shape, (&x, &w, &b, &dy), &y, grads);
             }
         }
     }
@@ -1246,34 +1256,62 @@ pub(super) mod tests {
         assert!((grads.bias[0] as f64 - per_image_channel0).abs() < 1e-3, "{name}: bias");
     }
 
-    /// Every value of the Toeplitz product's output and gradients against the im2col path's, at
-    /// the digits' second block (batch 30 and 64) and odd shapes: the finite differences above
-    /// sample a few entries only.
+    /// Every value of the Toeplitz product's and the direct convolution's outputs and gradients
+    /// against the im2col path's, at the digits' second block (batch 30 and 64), the
+    /// Fashion-MNIST CNN's two blocks and odd shapes: the finite differences above sample a few
+    /// entries only. (The Toeplitz matrix is built only where it stays small.)
     #[test]
-    fn toeplitz_and_im2col_agree_on_every_value() {
+    fn every_algorithm_agrees_with_im2col_on_every_value() {
         for shape in [
             ConvShape { batch: 30, c_in: 32, height: 4, width: 4, c_out: 64, kernel: 5, padding: 2 },
             ConvShape { batch: 64, c_in: 32, height: 4, width: 4, c_out: 64, kernel: 5, padding: 2 },
             ConvShape { batch: 3, c_in: 2, height: 3, width: 5, c_out: 3, kernel: 5, padding: 2 },
             ConvShape { batch: 1, c_in: 3, height: 2, width: 2, c_out: 2, kernel: 3, padding: 1 },
+            ConvShape { batch: 3, c_in: 32, height: 14, width: 14, c_out: 64, kernel: 5, padding: 2 },
+            ConvShape { batch: 5, c_in: 1, height: 28, width: 28, c_out: 32, kernel: 5, padding: 2 },
+            ConvShape { batch: 7, c_in: 5, height: 11, width: 13, c_out: 21, kernel: 3, padding: 1 },
+            ConvShape { batch: 1, c_in: 64, height: 8, width: 8, c_out: 8, kernel: 7, padding: 3 },
         ] {
             let (x, w, b) = operands(&shape, 21);
             let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
             let dy = values(y.len(), 24);
             let reference = conv2d_backward(&columns.unwrap(), &w, &dy, &shape, true);
-            let (y_toeplitz, matrix) = toeplitz_forward(&x, &w, &b, &shape, true);
-            let toeplitz = toeplitz_backward(&x, &matrix.unwrap(), &dy, &shape, true);
-            let close = |name: &str, a: &[f32], b: &[f32]| {
-                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for (i, (a, b)) in a.iter().zip(b).enumerate() {
-                    assert!((a - b).abs() <= 1e-5 * scale, "{name}[{i}]: {a} vs {b} for {shape:?}");
-                }
-            };
-            close("y", &y_toeplitz, &y);
-            close("dx", toeplitz.x.as_deref().unwrap(), reference.x.as_deref().unwrap());
-            close("dw", &toeplitz.weight, &reference.weight);
-            close("db", &toeplitz.bias, &reference.bias);
+            if shape.in_image() * shape.out_image() <= TOEPLITZ_LIMIT {
+                let (y_toeplitz, matrix) = toeplitz_forward(&x, &w, &b, &shape, true);
+                let toeplitz = toeplitz_backward(&x, &matrix.unwrap(), &dy, &shape, true);
+                assert_same_convolution("toeplitz", &shape, (&y_toeplitz, &toeplitz), (&y, &reference));
+            }
+            for isa in super::super::direct::isas() {
+                let (y_direct, direct) = super::super::direct::convolution_on(isa, (&x, &w, &b), &dy, &shape);
+                assert_same_convolution(
+                    &format!("direct {isa:?}"),
+                    &shape,
+                    (&y_direct, &direct),
+                    (&y, &reference),
+                );
+            }
         }
+    }
+
+    /// Every value of one algorithm's output and gradients within 1e-5 (relative to the largest
+    /// value) of another's.
+    pub(in crate::nn) fn assert_same_convolution(
+        name: &str,
+        shape: &ConvShape,
+        (y, grads): (&[f32], &ConvGrads),
+        (y_reference, reference): (&[f32], &ConvGrads),
+    ) {
+        let close = |what: &str, a: &[f32], b: &[f32]| {
+            assert_eq!(a.len(), b.len(), "{name} {what} for {shape:?}");
+            let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * scale, "{name} {what}[{i}]: {a} vs {b} for {shape:?}");
+            }
+        };
+        close("y", y, y_reference);
+        close("dx", grads.x.as_deref().unwrap(), reference.x.as_deref().unwrap());
+        close("dw", &grads.weight, &reference.weight);
+        close("db", &grads.bias, &reference.bias);
     }
 
     #[test]

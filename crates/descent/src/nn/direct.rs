@@ -45,7 +45,7 @@ pub fn direct_pays(shape: &ConvShape) -> bool {
 
 /// The instruction set the microkernels use, found once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub(super) enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -574,7 +574,7 @@ fn weight_gradient(isa: Isa, padded: &Padded, dy: &[f32], shape: &ConvShape) -> 
                 for (acc, t) in sums.iter_mut().zip(block.clone()) {
                     let offsets: [usize; TILE] =
                         std::array::from_fn(|i| offset((t * TILE + i).min(taps - 1)));
-                    weight_tile(isa, &dyt, &padded.values, &offsets, &sweep, acc);
+                    weight_tile(isa, dyt, &padded.values, &offsets, &sweep, acc);
                 }
             }
             sums
@@ -634,6 +634,29 @@ fn channel_last(dy: &[f32], batch: usize, c_out: usize, pixels: usize) -> Vec<f3
     dyt
 }
 
+/// Both microkernels, whichever this CPU would pick (for the tests of `cpu` and this module).
+#[cfg(test)]
+pub(super) fn isas() -> Vec<Isa> {
+    let mut isas = vec![Isa::Portable];
+    if Isa::detect() != Isa::Portable {
+        isas.push(Isa::detect());
+    }
+    isas
+}
+
+/// Forward and backward on `isa`: the output and every gradient, for the oracle tests.
+#[cfg(test)]
+pub(super) fn convolution_on(
+    isa: Isa,
+    (x, weight, bias): (&[f32], &[f32], &[f32]),
+    dy: &[f32],
+    shape: &ConvShape,
+) -> (Vec<f32>, ConvGrads) {
+    let (y, padded) = forward_on(isa, x, weight, bias, shape, true);
+    let padded = padded.expect("kept for the backward pass");
+    (y, backward_on(isa, &padded, weight, dy, shape, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,72 +689,5 @@ mod tests {
         assert!(direct_pays(&shape(32, 14, 64, 5, 2)), "and its second");
         assert!(!direct_pays(&shape(3, 28, 4, 3, 1)), "4 channels: im2col");
         assert!(!direct_pays(&shape(3, 28, 16, 3, 3)), "a padding beyond the kernel: im2col");
-    }
-
-    /// Both microkernels, whichever this CPU would pick.
-    fn isas() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        if Isa::detect() != Isa::Portable {
-            isas.push(Isa::detect());
-        }
-        isas
-    }
-
-    #[test]
-    fn direct_convolution_matches_its_definition_and_its_adjoint() {
-        use crate::nn::cpu::tests::{check_convolution, operands, values};
-        for shape in [
-            ConvShape { batch: 3, c_in: 2, height: 7, width: 5, c_out: 4, kernel: 3, padding: 1 },
-            ConvShape { batch: 1, c_in: 1, height: 4, width: 4, c_out: 2, kernel: 5, padding: 2 },
-            ConvShape { batch: 5, c_in: 3, height: 6, width: 6, c_out: 3, kernel: 3, padding: 0 },
-            // More than one slab, the last one short; odd sides, kernels 5 and 7, batch 1.
-            ConvShape { batch: 1, c_in: 3, height: 13, width: 11, c_out: 17, kernel: 7, padding: 3 },
-            ConvShape { batch: 2, c_in: 2, height: 9, width: 19, c_out: 35, kernel: 5, padding: 2 },
-            ConvShape { batch: 3, c_in: 1, height: 17, width: 10, c_out: 4, kernel: 5, padding: 0 },
-            // Padding 1 on a 5x5 kernel: the input gradient's own padding is 3.
-            ConvShape { batch: 2, c_in: 4, height: 8, width: 9, c_out: 16, kernel: 5, padding: 1 },
-        ] {
-            let (x, w, b) = operands(&shape, 1);
-            for isa in isas() {
-                let (y, padded) = forward_on(isa, &x, &w, &b, &shape, true);
-                let dy = values(y.len(), 4);
-                let grads = backward_on(isa, &padded.unwrap(), &w, &dy, &shape, true);
-                check_convolution(&format!("direct {isa:?}"), &shape, (&x, &w, &b, &dy), &y, grads);
-            }
-        }
-    }
-
-    /// Every value of the output and the gradients against the im2col path's, at the
-    /// Fashion-MNIST CNN's two blocks and at odd shapes: the finite differences sample a few.
-    #[test]
-    fn direct_and_im2col_agree_on_every_value() {
-        use crate::nn::cpu::tests::{operands, values};
-        use crate::nn::cpu::{conv2d_backward, conv2d_forward};
-        for shape in [
-            ConvShape { batch: 3, c_in: 32, height: 14, width: 14, c_out: 64, kernel: 5, padding: 2 },
-            ConvShape { batch: 5, c_in: 1, height: 28, width: 28, c_out: 32, kernel: 5, padding: 2 },
-            ConvShape { batch: 7, c_in: 5, height: 11, width: 13, c_out: 21, kernel: 3, padding: 1 },
-            ConvShape { batch: 1, c_in: 64, height: 8, width: 8, c_out: 8, kernel: 7, padding: 3 },
-        ] {
-            let (x, w, b) = operands(&shape, 21);
-            let (y, columns) = conv2d_forward(&x, &w, &b, &shape, true);
-            let dy = values(y.len(), 24);
-            let reference = conv2d_backward(&columns.unwrap(), &w, &dy, &shape, true);
-            let close = |name: &str, a: &[f32], b: &[f32]| {
-                assert_eq!(a.len(), b.len());
-                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for (i, (a, b)) in a.iter().zip(b).enumerate() {
-                    assert!((a - b).abs() <= 1e-5 * scale, "{name}[{i}]: {a} vs {b} for {shape:?}");
-                }
-            };
-            for isa in isas() {
-                let (y_direct, padded) = forward_on(isa, &x, &w, &b, &shape, true);
-                let direct = backward_on(isa, &padded.unwrap(), &w, &dy, &shape, true);
-                close("y", &y_direct, &y);
-                close("dx", direct.x.as_deref().unwrap(), reference.x.as_deref().unwrap());
-                close("dw", &direct.weight, &reference.weight);
-                close("db", &direct.bias, &reference.bias);
-            }
-        }
     }
 }
