@@ -1008,3 +1008,65 @@ fn a_loss_that_overflows_before_any_update_blames_the_data_not_the_rate() {
     assert!(!text.contains("smaller --lr"), "the rate is not the cause: {text}");
     assert!(text.contains("before any update") && text.contains("f32"), "{text}");
 }
+
+/// A PNG whose header declares `width × height` pixels of `depth` bits in colour type `colour`,
+/// followed by `payload` as its compressed data (not necessarily what the header promises).
+fn png_with_header(width: u32, height: u32, depth: u8, colour: u8, interlace: u8, payload: &[u8]) -> Vec<u8> {
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[depth, colour, 0, 0, interlace]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &header));
+    if colour == 3 {
+        png.extend(png_chunk(b"PLTE", &[0, 0, 0, 255, 255, 255]));
+    }
+    png.extend(png_chunk(b"IDAT", payload));
+    png.extend(png_chunk(b"IEND", b""));
+    png
+}
+
+/// The fuzz property over picture headers: whatever a PNG header declares (sides from 0 to
+/// 2^32 − 1, every bit depth and colour type, valid or not, interlaced or not) and whatever
+/// follows it (nothing, zeros that decompress far beyond the frame, garbage), `predict` under
+/// the address-space limit ends with its predictions or one `error:` line: never a crash, an
+/// abort for memory or a panic. Seeded, so a failure names a case that can be run again.
+#[test]
+fn no_picture_header_makes_the_decoder_allocate_beyond_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    cnn_run(dir.path(), "run");
+    let mut state = 0x5EED_2026_1205u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let sides = [0u32, 1, 7, 28, 16_384, 16_385, 46_341, 65_535, 1 << 31, u32::MAX];
+    let mut zeros = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    zeros.write_all(&vec![0u8; 64 << 20]).unwrap();
+    let payloads = [Vec::new(), zeros.finish().unwrap(), (0..4096).map(|i| (i * 37 % 251) as u8).collect()];
+    for case in 0..48 {
+        let pick = |r: u64, n: usize| (r % n as u64) as usize;
+        let side = |r: u64| if r % 3 == 0 { (r >> 8) as u32 } else { sides[pick(r >> 4, sides.len())] };
+        let (width, height) = (side(next()), side(next()));
+        let depth = [1u8, 2, 4, 8, 16, 3, 0, 32][pick(next(), 8)];
+        let colour = [0u8, 2, 3, 4, 6, 1, 7][pick(next(), 7)];
+        let interlace = (next() % 3) as u8;
+        let payload = &payloads[pick(next(), payloads.len())];
+        let name = format!("case{case}.png");
+        let path = write(
+            &dir.path().join(&name),
+            &png_with_header(width, height, depth, colour, interlace, payload),
+        );
+        let args = ["predict", "--model", "run", "--input", &path];
+        let output = descent_limited(dir.path(), &args);
+        let text = stderr(&output);
+        let what =
+            format!("case {case}: {width}x{height}, depth {depth}, colour {colour}, interlace {interlace}");
+        assert!(matches!(output.status.code(), Some(0) | Some(2)), "{what}: {:?} {text}", output.status);
+        assert!(!text.contains("panicked") && !text.contains("memory allocation"), "{what}: {text}");
+        if output.status.code() == Some(2) {
+            assert!(text.contains(&name), "{what}: the message names the file: {text}");
+        }
+    }
+}
