@@ -133,6 +133,14 @@ fn a_server_that_goes_away_mid_run_ends_the_client_with_a_clear_message() {
     server_killed_mid_run("gone", |server| vec!["--device".into(), server.device()]);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_server_that_stops_answering_mid_run_ends_the_client_in_bounded_time() {
+    // Suspended (SIGSTOP), the server keeps its connection open and answers nothing: Burn's
+    // client waited for the reply for good.
+    server_stopped_mid_run("silent", |server| vec!["--device".into(), server.device()], Stop::Suspend);
+}
+
 #[test]
 fn a_server_that_goes_away_mid_data_parallel_run_ends_the_client_with_a_clear_message() {
     server_killed_mid_run("gone-parallel", |server| {
@@ -140,9 +148,23 @@ fn a_server_that_goes_away_mid_data_parallel_run_ends_the_client_with_a_clear_me
     });
 }
 
-/// Train on the devices `devices` names, kill the server at step 300, and check the client ends
-/// in bounded time with a message naming the remote device, and a whole checkpoint.
+/// How the server stops at step 300.
+#[derive(Clone, Copy, PartialEq)]
+enum Stop {
+    /// Killed: its connections close.
+    Kill,
+    /// Suspended: its connections stay open and nothing answers.
+    Suspend,
+}
+
 fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
+    server_stopped_mid_run(name, devices, Stop::Kill);
+}
+
+/// Train on the devices `devices` names, stop the server at step 300 as `stop` says, and check
+/// the client ends in bounded time with a message naming the remote device, and a whole
+/// checkpoint.
+fn server_stopped_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>, stop: Stop) {
     let dir = scratch(name);
     let token = token_file(&dir, "another-token");
     let mut server = Server::start(&token);
@@ -153,6 +175,7 @@ fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
         .args(["--token-file", token.to_str().unwrap()])
         .args(["--steps", "1000000", "--print-every", "100", "--checkpoint-every", "100"])
         .args(["--out", out.to_str().unwrap()])
+        .env("DESCENT_REPLY_TIMEOUT", "3")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -163,7 +186,13 @@ fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
             break;
         }
     }
-    server.child.kill().unwrap();
+    match stop {
+        Stop::Kill => server.child.kill().unwrap(),
+        Stop::Suspend => {
+            let pid = server.child.id().to_string();
+            assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        }
+    }
     let started = Instant::now();
     std::thread::spawn(move || lines.for_each(drop));
     let status = loop {
@@ -179,6 +208,12 @@ fn server_killed_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>) {
     assert!(stderr.contains("the remote device at ws://") && !stderr.contains("panicked"), "{stderr}");
     // In words, not Burn's debug text (`Execution(… RecvError(()))`).
     assert!(!stderr.contains("RecvError") && !stderr.contains("Execution("), "{stderr}");
+    if stop == Stop::Suspend {
+        assert!(
+            stderr.contains("no reply within 3 s") && stderr.contains("DESCENT_REPLY_TIMEOUT"),
+            "{stderr}"
+        );
+    }
     assert!(stderr.contains("descent train --resume"), "{stderr}");
     // The last checkpoint, written while the server was alive, is whole.
     descent::train::Checkpoint::read(&out.join(descent::train::CHECKPOINT_FILE)).unwrap();

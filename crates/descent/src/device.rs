@@ -538,6 +538,49 @@ fn connect_timeout() -> std::time::Duration {
         .map_or(std::time::Duration::from_secs(30), std::time::Duration::from_secs_f64)
 }
 
+/// The environment variable that sets how long a remote device may take to answer a read
+/// during a run, in seconds (120 when unset).
+pub const REPLY_TIMEOUT_VARIABLE: &str = "DESCENT_REPLY_TIMEOUT";
+
+/// Whether this process has opened a remote device: reads then wait at most
+/// [`reply_timeout`] (see [`wait_for_reply`]).
+static REMOTE_OPENED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long a read may wait for a remote device: [`REPLY_TIMEOUT_VARIABLE`] seconds when it holds
+/// a positive number, else 120 s.
+fn reply_timeout() -> std::time::Duration {
+    std::env::var(REPLY_TIMEOUT_VARIABLE)
+        .ok()
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 1e9)
+        .map_or(std::time::Duration::from_secs(120), std::time::Duration::from_secs_f64)
+}
+
+/// Run `read`, a read back that waits for the device's work, and give up after
+/// [`reply_timeout`] once a remote device is open in this process. Burn's remote client waits
+/// for a reply without a limit: a server that is stopped or cut off while the connection stays
+/// open (a suspended process, a lost route) would otherwise hang the run for good. The read runs
+/// on a thread of its own, and a thread still waiting when the time is up is left to end with the
+/// process. Local devices read in place, with no thread and no limit.
+pub fn wait_for_reply<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, ReadBackError> + Send + 'static,
+) -> Result<T, ReadBackError> {
+    if !REMOTE_OPENED.load(std::sync::atomic::Ordering::Relaxed) {
+        return read();
+    }
+    let timeout = reply_timeout();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(read());
+    });
+    receiver.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(ReadBackError(format!(
+            "no reply within {} s; {REPLY_TIMEOUT_VARIABLE} sets the limit in seconds",
+            timeout.as_secs_f64()
+        )))
+    })
+}
+
 /// Connect to the device a `descent serve` at `url` hosts, presenting `token`.
 #[cfg(feature = "remote")]
 fn open_remote(spec: &str, url: &str, token: Option<&str>) -> Result<SelectedDevice, DeviceError> {
@@ -572,7 +615,10 @@ fn open_remote(spec: &str, url: &str, token: Option<&str>) -> Result<SelectedDev
         }
     };
     match connected {
-        Ok(device) => Ok(SelectedDevice { backend: Backend::Remote, device, adapter: Some(url.into()) }),
+        Ok(device) => {
+            REMOTE_OPENED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(SelectedDevice { backend: Backend::Remote, device, adapter: Some(url.into()) })
+        }
         Err(ConnectError::Unauthorized) => Err(unavailable(format!(
             "the server refused the token: pass the server's token with --token-file FILE or in {REMOTE_TOKEN_VARIABLE}"
         ))),

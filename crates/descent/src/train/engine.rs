@@ -871,9 +871,12 @@ fn flow_if(stop: bool) -> ControlFlow<()> {
 }
 
 fn read_scalar(tensor: Tensor<1>) -> Result<f64, TrainError> {
-    tensor
-        .inner()
-        .try_into_scalar::<f32>()
-        .map(f64::from)
-        .map_err(|error| TrainError::Device(crate::device::ReadBackError::from_debug(&error).to_string()))
+    crate::device::wait_for_reply(move || {
+        tensor
+            .inner()
+            .try_into_scalar::<f32>()
+            .map(f64::from)
+            .map_err(|error| crate::device::ReadBackError::from_debug(&error))
+    })
+    .map_err(|error| TrainError::Device(error.to_string()))
 }
