@@ -855,6 +855,42 @@ fn a_cnn_trains_within_an_address_space_near_what_it_uses() {
     }
 }
 
+/// Below what a run needs, every limit ends in one sentence and exit code 2: a size refused
+/// before it is allocated, the worker threads that cannot start, or an allocation that failed
+/// anyway (Rust's handler aborts; descent's SIGABRT handler says "out of memory"). Before, the
+/// same sweep ended in aborts (exit 134), a rayon panic (101) and a CSV of 1.7 MB called too
+/// large. The sweep goes down 10 MB at a time until the program cannot even be loaded (the
+/// kernel or the dynamic loader refuses it, before any of descent runs).
+#[test]
+fn every_address_space_limit_below_a_runs_needs_ends_in_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut refused = 0;
+    for limit_kib in (60_000..=400_000).rev().step_by(10_000) {
+        let out = format!("run-{limit_kib}");
+        let shell =
+            format!("ulimit -v {limit_kib} && exec \"$0\" cnn --epochs 1 --device flex -q --out {out}");
+        let output =
+            Command::new("sh").arg("-c").arg(shell).arg(binary()).current_dir(dir.path()).output().unwrap();
+        let (text, code) = (stderr(&output), output.status.code());
+        let not_loaded = (code == Some(127) && text.contains("error while loading shared libraries"))
+            || (code.is_none() && text.trim().is_empty());
+        if not_loaded {
+            break; // the kernel or the loader refused the program: nothing of descent ran
+        }
+        assert!(!text.contains("panicked"), "ulimit -v {limit_kib}: {text}");
+        match output.status.code() {
+            Some(0) => {}
+            Some(2) => {
+                let errors = text.lines().filter(|line| line.starts_with("error:")).count();
+                assert_eq!(errors, 1, "ulimit -v {limit_kib}: one error line: {text}");
+                refused += 1;
+            }
+            other => panic!("ulimit -v {limit_kib}: exit {other:?}: {text}"),
+        }
+    }
+    assert!(refused > 0, "the sweep never went below what a run needs");
+}
+
 /// A PNG chunk: its length, type, data and CRC-32.
 fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let mut crc = flate2::Crc::new();
@@ -1047,7 +1083,8 @@ fn no_picture_header_makes_the_decoder_allocate_beyond_the_budget() {
     let payloads = [Vec::new(), zeros.finish().unwrap(), (0..4096).map(|i| (i * 37 % 251) as u8).collect()];
     for case in 0..48 {
         let pick = |r: u64, n: usize| (r % n as u64) as usize;
-        let side = |r: u64| if r % 3 == 0 { (r >> 8) as u32 } else { sides[pick(r >> 4, sides.len())] };
+        let side =
+            |r: u64| if r.is_multiple_of(3) { (r >> 8) as u32 } else { sides[pick(r >> 4, sides.len())] };
         let (width, height) = (side(next()), side(next()));
         let depth = [1u8, 2, 4, 8, 16, 3, 0, 32][pick(next(), 8)];
         let colour = [0u8, 2, 3, 4, 6, 1, 7][pick(next(), 7)];

@@ -46,6 +46,7 @@ mod devices;
 mod fit;
 mod interrupt;
 mod lr_find;
+mod memory;
 mod output;
 mod predict;
 mod progress;
@@ -58,8 +59,9 @@ use std::process::ExitCode;
 /// mimalloc keeps freed memory for reuse: Burn's CPU backends allocate a fresh result for every
 /// op, and with the system allocator each large one is a new mapping whose pages fault in on
 /// first touch (a quarter of a full-batch step at 10 million rows; see BENCHMARKS.md).
+/// Wrapped to turn an allocation failure into a sentence (see [`memory`]).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::Allocator = memory::Allocator;
 
 /// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 headers).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -184,8 +186,13 @@ impl Failure {
 fn main() -> ExitCode {
     restore_default_sigpipe();
     configure_allocator();
+    memory::install();
     pin_burn_default_device();
     let cli = Cli::parse();
+    if let Err(error) = descent::limits::start_workers() {
+        err!("error: {error}");
+        return ExitCode::from(Exit::Input.exit_code());
+    }
     // Under mpirun or srun with several processes: join the job (MPI); only rank 0 prints.
     if let Err(error) = descent::world::join() {
         err!("error: {error}");

@@ -273,6 +273,30 @@ pub fn printable(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// Start the pool of worker threads every parallel kernel runs on (rayon's global pool, of
+/// `RAYON_NUM_THREADS` threads or one per core) now, rather than at the first parallel loop:
+/// there a thread that cannot be started (its stack's address space refused under `ulimit -v`,
+/// or a cap on processes) would be a panic in the middle of a run. Here it is a sentence before
+/// anything starts. Calling it again, or after the pool started, does nothing.
+pub fn start_workers() -> Result<(), String> {
+    static STARTED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            let threads = std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|error| {
+                format!(
+                    "cannot start {threads} worker thread(s): {error}; each needs address space for its \
+                     stack: raise the process's limit (`ulimit -v`), or set RAYON_NUM_THREADS=1"
+                )
+            })
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

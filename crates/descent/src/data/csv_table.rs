@@ -176,7 +176,7 @@ pub fn parse_csv(
         .iter()
         .map(|name| String::from_utf8_lossy(&unquoted(name)).into_owned())
         .collect();
-    let mut budget = RowBudget::new(path)?;
+    let mut budget = RowBudget::new(path, None)?;
     if headers.is_empty() || headers.iter().all(String::is_empty) {
         return Err(DataError::Empty { path: path.into(), what: "no header row".into() });
     }
@@ -367,14 +367,21 @@ pub(crate) struct RowBudget {
     path: std::path::PathBuf,
     values: u64,
     next_check: u64,
+    /// The most values the file can hold (a value and its separator take two bytes at least),
+    /// when it is a regular file: a small file is never asked to fit a whole check's worth.
+    most: u64,
 }
 
 impl RowBudget {
     /// Values between checks (16 MiB of `f32`); a row holds fewer, being at most one record.
     const CHECK_EVERY: u64 = 1 << 22;
 
-    pub(crate) fn new(path: &Path) -> Result<Self, DataError> {
-        let mut budget = Self { path: path.into(), values: 0, next_check: 0 };
+    /// The budget of reading `path`, whose size in bytes is `bytes` when known (else it is
+    /// asked of the file, when it is a regular file).
+    pub(crate) fn new(path: &Path, bytes: Option<u64>) -> Result<Self, DataError> {
+        let bytes = bytes.or_else(|| std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len()));
+        let most = bytes.map_or(u64::MAX, |bytes| bytes / 2 + 1);
+        let mut budget = Self { path: path.into(), values: 0, next_check: 0, most };
         budget.add_row(0)?;
         Ok(budget)
     }
@@ -386,9 +393,9 @@ impl RowBudget {
             return Ok(());
         }
         self.next_check = self.values + Self::CHECK_EVERY;
-        // The values up to the next check must fit, with room for the vectors to double as they
-        // grow.
-        let bytes = self.next_check.saturating_mul(4 * 2);
+        // The values up to the next check (or all the file can hold) must fit, with room for the
+        // vectors to double as they grow.
+        let bytes = self.next_check.min(self.most.max(self.values)).saturating_mul(4 * 2);
         crate::limits::check_memory(Some(bytes)).map_err(|message| DataError::Rows {
             path: self.path.clone(),
             message: format!(

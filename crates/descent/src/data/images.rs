@@ -179,21 +179,27 @@ pub fn read_digits(path: &Path) -> Result<ImageSet, DataError> {
 
 /// Parse digits CSV text (the shipped copy compiled into the binary); errors name `path`.
 pub fn parse_digits(text: &str, path: &Path) -> Result<ImageSet, DataError> {
-    digits_from(text.as_bytes(), path)
+    digit_rows(text.as_bytes(), path, true, Some(text.len() as u64)).map(|(set, _)| set)
 }
 
 /// Read digit rows for prediction: 64 pixel columns (0..16), with or without the `label`
 /// column. Returns the images, and whether they carry labels (without, every label is 0).
 pub fn read_digit_rows(path: &Path) -> Result<(ImageSet, bool), DataError> {
     let file = File::open(path).map_err(|source| DataError::Open { path: path.into(), source })?;
-    digit_rows(BufReader::new(file), path, false)
+    digit_rows(BufReader::new(file), path, false, None)
 }
 
 fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
-    digit_rows(input, path, true).map(|(set, _)| set)
+    digit_rows(input, path, true, None).map(|(set, _)| set)
 }
 
-fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(ImageSet, bool), DataError> {
+/// Digit rows from `input` (`bytes` long, when known), named `path` in messages.
+fn digit_rows(
+    input: impl Read,
+    path: &Path,
+    label_required: bool,
+    bytes: Option<u64>,
+) -> Result<(ImageSet, bool), DataError> {
     let input = BoundedRecords::new(input, b',', MAX_CSV_RECORD_BYTES);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -226,7 +232,7 @@ fn digit_rows(input: impl Read, path: &Path, label_required: bool) -> Result<(Im
     }
     let columns = headers.len();
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    let mut budget = RowBudget::new(path)?;
+    let mut budget = RowBudget::new(path, bytes)?;
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
