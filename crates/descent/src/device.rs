@@ -531,11 +531,17 @@ pub const CONNECT_TIMEOUT_VARIABLE: &str = "DESCENT_CONNECT_TIMEOUT";
 /// seconds when it holds a positive number, else 30 s.
 #[cfg(feature = "remote")]
 fn connect_timeout() -> std::time::Duration {
-    std::env::var(CONNECT_TIMEOUT_VARIABLE)
+    seconds_from(CONNECT_TIMEOUT_VARIABLE, 30)
+}
+
+/// The duration the environment variable `variable` gives in seconds, when it holds a positive
+/// number, else `default` seconds.
+fn seconds_from(variable: &str, default: u64) -> std::time::Duration {
+    std::env::var(variable)
         .ok()
         .and_then(|text| text.trim().parse::<f64>().ok())
         .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 1e9)
-        .map_or(std::time::Duration::from_secs(30), std::time::Duration::from_secs_f64)
+        .map_or(std::time::Duration::from_secs(default), std::time::Duration::from_secs_f64)
 }
 
 /// The environment variable that sets how long a remote device may take to answer a read
@@ -549,11 +555,7 @@ static REMOTE_OPENED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// How long a read may wait for a remote device: [`REPLY_TIMEOUT_VARIABLE`] seconds when it holds
 /// a positive number, else 120 s.
 fn reply_timeout() -> std::time::Duration {
-    std::env::var(REPLY_TIMEOUT_VARIABLE)
-        .ok()
-        .and_then(|text| text.trim().parse::<f64>().ok())
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds < 1e9)
-        .map_or(std::time::Duration::from_secs(120), std::time::Duration::from_secs_f64)
+    seconds_from(REPLY_TIMEOUT_VARIABLE, 120)
 }
 
 /// Run `read`, a read back that waits for the device's work, and give up after
