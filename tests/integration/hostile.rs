@@ -772,16 +772,66 @@ fn a_run_killed_at_its_checkpoints_and_resumed_logs_every_epoch_of_metrics_csv()
         }
         args = vec!["cnn", "--resume", "run", "--epochs", epochs, "-q"];
     }
+    assert_every_epoch_logged(&run, 8);
+}
+
+/// Every row of `run`'s `metrics.csv` (`epochs` of them) has its scalars in the event log.
+fn assert_every_epoch_logged(run: &Path, epochs: usize) {
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let logged = logged_scalars(&run);
+    let logged = logged_scalars(run);
     let rows: Vec<&str> = metrics.lines().skip(1).collect();
-    assert_eq!(rows.len(), 8, "{metrics}");
+    assert_eq!(rows.len(), epochs, "{metrics}");
     for row in rows {
         let step: i64 = row.split(',').next().unwrap().parse().unwrap();
         for tag in ["train_loss", "valid_loss", "accuracy"] {
             assert!(logged.contains(&(tag.to_string(), step)), "{tag} at step {step} missing from the log");
         }
     }
+}
+
+/// The kill-at-random-points test: six runs killed (SIGKILL) after seeded random delays (before
+/// the first checkpoint, mid-epoch, while a checkpoint or the log is written), each continued
+/// with `--resume`, or started again with `--out` when the kill came before the first
+/// checkpoint, then one run to the end: the event log holds every step `metrics.csv` holds.
+#[test]
+fn a_run_killed_at_random_points_and_resumed_logs_every_epoch_of_metrics_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut state = 0x00C0_FFEE_2026u64;
+    let epochs = "6";
+    for attempt in 0..7 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = std::time::Duration::from_millis(20 + state % 1500);
+        let started = run.join("checkpoint.bin").exists();
+        let mut args = vec!["cnn", "--epochs", epochs, "--checkpoint-every", "1", "-q"];
+        args.extend(if started { ["--resume", "run"] } else { ["--out", "run"] });
+        let mut child =
+            Command::new(binary()).args(&args).current_dir(dir.path()).stdout(Stdio::null()).spawn().unwrap();
+        let begun = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if attempt < 6 && begun.elapsed() >= delay {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        match status {
+            Some(status) => {
+                assert!(status.success(), "run {attempt} ({args:?}) failed");
+                break; // finished before its kill: the last attempt need not run
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+    }
+    assert!(run.join("summary.json").is_file(), "the run finished");
+    assert_every_epoch_logged(&run, 6);
 }
 
 #[test]
@@ -1106,4 +1156,24 @@ fn no_picture_header_makes_the_decoder_allocate_beyond_the_budget() {
             assert!(text.contains(&name), "{what}: the message names the file: {text}");
         }
     }
+}
+
+/// Pictures whose names are not UTF-8 were printed with U+FFFD, so two files differing only
+/// there could not be told apart: each byte that is not UTF-8 is written `\xNN`.
+#[cfg(unix)]
+#[test]
+fn picture_names_that_are_not_utf8_are_escaped_reversibly_in_predictions() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    cnn_run(dir.path(), "run");
+    let pictures = dir.path().join("pictures");
+    std::fs::create_dir(&pictures).unwrap();
+    for name in [&b"shirt\xff.png"[..], b"shirt\xfe.png", b"plain.png"] {
+        std::fs::write(pictures.join(std::ffi::OsStr::from_bytes(name)), png_bomb(28)).unwrap();
+    }
+    let output = descent_in(dir.path(), &["predict", "--model", "run", "--input", "pictures"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let csv = String::from_utf8(output.stdout).expect("the predictions are UTF-8");
+    assert!(csv.contains("shirt\\xff.png,") && csv.contains("shirt\\xfe.png,"), "{csv}");
+    assert!(csv.contains("plain.png,") && !csv.contains('\u{FFFD}'), "{csv}");
 }

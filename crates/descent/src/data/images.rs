@@ -193,6 +193,24 @@ fn digits_from(input: impl Read, path: &Path) -> Result<ImageSet, DataError> {
     digit_rows(input, path, true, None).map(|(set, _)| set)
 }
 
+/// Pixel columns of a digits CSV.
+const PIXELS: usize = 64;
+
+/// Whether a digits header of `columns` columns has the label column (an error when it has
+/// neither 64 nor 65 columns, or lacks a required label).
+fn digit_header(columns: usize, label_required: bool) -> Result<bool, String> {
+    let labeled = columns == PIXELS + 1;
+    if labeled || (columns == PIXELS && !label_required) {
+        return Ok(labeled);
+    }
+    let expected = if label_required {
+        "64 pixel columns and `label`"
+    } else {
+        "64 pixel columns, and optionally `label`"
+    };
+    Err(format!("the header has {columns} columns; expected {expected}"))
+}
+
 /// Digit rows from `input` (`bytes` long, when known), named `path` in messages.
 fn digit_rows(
     input: impl Read,
@@ -220,16 +238,7 @@ fn digit_rows(
         }
     };
     let headers = reader.headers().map_err(csv_error)?.clone();
-    const PIXELS: usize = 64;
-    let labeled = headers.len() == PIXELS + 1;
-    if !(labeled || (headers.len() == PIXELS && !label_required)) {
-        let expected = if label_required {
-            "64 pixel columns and `label`"
-        } else {
-            "64 pixel columns, and optionally `label`"
-        };
-        return Err(malformed(1, format!("the header has {} columns; expected {expected}", headers.len())));
-    }
+    let labeled = digit_header(headers.len(), label_required).map_err(|message| malformed(1, message))?;
     let columns = headers.len();
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     let mut budget = RowBudget::new(path, bytes)?;
