@@ -1314,8 +1314,11 @@ pub(super) mod tests {
         close("db", &grads.bias, &reference.bias);
     }
 
+    /// The Toeplitz product for images no larger than the kernel; the direct convolution for 8
+    /// output channels or more; im2col for the rest.
     #[test]
-    fn the_toeplitz_product_is_chosen_for_images_no_larger_than_the_kernel() {
+    fn each_shape_runs_the_algorithm_that_pays() {
+        use super::super::direct::direct_pays;
         let shape = |side, kernel, c_in, c_out| ConvShape {
             batch: 64,
             c_in,
@@ -1331,6 +1334,11 @@ pub(super) mod tests {
         assert!(!toeplitz_pays(&shape(8, 5, 1, 32)));
         // Nor when its matrix would be too large.
         assert!(!toeplitz_pays(&shape(5, 5, 512, 512)));
+        // Fashion-MNIST's two blocks run direct; 4 output channels, or a padding beyond the
+        // kernel, run im2col.
+        assert!(direct_pays(&shape(28, 5, 1, 32)) && direct_pays(&shape(14, 5, 32, 64)));
+        assert!(!direct_pays(&shape(28, 3, 3, 4)));
+        assert!(!direct_pays(&ConvShape { padding: 3, ..shape(28, 3, 3, 16) }));
     }
 
     #[test]

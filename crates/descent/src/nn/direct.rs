@@ -673,21 +673,4 @@ mod tests {
         // Input channel 1 (lane 1) from output channel 2, tap (0, 1) reversed to (1, 0).
         assert_eq!(flipped[(2 * 4 + 1) * LANES + 1], weight[(2 * 2 + 1) * 4 + 2]);
     }
-
-    #[test]
-    fn the_direct_convolution_is_chosen_for_eight_channels_or_more() {
-        let shape = |c_in, side, c_out, kernel, padding| ConvShape {
-            batch: 64,
-            c_in,
-            height: side,
-            width: side,
-            c_out,
-            kernel,
-            padding,
-        };
-        assert!(direct_pays(&shape(1, 28, 32, 5, 2)), "Fashion-MNIST's first block");
-        assert!(direct_pays(&shape(32, 14, 64, 5, 2)), "and its second");
-        assert!(!direct_pays(&shape(3, 28, 4, 3, 1)), "4 channels: im2col");
-        assert!(!direct_pays(&shape(3, 28, 16, 3, 3)), "a padding beyond the kernel: im2col");
-    }
 }
