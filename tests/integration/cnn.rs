@@ -309,3 +309,28 @@ fn train_limit_needs_mnist_and_a_positive_count() {
     let dir = mnist_fixture(false);
     rejects(&["cnn", "--mnist", dir.path().to_str().unwrap(), "--train-limit", "0"], &["--train-limit"]);
 }
+
+#[test]
+fn label_smoothing_trains_is_saved_and_is_refused_where_it_means_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let args = [&["cnn", "--epochs", "2", "--json", "--out", out.to_str().unwrap()][..], extra].concat();
+        let output = descent(&args);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        (summary(&output), out)
+    };
+    let (plain, _) = run("plain", &[]);
+    let (smoothed, out) = run("smoothed", &["--label-smoothing", "0.1"]);
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("label_smoothing = 0.1"), "{config}");
+    let last = |s: &serde_json::Value, key: &str| s["epochs"][1][key].as_f64().unwrap();
+    assert!(last(&smoothed, "accuracy") > 0.8, "{smoothed}");
+    // The same seed, batches and dropout: only the loss differs, and with it the training.
+    assert_ne!(last(&plain, "train_loss"), last(&smoothed, "train_loss"));
+    // It is refused where it means nothing, with the field named, and on a resume.
+    rejects(&["lesson2", "--label-smoothing", "0.1"], &["training.label_smoothing", "linear model"]);
+    rejects(&["cnn", "--label-smoothing", "1"], &["training.label_smoothing", "up to (not including) 1"]);
+    rejects(&["cnn", "--label-smoothing", "-0.1"], &["--label-smoothing"]);
+    rejects(&["cnn", "--resume", out.to_str().unwrap(), "--label-smoothing", "0.2"], &["--label-smoothing"]);
+}

@@ -357,6 +357,12 @@ pub struct TrainingConfig {
     /// make sense. Absent: the images as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentConfig>,
+    /// Label smoothing ε (`--label-smoothing`): a classifier's training loss is the
+    /// cross-entropy against `(1 − ε)·one-hot + ε/K` over its K classes, as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=ε)`; `valid_loss` stays the plain cross-entropy.
+    /// Absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
     /// Write TensorBoard event files into the run folder (`--no-tensorboard` sets `false`).
     /// Absent: written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1034,7 +1040,27 @@ impl RunConfig {
             );
         }
         self.validate_early_stop()?;
-        self.validate_augment()
+        self.validate_augment()?;
+        self.validate_label_smoothing()
+    }
+
+    /// Label smoothing spreads a share of each label over the classes: a classifier's, from 0
+    /// up to (not including) 1.
+    fn validate_label_smoothing(&self) -> Result<(), InvalidValue> {
+        let Some(epsilon) = self.training.label_smoothing else { return Ok(()) };
+        if !(epsilon.is_finite() && (0.0..1.0).contains(&epsilon)) {
+            return invalid(
+                "training.label_smoothing",
+                format!("must be from 0 up to (not including) 1, got {epsilon}"),
+            );
+        }
+        if self.data.image_side().is_none() {
+            return invalid(
+                "training.label_smoothing",
+                "smooths a classifier's labels, and this run fits the linear model (--label-smoothing is for image data: digits, mnist, fashion-mnist, picture folders)".into(),
+            );
+        }
+        Ok(())
     }
 
     /// Augmentation moves images: it needs image data, and shifts smaller than the images.

@@ -230,6 +230,9 @@ pub struct ImageBatch {
     /// sets it from the run's seed and the step before the forward pass, so a run's draws
     /// depend on its own seed alone, never on a generator another run shares.
     pub seed: u64,
+    /// Label smoothing ε of this batch's loss (`training.label_smoothing`; 0: the plain
+    /// cross-entropy): set on training batches ([`LabelSmoothed`]), 0 on evaluation batches.
+    pub label_smoothing: f32,
 }
 
 impl ImageBatch {
@@ -246,6 +249,7 @@ impl ImageBatch {
             images: Tensor::from_data(TensorData::new(pixels, [indices.len(), channels, side, side]), device),
             labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
             seed: 0,
+            label_smoothing: 0.0,
         }
     }
 
@@ -315,11 +319,44 @@ impl BatchRows for ImageBatch {
             images: self.images.clone().slice(rows.clone()).to_device(device),
             labels: self.labels.clone().slice(rows).to_device(device),
             seed: self.seed,
+            label_smoothing: self.label_smoothing,
         }
     }
 
     fn seeded(self, seed: u64) -> Self {
         Self { seed, ..self }
+    }
+}
+
+/// Training batches whose loss smooths the labels by ε (`training.label_smoothing`).
+pub struct LabelSmoothed {
+    inner: Box<dyn BatchSource<ImageBatch>>,
+    epsilon: f32,
+}
+
+impl LabelSmoothed {
+    /// `inner`'s batches, each with label smoothing `epsilon`.
+    pub fn new(inner: Box<dyn BatchSource<ImageBatch>>, epsilon: f32) -> Self {
+        Self { inner, epsilon }
+    }
+}
+
+impl BatchSource<ImageBatch> for LabelSmoothed {
+    fn batches_per_epoch(&self) -> usize {
+        self.inner.batches_per_epoch()
+    }
+
+    fn rows_of(&self, index: usize) -> Option<usize> {
+        self.inner.rows_of(index)
+    }
+
+    fn epoch(&self) -> Batches<'_, ImageBatch> {
+        let epsilon = self.epsilon;
+        Box::new(self.inner.epoch().map(move |made| Ok(ImageBatch { label_smoothing: epsilon, ..made? })))
+    }
+
+    fn skip_epochs(&self, epochs: usize) {
+        self.inner.skip_epochs(epochs);
     }
 }
 

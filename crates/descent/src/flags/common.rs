@@ -84,6 +84,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "K", value_parser = positive_count, allow_hyphen_values = true)]
     pub accumulate: Option<usize>,
 
+    /// Label smoothing for classifiers: the training loss is the cross-entropy against
+    /// (1 − EPS)·one-hot + EPS/K over the K classes (PyTorch's label_smoothing; fastai's
+    /// LabelSmoothingCrossEntropy), from 0 up to 1; valid_loss stays the plain cross-entropy.
+    #[arg(long, value_name = "EPS", value_parser = super::values::non_negative_finite, allow_hyphen_values = true)]
+    pub label_smoothing: Option<f64>,
+
     /// Augment the training images: seeded random shifts of up to 2 pixels each way, and for
     /// Fashion-MNIST horizontal flips (training.augment.flip decides elsewhere), drawn per batch
     /// from the seed, so runs and resumes repeat exactly.
@@ -113,7 +119,7 @@ pub struct CommonArgs {
     /// comes from the checkpoint: flags that would change it are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
-        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn",
+        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn", "label_smoothing",
     ])]
     pub resume: Option<PathBuf>,
 
@@ -205,6 +211,9 @@ impl CommonArgs {
         }
         if self.accumulate.is_some() {
             training.accumulate = self.accumulate;
+        }
+        if self.label_smoothing.is_some() {
+            training.label_smoothing = self.label_smoothing;
         }
         if self.augment && training.augment.is_none() {
             training.augment = Some(AugmentConfig::default());

@@ -2,7 +2,6 @@
 //! metrics=error_rate)`), sized for 8x8 digits and 28x28 MNIST alike, and with global average
 //! pooling ([`CnnConfig::for_pictures`]) for a folder of photos at 64x64 in colour.
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -249,6 +248,6 @@ impl Objective<ImageBatch> for Cnn {
     /// Cross-entropy of the class scores, as fastai and PyTorch's `F.cross_entropy`.
     fn loss(&self, batch: ImageBatch) -> Tensor<1> {
         let logits = self.forward(batch.images, batch.seed);
-        CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.labels)
+        crate::train::cross_entropy(logits, batch.labels, batch.label_smoothing)
     }
 }

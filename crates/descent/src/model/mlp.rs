@@ -13,7 +13,6 @@
 //! trains with `descent train --config`, with the run folder, checkpoints and resume, Ctrl-C,
 //! lr-find, predict, export and bench, as the built-in CNN does.
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -75,7 +74,7 @@ impl Classifier for Mlp {
 impl Objective<ImageBatch> for Mlp {
     fn loss(&self, batch: ImageBatch) -> Tensor<1> {
         let logits = self.logits(batch.images);
-        CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.labels)
+        crate::train::cross_entropy(logits, batch.labels, batch.label_smoothing)
     }
 }
 

@@ -326,6 +326,7 @@ fn the_default_cnn_trains_the_same_on_flex_and_ndarray() {
                 images: Tensor::from_data(TensorData::new(pixels, [rows, 1, 8, 8]), device),
                 labels: Tensor::from_data(TensorData::new(labels, [rows]), device),
                 seed: step,
+                label_smoothing: 0.0,
             };
             let loss = model.loss(batch);
             run.push(host(loss.clone())[0]);
@@ -357,6 +358,7 @@ fn the_default_cnn_has_the_same_loss_and_gradients_on_flex_and_ndarray() {
             images: Tensor::from_data(TensorData::new(pixels.clone(), [64, 1, 8, 8]), device),
             labels: Tensor::from_data(TensorData::new(labels.clone(), [64]), device),
             seed: 0,
+            label_smoothing: 0.0,
         };
         let loss = model.loss(batch);
         let grads = loss.clone().backward();
