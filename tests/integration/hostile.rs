@@ -956,19 +956,12 @@ fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 /// A valid grey 8-bit PNG of `side × side` black pixels: a few megabytes of compressed
 /// zeros that decode to `side²` bytes.
 fn png_bomb(side: u32) -> Vec<u8> {
-    let mut header = side.to_be_bytes().to_vec();
-    header.extend_from_slice(&side.to_be_bytes());
-    header.extend_from_slice(&[8, 0, 0, 0, 0]); // 8 bits, grey, deflate, no filter, no interlace
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     let row = vec![0u8; side as usize + 1]; // filter byte 0, then the pixels
     for _ in 0..side {
         zlib.write_all(&row).unwrap();
     }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(png_chunk(b"IHDR", &header));
-    png.extend(png_chunk(b"IDAT", &zlib.finish().unwrap()));
-    png.extend(png_chunk(b"IEND", b""));
-    png
+    png_with_header(side, side, 8, 0, 0, &zlib.finish().unwrap()) // 8 bits, grey, no interlace
 }
 
 #[test]

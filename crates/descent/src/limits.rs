@@ -282,15 +282,10 @@ pub fn start_workers() -> Result<(), String> {
     static STARTED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     STARTED
         .get_or_init(|| {
-            let threads = std::env::var("RAYON_NUM_THREADS")
-                .ok()
-                .and_then(|n| n.trim().parse::<usize>().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|error| {
+            rayon::ThreadPoolBuilder::new().build_global().map_err(|error| {
                 format!(
-                    "cannot start {threads} worker thread(s): {error}; each needs address space for its \
-                     stack: raise the process's limit (`ulimit -v`), or set RAYON_NUM_THREADS=1"
+                    "cannot start the worker threads: {error}; each needs address space for its stack: \
+                     raise the process's limit (`ulimit -v`), or set RAYON_NUM_THREADS=1"
                 )
             })
         })

@@ -231,7 +231,7 @@ pub struct ImageBatch {
     /// depend on its own seed alone, never on a generator another run shares.
     pub seed: u64,
     /// Label smoothing ε of this batch's loss (`training.label_smoothing`; 0: the plain
-    /// cross-entropy): set on training batches ([`LabelSmoothed`]), 0 on evaluation batches.
+    /// cross-entropy): set on training batches ([`ImageBatches::new`]), 0 on evaluation batches.
     pub label_smoothing: f32,
 }
 
@@ -278,19 +278,25 @@ impl ImageBatches {
         indices: Vec<usize>,
         batch_size: usize,
         seed: u64,
+        label_smoothing: f32,
         device: &Device,
     ) -> Self {
-        Self::with_batcher(ImageBatcher { set }, indices, batch_size, seed, device)
+        Self::with_batcher(ImageBatcher { set, label_smoothing }, indices, batch_size, seed, device)
     }
 }
 
+/// Training batches of an image set, each carrying the run's label smoothing.
 struct ImageBatcher {
     set: Arc<ImageSet>,
+    label_smoothing: f32,
 }
 
 impl Batcher<usize, ImageBatch> for ImageBatcher {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> ImageBatch {
-        ImageBatch::gather(&self.set, &indices, device)
+        ImageBatch {
+            label_smoothing: self.label_smoothing,
+            ..ImageBatch::gather(&self.set, &indices, device)
+        }
     }
 }
 
@@ -325,38 +331,6 @@ impl BatchRows for ImageBatch {
 
     fn seeded(self, seed: u64) -> Self {
         Self { seed, ..self }
-    }
-}
-
-/// Training batches whose loss smooths the labels by ε (`training.label_smoothing`).
-pub struct LabelSmoothed {
-    inner: Box<dyn BatchSource<ImageBatch>>,
-    epsilon: f32,
-}
-
-impl LabelSmoothed {
-    /// `inner`'s batches, each with label smoothing `epsilon`.
-    pub fn new(inner: Box<dyn BatchSource<ImageBatch>>, epsilon: f32) -> Self {
-        Self { inner, epsilon }
-    }
-}
-
-impl BatchSource<ImageBatch> for LabelSmoothed {
-    fn batches_per_epoch(&self) -> usize {
-        self.inner.batches_per_epoch()
-    }
-
-    fn rows_of(&self, index: usize) -> Option<usize> {
-        self.inner.rows_of(index)
-    }
-
-    fn epoch(&self) -> Batches<'_, ImageBatch> {
-        let epsilon = self.epsilon;
-        Box::new(self.inner.epoch().map(move |made| Ok(ImageBatch { label_smoothing: epsilon, ..made? })))
-    }
-
-    fn skip_epochs(&self, epochs: usize) {
-        self.inner.skip_epochs(epochs);
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use crate::data::augment::Augmented;
-use crate::data::batches::LabelSmoothed;
 use crate::data::folder::{FolderSet, FolderSettings, Skipped, read_folder};
 use crate::data::images::{
     ImageShape, Split, mnist_files_present, parse_digits, read_digits, read_mnist, split,
@@ -238,9 +237,10 @@ impl ImageExperiment {
             self.train.clone(),
             self.batch_size(),
             self.config.seed,
+            self.config.training.label_smoothing.unwrap_or(0.0) as f32,
             &self.device.device,
         );
-        let source: Box<dyn BatchSource<ImageBatch>> = match &self.config.training.augment {
+        match &self.config.training.augment {
             Some(augment) => Box::new(Augmented::new(
                 batches,
                 self.config.seed,
@@ -248,10 +248,6 @@ impl ImageExperiment {
                 self.config.augment_flips(),
             )),
             None => Box::new(batches),
-        };
-        match self.config.training.label_smoothing.filter(|&epsilon| epsilon > 0.0) {
-            Some(epsilon) => Box::new(LabelSmoothed::new(source, epsilon as f32)),
-            None => source,
         }
     }
 

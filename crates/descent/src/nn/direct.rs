@@ -152,6 +152,10 @@ impl Plan<'_> {
     fn pixels(&self) -> usize {
         self.out_height * self.out_width
     }
+    /// Floats from one padded image to the next.
+    fn image_stride(&self) -> usize {
+        self.c_in * self.input.plane()
+    }
     /// The kernel rows that reach the input proper from output row `oy`.
     fn rows(&self, oy: usize) -> Range<usize> {
         self.padding.saturating_sub(oy)..self.kernel.min((self.padding + self.height).saturating_sub(oy))
@@ -167,7 +171,7 @@ fn convolve(isa: Isa, plan: &Plan, bias: &[f32], batch: usize) -> Vec<f32> {
     if y.is_empty() {
         return y;
     }
-    let per_task = images_per_task(batch, plan.c_in * plan.input.plane());
+    let per_task = images_per_task(batch, plan.image_stride());
     y.par_chunks_mut(per_task * out_image).enumerate().for_each(|(task, y)| {
         let first = task * per_task;
         convolve_group(isa, plan, bias, first..(first + per_task).min(batch), y);
@@ -193,8 +197,7 @@ struct Tile {
 }
 
 fn tiles(plan: &Plan, images: Range<usize>) -> Vec<Tile> {
-    let pixels = plan.pixels();
-    let image_stride = plan.c_in * plan.input.plane();
+    let (pixels, image_stride) = (plan.pixels(), plan.image_stride());
     let total = images.len() * pixels;
     (0..total)
         .step_by(TILE)
@@ -219,12 +222,11 @@ fn tiles(plan: &Plan, images: Range<usize>) -> Vec<Tile> {
 
 fn convolve_group(isa: Isa, plan: &Plan, bias: &[f32], images: Range<usize>, y: &mut [f32]) {
     let (pixels, taps) = (plan.pixels(), plan.taps());
-    let image_stride = plan.c_in * plan.input.plane();
     let largest_base =
-        (images.end - 1) * image_stride + (plan.out_height - 1) * plan.input.width + plan.out_width - 1;
+        (images.end - 1) * plan.image_stride() + (plan.out_height - 1) * plan.input.width + plan.out_width
+            - 1;
     let reach = (plan.c_in - 1) * plan.input.plane() + (plan.kernel - 1) * (plan.input.width + 1);
     assert!(largest_base + reach < plan.input.values.len(), "direct convolution: input too short");
-    assert!(plan.packed.len() >= plan.c_out.div_ceil(LANES) * taps * LANES);
     let tiles = tiles(plan, images);
     for slab in 0..plan.c_out.div_ceil(LANES) {
         let weights = &plan.packed[slab * taps * LANES..][..taps * LANES];
@@ -269,8 +271,9 @@ fn run_tile(isa: Isa, plan: &Plan, weights: &[f32], start: &[f32; LANES], tile: 
     };
     let bases = &tile.bases;
     match isa {
-        // SAFETY: `convolve_group` checked that every tap of every base reads inside the input
-        // and every tap's weights inside `weights`; the CPU has AVX2 and FMA (`Isa::detect`).
+        // SAFETY: `convolve_group` checked that every tap of every base reads inside the input,
+        // and sliced `weights` to the slab's taps·16 values, every tap's 16 of them; the CPU has
+        // AVX2 and FMA (`Isa::detect`).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe {
             avx2::tile(weights.as_ptr(), plan.input.values.as_ptr(), bases, start, &geometry)

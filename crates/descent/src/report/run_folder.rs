@@ -95,7 +95,7 @@ impl RunFolder {
         // a start that never reached a checkpoint go, and nothing else.
         if stillborn && is_stillborn(&path) {
             for entry in fs::read_dir(&path).map_err(|e| write_error(&path, e))?.flatten() {
-                if entry.file_name() != *LOCK_NAME {
+                if !is_lock_file(&entry.file_name()) {
                     fs::remove_file(entry.path()).map_err(|e| write_error(&entry.path(), e))?;
                 }
             }
@@ -268,14 +268,13 @@ fn write_error(path: &Path, error: std::io::Error) -> RunFolderError {
 }
 
 /// The name of the lock file where a folder cannot be locked itself (not Unix).
-#[cfg(not(unix))]
 const LOCK_FILE: &str = ".descent.lock";
 
-/// The lock file's name where there is one (not Unix), for listings to pass over.
-#[cfg(unix)]
-const LOCK_NAME: &str = "";
-#[cfg(not(unix))]
-const LOCK_NAME: &str = LOCK_FILE;
+/// Whether `name` is the folder's lock file, which listings pass over (there is one only where
+/// a folder cannot be locked itself: not on Unix).
+fn is_lock_file(name: &std::ffi::OsStr) -> bool {
+    cfg!(not(unix)) && name == LOCK_FILE
+}
 
 /// Whether `path` holds what a run writes at its start and nothing more: its `config.toml`,
 /// perhaps TensorBoard event files, a `metrics.csv` and temporaries of writes cut short, all
@@ -287,11 +286,11 @@ pub fn is_stillborn(path: &Path) -> bool {
     let mut config = false;
     for entry in entries {
         let Ok(entry) = entry else { return false };
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !LOCK_NAME.is_empty() && name == LOCK_NAME {
+        if is_lock_file(&entry.file_name()) {
             continue;
         }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
         let regular = entry.file_type().is_ok_and(|kind| kind.is_file());
         let started = name == CONFIG_FILE
             || name == METRICS_FILE
@@ -310,10 +309,8 @@ fn check_empty(path: &Path) -> Result<(), RunFolderError> {
     if !path.exists() {
         return Ok(());
     }
-    let entries = fs::read_dir(path).map_err(|e| write_error(path, e))?;
-    #[cfg(not(unix))]
-    let entries = entries.filter(|entry| entry.as_ref().map_or(true, |e| e.file_name() != LOCK_FILE));
-    if entries.into_iter().next().is_some() {
+    let mut entries = fs::read_dir(path).map_err(|e| write_error(path, e))?;
+    if entries.any(|entry| entry.as_ref().map_or(true, |e| !is_lock_file(&e.file_name()))) {
         return Err(RunFolderError::NotEmpty { path: path.into() });
     }
     Ok(())
