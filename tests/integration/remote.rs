@@ -154,6 +154,7 @@ enum Stop {
     /// Killed: its connections close.
     Kill,
     /// Suspended: its connections stay open and nothing answers.
+    #[cfg(unix)]
     Suspend,
 }
 
@@ -188,10 +189,8 @@ fn server_stopped_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>, 
     }
     match stop {
         Stop::Kill => server.child.kill().unwrap(),
-        Stop::Suspend => {
-            let pid = server.child.id().to_string();
-            assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-        }
+        #[cfg(unix)]
+        Stop::Suspend => crate::common::signal(&server.child, libc::SIGSTOP),
     }
     let started = Instant::now();
     std::thread::spawn(move || lines.for_each(drop));
@@ -208,6 +207,7 @@ fn server_stopped_mid_run(name: &str, devices: impl Fn(&Server) -> Vec<String>, 
     assert!(stderr.contains("the remote device at ws://") && !stderr.contains("panicked"), "{stderr}");
     // In words, not Burn's debug text (`Execution(… RecvError(()))`).
     assert!(!stderr.contains("RecvError") && !stderr.contains("Execution("), "{stderr}");
+    #[cfg(unix)]
     if stop == Stop::Suspend {
         assert!(
             stderr.contains("no reply within 3 s") && stderr.contains("DESCENT_REPLY_TIMEOUT"),

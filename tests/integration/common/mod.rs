@@ -223,8 +223,14 @@ pub fn spawn_until(
 /// Send SIGINT (Ctrl-C) to `child`.
 #[cfg(unix)]
 pub fn sigint(child: &std::process::Child) {
+    signal(child, libc::SIGINT);
+}
+
+/// Send `signal` to `child`.
+#[cfg(unix)]
+pub fn signal(child: &std::process::Child, signal: libc::c_int) {
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
 }
 
 /// Whether Fashion-MNIST's files are in `dir` (a skip without them, a failure in CI).
