@@ -146,6 +146,41 @@ fn augmented_runs_repeat_exactly_and_resume_bit_for_bit() {
     assert_ne!(metrics(&plain), metrics(&a));
 }
 
+#[test]
+fn mixup_trains_repeats_resumes_bit_for_bit_and_is_refused_where_it_means_nothing() {
+    let (a, resumed, plain) = (scratch("mixup-a"), scratch("mixup-resumed"), scratch("mixup-none"));
+    let common = ["--device", "flex", "--mixup", "0.4", "--augment", "-q"];
+    let output =
+        run_ok(&[&["cnn", "--epochs", "3", "--json", "--out", a.to_str().unwrap()][..], &common].concat());
+    let accuracy = summary(&output)["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.8, "MixUp still learns the digits: {accuracy}");
+    let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    assert!(config.contains("mixup = 0.4"), "{config}");
+    // The blends are drawn from the seed, the epoch and the batch: a resume draws them again.
+    run_ok(&[&["cnn", "--epochs", "1", "--out", resumed.to_str().unwrap()][..], &common].concat());
+    run_ok(&["train", "--resume", resumed.to_str().unwrap(), "--epochs", "3", "-q"]);
+    let metrics = |dir: &Path| std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics(&resumed), metrics(&a));
+    assert!(same_bits(&saved_tensors(&resumed), &saved_tensors(&a)), "the same model");
+    // Without MixUp the same batches train another model.
+    run_ok(&[
+        "cnn",
+        "--epochs",
+        "3",
+        "--device",
+        "flex",
+        "--augment",
+        "-q",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert_ne!(metrics(&plain), metrics(&a));
+    let dir = a.to_str().unwrap();
+    rejects(&["lesson2", "--mixup", "0.4"], &["training.mixup", "not images"]);
+    rejects(&["cnn", "--mixup", "0"], &["--mixup"]);
+    rejects(&["train", "--resume", dir, "--mixup", "0.2"], &["--mixup"]);
+}
+
 /// Write `images` (8x8, values in [0, 1]) as an IDX images file and its labels file beside it.
 fn write_idx(dir: &Path, images: &[Vec<f32>], labels: &[u8]) -> PathBuf {
     let path = dir.join("digits-images-idx3-ubyte");

@@ -363,6 +363,11 @@ pub struct TrainingConfig {
     /// Absent: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_smoothing: Option<f64>,
+    /// MixUp strength α (`--mixup`): each training batch is blended with a shuffled copy of
+    /// itself by a weight λ ~ Beta(α, α) drawn from the run's seed, and the loss blended the
+    /// same way (fastai's `MixUp`; 0.4 is its default). Absent: no MixUp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<f64>,
     /// Write TensorBoard event files into the run folder (`--no-tensorboard` sets `false`).
     /// Absent: written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1041,7 +1046,28 @@ impl RunConfig {
         }
         self.validate_early_stop()?;
         self.validate_augment()?;
-        self.validate_label_smoothing()
+        self.validate_label_smoothing()?;
+        self.validate_mixup()
+    }
+
+    /// MixUp blends images and their labels: a classifier's, with α above 0.
+    fn validate_mixup(&self) -> Result<(), InvalidValue> {
+        let Some(alpha) = self.training.mixup else { return Ok(()) };
+        if !(alpha.is_finite() && alpha > 0.0) {
+            return invalid(
+                "training.mixup",
+                format!(
+                    "is the α of the Beta(α, α) blending weights and must be above 0 (0.4 is usual), got {alpha}"
+                ),
+            );
+        }
+        if self.data.image_side().is_none() {
+            return invalid(
+                "training.mixup",
+                "blends images and their labels, and this run's data are not images (--mixup is for image data: digits, mnist, fashion-mnist, picture folders)".into(),
+            );
+        }
+        Ok(())
     }
 
     /// Label smoothing spreads a share of each label over the classes: a classifier's, from 0

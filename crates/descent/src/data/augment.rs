@@ -11,7 +11,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::batches::ImageBatch;
-use super::random::SeededRng;
+use super::random::{SeededRng, batch_seed};
 use crate::batch::{BatchSource, Batches};
 
 /// How images are augmented (`--augment`): the `[training.augment]` section.
@@ -62,17 +62,6 @@ pub fn moves(seed: u64, epoch: usize, batch: usize, images: usize, shift: usize,
             Move { dx, dy, flip }
         })
         .collect()
-}
-
-/// SplitMix64 of the seed, the epoch and the batch: unrelated streams for neighbouring values.
-fn batch_seed(seed: u64, epoch: u64, batch: u64) -> u64 {
-    let mix = |z: u64| {
-        let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let z = mix(seed ^ 0x6A09_E667_F3BC_C909 ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    mix(z ^ batch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// For each output pixel of each image, the pixel of the input it takes (`index`, within its

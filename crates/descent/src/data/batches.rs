@@ -233,6 +233,9 @@ pub struct ImageBatch {
     /// Label smoothing ε of this batch's loss (`training.label_smoothing`; 0: the plain
     /// cross-entropy): set on training batches ([`ImageBatches::new`]), 0 on evaluation batches.
     pub label_smoothing: f32,
+    /// With MixUp (`training.mixup`): each image's partner's label and the images' own weight,
+    /// for the blended loss ([`crate::train::classification_loss`]); `None` elsewhere.
+    pub mix: Option<Mix>,
 }
 
 impl ImageBatch {
@@ -250,6 +253,7 @@ impl ImageBatch {
             labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
             seed: 0,
             label_smoothing: 0.0,
+            mix: None,
         }
     }
 
@@ -262,6 +266,15 @@ impl ImageBatch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What MixUp did to a batch: each image's partner's label, and the weight of the image itself.
+#[derive(Clone, Debug)]
+pub struct Mix {
+    /// The label of the image each image was blended with (`labels[π]`).
+    pub labels: Tensor<1, Int>,
+    /// λ: the image's own share of the blend (the partner's is 1 − λ).
+    pub weight: f32,
 }
 
 /// Shuffled mini-batches of a subset of an image set (the training split).
@@ -323,9 +336,13 @@ impl BatchRows for ImageBatch {
     fn slice_rows(&self, rows: std::ops::Range<usize>, device: &Device) -> Self {
         Self {
             images: self.images.clone().slice(rows.clone()).to_device(device),
-            labels: self.labels.clone().slice(rows).to_device(device),
+            labels: self.labels.clone().slice(rows.clone()).to_device(device),
             seed: self.seed,
             label_smoothing: self.label_smoothing,
+            mix: self.mix.as_ref().map(|mix| Mix {
+                labels: mix.labels.clone().slice(rows.clone()).to_device(device),
+                weight: mix.weight,
+            }),
         }
     }
 

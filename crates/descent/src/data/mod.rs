@@ -5,12 +5,13 @@ pub mod batches;
 pub mod csv_table;
 pub mod folder;
 pub mod images;
+pub mod mixup;
 pub mod pictures;
 pub mod points;
 pub mod random;
 pub mod synthetic;
 
-pub use batches::{FullBatch, ImageBatch, ImageBatches, MiniBatches, RegressionBatch};
+pub use batches::{FullBatch, ImageBatch, ImageBatches, MiniBatches, Mix, RegressionBatch};
 pub use images::{ImageSet, Split};
 pub use points::{read_points, read_x};
 pub use synthetic::LessonData;

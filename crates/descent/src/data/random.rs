@@ -52,6 +52,36 @@ impl SeededRng {
         values
     }
 
+    /// A Gamma(`shape`, 1) value, for `shape` > 0 (Marsaglia and Tsang's method; below 1,
+    /// Gamma(shape + 1)·U^(1/shape)).
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            // 1 - unit() lies in (0, 1], so the power is finite.
+            return self.gamma(shape + 1.0) * (1.0 - self.unit()).powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let radius = (-2.0 * (1.0 - self.unit()).ln()).sqrt();
+            let x = radius * (std::f64::consts::TAU * self.unit()).cos();
+            let v = (1.0 + c * x).powi(3);
+            if v <= 0.0 {
+                continue;
+            }
+            let u = 1.0 - self.unit();
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+
+    /// A Beta(`a`, `b`) value in [0, 1], for `a`, `b` > 0: X / (X + Y) of two Gamma draws.
+    pub fn beta(&mut self, a: f64, b: f64) -> f64 {
+        let x = self.gamma(a);
+        let y = self.gamma(b);
+        if x + y > 0.0 { x / (x + y) } else { 0.5 }
+    }
+
     /// A uniformly random permutation of `0..n` (Fisher–Yates).
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..n).collect();
@@ -63,6 +93,18 @@ impl SeededRng {
         }
         order
     }
+}
+
+/// The seed of batch `batch` of epoch `epoch`'s draws (augmentation, MixUp): SplitMix64 of the
+/// run's seed, the epoch and the batch, so neighbouring values give unrelated streams.
+pub fn batch_seed(seed: u64, epoch: u64, batch: u64) -> u64 {
+    let mix = |z: u64| {
+        let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let z = mix(seed ^ 0x6A09_E667_F3BC_C909 ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    mix(z ^ batch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 #[cfg(test)]
@@ -85,6 +127,44 @@ mod tests {
         let var = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / values.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
+    }
+
+    /// Beta(α, α) has mean 1/2 and variance 1/(4(2α + 1)); at α = 1/2 it is the arcsine law,
+    /// whose CDF is (2/π)·asin(√x), and at α = 1 the uniform law: checked by the largest gap
+    /// between the sample's CDF and the true one (Kolmogorov–Smirnov).
+    #[test]
+    fn beta_draws_follow_the_beta_law() {
+        let n = 20_000;
+        for alpha in [0.1, 0.2, 0.5, 1.0, 2.0, 5.0] {
+            let mut rng = SeededRng::new(7);
+            let mut draws: Vec<f64> = (0..n).map(|_| rng.beta(alpha, alpha)).collect();
+            assert!(draws.iter().all(|v| (0.0..=1.0).contains(v)), "α {alpha}");
+            let mean = draws.iter().sum::<f64>() / n as f64;
+            let var = draws.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            let expected_var = 1.0 / (4.0 * (2.0 * alpha + 1.0));
+            assert!((mean - 0.5).abs() < 0.01, "α {alpha}: mean {mean}");
+            assert!(
+                (var / expected_var - 1.0).abs() < 0.05,
+                "α {alpha}: variance {var}, expected {expected_var}"
+            );
+            let cdf = |x: f64| {
+                if alpha == 0.5 {
+                    Some(std::f64::consts::FRAC_2_PI * x.sqrt().asin())
+                } else if alpha == 1.0 {
+                    Some(x)
+                } else {
+                    None
+                }
+            };
+            draws.sort_by(f64::total_cmp);
+            let gap_at = |(i, &x): (usize, &f64)| {
+                let f: f64 = cdf(x)?;
+                Some((f - i as f64 / n as f64).abs().max((f - (i + 1) as f64 / n as f64).abs()))
+            };
+            let gap = draws.iter().enumerate().filter_map(gap_at).fold(0.0, f64::max);
+            // The 1% critical value of the KS statistic is 1.63/√n ≈ 0.0115.
+            assert!(gap < 0.0115, "α {alpha}: KS distance {gap}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::data::folder::{FolderSet, FolderSettings, Skipped, read_folder};
 use crate::data::images::{
     ImageShape, Split, mnist_files_present, parse_digits, read_digits, read_mnist, split,
 };
+use crate::data::mixup::MixedUp;
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::inference::init_from::{InitReport, InitSource, init_from};
@@ -229,8 +230,8 @@ impl ImageExperiment {
         self.config.model.visit_image_model(Head)
     }
 
-    /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch, and
-    /// augmented on the device when the configuration says so.
+    /// Batches of the training images through Burn's `DataLoader`, reshuffled every epoch,
+    /// augmented on the device and then blended by MixUp when the configuration says so.
     pub fn batches(&self) -> Box<dyn BatchSource<ImageBatch>> {
         let batches = ImageBatches::new(
             self.train_set.clone(),
@@ -240,7 +241,7 @@ impl ImageExperiment {
             self.config.training.label_smoothing.unwrap_or(0.0) as f32,
             &self.device.device,
         );
-        match &self.config.training.augment {
+        let moved: Box<dyn BatchSource<ImageBatch>> = match &self.config.training.augment {
             Some(augment) => Box::new(Augmented::new(
                 batches,
                 self.config.seed,
@@ -248,6 +249,10 @@ impl ImageExperiment {
                 self.config.augment_flips(),
             )),
             None => Box::new(batches),
+        };
+        match self.config.training.mixup {
+            Some(alpha) => Box::new(MixedUp::new(moved, self.config.seed, alpha)),
+            None => moved,
         }
     }
 

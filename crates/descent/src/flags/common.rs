@@ -90,6 +90,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "EPS", value_parser = super::values::non_negative_finite, allow_hyphen_values = true)]
     pub label_smoothing: Option<f64>,
 
+    /// MixUp for classifiers: blend each training batch with a shuffled copy of itself by a
+    /// weight drawn from Beta(ALPHA, ALPHA), and the loss the same way (fastai's MixUp; 0.4 is
+    /// usual). The draws come from the seed, so runs and resumes repeat exactly.
+    #[arg(long, value_name = "ALPHA", value_parser = super::values::positive_finite, allow_hyphen_values = true)]
+    pub mixup: Option<f64>,
+
     /// Augment the training images: seeded random shifts of up to 2 pixels each way, and for
     /// Fashion-MNIST horizontal flips (training.augment.flip decides elsewhere), drawn per batch
     /// from the seed, so runs and resumes repeat exactly.
@@ -119,7 +125,7 @@ pub struct CommonArgs {
     /// comes from the checkpoint: flags that would change it are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
-        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn", "label_smoothing",
+        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn", "label_smoothing", "mixup",
     ])]
     pub resume: Option<PathBuf>,
 
@@ -214,6 +220,9 @@ impl CommonArgs {
         }
         if self.label_smoothing.is_some() {
             training.label_smoothing = self.label_smoothing;
+        }
+        if self.mixup.is_some() {
+            training.mixup = self.mixup;
         }
         if self.augment && training.augment.is_none() {
             training.augment = Some(AugmentConfig::default());

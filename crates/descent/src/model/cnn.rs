@@ -247,7 +247,7 @@ impl ToOnnx for Cnn {
 impl Objective<ImageBatch> for Cnn {
     /// Cross-entropy of the class scores, as fastai and PyTorch's `F.cross_entropy`.
     fn loss(&self, batch: ImageBatch) -> Tensor<1> {
-        let logits = self.forward(batch.images, batch.seed);
-        crate::train::cross_entropy(logits, batch.labels, batch.label_smoothing)
+        let logits = self.forward(batch.images.clone(), batch.seed);
+        crate::train::classification_loss(logits, &batch)
     }
 }

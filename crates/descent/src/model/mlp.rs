@@ -73,8 +73,8 @@ impl Classifier for Mlp {
 
 impl Objective<ImageBatch> for Mlp {
     fn loss(&self, batch: ImageBatch) -> Tensor<1> {
-        let logits = self.logits(batch.images);
-        crate::train::cross_entropy(logits, batch.labels, batch.label_smoothing)
+        let logits = self.logits(batch.images.clone());
+        crate::train::classification_loss(logits, &batch)
     }
 }
 

@@ -327,6 +327,7 @@ fn the_default_cnn_trains_the_same_on_flex_and_ndarray() {
                 labels: Tensor::from_data(TensorData::new(labels, [rows]), device),
                 seed: step,
                 label_smoothing: 0.0,
+                mix: None,
             };
             let loss = model.loss(batch);
             run.push(host(loss.clone())[0]);
@@ -359,6 +360,7 @@ fn the_default_cnn_has_the_same_loss_and_gradients_on_flex_and_ndarray() {
             labels: Tensor::from_data(TensorData::new(labels.clone(), [64]), device),
             seed: 0,
             label_smoothing: 0.0,
+            mix: None,
         };
         let loss = model.loss(batch);
         let grads = loss.clone().backward();

@@ -20,4 +20,4 @@ pub use engine::{
 pub use head::HeadTraining;
 pub use interrupter::Interrupter;
 pub use lr_find::{LrFindSettings, LrFinding, LrPoint, lr_find};
-pub use objective::{Objective, TrainError, cross_entropy};
+pub use objective::{Objective, TrainError, classification_loss, cross_entropy};

@@ -5,6 +5,8 @@
 use burn::module::Module;
 use burn::prelude::*;
 
+use crate::data::ImageBatch;
+
 /// A model the engine can train on batches of type `B`: a Burn module with a scalar loss.
 pub trait Objective<B>: Module + Sized {
     /// The loss to minimise on one batch, a tensor of one element on the model's device: the
@@ -77,6 +79,22 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, epsilon: f32) ->
         .forward(logits, labels)
 }
 
+/// A classifier's training loss on `batch` for its `logits`: [`cross_entropy`] with the batch's
+/// label smoothing, and with MixUp (`batch.mix`) the blend `λ·CE(y) + (1 − λ)·CE(y[π])` of the
+/// losses against each image's own label and its partner's, as fastai's `MixUp` blends them.
+/// The loss of descent's classifiers, and the one to use in your own.
+pub fn classification_loss(logits: Tensor<2>, batch: &ImageBatch) -> Tensor<1> {
+    let epsilon = batch.label_smoothing;
+    match &batch.mix {
+        None => cross_entropy(logits, batch.labels.clone(), epsilon),
+        Some(mix) => {
+            let own = cross_entropy(logits.clone(), batch.labels.clone(), epsilon);
+            let partners = cross_entropy(logits, mix.labels.clone(), epsilon);
+            own * f64::from(mix.weight) + partners * f64::from(1.0 - mix.weight)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +137,50 @@ mod tests {
             let got = f64::from(loss.into_scalar::<f32>());
             assert!((formula(epsilon) - pytorch).abs() < 1e-12, "the formula is PyTorch's at ε = {epsilon}");
             assert!((got - pytorch).abs() < 1e-6, "ε = {epsilon}: {got} vs PyTorch {pytorch}");
+        }
+    }
+
+    /// MixUp's loss is the cross-entropy against the blended targets
+    /// `λ·smooth(one-hot(y)) + (1 − λ)·smooth(one-hot(y[π]))`, summed in f64 here.
+    #[test]
+    fn a_mixed_batchs_loss_is_the_cross_entropy_against_the_blended_targets() {
+        let logits = [[2.0, -1.0, 0.5], [0.1, 0.2, 0.3], [-3.0, 4.0, 1.0], [1.5, 1.5, -2.0f64]];
+        let (labels, partners) = ([0usize, 2, 1, 1], [2usize, 0, 1, 1]);
+        let device = Device::flex();
+        let flat: Vec<f32> = logits.iter().flatten().map(|&v| v as f32).collect();
+        let tensor = |l: &[usize]| {
+            Tensor::<1, Int>::from_data(
+                TensorData::new(l.iter().map(|&v| v as i64).collect::<Vec<_>>(), [4]),
+                &device,
+            )
+        };
+        for (weight, epsilon) in [(0.3f32, 0.0f32), (0.8, 0.1), (1.0, 0.0)] {
+            let (w, e, k) = (f64::from(weight), f64::from(epsilon), 3.0);
+            let target = |c: usize, label: usize| if c == label { 1.0 - e + e / k } else { e / k };
+            let expected: f64 = logits
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    let log_sum = row.iter().map(|z| z.exp()).sum::<f64>().ln();
+                    (0..3)
+                        .map(|c| {
+                            -(w * target(c, labels[i]) + (1.0 - w) * target(c, partners[i]))
+                                * (row[c] - log_sum)
+                        })
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / 4.0;
+            let batch = ImageBatch {
+                images: Tensor::zeros([4, 1, 1, 1], &device),
+                labels: tensor(&labels),
+                seed: 0,
+                label_smoothing: epsilon,
+                mix: Some(crate::data::batches::Mix { labels: tensor(&partners), weight }),
+            };
+            let logits = Tensor::from_data(TensorData::new(flat.clone(), [4, 3]), &device);
+            let got = f64::from(classification_loss(logits, &batch).into_scalar::<f32>());
+            assert!((got - expected).abs() < 1e-6, "λ {weight}, ε {epsilon}: {got} vs {expected}");
         }
     }
 }
