@@ -334,3 +334,46 @@ fn label_smoothing_trains_is_saved_and_is_refused_where_it_means_nothing() {
     rejects(&["cnn", "--label-smoothing", "-0.1"], &["--label-smoothing"]);
     rejects(&["cnn", "--resume", out.to_str().unwrap(), "--label-smoothing", "0.2"], &["--label-smoothing"]);
 }
+
+/// `descent summary` on the digits CNN, against a count by hand: conv 1→32 and 32→64 (5×5),
+/// batch norm (four values per channel, two of them running statistics), 2×2 pooling from 8 to 4
+/// to 2 pixels, and the head from 64·2·2 features to 10 classes.
+#[test]
+fn the_summary_counts_the_digits_cnn_as_by_hand_and_training_prints_it_with_verbose() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = descent(&["cnn", "--epochs", "1", "-q", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let config = out.join("config.toml");
+    let output = descent(&["summary", "--config", config.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = summary(&output);
+    let (conv1, conv2, head) = ((25 + 1) * 32, (32 * 25 + 1) * 64, (64 * 2 * 2 + 1) * 10);
+    assert_eq!(json["parameters"], conv1 + 4 * 32 + conv2 + 4 * 64 + head);
+    assert_eq!(json["trainable_parameters"], conv1 + 2 * 32 + conv2 + 2 * 64 + head);
+    assert_eq!(json["bytes"], 4 * 55_050);
+    assert_eq!(json["mult_adds"], 32 * 8 * 8 * 25 + 64 * 4 * 4 * 32 * 25 + 256 * 10);
+    assert_eq!(json["input"], serde_json::json!([1, 8, 8]));
+    let layers = json["layers"].as_array().unwrap();
+    let row = |path: &str| {
+        layers.iter().find(|row| row["path"] == path).unwrap_or_else(|| panic!("{path}: {json}"))
+    };
+    assert_eq!(row("blocks.1.pool")["output"], serde_json::json!([64, 2, 2]));
+    assert_eq!(row("head")["parameters"], head);
+    assert_eq!(row("blocks.0.norm")["type"], "BatchNorm2d");
+    // The MLP example's configuration: 64→128→10.
+    let mlp = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mlp.toml");
+    let output = descent(&["summary", "--config", mlp, "--json"]);
+    assert_eq!(summary(&output)["parameters"], 64 * 128 + 128 + 128 * 10 + 10);
+    // The table, and the same table at the start of a run with --verbose.
+    let table = descent(&["summary", "--config", config.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(table.contains("parameters: 55,050 (215.0 KiB), trainable 54,858, not trainable 192"), "{table}");
+    assert!(table.contains("multiply-adds per image: 872,960"), "{table}");
+    let verbose =
+        descent(&["cnn", "--epochs", "1", "--verbose", "--out", dir.path().join("v").to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&verbose.stdout);
+    assert!(printed.contains(&table), "{printed}");
+    rejects(&["summary", "--config", "no-such.toml"], &["no-such.toml"]);
+    rejects(&["cnn", "--verbose", "-q"], &["--verbose"]);
+}

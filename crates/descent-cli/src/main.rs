@@ -115,6 +115,10 @@ enum Command {
     Fit(descent::flags::FitArgs),
     /// Train a small CNN on handwritten digits (the UCI digits, or MNIST from local files).
     Cnn(descent::flags::CnnArgs),
+    /// Show a configuration's model layer by layer for its data: output shapes, parameters,
+    /// multiply-adds and totals (--config FILE, or a run folder's --resume DIR; --json for one
+    /// JSON line).
+    Summary(descent::flags::RunArgs),
     /// Work with run configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -204,6 +208,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => run::start("fit", &args.common, false, || args.config()),
         Command::Cnn(args) => run::start("cnn", &args.common, false, || args.config()),
         Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
+        Command::Summary(args) => run::summary(&args),
         Command::LrFind(args) => lr_find::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Predict(args) => predict::predict(&args),

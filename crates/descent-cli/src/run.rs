@@ -1,12 +1,14 @@
-//! The training commands: `descent lesson2`, `descent train` and `descent config show` share one
+//! The training commands: `descent lesson2`, `descent train`, `descent config show` and
+//! `descent summary` share one
 //! set of flags (`descent::flags::RunArgs`) that builds a [`RunConfig`]; `lesson2` and `train`
 //! run it; every training command starts here (`start`).
 
 use std::path::Path;
 
 use descent::config::RunConfig;
-use descent::experiment::Experiment;
+use descent::experiment::{Experiment, ImageExperiment, RunError};
 use descent::flags::{CommonArgs, FlagError, RunArgs};
+use descent::model::ModelSummary;
 use descent::run::Resumable;
 use descent::task::lesson::Lesson;
 use descent::task::table::TableRegression;
@@ -23,6 +25,34 @@ pub fn show_config(args: &RunArgs) -> Result<(), Failure> {
     };
     out!("# descent run configuration: run it with `descent train --config FILE`");
     out_text!("{}", config.to_toml());
+    Ok(())
+}
+
+/// `descent summary`: the configured model layer by layer for the run's data (`--config FILE`,
+/// a run's `--resume DIR`, or the lesson's flags), as a table or, with `--json`, one JSON line.
+pub fn summary(args: &RunArgs) -> Result<(), Failure> {
+    let config = match &args.common.resume {
+        Some(dir) => args.common.resumed(dir, false)?.0,
+        None => args.config()?,
+    };
+    let summary = if config.model.is_image_model() {
+        ImageExperiment::prepare_with(config, &args.common.access()?).and_then(|run| run.summary())
+    } else {
+        Experiment::prepare_with(config, &args.common.access()?).and_then(|run| run.summary())
+    }
+    .map_err(Failure::input)?;
+    match args.common.json {
+        true => out!("{}", serde_json::to_string(&summary).map_err(Failure::internal)?),
+        false => out_text!("{}", summary.table()),
+    }
+    Ok(())
+}
+
+/// With `--verbose`, the model's summary before training starts.
+pub fn say_summary(common: &CommonArgs, summary: Result<ModelSummary, RunError>) -> Result<(), Failure> {
+    if common.verbose {
+        out_text!("{}", summary.map_err(Failure::input)?.table());
+    }
     Ok(())
 }
 
@@ -66,6 +96,7 @@ pub fn run_config(
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare_with(config, &common.access()?).map_err(Failure::input)?;
+    say_summary(common, experiment.summary())?;
     if let Some(table) = TableRegression::of(&experiment) {
         return crate::fit::train_and_report(command, table, resumed, common);
     }

@@ -16,7 +16,8 @@ use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::inference::init_from::{InitReport, InitSource, init_from};
 use crate::metrics::{Classifier, Evaluation, evaluate_across};
-use crate::model::{Cnn, ImageModel, ImageModelVisitor};
+use crate::model::summary::summarize;
+use crate::model::{Cnn, ImageModel, ImageModelVisitor, ModelSummary};
 use crate::optim::InvalidValue;
 use crate::report::MetricsRow;
 use crate::report::RunFolder;
@@ -193,6 +194,28 @@ impl ImageExperiment {
         crate::device::init_seeded(std::slice::from_ref(device), self.config.seed, || {
             settings.init(&self.train_set.shape(), &device.clone().autodiff())
         })
+    }
+
+    /// The configured model for this run's images, layer by layer (`descent summary`): each
+    /// layer's path, type, output shape, parameters and multiply-adds, and the totals, read from
+    /// the network at its initial weights.
+    pub fn summary(&self) -> Result<ModelSummary, RunError> {
+        struct Summary<'a>(&'a ImageExperiment);
+        impl ImageModelVisitor for Summary<'_> {
+            type Output = Result<ModelSummary, String>;
+            fn visit<T: ImageModel>(self, settings: &T) -> Self::Output {
+                let (experiment, shape) = (self.0, self.0.train_set.shape());
+                let network = experiment.network(settings);
+                let layers = settings.layers(&network, &shape);
+                let frozen = experiment.config.training.freeze.map(|_| T::HEAD);
+                let input = vec![shape.channels, shape.side, shape.side];
+                summarize(T::NAME, input, &network, layers, frozen)
+            }
+        }
+        let summary = self.config.model.visit_image_model(Summary(self));
+        summary
+            .unwrap_or_else(|| Err("the configuration names no image model".into()))
+            .map_err(RunError::WrongModel)
     }
 
     /// The network of `settings` to train: [`Self::network`], then with `training.init_from`

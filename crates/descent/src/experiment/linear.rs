@@ -9,7 +9,8 @@ use burn::prelude::Device;
 
 use crate::data::{FullBatch, LessonData, MiniBatches, RegressionBatch, Table, read_points};
 use crate::device::Access;
-use crate::model::LinearModel;
+use crate::model::summary::summarize;
+use crate::model::{Layer, LinearModel, ModelSummary};
 use crate::ols::{LeastSquares, Moments, OlsError, least_squares};
 use crate::optim::InvalidValue;
 use crate::regression::RegressionData;
@@ -208,6 +209,14 @@ impl Experiment {
         let init: Vec<f32> =
             self.config.linear_init(self.rows.features()).into_iter().map(|v| v as f32).collect();
         LinearModel::new(&init, &self.device.device.clone().autodiff())
+    }
+
+    /// The linear model, as `descent summary` shows it: one layer, `x·a`.
+    pub fn summary(&self) -> Result<ModelSummary, RunError> {
+        let features = self.rows.features();
+        let layer = Layer::new("a", format!("Linear {features}→1, no bias"), vec![1], features as u64);
+        summarize("linear", vec![features], &self.model(), Some(vec![layer]), None)
+            .map_err(RunError::WrongModel)
     }
 
     /// The batches: the whole table once on the device, or Burn's `DataLoader` over shuffled

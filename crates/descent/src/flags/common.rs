@@ -148,6 +148,11 @@ pub struct CommonArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Also print the model layer by layer before training (as `descent summary` does): each
+    /// layer's output shape, parameters and multiply-adds, and the totals.
+    #[arg(long, conflicts_with = "quiet")]
+    pub verbose: bool,
+
     /// Also print a one-line JSON summary as the last line of stdout.
     #[arg(long)]
     pub json: bool,

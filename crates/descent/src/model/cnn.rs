@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageBatch;
 use crate::data::images::ImageShape;
 use crate::metrics::Classifier;
-use crate::model::ImageModel;
+use crate::model::{ImageModel, Layer};
 use crate::nn::{ConvBlock, ConvBlockConfig, Dropout};
 use crate::onnx::{Attribute, Graph, OnnxError, ToOnnx, child};
 use crate::optim::InvalidValue;
@@ -185,6 +185,45 @@ impl Cnn {
     }
 }
 
+impl Cnn {
+    /// The layers in the order [`Cnn::forward`] uses them, for images of `shape`.
+    pub fn layers(&self, shape: &ImageShape) -> Vec<Layer> {
+        let (mut channels, mut side) = (shape.channels, shape.side);
+        let mut layers = Vec::new();
+        for (index, block) in self.blocks.iter().enumerate() {
+            let sizes = block.settings();
+            let (outputs, kernel) = (sizes.outputs, sizes.kernel);
+            let path = |leaf: &str| format!("blocks.{index}.{leaf}");
+            let products = outputs * side * side * sizes.inputs * kernel * kernel;
+            let conv = format!("Conv2d {channels}→{outputs}, {kernel}×{kernel}, padding {}", kernel / 2);
+            layers.push(Layer::new(path("conv"), conv, vec![outputs, side, side], products as u64));
+            if sizes.batch_norm {
+                layers.push(Layer::new(path("norm"), "BatchNorm2d", vec![outputs, side, side], 0));
+            }
+            layers.push(Layer::new(path("activation"), "ReLU", vec![outputs, side, side], 0));
+            side /= 2;
+            layers.push(Layer::new(path("pool"), "MaxPool2d 2×2", vec![outputs, side, side], 0));
+            channels = outputs;
+        }
+        let features = if self.global_pool {
+            layers.push(Layer::new("pool", "global average pooling", vec![channels], 0));
+            channels
+        } else {
+            layers.push(Layer::new("flatten", "Flatten", vec![channels * side * side], 0));
+            channels * side * side
+        };
+        layers.push(Layer::new("dropout", format!("Dropout p = {}", self.dropout.prob), vec![features], 0));
+        let [_, classes] = self.head.weight.val().dims();
+        layers.push(Layer::new(
+            "head",
+            format!("Linear {features}→{classes}"),
+            vec![classes],
+            (features * classes) as u64,
+        ));
+        layers
+    }
+}
+
 impl Classifier for Cnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         self.forward(images, 0)
@@ -220,6 +259,10 @@ impl ImageModel for CnnConfig {
 
     fn memory_bytes(&self, shape: &ImageShape, batch: usize) -> Option<u64> {
         CnnConfig::memory_bytes(self, shape, batch)
+    }
+
+    fn layers(&self, network: &Cnn, shape: &ImageShape) -> Option<Vec<Layer>> {
+        Some(network.layers(shape))
     }
 
     fn onnx(&self, network: &Cnn, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {

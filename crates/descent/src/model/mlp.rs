@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageBatch;
 use crate::data::images::ImageShape;
 use crate::metrics::Classifier;
-use crate::model::ImageModel;
+use crate::model::{ImageModel, Layer};
 use crate::onnx::{Attribute, Graph, OnnxError, ToOnnx, child};
 use crate::optim::InvalidValue;
 use crate::train::Objective;
@@ -109,6 +109,23 @@ impl ImageModel for MlpConfig {
 
     fn describe(&self) -> String {
         format!("hidden {}", self.hidden)
+    }
+
+    /// The layers in `logits`' order, for `descent summary` (optional: without it the summary
+    /// shows each field's parameters, without shapes).
+    fn layers(&self, _network: &Mlp, shape: &ImageShape) -> Option<Vec<Layer>> {
+        let (values, hidden, classes) = (shape.values(), self.hidden, shape.classes);
+        Some(vec![
+            Layer::new("flatten", "Flatten", vec![values], 0),
+            Layer::new("hidden", format!("Linear {values}→{hidden}"), vec![hidden], (values * hidden) as u64),
+            Layer::new("activation", "ReLU", vec![hidden], 0),
+            Layer::new(
+                "output",
+                format!("Linear {hidden}→{classes}"),
+                vec![classes],
+                (hidden * classes) as u64,
+            ),
+        ])
     }
 
     fn onnx(&self, network: &Mlp, graph: &mut Graph, input: &str) -> Result<String, OnnxError> {

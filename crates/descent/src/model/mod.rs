@@ -10,10 +10,12 @@
 pub mod cnn;
 pub mod linear;
 pub mod mlp;
+pub mod summary;
 
 pub use cnn::{Cnn, CnnConfig};
 pub use linear::{LinearModel, mse};
 pub use mlp::{Mlp, MlpConfig};
+pub use summary::{Layer, ModelSummary};
 
 use burn::prelude::Device;
 use serde::Serialize;
@@ -67,6 +69,15 @@ pub trait ImageModel:
     /// parameters, their gradients and optimizer state, and a batch's activations); `None` when
     /// the count overflows. A run that would not fit in memory is refused before it starts.
     fn memory_bytes(&self, shape: &ImageShape, batch: usize) -> Option<u64>;
+
+    /// The network's layers in the order its forward pass uses them, for images of `shape`:
+    /// each one's module path, type, output shape and multiply-adds per image, for
+    /// `descent summary` (parameter counts are read from the network). By default none: the
+    /// summary then has one row per field of the network, with its parameters and no shapes.
+    fn layers(&self, network: &Self::Network, shape: &ImageShape) -> Option<Vec<Layer>> {
+        let _ = (network, shape);
+        None
+    }
 
     /// The network as ONNX operations, for `descent export --format onnx`: append to `graph`
     /// what computes the class scores (`[N, classes]`) from the images named `input`

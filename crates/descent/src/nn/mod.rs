@@ -134,6 +134,12 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
+    /// The block's sizes, read from its layers.
+    pub fn settings(&self) -> ConvBlockConfig {
+        let [outputs, inputs, kernel, _] = self.conv.weight.val().dims();
+        ConvBlockConfig { inputs, outputs, kernel, batch_norm: self.norm.is_some() }
+    }
+
     /// The block's output. Uses descent's kernels on Flex, Burn's standard operations elsewhere.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(feature = "flex")]
