@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use descent::config::RunConfig;
-use descent::data::images::{read_digits, split};
+use descent::data::images::{read_digit_rows, read_digits, split};
 use descent::experiment::ImageExperiment;
 use descent::inference::{SavedModel, load_saved};
 
@@ -179,6 +179,93 @@ fn mixup_trains_repeats_resumes_bit_for_bit_and_is_refused_where_it_means_nothin
     rejects(&["lesson2", "--mixup", "0.4"], &["training.mixup", "not images"]);
     rejects(&["cnn", "--mixup", "0"], &["--mixup"]);
     rejects(&["train", "--resume", dir, "--mixup", "0.2"], &["--mixup"]);
+}
+
+/// `--tta N` at the end of a run and on `predict`, against averaging the probabilities of the
+/// image and its N moved copies, each predicted separately.
+#[test]
+fn test_time_augmentation_is_the_average_of_separate_predictions() {
+    let dir = scratch("tta");
+    let output = run_ok(&[
+        "cnn",
+        "--epochs",
+        "2",
+        "--augment",
+        "--tta",
+        "3",
+        "--json",
+        "-q",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let json = summary(&output);
+    let config = RunConfig::load(&dir.join("config.toml")).unwrap();
+    assert_eq!(config.training.tta, Some(3));
+    let flex = descent::device::select("flex").unwrap();
+    let SavedModel::Classifier(saved) = load_saved(&dir, &flex.device).unwrap().1 else {
+        panic!("a classifier")
+    };
+    let tta = config.tta(3);
+    assert_eq!((tta.shift, tta.flip), (2, false), "the digits are shifted, never mirrored");
+    // The summary's figure is the saved model's, validated with the same copies.
+    let experiment = ImageExperiment::prepare(config.clone()).unwrap();
+    let saved = saved.with_tta(tta);
+    let evaluation = saved.evaluate(&experiment.valid_set, &experiment.valid, &flex.device).unwrap();
+    assert_eq!(json["tta_accuracy"].as_f64(), Some(evaluation.accuracy), "{json}");
+    assert!(json["tta_valid_loss"].as_f64().is_some());
+
+    // predict --tta 3 on the first 40 digit rows, against the four predictions by hand.
+    let rows = dir.join("rows.csv");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv")).unwrap();
+    std::fs::write(&rows, text.lines().take(41).collect::<Vec<_>>().join("\n")).unwrap();
+    let output = run_ok(&[
+        "predict",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        rows.to_str().unwrap(),
+        "--tta",
+        "3",
+    ]);
+    let csv = String::from_utf8_lossy(&output.stdout).to_string();
+    let (set, _) = read_digit_rows(&rows).unwrap();
+    let images = |copy: Option<usize>| -> Vec<f32> {
+        let values: Vec<f32> = (0..set.len()).flat_map(|i| set.image(i).to_vec()).collect();
+        let tensor = burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(values, [set.len(), 1, 8, 8]),
+            &flex.device,
+        );
+        let Some(copy) = copy else { return tensor.into_data().try_to_vec::<f32>().unwrap() };
+        let moves: Vec<_> = (0..set.len()).map(|i| tta.moved(copy, i)).collect();
+        descent::data::augment::apply(tensor, &moves).into_data().try_to_vec::<f32>().unwrap()
+    };
+    let mut mean = vec![vec![0.0f64; 10]; set.len()];
+    for copy in [None, Some(0), Some(1), Some(2)] {
+        let probabilities = saved.probabilities(images(copy), set.len(), &flex.device).unwrap();
+        for (sum, row) in mean.iter_mut().zip(probabilities) {
+            sum.iter_mut().zip(row).for_each(|(s, p)| *s += f64::from(p) / 4.0);
+        }
+    }
+    for (line, expected) in csv.lines().skip(1).zip(&mean) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let best = expected.iter().cloned().fold(0.0, f64::max);
+        assert_eq!(
+            fields[1].parse::<usize>().unwrap(),
+            expected.iter().position(|&p| p == best).unwrap(),
+            "{line}"
+        );
+        assert!((fields[2].parse::<f64>().unwrap() - best).abs() < 1e-5, "{line}: {best}");
+    }
+    assert_eq!(csv.lines().count(), 41);
+    // Where it means nothing, it is refused.
+    rejects(&["lesson2", "--tta", "2"], &["training.tta", "not images"]);
+    rejects(&["cnn", "--tta", "0"], &["--tta"]);
+    let lesson = scratch("tta-lesson");
+    run_ok(&["lesson2", "-q", "--out", lesson.to_str().unwrap()]);
+    rejects(
+        &["predict", "--model", lesson.to_str().unwrap(), "--input", rows.to_str().unwrap(), "--tta", "2"],
+        &["--tta", "linear model"],
+    );
 }
 
 /// Write `images` (8x8, values in [0, 1]) as an IDX images file and its labels file beside it.

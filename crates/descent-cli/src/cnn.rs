@@ -52,6 +52,7 @@ pub fn run_config(
     say_lines(quiet, worst);
     say_early_stop(outcome.early_stop.as_ref(), outcome.trained.epochs);
     say_lines(false, [text::classifier_result(&experiment, outcome)]);
+    say_lines(false, text::tta_result(&experiment, outcome));
     say_outputs(&run, &done.files, &done.summary, common.json);
     Ok(())
 }

@@ -42,6 +42,12 @@ pub struct PredictArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
 
+    /// Test-time augmentation for an image classifier: each image's class probabilities
+    /// averaged over the image and N moved copies (shifts as the run's augmentation, 2 pixels
+    /// without it; mirror images for Fashion-MNIST and picture folders), fastai's learn.tta.
+    #[arg(long, value_name = "N", value_parser = descent::flags::values::positive_count, allow_hyphen_values = true)]
+    pub tta: Option<usize>,
+
     /// Use model.bpk without checking it against model.sha256 (when the checksum file was lost
     /// and you vouch for the model); by default a missing or different checksum is an error.
     #[arg(long)]
@@ -110,6 +116,17 @@ pub fn predict(args: &PredictArgs) -> Result<(), Failure> {
     }
     let selected = device::select(&args.device).map_err(Failure::input)?;
     let (config, saved) = load(&args.model, &selected.device, args.no_verify)?;
+    let saved = match (saved, args.tta) {
+        (SavedModel::Classifier(classifier), Some(copies)) => {
+            SavedModel::Classifier(classifier.with_tta(config.tta(copies)))
+        }
+        (SavedModel::Linear(_), Some(_)) => {
+            return Err(Failure::input(
+                "--tta averages predictions over moved copies of images, and this run's model is the linear model",
+            ));
+        }
+        (saved, None) => saved,
+    };
     let predictions = saved.predict(&config, &args.input, &selected.device).map_err(|error| match error {
         PredictError::Device(_) => Failure::internal(error),
         _ => Failure::input(error),

@@ -368,6 +368,11 @@ pub struct TrainingConfig {
     /// same way (fastai's `MixUp`; 0.4 is its default). Absent: no MixUp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mixup: Option<f64>,
+    /// Test-time augmentation after training (`--tta N`): the run's model is also validated on
+    /// the average of each image's class probabilities over the image and N moved copies, and
+    /// the summary reports `tta_accuracy`. Absent: not done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tta: Option<usize>,
     /// Write TensorBoard event files into the run folder (`--no-tensorboard` sets `false`).
     /// Absent: written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1012,6 +1017,7 @@ impl RunConfig {
             ("training.early_stop", training.early_stop),
             ("training.accumulate", training.accumulate),
             ("training.freeze", training.freeze),
+            ("training.tta", training.tta),
         ] {
             if value == Some(0) {
                 return invalid(field, "must be at least 1, got 0".into());
@@ -1047,7 +1053,29 @@ impl RunConfig {
         self.validate_early_stop()?;
         self.validate_augment()?;
         self.validate_label_smoothing()?;
-        self.validate_mixup()
+        self.validate_mixup()?;
+        if self.training.tta.is_some() && self.data.image_side().is_none() {
+            return invalid(
+                "training.tta",
+                "averages predictions over moved copies of images, and this run's data are not images (--tta is for image data)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Test-time augmentation of `copies` copies per image for this run's images: moved as
+    /// `training.augment` says (shifts of up to 2 pixels without it), mirrored as
+    /// `training.augment.flip` says (by default for Fashion-MNIST and folders of pictures, whose
+    /// mirror images are the same things; never for digits), drawn from the run's seed.
+    pub fn tta(&self, copies: usize) -> crate::metrics::Tta {
+        let augment = self.training.augment.clone().unwrap_or_default();
+        let mirrors = matches!(self.data, DataConfig::FashionMnist { .. } | DataConfig::Folder { .. });
+        crate::metrics::Tta {
+            copies,
+            seed: self.seed,
+            shift: augment.shift,
+            flip: augment.flip.unwrap_or(mirrors),
+        }
     }
 
     /// MixUp blends images and their labels: a classifier's, with α above 0.

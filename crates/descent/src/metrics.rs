@@ -2,8 +2,9 @@
 //! validation set, the confusion matrix, and the worst predictions.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 
+use crate::data::augment::{Move, apply, moves};
 use crate::data::{ImageBatch, ImageSet};
 
 /// A model that scores the classes of images.
@@ -90,6 +91,45 @@ fn evaluation_batch(set: &ImageSet) -> usize {
     (EVALUATION_VALUES / set.shape().values().max(1)).clamp(1, EVALUATION_BATCH)
 }
 
+/// Test-time augmentation (fastai's `learn.tta`): each image's class probabilities averaged over
+/// the image itself and `copies` moved copies of it, the moves drawn as training's augmentation
+/// draws them (shifts of up to `shift` pixels, and mirror images when `flip`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tta {
+    /// Moved copies per image, besides the image itself.
+    pub copies: usize,
+    /// The seed the moves are drawn from (the run's).
+    pub seed: u64,
+    /// The largest shift, in pixels, each way.
+    pub shift: usize,
+    /// Whether half the copies are mirrored left to right.
+    pub flip: bool,
+}
+
+/// Kept apart from training's augmentation stream.
+const TTA_STREAM: u64 = 0x5454_415F_5354_524D;
+
+impl Tta {
+    /// The move of copy `copy` (0-based) of image `index` of its set: drawn from the seed, the
+    /// copy and the image alone, so an image's copies do not depend on what else is evaluated
+    /// with it.
+    pub fn moved(&self, copy: usize, index: usize) -> Move {
+        moves(self.seed ^ TTA_STREAM, copy + 1, index, 1, self.shift, self.flip)[0]
+    }
+
+    /// The log of the class probabilities of `images` (the images `indices` of their set)
+    /// averaged over the images and their copies, `[b, classes]`.
+    fn log_probabilities<M: Classifier>(&self, model: &M, images: Tensor<4>, indices: &[usize]) -> Tensor<2> {
+        let mut sum = softmax(model.logits(images.clone()), 1);
+        for copy in 0..self.copies {
+            let moves: Vec<Move> = indices.iter().map(|&index| self.moved(copy, index)).collect();
+            sum = sum + softmax(model.logits(apply(images.clone(), &moves)), 1);
+        }
+        // A probability that underflowed to 0 gives a large finite loss, not an infinite one.
+        (sum / (self.copies + 1) as f64).clamp_min(f32::MIN_POSITIVE).log()
+    }
+}
+
 /// Evaluate `model` (a copy off the autodiff device: `model.valid()`) on the images `indices` of
 /// `set`. Loss and probabilities come from a log-softmax on the device, summed in f64 on the host.
 pub fn evaluate<M: Classifier>(
@@ -98,12 +138,28 @@ pub fn evaluate<M: Classifier>(
     indices: &[usize],
     device: &Device,
 ) -> Result<Evaluation, crate::device::ReadBackError> {
+    evaluate_with(model, set, indices, device, None)
+}
+
+/// [`evaluate`], with test-time augmentation when `tta` is given: the probabilities, the loss
+/// and the predictions are those of each image's averaged probabilities ([`Tta`]).
+pub fn evaluate_with<M: Classifier>(
+    model: &M,
+    set: &ImageSet,
+    indices: &[usize],
+    device: &Device,
+    tta: Option<&Tta>,
+) -> Result<Evaluation, crate::device::ReadBackError> {
     let mut predictions = Vec::with_capacity(indices.len());
     let classes = set.classes();
     let mut total_loss = 0.0;
     for chunk in indices.chunks(evaluation_batch(set)) {
         let batch = ImageBatch::gather(set, chunk, device);
-        let log_probabilities = log_softmax(model.logits(batch.images), 1)
+        let log_probabilities = match tta {
+            Some(tta) => tta.log_probabilities(model, batch.images, chunk),
+            None => log_softmax(model.logits(batch.images), 1),
+        };
+        let log_probabilities = log_probabilities
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|error| crate::device::ReadBackError::from_debug(&error))?;
@@ -142,7 +198,7 @@ impl Evaluation {
     }
 }
 
-/// [`evaluate`] in a job of several processes (MPI): each process evaluates one contiguous share
+/// [`evaluate_with`] in a job of several processes (MPI): each process evaluates one contiguous share
 /// of `indices`, and every process gets the whole evaluation (the predictions gathered in order,
 /// the losses summed), as one process evaluating them all would have it, up to the order of
 /// the loss's sum. In a world of one, [`evaluate`].
@@ -152,11 +208,13 @@ pub fn evaluate_across<M: Classifier>(
     set: &ImageSet,
     indices: &[usize],
     device: &Device,
+    tta: Option<&Tta>,
 ) -> Result<Evaluation, crate::device::ReadBackError> {
     if !world.is_parallel() {
-        return evaluate(model, set, indices, device);
+        return evaluate_with(model, set, indices, device, tta);
     }
-    let local = evaluate(model, set, &indices[world.share(indices.len()).unwrap_or_default()], device)?;
+    let share = &indices[world.share(indices.len()).unwrap_or_default()];
+    let local = evaluate_with(model, set, share, device, tta)?;
     let mut loss = [local.loss * local.predictions.len() as f64];
     world.sum_f64(&mut loss);
     let predictions: Vec<Prediction> = world
@@ -274,5 +332,89 @@ mod tests {
             loss / count as f64
         );
         assert_eq!(evaluation.confusion.iter().flatten().sum::<usize>(), count);
+    }
+
+    /// Test-time augmentation against averaging by hand: each image and its copies, moved pixel
+    /// by pixel here, scored in f64, their softmaxes averaged.
+    #[test]
+    fn tta_averages_the_probabilities_of_the_image_and_its_moved_copies() {
+        let shape = ImageShape { side: 6, channels: 2, classes: 4 };
+        let (count, per_image, side) = (600, 2 * 6 * 6, 6isize);
+        let labels: Vec<u8> = (0..count).map(|i| (i * 3 % 4) as u8).collect();
+        let set = ImageSet::with_shape(values(count * per_image, 3), labels, shape);
+        let model =
+            Linear { weights: values(per_image * 4, 4).iter().map(|w| w * 0.3).collect(), classes: 4 };
+        let tta = Tta { copies: 3, seed: 9, shift: 2, flip: true };
+        let indices: Vec<usize> = (0..count).rev().collect();
+        let evaluation = evaluate_with(&model, &set, &indices, &Device::flex(), Some(&tta)).unwrap();
+        let moved = |image: &[f32], m: Move| -> Vec<f32> {
+            let mut out = vec![0.0; image.len()];
+            for (c, r, col) in grid(2, side) {
+                let (sr, sc) = (r - m.dy, col - m.dx);
+                if (0..side).contains(&sr) && (0..side).contains(&sc) {
+                    let sc = if m.flip { side - 1 - sc } else { sc };
+                    out[(c * side * side + r * side + col) as usize] =
+                        image[(c * side * side + sr * side + sc) as usize];
+                }
+            }
+            out
+        };
+        let probabilities = |image: &[f32]| -> Vec<f64> {
+            let scores: Vec<f64> = (0..4)
+                .map(|k| {
+                    image
+                        .iter()
+                        .enumerate()
+                        .map(|(v, &x)| f64::from(x) * f64::from(model.weights[v * 4 + k]))
+                        .sum()
+                })
+                .collect();
+            let total: f64 = scores.iter().map(|s| s.exp()).sum();
+            scores.iter().map(|s| s.exp() / total).collect()
+        };
+        let (mut loss, mut changed) = (0.0, 0);
+        for (p, &index) in evaluation.predictions.iter().zip(&indices) {
+            let image = set.image(index);
+            let mut mean = probabilities(image);
+            for copy in 0..3 {
+                let copy = probabilities(&moved(image, tta.moved(copy, index)));
+                mean.iter_mut().zip(copy).for_each(|(m, c)| *m += c);
+            }
+            mean.iter_mut().for_each(|m| *m /= 4.0);
+            let best = mean.iter().cloned().fold(0.0, f64::max);
+            let label = usize::from(set.label(index));
+            assert_eq!(
+                usize::from(p.predicted),
+                mean.iter().position(|&m| m == best).unwrap(),
+                "image {index}"
+            );
+            assert!((p.confidence - best).abs() < 1e-5, "image {index}: {} vs {best}", p.confidence);
+            assert!((p.label_probability - mean[label]).abs() < 1e-5, "image {index}");
+            loss -= mean[label].ln();
+            let plain = probabilities(image);
+            changed += usize::from(
+                plain.iter().position(|&v| v == plain.iter().cloned().fold(0.0, f64::max))
+                    != Some(usize::from(p.predicted)),
+            );
+        }
+        assert!((evaluation.loss - loss / count as f64).abs() < 1e-4);
+        assert!(changed > 0, "the copies changed some predictions");
+        // The copies are drawn per image: the same whatever else is evaluated with it.
+        let one = evaluate_with(&model, &set, &[17], &Device::flex(), Some(&tta)).unwrap();
+        let within = evaluation.predictions.iter().find(|p| p.index == 17).unwrap();
+        assert!((one.predictions[0].confidence - within.confidence).abs() < 1e-6);
+        // No copies: the plain evaluation.
+        let none = Tta { copies: 0, ..tta };
+        let plain = evaluate(&model, &set, &indices, &Device::flex()).unwrap();
+        let zero = evaluate_with(&model, &set, &indices, &Device::flex(), Some(&none)).unwrap();
+        assert_eq!(
+            plain.predictions.iter().map(|p| p.predicted).collect::<Vec<_>>(),
+            zero.predictions.iter().map(|p| p.predicted).collect::<Vec<_>>()
+        );
+    }
+
+    /// Every (channel, row, column) of `channels` images of `side` pixels.
+    fn grid(channels: isize, side: isize) -> impl Iterator<Item = (isize, isize, isize)> {
+        (0..channels).flat_map(move |c| (0..side).flat_map(move |r| (0..side).map(move |col| (c, r, col))))
     }
 }

@@ -86,16 +86,25 @@ pub fn source_pixels(moves: &[Move], side: usize) -> (Vec<i64>, Vec<f32>) {
     (index, keep)
 }
 
-/// `images` (`[b, 1, side, side]`) moved as `moves` say, on their device: one gather and one
-/// product.
+/// `images` (`[b, channels, side, side]`) moved as `moves` say (every channel of an image
+/// alike), on their device: one gather and one product.
 pub fn apply(images: Tensor<4>, moves: &[Move]) -> Tensor<4> {
     let [b, channels, side, _] = images.dims();
     let device = images.device();
-    let (index, keep) = source_pixels(moves, side);
-    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b, side * side]), &device);
-    let keep = Tensor::<2>::from_data(TensorData::new(keep, [b, side * side]), &device);
+    let (mut index, mut keep) = source_pixels(moves, side);
+    if channels > 1 {
+        (index, keep) =
+            (per_channel(&index, side * side, channels), per_channel(&keep, side * side, channels));
+    }
+    let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b * channels, side * side]), &device);
+    let keep = Tensor::<2>::from_data(TensorData::new(keep, [b * channels, side * side]), &device);
     let flat: Tensor<2> = images.reshape([b * channels, side * side]);
     (flat.gather(1, index) * keep).reshape([b, channels, side, side])
+}
+
+/// One row of `row` values per channel of each image: each a copy of its image's row.
+fn per_channel<T: Copy>(values: &[T], row: usize, channels: usize) -> Vec<T> {
+    values.chunks(row).flat_map(|row| std::iter::repeat_n(row, channels).flatten().copied()).collect()
 }
 
 /// Image batches augmented on the fly: each batch of `inner` moved as [`moves`] draws.
@@ -168,6 +177,34 @@ mod tests {
                     let expected = if inside { original[(sr * side as isize + sc) as usize] } else { 0.0 };
                     assert_eq!(moved[(r * side as isize + c) as usize], expected, "{m:?} at ({r}, {c})");
                 }
+            }
+        }
+    }
+
+    /// A colour image's channels move together (this panicked for pictures in colour before).
+    #[test]
+    fn every_channel_of_a_colour_image_moves_alike() {
+        let (side, channels) = (4, 3);
+        let values: Vec<f32> = (0..2 * channels * side * side).map(|v| v as f32).collect();
+        let images = Tensor::<4>::from_data(
+            TensorData::new(values.clone(), [2, channels, side, side]),
+            &Device::flex(),
+        );
+        let moves = [Move { dx: 1, dy: 0, flip: false }, Move { dx: 0, dy: -1, flip: true }];
+        let moved: Vec<f32> = apply(images, &moves).into_data().try_to_vec::<f32>().unwrap();
+        for (image, m) in moves.iter().enumerate() {
+            for channel in 0..channels {
+                let start = (image * channels + channel) * side * side;
+                let one = Tensor::<4>::from_data(
+                    TensorData::new(values[start..start + side * side].to_vec(), [1, 1, side, side]),
+                    &Device::flex(),
+                );
+                let expected: Vec<f32> = apply(one, &[*m]).into_data().try_to_vec::<f32>().unwrap();
+                assert_eq!(
+                    &moved[start..start + side * side],
+                    expected.as_slice(),
+                    "image {image}, channel {channel}"
+                );
             }
         }
     }

@@ -5,6 +5,8 @@ use std::ops::{ControlFlow, Deref};
 use std::path::Path;
 use std::sync::Arc;
 
+use burn::module::Module;
+
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
 use crate::data::augment::Augmented;
 use crate::data::folder::{FolderSet, FolderSettings, Skipped, read_folder};
@@ -63,6 +65,8 @@ pub struct TrainedClassifier<M> {
     pub batch_losses: Vec<(usize, f64)>,
     /// Every update's learning rate, as (updates made before it, rate), from the first.
     pub rates: Vec<(usize, f64)>,
+    /// With `training.tta`: the run's model validated with test-time augmentation.
+    pub tta: Option<Evaluation>,
 }
 
 /// A classification run on images, ready to train: configuration checked, device open, images
@@ -329,7 +333,25 @@ impl ImageExperiment {
         let Validation { last, best, .. } = task;
         let evaluation = best.or(last).ok_or(TrainError::NoBatches)?;
         let TrainedRun { trained, metrics, early_stop, best, batch_losses, rates } = run;
-        Ok(TrainedClassifier { trained, evaluation, metrics, best, early_stop, batch_losses, rates })
+        let tta = self.test_time_augmentation(best.as_ref(), &trained.model)?;
+        Ok(TrainedClassifier { trained, evaluation, metrics, best, early_stop, batch_losses, rates, tta })
+    }
+
+    /// With `training.tta`: the run's model (the best epoch's with early stopping, else the
+    /// last) validated with test-time augmentation.
+    fn test_time_augmentation<M: Classifier + Module>(
+        &self,
+        best: Option<&M>,
+        last: &M,
+    ) -> Result<Option<Evaluation>, RunError> {
+        let Some(copies) = self.config.training.tta else { return Ok(None) };
+        let model = best.cloned().unwrap_or_else(|| last.valid());
+        let (set, indices, device) = (&self.valid_set, &self.valid, &self.device.device);
+        let tta = self.config.tta(copies);
+        let evaluation =
+            evaluate_across(&crate::world::World::current(), &model, set, indices, device, Some(&tta))
+                .map_err(|error| TrainError::Device(format!("test-time augmentation failed: {error}")))?;
+        Ok(Some(evaluation))
     }
 }
 
@@ -363,7 +385,7 @@ where
         // In a job of several processes, each validates a share and all get the whole.
         let (model, world) = (end.model.valid(), crate::world::World::current());
         let (set, indices, device) = (&experiment.valid_set, &experiment.valid, &experiment.device.device);
-        let evaluation = evaluate_across(&world, &model, set, indices, device)
+        let evaluation = evaluate_across(&world, &model, set, indices, device, None)
             .map_err(|error| TrainError::Device(format!("validation failed: {error}")))?;
         let (train_loss, lr) = self.last_loss;
         let result =

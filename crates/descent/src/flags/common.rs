@@ -96,6 +96,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "ALPHA", value_parser = super::values::positive_finite, allow_hyphen_values = true)]
     pub mixup: Option<f64>,
 
+    /// Test-time augmentation after training: also validate the run's model on each image's
+    /// class probabilities averaged over the image and N moved copies (shifts, and flips where
+    /// mirror images are the same things), reported as tta_accuracy (fastai's learn.tta).
+    #[arg(long, value_name = "N", value_parser = positive_count, allow_hyphen_values = true)]
+    pub tta: Option<usize>,
+
     /// Augment the training images: seeded random shifts of up to 2 pixels each way, and for
     /// Fashion-MNIST horizontal flips (training.augment.flip decides elsewhere), drawn per batch
     /// from the seed, so runs and resumes repeat exactly.
@@ -125,7 +131,7 @@ pub struct CommonArgs {
     /// comes from the checkpoint: flags that would change it are refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "optim", "schedule", "lr", "momentum", "sets", "seed", "batch_size", "print_every", "out",
-        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn", "label_smoothing", "mixup",
+        "early_stop", "monitor", "augment", "accumulate", "no_tensorboard", "sync_bn", "label_smoothing", "mixup", "tta",
     ])]
     pub resume: Option<PathBuf>,
 
@@ -228,6 +234,9 @@ impl CommonArgs {
         }
         if self.mixup.is_some() {
             training.mixup = self.mixup;
+        }
+        if self.tta.is_some() {
+            training.tta = self.tta;
         }
         if self.augment && training.augment.is_none() {
             training.augment = Some(AugmentConfig::default());

@@ -11,7 +11,7 @@ use crate::data::ImageSet;
 use crate::data::folder::{Decoded, Normalisation, Resize, luma};
 use crate::data::images::ImageShape;
 use crate::device::ReadBackError;
-use crate::metrics::Evaluation;
+use crate::metrics::{Evaluation, Tta};
 use crate::model::{ImageModel, ImageModelVisitor, LinearModel};
 use crate::onnx::{Graph, OnnxError};
 use crate::report::files::{CHECKSUM_FILE, MODEL_FILE};
@@ -55,6 +55,7 @@ pub struct SavedClassifier {
     normalisation: Option<Normalisation>,
     resize: Resize,
     network: Box<dyn LoadedNetwork>,
+    tta: Option<Tta>,
 }
 
 impl SavedClassifier {
@@ -133,14 +134,21 @@ impl SavedClassifier {
         self.network.onnx(graph, input)
     }
 
-    /// Its results on `indices` of `set` (see [`crate::metrics::evaluate`]).
+    /// Its results on `indices` of `set` (see [`crate::metrics::evaluate`]), with test-time
+    /// augmentation when [`Self::with_tta`] asked for it.
     pub fn evaluate(
         &self,
         set: &ImageSet,
         indices: &[usize],
         device: &Device,
     ) -> Result<Evaluation, ReadBackError> {
-        self.network.evaluate(set, indices, device)
+        self.network.evaluate(set, indices, device, self.tta.as_ref())
+    }
+
+    /// The classifier whose evaluations and predictions average each image's class
+    /// probabilities over the image and moved copies ([`Tta`]; `descent predict --tta N`).
+    pub fn with_tta(self, tta: Tta) -> Self {
+        Self { tta: Some(tta), ..self }
     }
 }
 
@@ -151,6 +159,7 @@ trait LoadedNetwork: std::fmt::Debug + Send {
         set: &ImageSet,
         indices: &[usize],
         device: &Device,
+        tta: Option<&Tta>,
     ) -> Result<Evaluation, ReadBackError>;
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError>;
     fn onnx(&self, graph: &mut Graph, input: &str) -> Result<String, OnnxError>;
@@ -170,8 +179,9 @@ impl<T: ImageModel> LoadedNetwork for Loaded<T> {
         set: &ImageSet,
         indices: &[usize],
         device: &Device,
+        tta: Option<&Tta>,
     ) -> Result<Evaluation, ReadBackError> {
-        crate::metrics::evaluate(&self.network, set, indices, device)
+        crate::metrics::evaluate_with(&self.network, set, indices, device, tta)
     }
 
     fn named_tensors(&self) -> Result<Vec<NamedTensor>, ReadBackError> {
@@ -216,6 +226,7 @@ impl ImageModelVisitor for LoadClassifier<'_> {
             normalisation: self.normalisation,
             resize: self.resize,
             network: Box::new(network),
+            tta: None,
         })
     }
 }

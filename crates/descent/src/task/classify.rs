@@ -89,6 +89,11 @@ struct ClassifierSummary {
     early_stop: Option<EarlyStopSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     skipped: Option<usize>,
+    /// With `--tta N`: the accuracy and loss of the averaged predictions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tta_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tta_valid_loss: Option<f64>,
 }
 
 /// A pair of classes mistaken for each other, in a classifier's summary (fastai's
@@ -219,7 +224,8 @@ where
     fn summary(&self, outcome: &ClassifierOutcome<M>, place: RunPlace<'_>) -> Value {
         let experiment = self.experiment;
         let names = class_names(experiment);
-        let TrainedClassifier { trained, evaluation, metrics: rows, early_stop, .. } = &outcome.classifier;
+        let TrainedClassifier { trained, evaluation, metrics: rows, early_stop, tta, .. } =
+            &outcome.classifier;
         let history = rows
             .iter()
             .map(|row| EpochEntry {
@@ -281,6 +287,8 @@ where
             classes: names,
             early_stop: early_stop.map(|stop| EarlyStopSummary::of(&stop, &experiment.config)),
             skipped: experiment.folder.as_ref().map(|folder| folder.skipped.len()),
+            tta_accuracy: tta.as_ref().map(|tta| tta.accuracy),
+            tta_valid_loss: tta.as_ref().map(|tta| tta.loss),
         };
         RunSummary::new(place, trained.steps, experiment.batch_size(), trained.seconds, task).to_json()
     }
@@ -364,6 +372,8 @@ pub struct ClassifierResults {
     pub images_per_second: f64,
     /// One row per epoch, from the first.
     pub metrics: Vec<MetricsRow>,
+    /// With `training.tta`: the run's model validated with test-time augmentation.
+    pub tta: Option<Evaluation>,
 }
 
 /// The classification of an image experiment by the model its configuration names: the one
@@ -491,6 +501,7 @@ where
             worst: outcome.worst.clone(),
             early_stop: classifier.early_stop,
             images_per_second: outcome.images_per_second,
+            tta: classifier.tta.clone(),
             metrics: classifier.metrics.clone(),
         };
         self.outcome = Some(outcome);

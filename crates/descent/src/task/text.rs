@@ -321,6 +321,16 @@ pub fn classifier_result(experiment: &ImageExperiment, results: &ClassifierResul
     )
 }
 
+/// With `--tta N`: the accuracy of the averaged predictions beside the plain one.
+pub fn tta_result(experiment: &ImageExperiment, results: &ClassifierResults) -> Option<String> {
+    let (tta, plain) = (results.tta.as_ref()?, &results.evaluation);
+    let copies = experiment.config.training.tta.unwrap_or_default();
+    Some(format!(
+        "test-time augmentation ({copies} moved copies per image): accuracy {:.4} (without: {:.4}), valid_loss {:.4}",
+        tta.accuracy, plain.accuracy, tta.loss
+    ))
+}
+
 /// The confusion matrix (rows: true class, columns: predicted class), after a legend of the
 /// classes' names when they are not their numbers (Fashion-MNIST's).
 pub fn confusion_matrix(evaluation: &Evaluation, names: &[String]) -> Vec<String> {
