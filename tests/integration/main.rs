@@ -24,3 +24,4 @@ mod own_model;
 mod parallel;
 mod pictures;
 mod remote;
+mod sweep;

@@ -53,6 +53,7 @@ mod progress;
 mod run;
 mod serve;
 mod session;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -119,6 +120,9 @@ enum Command {
     /// multiply-adds and totals (--config FILE, or a run folder's --resume DIR; --json for one
     /// JSON line).
     Summary(descent::flags::RunArgs),
+    /// Try the values of a sweep file (a grid, or seeded random draws) on a base configuration:
+    /// a run folder per trial, sweep.csv, sweep.png and best.toml (--parallel N at a time).
+    Sweep(sweep::SweepArgs),
     /// Work with run configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
         Command::Cnn(args) => run::start("cnn", &args.common, false, || args.config()),
         Command::Config(ConfigCommand::Show(args)) => run::show_config(&args),
         Command::Summary(args) => run::summary(&args),
+        Command::Sweep(args) => sweep::run(&args),
         Command::LrFind(args) => lr_find::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Predict(args) => predict::predict(&args),

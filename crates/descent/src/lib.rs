@@ -54,6 +54,7 @@ pub mod regression;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod sweep;
 pub mod task;
 pub mod train;
 pub mod world;

@@ -15,5 +15,5 @@ pub use files::{
     SUMMARY_FILE,
 };
 pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
-pub use run_folder::{RunFolder, RunFolderError, check_writable, hex, sha256_hex, write_atomic};
+pub use run_folder::{RunFolder, RunFolderError, check_writable, hex, sha256_hex, utc_stamp, write_atomic};
 pub use summary::{RunPlace, RunSummary};

@@ -181,6 +181,30 @@ pub fn line_chart(chart: &LineChart, format: Format) -> Result<Vec<u8>, PlotErro
     render(chart, format)
 }
 
+/// Charts side by side in one figure, their points drawn as dots (a sweep's metric against each
+/// swept value): one panel per chart, in rows of at most two.
+pub fn panels(charts: &[LineChart], format: Format) -> Result<Vec<u8>, PlotError> {
+    render(&Panels(charts), format)
+}
+
+struct Panels<'a>(&'a [LineChart]);
+
+impl Figure for Panels<'_> {
+    fn name(&self) -> String {
+        format!("{} panels", self.0.len())
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let columns = self.0.len().clamp(1, 2);
+        let rows = self.0.len().div_ceil(columns).max(1);
+        for (area, chart) in root.split_evenly((rows, columns)).iter().zip(self.0) {
+            chart.draw_chart(area, false)?;
+        }
+        Ok(())
+    }
+}
+
 /// fastai's show_results: images in a grid of `columns` columns (at least one), each with its
 /// caption (dark ink on white; caption green when right, red when wrong).
 pub fn image_grid(
@@ -568,6 +592,7 @@ impl LineChart {
         root: &DrawingArea<DB, Shift>,
         ranges: (X, Y),
         lines: &[Vec<(f64, f64)>],
+        joined: bool,
     ) -> DrawResult<DB>
     where
         X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -578,10 +603,11 @@ impl LineChart {
         for (index, (series, points)) in self.series.iter().zip(lines).enumerate() {
             let colour = COLOURS[index % COLOURS.len()];
             let style = colour.stroke_width(2);
-            let dots = if points.len() == 1 { points.clone() } else { Vec::new() };
-            chart.draw_series(dots.into_iter().map(|p| Circle::new(p, 3, colour.filled())))?;
+            let dots = if points.len() == 1 || !joined { points.clone() } else { Vec::new() };
+            chart.draw_series(dots.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
+            let line = if joined { points.clone() } else { Vec::new() };
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), style))?
+                .draw_series(LineSeries::new(line, style))?
                 .label(series.name.as_str())
                 .legend(legend_line(colour));
         }
@@ -607,6 +633,13 @@ impl Figure for LineChart {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        self.draw_chart(root, true)
+    }
+}
+
+impl LineChart {
+    /// The chart on `root`: its series as lines through their points (`joined`), or as dots.
+    fn draw_chart<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, joined: bool) -> DrawResult<DB> {
         root.fill(&WHITE)?;
         let lines = self.drawable_points();
         let marker = self.marker.iter().map(|m| m.1);
@@ -614,10 +647,10 @@ impl Figure for LineChart {
         let y = padded_range(lines.iter().flatten().map(|p| p.1), self.log_y);
         let (linear, log) = (RangedCoordf64::from, |r: Range<f64>| LogCoord::from(r.log_scale()));
         match (self.log_x, self.log_y) {
-            (false, false) => self.draw_on(root, (linear(x), linear(y)), &lines),
-            (false, true) => self.draw_on(root, (linear(x), log(y)), &lines),
-            (true, false) => self.draw_on(root, (log(x), linear(y)), &lines),
-            (true, true) => self.draw_on(root, (log(x), log(y)), &lines),
+            (false, false) => self.draw_on(root, (linear(x), linear(y)), &lines, joined),
+            (false, true) => self.draw_on(root, (linear(x), log(y)), &lines, joined),
+            (true, false) => self.draw_on(root, (log(x), linear(y)), &lines, joined),
+            (true, true) => self.draw_on(root, (log(x), log(y)), &lines, joined),
         }
     }
 }

@@ -356,7 +356,7 @@ fn create_unique(path: &Path) -> Result<PathBuf, RunFolderError> {
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.
-fn utc_stamp(time: SystemTime) -> String {
+pub fn utc_stamp(time: SystemTime) -> String {
     let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = (seconds / 86_400, seconds % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
