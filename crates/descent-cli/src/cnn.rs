@@ -32,7 +32,7 @@ pub fn run_config(
     let (plan, quiet) = (experiment.plan(), common.quiet);
     say_lines(quiet, [text::heading(command, &experiment)]);
     say_lines(quiet, text::image_setup(&task));
-    crate::run::say_summary(common, experiment.summary())?;
+    crate::session::say_summary(common, experiment.summary())?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &plan, resumed)?;

@@ -6,15 +6,14 @@
 use std::path::Path;
 
 use descent::config::RunConfig;
-use descent::experiment::{Experiment, ImageExperiment, RunError};
+use descent::experiment::{Experiment, ImageExperiment};
 use descent::flags::{CommonArgs, FlagError, RunArgs};
-use descent::model::ModelSummary;
 use descent::run::Resumable;
 use descent::task::lesson::Lesson;
 use descent::task::table::TableRegression;
 
 use crate::Failure;
-use crate::session::{execute, linear_training, say_lines, say_outputs, start_run};
+use crate::session::{execute, linear_training, say_lines, say_outputs, say_summary, start_run};
 use descent::task::text;
 
 /// `descent config show`: print the effective configuration as TOML.
@@ -44,14 +43,6 @@ pub fn summary(args: &RunArgs) -> Result<(), Failure> {
     match args.common.json {
         true => out!("{}", serde_json::to_string(&summary).map_err(Failure::internal)?),
         false => out_text!("{}", summary.table()),
-    }
-    Ok(())
-}
-
-/// With `--verbose`, the model's summary before training starts.
-pub fn say_summary(common: &CommonArgs, summary: Result<ModelSummary, RunError>) -> Result<(), Failure> {
-    if common.verbose {
-        out_text!("{}", summary.map_err(Failure::input)?.table());
     }
     Ok(())
 }

@@ -63,6 +63,17 @@ pub fn linear_training(experiment: &Experiment, quiet: bool) -> LossLines {
 }
 
 /// Print `lines` unless `quiet`.
+/// With `--verbose`, the model's summary before training starts.
+pub fn say_summary(
+    common: &CommonArgs,
+    summary: Result<descent::model::ModelSummary, RunError>,
+) -> Result<(), Failure> {
+    if common.verbose {
+        out_text!("{}", summary.map_err(Failure::input)?.table());
+    }
+    Ok(())
+}
+
 pub fn say_lines(quiet: bool, lines: impl IntoIterator<Item = String>) {
     lines.into_iter().for_each(|line| say!(quiet, "{line}"));
 }
