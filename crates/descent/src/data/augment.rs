@@ -5,14 +5,12 @@
 //! (SplitMix64 of the three), so a run repeats exactly, and a resumed run, which skips the
 //! batches the interrupted run trained, draws what the uninterrupted run drew.
 
-use std::cell::Cell;
-
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::batches::ImageBatch;
+use super::batches::{EachBatch, ImageBatch};
 use super::random::{SeededRng, batch_seed};
-use crate::batch::{BatchSource, Batches};
+use crate::batch::BatchSource;
 
 /// How images are augmented (`--augment`): the `[training.augment]` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,48 +105,13 @@ fn per_channel<T: Copy>(values: &[T], row: usize, channels: usize) -> Vec<T> {
     values.chunks(row).flat_map(|row| std::iter::repeat_n(row, channels).flatten().copied()).collect()
 }
 
-/// Image batches augmented on the fly: each batch of `inner` moved as [`moves`] draws.
-pub struct Augmented<S> {
-    inner: S,
-    seed: u64,
-    shift: usize,
-    flip: bool,
-    /// Epochs started (the next is this plus one).
-    epochs: Cell<usize>,
-}
-
-impl<S> Augmented<S> {
-    /// `inner`'s batches, augmented with shifts of up to `shift` pixels and, when `flip`, mirror
-    /// images, drawn from `seed`.
-    pub fn new(inner: S, seed: u64, shift: usize, flip: bool) -> Self {
-        Self { inner, seed, shift, flip, epochs: Cell::new(0) }
-    }
-}
-
-impl<S: BatchSource<ImageBatch>> BatchSource<ImageBatch> for Augmented<S> {
-    fn batches_per_epoch(&self) -> usize {
-        self.inner.batches_per_epoch()
-    }
-
-    fn rows_of(&self, index: usize) -> Option<usize> {
-        self.inner.rows_of(index)
-    }
-
-    fn epoch(&self) -> Batches<'_, ImageBatch> {
-        let epoch = self.epochs.get() + 1;
-        self.epochs.set(epoch);
-        let (seed, shift, flip) = (self.seed, self.shift, self.flip);
-        Box::new(self.inner.epoch().enumerate().map(move |(batch, made)| {
-            let made = made?;
-            let moves = moves(seed, epoch, batch, made.len(), shift, flip);
-            Ok(ImageBatch { images: apply(made.images, &moves), ..made })
-        }))
-    }
-
-    fn skip_epochs(&self, epochs: usize) {
-        self.inner.skip_epochs(epochs);
-        self.epochs.set(self.epochs.get() + epochs);
-    }
+/// Image batches augmented on the fly: each batch of `inner` moved as [`moves`] draws, with
+/// shifts of up to `shift` pixels and, when `flip`, mirror images, drawn from `seed`.
+pub fn augmented(inner: Box<dyn BatchSource<ImageBatch>>, seed: u64, shift: usize, flip: bool) -> EachBatch {
+    EachBatch::new(inner, move |epoch, batch, made: ImageBatch| {
+        let moves = moves(seed, epoch, batch, made.len(), shift, flip);
+        ImageBatch { images: apply(made.images, &moves), ..made }
+    })
 }
 
 #[cfg(test)]

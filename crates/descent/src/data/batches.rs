@@ -277,6 +277,49 @@ pub struct Mix {
     pub weight: f32,
 }
 
+/// Training batches each changed on their device as they leave `inner`, by a function of the
+/// epoch (1-based), the batch's place in it (0-based) and the batch: augmentation's moves and
+/// MixUp's blends, whose draws depend on those alone, so a resumed run (which skips epochs)
+/// draws what the uninterrupted run drew.
+pub struct EachBatch {
+    inner: Box<dyn BatchSource<ImageBatch>>,
+    change: Box<dyn Fn(usize, usize, ImageBatch) -> ImageBatch>,
+    /// Epochs started (the next is this plus one).
+    epochs: std::cell::Cell<usize>,
+}
+
+impl EachBatch {
+    /// `inner`'s batches, each passed through `change(epoch, batch, made)`.
+    pub fn new(
+        inner: Box<dyn BatchSource<ImageBatch>>,
+        change: impl Fn(usize, usize, ImageBatch) -> ImageBatch + 'static,
+    ) -> Self {
+        Self { inner, change: Box::new(change), epochs: std::cell::Cell::new(0) }
+    }
+}
+
+impl BatchSource<ImageBatch> for EachBatch {
+    fn batches_per_epoch(&self) -> usize {
+        self.inner.batches_per_epoch()
+    }
+
+    fn rows_of(&self, index: usize) -> Option<usize> {
+        self.inner.rows_of(index)
+    }
+
+    fn epoch(&self) -> Batches<'_, ImageBatch> {
+        let epoch = self.epochs.get() + 1;
+        self.epochs.set(epoch);
+        let change = &self.change;
+        Box::new(self.inner.epoch().enumerate().map(move |(batch, made)| Ok(change(epoch, batch, made?))))
+    }
+
+    fn skip_epochs(&self, epochs: usize) {
+        self.inner.skip_epochs(epochs);
+        self.epochs.set(self.epochs.get() + epochs);
+    }
+}
+
 /// Shuffled mini-batches of a subset of an image set (the training split).
 pub type ImageBatches = LoaderBatches<ImageBatch>;
 

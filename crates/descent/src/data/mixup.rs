@@ -5,13 +5,11 @@
 //! A batch's weight and permutation come from the run's seed, the epoch and the batch's place in
 //! it alone, so a run repeats exactly and a resumed run draws what the uninterrupted one drew.
 
-use std::cell::Cell;
-
 use burn::prelude::*;
 
-use super::batches::{ImageBatch, Mix};
+use super::batches::{EachBatch, ImageBatch, Mix};
 use super::random::{SeededRng, batch_seed};
-use crate::batch::{BatchSource, Batches};
+use crate::batch::BatchSource;
 
 /// Kept apart from augmentation's stream, which draws from the same seed, epoch and batch.
 const STREAM: u64 = 0x4D49_5855_5053_5452;
@@ -35,47 +33,13 @@ pub fn mix(batch: ImageBatch, weight: f64, partners: &[usize]) -> ImageBatch {
     ImageBatch { images, mix: Some(Mix { labels, weight: weight as f32 }), ..batch }
 }
 
-/// Training batches blended by MixUp with strength `alpha` (`training.mixup`).
-pub struct MixedUp {
-    inner: Box<dyn BatchSource<ImageBatch>>,
-    seed: u64,
-    alpha: f64,
-    /// Epochs started (the next is this plus one).
-    epochs: Cell<usize>,
-}
-
-impl MixedUp {
-    /// `inner`'s batches, each blended with a shuffled copy of itself by Beta(`alpha`, `alpha`)
-    /// weights drawn from `seed`.
-    pub fn new(inner: Box<dyn BatchSource<ImageBatch>>, seed: u64, alpha: f64) -> Self {
-        Self { inner, seed, alpha, epochs: Cell::new(0) }
-    }
-}
-
-impl BatchSource<ImageBatch> for MixedUp {
-    fn batches_per_epoch(&self) -> usize {
-        self.inner.batches_per_epoch()
-    }
-
-    fn rows_of(&self, index: usize) -> Option<usize> {
-        self.inner.rows_of(index)
-    }
-
-    fn epoch(&self) -> Batches<'_, ImageBatch> {
-        let epoch = self.epochs.get() + 1;
-        self.epochs.set(epoch);
-        let (seed, alpha) = (self.seed, self.alpha);
-        Box::new(self.inner.epoch().enumerate().map(move |(batch, made)| {
-            let made = made?;
-            let (weight, partners) = draw(seed, epoch, batch, made.len(), alpha);
-            Ok(mix(made, weight, &partners))
-        }))
-    }
-
-    fn skip_epochs(&self, epochs: usize) {
-        self.inner.skip_epochs(epochs);
-        self.epochs.set(self.epochs.get() + epochs);
-    }
+/// Training batches blended by MixUp with strength `alpha` (`training.mixup`): each blended
+/// with a shuffled copy of itself by Beta(`alpha`, `alpha`) weights drawn from `seed`.
+pub fn mixed_up(inner: Box<dyn BatchSource<ImageBatch>>, seed: u64, alpha: f64) -> EachBatch {
+    EachBatch::new(inner, move |epoch, batch, made: ImageBatch| {
+        let (weight, partners) = draw(seed, epoch, batch, made.len(), alpha);
+        mix(made, weight, &partners)
+    })
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use burn::module::Module;
 
 use crate::config::{ConfigError, DataConfig, ModelConfig, RunConfig};
-use crate::data::augment::Augmented;
+use crate::data::augment::augmented;
 use crate::data::folder::{FolderSet, FolderSettings, Skipped, read_folder};
 use crate::data::images::{
     ImageShape, Split, mnist_files_present, parse_digits, read_digits, read_mnist, split,
 };
-use crate::data::mixup::MixedUp;
+use crate::data::mixup::mixed_up;
 use crate::data::{DataError, ImageBatch, ImageBatches, ImageSet};
 use crate::device::Access;
 use crate::inference::init_from::{InitReport, InitSource, init_from};
@@ -269,8 +269,8 @@ impl ImageExperiment {
             &self.device.device,
         );
         let moved: Box<dyn BatchSource<ImageBatch>> = match &self.config.training.augment {
-            Some(augment) => Box::new(Augmented::new(
-                batches,
+            Some(augment) => Box::new(augmented(
+                Box::new(batches),
                 self.config.seed,
                 augment.shift,
                 self.config.augment_flips(),
@@ -278,7 +278,7 @@ impl ImageExperiment {
             None => Box::new(batches),
         };
         match self.config.training.mixup {
-            Some(alpha) => Box::new(MixedUp::new(moved, self.config.seed, alpha)),
+            Some(alpha) => Box::new(mixed_up(moved, self.config.seed, alpha)),
             None => moved,
         }
     }
