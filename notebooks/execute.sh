@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run notebooks/lesson2.ipynb on the evcxr Jupyter kernel, cell by cell, headless, and save it
-# with its outputs: in place (what is committed), or as DIR/lesson2.ipynb with a folder argument.
+# Run the notebooks (lesson2.ipynb, then cnn.ipynb, or those named after the folder) on the evcxr
+# Jupyter kernel, cell by cell, headless, and save them with their outputs: in place (what is
+# committed), or as DIR/NAME.ipynb with a folder argument.
 #
-#     notebooks/execute.sh                 # regenerate the committed outputs
-#     notebooks/execute.sh target/notebook # CI: an executed copy for the test to check
+#     notebooks/execute.sh                     # regenerate the committed outputs
+#     notebooks/execute.sh target/notebook     # CI: executed copies for the test to check
+#     notebooks/execute.sh target/notebook cnn # one of them
 #
 # Needs the kernel (`cargo install evcxr_jupyter && evcxr_jupyter --install`) and Jupyter's
 # nbconvert (`pip install jupyter`, in a virtual environment: put its bin/ on PATH or set
@@ -21,17 +23,25 @@ if ! "$jupyter" kernelspec list 2>/dev/null | grep -qw rust; then
   exit 2
 fi
 
+out_dir=""
 if [ $# -ge 1 ]; then
   mkdir -p "$1"
   out_dir="$(cd "$1" && pwd)"
-  set -- --output-dir "$out_dir" --output lesson2.ipynb
-else
-  set -- --inplace
+  shift
 fi
-started=$(date +%s)
-# The kernel runs in the notebook's folder, so `:dep descent = { path = "../crates/descent" }`
-# finds the library. A cell that fails stops the run (and this script) with its error.
-"$jupyter" nbconvert --to notebook --execute \
-  --ExecutePreprocessor.kernel_name=rust --ExecutePreprocessor.timeout=3600 \
-  "$@" "$notebooks/lesson2.ipynb"
-echo "executed notebooks/lesson2.ipynb in $(( $(date +%s) - started )) s"
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(lesson2 cnn)
+for name in "${names[@]}"; do
+  if [ -n "$out_dir" ]; then
+    where=(--output-dir "$out_dir" --output "$name.ipynb")
+  else
+    where=(--inplace)
+  fi
+  started=$(date +%s)
+  # The kernel runs in the notebook's folder, so `:dep descent = { path = "../crates/descent" }`
+  # finds the library. A cell that fails stops the run (and this script) with its error.
+  "$jupyter" nbconvert --to notebook --execute \
+    --ExecutePreprocessor.kernel_name=rust --ExecutePreprocessor.timeout=3600 \
+    "${where[@]}" "$notebooks/$name.ipynb"
+  echo "executed notebooks/$name.ipynb in $(( $(date +%s) - started )) s"
+done

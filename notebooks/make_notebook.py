@@ -1,9 +1,10 @@
-"""Writes notebooks/lesson2.ipynb's cells (without outputs) from the list below.
+"""Writes the cells (without outputs) of notebooks/lesson2.ipynb and notebooks/cnn.ipynb from the
+lists below.
 
 The cells are kept here, in one readable file, and the notebook is generated from them:
 
-    python3 notebooks/make_notebook.py          # the cells, outputs cleared
-    notebooks/execute.sh                        # run them on the evcxr kernel, outputs saved
+    python3 notebooks/make_notebook.py [lesson2] [cnn]  # the cells, outputs cleared
+    notebooks/execute.sh                                # run them on the evcxr kernel, outputs saved
 
 Each code cell follows the markdown cell that gives the notebook's Python line (fast.ai
 course-v3, lesson 2, `lesson2-sgd.ipynb`) and what differs in Rust with Burn 0.22.
@@ -11,6 +12,7 @@ course-v3, lesson 2, `lesson2-sgd.ipynb`) and what differs in Rust with Burn 0.2
 
 import json
 import pathlib
+import sys
 
 CELLS = [
     ("md", """# Lesson 2: SGD from scratch, in Rust
@@ -238,6 +240,114 @@ println!("gap: max |a - a_ols| = {gap:.6}");"""),
 ]
 
 
+# notebooks/cnn.ipynb: the lesson series' next step, a CNN on Fashion-MNIST through the library's
+# run, as `descent cnn --data fashion-mnist` trains it (a shorter run, so that CI executes it).
+CNN_CELLS = [
+    ("md", """# A CNN on Fashion-MNIST, in Rust
+
+The lessons' next step (fastai's `learn = cnn_learner(data, ...); learn.fit_one_cycle(...)`,
+then `ClassificationInterpretation`), with the `descent` library on the
+[evcxr](https://github.com/evcxr/evcxr) Jupyter kernel: the data, the model layer by layer,
+training through the same run `descent cnn --data fashion-mnist` makes (its run folder, its
+figures), the confusion matrix, the top losses, and a prediction on a picture.
+
+Fashion-MNIST comes from Debian: `apt-get install dataset-fashion-mnist` puts its four IDX files
+(MIT licence, Zalando) in `/usr/share/datasets/fashion-mnist`. The first cell compiles `descent`
+and Burn for the kernel, or reuses what the lesson's notebook compiled (`:cache`)."""),
+    ("code", """:cache 4096
+:dep descent = { path = "../crates/descent" }"""),
+    ("md", """## The data
+
+`RunConfig::fashion_mnist()` is the configuration `descent cnn --data fashion-mnist` starts
+from: the CNN, batches of 64, Adam on fastai's one-cycle schedule, seed 42. This notebook trains
+2 epochs on the first 10,000 training images (`data.train_limit`), so that it runs in CI in
+seconds; drop the two lines to train the command's full 10 epochs on all 60,000.
+`ImageExperiment::prepare` checks the configuration, opens the device and reads the images
+(fastai's `ImageDataBunch`)."""),
+    ("code", """use descent::config::{DataConfig, RunConfig};
+use descent::experiment::ImageExperiment;
+use descent::notebook;
+
+let mut config = RunConfig::fashion_mnist();
+config.training.epochs = Some(2);
+if let DataConfig::FashionMnist { train_limit, .. } = &mut config.data {
+    *train_limit = Some(10_000);
+}
+let experiment = ImageExperiment::prepare(config).expect("Fashion-MNIST: apt-get install dataset-fashion-mnist");
+let names = experiment.class_names();
+println!(
+    "{} training and {} validation images of {}x{}; classes: {}",
+    experiment.train.len(),
+    experiment.valid.len(),
+    experiment.train_set.side(),
+    experiment.train_set.side(),
+    names.join(", ")
+);"""),
+    ("md", """One training image, eight times its size (fastai's `data.show_batch()`), and its class."""),
+    ("code", """let first = experiment.train[0];
+println!("class: {}", names[usize::from(experiment.train_set.label(first))]);
+notebook::image(&experiment.train_set, first, 8).expect("the image")"""),
+    ("md", """## The model
+
+`learn.summary()`: each layer with its output shape for one image, its parameters and its
+multiply-adds (`descent summary` prints the same)."""),
+    ("code", """print!("{}", experiment.summary().expect("the summary").table());"""),
+    ("md", """## Training
+
+`learn.fit_one_cycle(...)`. The library's run: a run folder (`../target/notebook/cnn-run`: the
+configuration, checkpoints, `metrics.csv`, the model, the figures, `summary.json`), the model the
+configuration names, and the training engine, as the command line runs it. The borrowed pieces
+stay inside the block; the kernel keeps what training gave."""),
+    ("code", """use descent::run::Run;
+use descent::task::classify::ImageClassification;
+use descent::train::Interrupter;
+
+let folder = std::path::PathBuf::from("../target/notebook/cnn-run");
+let _ = std::fs::remove_dir_all(&folder);
+let results = {
+    let mut run = Run::create(Some(&folder), "notebook", &experiment.config).expect("the run folder");
+    let mut task = ImageClassification::of(&experiment).expect("the model");
+    run.execute(&mut task, vec![], &Interrupter::new()).expect("training").outcome
+};
+for row in &results.metrics {
+    println!(
+        "epoch {}  train_loss {:.4}  valid_loss {:.4}  accuracy {:.4}",
+        row.epoch,
+        row.train_loss,
+        row.valid_loss.unwrap_or(f64::NAN),
+        row.accuracy.unwrap_or(f64::NAN)
+    );
+}
+println!("accuracy {:.6}  error_rate {:.6}", results.evaluation.accuracy, results.evaluation.error_rate);"""),
+    ("md", """The run's loss curve (`learn.recorder.plot_losses()`): every batch's training loss and each
+epoch's validation loss, the `loss.png` of its folder."""),
+    ("code", """notebook::Picture::png(std::fs::read(folder.join("loss.png")).expect("loss.png"))"""),
+    ("md", """## Interpretation
+
+`interp.plot_confusion_matrix()`: rows are the true classes, columns the predicted ones."""),
+    ("code", """notebook::confusion(&experiment, &results.evaluation).expect("the confusion matrix")"""),
+    ("md", """`interp.plot_top_losses(9)`: the validation images the model got most wrong, each with
+its prediction, its true class, its loss and the probability it gave the true class."""),
+    ("code", """notebook::top_losses(&experiment, &results.evaluation, 9).expect("the top losses")"""),
+    ("md", """## Predict on a picture
+
+`learn.predict(img)`. The first validation image written as a PNG file, then predicted from the
+file by the saved model, as `descent predict --model ../target/notebook/cnn-run --input FILE`
+does: the class, its name and the model's confidence."""),
+    ("code", """use descent::inference::{SavedModel, load_saved};
+
+let index = experiment.valid[0];
+let file = folder.join("picture.png");
+std::fs::write(&file, notebook::image(&experiment.valid_set, index, 1).expect("the image").bytes()).expect("picture.png");
+let device = experiment.device.device.clone();
+let (saved_config, saved) = load_saved(&folder, &device).expect("the saved model");
+let predictions = saved.predict(&saved_config, &file, &device).expect("a prediction");
+print!("{}", predictions.csv.replace(&file.display().to_string(), "picture.png"));
+println!("true class: {}", names[usize::from(experiment.valid_set.label(index))]);
+notebook::image(&experiment.valid_set, index, 8).expect("the image")"""),
+]
+
+
 def cell(kind, text):
     lines = text.split("\n")
     source = [line + "\n" for line in lines[:-1]] + [lines[-1]]
@@ -246,8 +356,9 @@ def cell(kind, text):
     return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
 
 
-notebook = {
-    "cells": [cell(kind, text) for kind, text in CELLS],
+def notebook(cells):
+    return {
+    "cells": [cell(kind, text) for kind, text in cells],
     "metadata": {
         "kernelspec": {"display_name": "Rust", "language": "rust", "name": "rust"},
         "language_info": {
@@ -261,7 +372,12 @@ notebook = {
     },
     "nbformat": 4,
     "nbformat_minor": 4,
-}
-path = pathlib.Path(__file__).with_name("lesson2.ipynb")
-path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
-print(f"wrote {path}")
+    }
+
+
+NOTEBOOKS = {"lesson2": CELLS, "cnn": CNN_CELLS}
+for name in sys.argv[1:] or NOTEBOOKS:
+    cells = NOTEBOOKS[name]
+    path = pathlib.Path(__file__).with_name(f"{name}.ipynb")
+    path.write_text(json.dumps(notebook(cells), indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")

@@ -172,6 +172,34 @@ pub fn top_losses(
     Ok(Picture::png(classify::top_losses_picture(experiment, evaluation, count, Format::Png)?))
 }
 
+/// Image `index` of `set` as a PNG picture, each pixel drawn as a `scale` × `scale` square: to
+/// show inline (a 28×28 image is small on a screen), or at scale 1 to write as a file that
+/// `descent predict` and [`crate::inference::SavedModel::predict`] read back as the same image
+/// (grey sets: light ink on dark, as the sets are drawn; colour pictures: their channels, which
+/// must be in [0, 1]).
+pub fn image(set: &crate::data::ImageSet, index: usize, scale: usize) -> Result<Picture, NotebookError> {
+    if index >= set.len() || scale == 0 {
+        return Err(NotebookError::Shape(format!(
+            "image {index} at scale {scale}: the set has {} images, and the scale is at least 1",
+            set.len()
+        )));
+    }
+    let (side, channels, values) = (set.side(), set.channels(), set.image(index));
+    let wide = side * scale;
+    let byte = |value: f32| (value.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let mut rgb = Vec::with_capacity(wide * wide * 3);
+    for row in 0..wide {
+        for column in 0..wide {
+            let pixel = (row / scale) * side + column / scale;
+            let channel = |c: usize| byte(values[c.min(channels - 1) * side * side + pixel]);
+            rgb.extend([channel(0), channel(1), channel(2)]);
+        }
+    }
+    let bytes = plots::encode_png(&rgb, wide as u32, wide as u32)
+        .map_err(|error| NotebookError::Shape(format!("cannot encode image {index}: {error}")))?;
+    Ok(Picture::png(bytes))
+}
+
 /// An evaluation of another set (or another experiment) would caption the wrong pictures.
 fn check_evaluation(experiment: &ImageExperiment, evaluation: &Evaluation) -> Result<(), NotebookError> {
     let (images, classes) = (experiment.valid.len(), experiment.class_names().len());
