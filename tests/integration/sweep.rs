@@ -72,6 +72,22 @@ fn a_grid_of_four_equals_four_separate_runs_and_best_toml_names_the_best() {
     assert_eq!(config.optimizer.lr().to_string(), best.1, "{chosen}");
     assert_eq!(json["best"]["figures"]["loss"].as_f64(), Some(best.0));
     assert!(std::fs::read(out.join("sweep.png")).unwrap().starts_with(b"\x89PNG"));
+    // Two at a time, each with half the cores: the same trials, the same figures.
+    let side_by_side = dir.join("parallel");
+    run_ok(&[
+        "sweep",
+        "--config",
+        file.to_str().unwrap(),
+        "--out",
+        side_by_side.to_str().unwrap(),
+        "--parallel",
+        "2",
+        "-q",
+    ]);
+    let losses = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        rows.into_iter().map(|row| row[..5].to_vec()).collect()
+    };
+    assert_eq!(losses(csv_rows(&side_by_side)), losses(rows));
 }
 
 #[test]
