@@ -25,6 +25,7 @@ pub fn train_and_report(
         err!("warning: {}: {skipped}", regression.path.display());
     }
     say_lines(common.quiet, text::table_setup(regression, experiment.config.seed));
+    crate::session::say_summary(common, experiment.summary())?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &experiment.plan(), resumed)?;

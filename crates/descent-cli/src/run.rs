@@ -87,7 +87,6 @@ pub fn run_config(
         return crate::cnn::run_config(command, config, common, resumed);
     }
     let experiment = Experiment::prepare_with(config, &common.access()?).map_err(Failure::input)?;
-    say_summary(common, experiment.summary())?;
     if let Some(table) = TableRegression::of(&experiment) {
         return crate::fit::train_and_report(command, table, resumed, common);
     }
@@ -109,6 +108,7 @@ fn run_lesson(
     let initial_loss = lesson.initial_loss().map_err(Failure::internal)?;
     say_lines(common.quiet, [text::heading(command, experiment)]);
     say_lines(common.quiet, text::lesson_setup(&lesson, initial_loss));
+    say_summary(common, experiment.summary())?;
     // The folder is created once the first lines are out: a run whose output is lost already
     // (`> /dev/full`) writes nothing.
     let mut run = start_run(common, command, &experiment.config, &experiment.plan(), resumed)?;

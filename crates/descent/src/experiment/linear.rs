@@ -214,7 +214,8 @@ impl Experiment {
     /// The linear model, as `descent summary` shows it: one layer, `x·a`.
     pub fn summary(&self) -> Result<ModelSummary, RunError> {
         let features = self.rows.features();
-        let layer = Layer::new("a", format!("Linear {features}→1, no bias"), vec![1], features as u64);
+        let kind = format!("Linear {features}→1 (x·a, the ones column the intercept)");
+        let layer = Layer::new("a", kind, vec![1], features as u64);
         summarize("linear", vec![features], &self.model(), Some(vec![layer]), None)
             .map_err(RunError::WrongModel)
     }
