@@ -190,6 +190,8 @@ fn test_time_augmentation_is_the_average_of_separate_predictions() {
         "cnn",
         "--epochs",
         "2",
+        "--device",
+        "flex",
         "--augment",
         "--tta",
         "3",
