@@ -64,24 +64,7 @@ pub fn named_tensors<M: Module>(model: &M) -> Result<Vec<NamedTensor>, ReadBackE
 /// The name and shape of every float tensor of `model`, in the module's order (nothing is read
 /// from the device).
 pub fn named_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
-    struct Shapes {
-        path: Vec<String>,
-        shapes: Vec<(String, Vec<usize>)>,
-    }
-    impl ModuleVisitor for Shapes {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.shapes.push((self.path.join("."), param.val().dims().to_vec()));
-        }
-    }
-    let mut shapes = Shapes { path: Vec::new(), shapes: Vec::new() };
-    model.visit(&mut shapes);
-    shapes.shapes
+    crate::model::summary::named_params(model).into_iter().map(|tensor| (tensor.name, tensor.shape)).collect()
 }
 
 /// The tensors as PyTorch names and lays them out: every 2-D `weight` (a `Linear` layer's)

@@ -72,14 +72,25 @@ pub struct ModelSummary {
     pub mult_adds: Option<u64>,
 }
 
-/// Each float tensor of `module`: its dotted path, its number of values, and whether it takes
-/// gradients.
-fn tensors<M: Module>(module: &M) -> Vec<(String, u64, bool)> {
-    struct Visitor {
+/// A float tensor of a model as its module holds it: nothing is read from the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedShape {
+    /// The dotted path of the tensor in the module (`blocks.0.conv.weight`).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Whether it takes gradients: a parameter on an autodiff device (batch norm's running
+    /// statistics never do).
+    pub trainable: bool,
+}
+
+/// The name, shape and trainability of every float tensor of `model`, in the module's order.
+pub fn named_params<M: Module>(model: &M) -> Vec<NamedShape> {
+    struct Shapes {
         path: Vec<String>,
-        found: Vec<(String, u64, bool)>,
+        shapes: Vec<NamedShape>,
     }
-    impl ModuleVisitor for Visitor {
+    impl ModuleVisitor for Shapes {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
@@ -87,13 +98,23 @@ fn tensors<M: Module>(module: &M) -> Vec<(String, u64, bool)> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param.lazy_shape().num_elements() as u64;
-            self.found.push((self.path.join("."), values, param.val().is_require_grad()));
+            let tensor = param.val();
+            let (shape, trainable) = (tensor.dims().to_vec(), tensor.is_require_grad());
+            self.shapes.push(NamedShape { name: self.path.join("."), shape, trainable });
         }
     }
-    let mut visitor = Visitor { path: Vec::new(), found: Vec::new() };
-    module.visit(&mut visitor);
-    visitor.found
+    let mut shapes = Shapes { path: Vec::new(), shapes: Vec::new() };
+    model.visit(&mut shapes);
+    shapes.shapes
+}
+
+/// Each float tensor of `module`: its dotted path, its number of values, and whether it takes
+/// gradients.
+fn tensors<M: Module>(module: &M) -> Vec<(String, u64, bool)> {
+    named_params(module)
+        .into_iter()
+        .map(|tensor| (tensor.name, tensor.shape.iter().product::<usize>() as u64, tensor.trainable))
+        .collect()
 }
 
 /// Whether the tensor at `path` belongs to the layer at `layer` (the layer's path, then a dot).
