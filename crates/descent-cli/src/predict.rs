@@ -43,8 +43,9 @@ pub struct PredictArgs {
     pub device: String,
 
     /// Test-time augmentation for an image classifier: each image's class probabilities
-    /// averaged over the image and N moved copies (shifts as the run's augmentation, 2 pixels
-    /// without it; mirror images for Fashion-MNIST and picture folders), fastai's learn.tta.
+    /// averaged over the image and N moved copies, moved as the run's augmentation moves its
+    /// training images (shifts of up to 2 pixels without it; mirror images as
+    /// training.augment.flip says, by default for Fashion-MNIST only), fastai's learn.tta.
     #[arg(long, value_name = "N", value_parser = descent::flags::values::positive_count, allow_hyphen_values = true)]
     pub tta: Option<usize>,
 

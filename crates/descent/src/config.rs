@@ -1051,34 +1051,57 @@ impl RunConfig {
             );
         }
         self.validate_early_stop()?;
+        self.validate_image_only()?;
         self.validate_augment()?;
         self.validate_label_smoothing()?;
-        self.validate_mixup()?;
-        if self.training.tta.is_some() && self.data.image_side().is_none() {
-            return invalid(
-                "training.tta",
-                "averages predictions over moved copies of images, and this run's data are not images (--tta is for image data)".into(),
-            );
-        }
-        Ok(())
+        self.validate_mixup()
     }
 
-    /// Test-time augmentation of `copies` copies per image for this run's images: moved as
-    /// `training.augment` says (shifts of up to 2 pixels without it), mirrored as
-    /// `training.augment.flip` says (by default for Fashion-MNIST and folders of pictures, whose
-    /// mirror images are the same things; never for digits), drawn from the run's seed.
+    /// Test-time augmentation of `copies` copies per image for this run's images, moved as its
+    /// augmentation moves training images ([`Self::mirrors`]; shifts of up to 2 pixels without
+    /// `training.augment`), drawn from the run's seed.
     pub fn tta(&self, copies: usize) -> crate::metrics::Tta {
-        let augment = self.training.augment.clone().unwrap_or_default();
-        let mirrors = matches!(self.data, DataConfig::FashionMnist { .. } | DataConfig::Folder { .. });
-        crate::metrics::Tta {
-            copies,
-            seed: self.seed,
-            shift: augment.shift,
-            flip: augment.flip.unwrap_or(mirrors),
+        let shift =
+            self.training.augment.as_ref().map_or_else(|| AugmentConfig::default().shift, |a| a.shift);
+        crate::metrics::Tta { copies, seed: self.seed, shift, flip: self.mirrors() }
+    }
+
+    /// The settings that act on images and class labels (augmentation, label smoothing, MixUp,
+    /// test-time augmentation) need image data: the first one set on a run of the linear model
+    /// is refused.
+    fn validate_image_only(&self) -> Result<(), InvalidValue> {
+        if self.data.image_side().is_some() {
+            return Ok(());
+        }
+        let training = &self.training;
+        let settings = [
+            (training.augment.is_some(), "training.augment", "--augment", "shifts and flips images"),
+            (
+                training.label_smoothing.is_some(),
+                "training.label_smoothing",
+                "--label-smoothing",
+                "smooths a classifier's labels",
+            ),
+            (training.mixup.is_some(), "training.mixup", "--mixup", "blends images and their labels"),
+            (
+                training.tta.is_some(),
+                "training.tta",
+                "--tta",
+                "averages predictions over moved copies of images",
+            ),
+        ];
+        match settings.into_iter().find(|(set, ..)| *set) {
+            Some((_, field, flag, what)) => invalid(
+                field,
+                format!(
+                    "{what}, and this run's data are not images: it fits the linear model ({flag} is for image data: digits, mnist, fashion-mnist, picture folders)"
+                ),
+            ),
+            None => Ok(()),
         }
     }
 
-    /// MixUp blends images and their labels: a classifier's, with α above 0.
+    /// MixUp's α is above 0.
     fn validate_mixup(&self) -> Result<(), InvalidValue> {
         let Some(alpha) = self.training.mixup else { return Ok(()) };
         if !(alpha.is_finite() && alpha > 0.0) {
@@ -1089,17 +1112,11 @@ impl RunConfig {
                 ),
             );
         }
-        if self.data.image_side().is_none() {
-            return invalid(
-                "training.mixup",
-                "blends images and their labels, and this run's data are not images (--mixup is for image data: digits, mnist, fashion-mnist, picture folders)".into(),
-            );
-        }
         Ok(())
     }
 
-    /// Label smoothing spreads a share of each label over the classes: a classifier's, from 0
-    /// up to (not including) 1.
+    /// Label smoothing spreads a share of each label over the classes: from 0 up to (not
+    /// including) 1.
     fn validate_label_smoothing(&self) -> Result<(), InvalidValue> {
         let Some(epsilon) = self.training.label_smoothing else { return Ok(()) };
         if !(epsilon.is_finite() && (0.0..1.0).contains(&epsilon)) {
@@ -1108,24 +1125,14 @@ impl RunConfig {
                 format!("must be from 0 up to (not including) 1, got {epsilon}"),
             );
         }
-        if self.data.image_side().is_none() {
-            return invalid(
-                "training.label_smoothing",
-                "smooths a classifier's labels, and this run fits the linear model (--label-smoothing is for image data: digits, mnist, fashion-mnist, picture folders)".into(),
-            );
-        }
         Ok(())
     }
 
-    /// Augmentation moves images: it needs image data, and shifts smaller than the images.
+    /// Augmentation shifts images by less than their side.
     fn validate_augment(&self) -> Result<(), InvalidValue> {
         let Some(augment) = &self.training.augment else { return Ok(()) };
-        let Some(side) = self.data.image_side() else {
-            return invalid(
-                "training.augment",
-                "shifts and flips images, and this run's data are not images (--augment is for image data: digits, mnist, fashion-mnist)".into(),
-            );
-        };
+        // Without images, validate_image_only has refused it.
+        let Some(side) = self.data.image_side() else { return Ok(()) };
         if augment.shift >= side {
             return invalid(
                 "training.augment.shift",
@@ -1135,11 +1142,17 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Whether augmentation flips images: as the configuration says, or by default for
-    /// Fashion-MNIST only.
-    pub fn augment_flips(&self) -> bool {
+    /// Whether moved images (augmentation's, test-time augmentation's) are mirrored as well:
+    /// as `training.augment.flip` says, or by default for Fashion-MNIST only (a mirrored shirt
+    /// is a shirt; a mirrored digit is another glyph).
+    pub fn mirrors(&self) -> bool {
         let default = matches!(self.data, DataConfig::FashionMnist { .. });
-        self.training.augment.as_ref().is_some_and(|augment| augment.flip.unwrap_or(default))
+        self.training.augment.as_ref().and_then(|augment| augment.flip).unwrap_or(default)
+    }
+
+    /// Whether augmentation flips images: it is on, and [`Self::mirrors`].
+    pub fn augment_flips(&self) -> bool {
+        self.training.augment.is_some() && self.mirrors()
     }
 
     /// Early stopping needs a validation set to watch, and a metric the task has.

@@ -97,8 +97,8 @@ pub struct CommonArgs {
     pub mixup: Option<f64>,
 
     /// Test-time augmentation after training: also validate the run's model on each image's
-    /// class probabilities averaged over the image and N moved copies (shifts, and flips where
-    /// mirror images are the same things), reported as tta_accuracy (fastai's learn.tta).
+    /// class probabilities averaged over the image and N copies moved as --augment moves training
+    /// images, reported as tta_accuracy (fastai's learn.tta).
     #[arg(long, value_name = "N", value_parser = positive_count, allow_hyphen_values = true)]
     pub tta: Option<usize>,
 
