@@ -118,13 +118,9 @@ fn start(
     parallel: usize,
     done: mpsc::Sender<(Trial, Ended)>,
 ) -> Result<(), Failure> {
-    let folder = dir.join(trial.folder_name());
-    let summary = folder.join("summary.json");
-    let trial = trial.clone();
-    if let Ok(text) = std::fs::read_to_string(&summary)
-        && let Ok(json) = serde_json::from_str(&text)
-    {
-        let _ = done.send((trial.clone(), Ended::Recorded(TrialResult::finished(&trial, &json))));
+    let (folder, trial) = (trial.folder(dir), trial.clone());
+    if let Some(Ok(result)) = TrialResult::read_finished(&trial, dir) {
+        let _ = done.send((trial, Ended::Recorded(result)));
         return Ok(());
     }
     let exe = std::env::current_exe().map_err(Failure::internal)?;
@@ -136,7 +132,7 @@ fn start(
         descent::report::write_atomic(&file, trial.config.to_toml().as_bytes()).map_err(Failure::input)?;
         command.arg("train").arg("--config").arg(&file).arg("--out").arg(&folder);
     }
-    command.args(["--json", "-q"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.arg("-q").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     if parallel > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         command.env("RAYON_NUM_THREADS", (cores / parallel).max(1).to_string());
@@ -144,9 +140,10 @@ fn start(
     let child = command
         .spawn()
         .map_err(|e| Failure::internal(format!("cannot start trial {}: {e}", trial.number)))?;
+    let dir = dir.to_path_buf();
     std::thread::spawn(move || {
         let ended = match child.wait_with_output() {
-            Ok(output) => ended(&trial, &output),
+            Ok(output) => ended(&trial, &dir, &output),
             Err(error) => {
                 Ended::Recorded(TrialResult::ended(&trial, Status::Failed, Some(error.to_string())))
             }
@@ -156,26 +153,26 @@ fn start(
     Ok(())
 }
 
-/// What a trial's exit says: finished (its summary is the last line of its output), diverged
-/// (exit 3), interrupted (exit 130), or failed (anything else, with its error line).
-fn ended(trial: &Trial, output: &Output) -> Ended {
+/// What a trial's exit says: finished (its run folder's summary), diverged (exit 3),
+/// interrupted (exit 130), or failed (anything else, with its error line).
+fn ended(trial: &Trial, dir: &Path, output: &Output) -> Ended {
     let last_error = || {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let line = stderr.lines().rev().find(|line| line.starts_with("error: ")).unwrap_or_default();
         Some(line.trim_start_matches("error: ").to_string())
     };
     match output.status.code() {
-        Some(0) => {
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            match serde_json::from_str(stdout.lines().last().unwrap_or_default()) {
-                Ok(json) => Ended::Recorded(TrialResult::finished(trial, &json)),
-                Err(error) => Ended::Recorded(TrialResult::ended(
-                    trial,
-                    Status::Failed,
-                    Some(format!("its summary could not be read: {error}")),
-                )),
+        Some(0) => Ended::Recorded(match TrialResult::read_finished(trial, dir) {
+            Some(Ok(result)) => result,
+            Some(Err(error)) => TrialResult::ended(
+                trial,
+                Status::Failed,
+                Some(format!("its summary could not be read: {error}")),
+            ),
+            None => {
+                TrialResult::ended(trial, Status::Failed, Some("it ended without writing its summary".into()))
             }
-        }
+        }),
         Some(3) => Ended::Recorded(TrialResult::ended(trial, Status::Diverged, last_error())),
         Some(130) | None => Ended::Interrupted,
         Some(_) => Ended::Recorded(TrialResult::ended(trial, Status::Failed, last_error())),

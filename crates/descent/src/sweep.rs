@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::config::RunConfig;
 use crate::data::random::SeededRng;
 use crate::limits::{MAX_CONFIG_BYTES, read_text};
+use crate::report::csv_field;
 use crate::report::plots::{Format, LineChart, Series};
 
 /// The sweep file as written.
@@ -75,6 +76,16 @@ impl Trial {
     /// The trial's run folder's name: `trial-001`.
     pub fn folder_name(&self) -> String {
         format!("trial-{:03}", self.number)
+    }
+
+    /// Its run folder in the sweep folder `dir`.
+    pub fn folder(&self, dir: &Path) -> PathBuf {
+        dir.join(self.folder_name())
+    }
+
+    /// Its values as TOML text, by key.
+    pub fn value_texts(&self) -> BTreeMap<String, String> {
+        self.values.iter().map(|(key, value)| (key.clone(), value.to_string())).collect()
     }
 
     /// The values as `key=value, ...`.
@@ -330,8 +341,23 @@ impl TrialResult {
 
     /// A trial that ended without a summary.
     pub fn ended(trial: &Trial, status: Status, message: Option<String>) -> Self {
-        let values = trial.values.iter().map(|(key, value)| (key.clone(), value.to_string())).collect();
-        Self { trial: trial.number, values, status, figures: BTreeMap::new(), message }
+        Self { trial: trial.number, values: trial.value_texts(), status, figures: BTreeMap::new(), message }
+    }
+
+    /// A finished trial's result, from the summary its run wrote into its folder under the
+    /// sweep folder `dir`; `None` when there is no summary (the trial has not finished), an
+    /// error when it cannot be read.
+    pub fn read_finished(trial: &Trial, dir: &Path) -> Option<Result<Self, String>> {
+        let path = trial.folder(dir).join(crate::report::SUMMARY_FILE);
+        if !path.exists() {
+            return None;
+        }
+        let text = read_text(&path, MAX_CONFIG_BYTES).map_err(|error| format!("{}: {error}", path.display()));
+        Some(text.and_then(|text| {
+            let summary =
+                serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+            Ok(Self::finished(trial, &summary))
+        }))
     }
 }
 
@@ -362,8 +388,7 @@ impl Record<'_> {
         })?;
         for result in &results {
             let planned = self.sweep.trials.get(result.trial.wrapping_sub(1));
-            let same = planned
-                .is_some_and(|trial| TrialResult::ended(trial, result.status, None).values == result.values);
+            let same = planned.is_some_and(|trial| trial.value_texts() == result.values);
             if !same {
                 return Err(fail(format!(
                     "this folder holds another sweep (its trial {} tried {:?}): give another --out, or the same sweep file",
@@ -406,15 +431,8 @@ impl Record<'_> {
             .copied()
             .filter(|key| results.iter().any(|r| r.figures.contains_key(*key)))
             .collect();
-        let field = |text: &str| {
-            if text.contains([',', '"', '\n']) {
-                format!("\"{}\"", text.replace('"', "\"\""))
-            } else {
-                text.to_string()
-            }
-        };
         let mut header = vec!["trial".to_string()];
-        header.extend(self.sweep.keys.iter().map(|key| field(key)));
+        header.extend(self.sweep.keys.iter().map(|key| csv_field(key)));
         header.push("status".into());
         header.extend(figures.iter().map(|key| key.to_string()));
         header.push("folder".into());
@@ -422,7 +440,10 @@ impl Record<'_> {
         for result in results {
             let mut row = vec![result.trial.to_string()];
             row.extend(
-                self.sweep.keys.iter().map(|key| field(result.values.get(key).map_or("", String::as_str))),
+                self.sweep
+                    .keys
+                    .iter()
+                    .map(|key| csv_field(result.values.get(key).map_or("", String::as_str))),
             );
             row.push(format!("{:?}", result.status).to_lowercase());
             row.extend(
@@ -443,7 +464,12 @@ impl Record<'_> {
             .keys
             .iter()
             .map(|key| {
-                let text: Vec<String> = self.sweep.trials.iter().map(|trial| value_of(trial, key)).collect();
+                let text: Vec<String> = self
+                    .sweep
+                    .trials
+                    .iter()
+                    .map(|trial| trial.value_texts().remove(key).unwrap_or_default())
+                    .collect();
                 let numbers: Option<Vec<f64>> = text.iter().map(|t| t.parse::<f64>().ok()).collect();
                 let mut distinct = text.clone();
                 distinct.sort();
@@ -482,11 +508,6 @@ impl Record<'_> {
             })
             .collect()
     }
-}
-
-/// Trial `trial`'s value of `key`, as TOML text.
-fn value_of(trial: &Trial, key: &str) -> String {
-    trial.values.iter().find(|(k, _)| k == key).map(|(_, v)| v.to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::inference::{SavedClassifier, SavedModel, spool};
 use crate::metrics::Evaluation;
 use crate::model::LinearModel;
 use crate::regression::CsvSource;
+use crate::report::csv_field;
 
 /// A model's predictions on the rows of a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -246,15 +247,6 @@ fn escaped_path(path: &Path) -> String {
 #[cfg(not(unix))]
 fn escaped_path(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 /// The score line of labelled images.

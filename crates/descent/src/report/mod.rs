@@ -14,6 +14,6 @@ pub use files::{
     ANIMATION_FILE, CHECKSUM_FILE, CONFIG_FILE, EXPORT_FILE, METRICS_FILE, MODEL_FILE, ONNX_FILE,
     SUMMARY_FILE,
 };
-pub use metrics_csv::{METRICS_HEADER, MetricsRow, metrics_csv};
+pub use metrics_csv::{METRICS_HEADER, MetricsRow, csv_field, metrics_csv};
 pub use run_folder::{RunFolder, RunFolderError, check_writable, hex, sha256_hex, utc_stamp, write_atomic};
 pub use summary::{RunPlace, RunSummary};
